@@ -1,0 +1,8 @@
+/* full-sync -- see full-sync(1). */
+#include "pass.h"
+
+int
+main(int argc, char **argv)
+{
+	return pass_main(SYNC_CMD_FULL, argc, argv);
+}

@@ -1,0 +1,211 @@
+/*
+ * batch.c -- the rows of one page as PostgreSQL COPY text (the text
+ * format), ready for the store.  No libpq here: only bytes.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+
+void
+sync_batch_init(struct sync_batch *b, enum sync_entity e)
+{
+	memset(b, 0, sizeof(*b));
+	b->entity = e;
+}
+
+void
+sync_batch_reset(struct sync_batch *b)
+{
+	sync_buf_reset(&b->copy);
+	b->nrows = 0;
+	b->sanitized = 0;
+}
+
+void
+sync_batch_release(struct sync_batch *b)
+{
+	sync_buf_release(&b->copy);
+	sync_buf_release(&b->scratch);
+}
+
+/* Appends one field, escaped for COPY text; NULL becomes \N. */
+static int
+field(struct sync_batch *b, const char *s, int first)
+{
+	struct sync_buf *o = &b->copy;
+	const char *p, *run;
+
+	if (!first && sync_buf_add(o, "\t", 1) == -1)
+		return -1;
+	if (s == NULL)
+		return sync_buf_add(o, "\\N", 2);
+	for (p = run = s; *p != '\0'; p++) {
+		const char *esc;
+
+		switch (*p) {
+		case '\\':	esc = "\\\\"; break;
+		case '\n':	esc = "\\n"; break;
+		case '\r':	esc = "\\r"; break;
+		case '\t':	esc = "\\t"; break;
+		default:	continue;
+		}
+		if (sync_buf_add(o, run, (size_t)(p - run)) == -1 ||
+		    sync_buf_add(o, esc, 2) == -1)
+			return -1;
+		run = p + 1;
+	}
+	return sync_buf_add(o, run, (size_t)(p - run));
+}
+
+static int
+field_long(struct sync_batch *b, long long v)
+{
+	char n[32];
+
+	if (v < 0)
+		return field(b, NULL, 0);
+	snprintf(n, sizeof(n), "%lld", v);
+	return field(b, n, 0);
+}
+
+static int
+field_bool(struct sync_batch *b, int v)
+{
+	return field(b, v < 0 ? NULL : v ? "t" : "f", 0);
+}
+
+/* A timestamp, normalised; one that cannot be read is stored as NULL. */
+static int
+field_time(struct sync_batch *b, const char *s)
+{
+	char t[64];
+
+	if (s == NULL || *s == '\0')
+		return field(b, NULL, 0);
+	if (sync_time_normalize(s, t, sizeof(t)) == -1) {
+		b->sanitized++;
+		return field(b, NULL, 0);
+	}
+	return field(b, t, 0);
+}
+
+static int
+field_json(struct sync_batch *b, const cJSON *j)
+{
+	char *s;
+	int rc;
+
+	if (j == NULL || cJSON_IsNull(j))
+		return field(b, NULL, 0);
+	if ((s = cJSON_PrintUnformatted(j)) == NULL)
+		return -1;
+	rc = field(b, s, 0);
+	cJSON_free(s);
+	return rc;
+}
+
+static int
+row_start(struct sync_batch *b)
+{
+	char n[24];
+
+	snprintf(n, sizeof(n), "%ld", b->nrows);
+	return field(b, n, 1);
+}
+
+static int
+row_end(struct sync_batch *b)
+{
+	if (sync_buf_add(&b->copy, "\n", 1) == -1)
+		return -1;
+	b->nrows++;
+	return 0;
+}
+
+int
+sync_phone_e164(const char *s, char *out, size_t n)
+{
+	size_t len = 0;
+	const char *p;
+
+	if (s == NULL || n < 17)
+		return -1;
+	p = s;
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '+')
+		p++;
+	else if (p[0] == '0' && p[1] == '0')
+		p += 2;
+	out[len++] = '+';
+	for (; *p != '\0'; p++) {
+		if (isdigit((unsigned char)*p)) {
+			if (len >= 16)
+				return -1;
+			out[len++] = *p;
+		} else if (*p != ' ' && *p != '-' && *p != '.' && *p != '(' &&
+		    *p != ')')
+			return -1;
+	}
+	out[len] = '\0';
+	/* E.164: at most 15 digits, country codes never start with 0. */
+	if (len < 8 || out[1] == '0')
+		return -1;
+	return 0;
+}
+
+int
+sync_batch_add_contact(struct sync_batch *b, const struct sync_contact *c)
+{
+	char e164[20];
+	const char *phone = NULL;
+
+	if (c->phone != NULL && *c->phone != '\0') {
+		if (sync_phone_e164(c->phone, e164, sizeof(e164)) == 0)
+			phone = e164;
+	}
+	if (row_start(b) == -1 || field(b, c->external_id, 0) == -1 ||
+	    field(b, c->display_name, 0) == -1 || field(b, phone, 0) == -1 ||
+	    field(b, c->username, 0) == -1 || field_json(b, c->raw) == -1)
+		return -1;
+	return row_end(b);
+}
+
+int
+sync_batch_add_conversation(struct sync_batch *b, const struct sync_conversation *c)
+{
+	if (row_start(b) == -1 || field(b, c->external_id, 0) == -1 ||
+	    field(b, c->title, 0) == -1 || field(b, c->kind, 0) == -1 ||
+	    field_bool(b, c->is_read) == -1 ||
+	    field_long(b, c->unread_count > 2147483647LL ? -1 : c->unread_count) == -1 ||
+	    field_time(b, c->last_message_at) == -1 ||
+	    field_bool(b, c->archived) == -1 || field_json(b, c->raw) == -1)
+		return -1;
+	return row_end(b);
+}
+
+int
+sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
+{
+	const char *dir = m->direction;
+
+	if (dir != NULL && strcmp(dir, "in") != 0 && strcmp(dir, "out") != 0)
+		dir = NULL;
+	if (row_start(b) == -1 || field(b, m->external_id, 0) == -1 ||
+	    field(b, m->conversation_id, 0) == -1 ||
+	    field(b, m->sender_id, 0) == -1 || field(b, dir, 0) == -1 ||
+	    field(b, m->kind, 0) == -1 || field(b, m->body, 0) == -1 ||
+	    field_time(b, m->sent_at) == -1 || field_time(b, m->edited_at) == -1 ||
+	    field(b, m->status, 0) == -1 || field_time(b, m->status_at) == -1 ||
+	    field_time(b, m->validity_expires_at) == -1 ||
+	    field(b, m->folder, 0) == -1 || field_json(b, m->attachments) == -1 ||
+	    field_json(b, m->raw) == -1 || field_bool(b, m->deleted ? 1 : 0) == -1 ||
+	    field_time(b, m->deleted_at) == -1)
+		return -1;
+	return row_end(b);
+}

@@ -1,0 +1,259 @@
+/*
+ * cli.c -- the command lines of the four binaries, with getopt_long.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+enum {
+	OPT_SINCE = 256, OPT_RESTART, OPT_STREAM, OPT_DRY_RUN, OPT_MAX_RUNTIME,
+	OPT_CHECK, OPT_MAX_LAG, OPT_MAX_FAILURES, OPT_PROMETHEUS
+};
+
+/* Which command accepts which long-only option. */
+#define F	(1 << SYNC_CMD_FULL)
+#define I	(1 << SYNC_CMD_INCR)
+#define P	(1 << SYNC_CMD_POLL)
+#define S	(1 << SYNC_CMD_STATUS)
+
+static const struct {
+	struct option	 opt;
+	int		 cmds;
+} options[] = {
+	{ { "config", required_argument, NULL, 'c' }, F | I | P | S },
+	{ { "source", required_argument, NULL, 's' }, F | I | P | S },
+	{ { "json", no_argument, NULL, 'j' }, F | I | P | S },
+	{ { "quiet", no_argument, NULL, 'q' }, F | I | P | S },
+	{ { "verbose", no_argument, NULL, 'v' }, F | I | P | S },
+	{ { "help", no_argument, NULL, 'h' }, F | I | P | S },
+	{ { "version", no_argument, NULL, 'V' }, F | I | P | S },
+	{ { "since", required_argument, NULL, OPT_SINCE }, F },
+	{ { "restart", no_argument, NULL, OPT_RESTART }, F },
+	{ { "stream", required_argument, NULL, OPT_STREAM }, F | I },
+	{ { "dry-run", no_argument, NULL, OPT_DRY_RUN }, F },
+	{ { "max-runtime", required_argument, NULL, OPT_MAX_RUNTIME }, F | I | P },
+	{ { "check", no_argument, NULL, OPT_CHECK }, S },
+	{ { "max-lag", required_argument, NULL, OPT_MAX_LAG }, S },
+	{ { "max-failures", required_argument, NULL, OPT_MAX_FAILURES }, S },
+	{ { "prometheus", no_argument, NULL, OPT_PROMETHEUS }, S },
+};
+
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+static const char usage_full[] =
+    "usage: full-sync [-jqvhV] [-c file] [-s source]... [--stream name]...\n"
+    "                 [--since date] [--restart] [--dry-run]\n"
+    "                 [--max-runtime seconds]\n";
+static const char usage_incr[] =
+    "usage: incr-sync [-jqvhV] [-c file] [-s source]... [--stream name]...\n"
+    "                 [--max-runtime seconds]\n";
+static const char usage_poll[] =
+    "usage: status-poll [-jqvhV] [-c file] [-s source]... [--max-runtime seconds]\n";
+static const char usage_status[] =
+    "usage: sync-status [-jqvhV] [-c file] [-s source]... [--prometheus]\n"
+    "                   [--check [--max-lag seconds] [--max-failures n]]\n";
+
+static const char usage_common[] =
+    "\n"
+    "  -c, --config FILE    configuration (default $MSGSYNC_CONFIG, else\n"
+    "                       /etc/msgsync/msgsync.conf)\n"
+    "  -s, --source NAME    only this source (repeatable)\n"
+    "  -j, --json           print the result as JSON on stdout\n"
+    "  -q, --quiet          print nothing on success\n"
+    "  -v, --verbose        more log detail on stderr (repeatable)\n"
+    "  -h, --help           this help\n"
+    "  -V, --version        the version\n";
+
+const char *
+sync_cmd_name(enum sync_cmd c)
+{
+	switch (c) {
+	case SYNC_CMD_FULL:	return "full-sync";
+	case SYNC_CMD_INCR:	return "incr-sync";
+	case SYNC_CMD_POLL:	return "status-poll";
+	case SYNC_CMD_STATUS:	return "sync-status";
+	}
+	return "msgsync";
+}
+
+const char *
+sync_cli_usage(enum sync_cmd cmd)
+{
+	static char buf[2048];
+	const char *u = usage_full, *extra = "";
+
+	switch (cmd) {
+	case SYNC_CMD_FULL:
+		u = usage_full;
+		extra = "      --stream NAME    only this stream (repeatable)\n"
+		    "      --since DATE     only items since DATE (YYYY-MM-DD or RFC 3339)\n"
+		    "      --restart        start over instead of resuming the checkpoint\n"
+		    "      --dry-run        fetch and count, write nothing\n"
+		    "      --max-runtime S  stop cleanly at a batch boundary after S seconds\n";
+		break;
+	case SYNC_CMD_INCR:
+		u = usage_incr;
+		extra = "      --stream NAME    only this stream (repeatable)\n"
+		    "      --max-runtime S  stop cleanly at a batch boundary after S seconds\n";
+		break;
+	case SYNC_CMD_POLL:
+		u = usage_poll;
+		extra = "      --max-runtime S  stop cleanly after S seconds\n";
+		break;
+	case SYNC_CMD_STATUS:
+		u = usage_status;
+		extra = "      --check          one monitoring line; exit 0 OK, 1 WARNING,\n"
+		    "                       2 CRITICAL, 3 UNKNOWN\n"
+		    "      --max-lag S      --check: warn when a stream's last success\n"
+		    "                       is older than S seconds (default 3600)\n"
+		    "      --max-failures N --check: critical after N consecutive\n"
+		    "                       failures (default 3)\n"
+		    "      --prometheus     the figures in the Prometheus text format\n";
+		break;
+	}
+	snprintf(buf, sizeof(buf), "%s%s%s", u, usage_common, extra);
+	return buf;
+}
+
+static int
+parse_num(const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end != '\0' || !(v >= lo && v <= hi))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* --since: a date (midnight UTC) or a full RFC 3339 timestamp. */
+static int
+parse_since(const char *s, time_t *out)
+{
+	char buf[64];
+	int64_t t;
+
+	if (strlen(s) == 10) {
+		snprintf(buf, sizeof(buf), "%sT00:00:00Z", s);
+		s = buf;
+	}
+	if (sync_time_parse(s, &t, NULL) == -1)
+		return -1;
+	*out = (time_t)t;
+	return 0;
+}
+
+enum sync_rc
+sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
+    struct sync_err *err)
+{
+	struct option longopts[NOPTIONS + 1];
+	size_t i, n = 0;
+	double v;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->cmd = cmd;
+	o->prog = argc > 0 ? argv[0] : "msgsync";
+	o->max_runtime = -1;
+	o->max_lag = 3600;
+	o->max_failures = 3;
+	for (i = 0; i < NOPTIONS; i++)
+		if (options[i].cmds & (1 << cmd))
+			longopts[n++] = options[i].opt;
+	memset(&longopts[n], 0, sizeof(longopts[n]));
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":c:s:jqvhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config_path = optarg;
+			break;
+		case 's':
+			if (o->nsources == SYNC_MAX_SELECT)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "too many --source options");
+			o->sources[o->nsources++] = optarg;
+			break;
+		case 'j':
+			o->json = 1;
+			break;
+		case 'q':
+			o->quiet = 1;
+			break;
+		case 'v':
+			o->verbose++;
+			break;
+		case 'h':
+			return SYNC_EHELP;
+		case 'V':
+			o->version = 1;
+			return SYNC_EHELP;
+		case OPT_SINCE:
+			o->since = optarg;
+			if (parse_since(optarg, &o->since_t) == -1)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--since '%s': not a date (YYYY-MM-DD) or an "
+				    "RFC 3339 timestamp", optarg);
+			break;
+		case OPT_RESTART:
+			o->restart = 1;
+			break;
+		case OPT_STREAM:
+			if (o->nstreams == SYNC_MAX_SELECT)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "too many --stream options");
+			o->streams[o->nstreams++] = optarg;
+			break;
+		case OPT_DRY_RUN:
+			o->dry_run = 1;
+			break;
+		case OPT_MAX_RUNTIME:
+			if (parse_num(optarg, 0, 1e9, &o->max_runtime) == -1)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--max-runtime '%s': not a number of seconds",
+				    optarg);
+			break;
+		case OPT_CHECK:
+			o->check = 1;
+			break;
+		case OPT_MAX_LAG:
+			if (parse_num(optarg, 1, 1e10, &v) == -1)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--max-lag '%s': not a number of seconds", optarg);
+			o->max_lag = (long)v;
+			break;
+		case OPT_MAX_FAILURES:
+			if (parse_num(optarg, 1, 1e6, &v) == -1)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--max-failures '%s': not a positive number", optarg);
+			o->max_failures = (long)v;
+			break;
+		case OPT_PROMETHEUS:
+			o->prometheus = 1;
+			break;
+		case ':':
+			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+			    "option '%s' needs an argument", argv[optind - 1]);
+		default:
+			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+			    "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "unexpected argument '%s'", argv[optind]);
+	if (o->quiet && o->verbose)
+		o->verbose = 0;
+	if ((o->max_lag != 3600 || o->max_failures != 3) && !o->check)
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "--max-lag and --max-failures go with --check");
+	if (o->check + o->prometheus + o->json > 1 && cmd == SYNC_CMD_STATUS)
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "--check, --prometheus and --json exclude each other");
+	return SYNC_OK;
+}

@@ -1,0 +1,818 @@
+/*
+ * config.c -- the configuration file (libconfig), validated up front so
+ * that a pass never starts on a bad one.  The only user of libconfig.
+ */
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <libconfig.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DEFAULT_CONFIG "/etc/msgsync/msgsync.conf"
+
+/* State of one load: where errors point. */
+struct loader {
+	const char	*path;
+	struct sync_err	*err;
+	struct stat	 st;
+};
+
+static const char *const planned_types[] = {
+	"smseagle", "facebook", "unipile", "telegram", NULL
+};
+
+static int
+line_of(const config_setting_t *s)
+{
+	return s != NULL ? config_setting_source_line(s) : 0;
+}
+
+static const char *
+file_of(struct loader *l, const config_setting_t *s)
+{
+	const char *f = s != NULL ? config_setting_source_file(s) : NULL;
+
+	return f != NULL ? f : l->path;
+}
+
+static enum sync_rc
+cerr(struct loader *l, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sets a "FILE:LINE: message" configuration error. */
+static enum sync_rc
+cerr(struct loader *l, const config_setting_t *s, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return sync_err_set(l->err, SYNC_ECONFIG, SYNC_ERR_CONFIG, "%s:%d: %s",
+	    file_of(l, s), line_of(s), msg);
+}
+
+static const char *
+type_name(int t)
+{
+	switch (t) {
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:		return "an integer";
+	case CONFIG_TYPE_FLOAT:		return "a number";
+	case CONFIG_TYPE_STRING:	return "a string";
+	case CONFIG_TYPE_BOOL:		return "a boolean";
+	case CONFIG_TYPE_ARRAY:		return "an array";
+	case CONFIG_TYPE_LIST:		return "a list";
+	case CONFIG_TYPE_GROUP:		return "a group";
+	}
+	return "a value";
+}
+
+static int
+is_int(const config_setting_t *s)
+{
+	int t = config_setting_type(s);
+
+	return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
+}
+
+static enum sync_rc
+get_str(struct loader *l, const config_setting_t *s, char **out)
+{
+	const char *v;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return cerr(l, s, "'%s' must be a string, not %s",
+		    config_setting_name(s), type_name(config_setting_type(s)));
+	v = config_setting_get_string(s);
+	free(*out);
+	if ((*out = strdup(v)) == NULL)
+		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
+		    "out of memory");
+	return SYNC_OK;
+}
+
+static enum sync_rc
+get_int(struct loader *l, const config_setting_t *s, long long lo, long long hi,
+    long long *out)
+{
+	long long v;
+
+	if (!is_int(s))
+		return cerr(l, s, "'%s' must be an integer, not %s",
+		    config_setting_name(s), type_name(config_setting_type(s)));
+	v = config_setting_get_int64(s);
+	if (v < lo || v > hi)
+		return cerr(l, s, "'%s' must be between %lld and %lld, not %lld",
+		    config_setting_name(s), lo, hi, v);
+	*out = v;
+	return SYNC_OK;
+}
+
+static enum sync_rc
+get_num(struct loader *l, const config_setting_t *s, double lo, double hi,
+    double *out)
+{
+	double v;
+
+	if (is_int(s))
+		v = (double)config_setting_get_int64(s);
+	else if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
+		v = config_setting_get_float(s);
+	else
+		return cerr(l, s, "'%s' must be a number, not %s",
+		    config_setting_name(s), type_name(config_setting_type(s)));
+	if (!(v >= lo && v <= hi))
+		return cerr(l, s, "'%s' must be between %g and %g",
+		    config_setting_name(s), lo, hi);
+	*out = v;
+	return SYNC_OK;
+}
+
+static enum sync_rc
+get_bool(struct loader *l, const config_setting_t *s, int *out)
+{
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return cerr(l, s, "'%s' must be true or false, not %s",
+		    config_setting_name(s), type_name(config_setting_type(s)));
+	*out = config_setting_get_bool(s);
+	return SYNC_OK;
+}
+
+static enum sync_rc
+want_group(struct loader *l, const config_setting_t *s)
+{
+	if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+		return cerr(l, s, "'%s' must be a group { ... }, not %s",
+		    config_setting_name(s), type_name(config_setting_type(s)));
+	return SYNC_OK;
+}
+
+static enum sync_rc
+unknown_key(struct loader *l, const config_setting_t *s, const char *where)
+{
+	return cerr(l, s, "unknown key '%s' in %s", config_setting_name(s), where);
+}
+
+static enum sync_rc
+load_database(struct loader *l, const config_setting_t *g, struct sync_config *c)
+{
+	unsigned i;
+
+	if (want_group(l, g) != SYNC_OK)
+		return l->err->rc;
+	for (i = 0; i < (unsigned)config_setting_length(g); i++) {
+		config_setting_t *s = config_setting_get_elem(g, i);
+		const char *k = config_setting_name(s);
+
+		if (strcmp(k, "conninfo") == 0) {
+			if (get_str(l, s, &c->conninfo) != SYNC_OK)
+				return l->err->rc;
+		} else
+			return unknown_key(l, s, "'database'");
+	}
+	return SYNC_OK;
+}
+
+static enum sync_rc
+load_http(struct loader *l, const config_setting_t *g, struct sync_config *c)
+{
+	unsigned i;
+	long long v;
+
+	if (want_group(l, g) != SYNC_OK)
+		return l->err->rc;
+	for (i = 0; i < (unsigned)config_setting_length(g); i++) {
+		config_setting_t *s = config_setting_get_elem(g, i);
+		const char *k = config_setting_name(s);
+		enum sync_rc rc;
+
+		if (strcmp(k, "timeout") == 0) {
+			rc = get_int(l, s, 1, 86400, &v);
+			c->http_timeout = (long)v;
+		} else if (strcmp(k, "connect_timeout") == 0) {
+			rc = get_int(l, s, 1, 3600, &v);
+			c->connect_timeout = (long)v;
+		} else if (strcmp(k, "retries") == 0) {
+			rc = get_int(l, s, 0, 100, &v);
+			c->retries = (long)v;
+		} else if (strcmp(k, "backoff") == 0) {
+			rc = get_num(l, s, 0, 3600, &c->backoff);
+		} else if (strcmp(k, "max_body") == 0) {
+			rc = get_int(l, s, 1024, 1LL << 40, &c->max_body);
+		} else if (strcmp(k, "ca_file") == 0) {
+			rc = get_str(l, s, &c->ca_file);
+		} else
+			rc = unknown_key(l, s, "'http'");
+		if (rc != SYNC_OK)
+			return rc;
+	}
+	return SYNC_OK;
+}
+
+static enum sync_rc
+load_sync(struct loader *l, const config_setting_t *g, struct sync_config *c)
+{
+	unsigned i;
+	long long v;
+
+	if (want_group(l, g) != SYNC_OK)
+		return l->err->rc;
+	for (i = 0; i < (unsigned)config_setting_length(g); i++) {
+		config_setting_t *s = config_setting_get_elem(g, i);
+		const char *k = config_setting_name(s);
+		enum sync_rc rc;
+
+		if (strcmp(k, "batch_size") == 0) {
+			rc = get_int(l, s, 1, 1000000, &v);
+			c->batch_size = (long)v;
+		} else if (strcmp(k, "max_runtime") == 0) {
+			rc = get_num(l, s, 0, 1e9, &c->max_runtime);
+		} else if (strcmp(k, "jobs") == 0) {
+			rc = get_int(l, s, 1, 256, &v);
+			c->jobs = (long)v;
+		} else
+			rc = unknown_key(l, s, "'sync'");
+		if (rc != SYNC_OK)
+			return rc;
+	}
+	return SYNC_OK;
+}
+
+static enum sync_rc
+load_log(struct loader *l, const config_setting_t *g, struct sync_config *c)
+{
+	static const char *const levels[] = { "error", "warning", "notice",
+	    "info", "debug", NULL };
+	static const int prios[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO,
+	    LOG_DEBUG };
+	unsigned i;
+	int j;
+
+	if (want_group(l, g) != SYNC_OK)
+		return l->err->rc;
+	for (i = 0; i < (unsigned)config_setting_length(g); i++) {
+		config_setting_t *s = config_setting_get_elem(g, i);
+		const char *k = config_setting_name(s);
+		char *v = NULL;
+
+		if (strcmp(k, "level") != 0 && strcmp(k, "target") != 0 &&
+		    strcmp(k, "format") != 0)
+			return unknown_key(l, s, "'log'");
+		if (get_str(l, s, &v) != SYNC_OK)
+			return l->err->rc;
+		if (strcmp(k, "level") == 0) {
+			for (j = 0; levels[j] != NULL; j++)
+				if (strcmp(v, levels[j]) == 0)
+					break;
+			if (levels[j] == NULL) {
+				free(v);
+				return cerr(l, s, "'level' must be one of error, "
+				    "warning, notice, info, debug");
+			}
+			c->log_level = prios[j];
+		} else if (strcmp(k, "target") == 0) {
+			if (strcmp(v, "stderr") != 0 && strcmp(v, "syslog") != 0) {
+				free(v);
+				return cerr(l, s, "'target' must be \"stderr\" or \"syslog\"");
+			}
+			c->log_syslog = strcmp(v, "syslog") == 0;
+		} else {
+			if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
+				free(v);
+				return cerr(l, s, "'format' must be \"text\" or \"json\"");
+			}
+			c->log_json = strcmp(v, "json") == 0;
+		}
+		free(v);
+	}
+	return SYNC_OK;
+}
+
+/* Reads a token file: the first line, without trailing white space. */
+static enum sync_rc
+read_token_file(struct loader *l, const config_setting_t *s, const char *file,
+    char **out)
+{
+	char buf[8193], path[4096];
+	const char *slash;
+	ssize_t n;
+	size_t len;
+	int fd;
+
+	if (file[0] != '/' && (slash = strrchr(l->path, '/')) != NULL) {
+		snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - l->path),
+		    l->path, file);
+		file = path;
+	}
+	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) == -1)
+		return cerr(l, s, "cannot read token_file '%s': %s", file,
+		    strerror(errno));
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return cerr(l, s, "cannot read token_file '%s': %s", file,
+		    strerror(errno));
+	buf[n] = '\0';
+	len = strcspn(buf, "\r\n");
+	while (len > 0 && isspace((unsigned char)buf[len - 1]))
+		len--;
+	buf[len] = '\0';
+	if (len == 0)
+		return cerr(l, s, "token_file '%s' is empty", file);
+	if ((*out = strdup(buf)) == NULL)
+		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	return SYNC_OK;
+}
+
+static enum sync_rc
+load_value(struct loader *l, config_setting_t *s, struct sync_value *v,
+    const struct sync_source_cfg *src)
+{
+	const struct sync_keydef *d = v->def;
+	long long lo = d->min, hi = d->max;
+	unsigned i, n;
+
+	if (lo == 0 && hi == 0) {
+		lo = -(1LL << 62);
+		hi = 1LL << 62;
+	}
+	v->set = 1;
+	v->line = line_of(s);
+	switch (d->type) {
+	case SYNC_KEY_STRING:
+		return get_str(l, s, &v->s);
+	case SYNC_KEY_BOOL: {
+		int b;
+
+		if (get_bool(l, s, &b) != SYNC_OK)
+			return l->err->rc;
+		v->i = b;
+		return SYNC_OK;
+	}
+	case SYNC_KEY_INT:
+		return get_int(l, s, lo, hi, &v->i);
+	case SYNC_KEY_INT_PER_STREAM:
+		if (is_int(s))
+			return get_int(l, s, lo, hi, &v->i);
+		if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+			return cerr(l, s, "'%s' must be an integer or a group of "
+			    "integers by stream", d->name);
+		v->i = -1;
+		n = (unsigned)config_setting_length(s);
+		v->names = calloc(n + 1, sizeof(*v->names));
+		v->ints = calloc(n + 1, sizeof(*v->ints));
+		if (v->names == NULL || v->ints == NULL)
+			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
+			    "out of memory");
+		for (i = 0; i < n; i++) {
+			config_setting_t *e = config_setting_get_elem(s, i);
+			const char *name = config_setting_name(e);
+			size_t j;
+
+			for (j = 0; src->conn->all_streams[j] != NULL; j++)
+				if (strcmp(src->conn->all_streams[j], name) == 0)
+					break;
+			if (src->conn->all_streams[j] == NULL)
+				return cerr(l, e, "source '%s': '%s' has no stream "
+				    "named '%s'", src->name, d->name, name);
+			if (get_int(l, e, lo, hi, &v->ints[i]) != SYNC_OK)
+				return l->err->rc;
+			if ((v->names[i] = strdup(name)) == NULL)
+				return sync_err_set(l->err, SYNC_ENOMEM,
+				    SYNC_ERR_CONFIG, "out of memory");
+			v->nints++;
+		}
+		return SYNC_OK;
+	case SYNC_KEY_STRLIST:
+		if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+		    config_setting_type(s) != CONFIG_TYPE_LIST)
+			return cerr(l, s, "'%s' must be an array of strings", d->name);
+		n = (unsigned)config_setting_length(s);
+		if ((v->list = calloc(n + 1, sizeof(*v->list))) == NULL)
+			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
+			    "out of memory");
+		for (i = 0; i < n; i++) {
+			config_setting_t *e = config_setting_get_elem(s, i);
+			const char *item;
+			size_t j;
+
+			if (config_setting_type(e) != CONFIG_TYPE_STRING)
+				return cerr(l, s, "'%s' must be an array of strings",
+				    d->name);
+			item = config_setting_get_string(e);
+			if (d->allowed != NULL) {
+				for (j = 0; d->allowed[j] != NULL; j++)
+					if (strcmp(d->allowed[j], item) == 0)
+						break;
+				if (d->allowed[j] == NULL)
+					return cerr(l, s, "source '%s': '%s' cannot "
+					    "contain \"%s\"", src->name, d->name, item);
+			}
+			for (j = 0; j < v->nlist; j++)
+				if (strcmp(v->list[j], item) == 0)
+					return cerr(l, s, "source '%s': '%s' lists "
+					    "\"%s\" twice", src->name, d->name, item);
+			if ((v->list[i] = strdup(item)) == NULL)
+				return sync_err_set(l->err, SYNC_ENOMEM,
+				    SYNC_ERR_CONFIG, "out of memory");
+			v->nlist++;
+		}
+		if (n == 0)
+			return cerr(l, s, "source '%s': '%s' is empty", src->name,
+			    d->name);
+		return SYNC_OK;
+	}
+	return SYNC_OK;
+}
+
+static int
+valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64)
+		return 0;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+static enum sync_rc
+load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
+    struct sync_source_cfg *src)
+{
+	config_setting_t *s, *tok = NULL;
+	const char *tokkey = NULL;
+	char why[200];
+	unsigned i;
+	size_t j;
+	int ntok = 0;
+
+	src->enabled = 1;
+	src->line = line_of(g);
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+		return cerr(l, g, "each source must be a group { ... }");
+	/* name and type first: every later message names the source. */
+	if ((s = config_setting_get_member(g, "name")) == NULL)
+		return cerr(l, g, "source without 'name'");
+	if (get_str(l, s, &src->name) != SYNC_OK)
+		return l->err->rc;
+	if (!valid_name(src->name))
+		return cerr(l, s, "source name '%s' must match [a-z0-9_-]+ "
+		    "(at most 64 characters)", src->name);
+	for (j = 0; j < c->nsources; j++)
+		if (&c->sources[j] != src && c->sources[j].name != NULL &&
+		    strcmp(c->sources[j].name, src->name) == 0)
+			return cerr(l, s, "duplicate source name '%s' (first at "
+			    "line %d)", src->name, c->sources[j].line);
+	if ((s = config_setting_get_member(g, "type")) == NULL)
+		return cerr(l, g, "source '%s' has no 'type'", src->name);
+	if (get_str(l, s, &src->type) != SYNC_OK)
+		return l->err->rc;
+	if ((src->conn = sync_connector_find(src->type)) == NULL) {
+		for (j = 0; planned_types[j] != NULL; j++)
+			if (strcmp(planned_types[j], src->type) == 0)
+				return cerr(l, s, "source '%s': type '%s' is not "
+				    "supported by this version of msgsync",
+				    src->name, src->type);
+		return cerr(l, s, "source '%s': unknown type '%s' (known: seqapi)",
+		    src->name, src->type);
+	}
+	for (j = 0; src->conn->keys[j].name != NULL; j++)
+		src->nvalues++;
+	if ((src->values = calloc(src->nvalues + 1, sizeof(*src->values))) == NULL)
+		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	for (j = 0; j < src->nvalues; j++)
+		src->values[j].def = &src->conn->keys[j];
+
+	for (i = 0; i < (unsigned)config_setting_length(g); i++) {
+		const char *k;
+		enum sync_rc rc = SYNC_OK;
+
+		s = config_setting_get_elem(g, i);
+		k = config_setting_name(s);
+		if (strcmp(k, "name") == 0 || strcmp(k, "type") == 0)
+			continue;
+		if (strcmp(k, "url") == 0)
+			rc = get_str(l, s, &src->url);
+		else if (strcmp(k, "enabled") == 0)
+			rc = get_bool(l, s, &src->enabled);
+		else if (strcmp(k, "allow_insecure_http") == 0)
+			rc = get_bool(l, s, &src->allow_insecure_http);
+		else if (strcmp(k, "ca_file") == 0)
+			rc = get_str(l, s, &src->ca_file);
+		else if (strcmp(k, "pinned_pubkey") == 0)
+			rc = get_str(l, s, &src->pinned_pubkey);
+		else if (strcmp(k, "token") == 0 || strcmp(k, "token_file") == 0 ||
+		    strcmp(k, "token_env") == 0) {
+			if (config_setting_type(s) != CONFIG_TYPE_STRING)
+				return cerr(l, s, "'%s' must be a string", k);
+			tok = s;
+			tokkey = k;
+			ntok++;
+		} else {
+			for (j = 0; j < src->nvalues; j++)
+				if (strcmp(src->values[j].def->name, k) == 0)
+					break;
+			if (j == src->nvalues)
+				return cerr(l, s, "unknown key '%s' in source '%s' "
+				    "(type %s)", k, src->name, src->type);
+			rc = load_value(l, s, &src->values[j], src);
+		}
+		if (rc != SYNC_OK)
+			return rc;
+	}
+
+	if (src->url == NULL)
+		return cerr(l, g, "source '%s' has no 'url'", src->name);
+	s = config_setting_get_member(g, "url");
+	if (sync_url_check(src->url, src->allow_insecure_http, why, sizeof(why)) !=
+	    SYNC_OK)
+		return cerr(l, s, "source '%s': url '%s': %s", src->name, src->url,
+		    why);
+	for (j = 0; j < src->nvalues; j++)
+		if (src->values[j].def->required && !src->values[j].set)
+			return cerr(l, g, "source '%s' has no '%s' (required for "
+			    "type %s)", src->name, src->values[j].def->name,
+			    src->type);
+
+	if (ntok != 1)
+		return cerr(l, ntok > 1 ? tok : g, "source '%s' needs exactly one "
+		    "of 'token', 'token_file', 'token_env'", src->name);
+	if (strcmp(tokkey, "token") == 0) {
+		if (l->st.st_mode & (S_IRWXG | S_IRWXO))
+			return cerr(l, tok, "source '%s': inline 'token' refused "
+			    "because '%s' is readable by group or others (chmod "
+			    "600 it, or use token_file or token_env)", src->name,
+			    l->path);
+		if ((src->token = strdup(config_setting_get_string(tok))) == NULL)
+			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
+			    "out of memory");
+	} else if (strcmp(tokkey, "token_file") == 0) {
+		if (read_token_file(l, tok, config_setting_get_string(tok),
+		    &src->token) != SYNC_OK)
+			return l->err->rc;
+	} else {
+		const char *env = config_setting_get_string(tok);
+		const char *v = getenv(env);
+
+		if (v == NULL || *v == '\0')
+			return cerr(l, tok, "source '%s': environment variable "
+			    "'%s' (token_env) is not set", src->name, env);
+		if ((src->token = strdup(v)) == NULL)
+			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
+			    "out of memory");
+	}
+	for (j = 0; src->token[j] != '\0'; j++)
+		if ((unsigned char)src->token[j] < 0x20 || src->token[j] == 0x7f)
+			return cerr(l, tok, "source '%s': the token contains "
+			    "control characters", src->name);
+	if (strlen(src->token) < 3)
+		return cerr(l, tok, "source '%s': the token is too short", src->name);
+	sync_secret_add(src->token);
+	if (src->conn->check != NULL) {
+		struct sync_err e;
+
+		sync_err_clear(&e);
+		if (src->conn->check(src, &e) != SYNC_OK)
+			return cerr(l, g, "%s", e.msg);
+	}
+	return SYNC_OK;
+}
+
+/* Resolves the streams of src: its configured list or the default. */
+static enum sync_rc
+source_streams(struct loader *l, struct sync_source_cfg *src)
+{
+	const char *const *def = src->conn->default_streams;
+	size_t j, n = 0;
+
+	for (j = 0; j < src->nvalues; j++)
+		if (src->values[j].def->type == SYNC_KEY_STRLIST &&
+		    src->values[j].def->allowed == src->conn->all_streams &&
+		    src->values[j].set) {
+			src->streams = src->values[j].list;
+			src->nstreams = src->values[j].nlist;
+			return SYNC_OK;
+		}
+	while (def[n] != NULL)
+		n++;
+	if ((src->streams = calloc(n + 1, sizeof(*src->streams))) == NULL)
+		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	src->nstreams = n;
+	for (j = 0; j < n; j++)
+		if ((src->streams[j] = strdup(def[j])) == NULL)
+			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
+			    "out of memory");
+	return SYNC_OK;
+}
+
+static enum sync_rc
+load_sources(struct loader *l, config_setting_t *list, struct sync_config *c)
+{
+	unsigned i, n;
+
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return cerr(l, list, "'sources' must be a list ( { ... }, ... )");
+	n = (unsigned)config_setting_length(list);
+	if ((c->sources = calloc(n + 1, sizeof(*c->sources))) == NULL)
+		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	for (i = 0; i < n; i++) {
+		c->nsources++;
+		if (load_source(l, config_setting_get_elem(list, i), c,
+		    &c->sources[i]) != SYNC_OK)
+			return l->err->rc;
+		if (source_streams(l, &c->sources[i]) != SYNC_OK)
+			return l->err->rc;
+	}
+	return SYNC_OK;
+}
+
+enum sync_rc
+sync_config_load(const struct sync_opts *o, struct sync_config **out,
+    struct sync_err *err)
+{
+	struct loader l;
+	struct sync_config *c;
+	config_t cf;
+	config_setting_t *root, *s;
+	const char *path;
+	unsigned i;
+	FILE *fp;
+	enum sync_rc rc = SYNC_OK;
+
+	*out = NULL;
+	path = o->config_path;
+	if (path == NULL && (path = getenv("MSGSYNC_CONFIG")) != NULL && *path == '\0')
+		path = NULL;
+	if (path == NULL)
+		path = DEFAULT_CONFIG;
+	l.path = path;
+	l.err = err;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	c->http_timeout = 30;
+	c->connect_timeout = 10;
+	c->retries = 4;
+	c->backoff = 1.0;
+	c->max_body = 64LL * 1024 * 1024;
+	c->batch_size = 500;
+	c->jobs = 4;
+	c->log_level = LOG_INFO;
+	if ((c->path = strdup(path)) == NULL) {
+		free(c);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	}
+	l.path = c->path;
+
+	config_init(&cf);
+	if ((fp = fopen(path, "r")) == NULL || fstat(fileno(fp), &l.st) == -1) {
+		rc = sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "%s: cannot read configuration: %s", path, strerror(errno));
+		if (fp != NULL)
+			fclose(fp);
+		goto out;
+	}
+	if (config_read(&cf, fp) != CONFIG_TRUE) {
+		rc = sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG, "%s:%d: %s",
+		    config_error_file(&cf) ? config_error_file(&cf) : path,
+		    config_error_line(&cf), config_error_text(&cf));
+		fclose(fp);
+		goto out;
+	}
+	fclose(fp);
+	root = config_root_setting(&cf);
+	for (i = 0; i < (unsigned)config_setting_length(root); i++) {
+		const char *k;
+
+		s = config_setting_get_elem(root, i);
+		k = config_setting_name(s);
+		if (strcmp(k, "database") == 0)
+			rc = load_database(&l, s, c);
+		else if (strcmp(k, "http") == 0)
+			rc = load_http(&l, s, c);
+		else if (strcmp(k, "sync") == 0)
+			rc = load_sync(&l, s, c);
+		else if (strcmp(k, "log") == 0)
+			rc = load_log(&l, s, c);
+		else if (strcmp(k, "sources") == 0)
+			rc = load_sources(&l, s, c);
+		else
+			rc = unknown_key(&l, s, "the top level");
+		if (rc != SYNC_OK)
+			goto out;
+	}
+	if (c->conninfo == NULL && (c->conninfo = strdup("")) == NULL)
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+out:
+	config_destroy(&cf);
+	if (rc != SYNC_OK) {
+		sync_config_free(c);
+		return rc;
+	}
+	*out = c;
+	return SYNC_OK;
+}
+
+static void
+free_strv(char **v, size_t n)
+{
+	size_t i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void
+sync_config_free(struct sync_config *c)
+{
+	size_t i, j;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->nsources; i++) {
+		struct sync_source_cfg *s = &c->sources[i];
+		int streams_borrowed = 0;
+
+		for (j = 0; j < s->nvalues; j++) {
+			struct sync_value *v = &s->values[j];
+
+			if (v->list != NULL && v->list == s->streams)
+				streams_borrowed = 1;
+			free(v->s);
+			free_strv(v->list, v->nlist);
+			free_strv(v->names, v->nints);
+			free(v->ints);
+		}
+		if (!streams_borrowed)
+			free_strv(s->streams, s->nstreams);
+		free(s->values);
+		free(s->name);
+		free(s->type);
+		free(s->url);
+		if (s->token != NULL)
+			explicit_bzero(s->token, strlen(s->token));
+		free(s->token);
+		free(s->ca_file);
+		free(s->pinned_pubkey);
+	}
+	free(c->sources);
+	free(c->path);
+	free(c->conninfo);
+	free(c->ca_file);
+	free(c);
+}
+
+static const struct sync_value *
+find_value(const struct sync_source_cfg *src, const char *key)
+{
+	size_t j;
+
+	for (j = 0; j < src->nvalues; j++)
+		if (strcmp(src->values[j].def->name, key) == 0)
+			return src->values[j].set ? &src->values[j] : NULL;
+	return NULL;
+}
+
+const char *
+sync_cfg_str(const struct sync_source_cfg *src, const char *key)
+{
+	const struct sync_value *v = find_value(src, key);
+
+	return v != NULL ? v->s : NULL;
+}
+
+long long
+sync_cfg_int(const struct sync_source_cfg *src, const char *key, long long dflt)
+{
+	const struct sync_value *v = find_value(src, key);
+
+	return v != NULL ? v->i : dflt;
+}
+
+long long
+sync_cfg_stream_int(const struct sync_source_cfg *src, const char *key,
+    const char *stream, long long dflt)
+{
+	const struct sync_value *v = find_value(src, key);
+	size_t j;
+
+	if (v == NULL)
+		return dflt;
+	for (j = 0; j < v->nints; j++)
+		if (strcmp(v->names[j], stream) == 0)
+			return v->ints[j];
+	return v->i >= 0 ? v->i : dflt;
+}

@@ -1,0 +1,829 @@
+/*
+ * db.c -- the store: connection, migrations, advisory locks, cursors and
+ * the batched upserts.  The only user of libpq.  Values always travel as
+ * parameters or COPY data; identifiers are constants.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "internal.h"
+
+/*
+ * Advisory lock keys: (1836279667, 0) guards migrations; (1836279668 + n,
+ * id) is lock n of source id (one per pass command, so that a backfill and
+ * cron's incremental passes run side by side, but never two of one kind).
+ */
+#define LOCK_SOURCE	1836279668
+
+struct sync_db {
+	PGconn		*conn;
+	int		 in_tx;
+	int		 staged[3];	/* entities staged in this transaction */
+};
+
+struct sync_rows {
+	PGresult	*res;
+};
+
+/* The stage tables: one page of rows, emptied at every commit. */
+static const char stage_sql[] =
+    "CREATE TEMP TABLE IF NOT EXISTS stage_contact ("
+    " ord integer, external_id text, display_name text, phone text,"
+    " username text, raw jsonb) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS stage_conversation ("
+    " ord integer, external_id text, title text, kind text, is_read boolean,"
+    " unread_count integer, last_message_at timestamptz, archived boolean,"
+    " raw jsonb) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS stage_message ("
+    " ord integer, external_id text, conversation_ext text, sender_ext text,"
+    " direction text, kind text, body text, sent_at timestamptz,"
+    " edited_at timestamptz, status text, status_at timestamptz,"
+    " validity_expires_at timestamptz, folder text, attachments jsonb,"
+    " raw jsonb, deleted boolean, deleted_at timestamptz)"
+    " ON COMMIT DELETE ROWS;";
+
+static const char *const copy_sql[3] = {
+	"COPY stage_contact FROM STDIN",
+	"COPY stage_conversation FROM STDIN",
+	"COPY stage_message FROM STDIN"
+};
+
+static const char *const stage_table[3] = {
+	"DELETE FROM stage_contact",
+	"DELETE FROM stage_conversation",
+	"DELETE FROM stage_message"
+};
+
+/*
+ * The upserts.  Each compares the staged rows with the stored ones first
+ * and writes only rows that are new or really changed, so that a rerun over
+ * unchanged data locks, logs and renumbers nothing.  A placeholder (a
+ * conversation or contact created because a message named it before its
+ * own stream delivered it: raw IS NULL) counts as inserted when it is
+ * filled in.  The result row: distinct staged, inserted, updated, written.
+ */
+static const char upsert_contact[] =
+    "WITH s AS (SELECT DISTINCT ON (external_id) * FROM stage_contact"
+    "  WHERE external_id IS NOT NULL ORDER BY external_id, ord DESC),"
+    " src AS (SELECT s.*, (o.id IS NULL OR o.raw IS NULL) AS fresh FROM s"
+    "  LEFT JOIN contact o ON o.source_id = $1 AND o.external_id = s.external_id"
+    "  WHERE o.id IS NULL OR (o.display_name, o.phone, o.username, o.raw)"
+    "   IS DISTINCT FROM (s.display_name, s.phone, s.username, s.raw)),"
+    " up AS (INSERT INTO contact AS t (source_id, external_id, display_name,"
+    "  phone, username, raw)"
+    "  SELECT $1, external_id, display_name, phone, username, raw FROM src"
+    "  ON CONFLICT (source_id, external_id) DO UPDATE SET"
+    "  display_name = EXCLUDED.display_name, phone = EXCLUDED.phone,"
+    "  username = EXCLUDED.username, raw = EXCLUDED.raw, updated_at = now(),"
+    "  seq = nextval('msgsync_seq') RETURNING 1)"
+    " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM src WHERE fresh),"
+    "  (SELECT count(*) FROM src WHERE NOT fresh), (SELECT count(*) FROM up)";
+
+static const char upsert_conversation[] =
+    "WITH s AS (SELECT DISTINCT ON (external_id) * FROM stage_conversation"
+    "  WHERE external_id IS NOT NULL ORDER BY external_id, ord DESC),"
+    " src AS (SELECT s.*, (o.id IS NULL OR o.raw IS NULL) AS fresh FROM s"
+    "  LEFT JOIN conversation o ON o.source_id = $1"
+    "   AND o.external_id = s.external_id"
+    "  WHERE o.id IS NULL OR (o.title, o.kind, o.is_read, o.unread_count,"
+    "   o.last_message_at, o.archived, o.raw) IS DISTINCT FROM (s.title, s.kind,"
+    "   s.is_read, s.unread_count, s.last_message_at, s.archived, s.raw)),"
+    " up AS (INSERT INTO conversation AS t (source_id, external_id, title, kind,"
+    "  is_read, unread_count, last_message_at, archived, raw)"
+    "  SELECT $1, external_id, title, kind, is_read, unread_count,"
+    "  last_message_at, archived, raw FROM src"
+    "  ON CONFLICT (source_id, external_id) DO UPDATE SET"
+    "  title = EXCLUDED.title, kind = EXCLUDED.kind, is_read = EXCLUDED.is_read,"
+    "  unread_count = EXCLUDED.unread_count,"
+    "  last_message_at = EXCLUDED.last_message_at, archived = EXCLUDED.archived,"
+    "  raw = EXCLUDED.raw, updated_at = now(), seq = nextval('msgsync_seq')"
+    "  RETURNING 1)"
+    " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM src WHERE fresh),"
+    "  (SELECT count(*) FROM src WHERE NOT fresh), (SELECT count(*) FROM up)";
+
+static const char placeholder_conversation[] =
+    "INSERT INTO conversation (source_id, external_id)"
+    " SELECT DISTINCT $1::integer, s.conversation_ext FROM stage_message s"
+    " WHERE s.conversation_ext IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"
+    "  conversation c WHERE c.source_id = $1 AND c.external_id = s.conversation_ext)"
+    " ON CONFLICT DO NOTHING";
+
+static const char placeholder_contact[] =
+    "INSERT INTO contact (source_id, external_id)"
+    " SELECT DISTINCT $1::integer, s.sender_ext FROM stage_message s"
+    " WHERE s.sender_ext IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"
+    "  contact c WHERE c.source_id = $1 AND c.external_id = s.sender_ext)"
+    " ON CONFLICT DO NOTHING";
+
+static const char upsert_message[] =
+    "WITH s AS (SELECT DISTINCT ON (external_id) * FROM stage_message"
+    "  WHERE external_id IS NOT NULL ORDER BY external_id, ord DESC),"
+    " src AS (SELECT s.*, c.id AS conv_id, k.id AS sender_cid,"
+    "  (o.id IS NULL) AS fresh FROM s"
+    "  LEFT JOIN conversation c ON c.source_id = $1"
+    "   AND c.external_id = s.conversation_ext"
+    "  LEFT JOIN contact k ON k.source_id = $1 AND k.external_id = s.sender_ext"
+    "  LEFT JOIN message o ON o.source_id = $1 AND o.external_id = s.external_id"
+    "  WHERE o.id IS NULL OR (o.conversation_id, o.sender_contact_id, o.direction,"
+    "   o.kind, o.body, o.sent_at, o.edited_at, o.status, o.status_at,"
+    "   o.validity_expires_at, o.folder, o.attachments, o.raw,"
+    "   o.deleted_at IS NOT NULL) IS DISTINCT FROM (c.id, k.id, s.direction,"
+    "   s.kind, s.body, s.sent_at, s.edited_at, s.status, s.status_at,"
+    "   s.validity_expires_at, s.folder, s.attachments, s.raw,"
+    "   coalesce(s.deleted, false))),"
+    " up AS (INSERT INTO message AS t (source_id, external_id, conversation_id,"
+    "  sender_contact_id, direction, kind, body, sent_at, edited_at, status,"
+    "  status_at, validity_expires_at, folder, attachments, raw, deleted_at)"
+    "  SELECT $1, external_id, conv_id, sender_cid, direction, kind, body,"
+    "  sent_at, edited_at, status, status_at, validity_expires_at, folder,"
+    "  attachments, raw, CASE WHEN deleted THEN coalesce(deleted_at, now()) END"
+    "  FROM src"
+    "  ON CONFLICT (source_id, external_id) DO UPDATE SET"
+    "  conversation_id = EXCLUDED.conversation_id,"
+    "  sender_contact_id = EXCLUDED.sender_contact_id,"
+    "  direction = EXCLUDED.direction, kind = EXCLUDED.kind,"
+    "  body = EXCLUDED.body, sent_at = EXCLUDED.sent_at,"
+    "  edited_at = EXCLUDED.edited_at, status = EXCLUDED.status,"
+    "  status_at = EXCLUDED.status_at,"
+    "  validity_expires_at = EXCLUDED.validity_expires_at,"
+    "  folder = EXCLUDED.folder, attachments = EXCLUDED.attachments,"
+    "  raw = EXCLUDED.raw, deleted_at = CASE WHEN EXCLUDED.deleted_at IS NULL"
+    "  THEN NULL ELSE coalesce(t.deleted_at, EXCLUDED.deleted_at) END,"
+    "  updated_at = now(), seq = nextval('msgsync_seq') RETURNING 1)"
+    " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM src WHERE fresh),"
+    "  (SELECT count(*) FROM src WHERE NOT fresh), (SELECT count(*) FROM up)";
+
+static const struct {
+	const char	*name;
+	const char	*sql;
+} prepared[] = {
+	{ "upsert_contact", upsert_contact },
+	{ "upsert_conversation", upsert_conversation },
+	{ "upsert_message", upsert_message },
+	{ "placeholder_conversation", placeholder_conversation },
+	{ "placeholder_contact", placeholder_contact },
+	{ "state_load",
+	  "SELECT cursor, full_checkpoint, fingerprint FROM sync_state"
+	  " WHERE source_id = $1 AND stream = $2" },
+	{ "state_lock",
+	  "SELECT cursor FROM sync_state WHERE source_id = $1 AND stream = $2"
+	  " FOR UPDATE" },
+	/* $6: incr (cursor only), full (and checkpoint), start, done. */
+	{ "state_save",
+	  "INSERT INTO sync_state AS s (source_id, stream, cursor, full_checkpoint,"
+	  " fingerprint, last_sync_at, full_started_at, last_full_sync_at)"
+	  " VALUES ($1, $2, $3, CASE WHEN $6::text IN ('full', 'start') THEN $4 END,"
+	  "  $5, now(), CASE WHEN $6::text = 'start' THEN now() END,"
+	  "  CASE WHEN $6::text = 'done' THEN now() END)"
+	  " ON CONFLICT (source_id, stream) DO UPDATE SET cursor = EXCLUDED.cursor,"
+	  " fingerprint = EXCLUDED.fingerprint, last_sync_at = now(),"
+	  " updated_at = now(),"
+	  " full_checkpoint = CASE $6::text WHEN 'incr' THEN s.full_checkpoint"
+	  "  WHEN 'done' THEN NULL ELSE $4 END,"
+	  " full_started_at = CASE $6::text WHEN 'start' THEN now()"
+	  "  WHEN 'done' THEN NULL ELSE s.full_started_at END,"
+	  " last_full_sync_at = CASE WHEN $6::text = 'done' THEN now()"
+	  "  ELSE s.last_full_sync_at END" },
+	{ "stream_ok",
+	  "INSERT INTO sync_state AS s (source_id, stream, last_success_at)"
+	  " VALUES ($1, $2, now()) ON CONFLICT (source_id, stream) DO UPDATE SET"
+	  " last_success_at = now(), last_error = NULL, last_error_kind = NULL,"
+	  " consecutive_failures = 0, updated_at = now()" },
+	{ "stream_failed",
+	  "INSERT INTO sync_state AS s (source_id, stream, last_error,"
+	  " last_error_kind, consecutive_failures) VALUES ($1, $2, $3, $4, 1)"
+	  " ON CONFLICT (source_id, stream) DO UPDATE SET last_error = $3,"
+	  " last_error_kind = $4, consecutive_failures = s.consecutive_failures + 1,"
+	  " updated_at = now()" },
+	{ "run_abandon",
+	  "UPDATE sync_run SET status = 'abandoned', finished_at = now(),"
+	  " updated_at = now() WHERE source_id = $1 AND command = $2"
+	  " AND status = 'running'" },
+	{ "run_start",
+	  "INSERT INTO sync_run (source_id, command) VALUES ($1, $2) RETURNING id" },
+	{ "run_finish",
+	  "UPDATE sync_run SET finished_at = now(), updated_at = now(), status = $2,"
+	  " fetched = $3, inserted = $4, updated = $5, unchanged = $6,"
+	  " api_calls = $7, retries = $8, error_kind = $9, error_message = $10"
+	  " WHERE id = $1" },
+	{ "lock", "SELECT pg_try_advisory_lock($1::integer, $2::integer)" },
+	{ "unlock", "SELECT pg_advisory_unlock($1::integer, $2::integer)" },
+	{ "next_allowed",
+	  "SELECT extract(epoch FROM next_allowed_at)::bigint FROM source"
+	  " WHERE id = $1 AND next_allowed_at > now()" },
+	{ "set_next_allowed",
+	  "UPDATE source SET next_allowed_at = CASE WHEN $2::bigint > 0 THEN"
+	  " to_timestamp($2::bigint) END, updated_at = now() WHERE id = $1"
+	  " AND next_allowed_at IS DISTINCT FROM CASE WHEN $2::bigint > 0 THEN"
+	  " to_timestamp($2::bigint) END" },
+	{ "source_get",
+	  "WITH ins AS (INSERT INTO source (name, type) VALUES ($1, $2)"
+	  " ON CONFLICT (name) DO NOTHING RETURNING id, type)"
+	  " SELECT id, type FROM ins UNION ALL"
+	  " SELECT id, type FROM source WHERE name = $1" },
+	{ "source_retype",
+	  "UPDATE source SET type = $2, updated_at = now() WHERE id = $1" },
+};
+
+/* Sets a database error; SQLSTATE class 22 (bad data) is a data error. */
+static enum sync_rc
+db_err(struct sync_db *db, const PGresult *r, struct sync_err *err,
+    const char *what)
+{
+	const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = r != NULL ? PQresultErrorMessage(r) : "";
+	char m[300];
+	size_t n;
+
+	if (msg == NULL || *msg == '\0')
+		msg = PQerrorMessage(db->conn);
+	snprintf(m, sizeof(m), "%s", msg);
+	n = strlen(m);
+	while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
+		m[--n] = '\0';
+	for (n = 0; m[n] != '\0'; n++)
+		if (m[n] == '\n')
+			m[n] = ' ';
+	if (state != NULL && strncmp(state, "22", 2) == 0)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "cannot %s: %s", what, m);
+	return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE, "cannot %s: %s",
+	    what, m);
+}
+
+static enum sync_rc
+exec_simple(struct sync_db *db, const char *sql, const char *what,
+    struct sync_err *err)
+{
+	PGresult *r = PQexec(db->conn, sql);
+	enum sync_rc rc = SYNC_OK;
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+		rc = db_err(db, r, err, what);
+	PQclear(r);
+	return rc;
+}
+
+/* Runs a prepared statement; *out (may be NULL) gets the result. */
+static enum sync_rc
+exec_prep(struct sync_db *db, const char *name, int n, const char *const *v,
+    PGresult **out, const char *what, struct sync_err *err)
+{
+	PGresult *r = PQexecPrepared(db->conn, name, n, v, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(r);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		enum sync_rc rc = db_err(db, r, err, what);
+
+		PQclear(r);
+		return rc;
+	}
+	if (out != NULL)
+		*out = r;
+	else
+		PQclear(r);
+	return SYNC_OK;
+}
+
+static enum sync_rc
+migrate(struct sync_db *db, struct sync_err *err)
+{
+	enum sync_rc rc = SYNC_OK;
+	PGresult *r;
+	int have = 0;
+	size_t i;
+	char v[16];
+	const char *p[2];
+
+	/* Fast path: everything applied, no lock needed. */
+	r = PQexec(db->conn, "SELECT CASE WHEN to_regclass('schema_migrations')"
+	    " IS NULL THEN -1 ELSE 0 END");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		rc = db_err(db, r, err, "inspect the schema");
+		PQclear(r);
+		return rc;
+	}
+	have = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	if (have == 0) {
+		r = PQexec(db->conn, "SELECT coalesce(max(version), 0) FROM"
+		    " schema_migrations");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK)
+			have = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+		if (have >= sync_migrations[sync_nmigrations - 1].version)
+			return SYNC_OK;
+	}
+	if ((rc = exec_simple(db, "SELECT pg_advisory_lock(1836279667, 0)",
+	    "take the migration lock", err)) != SYNC_OK)
+		return rc;
+	rc = exec_simple(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	    " version integer PRIMARY KEY, name text NOT NULL,"
+	    " applied_at timestamptz NOT NULL DEFAULT now())",
+	    "create schema_migrations", err);
+	for (i = 0; rc == SYNC_OK && i < sync_nmigrations; i++) {
+		const struct sync_migration *m = &sync_migrations[i];
+
+		snprintf(v, sizeof(v), "%d", m->version);
+		p[0] = v;
+		p[1] = m->name;
+		r = PQexecParams(db->conn, "SELECT 1 FROM schema_migrations WHERE"
+		    " version = $1", 1, NULL, p, NULL, NULL, 0);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			rc = db_err(db, r, err, "read schema_migrations");
+			PQclear(r);
+			break;
+		}
+		have = PQntuples(r) > 0;
+		PQclear(r);
+		if (have)
+			continue;
+		sync_log(LOG_NOTICE, "applying migration %d (%s)", m->version, m->name);
+		if ((rc = exec_simple(db, "BEGIN", "begin a migration", err)) != SYNC_OK)
+			break;
+		r = PQexec(db->conn, m->sql);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+		    PQresultStatus(r) != PGRES_TUPLES_OK) {
+			char what[160];
+
+			snprintf(what, sizeof(what), "apply migration %d (%s)",
+			    m->version, m->name);
+			rc = db_err(db, r, err, what);
+		}
+		PQclear(r);
+		if (rc == SYNC_OK) {
+			r = PQexecParams(db->conn, "INSERT INTO schema_migrations"
+			    " (version, name) VALUES ($1, $2)", 2, NULL, p, NULL,
+			    NULL, 0);
+			if (PQresultStatus(r) != PGRES_COMMAND_OK)
+				rc = db_err(db, r, err, "record a migration");
+			PQclear(r);
+		}
+		if (rc == SYNC_OK)
+			rc = exec_simple(db, "COMMIT", "commit a migration", err);
+		else
+			PQclear(PQexec(db->conn, "ROLLBACK"));
+	}
+	PQclear(PQexec(db->conn, "SELECT pg_advisory_unlock(1836279667, 0)"));
+	return rc;
+}
+
+struct sync_db *
+sync_db_open(const struct sync_config *cfg, struct sync_err *err)
+{
+	const char *keys[5], *vals[5];
+	struct sync_db *db;
+	char ct[16];
+	size_t i;
+	int n = 0;
+
+	if ((db = calloc(1, sizeof(*db))) == NULL) {
+		sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+		return NULL;
+	}
+	snprintf(ct, sizeof(ct), "%ld", cfg->connect_timeout);
+	/* Defaults first: the conninfo, expanded from dbname, overrides them. */
+	keys[n] = "connect_timeout";
+	vals[n++] = ct;
+	keys[n] = "fallback_application_name";
+	vals[n++] = "msgsync";
+	if (cfg->conninfo != NULL && *cfg->conninfo != '\0') {
+		keys[n] = "dbname";
+		vals[n++] = cfg->conninfo;
+	}
+	keys[n] = NULL;
+	vals[n] = NULL;
+	db->conn = PQconnectdbParams(keys, vals, 1);
+	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
+		char m[300];
+		size_t len;
+
+		snprintf(m, sizeof(m), "%s", db->conn ? PQerrorMessage(db->conn) :
+		    "out of memory");
+		len = strlen(m);
+		while (len > 0 && (m[len - 1] == '\n' || m[len - 1] == ' '))
+			m[--len] = '\0';
+		for (len = 0; m[len] != '\0'; len++)
+			if (m[len] == '\n')
+				m[len] = ' ';
+		sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
+		    "cannot connect to the database: %s", m);
+		sync_db_free(db);
+		return NULL;
+	}
+	if (PQsetClientEncoding(db->conn, "UTF8") != 0 ||
+	    exec_simple(db, "SET application_name = 'msgsync'; SET TIME ZONE 'UTC';"
+	    " SET lock_timeout = '60s'", "configure the session", err) != SYNC_OK ||
+	    migrate(db, err) != SYNC_OK ||
+	    exec_simple(db, stage_sql, "create the stage tables", err) != SYNC_OK)
+		goto fail;
+	for (i = 0; i < sizeof(prepared) / sizeof(prepared[0]); i++) {
+		PGresult *r = PQprepare(db->conn, prepared[i].name, prepared[i].sql,
+		    0, NULL);
+
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			char what[96];
+
+			snprintf(what, sizeof(what), "prepare '%s'", prepared[i].name);
+			db_err(db, r, err, what);
+			PQclear(r);
+			goto fail;
+		}
+		PQclear(r);
+	}
+	return db;
+fail:
+	sync_db_free(db);
+	return NULL;
+}
+
+void
+sync_db_free(struct sync_db *db)
+{
+	if (db == NULL)
+		return;
+	if (db->conn != NULL)
+		PQfinish(db->conn);
+	free(db);
+}
+
+enum sync_rc
+sync_db_source(struct sync_db *db, const struct sync_source_cfg *src, int *id,
+    struct sync_err *err)
+{
+	const char *v[2] = { src->name, src->type };
+	PGresult *r;
+	enum sync_rc rc;
+	char idbuf[16];
+
+	if ((rc = exec_prep(db, "source_get", 2, v, &r, "register the source",
+	    err)) != SYNC_OK)
+		return rc;
+	if (PQntuples(r) < 1) {
+		PQclear(r);
+		return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
+		    "cannot register source '%s'", src->name);
+	}
+	*id = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	if (strcmp(PQgetvalue(r, 0, 1), src->type) != 0) {
+		snprintf(idbuf, sizeof(idbuf), "%d", *id);
+		v[0] = idbuf;
+		sync_log(LOG_WARNING, "source '%s' changes type from '%s' to '%s'",
+		    src->name, PQgetvalue(r, 0, 1), src->type);
+		rc = exec_prep(db, "source_retype", 2, v, NULL, "update the source",
+		    err);
+	}
+	PQclear(r);
+	return rc;
+}
+
+static enum sync_rc
+lock_call(struct sync_db *db, const char *stmt, int id, int which, int *got,
+    struct sync_err *err)
+{
+	char key[16], idbuf[16];
+	const char *v[2] = { key, idbuf };
+	PGresult *r;
+	enum sync_rc rc;
+
+	snprintf(key, sizeof(key), "%d", LOCK_SOURCE + which);
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	if ((rc = exec_prep(db, stmt, 2, v, &r, "use the source lock", err)) !=
+	    SYNC_OK)
+		return rc;
+	if (got != NULL)
+		*got = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	return SYNC_OK;
+}
+
+enum sync_rc
+sync_db_lock(struct sync_db *db, int id, int which, int *got, struct sync_err *err)
+{
+	return lock_call(db, "lock", id, which, got, err);
+}
+
+enum sync_rc
+sync_db_unlock(struct sync_db *db, int id, int which, struct sync_err *err)
+{
+	return lock_call(db, "unlock", id, which, NULL, err);
+}
+
+enum sync_rc
+sync_db_next_allowed(struct sync_db *db, int id, time_t *until,
+    struct sync_err *err)
+{
+	char idbuf[16];
+	const char *v[1] = { idbuf };
+	PGresult *r;
+	enum sync_rc rc;
+
+	*until = 0;
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	if ((rc = exec_prep(db, "next_allowed", 1, v, &r,
+	    "read the rate-limit window", err)) != SYNC_OK)
+		return rc;
+	if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+		*until = (time_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return SYNC_OK;
+}
+
+enum sync_rc
+sync_db_set_next_allowed(struct sync_db *db, int id, time_t until,
+    struct sync_err *err)
+{
+	char idbuf[16], t[24];
+	const char *v[2] = { idbuf, t };
+
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	snprintf(t, sizeof(t), "%lld", (long long)until);
+	return exec_prep(db, "set_next_allowed", 2, v, NULL,
+	    "remember the rate-limit window", err);
+}
+
+static char *
+dup_or_null(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
+}
+
+enum sync_rc
+sync_db_state_load(struct sync_db *db, int id, const char *stream,
+    struct sync_state *st, struct sync_err *err)
+{
+	char idbuf[16];
+	const char *v[2] = { idbuf, stream };
+	PGresult *r;
+	enum sync_rc rc;
+
+	memset(st, 0, sizeof(*st));
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	if ((rc = exec_prep(db, "state_load", 2, v, &r, "read the cursor", err)) !=
+	    SYNC_OK)
+		return rc;
+	if (PQntuples(r) == 1) {
+		st->exists = 1;
+		st->cursor = dup_or_null(r, 0, 0);
+		st->checkpoint = dup_or_null(r, 0, 1);
+		st->fingerprint = dup_or_null(r, 0, 2);
+	}
+	PQclear(r);
+	return SYNC_OK;
+}
+
+void
+sync_state_release(struct sync_state *st)
+{
+	free(st->cursor);
+	free(st->checkpoint);
+	free(st->fingerprint);
+	memset(st, 0, sizeof(*st));
+}
+
+enum sync_rc
+sync_db_state_cursor(struct sync_db *db, int id, const char *stream, char **cur,
+    struct sync_err *err)
+{
+	char idbuf[16];
+	const char *v[2] = { idbuf, stream };
+	PGresult *r;
+	enum sync_rc rc;
+
+	*cur = NULL;
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	if ((rc = exec_prep(db, "state_lock", 2, v, &r, "lock the cursor", err)) !=
+	    SYNC_OK)
+		return rc;
+	if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) &&
+	    (*cur = strdup(PQgetvalue(r, 0, 0))) == NULL)
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	PQclear(r);
+	return rc;
+}
+
+enum sync_rc
+sync_db_state_save(struct sync_db *db, int id, const char *stream,
+    const struct sync_state *st, enum sync_state_how how, struct sync_err *err)
+{
+	static const char *const hows[] = { "incr", "full", "start", "done" };
+	char idbuf[16];
+	const char *v[6];
+
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	v[0] = idbuf;
+	v[1] = stream;
+	v[2] = st->cursor;
+	v[3] = st->checkpoint;
+	v[4] = st->fingerprint;
+	v[5] = hows[how];
+	return exec_prep(db, "state_save", 6, v, NULL, "save the cursor", err);
+}
+
+enum sync_rc
+sync_db_stream_outcome(struct sync_db *db, int id, const char *stream,
+    const struct sync_err *e, struct sync_err *err)
+{
+	char idbuf[16];
+	const char *v[4];
+
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	v[0] = idbuf;
+	v[1] = stream;
+	if (e == NULL || e->rc == SYNC_OK)
+		return exec_prep(db, "stream_ok", 2, v, NULL,
+		    "record the stream's success", err);
+	v[2] = e->msg;
+	v[3] = sync_errkind_name(e->kind);
+	return exec_prep(db, "stream_failed", 4, v, NULL,
+	    "record the stream's failure", err);
+}
+
+enum sync_rc
+sync_db_begin(struct sync_db *db, struct sync_err *err)
+{
+	enum sync_rc rc = exec_simple(db, "BEGIN", "begin a transaction", err);
+
+	if (rc == SYNC_OK) {
+		db->in_tx = 1;
+		memset(db->staged, 0, sizeof(db->staged));
+	}
+	return rc;
+}
+
+enum sync_rc
+sync_db_commit(struct sync_db *db, struct sync_err *err)
+{
+	db->in_tx = 0;
+	return exec_simple(db, "COMMIT", "commit the batch", err);
+}
+
+void
+sync_db_rollback(struct sync_db *db)
+{
+	if (db->in_tx && PQstatus(db->conn) == CONNECTION_OK)
+		PQclear(PQexec(db->conn, "ROLLBACK"));
+	db->in_tx = 0;
+}
+
+static enum sync_rc
+copy_in(struct sync_db *db, const char *sql, const struct sync_buf *data,
+    struct sync_err *err)
+{
+	PGresult *r = PQexec(db->conn, sql);
+	enum sync_rc rc = SYNC_OK;
+
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		rc = db_err(db, r, err, "start COPY into the stage table");
+		PQclear(r);
+		return rc;
+	}
+	PQclear(r);
+	if ((data->len > 0 && PQputCopyData(db->conn, data->data, (int)data->len) != 1) ||
+	    PQputCopyEnd(db->conn, NULL) != 1)
+		rc = db_err(db, NULL, err, "send COPY data");
+	while ((r = PQgetResult(db->conn)) != NULL) {
+		if (rc == SYNC_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+			rc = db_err(db, r, err, "COPY into the stage table");
+		PQclear(r);
+	}
+	return rc;
+}
+
+enum sync_rc
+sync_db_apply(struct sync_db *db, int id, struct sync_batch *b,
+    struct sync_counts *c, struct sync_err *err)
+{
+	static const char *const upserts[3] = { "upsert_contact",
+	    "upsert_conversation", "upsert_message" };
+	char idbuf[16];
+	const char *v[1] = { idbuf };
+	PGresult *r;
+	enum sync_rc rc;
+	long long distinct, ins, upd;
+
+	if (b->nrows == 0)
+		return SYNC_OK;
+	if ((int)b->copy.len < 0 || b->copy.len > 0x7fffffff)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "batch too large for one COPY");
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	if (db->staged[b->entity] && (rc = exec_simple(db, stage_table[b->entity],
+	    "empty the stage table", err)) != SYNC_OK)
+		return rc;
+	db->staged[b->entity] = 1;
+	if ((rc = copy_in(db, copy_sql[b->entity], &b->copy, err)) != SYNC_OK)
+		return rc;
+	if (b->entity == SYNC_ENT_MESSAGE) {
+		if ((rc = exec_prep(db, "placeholder_conversation", 1, v, NULL,
+		    "create placeholder conversations", err)) != SYNC_OK ||
+		    (rc = exec_prep(db, "placeholder_contact", 1, v, NULL,
+		    "create placeholder contacts", err)) != SYNC_OK)
+			return rc;
+	}
+	if ((rc = exec_prep(db, upserts[b->entity], 1, v, &r, "upsert the batch",
+	    err)) != SYNC_OK)
+		return rc;
+	distinct = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	ins = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+	upd = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+	PQclear(r);
+	c->inserted += ins;
+	c->updated += upd;
+	c->unchanged += distinct - ins - upd;
+	return SYNC_OK;
+}
+
+enum sync_rc
+sync_db_run_start(struct sync_db *db, int id, const char *command,
+    long long *run_id, struct sync_err *err)
+{
+	char idbuf[16];
+	const char *v[2] = { idbuf, command };
+	PGresult *r;
+	enum sync_rc rc;
+
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	/* We hold the source lock: a run still 'running' died without a word. */
+	if ((rc = exec_prep(db, "run_abandon", 2, v, NULL,
+	    "close abandoned runs", err)) != SYNC_OK)
+		return rc;
+	if ((rc = exec_prep(db, "run_start", 2, v, &r, "record the run", err)) !=
+	    SYNC_OK)
+		return rc;
+	*run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return SYNC_OK;
+}
+
+enum sync_rc
+sync_db_run_finish(struct sync_db *db, long long run_id,
+    const struct sync_source_result *s, struct sync_err *err)
+{
+	char n[7][24];
+	const char *v[10];
+	int i;
+
+	snprintf(n[0], sizeof(n[0]), "%lld", run_id);
+	snprintf(n[1], sizeof(n[1]), "%lld", s->totals.fetched);
+	snprintf(n[2], sizeof(n[2]), "%lld", s->totals.inserted);
+	snprintf(n[3], sizeof(n[3]), "%lld", s->totals.updated);
+	snprintf(n[4], sizeof(n[4]), "%lld", s->totals.unchanged);
+	snprintf(n[5], sizeof(n[5]), "%lld", s->totals.api_calls);
+	snprintf(n[6], sizeof(n[6]), "%lld", s->totals.retries);
+	v[0] = n[0];
+	v[1] = sync_status_name(s->status);
+	for (i = 1; i < 7; i++)
+		v[i + 1] = n[i];
+	v[8] = s->err.rc != SYNC_OK ? sync_errkind_name(s->err.kind) : NULL;
+	v[9] = s->err.rc != SYNC_OK ? s->err.msg : NULL;
+	return exec_prep(db, "run_finish", 10, v, NULL, "record the run's end", err);
+}
+
+enum sync_rc
+sync_db_query(struct sync_db *db, const char *sql, int n, const char *const *p,
+    struct sync_rows **out, struct sync_err *err)
+{
+	PGresult *r = PQexecParams(db->conn, sql, n, NULL, p, NULL, NULL, 0);
+
+	*out = NULL;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		enum sync_rc rc = db_err(db, r, err, "read the sync status");
+
+		PQclear(r);
+		return rc;
+	}
+	if ((*out = malloc(sizeof(**out))) == NULL) {
+		PQclear(r);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	}
+	(*out)->res = r;
+	return SYNC_OK;
+}
+
+int
+sync_rows_count(const struct sync_rows *rows)
+{
+	return rows != NULL ? PQntuples(rows->res) : 0;
+}
+
+const char *
+sync_rows_get(const struct sync_rows *rows, int row, int col)
+{
+	if (rows == NULL || row >= PQntuples(rows->res) || col >= PQnfields(rows->res) ||
+	    PQgetisnull(rows->res, row, col))
+		return NULL;
+	return PQgetvalue(rows->res, row, col);
+}
+
+void
+sync_rows_free(struct sync_rows *rows)
+{
+	if (rows == NULL)
+		return;
+	PQclear(rows->res);
+	free(rows);
+}

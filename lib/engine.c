@@ -1,0 +1,593 @@
+/*
+ * engine.c -- one pass over the selected sources: locking, the sync_run
+ * record, the per-stream page loop (fetch a page, write its rows and the
+ * new cursor in one transaction, repeat), deadlines, signals, rate-limit
+ * memory and counters.  Connectors only describe their APIs.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+volatile sig_atomic_t sync_stop_signal;
+
+static const struct sync_connector *const connectors[] = {
+	&sync_seqapi_connector,
+	NULL
+};
+
+const struct sync_connector *
+sync_connector_find(const char *type)
+{
+	size_t i;
+
+	for (i = 0; connectors[i] != NULL; i++)
+		if (strcmp(connectors[i]->type, type) == 0)
+			return connectors[i];
+	return NULL;
+}
+
+static void
+on_signal(int signo)
+{
+	sync_stop_signal = signo;
+}
+
+void
+sync_signals_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+int
+sync_sleep(double secs)
+{
+	struct timespec ts;
+	double end = sync_now_mono() + secs, left;
+
+	while (!sync_stop_signal && (left = end - sync_now_mono()) > 0) {
+		ts.tv_sec = (time_t)left;
+		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+		if (nanosleep(&ts, NULL) == -1 && errno != EINTR)
+			break;
+	}
+	return sync_stop_signal ? -1 : 0;
+}
+
+static void
+counts_add(struct sync_counts *a, const struct sync_counts *b)
+{
+	a->fetched += b->fetched;
+	a->inserted += b->inserted;
+	a->updated += b->updated;
+	a->unchanged += b->unchanged;
+	a->api_calls += b->api_calls;
+	a->retries += b->retries;
+	a->gaps += b->gaps;
+	a->sanitized += b->sanitized;
+}
+
+static int
+want_stream(const struct sync_opts *o, const char *name)
+{
+	size_t i;
+
+	if (o->nstreams == 0)
+		return 1;
+	for (i = 0; i < o->nstreams; i++)
+		if (strcmp(o->streams[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Everything one source's pass needs. */
+struct job {
+	const struct sync_config *cfg;
+	const struct sync_opts *opts;
+	const struct sync_source_cfg *src;
+	struct sync_source_result *res;
+	struct sync_db	*db;
+	struct sync_ctx	 ctx;
+	struct sync_counts source_counts;
+	int		 id;
+	double		 deadline;
+};
+
+/*
+ * Writes one page and the stream's new position in one transaction.  The
+ * stored cursor is read under a row lock and merged with the page's, so a
+ * backfill and an incremental pass never move it backwards.
+ */
+static enum sync_rc
+commit_page(struct job *j, struct sync_stream *st, struct sync_page *pg,
+    struct sync_stream_result *sr, struct sync_err *err)
+{
+	const struct sync_connector *conn = j->src->conn;
+	struct sync_state next = st->state;
+	enum sync_state_how how;
+	char *stored = NULL, *merged = NULL;
+	enum sync_rc rc;
+
+	if ((rc = sync_db_begin(j->db, err)) != SYNC_OK)
+		return rc;
+	if ((rc = sync_db_apply(j->db, j->id, &pg->batch, &sr->c, err)) != SYNC_OK ||
+	    (rc = sync_db_state_cursor(j->db, j->id, st->name, &stored, err)) != SYNC_OK)
+		goto fail;
+	if (pg->cursor == NULL)
+		merged = stored != NULL ? strdup(stored) : NULL;
+	else if (pg->force || conn->cursor_max == NULL)
+		merged = strdup(pg->cursor);
+	else
+		merged = conn->cursor_max(stored, pg->cursor);
+	if ((pg->cursor != NULL || stored != NULL) && merged == NULL) {
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+		goto fail;
+	}
+	next.cursor = merged;
+	if (pg->checkpoint != NULL)
+		next.checkpoint = pg->checkpoint;
+	if (st->mode == SYNC_MODE_INCR)
+		how = SYNC_SAVE_INCR;
+	else
+		how = pg->done ? SYNC_SAVE_FULL_DONE : SYNC_SAVE_FULL;
+	if ((rc = sync_db_state_save(j->db, j->id, st->name, &next, how, err)) !=
+	    SYNC_OK || (rc = sync_db_commit(j->db, err)) != SYNC_OK)
+		goto fail;
+	free(stored);
+	free(st->state.cursor);
+	st->state.cursor = merged;
+	if (pg->checkpoint != NULL) {
+		free(st->state.checkpoint);
+		st->state.checkpoint = pg->checkpoint;
+		pg->checkpoint = NULL;
+	}
+	if (how == SYNC_SAVE_FULL_DONE) {
+		free(st->state.checkpoint);
+		st->state.checkpoint = NULL;
+	}
+	return SYNC_OK;
+fail:
+	sync_db_rollback(j->db);
+	free(stored);
+	free(merged);
+	return rc;
+}
+
+/* Dry run: the position moves in memory only. */
+static enum sync_rc
+dry_page(struct sync_stream *st, struct sync_page *pg, struct sync_err *err)
+{
+	if (pg->cursor != NULL) {
+		free(st->state.cursor);
+		st->state.cursor = pg->cursor;
+		pg->cursor = NULL;
+	}
+	if (pg->checkpoint != NULL) {
+		free(st->state.checkpoint);
+		st->state.checkpoint = pg->checkpoint;
+		pg->checkpoint = NULL;
+	}
+	(void)err;
+	return SYNC_OK;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+/*
+ * Runs one stream to its end, the deadline or the first error.  Returns
+ * SYNC_OK (also when stopped by the deadline: *stopped is set).
+ */
+static enum sync_rc
+run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
+    int *stopped, struct sync_err *err)
+{
+	const struct sync_opts *o = j->opts;
+	struct sync_stream st;
+	struct sync_page pg;
+	enum sync_rc rc;
+
+	memset(&st, 0, sizeof(st));
+	snprintf(sr->name, sizeof(sr->name), "%s", name);
+	st.name = sr->name;
+	st.mode = o->cmd == SYNC_CMD_FULL ? SYNC_MODE_FULL : SYNC_MODE_INCR;
+	st.restart = o->restart;
+	st.since = o->since_t;
+	st.first = 1;
+	st.counts = &sr->c;
+	if ((rc = sync_db_state_load(j->db, j->id, name, &st.state, err)) != SYNC_OK)
+		return rc;
+	sr->cursor_before = dup_or_null(st.state.cursor);
+
+	if (st.mode == SYNC_MODE_FULL) {
+		if (st.restart || st.state.checkpoint == NULL) {
+			free(st.state.checkpoint);
+			st.state.checkpoint = NULL;
+			if (!o->dry_run) {
+				if ((rc = sync_db_begin(j->db, err)) != SYNC_OK)
+					goto out;
+				if ((rc = sync_db_state_save(j->db, j->id, name, &st.state,
+				    SYNC_SAVE_FULL_START, err)) != SYNC_OK ||
+				    (rc = sync_db_commit(j->db, err)) != SYNC_OK) {
+					sync_db_rollback(j->db);
+					goto out;
+				}
+			}
+		} else
+			sync_log(LOG_INFO, "source '%s': stream '%s': resuming the "
+			    "full sync from '%s'", j->src->name, name,
+			    st.state.checkpoint);
+	}
+
+	for (;;) {
+		if (sync_stop_signal) {
+			rc = sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+			    "interrupted by signal %d", (int)sync_stop_signal);
+			break;
+		}
+		if (j->deadline > 0 && sync_now_mono() >= j->deadline) {
+			*stopped = 1;
+			break;
+		}
+		st.from = st.mode == SYNC_MODE_FULL ? st.state.checkpoint :
+		    st.state.cursor;
+		memset(&pg, 0, sizeof(pg));
+		rc = j->src->conn->fetch(&j->ctx, &st, &pg, err);
+		sr->c.fetched += pg.fetched;
+		sr->c.sanitized += pg.batch.sanitized;
+		if (rc == SYNC_OK)
+			rc = o->dry_run ? dry_page(&st, &pg, err) :
+			    commit_page(j, &st, &pg, sr, err);
+		if (rc == SYNC_OK && pg.batch.sanitized > 0)
+			sync_log(LOG_WARNING, "source '%s': stream '%s': %ld "
+			    "field(s) sanitised (invalid UTF-8, NUL bytes, bad "
+			    "timestamps or rows without id)", j->src->name, name,
+			    pg.batch.sanitized);
+		sync_batch_release(&pg.batch);
+		free(pg.cursor);
+		free(pg.checkpoint);
+		if (rc != SYNC_OK || pg.done)
+			break;
+		st.first = 0;
+	}
+out:
+	sr->cursor_after = dup_or_null(st.state.cursor);
+	sync_state_release(&st.state);
+	return rc;
+}
+
+static void
+source_fail(struct job *j, const struct sync_err *e)
+{
+	struct sync_source_result *r = j->res;
+
+	if (r->err.rc == SYNC_OK)
+		r->err = *e;
+	r->status = e->rc == SYNC_EINTR ? SYNC_ST_INTERRUPTED : SYNC_ST_FAILED;
+}
+
+/* A stream error that leaves the other streams of the source worth trying. */
+static int
+stream_local(const struct sync_err *e)
+{
+	return e->rc == SYNC_EDATA;
+}
+
+static void
+run_source(struct job *j)
+{
+	const struct sync_opts *o = j->opts;
+	const struct sync_source_cfg *src = j->src;
+	struct sync_source_result *r = j->res;
+	struct sync_err err, scratch;
+	long long run_id = 0;
+	int got = 0, lock = (int)o->cmd, stopped = 0;
+	time_t until;
+	size_t i;
+	char when[32];
+
+	sync_err_clear(&err);
+	r->status = SYNC_ST_OK;
+	if (o->cmd == SYNC_CMD_POLL && src->conn->no_poll_reason != NULL) {
+		r->status = SYNC_ST_SKIPPED;
+		snprintf(r->reason, sizeof(r->reason), "%s", src->conn->no_poll_reason);
+		return;
+	}
+	if (sync_stop_signal) {
+		sync_err_set(&err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+		    "interrupted before the source was started");
+		source_fail(j, &err);
+		return;
+	}
+	if ((j->db = sync_db_open(j->cfg, &err)) == NULL ||
+	    sync_db_source(j->db, src, &j->id, &err) != SYNC_OK ||
+	    sync_db_lock(j->db, j->id, lock, &got, &err) != SYNC_OK) {
+		source_fail(j, &err);
+		goto out;
+	}
+	if (!got) {
+		r->status = SYNC_ST_SKIPPED;
+		snprintf(r->reason, sizeof(r->reason), "another %s of source '%s' "
+		    "is running", sync_cmd_name(o->cmd), src->name);
+		sync_log(LOG_INFO, "source '%s': skipped: %s", src->name, r->reason);
+		goto out;
+	}
+	if (sync_db_next_allowed(j->db, j->id, &until, &err) != SYNC_OK) {
+		source_fail(j, &err);
+		goto out;
+	}
+	if (until > 0) {
+		sync_time_format(until, when, sizeof(when));
+		r->status = SYNC_ST_SKIPPED;
+		snprintf(r->reason, sizeof(r->reason), "rate limited until %s", when);
+		sync_log(LOG_INFO, "source '%s': skipped: %s", src->name, r->reason);
+		goto out;
+	}
+	if (!o->dry_run &&
+	    sync_db_run_start(j->db, j->id, sync_cmd_name(o->cmd), &run_id, &err) != SYNC_OK) {
+		source_fail(j, &err);
+		goto out;
+	}
+
+	j->ctx.cfg = j->cfg;
+	j->ctx.src = src;
+	j->ctx.opts = o;
+	j->ctx.source_counts = &j->source_counts;
+	if ((j->ctx.http = sync_http_new(j->cfg, src, &err)) == NULL) {
+		source_fail(j, &err);
+		goto finish;
+	}
+	sync_http_set_deadline(j->ctx.http, j->deadline);
+	if (src->conn->begin != NULL && src->conn->begin(&j->ctx, &err) != SYNC_OK) {
+		source_fail(j, &err);
+		goto end;
+	}
+	for (i = 0; i < src->nstreams && r->nstreams < sizeof(r->streams) /
+	    sizeof(r->streams[0]); i++) {
+		struct sync_stream_result *sr;
+		struct sync_err se;
+
+		if (!want_stream(o, src->streams[i]))
+			continue;
+		sr = &r->streams[r->nstreams++];
+		sync_err_clear(&se);
+		if (run_stream(j, src->streams[i], sr, &stopped, &se) != SYNC_OK) {
+			sync_log(LOG_ERR, "source '%s': %s", src->name, se.msg);
+			source_fail(j, &se);
+			if (!o->dry_run) {
+				sync_err_clear(&scratch);
+				sync_db_stream_outcome(j->db, j->id, sr->name, &se,
+				    &scratch);
+			}
+			if (!stream_local(&se))
+				break;
+			continue;
+		}
+		if (!o->dry_run && !stopped) {
+			sync_err_clear(&scratch);
+			if (sync_db_stream_outcome(j->db, j->id, sr->name, NULL,
+			    &scratch) != SYNC_OK) {
+				source_fail(j, &scratch);
+				break;
+			}
+		}
+		if (stopped)
+			break;
+	}
+	if (stopped && r->status == SYNC_ST_OK) {
+		r->status = SYNC_ST_PARTIAL;
+		snprintf(r->reason, sizeof(r->reason), "stopped at a batch boundary: "
+		    "max runtime reached");
+	}
+end:
+	if (src->conn->end != NULL)
+		src->conn->end(&j->ctx);
+finish:
+	/* A rate limit longer than this pass could wait is remembered. */
+	if (r->err.rc != SYNC_OK && r->err.kind == SYNC_ERR_RATE_LIMIT &&
+	    j->ctx.http != NULL && !o->dry_run) {
+		double w = sync_http_last_wait(j->ctx.http);
+
+		if (w > 0) {
+			sync_err_clear(&scratch);
+			sync_db_set_next_allowed(j->db, j->id,
+			    time(NULL) + (time_t)ceil(w), &scratch);
+		}
+	}
+	sync_http_free(j->ctx.http);
+	j->ctx.http = NULL;
+	for (i = 0; i < r->nstreams; i++)
+		counts_add(&r->totals, &r->streams[i].c);
+	counts_add(&r->totals, &j->source_counts);
+	if (run_id > 0) {
+		sync_err_clear(&scratch);
+		sync_db_run_finish(j->db, run_id, r, &scratch);
+	}
+out:
+	if (j->db != NULL) {
+		if (got) {
+			sync_err_clear(&scratch);
+			sync_db_unlock(j->db, j->id, lock, &scratch);
+		}
+		sync_db_free(j->db);
+		j->db = NULL;
+	}
+	if (r->err.rc != SYNC_OK && r->status == SYNC_ST_FAILED)
+		sync_log(r->err.rc == SYNC_EINTR ? LOG_NOTICE : LOG_ERR,
+		    "source '%s': %s", src->name, r->err.msg);
+}
+
+static enum sync_rc
+select_sources(const struct sync_config *cfg, const struct sync_opts *o,
+    const struct sync_source_cfg **sel, size_t *n, struct sync_err *err)
+{
+	size_t i, k, m;
+
+	*n = 0;
+	for (k = 0; k < o->nsources; k++) {
+		for (i = 0; i < cfg->nsources; i++)
+			if (strcmp(cfg->sources[i].name, o->sources[k]) == 0)
+				break;
+		if (i == cfg->nsources)
+			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+			    "no source named '%s' in %s", o->sources[k], cfg->path);
+	}
+	for (i = 0; i < cfg->nsources; i++) {
+		const struct sync_source_cfg *s = &cfg->sources[i];
+		int pick = o->nsources == 0 ? s->enabled : 0;
+
+		for (k = 0; k < o->nsources; k++)
+			if (strcmp(s->name, o->sources[k]) == 0)
+				pick = 1;
+		if (pick)
+			sel[(*n)++] = s;
+	}
+	for (k = 0; k < o->nstreams; k++) {
+		int found = 0;
+
+		for (i = 0; i < *n && !found; i++)
+			for (m = 0; m < sel[i]->nstreams; m++)
+				if (strcmp(sel[i]->streams[m], o->streams[k]) == 0)
+					found = 1;
+		if (!found)
+			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+			    "no selected source has a stream named '%s'",
+			    o->streams[k]);
+	}
+	return SYNC_OK;
+}
+
+enum sync_rc
+sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
+    struct sync_result *res, struct sync_err *err)
+{
+	const struct sync_source_cfg **sel;
+	double t0 = sync_now_mono(), maxrt;
+	size_t i, n, nok = 0, nfail = 0, nskip = 0, npart = 0;
+	enum sync_rc rc;
+
+	memset(res, 0, sizeof(*res));
+	res->cmd = o->cmd;
+	res->started_at = time(NULL);
+	res->dry_run = o->dry_run;
+	if ((sel = calloc(cfg->nsources + 1, sizeof(*sel))) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	if ((rc = select_sources(cfg, o, sel, &n, err)) != SYNC_OK) {
+		free(sel);
+		return rc;
+	}
+	if ((res->sources = calloc(n + 1, sizeof(*res->sources))) == NULL) {
+		free(sel);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	}
+	res->nsources = n;
+	sync_signals_install();
+	sync_http_global(1);
+	maxrt = o->max_runtime >= 0 ? o->max_runtime : cfg->max_runtime;
+	for (i = 0; i < n; i++) {
+		struct job j;
+
+		memset(&j, 0, sizeof(j));
+		j.cfg = cfg;
+		j.opts = o;
+		j.src = sel[i];
+		j.res = &res->sources[i];
+		j.res->name = sel[i]->name;
+		j.res->type = sel[i]->type;
+		j.deadline = maxrt > 0 ? t0 + maxrt : 0;
+		run_source(&j);
+		switch (j.res->status) {
+		case SYNC_ST_OK:	nok++; break;
+		case SYNC_ST_SKIPPED:	nskip++; break;
+		case SYNC_ST_PARTIAL:	npart++; break;
+		default:		nfail++; break;
+		}
+	}
+	sync_http_global(0);
+	free(sel);
+	res->signo = (int)sync_stop_signal;
+	if (res->signo != 0)
+		res->status = SYNC_ST_INTERRUPTED;
+	else if (nfail > 0)
+		res->status = nok + npart + nskip > 0 ? SYNC_ST_PARTIAL : SYNC_ST_FAILED;
+	else if (npart > 0)
+		res->status = SYNC_ST_PARTIAL;
+	else if (nok == 0 && nskip > 0)
+		res->status = SYNC_ST_SKIPPED;
+	else
+		res->status = SYNC_ST_OK;
+	res->duration_ms = (long long)llround((sync_now_mono() - t0) * 1000.0);
+	return SYNC_OK;
+}
+
+void
+sync_result_release(struct sync_result *res)
+{
+	size_t i, k;
+
+	if (res == NULL || res->sources == NULL)
+		return;
+	for (i = 0; i < res->nsources; i++)
+		for (k = 0; k < res->sources[i].nstreams; k++) {
+			free(res->sources[i].streams[k].cursor_before);
+			free(res->sources[i].streams[k].cursor_after);
+		}
+	free(res->sources);
+	res->sources = NULL;
+}
+
+/* Exit codes by severity: configuration first, then credentials, ... */
+static int
+severity(int code)
+{
+	switch (code) {
+	case 78:	return 6;
+	case 77:	return 5;
+	case 65:	return 4;
+	case 69:	return 3;
+	case 75:	return 2;
+	case 70:	return 1;
+	default:	return 0;
+	}
+}
+
+int
+sync_result_exit_code(const struct sync_result *res)
+{
+	size_t i, nok = 0;
+	int worst = 0, code;
+
+	if (res->signo != 0)
+		return 128 + res->signo;
+	for (i = 0; i < res->nsources; i++) {
+		const struct sync_source_result *s = &res->sources[i];
+
+		if (s->status != SYNC_ST_FAILED) {
+			nok++;
+			continue;
+		}
+		code = sync_rc_exit_code(s->err.rc);
+		if (worst == 0 || severity(code) > severity(worst))
+			worst = code;
+	}
+	if (worst == 0)
+		return 0;
+	/* Some sources succeeded: 1, the JSON says which failed how. */
+	return nok > 0 ? 1 : worst;
+}

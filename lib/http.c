@@ -1,0 +1,484 @@
+/*
+ * http.c -- the HTTP client: one reused libcurl handle per source, capped
+ * bodies, retries with backoff and jitter, Retry-After, deadlines.  The
+ * only user of libcurl.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "internal.h"
+
+/* Longest wait a pass sits out inline; longer ones are remembered. */
+#define SYNC_MAX_INLINE_WAIT	120.0
+#define SYNC_MAX_BACKOFF	60.0
+
+struct sync_http {
+	CURL		*curl;
+	struct curl_slist *headers;
+	char		 errbuf[CURL_ERROR_SIZE];
+	long		 retries;
+	double		 backoff;
+	size_t		 max_body;
+	double		 deadline;	/* monotonic; 0: none */
+	struct sync_counts *counts;
+	struct sync_counts scratch;
+	struct sync_buf	*wbuf;		/* body being received */
+	int		 too_big;
+	unsigned	 rng;
+	double		 last_wait;
+};
+
+void
+sync_http_global(int on)
+{
+	if (on)
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+	else
+		curl_global_cleanup();
+}
+
+double
+sync_http_last_wait(const struct sync_http *h)
+{
+	return h->last_wait;
+}
+
+static size_t
+on_write(char *p, size_t size, size_t n, void *arg)
+{
+	struct sync_http *h = arg;
+	size_t len = size * n;
+
+	if (h->wbuf->len + len > h->max_body) {
+		h->too_big = 1;
+		return 0;
+	}
+	if (sync_buf_add(h->wbuf, p, len) == -1)
+		return 0;
+	return len;
+}
+
+static int
+on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	(void)arg;
+	(void)dt;
+	(void)dn;
+	(void)ut;
+	(void)un;
+	return sync_stop_signal != 0;
+}
+
+static int
+setopt_failed(struct sync_err *err)
+{
+	sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "cannot set up libcurl");
+	return -1;
+}
+
+struct sync_http *
+sync_http_new(const struct sync_config *cfg, const struct sync_source_cfg *src,
+    struct sync_err *err)
+{
+	struct sync_http *h;
+	const char *ca;
+	CURL *c;
+	int bad = 0;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+		return NULL;
+	}
+	if ((h->curl = c = curl_easy_init()) == NULL) {
+		free(h);
+		sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "cannot start libcurl");
+		return NULL;
+	}
+	h->retries = cfg->retries;
+	h->backoff = cfg->backoff;
+	h->max_body = (size_t)cfg->max_body;
+	h->counts = &h->scratch;
+	h->rng = (unsigned)time(NULL) ^ (unsigned)(size_t)h;
+	ca = src->ca_file != NULL ? src->ca_file : cfg->ca_file;
+
+	bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->errbuf) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_WRITEDATA, h) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT, cfg->http_timeout) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, cfg->connect_timeout) !=
+	    CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "") != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE,
+	    (curl_off_t)cfg->max_body) != CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_USERAGENT, "msgsync/" SYNC_VERSION) !=
+	    CURLE_OK;
+	bad |= curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 256L * 1024) != CURLE_OK;
+#if LIBCURL_VERSION_NUM >= 0x075500
+	bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+#else
+	bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS,
+	    (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK;
+#endif
+	if (ca != NULL && *ca != '\0')
+		bad |= curl_easy_setopt(c, CURLOPT_CAINFO, ca) != CURLE_OK;
+	if (src->pinned_pubkey != NULL && *src->pinned_pubkey != '\0')
+		bad |= curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY,
+		    src->pinned_pubkey) != CURLE_OK;
+	if (bad || sync_http_add_header(h, "Accept: application/json") == -1) {
+		setopt_failed(err);
+		sync_http_free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void
+sync_http_free(struct sync_http *h)
+{
+	if (h == NULL)
+		return;
+	curl_easy_cleanup(h->curl);
+	curl_slist_free_all(h->headers);
+	free(h);
+}
+
+void
+sync_http_set_counts(struct sync_http *h, struct sync_counts *c)
+{
+	h->counts = c != NULL ? c : &h->scratch;
+}
+
+void
+sync_http_set_deadline(struct sync_http *h, double d)
+{
+	h->deadline = d;
+}
+
+int
+sync_http_add_header(struct sync_http *h, const char *line)
+{
+	struct curl_slist *l;
+
+	if ((l = curl_slist_append(h->headers, line)) == NULL)
+		return -1;
+	h->headers = l;
+	return curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers) ==
+	    CURLE_OK ? 0 : -1;
+}
+
+/* Errors that another attempt cannot mend: configuration, TLS trust. */
+static int
+curl_fatal(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_OUT_OF_MEMORY:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static double
+jitter(struct sync_http *h)
+{
+	h->rng = h->rng * 1103515245u + 12345u;
+	return 0.5 + (double)((h->rng >> 8) & 0xffff) / 65536.0;
+}
+
+enum sync_rc
+sync_http_get(struct sync_http *h, const char *url, const char *safe,
+    struct sync_http_resp *resp, struct sync_err *err)
+{
+	char why[CURL_ERROR_SIZE + 64];
+	enum sync_rc rc;
+	enum sync_errkind kind;
+	long attempt;
+	CURLcode cc;
+
+	resp->status = 0;
+	resp->retry_after = -1;
+	h->last_wait = -1;
+	if (resp->body.max == 0)
+		resp->body.max = h->max_body + 1;
+	if (curl_easy_setopt(h->curl, CURLOPT_URL, url) != CURLE_OK)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK,
+		    "cannot set URL '%s'", safe);
+	h->wbuf = &resp->body;
+	for (attempt = 0;; attempt++) {
+		double wait = -1;
+		curl_off_t ra = -1;
+
+		if (sync_stop_signal)
+			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+			    "interrupted by signal %d", (int)sync_stop_signal);
+		h->counts->api_calls++;
+		if (attempt > 0)
+			h->counts->retries++;
+		sync_buf_reset(&resp->body);
+		h->too_big = 0;
+		h->errbuf[0] = '\0';
+		resp->status = 0;
+		cc = curl_easy_perform(h->curl);
+		if (cc == CURLE_ABORTED_BY_CALLBACK && sync_stop_signal)
+			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+			    "interrupted by signal %d while fetching '%s'",
+			    (int)sync_stop_signal, safe);
+		if (h->too_big || cc == CURLE_FILESIZE_EXCEEDED)
+			return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+			    "'%s': response larger than max_body (%zu bytes)",
+			    safe, h->max_body);
+		if (cc != CURLE_OK) {
+			snprintf(why, sizeof(why), "%s",
+			    h->errbuf[0] ? h->errbuf : curl_easy_strerror(cc));
+			kind = SYNC_ERR_NETWORK;
+			rc = SYNC_EUNAVAIL;
+			if (curl_fatal(cc))
+				return sync_err_set(err, rc, kind,
+				    "cannot fetch '%s': %s", safe, why);
+		} else {
+			curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &resp->status);
+			if (resp->status != 429 && resp->status != 408 &&
+			    resp->status < 500)
+				return SYNC_OK;
+			if (curl_easy_getinfo(h->curl, CURLINFO_RETRY_AFTER, &ra) ==
+			    CURLE_OK && ra > 0)
+				wait = (double)ra;
+			else if (ra == 0)
+				wait = 0;
+			resp->retry_after = wait;
+			snprintf(why, sizeof(why), "HTTP %ld", resp->status);
+			if (resp->status == 429) {
+				kind = SYNC_ERR_RATE_LIMIT;
+				rc = SYNC_ETEMP;
+			} else {
+				kind = SYNC_ERR_HTTP;
+				rc = SYNC_EUNAVAIL;
+			}
+		}
+		if (attempt >= h->retries) {
+			if (kind == SYNC_ERR_RATE_LIMIT)
+				h->last_wait = wait > 0 ? wait : h->backoff;
+			return sync_err_set(err, rc, kind, "cannot fetch '%s': %s "
+			    "after %ld retries", safe, why, attempt);
+		}
+		if (wait < 0) {
+			wait = h->backoff * pow(2.0, (double)attempt) * jitter(h);
+			if (wait > SYNC_MAX_BACKOFF)
+				wait = SYNC_MAX_BACKOFF;
+		}
+		if (wait > SYNC_MAX_INLINE_WAIT ||
+		    (h->deadline > 0 && sync_now_mono() + wait > h->deadline)) {
+			resp->retry_after = wait;
+			h->last_wait = wait;
+			if (kind == SYNC_ERR_RATE_LIMIT)
+				return sync_err_set(err, SYNC_ETEMP, kind,
+				    "'%s': rate limited: HTTP 429 asks to wait %.0f "
+				    "s, longer than this pass can afford", safe, wait);
+			return sync_err_set(err, rc, kind, "cannot fetch '%s': %s; "
+			    "no time left for another attempt", safe, why);
+		}
+		sync_log(LOG_INFO, "'%s': %s; retrying in %.2f s", safe, why, wait);
+		if (sync_sleep(wait) == -1)
+			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+			    "interrupted by signal %d", (int)sync_stop_signal);
+	}
+}
+
+enum sync_rc
+sync_http_status_error(const struct sync_http_resp *r, const char *safe,
+    struct sync_err *err)
+{
+	char snip[161];
+	size_t i, n = 0;
+
+	/* A short, printable excerpt of the body helps the operator. */
+	if (r->body.data != NULL)
+		for (i = 0; i < r->body.len && n < sizeof(snip) - 1; i++) {
+			unsigned char c = (unsigned char)r->body.data[i];
+
+			snip[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : ' ';
+		}
+	snip[n] = '\0';
+	if (r->status == 401 || r->status == 403)
+		return sync_err_set(err, SYNC_EPERM, SYNC_ERR_AUTH,
+		    "'%s': credentials rejected: HTTP %ld %s", safe, r->status, snip);
+	return sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_HTTP,
+	    "'%s': HTTP %ld %s", safe, r->status, snip);
+}
+
+enum sync_rc
+sync_http_get_json(struct sync_http *h, const char *url, const char *safe,
+    cJSON **json, long *sanitized, struct sync_err *err)
+{
+	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0), -1 };
+	const char *end = NULL;
+	enum sync_rc rc;
+	long n;
+
+	*json = NULL;
+	if ((rc = sync_http_get(h, url, safe, &r, err)) != SYNC_OK)
+		goto out;
+	if (r.status < 200 || r.status > 299) {
+		rc = sync_http_status_error(&r, safe, err);
+		goto out;
+	}
+	if ((n = sync_json_sanitize(&r.body)) < 0) {
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+		goto out;
+	}
+	if (sanitized != NULL)
+		*sanitized = n;
+	if (r.body.len == 0) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "'%s': empty response body", safe);
+		goto out;
+	}
+	*json = cJSON_ParseWithLengthOpts(r.body.data, r.body.len, &end, 0);
+	if (*json == NULL) {
+		size_t off = end != NULL ? (size_t)(end - r.body.data) : 0;
+
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "'%s': response is not valid JSON (at byte %zu of %zu)", safe,
+		    off, r.body.len);
+	}
+out:
+	sync_buf_release(&r.body);
+	return rc;
+}
+
+char *
+sync_url_escape(const char *s)
+{
+	char *e = curl_easy_escape(NULL, s, 0), *out;
+
+	if (e == NULL)
+		return NULL;
+	out = strdup(e);
+	curl_free(e);
+	return out;
+}
+
+enum sync_rc
+sync_url_build(const char *base, const char *path, const char *const *query,
+    char **out, struct sync_err *err)
+{
+	CURLU *u;
+	char *old = NULL, *url = NULL;
+	struct sync_buf p = SYNC_BUF_INIT(0), q = SYNC_BUF_INIT(0);
+	enum sync_rc rc = SYNC_OK;
+	size_t i, n;
+
+	*out = NULL;
+	if ((u = curl_url()) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	if (curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PATH, &old, 0) != CURLUE_OK) {
+		rc = sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "bad base URL '%s'", base);
+		goto out;
+	}
+	n = strlen(old);
+	while (n > 0 && old[n - 1] == '/')
+		n--;
+	if (sync_buf_add(&p, old, n) == -1 || sync_buf_adds(&p, path) == -1)
+		goto nomem;
+	if (curl_url_set(u, CURLUPART_PATH, p.data, 0) != CURLUE_OK)
+		goto nomem;
+	for (i = 0; query != NULL && query[i] != NULL && query[i + 1] != NULL; i += 2) {
+		sync_buf_reset(&q);
+		if (sync_buf_addf(&q, "%s=%s", query[i], query[i + 1]) == -1 ||
+		    curl_url_set(u, CURLUPART_QUERY, q.data,
+		    CURLU_APPENDQUERY | CURLU_URLENCODE) != CURLUE_OK)
+			goto nomem;
+	}
+	if (curl_url_get(u, CURLUPART_URL, &url, 0) != CURLUE_OK)
+		goto nomem;
+	if ((*out = strdup(url)) == NULL)
+		goto nomem;
+	goto out;
+nomem:
+	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
+	    "cannot build a URL from '%s'", base);
+out:
+	curl_free(old);
+	curl_free(url);
+	curl_url_cleanup(u);
+	sync_buf_release(&p);
+	sync_buf_release(&q);
+	return rc;
+}
+
+static int
+is_loopback(const char *host)
+{
+	if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+	    strcmp(host, "::1") == 0)
+		return 1;
+	if (strncmp(host, "127.", 4) == 0)
+		return strspn(host, "0123456789.") == strlen(host);
+	return 0;
+}
+
+enum sync_rc
+sync_url_check(const char *url, int allow_insecure, char *why, size_t n)
+{
+	CURLU *u;
+	char *scheme = NULL, *host = NULL, *user = NULL;
+	enum sync_rc rc = SYNC_ECONFIG;
+	CURLUcode uc;
+
+	if ((u = curl_url()) == NULL) {
+		snprintf(why, n, "out of memory");
+		return SYNC_ENOMEM;
+	}
+	if ((uc = curl_url_set(u, CURLUPART_URL, url, 0)) != CURLUE_OK) {
+		snprintf(why, n, "%s", curl_url_strerror(uc));
+		goto out;
+	}
+	curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+	curl_url_get(u, CURLUPART_HOST, &host, 0);
+	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK && user != NULL) {
+		snprintf(why, n, "credentials in the URL are not allowed (use "
+		    "token, token_file or token_env)");
+		goto out;
+	}
+	if (scheme == NULL || (strcmp(scheme, "https") != 0 &&
+	    strcmp(scheme, "http") != 0)) {
+		snprintf(why, n, "scheme must be https:// or http://");
+		goto out;
+	}
+	if (host == NULL || *host == '\0') {
+		snprintf(why, n, "no host");
+		goto out;
+	}
+	if (strcmp(scheme, "http") == 0 && !allow_insecure && !is_loopback(host)) {
+		snprintf(why, n, "plain http:// is accepted only for loopback hosts "
+		    "(set allow_insecure_http = true to override)");
+		goto out;
+	}
+	rc = SYNC_OK;
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(user);
+	curl_url_cleanup(u);
+	return rc;
+}

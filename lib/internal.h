@@ -1,0 +1,459 @@
+/*
+ * internal.h -- what crosses files inside lib/.  Not installed.
+ */
+#ifndef SYNC_INTERNAL_H
+#define SYNC_INTERNAL_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <syslog.h>
+
+#include "sync.h"
+
+struct cJSON;
+
+/* ---- buf.c: growable byte buffers with a hard cap ---------------------- */
+
+struct sync_buf {
+	char		*data;
+	size_t		 len;
+	size_t		 cap;		/* allocated */
+	size_t		 max;		/* 0: unlimited */
+};
+
+#define SYNC_BUF_INIT(m) { NULL, 0, 0, (m) }
+
+/* Appends n bytes; keeps data NUL-terminated.  -1 on ENOMEM or over max. */
+int		sync_buf_add(struct sync_buf *, const void *, size_t);
+int		sync_buf_adds(struct sync_buf *, const char *);
+int		sync_buf_addf(struct sync_buf *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+void		sync_buf_reset(struct sync_buf *);
+void		sync_buf_release(struct sync_buf *);
+
+/*
+ * Makes a JSON text safe to parse and store: invalid UTF-8 sequences become
+ * U+FFFD, and inside strings the escapes \u0000 and lone UTF-16 surrogates
+ * become \ufffd (PostgreSQL's text and jsonb reject both).  Rewrites b in
+ * place (it may grow).  Returns the number of replacements, -1 on ENOMEM.
+ */
+long		sync_json_sanitize(struct sync_buf *);
+
+/* ---- err.c: errors and secret redaction -------------------------------- */
+
+/* Registers a secret so that every error and log line masks it. */
+void		sync_secret_add(const char *);
+/* Masks every registered secret in s (in place). */
+void		sync_redact(char *);
+void		sync_secrets_clear(void);
+
+/* ---- time.c ----------------------------------------------------------- */
+
+/*
+ * Parses an RFC 3339 / ISO 8601 timestamp ("2026-11-22T10:00:00Z",
+ * "+02:00" offsets, fractions, a space for T) into UTC seconds and
+ * microseconds.  Returns 0 on success, -1 if s is not a valid timestamp.
+ */
+int		sync_time_parse(const char *, int64_t *, int *);
+/* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into out (at least 32 bytes). */
+void		sync_time_format(time_t, char *, size_t);
+/* Normalises a timestamp to "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"; -1 if bad. */
+int		sync_time_normalize(const char *, char *, size_t);
+double		sync_now_mono(void);
+
+/* ---- signals (engine.c) ------------------------------------------------ */
+
+extern volatile sig_atomic_t sync_stop_signal;
+void		sync_signals_install(void);
+/* Sleeps up to secs; returns -1 early when a stop signal arrived. */
+int		sync_sleep(double);
+
+/* ---- names (cli.c, output.c) ---------------------------------------- */
+
+const char     *sync_cmd_name(enum sync_cmd);
+const char     *sync_status_name(enum sync_status);
+
+/* ---- config.c --------------------------------------------------------- */
+
+enum sync_keytype {
+	SYNC_KEY_STRING,
+	SYNC_KEY_INT,
+	SYNC_KEY_BOOL,
+	SYNC_KEY_STRLIST,
+	SYNC_KEY_INT_PER_STREAM	/* an int, or a group of ints by stream */
+};
+
+/* A type-specific configuration key, declared by its connector. */
+struct sync_keydef {
+	const char	*name;
+	enum sync_keytype type;
+	int		 required;
+	long long	 min, max;	/* for ints (both 0: unchecked) */
+	const char *const *allowed;	/* for string lists: allowed items */
+};
+
+struct sync_value {
+	const struct sync_keydef *def;
+	int		 set;
+	int		 line;
+	char		*s;
+	long long	 i;		/* also the default of per-stream */
+	char	       **list;
+	size_t		 nlist;
+	char	       **names;		/* per-stream: stream names */
+	long long	*ints;		/* per-stream: values */
+	size_t		 nints;
+};
+
+struct sync_connector;
+
+struct sync_source_cfg {
+	char		*name;
+	char		*type;
+	char		*url;
+	char		*token;		/* resolved secret; never printed */
+	char		*ca_file;
+	char		*pinned_pubkey;
+	int		 enabled;
+	int		 allow_insecure_http;
+	int		 line;
+	const struct sync_connector *conn;
+	struct sync_value *values;	/* one per conn->keys entry */
+	size_t		 nvalues;
+	char	       **streams;	/* the streams this source syncs */
+	size_t		 nstreams;
+};
+
+struct sync_config {
+	char		*path;
+	char		*conninfo;
+	long		 http_timeout;
+	long		 connect_timeout;
+	long		 retries;
+	double		 backoff;
+	long long	 max_body;
+	char		*ca_file;
+	long		 batch_size;
+	double		 max_runtime;
+	long		 jobs;
+	int		 log_level;
+	int		 log_syslog;
+	int		 log_json;
+	struct sync_source_cfg *sources;
+	size_t		 nsources;
+};
+
+/* Type-specific values, looked up by key name (NULL/dflt if unset). */
+const char     *sync_cfg_str(const struct sync_source_cfg *, const char *);
+long long	sync_cfg_int(const struct sync_source_cfg *, const char *, long long);
+/* Per-stream int: the stream's own value, else the plain int, else dflt. */
+long long	sync_cfg_stream_int(const struct sync_source_cfg *, const char *,
+		    const char *, long long);
+
+/* ---- log.c ------------------------------------------------------------ */
+
+void		sync_log_prog(const char *);
+int		sync_log_enabled(int);
+
+/* ---- http.c: one libcurl handle per source ----------------------------- */
+
+struct sync_http;
+
+struct sync_http_resp {
+	long		 status;
+	struct sync_buf	 body;
+	double		 retry_after;	/* seconds, < 0 if none */
+};
+
+/*
+ * Creates the HTTP client of one source: a reused handle (keep-alive,
+ * compression), timeouts, TLS trust from the source or the global
+ * configuration.  Counters are added to *counts (which may be changed
+ * with sync_http_set_counts()).  The caller frees it with sync_http_free().
+ */
+struct sync_http *sync_http_new(const struct sync_config *,
+		    const struct sync_source_cfg *, struct sync_err *);
+void		sync_http_free(struct sync_http *);
+void		sync_http_set_counts(struct sync_http *, struct sync_counts *);
+void		sync_http_set_deadline(struct sync_http *, double);
+/* The wait (seconds) that the last rate-limit error asked for, or -1. */
+double		sync_http_last_wait(const struct sync_http *);
+void		sync_http_global(int);
+/* Adds a request header such as "Authorization: Bearer ..."; -1 on ENOMEM. */
+int		sync_http_add_header(struct sync_http *, const char *);
+
+/*
+ * GETs url, retrying network errors, 408, 429 and 5xx with backoff and
+ * jitter (Retry-After wins).  safe is the URL as it may be logged.  On
+ * SYNC_OK, *resp holds the final answer, whatever its status (the caller
+ * releases resp->body).  A wait longer than the deadline allows returns
+ * SYNC_ETEMP with kind rate_limit and resp->retry_after set.
+ */
+enum sync_rc	sync_http_get(struct sync_http *, const char *url, const char *safe,
+		    struct sync_http_resp *, struct sync_err *);
+
+/*
+ * GETs url and parses a 2xx answer as JSON (after sync_json_sanitize()).
+ * Any other status becomes an error by sync_http_status_error().  The
+ * caller owns *json on SYNC_OK.  *sanitized (may be NULL) gets the number
+ * of replaced characters.
+ */
+enum sync_rc	sync_http_get_json(struct sync_http *, const char *url, const char *safe,
+		    struct cJSON **, long *sanitized, struct sync_err *);
+/* Turns a non-2xx answer into an error of the right kind. */
+enum sync_rc	sync_http_status_error(const struct sync_http_resp *, const char *safe,
+		    struct sync_err *);
+
+/*
+ * Builds base + path (path segments already escaped) + query pairs (NULL
+ * terminated: key, value, key, value, ..., values are URL-encoded).  The
+ * caller frees *out with free().
+ */
+enum sync_rc	sync_url_build(const char *base, const char *path,
+		    const char *const *query, char **out, struct sync_err *);
+/* URL-encodes s for a path segment; caller frees. NULL on ENOMEM. */
+char	       *sync_url_escape(const char *);
+/* Validates a source URL: scheme, host, http:// only to loopback. */
+enum sync_rc	sync_url_check(const char *, int allow_insecure, char *why, size_t);
+
+/* ---- batch.c: rows of one page, as COPY text for the store ------------ */
+
+enum sync_entity {
+	SYNC_ENT_CONTACT,
+	SYNC_ENT_CONVERSATION,
+	SYNC_ENT_MESSAGE
+};
+
+struct sync_contact {
+	const char	*external_id;
+	const char	*display_name;
+	const char	*phone;
+	const char	*username;
+	const struct cJSON *raw;
+};
+
+struct sync_conversation {
+	const char	*external_id;
+	const char	*title;
+	const char	*kind;
+	int		 is_read;	/* -1 unknown */
+	long long	 unread_count;	/* -1 unknown */
+	const char	*last_message_at;
+	int		 archived;	/* -1 unknown */
+	const struct cJSON *raw;
+};
+
+struct sync_message {
+	const char	*external_id;
+	const char	*conversation_id;	/* upstream id, may be NULL */
+	const char	*sender_id;		/* upstream id, may be NULL */
+	const char	*direction;		/* "in" or "out" */
+	const char	*kind;
+	const char	*body;
+	const char	*sent_at;
+	const char	*edited_at;
+	const char	*status;
+	const char	*status_at;
+	const char	*validity_expires_at;
+	const char	*folder;
+	const struct cJSON *attachments;
+	const struct cJSON *raw;
+	int		 deleted;
+	const char	*deleted_at;
+};
+
+struct sync_batch {
+	enum sync_entity entity;
+	struct sync_buf	 copy;		/* COPY text rows */
+	struct sync_buf	 scratch;	/* JSON printing */
+	long		 nrows;
+	long		 sanitized;	/* fields nulled or repaired */
+};
+
+void		sync_batch_init(struct sync_batch *, enum sync_entity);
+void		sync_batch_release(struct sync_batch *);
+void		sync_batch_reset(struct sync_batch *);
+/* Each appends one row; -1 on ENOMEM.  Bad timestamps become NULL. */
+int		sync_batch_add_contact(struct sync_batch *, const struct sync_contact *);
+int		sync_batch_add_conversation(struct sync_batch *,
+		    const struct sync_conversation *);
+int		sync_batch_add_message(struct sync_batch *, const struct sync_message *);
+/* Normalises a phone number to E.164 into out; -1 when it is not one. */
+int		sync_phone_e164(const char *, char *, size_t);
+
+/* ---- db.c: the only user of libpq -------------------------------------- */
+
+struct sync_db;
+
+struct sync_state {
+	char		*cursor;
+	char		*checkpoint;
+	char		*fingerprint;
+	int		 exists;
+};
+
+/*
+ * Connects (applying migrations on first use, under an advisory lock) and
+ * prepares the statements.  The caller frees it with sync_db_free().
+ */
+struct sync_db *sync_db_open(const struct sync_config *, struct sync_err *);
+void		sync_db_free(struct sync_db *);
+/* Ensures the source row exists; *id gets its id. */
+enum sync_rc	sync_db_source(struct sync_db *, const struct sync_source_cfg *, int *,
+		    struct sync_err *);
+/*
+ * Tries lock `which` (the pass command) of a source: *got is 1 if this
+ * session now holds it.
+ */
+enum sync_rc	sync_db_lock(struct sync_db *, int, int, int *, struct sync_err *);
+enum sync_rc	sync_db_unlock(struct sync_db *, int, int, struct sync_err *);
+/* *until gets next_allowed_at (0 if none or past). */
+enum sync_rc	sync_db_next_allowed(struct sync_db *, int, time_t *, struct sync_err *);
+enum sync_rc	sync_db_set_next_allowed(struct sync_db *, int, time_t, struct sync_err *);
+/* Loads a stream's state; the caller releases it with sync_state_release(). */
+enum sync_rc	sync_db_state_load(struct sync_db *, int, const char *, struct sync_state *,
+		    struct sync_err *);
+void		sync_state_release(struct sync_state *);
+
+enum sync_rc	sync_db_begin(struct sync_db *, struct sync_err *);
+enum sync_rc	sync_db_commit(struct sync_db *, struct sync_err *);
+void		sync_db_rollback(struct sync_db *);
+
+/* Writes a batch (inside a transaction): adds to inserted/updated/unchanged. */
+enum sync_rc	sync_db_apply(struct sync_db *, int, struct sync_batch *, struct sync_counts *,
+		    struct sync_err *);
+
+enum sync_state_how {
+	SYNC_SAVE_INCR,		/* the cursor only */
+	SYNC_SAVE_FULL,		/* cursor and full-walk checkpoint */
+	SYNC_SAVE_FULL_START,	/* a full walk begins: checkpoint, started_at */
+	SYNC_SAVE_FULL_DONE	/* a full walk ended: clear checkpoint */
+};
+
+/*
+ * Reads a stream's stored cursor and locks its row until the end of the
+ * transaction (a concurrent pass of the other kind may have moved it).
+ * The caller frees *cur.
+ */
+enum sync_rc	sync_db_state_cursor(struct sync_db *, int, const char *, char **,
+		    struct sync_err *);
+/* Saves a stream's cursor/checkpoint (inside the batch's transaction). */
+enum sync_rc	sync_db_state_save(struct sync_db *, int, const char *,
+		    const struct sync_state *, enum sync_state_how, struct sync_err *);
+/* Records a stream's outcome (own transaction): success or error. */
+enum sync_rc	sync_db_stream_outcome(struct sync_db *, int, const char *,
+		    const struct sync_err *, struct sync_err *);
+
+/* sync_run rows: start (marks abandoned runs), finish. */
+enum sync_rc	sync_db_run_start(struct sync_db *, int, const char *, long long *,
+		    struct sync_err *);
+enum sync_rc	sync_db_run_finish(struct sync_db *, long long, const struct sync_source_result *,
+		    struct sync_err *);
+
+/* One query returning rows of text: for sync-status.  NULL-safe helpers. */
+struct sync_rows;
+enum sync_rc	sync_db_query(struct sync_db *, const char *sql, int nparams,
+		    const char *const *params, struct sync_rows **, struct sync_err *);
+int		sync_rows_count(const struct sync_rows *);
+/* Value at (row, col), or NULL for SQL NULL. */
+const char     *sync_rows_get(const struct sync_rows *, int, int);
+void		sync_rows_free(struct sync_rows *);
+
+/* ---- connectors -------------------------------------------------------- */
+
+enum sync_mode {
+	SYNC_MODE_INCR,
+	SYNC_MODE_FULL
+};
+
+/* What the engine hands a connector for one stream. */
+struct sync_stream {
+	const char	*name;
+	enum sync_mode	 mode;
+	int		 restart;	/* full-sync --restart */
+	time_t		 since;		/* full-sync --since, 0 if none */
+	struct sync_state state;	/* as stored (owned by the engine) */
+	const char	*from;		/* where this page starts, NULL: beginning */
+	int		 first;		/* no page fetched yet in this pass */
+	struct sync_counts *counts;
+};
+
+/* What a connector returns for one page. */
+struct sync_page {
+	struct sync_batch batch;	/* the rows (engine initialises) */
+	char		*cursor;	/* new high-water mark, NULL: unchanged */
+	char		*checkpoint;	/* new full-walk position, NULL: unchanged */
+	int		 force;		/* cursor replaces, not merges (a reset) */
+	int		 done;		/* nothing more to fetch in this walk */
+	long		 fetched;	/* items received (including skipped) */
+};
+
+/* Per-source, per-pass context. */
+struct sync_ctx {
+	const struct sync_config *cfg;
+	const struct sync_source_cfg *src;
+	const struct sync_opts *opts;
+	struct sync_http *http;
+	struct sync_counts *source_counts;	/* source-level requests */
+	void		*priv;			/* the connector's own */
+};
+
+/*
+ * A connector describes one API.  The engine does locking, transactions,
+ * cursors, retries, deadlines and counters; a connector only turns its
+ * API's pages into rows.
+ */
+struct sync_connector {
+	const char	*type;
+	const struct sync_keydef *keys;		/* type-specific keys */
+	const char *const *all_streams;		/* the streams it knows */
+	const char *const *default_streams;
+
+	/* MAY: checks the source's values at load time; errors are config. */
+	enum sync_rc	(*check)(struct sync_source_cfg *, struct sync_err *);
+
+	/*
+	 * MAY: starts a pass (set auth headers, preflight requests).  ctx->priv
+	 * is the connector's; end() MUST free it.  A failure fails the source.
+	 */
+	enum sync_rc	(*begin)(struct sync_ctx *, struct sync_err *);
+
+	/*
+	 * MUST: fetches the next page of stream st into page.  The engine owns
+	 * page and frees page->cursor/checkpoint.  On error nothing of the
+	 * page is written and the stream stops.
+	 */
+	enum sync_rc	(*fetch)(struct sync_ctx *, struct sync_stream *,
+			    struct sync_page *, struct sync_err *);
+
+	/*
+	 * MAY: the later of two cursors (caller frees the result; NULL on
+	 * ENOMEM).  Without it a new cursor simply replaces the stored one.
+	 * The engine uses it so that a backfill and an incremental pass
+	 * running side by side never move a cursor backwards.
+	 */
+	char		*(*cursor_max)(const char *, const char *);
+
+	/* MAY: ends a pass; frees ctx->priv.  Called whenever begin was. */
+	void		(*end)(struct sync_ctx *);
+
+	/* MAY: why status-poll has nothing to do for this type (NULL: polls). */
+	const char	*no_poll_reason;
+};
+
+extern const struct sync_connector sync_seqapi_connector;
+
+const struct sync_connector *sync_connector_find(const char *);
+
+/* ---- migrations (generated) -------------------------------------------- */
+
+struct sync_migration {
+	int		 version;
+	const char	*name;
+	const char	*sql;
+};
+
+extern const struct sync_migration sync_migrations[];
+extern const size_t sync_nmigrations;
+
+#endif /* SYNC_INTERNAL_H */

@@ -1,0 +1,105 @@
+/*
+ * log.c -- the one logging function: stderr ("prog: message") or syslog,
+ * text or JSON lines.  Every line is redacted before it is written.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+
+static const char *prog = "msgsync";
+static int	   level = LOG_WARNING;
+static int	   use_syslog;
+static int	   use_json;
+
+void
+sync_log_prog(const char *p)
+{
+	const char *s = strrchr(p, '/');
+
+	prog = s != NULL ? s + 1 : p;
+}
+
+void
+sync_log_setup(const struct sync_config *cfg, const struct sync_opts *o)
+{
+	int base = cfg != NULL ? cfg->log_level : LOG_INFO;
+
+	if (o != NULL && o->prog != NULL)
+		sync_log_prog(o->prog);
+	/*
+	 * -q: quiet on success.  Below warning nothing is printed, so that
+	 * cron mails only what needs attention.  -v raises the level.
+	 */
+	if (o != NULL && o->quiet)
+		level = base < LOG_WARNING ? base : LOG_WARNING;
+	else
+		level = base + (o != NULL ? o->verbose : 0);
+	if (level > LOG_DEBUG)
+		level = LOG_DEBUG;
+	use_json = cfg != NULL && cfg->log_json;
+	if (cfg != NULL && cfg->log_syslog && !use_syslog) {
+		openlog(prog, LOG_PID, LOG_DAEMON);
+		use_syslog = 1;
+	}
+}
+
+int
+sync_log_enabled(int pri)
+{
+	return pri <= level;
+}
+
+static const char *
+pri_name(int pri)
+{
+	switch (pri) {
+	case LOG_EMERG: case LOG_ALERT: case LOG_CRIT: return "critical";
+	case LOG_ERR:		return "error";
+	case LOG_WARNING:	return "warning";
+	case LOG_NOTICE:	return "notice";
+	case LOG_INFO:		return "info";
+	default:		return "debug";
+	}
+}
+
+void
+sync_log(int pri, const char *fmt, ...)
+{
+	char msg[2048], ts[32];
+	va_list ap;
+	cJSON *o;
+	char *s;
+
+	if (pri > level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sync_redact(msg);
+	if (use_syslog) {
+		syslog(pri, "%s", msg);
+		return;
+	}
+	if (!use_json) {
+		fprintf(stderr, "%s: %s\n", prog, msg);
+		return;
+	}
+	sync_time_format(time(NULL), ts, sizeof(ts));
+	if ((o = cJSON_CreateObject()) == NULL)
+		return;
+	cJSON_AddStringToObject(o, "time", ts);
+	cJSON_AddStringToObject(o, "prog", prog);
+	cJSON_AddStringToObject(o, "level", pri_name(pri));
+	cJSON_AddStringToObject(o, "message", msg);
+	if ((s = cJSON_PrintUnformatted(o)) != NULL) {
+		fprintf(stderr, "%s\n", s);
+		cJSON_free(s);
+	}
+	cJSON_Delete(o);
+}

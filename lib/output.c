@@ -1,0 +1,209 @@
+/*
+ * output.c -- a pass's result as JSON (SPEC §5) or as a short summary.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+
+const char *
+sync_status_name(enum sync_status s)
+{
+	switch (s) {
+	case SYNC_ST_OK:		return "ok";
+	case SYNC_ST_PARTIAL:		return "partial";
+	case SYNC_ST_FAILED:		return "failed";
+	case SYNC_ST_SKIPPED:		return "skipped";
+	case SYNC_ST_INTERRUPTED:	return "interrupted";
+	}
+	return "failed";
+}
+
+static int
+add_counts(cJSON *o, const struct sync_counts *c, int extra)
+{
+	int bad = 0;
+
+	bad |= cJSON_AddNumberToObject(o, "fetched", (double)c->fetched) == NULL;
+	bad |= cJSON_AddNumberToObject(o, "inserted", (double)c->inserted) == NULL;
+	bad |= cJSON_AddNumberToObject(o, "updated", (double)c->updated) == NULL;
+	bad |= cJSON_AddNumberToObject(o, "unchanged", (double)c->unchanged) == NULL;
+	bad |= cJSON_AddNumberToObject(o, "api_calls", (double)c->api_calls) == NULL;
+	bad |= cJSON_AddNumberToObject(o, "retries", (double)c->retries) == NULL;
+	if (extra) {
+		bad |= cJSON_AddNumberToObject(o, "gaps", (double)c->gaps) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "sanitized",
+		    (double)c->sanitized) == NULL;
+	}
+	return bad ? -1 : 0;
+}
+
+static cJSON *
+str_or_null(const char *s)
+{
+	return s != NULL ? cJSON_CreateString(s) : cJSON_CreateNull();
+}
+
+static cJSON *
+source_json(const struct sync_result *res, const struct sync_source_result *s)
+{
+	cJSON *o = cJSON_CreateObject(), *e, *arr, *t, *st;
+	size_t i;
+	int bad = 0;
+
+	if (o == NULL)
+		return NULL;
+	bad |= cJSON_AddStringToObject(o, "name", s->name) == NULL;
+	bad |= cJSON_AddStringToObject(o, "type", s->type) == NULL;
+	bad |= cJSON_AddStringToObject(o, "status", sync_status_name(s->status)) == NULL;
+	if (s->reason[0] != '\0')
+		bad |= cJSON_AddStringToObject(o, "reason", s->reason) == NULL;
+	if (s->err.rc == SYNC_OK) {
+		bad |= cJSON_AddNullToObject(o, "error") == NULL;
+	} else if ((e = cJSON_AddObjectToObject(o, "error")) != NULL) {
+		bad |= cJSON_AddStringToObject(e, "kind",
+		    sync_errkind_name(s->err.kind)) == NULL;
+		bad |= cJSON_AddStringToObject(e, "message", s->err.msg) == NULL;
+	} else
+		bad = 1;
+	if (res->cmd == SYNC_CMD_POLL) {
+		const struct sync_poll_counts *p = &s->poll;
+
+		bad |= cJSON_AddNumberToObject(o, "polled", (double)p->polled) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "updated", (double)p->updated) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "finalized",
+		    (double)p->finalized) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "expired", (double)p->expired) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "still_pending",
+		    (double)p->still_pending) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "api_calls",
+		    (double)p->api_calls) == NULL;
+		if (bad) {
+			cJSON_Delete(o);
+			return NULL;
+		}
+		return o;
+	}
+	if ((arr = cJSON_AddArrayToObject(o, "streams")) == NULL)
+		bad = 1;
+	for (i = 0; !bad && i < s->nstreams; i++) {
+		const struct sync_stream_result *r = &s->streams[i];
+
+		if ((st = cJSON_CreateObject()) == NULL ||
+		    !cJSON_AddItemToArray(arr, st)) {
+			cJSON_Delete(st);
+			bad = 1;
+			break;
+		}
+		bad |= cJSON_AddStringToObject(st, "stream", r->name) == NULL;
+		bad |= !cJSON_AddItemToObject(st, "cursor_before",
+		    str_or_null(r->cursor_before));
+		bad |= !cJSON_AddItemToObject(st, "cursor_after",
+		    str_or_null(r->cursor_after));
+		bad |= add_counts(st, &r->c, 1) == -1;
+	}
+	if (!bad && ((t = cJSON_AddObjectToObject(o, "totals")) == NULL ||
+	    add_counts(t, &s->totals, 0) == -1))
+		bad = 1;
+	if (bad) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+static char *
+format_json(const struct sync_result *res)
+{
+	cJSON *o = cJSON_CreateObject(), *arr, *s;
+	char ts[32], *out = NULL, *p;
+	size_t i;
+	int bad = 0;
+
+	if (o == NULL)
+		return NULL;
+	sync_time_format(res->started_at, ts, sizeof(ts));
+	bad |= cJSON_AddStringToObject(o, "command", sync_cmd_name(res->cmd)) == NULL;
+	bad |= cJSON_AddStringToObject(o, "status", sync_status_name(res->status)) == NULL;
+	bad |= cJSON_AddStringToObject(o, "started_at", ts) == NULL;
+	bad |= cJSON_AddNumberToObject(o, "duration_ms", (double)res->duration_ms) == NULL;
+	if (res->dry_run)
+		bad |= cJSON_AddTrueToObject(o, "dry_run") == NULL;
+	if ((arr = cJSON_AddArrayToObject(o, "sources")) == NULL)
+		bad = 1;
+	for (i = 0; !bad && i < res->nsources; i++) {
+		if ((s = source_json(res, &res->sources[i])) == NULL ||
+		    !cJSON_AddItemToArray(arr, s)) {
+			cJSON_Delete(s);
+			bad = 1;
+		}
+	}
+	if (!bad && (p = cJSON_PrintUnformatted(o)) != NULL) {
+		size_t n = strlen(p);
+
+		if ((out = malloc(n + 2)) != NULL) {
+			memcpy(out, p, n);
+			out[n] = '\n';
+			out[n + 1] = '\0';
+		}
+		cJSON_free(p);
+	}
+	cJSON_Delete(o);
+	return out;
+}
+
+static char *
+format_text(const struct sync_result *res)
+{
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	size_t i, k;
+	int bad = 0;
+
+	for (i = 0; i < res->nsources; i++) {
+		const struct sync_source_result *s = &res->sources[i];
+
+		bad |= sync_buf_addf(&b, "%s: %s", s->name,
+		    sync_status_name(s->status));
+		if (s->reason[0] != '\0')
+			bad |= sync_buf_addf(&b, " (%s)", s->reason);
+		if (s->err.rc != SYNC_OK)
+			bad |= sync_buf_addf(&b, ": %s: %s",
+			    sync_errkind_name(s->err.kind), s->err.msg);
+		bad |= sync_buf_adds(&b, "\n");
+		if (res->cmd == SYNC_CMD_POLL) {
+			if (s->status != SYNC_ST_SKIPPED)
+				bad |= sync_buf_addf(&b, "  polled %lld, updated %lld, "
+				    "finalized %lld, expired %lld, still pending "
+				    "%lld, %lld API calls\n", s->poll.polled,
+				    s->poll.updated, s->poll.finalized,
+				    s->poll.expired, s->poll.still_pending,
+				    s->poll.api_calls);
+			continue;
+		}
+		for (k = 0; k < s->nstreams; k++) {
+			const struct sync_stream_result *r = &s->streams[k];
+
+			bad |= sync_buf_addf(&b, "  %-14s %lld fetched: %lld new, "
+			    "%lld updated, %lld unchanged; cursor %s -> %s\n",
+			    r->name, r->c.fetched, r->c.inserted, r->c.updated,
+			    r->c.unchanged, r->cursor_before ? r->cursor_before : "-",
+			    r->cursor_after ? r->cursor_after : "-");
+		}
+	}
+	if (res->nsources == 0)
+		bad |= sync_buf_adds(&b, "no enabled sources\n");
+	if (bad) {
+		sync_buf_release(&b);
+		return NULL;
+	}
+	return b.data;
+}
+
+char *
+sync_result_format(const struct sync_result *res, int json)
+{
+	return json ? format_json(res) : format_text(res);
+}

@@ -1,0 +1,463 @@
+/*
+ * seqapi.c -- the connector for sequence-numbered sync backends:
+ * GET /sync/{stream}/{integration_id}?since_seq=X&limit=N, rows in
+ * ascending seq, latest_seq and has_more; /sync/status/{id} gives each
+ * entity's latest seq, which is how a reset backend is noticed.
+ * See ../shared/reference/seqapi.md.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+
+/* cJSON keeps numbers as doubles: seqs above 2^53 would lose digits. */
+#define SEQ_MAX 9007199254740991LL
+
+static const char *const seqapi_streams[] = {
+	"conversations", "messages", "contacts", NULL
+};
+
+static const struct sync_keydef seqapi_keys[] = {
+	{ "integration_id", SYNC_KEY_STRING, 1, 0, 0, NULL },
+	{ "streams", SYNC_KEY_STRLIST, 0, 0, 0, seqapi_streams },
+	{ "page_size", SYNC_KEY_INT_PER_STREAM, 0, 1, 10000, NULL },
+	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
+};
+
+struct seqapi {
+	char		*id_esc;		/* integration id, URL-escaped */
+	long long	 latest[3];		/* from /sync/status, -1: unknown */
+};
+
+static int
+stream_index(const char *s)
+{
+	int i;
+
+	for (i = 0; seqapi_streams[i] != NULL; i++)
+		if (strcmp(seqapi_streams[i], s) == 0)
+			return i;
+	return -1;
+}
+
+static long
+default_page_size(int i)
+{
+	static const long sizes[] = { 100, 1500, 500 };
+
+	return i >= 0 && i < 3 ? sizes[i] : 500;
+}
+
+/* Parses a stored cursor; -1 if it is not a sequence number. */
+static long long
+parse_seq(const char *s)
+{
+	char *end;
+	long long v;
+
+	if (s == NULL)
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < 0)
+		return -1;
+	return v;
+}
+
+/* A JSON number that is a whole seq, or -1. */
+static long long
+json_seq(const cJSON *j)
+{
+	double d;
+
+	if (!cJSON_IsNumber(j))
+		return -1;
+	d = j->valuedouble;
+	if (!(d >= 0 && d <= (double)SEQ_MAX) || floor(d) != d)
+		return -1;
+	return (long long)d;
+}
+
+static enum sync_rc
+seqapi_check(struct sync_source_cfg *src, struct sync_err *err)
+{
+	const char *id = sync_cfg_str(src, "integration_id");
+
+	if (id == NULL || *id == '\0')
+		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "source '%s': 'integration_id' is empty", src->name);
+	return SYNC_OK;
+}
+
+static enum sync_rc
+seqapi_begin(struct sync_ctx *ctx, struct sync_err *err)
+{
+	struct seqapi *p;
+	struct sync_buf hdr = SYNC_BUF_INIT(0);
+	char path[512], *url = NULL;
+	cJSON *root = NULL;
+	enum sync_rc rc;
+	int i;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+	ctx->priv = p;
+	for (i = 0; i < 3; i++)
+		p->latest[i] = -1;
+	if ((p->id_esc = sync_url_escape(sync_cfg_str(ctx->src, "integration_id"))) ==
+	    NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+	if (sync_buf_addf(&hdr, "Authorization: Bearer %s", ctx->src->token) == -1 ||
+	    sync_http_add_header(ctx->http, hdr.data) == -1) {
+		sync_buf_release(&hdr);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+	}
+	sync_buf_release(&hdr);
+
+	/* The backend's latest seqs: a cursor above them means a reset. */
+	snprintf(path, sizeof(path), "/sync/status/%s", p->id_esc);
+	if ((rc = sync_url_build(ctx->src->url, path, NULL, &url, err)) != SYNC_OK)
+		return rc;
+	sync_http_set_counts(ctx->http, ctx->source_counts);
+	rc = sync_http_get_json(ctx->http, url, url, &root, NULL, err);
+	if (rc == SYNC_OK && !cJSON_IsObject(root))
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': the status is not a JSON object", url);
+	for (i = 0; rc == SYNC_OK && i < 3; i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, seqapi_streams[i]);
+
+		if (v != NULL && !cJSON_IsNull(v) && (p->latest[i] = json_seq(v)) < 0)
+			rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+			    "'%s': '%s' is not a sequence number", url,
+			    seqapi_streams[i]);
+	}
+	cJSON_Delete(root);
+	free(url);
+	return rc;
+}
+
+static void
+seqapi_end(struct sync_ctx *ctx)
+{
+	struct seqapi *p = ctx->priv;
+
+	if (p == NULL)
+		return;
+	free(p->id_esc);
+	free(p);
+	ctx->priv = NULL;
+}
+
+/*
+ * A string field; numbers are accepted as their decimal form (ids do vary
+ * between backends).  Other types are NULL and counted as sanitised.
+ */
+static const char *
+str(const cJSON *o, const char *key, char *num, size_t n, long *bad)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (v == NULL || cJSON_IsNull(v))
+		return NULL;
+	if (cJSON_IsString(v))
+		return v->valuestring;
+	if (cJSON_IsNumber(v) && num != NULL) {
+		if (fabs(v->valuedouble) < 1e15 && floor(v->valuedouble) == v->valuedouble)
+			snprintf(num, n, "%.0f", v->valuedouble);
+		else
+			snprintf(num, n, "%.17g", v->valuedouble);
+		return num;
+	}
+	(*bad)++;
+	return NULL;
+}
+
+/* A boolean field: 1, 0, or -1 when absent or not a boolean. */
+static int
+boolean(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (cJSON_IsBool(v))
+		return cJSON_IsTrue(v) ? 1 : 0;
+	return -1;
+}
+
+static long long
+integer(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < 2147483648.0))
+		return -1;
+	return (long long)v->valuedouble;
+}
+
+static int
+add_row(struct sync_page *page, int idx, const cJSON *row, time_t since, int *skip)
+{
+	struct sync_batch *b = &page->batch;
+	char idn[40], cid[40], sid[40];
+	long bad = 0;
+	int rc;
+
+	*skip = 0;
+	if (idx == 0) {
+		struct sync_conversation c;
+		long long unread = integer(row, "unread_count");
+
+		memset(&c, 0, sizeof(c));
+		c.external_id = str(row, "id", idn, sizeof(idn), &bad);
+		c.title = str(row, "title", NULL, 0, &bad);
+		c.kind = str(row, "type", NULL, 0, &bad);
+		c.unread_count = unread;
+		c.is_read = unread < 0 ? -1 : unread == 0;
+		c.last_message_at = str(row, "last_message_at", NULL, 0, &bad);
+		c.archived = boolean(row, "archived");
+		c.raw = row;
+		if (c.external_id == NULL)
+			goto noid;
+		rc = sync_batch_add_conversation(b, &c);
+	} else if (idx == 1) {
+		struct sync_message m;
+		int from_me = boolean(row, "from_me");
+
+		memset(&m, 0, sizeof(m));
+		m.external_id = str(row, "id", idn, sizeof(idn), &bad);
+		m.conversation_id = str(row, "conversation_id", cid, sizeof(cid), &bad);
+		m.sender_id = str(row, "sender_id", sid, sizeof(sid), &bad);
+		m.direction = from_me < 0 ? NULL : from_me ? "out" : "in";
+		m.kind = str(row, "type", NULL, 0, &bad);
+		m.body = str(row, "body", NULL, 0, &bad);
+		m.sent_at = str(row, "sent_at", NULL, 0, &bad);
+		m.edited_at = str(row, "edited_at", NULL, 0, &bad);
+		m.status = str(row, "status", NULL, 0, &bad);
+		m.deleted = boolean(row, "deleted") == 1;
+		m.deleted_at = m.deleted ? str(row, "updated_at", NULL, 0, &bad) : NULL;
+		m.attachments = cJSON_GetObjectItemCaseSensitive(row, "media");
+		if (m.attachments != NULL && !cJSON_IsArray(m.attachments)) {
+			bad++;
+			m.attachments = NULL;
+		}
+		m.raw = row;
+		if (m.external_id == NULL)
+			goto noid;
+		if (since > 0 && m.sent_at != NULL) {
+			int64_t t;
+
+			if (sync_time_parse(m.sent_at, &t, NULL) == 0 && t < since) {
+				*skip = 1;
+				return 0;
+			}
+		}
+		rc = sync_batch_add_message(b, &m);
+	} else {
+		struct sync_contact k;
+		const char *name;
+
+		memset(&k, 0, sizeof(k));
+		k.external_id = str(row, "id", idn, sizeof(idn), &bad);
+		name = str(row, "name", NULL, 0, &bad);
+		if (name == NULL || *name == '\0')
+			name = str(row, "push_name", NULL, 0, &bad);
+		k.display_name = name;
+		k.phone = str(row, "phone", cid, sizeof(cid), &bad);
+		k.raw = row;
+		if (k.external_id == NULL)
+			goto noid;
+		rc = sync_batch_add_contact(b, &k);
+	}
+	b->sanitized += bad;
+	return rc;
+noid:
+	/* A row without an id cannot be stored: count it and go on. */
+	b->sanitized++;
+	*skip = 1;
+	return 0;
+}
+
+static char *
+seq_str(long long v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%lld", v);
+	return strdup(buf);
+}
+
+static enum sync_rc
+seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
+    struct sync_err *err)
+{
+	static const enum sync_entity ent[3] = { SYNC_ENT_CONVERSATION,
+	    SYNC_ENT_MESSAGE, SYNC_ENT_CONTACT };
+	struct seqapi *p = ctx->priv;
+	const char *name = ctx->src->name;
+	char path[600], since_s[24], limit_s[24], *url = NULL;
+	const char *q[5];
+	cJSON *root = NULL, *rows, *row, *latest_j, *more_j;
+	long long since, cursor, prev, last, latest, seq, limit;
+	long sanitized = 0;
+	int idx = stream_index(st->name), has_more, skip, nrows = 0;
+	enum sync_rc rc;
+
+	if (idx < 0)
+		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "no stream '%s'", st->name);
+	sync_batch_init(&page->batch, ent[idx]);
+	cursor = parse_seq(st->state.cursor);
+	since = parse_seq(st->from);
+	if (cursor < 0 || since < 0)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "stream '%s': the stored position '%s' is not a sequence "
+		    "number", st->name, cursor < 0 ? st->state.cursor : st->from);
+
+	/*
+	 * SPEC §7.7: a backend whose latest seq is below our cursor was reset
+	 * or restored.  Continuing would silently skip everything until its
+	 * new seqs pass the old cursor.  Only a full walk started afresh
+	 * (full-sync --restart) may re-read it and replace the cursor.
+	 */
+	if (st->first && p->latest[idx] >= 0 && cursor > p->latest[idx] &&
+	    !(st->mode == SYNC_MODE_FULL && st->restart))
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "stream '%s': the backend's latest seq %lld is below our "
+		    "cursor %lld: it was reset or restored; refusing to skip its "
+		    "new rows (check it, then run full-sync --restart --source %s)",
+		    st->name, p->latest[idx], cursor, name);
+
+	limit = sync_cfg_stream_int(ctx->src, "page_size", st->name,
+	    default_page_size(idx));
+	snprintf(path, sizeof(path), "/sync/%s/%s", st->name, p->id_esc);
+	snprintf(since_s, sizeof(since_s), "%lld", since);
+	snprintf(limit_s, sizeof(limit_s), "%lld", limit);
+	q[0] = "since_seq";
+	q[1] = since_s;
+	q[2] = "limit";
+	q[3] = limit_s;
+	q[4] = NULL;
+	if ((rc = sync_url_build(ctx->src->url, path, q, &url, err)) != SYNC_OK)
+		return rc;
+	sync_http_set_counts(ctx->http, st->counts);
+	if ((rc = sync_http_get_json(ctx->http, url, url, &root, &sanitized, err)) !=
+	    SYNC_OK)
+		goto out;
+	page->batch.sanitized += sanitized;
+
+	rows = cJSON_GetObjectItemCaseSensitive(root, st->name);
+	latest_j = cJSON_GetObjectItemCaseSensitive(root, "latest_seq");
+	more_j = cJSON_GetObjectItemCaseSensitive(root, "has_more");
+	if (!cJSON_IsObject(root) || !cJSON_IsArray(rows)) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': the page has no '%s' array", url, st->name);
+		goto out;
+	}
+	if (more_j != NULL && !cJSON_IsBool(more_j)) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': 'has_more' is not a boolean", url);
+		goto out;
+	}
+	has_more = cJSON_IsTrue(more_j);
+	latest = latest_j != NULL ? json_seq(latest_j) : -2;
+	if (latest == -1) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': 'latest_seq' is not a sequence number", url);
+		goto out;
+	}
+
+	prev = since;
+	cJSON_ArrayForEach(row, rows) {
+		nrows++;
+		if (!cJSON_IsObject(row) ||
+		    (seq = json_seq(cJSON_GetObjectItemCaseSensitive(row, "seq"))) < 0) {
+			rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+			    "'%s': row %d has no valid 'seq'", url, nrows);
+			goto out;
+		}
+		if (seq <= prev) {
+			rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+			    "'%s': row %d has seq %lld, not above %lld (rows must "
+			    "come in ascending seq after since_seq)", url, nrows, seq,
+			    prev);
+			goto out;
+		}
+		if (seq != prev + 1)
+			st->counts->gaps++;
+		prev = seq;
+		if (add_row(page, idx, row, st->since, &skip) == -1) {
+			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+			    "out of memory building a batch");
+			goto out;
+		}
+	}
+	last = prev;
+	page->fetched = nrows;
+	if (nrows > 0 && latest >= 0 && latest != last) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': latest_seq %lld disagrees with the last row's seq %lld",
+		    url, latest, last);
+		goto out;
+	}
+	if (has_more && last <= since) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': pagination does not advance (has_more is true but "
+		    "latest_seq stays at %lld)", url, since);
+		goto out;
+	}
+	page->done = !has_more;
+	if (st->mode == SYNC_MODE_FULL) {
+		/* Only reached on a reset backend with --restart (see above). */
+		int reset = p->latest[idx] >= 0 && cursor > p->latest[idx];
+
+		if ((page->checkpoint = seq_str(last)) == NULL)
+			goto nomem;
+		if (!reset)
+			page->cursor = seq_str(last > cursor ? last : cursor);
+		else if (page->done) {
+			/* The restarted walk is complete: it replaces the cursor. */
+			page->cursor = seq_str(last);
+			page->force = 1;
+		} else
+			goto out;
+	} else
+		page->cursor = seq_str(last);
+	if (page->cursor == NULL)
+		goto nomem;
+	goto out;
+nomem:
+	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+out:
+	cJSON_Delete(root);
+	free(url);
+	return rc;
+}
+
+static char *
+seqapi_cursor_max(const char *a, const char *b)
+{
+	long long x = parse_seq(a), y = parse_seq(b);
+
+	if (a == NULL || x < 0)
+		return b != NULL ? strdup(b) : NULL;
+	if (b == NULL || y < 0)
+		return strdup(a);
+	return strdup(x >= y ? a : b);
+}
+
+const struct sync_connector sync_seqapi_connector = {
+	.type = "seqapi",
+	.keys = seqapi_keys,
+	.all_streams = seqapi_streams,
+	.default_streams = seqapi_streams,
+	.check = seqapi_check,
+	.begin = seqapi_begin,
+	.fetch = seqapi_fetch,
+	.cursor_max = seqapi_cursor_max,
+	.end = seqapi_end,
+	.no_poll_reason = "source type 'seqapi' has no delivery status to poll",
+};

@@ -1,0 +1,205 @@
+/*
+ * sync.h -- the public interface of libsync, the msgsync engine.
+ *
+ * The binaries in cmd/ include only this header.  A binary parses its
+ * arguments with sync_cli_parse(), loads the configuration with
+ * sync_config_load(), runs one pass with sync_pass_run() or
+ * sync_status_report(), formats the result and maps it to an exit code.
+ * The library never exits and never writes to stdout.
+ */
+#ifndef SYNC_H
+#define SYNC_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <syslog.h>
+#include <time.h>
+
+#define SYNC_VERSION "0.1.0"
+
+/* Result of a library call.  Each value maps to one exit code (SPEC §3). */
+enum sync_rc {
+	SYNC_OK = 0,
+	SYNC_EUSAGE,		/* bad command line: 64 */
+	SYNC_EDATA,		/* upstream data not understood: 65 */
+	SYNC_EUNAVAIL,		/* upstream unavailable after retries: 69 */
+	SYNC_ETEMP,		/* database down, rate limited: 75 */
+	SYNC_EPERM,		/* credentials rejected: 77 */
+	SYNC_ECONFIG,		/* configuration error: 78 */
+	SYNC_EINTR,		/* interrupted by a signal */
+	SYNC_ENOMEM,		/* out of memory or another internal failure */
+	SYNC_EHELP		/* --help or --version was asked for */
+};
+
+/* What went wrong, as reported in the JSON "error.kind". */
+enum sync_errkind {
+	SYNC_ERR_NONE = 0,
+	SYNC_ERR_CONFIG,
+	SYNC_ERR_AUTH,
+	SYNC_ERR_NETWORK,
+	SYNC_ERR_HTTP,
+	SYNC_ERR_RATE_LIMIT,
+	SYNC_ERR_PROTOCOL,
+	SYNC_ERR_DATA,
+	SYNC_ERR_DATABASE,
+	SYNC_ERR_INTERRUPTED
+};
+
+struct sync_err {
+	enum sync_rc	 rc;
+	enum sync_errkind kind;
+	char		 msg[512];
+};
+
+/* Keeps the first error only; returns rc so callers can return it. */
+enum sync_rc	sync_err_set(struct sync_err *, enum sync_rc, enum sync_errkind,
+		    const char *, ...) __attribute__((format(printf, 4, 5)));
+void		sync_err_clear(struct sync_err *);
+const char     *sync_errkind_name(enum sync_errkind);
+
+enum sync_cmd {
+	SYNC_CMD_FULL,
+	SYNC_CMD_INCR,
+	SYNC_CMD_POLL,
+	SYNC_CMD_STATUS
+};
+
+#define SYNC_MAX_SELECT 64
+
+/* Command-line options of all four binaries; see sync_cli_parse(). */
+struct sync_opts {
+	enum sync_cmd	 cmd;
+	const char	*prog;
+	const char	*config_path;	/* NULL: $MSGSYNC_CONFIG or default */
+	const char	*sources[SYNC_MAX_SELECT];
+	size_t		 nsources;
+	const char	*streams[SYNC_MAX_SELECT];
+	size_t		 nstreams;
+	int		 json;
+	int		 quiet;
+	int		 verbose;
+	int		 restart;
+	int		 dry_run;
+	double		 max_runtime;	/* < 0: from the configuration */
+	const char	*since;		/* as given */
+	time_t		 since_t;	/* parsed, 0 if none */
+	int		 check;
+	int		 prometheus;
+	long		 max_lag;
+	long		 max_failures;
+	int		 version;	/* -V was given */
+};
+
+/*
+ * Parses argv for the binary cmd into *o (argv is borrowed: o points into
+ * it).  Returns SYNC_EHELP when --help or --version was given (the text to
+ * print is sync_cli_usage() or sync_cli_version()), SYNC_EUSAGE with a
+ * message in err on bad usage.
+ */
+enum sync_rc	sync_cli_parse(struct sync_opts *, enum sync_cmd, int, char **,
+		    struct sync_err *);
+const char     *sync_cli_usage(enum sync_cmd);
+
+struct sync_config;
+
+/*
+ * Loads and validates the configuration named by o->config_path (or the
+ * default).  The caller owns *cfg on SYNC_OK and frees it with
+ * sync_config_free().  Errors are SYNC_ECONFIG with "FILE:LINE: message".
+ */
+enum sync_rc	sync_config_load(const struct sync_opts *, struct sync_config **,
+		    struct sync_err *);
+void		sync_config_free(struct sync_config *);
+
+/* Sets up logging from the configuration and the -q/-v flags. */
+void		sync_log_setup(const struct sync_config *, const struct sync_opts *);
+
+enum sync_status {
+	SYNC_ST_OK,
+	SYNC_ST_PARTIAL,
+	SYNC_ST_FAILED,
+	SYNC_ST_SKIPPED,
+	SYNC_ST_INTERRUPTED
+};
+
+struct sync_counts {
+	long long	 fetched;
+	long long	 inserted;
+	long long	 updated;
+	long long	 unchanged;
+	long long	 api_calls;
+	long long	 retries;
+	long long	 gaps;
+	long long	 sanitized;
+};
+
+struct sync_stream_result {
+	char		 name[32];
+	char		*cursor_before;	/* owned, may be NULL */
+	char		*cursor_after;	/* owned, may be NULL */
+	struct sync_counts c;
+};
+
+struct sync_poll_counts {
+	long long	 polled;
+	long long	 updated;
+	long long	 finalized;
+	long long	 expired;
+	long long	 still_pending;
+	long long	 api_calls;
+};
+
+struct sync_source_result {
+	const char	*name;		/* borrowed from the configuration */
+	const char	*type;
+	enum sync_status status;
+	char		 reason[160];	/* for skipped and partial */
+	struct sync_err	 err;
+	struct sync_stream_result streams[16];
+	size_t		 nstreams;
+	struct sync_counts totals;	/* streams plus source-level calls */
+	struct sync_poll_counts poll;
+};
+
+struct sync_result {
+	enum sync_cmd	 cmd;
+	enum sync_status status;
+	time_t		 started_at;
+	long long	 duration_ms;
+	int		 signo;		/* signal that interrupted the pass */
+	int		 dry_run;
+	struct sync_source_result *sources;	/* owned */
+	size_t		 nsources;
+};
+
+/*
+ * Runs one pass of o->cmd (full, incr or poll) over the selected sources.
+ * Fills *res (the caller releases it with sync_result_release()) and
+ * returns SYNC_OK when the pass ran at all, whatever the sources' fates;
+ * the per-source outcome is in res.  Returns an error (with err) only when
+ * no source could be attempted, e.g. an unknown --source name.
+ */
+enum sync_rc	sync_pass_run(const struct sync_config *, const struct sync_opts *,
+		    struct sync_result *, struct sync_err *);
+void		sync_result_release(struct sync_result *);
+
+/* Formats res as JSON (json != 0) or as a short human summary; caller frees. */
+char	       *sync_result_format(const struct sync_result *, int json);
+
+/* Maps a pass result to its exit code (SPEC §3). */
+int		sync_result_exit_code(const struct sync_result *);
+/* Maps an error code to its exit code. */
+int		sync_rc_exit_code(enum sync_rc);
+
+/*
+ * sync-status: reads the state of the configured sources and formats it as
+ * text, JSON, a monitoring-plugin line (--check) or Prometheus text.  The
+ * caller frees *out.  *exit_code is the code to exit with.
+ */
+enum sync_rc	sync_status_report(const struct sync_config *, const struct sync_opts *,
+		    char **out, int *exit_code, struct sync_err *);
+
+/* Logging: one function, syslog priorities (LOG_ERR ... LOG_DEBUG). */
+void		sync_log(int, const char *, ...) __attribute__((format(printf, 2, 3)));
+
+#endif /* SYNC_H */
