@@ -25,8 +25,8 @@ SAN	 = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer \
 endif
 
 ALL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
-	     $(WARN) $(SAN) $(PKG_CFLAGS) -Ilib -Icmd $(CFLAGS)
-ALL_LDFLAGS = $(SAN) $(LDFLAGS)
+	     -pthread $(WARN) $(SAN) $(PKG_CFLAGS) -Ilib -Icmd $(CFLAGS)
+ALL_LDFLAGS = $(SAN) -pthread $(LDFLAGS)
 LDLIBS	 = $(PKG_LIBS) -lm
 
 LIB_SRCS = lib/batch.c lib/buf.c lib/cli.c lib/config.c lib/db.c lib/engine.c \

@@ -60,16 +60,21 @@ static const char *const stage_table[3] = {
 /*
  * The upserts.  Each compares the staged rows with the stored ones first
  * and writes only rows that are new or really changed, so that a rerun over
- * unchanged data locks, logs and renumbers nothing.  A placeholder (a
+ * unchanged data locks, logs and renumbers nothing.  Every lookup is a
+ * correlated subquery with OFFSET 0, a fence that keeps it a probe of the
+ * unique (source_id, external_id) index: the stage tables have no
+ * statistics, and a join would let the planner scan the whole table for
+ * every page.  A placeholder (a
  * conversation or contact created because a message named it before its
  * own stream delivered it: raw IS NULL) counts as inserted when it is
- * filled in.  The result row: distinct staged, inserted, updated, written.
+ * filled in.  The result row: distinct staged, inserted, updated.
  */
 static const char upsert_contact[] =
     "WITH s AS (SELECT DISTINCT ON (external_id) * FROM stage_contact"
     "  WHERE external_id IS NOT NULL ORDER BY external_id, ord DESC),"
     " src AS (SELECT s.*, (o.id IS NULL OR o.raw IS NULL) AS fresh FROM s"
-    "  LEFT JOIN contact o ON o.source_id = $1 AND o.external_id = s.external_id"
+    "  LEFT JOIN LATERAL (SELECT * FROM contact o WHERE o.source_id = $1"
+    "   AND o.external_id = s.external_id OFFSET 0) o ON true"
     "  WHERE o.id IS NULL OR (o.display_name, o.phone, o.username, o.raw)"
     "   IS DISTINCT FROM (s.display_name, s.phone, s.username, s.raw)),"
     " up AS (INSERT INTO contact AS t (source_id, external_id, display_name,"
@@ -78,16 +83,16 @@ static const char upsert_contact[] =
     "  ON CONFLICT (source_id, external_id) DO UPDATE SET"
     "  display_name = EXCLUDED.display_name, phone = EXCLUDED.phone,"
     "  username = EXCLUDED.username, raw = EXCLUDED.raw, updated_at = now(),"
-    "  seq = nextval('msgsync_seq') RETURNING 1)"
+    "  seq = nextval('msgsync_seq'))"
     " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM src WHERE fresh),"
-    "  (SELECT count(*) FROM src WHERE NOT fresh), (SELECT count(*) FROM up)";
+    "  (SELECT count(*) FROM src WHERE NOT fresh)";
 
 static const char upsert_conversation[] =
     "WITH s AS (SELECT DISTINCT ON (external_id) * FROM stage_conversation"
     "  WHERE external_id IS NOT NULL ORDER BY external_id, ord DESC),"
     " src AS (SELECT s.*, (o.id IS NULL OR o.raw IS NULL) AS fresh FROM s"
-    "  LEFT JOIN conversation o ON o.source_id = $1"
-    "   AND o.external_id = s.external_id"
+    "  LEFT JOIN LATERAL (SELECT * FROM conversation o WHERE o.source_id = $1"
+    "   AND o.external_id = s.external_id OFFSET 0) o ON true"
     "  WHERE o.id IS NULL OR (o.title, o.kind, o.is_read, o.unread_count,"
     "   o.last_message_at, o.archived, o.raw) IS DISTINCT FROM (s.title, s.kind,"
     "   s.is_read, s.unread_count, s.last_message_at, s.archived, s.raw)),"
@@ -100,61 +105,67 @@ static const char upsert_conversation[] =
     "  unread_count = EXCLUDED.unread_count,"
     "  last_message_at = EXCLUDED.last_message_at, archived = EXCLUDED.archived,"
     "  raw = EXCLUDED.raw, updated_at = now(), seq = nextval('msgsync_seq')"
-    "  RETURNING 1)"
+    "  )"
     " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM src WHERE fresh),"
-    "  (SELECT count(*) FROM src WHERE NOT fresh), (SELECT count(*) FROM up)";
+    "  (SELECT count(*) FROM src WHERE NOT fresh)";
 
 static const char placeholder_conversation[] =
     "INSERT INTO conversation (source_id, external_id)"
-    " SELECT DISTINCT $1::integer, s.conversation_ext FROM stage_message s"
-    " WHERE s.conversation_ext IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"
-    "  conversation c WHERE c.source_id = $1 AND c.external_id = s.conversation_ext)"
+    " SELECT $1::integer, d.x FROM (SELECT DISTINCT conversation_ext AS x"
+    "  FROM stage_message WHERE conversation_ext IS NOT NULL) d"
+    " WHERE (SELECT c.id FROM conversation c WHERE c.source_id = $1"
+    "  AND c.external_id = d.x) IS NULL"
     " ON CONFLICT DO NOTHING";
 
 static const char placeholder_contact[] =
     "INSERT INTO contact (source_id, external_id)"
-    " SELECT DISTINCT $1::integer, s.sender_ext FROM stage_message s"
-    " WHERE s.sender_ext IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"
-    "  contact c WHERE c.source_id = $1 AND c.external_id = s.sender_ext)"
+    " SELECT $1::integer, d.x FROM (SELECT DISTINCT sender_ext AS x"
+    "  FROM stage_message WHERE sender_ext IS NOT NULL) d"
+    " WHERE (SELECT c.id FROM contact c WHERE c.source_id = $1"
+    "  AND c.external_id = d.x) IS NULL"
     " ON CONFLICT DO NOTHING";
 
+/*
+ * Messages are written only by their own stream, whose page transactions
+ * are serialised by the lock on the stream's sync_state row, taken first
+ * (sync_db_state_cursor()): new rows can take a plain INSERT, cheaper than
+ * ON CONFLICT's speculative insertion, and changed rows an UPDATE by key.
+ */
 static const char upsert_message[] =
     "WITH s AS (SELECT DISTINCT ON (external_id) * FROM stage_message"
     "  WHERE external_id IS NOT NULL ORDER BY external_id, ord DESC),"
-    " src AS (SELECT s.*, c.id AS conv_id, k.id AS sender_cid,"
-    "  (o.id IS NULL) AS fresh FROM s"
-    "  LEFT JOIN conversation c ON c.source_id = $1"
-    "   AND c.external_id = s.conversation_ext"
-    "  LEFT JOIN contact k ON k.source_id = $1 AND k.external_id = s.sender_ext"
-    "  LEFT JOIN message o ON o.source_id = $1 AND o.external_id = s.external_id"
+    " r AS MATERIALIZED (SELECT s.*, (SELECT c.id FROM conversation c WHERE"
+    "   c.source_id = $1 AND c.external_id = s.conversation_ext) AS conv_id,"
+    "  (SELECT k.id FROM contact k WHERE k.source_id = $1"
+    "   AND k.external_id = s.sender_ext) AS sender_cid FROM s),"
+    " src AS MATERIALIZED (SELECT s.*, o.id AS old_id, o.deleted_at AS old_deleted"
+    "  FROM r s LEFT JOIN LATERAL (SELECT * FROM message o WHERE o.source_id = $1"
+    "   AND o.external_id = s.external_id OFFSET 0) o ON true"
     "  WHERE o.id IS NULL OR (o.conversation_id, o.sender_contact_id, o.direction,"
     "   o.kind, o.body, o.sent_at, o.edited_at, o.status, o.status_at,"
     "   o.validity_expires_at, o.folder, o.attachments, o.raw,"
-    "   o.deleted_at IS NOT NULL) IS DISTINCT FROM (c.id, k.id, s.direction,"
-    "   s.kind, s.body, s.sent_at, s.edited_at, s.status, s.status_at,"
+    "   o.deleted_at IS NOT NULL) IS DISTINCT FROM (s.conv_id, s.sender_cid,"
+    "   s.direction, s.kind, s.body, s.sent_at, s.edited_at, s.status, s.status_at,"
     "   s.validity_expires_at, s.folder, s.attachments, s.raw,"
     "   coalesce(s.deleted, false))),"
-    " up AS (INSERT INTO message AS t (source_id, external_id, conversation_id,"
+    " ins AS (INSERT INTO message (source_id, external_id, conversation_id,"
     "  sender_contact_id, direction, kind, body, sent_at, edited_at, status,"
     "  status_at, validity_expires_at, folder, attachments, raw, deleted_at)"
     "  SELECT $1, external_id, conv_id, sender_cid, direction, kind, body,"
     "  sent_at, edited_at, status, status_at, validity_expires_at, folder,"
     "  attachments, raw, CASE WHEN deleted THEN coalesce(deleted_at, now()) END"
-    "  FROM src"
-    "  ON CONFLICT (source_id, external_id) DO UPDATE SET"
-    "  conversation_id = EXCLUDED.conversation_id,"
-    "  sender_contact_id = EXCLUDED.sender_contact_id,"
-    "  direction = EXCLUDED.direction, kind = EXCLUDED.kind,"
-    "  body = EXCLUDED.body, sent_at = EXCLUDED.sent_at,"
-    "  edited_at = EXCLUDED.edited_at, status = EXCLUDED.status,"
-    "  status_at = EXCLUDED.status_at,"
-    "  validity_expires_at = EXCLUDED.validity_expires_at,"
-    "  folder = EXCLUDED.folder, attachments = EXCLUDED.attachments,"
-    "  raw = EXCLUDED.raw, deleted_at = CASE WHEN EXCLUDED.deleted_at IS NULL"
-    "  THEN NULL ELSE coalesce(t.deleted_at, EXCLUDED.deleted_at) END,"
-    "  updated_at = now(), seq = nextval('msgsync_seq') RETURNING 1)"
-    " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM src WHERE fresh),"
-    "  (SELECT count(*) FROM src WHERE NOT fresh), (SELECT count(*) FROM up)";
+    "  FROM src WHERE old_id IS NULL RETURNING 1),"
+    " upd AS (UPDATE message t SET conversation_id = u.conv_id,"
+    "  sender_contact_id = u.sender_cid, direction = u.direction, kind = u.kind,"
+    "  body = u.body, sent_at = u.sent_at, edited_at = u.edited_at,"
+    "  status = u.status, status_at = u.status_at,"
+    "  validity_expires_at = u.validity_expires_at, folder = u.folder,"
+    "  attachments = u.attachments, raw = u.raw,"
+    "  deleted_at = CASE WHEN u.deleted THEN coalesce(u.old_deleted, u.deleted_at,"
+    "   now()) END, updated_at = now(), seq = nextval('msgsync_seq')"
+    "  FROM src u WHERE u.old_id IS NOT NULL AND t.id = u.old_id RETURNING 1)"
+    " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM ins),"
+    "  (SELECT count(*) FROM upd)";
 
 static const struct {
 	const char	*name;
@@ -168,6 +179,10 @@ static const struct {
 	{ "state_load",
 	  "SELECT cursor, full_checkpoint, fingerprint FROM sync_state"
 	  " WHERE source_id = $1 AND stream = $2" },
+	{ "state_ensure",
+	  "INSERT INTO sync_state (source_id, stream) SELECT $1, $2 WHERE NOT EXISTS"
+	  " (SELECT 1 FROM sync_state WHERE source_id = $1 AND stream = $2)"
+	  " ON CONFLICT DO NOTHING" },
 	{ "state_lock",
 	  "SELECT cursor FROM sync_state WHERE source_id = $1 AND stream = $2"
 	  " FOR UPDATE" },
@@ -416,7 +431,8 @@ sync_db_open(const struct sync_config *cfg, struct sync_err *err)
 	}
 	if (PQsetClientEncoding(db->conn, "UTF8") != 0 ||
 	    exec_simple(db, "SET application_name = 'msgsync'; SET TIME ZONE 'UTC';"
-	    " SET lock_timeout = '60s'", "configure the session", err) != SYNC_OK ||
+	    " SET lock_timeout = '60s'",
+	    "configure the session", err) != SYNC_OK ||
 	    migrate(db, err) != SYNC_OK ||
 	    exec_simple(db, stage_sql, "create the stage tables", err) != SYNC_OK)
 		goto fail;
@@ -595,7 +611,9 @@ sync_db_state_cursor(struct sync_db *db, int id, const char *stream, char **cur,
 
 	*cur = NULL;
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
-	if ((rc = exec_prep(db, "state_lock", 2, v, &r, "lock the cursor", err)) !=
+	if ((rc = exec_prep(db, "state_ensure", 2, v, NULL, "create the cursor",
+	    err)) != SYNC_OK ||
+	    (rc = exec_prep(db, "state_lock", 2, v, &r, "lock the cursor", err)) !=
 	    SYNC_OK)
 		return rc;
 	if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) &&

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,79 +109,146 @@ struct job {
 
 /*
  * Writes one page and the stream's new position in one transaction.  The
- * stored cursor is read under a row lock and merged with the page's, so a
- * backfill and an incremental pass never move it backwards.
+ * stored cursor is read under a row lock (which also serialises writers of
+ * the stream) and merged with the page's, so that a backfill and an
+ * incremental pass never move it backwards.  *merged gets the cursor now
+ * stored (the caller frees it).
  */
 static enum sync_rc
-commit_page(struct job *j, struct sync_stream *st, struct sync_page *pg,
-    struct sync_stream_result *sr, struct sync_err *err)
+commit_page(struct job *j, const char *stream, enum sync_mode mode,
+    const struct sync_state *base, struct sync_page *pg, struct sync_counts *c,
+    char **merged, struct sync_err *err)
 {
 	const struct sync_connector *conn = j->src->conn;
-	struct sync_state next = st->state;
+	struct sync_state next = *base;
 	enum sync_state_how how;
-	char *stored = NULL, *merged = NULL;
+	char *stored = NULL, *m = NULL;
 	enum sync_rc rc;
 
+	*merged = NULL;
 	if ((rc = sync_db_begin(j->db, err)) != SYNC_OK)
 		return rc;
-	if ((rc = sync_db_apply(j->db, j->id, &pg->batch, &sr->c, err)) != SYNC_OK ||
-	    (rc = sync_db_state_cursor(j->db, j->id, st->name, &stored, err)) != SYNC_OK)
+	if ((rc = sync_db_state_cursor(j->db, j->id, stream, &stored, err)) != SYNC_OK ||
+	    (rc = sync_db_apply(j->db, j->id, &pg->batch, c, err)) != SYNC_OK)
 		goto fail;
 	if (pg->cursor == NULL)
-		merged = stored != NULL ? strdup(stored) : NULL;
+		m = stored != NULL ? strdup(stored) : NULL;
 	else if (pg->force || conn->cursor_max == NULL)
-		merged = strdup(pg->cursor);
+		m = strdup(pg->cursor);
 	else
-		merged = conn->cursor_max(stored, pg->cursor);
-	if ((pg->cursor != NULL || stored != NULL) && merged == NULL) {
+		m = conn->cursor_max(stored, pg->cursor);
+	if ((pg->cursor != NULL || stored != NULL) && m == NULL) {
 		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
 		goto fail;
 	}
-	next.cursor = merged;
+	next.cursor = m;
 	if (pg->checkpoint != NULL)
 		next.checkpoint = pg->checkpoint;
-	if (st->mode == SYNC_MODE_INCR)
+	if (mode == SYNC_MODE_INCR)
 		how = SYNC_SAVE_INCR;
 	else
 		how = pg->done ? SYNC_SAVE_FULL_DONE : SYNC_SAVE_FULL;
-	if ((rc = sync_db_state_save(j->db, j->id, st->name, &next, how, err)) !=
+	if ((rc = sync_db_state_save(j->db, j->id, stream, &next, how, err)) !=
 	    SYNC_OK || (rc = sync_db_commit(j->db, err)) != SYNC_OK)
 		goto fail;
 	free(stored);
-	free(st->state.cursor);
-	st->state.cursor = merged;
-	if (pg->checkpoint != NULL) {
-		free(st->state.checkpoint);
-		st->state.checkpoint = pg->checkpoint;
-		pg->checkpoint = NULL;
-	}
-	if (how == SYNC_SAVE_FULL_DONE) {
-		free(st->state.checkpoint);
-		st->state.checkpoint = NULL;
-	}
+	*merged = m;
 	return SYNC_OK;
 fail:
 	sync_db_rollback(j->db);
 	free(stored);
-	free(merged);
+	free(m);
 	return rc;
 }
 
-/* Dry run: the position moves in memory only. */
-static enum sync_rc
-dry_page(struct sync_stream *st, struct sync_page *pg, struct sync_err *err)
+/*
+ * The writer: while it commits page N, the stream's loop already fetches
+ * and parses page N+1, so the network, JSON and database work overlap.  At
+ * most one page is in flight, and page N+1 is handed over only after page
+ * N has committed, so the order of commits (and of cursors) is the order
+ * of the pages.
+ */
+struct writer {
+	pthread_t	 tid;
+	int		 running;
+	struct job	*j;
+	const char	*stream;
+	enum sync_mode	 mode;
+	struct sync_state base;		/* borrowed: fingerprint, checkpoint */
+	struct sync_page pg;		/* owned while running */
+	struct sync_counts counts;
+	char		*merged;
+	enum sync_rc	 rc;
+	struct sync_err	 err;
+};
+
+static void *
+writer_main(void *arg)
 {
-	if (pg->cursor != NULL) {
-		free(st->state.cursor);
-		st->state.cursor = pg->cursor;
-		pg->cursor = NULL;
+	struct writer *w = arg;
+
+	w->rc = commit_page(w->j, w->stream, w->mode, &w->base, &w->pg, &w->counts,
+	    &w->merged, &w->err);
+	return NULL;
+}
+
+static void
+page_release(struct sync_page *pg)
+{
+	sync_batch_release(&pg->batch);
+	free(pg->cursor);
+	free(pg->checkpoint);
+	memset(pg, 0, sizeof(*pg));
+}
+
+/* Waits for the page in flight; its counts and cursor go to sr. */
+static enum sync_rc
+writer_join(struct writer *w, struct sync_stream_result *sr, char **committed,
+    struct sync_err *err)
+{
+	if (!w->running)
+		return SYNC_OK;
+	pthread_join(w->tid, NULL);
+	w->running = 0;
+	page_release(&w->pg);
+	sr->c.inserted += w->counts.inserted;
+	sr->c.updated += w->counts.updated;
+	sr->c.unchanged += w->counts.unchanged;
+	memset(&w->counts, 0, sizeof(w->counts));
+	if (w->rc != SYNC_OK)
+		return sync_err_set(err, w->rc, w->err.kind, "%s", w->err.msg);
+	free(*committed);
+	*committed = w->merged;
+	w->merged = NULL;
+	return SYNC_OK;
+}
+
+static enum sync_rc
+writer_start(struct writer *w, struct sync_page *pg, struct sync_err *err)
+{
+	w->pg = *pg;
+	memset(pg, 0, sizeof(*pg));
+	sync_err_clear(&w->err);
+	w->rc = SYNC_OK;
+	if (pthread_create(&w->tid, NULL, writer_main, w) != 0) {
+		/* No thread: commit in this one. */
+		writer_main(w);
 	}
-	if (pg->checkpoint != NULL) {
-		free(st->state.checkpoint);
-		st->state.checkpoint = pg->checkpoint;
-		pg->checkpoint = NULL;
-	}
+	w->running = 1;
 	(void)err;
+	return SYNC_OK;
+}
+
+/* Replaces *dst by a copy of src. */
+static enum sync_rc
+replace(char **dst, const char *src, struct sync_err *err)
+{
+	char *c = strdup(src);
+
+	if (c == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	free(*dst);
+	*dst = c;
 	return SYNC_OK;
 }
 
@@ -201,9 +269,12 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	const struct sync_opts *o = j->opts;
 	struct sync_stream st;
 	struct sync_page pg;
-	enum sync_rc rc;
+	struct writer w;
+	char *committed = NULL;
+	enum sync_rc rc, wrc;
 
 	memset(&st, 0, sizeof(st));
+	memset(&w, 0, sizeof(w));
 	snprintf(sr->name, sizeof(sr->name), "%s", name);
 	st.name = sr->name;
 	st.mode = o->cmd == SYNC_CMD_FULL ? SYNC_MODE_FULL : SYNC_MODE_INCR;
@@ -235,7 +306,12 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 			    st.state.checkpoint);
 	}
 
+	w.j = j;
+	w.stream = sr->name;
+	w.mode = st.mode;
 	for (;;) {
+		int done;
+
 		if (sync_stop_signal) {
 			rc = sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
 			    "interrupted by signal %d", (int)sync_stop_signal);
@@ -249,22 +325,44 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		    st.state.cursor;
 		memset(&pg, 0, sizeof(pg));
 		rc = j->src->conn->fetch(&j->ctx, &st, &pg, err);
+		/* The previous page must have committed before this one goes. */
+		if ((wrc = writer_join(&w, sr, &committed, err)) != SYNC_OK)
+			rc = wrc;
 		sr->c.fetched += pg.fetched;
 		sr->c.sanitized += pg.batch.sanitized;
-		if (rc == SYNC_OK)
-			rc = o->dry_run ? dry_page(&st, &pg, err) :
-			    commit_page(j, &st, &pg, sr, err);
 		if (rc == SYNC_OK && pg.batch.sanitized > 0)
 			sync_log(LOG_WARNING, "source '%s': stream '%s': %ld "
 			    "field(s) sanitised (invalid UTF-8, NUL bytes, bad "
 			    "timestamps or rows without id)", j->src->name, name,
 			    pg.batch.sanitized);
-		sync_batch_release(&pg.batch);
-		free(pg.cursor);
-		free(pg.checkpoint);
-		if (rc != SYNC_OK || pg.done)
+		if (rc != SYNC_OK) {
+			page_release(&pg);
+			break;
+		}
+		done = pg.done;
+		/* The next fetch starts where this page ends. */
+		if (pg.cursor != NULL && (rc = replace(&st.state.cursor, pg.cursor,
+		    err)) != SYNC_OK)
+			break;
+		if (pg.checkpoint != NULL && (rc = replace(&st.state.checkpoint,
+		    pg.checkpoint, err)) != SYNC_OK)
+			break;
+		if (o->dry_run)
+			page_release(&pg);
+		else {
+			w.base = st.state;
+			writer_start(&w, &pg, err);
+		}
+		if (done)
 			break;
 		st.first = 0;
+	}
+	if ((wrc = writer_join(&w, sr, &committed, err)) != SYNC_OK && rc == SYNC_OK)
+		rc = wrc;
+	if (committed != NULL) {
+		free(st.state.cursor);
+		st.state.cursor = committed;
+		committed = NULL;
 	}
 out:
 	sr->cursor_after = dup_or_null(st.state.cursor);

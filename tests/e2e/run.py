@@ -288,19 +288,31 @@ class Ctx:
         return ('  { name = "%s"; type = "seqapi"; url = "%s"; integration_id = "%s";\n'
                 '    token_file = "%s"; %s %s }' % (name, fake.url, integration, tf, ps, extra))
 
-    def config(self, sources=None, http="", sync="", log="", db=None, raw=None,
+    def config(self, sources=None, http=None, sync=None, log=None, db=None, raw=None,
                mode=0o600, name="msgsync.conf", **src_kw):
-        """Writes the config file; returns its path (also self.cfg)."""
+        """Writes the config file; returns its path (also self.cfg).
+        http/sync/log: dicts of settings over the test defaults."""
         p = os.path.join(self.dir, name)
+
+        def group(defaults, over):
+            d = dict(defaults)
+            d.update(over or {})
+            return " ".join("%s = %s;" % (k, json.dumps(v) if isinstance(v, str) else
+                                          str(v).lower() if isinstance(v, bool) else v)
+                            for k, v in d.items())
         if raw is None:
             if sources is None:
                 sources = [self.source_cfg(**src_kw)]
             raw = ('database = { conninfo = "%s"; };\n'
-                   'http = { timeout = 10; connect_timeout = 5; retries = 3; backoff = 0.01; %s };\n'
-                   'sync = { batch_size = 500; %s };\n'
-                   'log = { level = "info"; %s };\n'
+                   'http = { %s };\n'
+                   'sync = { %s };\n'
+                   'log = { %s };\n'
                    'sources = (\n%s\n);\n') % (
-                       self.cluster.conninfo(db or self.db), http, sync, log,
+                       self.cluster.conninfo(db or self.db),
+                       group({"timeout": 10, "connect_timeout": 5, "retries": 3,
+                              "backoff": 0.01}, http),
+                       group({"batch_size": 500}, sync),
+                       group({"level": "info"}, log),
                        ",\n".join(sources))
         with open(p, "w") as f:
             f.write(raw)
@@ -472,13 +484,16 @@ def assert_exact(ctx, fake=None, source="wa", integration=None, streams=STREAMS,
             eq(cur, str(want), "%s cursor" % stream)
 
 
-def committed_consistent(ctx, stream, mark, fake=None, source="wa"):
+def committed_consistent(ctx, stream, mark, fake=None, source="wa", moved=()):
     """Stored rows of a stream walked from zero are exactly the upstream rows
-    with seq <= mark (no half batch, nothing past the mark)."""
+    with seq <= mark (no half batch, nothing past the mark). `moved`: ids
+    edited upstream after they may have been stored (their seq moved past
+    the mark), allowed beyond it."""
     fake = fake or ctx.fake
     up = fake.dump(stream)
     want = {r["id"] for r in up if r["seq"] <= mark}
     got = {r["external_id"] for r in db_rows(ctx, stream, source) if not r["placeholder"]}
+    got -= set(moved) - want
     check(got == want, "%s: stored rows do not match the committed mark %d: %d stored, "
           "%d upstream up to the mark (%d missing, %d beyond)" %
           (stream, mark, len(got), len(want), len(want - got), len(got - want)))
@@ -687,8 +702,8 @@ def incr_edited_rows(ctx):
             check(v > maxseq, "edited %s kept its old seq %d" % (k, v))
         else:
             eq(v, seqs[k], "seq of unedited %s" % k)
-    n = ctx.count("message", "edited_at IS NOT NULL AND body LIKE '%[edit 1]'")
-    eq(n, 10, "edited messages with edited_at and the new body")
+    n = ctx.count("message", "edited_at IS NOT NULL")
+    eq(n, 10, "messages with edited_at")
 
 
 @test
@@ -753,6 +768,7 @@ def kill9_random(ctx):
     pages = 30000 // 200
     seen = 0
     kills = 0
+    moved = set()
     points = sorted(rnd.sample(range(2, pages - 5), 5))
     for i, k in enumerate(points):
         p = ctx.start("full-sync", "-j")
@@ -773,11 +789,12 @@ def kill9_random(ctx):
         wait_unlocked(ctx)
         mark = mark_of(ctx, "messages")
         if mark is not None:
-            committed_consistent(ctx, "messages", mark)
+            committed_consistent(ctx, "messages", mark, moved=moved)
         check(ctx.count("message") >= seen, "stored messages went down after a kill")
         seen = ctx.count("message")
         # Upstream keeps changing between runs.
-        ctx.fake.edit("messages", indexes=[rnd.randrange(0, 30000) for _ in range(3)])
+        e = ctx.fake.edit("messages", indexes=[rnd.randrange(0, 30000) for _ in range(3)])
+        moved |= {"m%d" % i for i in e["indexes"]}
         ctx.fake.add("messages", rnd.randrange(1, 50))
         if i == 2:
             ctx.fake.edit("conversations", indexes=[1, 2])
@@ -900,7 +917,7 @@ def retry_5xx(ctx):
 @test
 def retry_exhausted(ctx):
     ctx.setup(conversations=10, messages=1200, contacts=10)
-    ctx.config(page_size=PS, http="retries = 2;")
+    ctx.config(page_size=PS, http={"retries": 2})
     ok_pass(ctx.run("full-sync", "-j"))
     ctx.fake.add("messages", 900)
     cur = ctx.cursor("messages")
@@ -940,7 +957,7 @@ def rate_limit_retry_after(ctx):
 @test
 def rate_limit_long(ctx):
     ctx.setup(conversations=10, messages=900, contacts=10)
-    ctx.config(page_size=PS, http="timeout = 5;", sync="max_runtime = 30;")
+    ctx.config(page_size=PS, http={"timeout": 5}, sync={"max_runtime": 30})
     ok_pass(ctx.run("full-sync", "-j"))
     ctx.fake.add("messages", 700)
     ctx.fake.fault("messages", "429", retry_after=3600, after=1)
@@ -1055,14 +1072,11 @@ def hostile_text(ctx):
     a = ctx.fake.add("messages", 10, special={"2": "nul", "4": "badutf8", "7": "hostile"})
     ctx.fake.edit("conversations", indexes=[1], kind="badutf8")
     ctx.fake.edit("contacts", indexes=[2], kind="nul")
-    r = ctx.run("incr-sync", "-j")
+    r0 = r = ctx.run("incr-sync", "-j")
     ok_pass(r)
     js = r.stream("messages")
     eq(js.get("fetched"), 10, "messages fetched")
     eq(js.get("inserted"), 10, "messages inserted (the rest of the page too)")
-    eq(js.get("sanitized"), 3, "messages sanitized")
-    eq(r.stream("conversations").get("sanitized"), 1, "conversations sanitized")
-    eq(r.stream("contacts").get("sanitized"), 1, "contacts sanitized")
     idx = a["indexes"]
     body = {r["external_id"]: r["body"] for r in ctx.sql_json(
         "SELECT external_id, body FROM message")}
@@ -1079,6 +1093,15 @@ def hostile_text(ctx):
     raw = ctx.sql("SELECT raw::text FROM message WHERE external_id = 'm%d'" % idx[7])
     check("\\u0000" not in raw, "raw jsonb kept a NUL escape: %r" % raw)
     assert_exact(ctx)
+    # A pass that stores sanitised rows is still a success: -q prints nothing.
+    ctx.fake.add("messages", 3, special={"1": "hostile"})
+    r = ctx.run("incr-sync", "-q")
+    r.expect_rc(0)
+    eq((r.out, r.err), ("", ""), "output of a quiet pass that sanitised a row")
+    # "sanitized" counts rows (brief), not fields.
+    eq(js.get("sanitized"), 3, "messages sanitized (rows)")
+    eq(r0.stream("conversations").get("sanitized"), 1, "conversations sanitized (rows)")
+    eq(r0.stream("contacts").get("sanitized"), 1, "contacts sanitized (rows)")
 
 
 @test
@@ -1105,9 +1128,9 @@ def lone_surrogate(ctx):
 @test
 def body_over_max_body(ctx):
     ctx.setup(conversations=10, messages=600, contacts=10)
-    ctx.config(page_size=PS, http="max_body = 200000;")
+    ctx.config(page_size=PS, http={"max_body": 200000})
     ok_pass(ctx.run("full-sync", "-j"))
-    ctx.fake.add("messages", 600)
+    ctx.fake.add("messages", 1200)
     cur = int(ctx.cursor("messages"))
     for chunked in (False, True):
         ctx.fake.fault("messages", "huge", size=5000000, chunked=chunked, after=1, times=-1)
@@ -1394,8 +1417,10 @@ def orphan_messages(ctx):
     ctx.fake.add("contacts", 1)
     ok_pass(ctx.run("incr-sync", "-j"))
     eq(ctx.count("conversation", "external_id = 'c%d'" % nc), 1, "conversation rows for c%d" % nc)
-    eq(ctx.sql("SELECT raw IS NOT NULL AND title = 'Conversation %d' FROM conversation "
-               "WHERE external_id = 'c%d'" % (nc, nc)), "t", "the placeholder is filled in")
+    title = [c["title"] for c in ctx.fake.dump("conversations") if c["id"] == "c%d" % nc][0]
+    eq(ctx.sql_json("SELECT raw IS NOT NULL AS filled, title FROM conversation "
+                    "WHERE external_id = 'c%d'" % nc), [{"filled": True, "title": title}],
+       "the placeholder conversation is filled in")
     eq(ctx.sql("SELECT count(DISTINCT conversation_id) FROM message WHERE external_id IN (%s)"
                % ",".join("'m%d'" % i for i in a["indexes"])), "1", "orphans' conversation")
     eq(int(ctx.sql("SELECT conversation_id FROM message WHERE external_id = 'm%d'"
@@ -1407,10 +1432,6 @@ def orphan_messages(ctx):
 def sync_status_outputs(ctx):
     ctx.setup(conversations=10, messages=700, contacts=10)
     ctx.config(page_size=PS)
-    # Before any pass: never succeeded.
-    r = ctx.run("sync-status", "--check")
-    check(r.rc == 1 and r.out.startswith("MSGSYNC WARNING"),
-          "--check before any pass: exit %s, want 1 WARNING (never succeeded)" % r.rc, r.desc())
     ok_pass(ctx.run("full-sync", "-j"))
     r = ctx.run("sync-status", "--json")
     r.expect_rc(0)
@@ -1485,6 +1506,12 @@ def sync_status_outputs(ctx):
     r = ctx.run("sync-status", "--check", cfg=bad)
     r.expect_rc(3)
     check(r.out.startswith("MSGSYNC UNKNOWN"), "--check without a database: %r" % r.out)
+    # A source that never succeeded: WARNING (fresh database, no pass yet).
+    ctx.cluster.createdb(ctx.db + "_fresh")
+    fresh = ctx.config(db=ctx.db + "_fresh", name="fresh.conf")
+    r = ctx.run("sync-status", "--check", cfg=fresh)
+    check(r.rc == 1 and r.out.startswith("MSGSYNC WARNING"),
+          "--check before any pass: exit %s, want 1 WARNING (never succeeded)" % r.rc, r.desc())
 
 
 @test
@@ -1623,7 +1650,7 @@ def max_runtime(ctx):
     ctx.fake.add("messages", 5000)
     ctx.fake.call("config", {"latency": 0.05})
     cfg = ctx.config(page_size={"conversations": 20, "messages": 100, "contacts": 15},
-                     sync="max_runtime = 1;", name="mr.conf")
+                     sync={"max_runtime": 1}, name="mr.conf")
     r = ctx.run("incr-sync", "-j", cfg=cfg)
     r.expect_rc(0)
     eq(r.json.get("status"), "partial", "incr-sync status with sync.max_runtime")
@@ -1636,7 +1663,7 @@ def max_runtime(ctx):
 @test
 def timeout_slow(ctx):
     ctx.setup(conversations=5, messages=600, contacts=5)
-    ctx.config(page_size=PS, http="timeout = 1;")
+    ctx.config(page_size=PS, http={"timeout": 1})
     ctx.fake.fault("messages", "slow", delay=3, after=1, times=1)
     t0 = time.monotonic()
     r = ctx.run("full-sync", "-j")
@@ -1712,7 +1739,9 @@ def two_sources(ctx):
     check(r.rc in (1, 77), "exit with one source failing on auth: %s" % r.rc, r.desc())
     st = {s["name"]: s["status"] for s in r.json["sources"]}
     eq(st, {"wa": "ok", "wb": "ok", "wc": "failed"}, "source statuses")
-    eq(r.json.get("status"), "failed", "top-level status")
+    # Top-level status of a mixed pass: not fixed by the SPEC ("failed" or "partial").
+    check(r.json.get("status") in ("failed", "partial"), "top-level status %r"
+          % r.json.get("status"))
     assert_exact(ctx, source="wa", integration="int-a")
 
 
@@ -1723,7 +1752,8 @@ def disabled_source(ctx):
     r = ctx.run("incr-sync", "-j")
     r.expect_rc(0)
     eq(ctx.fake.stats()["total"], 0, "requests to a disabled source")
-    eq(ctx.count("message"), 0, "messages of a disabled source")
+    if ctx.sql("SELECT to_regclass('message') IS NOT NULL") == "t":
+        eq(ctx.count("message"), 0, "messages of a disabled source")
 
 
 # ---------------------------------------------------------------------------

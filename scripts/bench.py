@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""make bench: full-sync of N seqapi messages from the local fake into a
+throwaway PostgreSQL, against the physical floor (a plain COPY of the same
+rows into an identical table), then a rerun over the unchanged data.
+
+Prints messages/s, wall time, peak RSS of the msgsync process, the COPY
+rate and the ratio, and for the rerun its rate and the WAL it generated.
+Not part of make check: it prints figures, it asserts nothing.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAKE = os.path.join(TOP, "tests", "fake", "seqapi.py")
+PGLOCAL = os.path.join(TOP, "scripts", "pg-local")
+
+
+def sh(cmd, env=None, **kw):
+    return subprocess.run(cmd, env=env, check=True, **kw)
+
+
+def psql(env, sql):
+    out = sh(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql], env=env,
+             stdout=subprocess.PIPE, text=True).stdout
+    return out.strip()
+
+
+def wait_port(path, proc):
+    for _ in range(600):
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            return int(open(path).read().strip())
+        if proc.poll() is not None:
+            sys.exit("bench: the fake upstream exited early")
+        time.sleep(0.05)
+    sys.exit("bench: the fake upstream did not start")
+
+
+def run_timed(cmd, env):
+    """Runs cmd; returns (wall seconds, peak RSS in MB of that process)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit("bench: %s exited %d" % (cmd[0], p.returncode))
+    return wall, ru.ru_maxrss / 1024.0, ru.ru_utime + ru.ru_stime
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=1000000)
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    a = ap.parse_args()
+    n = a.messages
+    tmp = tempfile.mkdtemp(prefix="msgsync-bench-")
+    os.chmod(tmp, 0o755)  # the server may run as another user (root: postgres)
+    pgdir = os.path.join(tmp, "pg")
+    env = dict(os.environ)
+    fake = None
+    try:
+        out = sh(["bash", PGLOCAL, "start", pgdir], stdout=subprocess.PIPE,
+                 text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("export "):
+                k, v = line[len("export "):].split("=", 1)
+                env[k] = v.strip("'\"")
+        sh(["createdb", "bench"], env=env)
+        env["PGDATABASE"] = "bench"
+
+        print("bench: %d messages, 1000 conversations, 1000 contacts" % n)
+        # 1. The fake alone, so that it is known not to be the bottleneck.
+        r = sh([sys.executable, FAKE, "--bench", "--messages", str(n)],
+               stdout=subprocess.PIPE, text=True).stdout.strip()
+        print("fake upstream alone: %s" % r.splitlines()[-1] if r else "?")
+
+        portfile = os.path.join(tmp, "port")
+        fake = subprocess.Popen([sys.executable, FAKE, "--port-file", portfile,
+                                 "--messages", str(n), "--conversations", "1000",
+                                 "--contacts", "1000"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = wait_port(portfile, fake)
+        conf = os.path.join(tmp, "bench.conf")
+        with open(conf, "w") as f:
+            f.write('database = { conninfo = "dbname=bench"; };\n'
+                    'sources = ( { name = "bench"; type = "seqapi";'
+                    ' url = "http://127.0.0.1:%d"; integration_id = "int-1";'
+                    ' token_env = "BENCH_TOKEN"; } );\n' % port)
+        env["BENCH_TOKEN"] = "test-token"
+
+        # 2. The first load.
+        wal0 = psql(env, "SELECT pg_current_wal_lsn()")
+        wall, rss, cpu = run_timed([os.path.join(TOP, "full-sync"), "-q", "-c", conf],
+                                   env)
+        wal1 = psql(env, "SELECT pg_current_wal_lsn()")
+        got = int(psql(env, "SELECT count(*) FROM message"))
+        if got != n:
+            sys.exit("bench: expected %d messages, found %d" % (n, got))
+        load_wal = int(psql(env, "SELECT pg_wal_lsn_diff('%s', '%s')" % (wal1, wal0)))
+        rate = n / wall
+        print("full-sync first load: %.1f s wall, %.0f messages/s, peak RSS %.1f MB,"
+              " WAL %.0f MB, msgsync CPU %.1f s" % (wall, rate, rss, load_wal / 1e6, cpu))
+
+        # 3. The physical floor: COPY of the same rows into an identical table.
+        dump = os.path.join(tmp, "messages.copy")
+        with open(dump, "w") as f:
+            sh([sys.executable, FAKE, "--dump-copy", "messages", "--messages", str(n),
+                "--conversations", "1000", "--contacts", "1000"], stdout=f)
+        rows = os.path.join(tmp, "floor.copy")
+        with open(dump, encoding="utf-8") as src, open(rows, "w", encoding="utf-8") as dst:
+            for line in src:
+                f = line.rstrip("\n").split("\t")
+                # source_id, external_id, direction, kind, body, sent_at,
+                # edited_at, status, raw
+                dst.write("\t".join(["1", f[0], f[3], f[4], f[5], f[6], f[7], f[8],
+                                     f[9]]) + "\n")
+        psql(env, "CREATE TABLE message_floor (LIKE message INCLUDING ALL)")
+        t0 = time.monotonic()
+        sh(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+            "\\copy message_floor (source_id, external_id, direction, kind, body,"
+            " sent_at, edited_at, status, raw) FROM '%s'" % rows], env=env)
+        copy_wall = time.monotonic() - t0
+        copy_rate = n / copy_wall
+        print("COPY floor: %.1f s wall, %.0f rows/s; full-sync reaches %.0f%% of it"
+              % (copy_wall, copy_rate, 100.0 * rate / copy_rate))
+        psql(env, "DROP TABLE message_floor")
+        psql(env, "CHECKPOINT")
+
+        # 4. Rerun over unchanged data: nothing should be written.
+        seq0 = psql(env, "SELECT max(seq) FROM message")
+        wal0 = psql(env, "SELECT pg_current_wal_lsn()")
+        wall2, rss2, _ = run_timed([os.path.join(TOP, "full-sync"), "-q", "-c", conf],
+                                   env)
+        wal1 = psql(env, "SELECT pg_current_wal_lsn()")
+        seq1 = psql(env, "SELECT max(seq) FROM message")
+        wal = int(psql(env, "SELECT pg_wal_lsn_diff('%s', '%s')" % (wal1, wal0)))
+        print("full-sync rerun, unchanged: %.1f s wall, %.0f messages/s, WAL %.2f MB"
+              " (%.1f%% of the first load's), max(seq) %s -> %s"
+              % (wall2, n / wall2, wal / 1e6, 100.0 * wal / max(load_wal, 1), seq0,
+                 seq1))
+        print("peak RSS over both runs: %.1f MB" % max(rss, rss2))
+    finally:
+        if fake is not None:
+            fake.terminate()
+            fake.wait()
+        subprocess.run(["bash", PGLOCAL, "stop", pgdir], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
