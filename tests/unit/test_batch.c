@@ -1,0 +1,60 @@
+/* test_batch -- COPY text of a page's rows (lib/batch.c). */
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+#include "t.h"
+
+static void
+test_escaping(void)
+{
+	struct sync_batch b;
+	struct sync_message m;
+	cJSON *raw = cJSON_Parse("{\"id\":\"m1\",\"body\":\"a\\tb\\\\c\"}");
+
+	sync_batch_init(&b, SYNC_ENT_MESSAGE);
+	memset(&m, 0, sizeof(m));
+	m.external_id = "m1";
+	m.body = "line1\nline2\ttab\\back\rcr";
+	m.direction = "sideways";		/* not in/out: NULL */
+	m.sent_at = "2026-11-22T12:00:00+02:00";
+	m.edited_at = "not a date";		/* sanitised to NULL */
+	m.raw = raw;
+	CHECK(sync_batch_add_message(&b, &m) == 0);
+	CHECK(b.nrows == 1);
+	CHECK(b.sanitized == 1);
+	CHECK(strstr(b.copy.data, "line1\\nline2\\ttab\\\\back\\rcr") != NULL);
+	CHECK(strstr(b.copy.data, "2026-11-22T10:00:00Z\t\\N\t") != NULL);
+	CHECK(strncmp(b.copy.data, "0\tm1\t\\N\t\\N\t\\N\t", 14) == 0);
+	/* The raw JSON's own backslashes are escaped for COPY once more. */
+	CHECK(strstr(b.copy.data, "\"a\\\\tb\\\\\\\\c\"") != NULL);
+	CHECK(b.copy.data[b.copy.len - 1] == '\n');
+	sync_batch_reset(&b);
+	CHECK(b.nrows == 0 && b.copy.len == 0);
+	sync_batch_release(&b);
+	cJSON_Delete(raw);
+}
+
+static void
+test_phone(void)
+{
+	char out[20];
+
+	CHECK(sync_phone_e164("+48 600-100-200", out, sizeof(out)) == 0);
+	CHECK_STR(out, "+48600100200");
+	CHECK(sync_phone_e164("48600100200", out, sizeof(out)) == 0);
+	CHECK_STR(out, "+48600100200");
+	CHECK(sync_phone_e164("0048600100200", out, sizeof(out)) == 0);
+	CHECK_STR(out, "+48600100200");
+	CHECK(sync_phone_e164("12345", out, sizeof(out)) == -1);	/* too short */
+	CHECK(sync_phone_e164("+1234567890123456", out, sizeof(out)) == -1);
+	CHECK(sync_phone_e164("call me", out, sizeof(out)) == -1);
+	CHECK(sync_phone_e164("+0123456789", out, sizeof(out)) == -1);
+}
+
+int
+main(void)
+{
+	test_escaping();
+	test_phone();
+	return t_done("test_batch");
+}
