@@ -386,6 +386,14 @@ migrate(struct sync_db *db, struct sync_err *err)
 	return rc;
 }
 
+/* Server notices ("relation ... already exists, skipping") are chatter. */
+static void
+on_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	sync_log(LOG_DEBUG, "database: %s", msg);
+}
+
 struct sync_db *
 sync_db_open(const struct sync_config *cfg, struct sync_err *err)
 {
@@ -429,6 +437,7 @@ sync_db_open(const struct sync_config *cfg, struct sync_err *err)
 		sync_db_free(db);
 		return NULL;
 	}
+	PQsetNoticeProcessor(db->conn, on_notice, NULL);
 	if (PQsetClientEncoding(db->conn, "UTF8") != 0 ||
 	    exec_simple(db, "SET application_name = 'msgsync'; SET TIME ZONE 'UTC';"
 	    " SET lock_timeout = '60s'",

@@ -59,7 +59,13 @@ sync_sleep(double secs)
 	struct timespec ts;
 	double end = sync_now_mono() + secs, left;
 
+	/*
+	 * In slices: a signal may be delivered to another thread of the pass,
+	 * and this one must still notice it soon.
+	 */
 	while (!sync_stop_signal && (left = end - sync_now_mono()) > 0) {
+		if (left > 0.1)
+			left = 0.1;
 		ts.tv_sec = (time_t)left;
 		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
 		if (nanosleep(&ts, NULL) == -1 && errno != EINTR)
@@ -531,6 +537,56 @@ out:
 		    "source '%s': %s", src->name, r->err.msg);
 }
 
+/* The pool: each worker takes the next source until none is left. */
+struct pool {
+	pthread_mutex_t	 mu;
+	struct job	*jobs;
+	size_t		 n, next;
+};
+
+static void *
+pool_worker(void *arg)
+{
+	struct pool *p = arg;
+	size_t i;
+
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		i = p->next < p->n ? p->next++ : p->n;
+		pthread_mutex_unlock(&p->mu);
+		if (i == p->n)
+			return NULL;
+		run_source(&p->jobs[i]);
+	}
+}
+
+/*
+ * Runs the jobs, up to `width` sources at a time (sync.jobs).  Each source
+ * has its own database connection, HTTP handle and result, so one failing
+ * or slow source neither stops nor slows the others.
+ */
+static void
+run_jobs(struct job *jobs, size_t n, long width)
+{
+	struct pool p;
+	pthread_t tids[64];
+	size_t i, nt = 0;
+
+	p.jobs = jobs;
+	p.n = n;
+	p.next = 0;
+	pthread_mutex_init(&p.mu, NULL);
+	if (width > 64)
+		width = 64;
+	for (i = 1; i < (size_t)width && i < n; i++)
+		if (pthread_create(&tids[nt], NULL, pool_worker, &p) == 0)
+			nt++;
+	pool_worker(&p);		/* this thread works too */
+	for (i = 0; i < nt; i++)
+		pthread_join(tids[i], NULL);
+	pthread_mutex_destroy(&p.mu);
+}
+
 static enum sync_rc
 select_sources(const struct sync_config *cfg, const struct sync_opts *o,
     const struct sync_source_cfg **sel, size_t *n, struct sync_err *err)
@@ -576,6 +632,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
     struct sync_result *res, struct sync_err *err)
 {
 	const struct sync_source_cfg **sel;
+	struct job *jobs;
 	double t0 = sync_now_mono(), maxrt;
 	size_t i, n, nok = 0, nfail = 0, nskip = 0, npart = 0;
 	enum sync_rc rc;
@@ -598,25 +655,29 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	sync_signals_install();
 	sync_http_global(1);
 	maxrt = o->max_runtime >= 0 ? o->max_runtime : cfg->max_runtime;
+	if ((jobs = calloc(n + 1, sizeof(*jobs))) == NULL) {
+		free(sel);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	}
 	for (i = 0; i < n; i++) {
-		struct job j;
-
-		memset(&j, 0, sizeof(j));
-		j.cfg = cfg;
-		j.opts = o;
-		j.src = sel[i];
-		j.res = &res->sources[i];
-		j.res->name = sel[i]->name;
-		j.res->type = sel[i]->type;
-		j.deadline = maxrt > 0 ? t0 + maxrt : 0;
-		run_source(&j);
-		switch (j.res->status) {
+		jobs[i].cfg = cfg;
+		jobs[i].opts = o;
+		jobs[i].src = sel[i];
+		jobs[i].res = &res->sources[i];
+		jobs[i].res->name = sel[i]->name;
+		jobs[i].res->type = sel[i]->type;
+		jobs[i].deadline = maxrt > 0 ? t0 + maxrt : 0;
+	}
+	run_jobs(jobs, n, cfg->jobs);
+	for (i = 0; i < n; i++) {
+		switch (res->sources[i].status) {
 		case SYNC_ST_OK:	nok++; break;
 		case SYNC_ST_SKIPPED:	nskip++; break;
 		case SYNC_ST_PARTIAL:	npart++; break;
 		default:		nfail++; break;
 		}
 	}
+	free(jobs);
 	sync_http_global(0);
 	free(sel);
 	res->signo = (int)sync_stop_signal;
