@@ -337,7 +337,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		sr->c.fetched += pg.fetched;
 		sr->c.sanitized += pg.batch.sanitized;
 		if (rc == SYNC_OK && pg.batch.sanitized > 0)
-			sync_log(LOG_WARNING, "source '%s': stream '%s': %ld "
+			sync_log(LOG_NOTICE, "source '%s': stream '%s': %ld "
 			    "field(s) sanitised (invalid UTF-8, NUL bytes, bad "
 			    "timestamps or rows without id)", j->src->name, name,
 			    pg.batch.sanitized);
@@ -399,7 +399,8 @@ run_source(struct job *j)
 	const struct sync_opts *o = j->opts;
 	const struct sync_source_cfg *src = j->src;
 	struct sync_source_result *r = j->res;
-	struct sync_err err, scratch;
+	struct sync_err err, scratch, serr[16];
+	int ran[16];
 	long long run_id = 0;
 	int got = 0, lock = (int)o->cmd, stopped = 0;
 	time_t until;
@@ -407,6 +408,10 @@ run_source(struct job *j)
 	char when[32];
 
 	sync_err_clear(&err);
+	for (i = 0; i < 16; i++) {
+		sync_err_clear(&serr[i]);
+		ran[i] = 0;
+	}
 	r->status = SYNC_ST_OK;
 	if (o->cmd == SYNC_CMD_POLL && src->conn->no_poll_reason != NULL) {
 		r->status = SYNC_ST_SKIPPED;
@@ -465,32 +470,17 @@ run_source(struct job *j)
 	for (i = 0; i < src->nstreams && r->nstreams < sizeof(r->streams) /
 	    sizeof(r->streams[0]); i++) {
 		struct sync_stream_result *sr;
-		struct sync_err se;
 
 		if (!want_stream(o, src->streams[i]))
 			continue;
 		sr = &r->streams[r->nstreams++];
-		sync_err_clear(&se);
-		if (run_stream(j, src->streams[i], sr, &stopped, &se) != SYNC_OK) {
-			sync_log(LOG_ERR, "source '%s': %s", src->name, se.msg);
-			source_fail(j, &se);
-			if (!o->dry_run) {
-				sync_err_clear(&scratch);
-				sync_db_stream_outcome(j->db, j->id, sr->name, &se,
-				    &scratch);
-			}
-			if (!stream_local(&se))
+		if (run_stream(j, src->streams[i], sr, &stopped, &serr[i]) != SYNC_OK) {
+			source_fail(j, &serr[i]);
+			if (!stream_local(&serr[i]))
 				break;
 			continue;
 		}
-		if (!o->dry_run && !stopped) {
-			sync_err_clear(&scratch);
-			if (sync_db_stream_outcome(j->db, j->id, sr->name, NULL,
-			    &scratch) != SYNC_OK) {
-				source_fail(j, &scratch);
-				break;
-			}
-		}
+		ran[i] = !stopped;
 		if (stopped)
 			break;
 	}
@@ -503,6 +493,26 @@ end:
 	if (src->conn->end != NULL)
 		src->conn->end(&j->ctx);
 finish:
+	/*
+	 * Each selected stream's outcome, for sync-status: its own error, or
+	 * the source's when the source failed before the stream ran.  Neither
+	 * an interruption nor the deadline is a failure.
+	 */
+	for (i = 0; !o->dry_run && i < src->nstreams && i < 16; i++) {
+		const struct sync_err *e = serr[i].rc != SYNC_OK ? &serr[i] :
+		    ran[i] ? NULL : &r->err;
+
+		if (!want_stream(o, src->streams[i]) ||
+		    (e != NULL && (e->rc == SYNC_OK || e->rc == SYNC_EINTR)))
+			continue;
+		sync_err_clear(&scratch);
+		if (sync_db_stream_outcome(j->db, j->id, src->streams[i], e,
+		    &scratch) != SYNC_OK) {
+			if (e == NULL)
+				source_fail(j, &scratch);
+			break;
+		}
+	}
 	/* A rate limit longer than this pass could wait is remembered. */
 	if (r->err.rc != SYNC_OK && r->err.kind == SYNC_ERR_RATE_LIMIT &&
 	    j->ctx.http != NULL && !o->dry_run) {
