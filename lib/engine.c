@@ -177,6 +177,7 @@ fail:
 struct writer {
 	pthread_t	 tid;
 	int		 running;
+	int		 threaded;
 	struct job	*j;
 	const char	*stream;
 	enum sync_mode	 mode;
@@ -214,7 +215,8 @@ writer_join(struct writer *w, struct sync_stream_result *sr, char **committed,
 {
 	if (!w->running)
 		return SYNC_OK;
-	pthread_join(w->tid, NULL);
+	if (w->threaded)
+		pthread_join(w->tid, NULL);
 	w->running = 0;
 	page_release(&w->pg);
 	sr->c.inserted += w->counts.inserted;
@@ -229,20 +231,17 @@ writer_join(struct writer *w, struct sync_stream_result *sr, char **committed,
 	return SYNC_OK;
 }
 
-static enum sync_rc
-writer_start(struct writer *w, struct sync_page *pg, struct sync_err *err)
+static void
+writer_start(struct writer *w, struct sync_page *pg)
 {
 	w->pg = *pg;
 	memset(pg, 0, sizeof(*pg));
 	sync_err_clear(&w->err);
 	w->rc = SYNC_OK;
-	if (pthread_create(&w->tid, NULL, writer_main, w) != 0) {
-		/* No thread: commit in this one. */
-		writer_main(w);
-	}
 	w->running = 1;
-	(void)err;
-	return SYNC_OK;
+	w->threaded = pthread_create(&w->tid, NULL, writer_main, w) == 0;
+	if (!w->threaded)
+		writer_main(w);		/* no thread: commit in this one */
 }
 
 /* Replaces *dst by a copy of src. */
@@ -357,7 +356,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 			page_release(&pg);
 		else {
 			w.base = st.state;
-			writer_start(&w, &pg, err);
+			writer_start(&w, &pg);
 		}
 		if (done)
 			break;

@@ -258,11 +258,10 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 			if (resp->status != 429 && resp->status != 408 &&
 			    resp->status < 500)
 				return SYNC_OK;
+			/* libcurl reads seconds or a date; 0 also means none. */
 			if (curl_easy_getinfo(h->curl, CURLINFO_RETRY_AFTER, &ra) ==
 			    CURLE_OK && ra > 0)
 				wait = (double)ra;
-			else if (ra == 0)
-				wait = 0;
 			resp->retry_after = wait;
 			snprintf(why, sizeof(why), "HTTP %ld", resp->status);
 			if (resp->status == 429) {
