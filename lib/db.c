@@ -483,14 +483,23 @@ sync_db_source(struct sync_db *db, const struct sync_source_cfg *src, int *id,
 	PGresult *r;
 	enum sync_rc rc;
 	char idbuf[16];
+	int tries;
 
-	if ((rc = exec_prep(db, "source_get", 2, v, &r, "register the source",
-	    err)) != SYNC_OK)
-		return rc;
-	if (PQntuples(r) < 1) {
+	/*
+	 * A run that registers the source at the same moment makes our INSERT
+	 * do nothing while its row is not yet in our statement's snapshot: the
+	 * next statement sees it.
+	 */
+	for (tries = 0;; tries++) {
+		if ((rc = exec_prep(db, "source_get", 2, v, &r, "register the source",
+		    err)) != SYNC_OK)
+			return rc;
+		if (PQntuples(r) > 0)
+			break;
 		PQclear(r);
-		return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
-		    "cannot register source '%s'", src->name);
+		if (tries == 3)
+			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
+			    "cannot register source '%s'", src->name);
 	}
 	*id = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	if (strcmp(PQgetvalue(r, 0, 1), src->type) != 0) {

@@ -895,6 +895,9 @@ def overlap_five(ctx):
     assert_exact(ctx)
 
 
+ROUNDS = 10
+
+
 @test
 def concurrent_first_runs(ctx):
     # Several cron jobs start at once on a database that has no schema yet:
@@ -903,7 +906,7 @@ def concurrent_first_runs(ctx):
     # nothing at all.
     ctx.setup(db=False, conversations=3, messages=40, contacts=3)
     fails = []
-    for rnd in range(6):
+    for rnd in range(ROUNDS):
         db = "%s_%d" % (ctx.db, rnd)
         ctx.cluster.createdb(db)
         cfg = ctx.config(db=db, page_size=PS, name="r%d.conf" % rnd)
@@ -916,7 +919,7 @@ def concurrent_first_runs(ctx):
         n = ctx.sql("SELECT count(*) FROM message", db=db)
         if n != "40":
             fails.append("round %d: %s messages stored, want 40" % (rnd, n))
-    check(not fails, "%d problems in 6 rounds of 5 concurrent first runs" % len(fails),
+    check(not fails, "%d problems in %d rounds of 5 concurrent first runs" % (len(fails), ROUNDS),
           *fails[:6])
 
 
