@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -18,9 +19,23 @@ sync_batch_init(struct sync_batch *b, enum sync_entity e)
 	b->entity = e;
 }
 
+static void
+free_rows(struct sync_batch *b)
+{
+	long i;
+
+	for (i = 0; b->rows != NULL && i < b->nrows; i++) {
+		free(b->rows[i].external_id);
+		free(b->rows[i].conversation_id);
+		free(b->rows[i].sender_id);
+	}
+}
+
 void
 sync_batch_reset(struct sync_batch *b)
 {
+	if (b->entity == SYNC_ENT_MESSAGE)
+		free_rows(b);
 	sync_buf_reset(&b->copy);
 	b->nrows = 0;
 	b->sanitized = 0;
@@ -29,8 +44,38 @@ sync_batch_reset(struct sync_batch *b)
 void
 sync_batch_release(struct sync_batch *b)
 {
+	if (b->entity == SYNC_ENT_MESSAGE)
+		free_rows(b);
+	free(b->rows);
+	b->rows = NULL;
+	b->rowcap = 0;
 	sync_buf_release(&b->copy);
-	sync_buf_release(&b->scratch);
+}
+
+/* FNV-1a, 64 bits: tells changed rows from unchanged ones, nothing more. */
+static void
+hash_hex(const char *p, size_t n, char out[17])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t h = 14695981039346656037ULL;
+	size_t i;
+	int k;
+
+	for (i = 0; i < n; i++) {
+		h ^= (unsigned char)p[i];
+		h *= 1099511628211ULL;
+	}
+	for (k = 15; k >= 0; k--) {
+		out[k] = hex[h & 0xf];
+		h >>= 4;
+	}
+	out[16] = '\0';
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
 }
 
 /* Appends one field, escaped for COPY text; NULL becomes \N. */
@@ -192,20 +237,64 @@ sync_batch_add_conversation(struct sync_batch *b, const struct sync_conversation
 int
 sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 {
-	const char *dir = m->direction;
+	const char *dir = m->direction, *deleted_at = NULL;
+	struct sync_msgrow *r;
+	char now[32];
+	size_t line = b->copy.len, rest;
 
 	if (dir != NULL && strcmp(dir, "in") != 0 && strcmp(dir, "out") != 0)
 		dir = NULL;
+	if ((size_t)b->nrows == b->rowcap) {
+		size_t ncap = b->rowcap ? b->rowcap * 2 : 256;
+		struct sync_msgrow *nr = realloc(b->rows, ncap * sizeof(*nr));
+
+		if (nr == NULL)
+			return -1;
+		b->rows = nr;
+		b->rowcap = ncap;
+	}
+	/* A deletion keeps the upstream's time, else the time we saw it. */
+	if (m->deleted) {
+		char t[64];
+
+		if (m->deleted_at != NULL && sync_time_normalize(m->deleted_at, t,
+		    sizeof(t)) == 0)
+			deleted_at = m->deleted_at;
+		else {
+			sync_time_format(time(NULL), now, sizeof(now));
+			deleted_at = now;
+		}
+	}
 	if (row_start(b) == -1 || field(b, m->external_id, 0) == -1 ||
 	    field(b, m->conversation_id, 0) == -1 ||
-	    field(b, m->sender_id, 0) == -1 || field(b, dir, 0) == -1 ||
+	    field(b, m->sender_id, 0) == -1)
+		return -1;
+	rest = b->copy.len + 1;			/* after the tab */
+	if (field(b, dir, 0) == -1 ||
 	    field(b, m->kind, 0) == -1 || field(b, m->body, 0) == -1 ||
 	    field_time(b, m->sent_at) == -1 || field_time(b, m->edited_at) == -1 ||
 	    field(b, m->status, 0) == -1 || field_time(b, m->status_at) == -1 ||
 	    field_time(b, m->validity_expires_at) == -1 ||
 	    field(b, m->folder, 0) == -1 || field_json(b, m->attachments) == -1 ||
-	    field_json(b, m->raw) == -1 || field_bool(b, m->deleted ? 1 : 0) == -1 ||
-	    field_time(b, m->deleted_at) == -1)
+	    field_json(b, m->raw) == -1 || field_time(b, deleted_at) == -1)
 		return -1;
-	return row_end(b);
+	r = &b->rows[b->nrows];
+	hash_hex(b->copy.data + rest, b->copy.len - rest, r->hash);
+	if (field(b, r->hash, 0) == -1 || row_end(b) == -1)
+		return -1;
+	r->line = line;
+	r->rest = rest;
+	r->end = b->copy.len;
+	r->external_id = dup_or_null(m->external_id);
+	r->conversation_id = dup_or_null(m->conversation_id);
+	r->sender_id = dup_or_null(m->sender_id);
+	if (r->external_id == NULL || (m->conversation_id != NULL &&
+	    r->conversation_id == NULL) || (m->sender_id != NULL && r->sender_id == NULL)) {
+		free(r->external_id);
+		free(r->conversation_id);
+		free(r->sender_id);
+		b->nrows--;		/* row_end counted it */
+		return -1;
+	}
+	return 0;
 }

@@ -18,15 +18,28 @@
  */
 #define LOCK_SOURCE	1836279668
 
+/* External id -> internal id, for the conversations or contacts of a source. */
+struct idmap {
+	char	       **keys;
+	long long	*vals;
+	size_t		 cap;		/* a power of two, or 0 */
+	size_t		 n;
+};
+
 struct sync_db {
 	PGconn		*conn;
 	int		 in_tx;
 	int		 staged[3];	/* entities staged in this transaction */
+	int		 cache_source;	/* whose ids the maps hold */
+	int		 all_new;	/* the last page of messages was all new */
+	struct idmap	 ids[2];	/* conversations, contacts */
 };
 
 struct sync_rows {
 	PGresult	*res;
 };
+
+static void	idmap_clear(struct idmap *);
 
 /* The stage tables: one page of rows, emptied at every commit. */
 static const char stage_sql[] =
@@ -42,7 +55,7 @@ static const char stage_sql[] =
     " direction text, kind text, body text, sent_at timestamptz,"
     " edited_at timestamptz, status text, status_at timestamptz,"
     " validity_expires_at timestamptz, folder text, attachments jsonb,"
-    " raw jsonb, deleted boolean, deleted_at timestamptz)"
+    " raw jsonb, deleted_at timestamptz, row_hash text)"
     " ON COMMIT DELETE ROWS;";
 
 static const char *const copy_sql[3] = {
@@ -109,27 +122,33 @@ static const char upsert_conversation[] =
     " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM src WHERE fresh),"
     "  (SELECT count(*) FROM src WHERE NOT fresh)";
 
-static const char placeholder_conversation[] =
-    "INSERT INTO conversation (source_id, external_id)"
-    " SELECT $1::integer, d.x FROM (SELECT DISTINCT conversation_ext AS x"
-    "  FROM stage_message WHERE conversation_ext IS NOT NULL) d"
-    " WHERE (SELECT c.id FROM conversation c WHERE c.source_id = $1"
-    "  AND c.external_id = d.x) IS NULL"
-    " ON CONFLICT DO NOTHING";
+/*
+ * The internal ids of the conversations (contacts) named by a page of
+ * messages, creating placeholders for those not seen yet.  The second
+ * branch sees only rows committed before the statement: a row another pass
+ * committed meanwhile is missing from the answer, and asked for again.
+ */
+#define RESOLVE(table)							\
+    "WITH k AS (SELECT DISTINCT x FROM unnest($2::text[]) AS u(x)),"	\
+    " ins AS (INSERT INTO " table " (source_id, external_id)"		\
+    "  SELECT $1, x FROM k WHERE (SELECT c.id FROM " table " c"		\
+    "  WHERE c.source_id = $1 AND c.external_id = k.x) IS NULL"		\
+    "  ON CONFLICT DO NOTHING RETURNING external_id, id)"		\
+    " SELECT external_id, id FROM ins UNION ALL"			\
+    " SELECT c.external_id, c.id FROM k CROSS JOIN LATERAL (SELECT"	\
+    "  external_id, id FROM " table " c WHERE c.source_id = $1"		\
+    "  AND c.external_id = k.x OFFSET 0) c"
 
-static const char placeholder_contact[] =
-    "INSERT INTO contact (source_id, external_id)"
-    " SELECT $1::integer, d.x FROM (SELECT DISTINCT sender_ext AS x"
-    "  FROM stage_message WHERE sender_ext IS NOT NULL) d"
-    " WHERE (SELECT c.id FROM contact c WHERE c.source_id = $1"
-    "  AND c.external_id = d.x) IS NULL"
-    " ON CONFLICT DO NOTHING";
+/* Which messages of a page exist, and the hash they were written with. */
+static const char probe_message[] =
+    "SELECT k.x, o.row_hash FROM unnest($2::text[]) AS k(x) CROSS JOIN LATERAL"
+    " (SELECT row_hash FROM message o WHERE o.source_id = $1"
+    "  AND o.external_id = k.x OFFSET 0) o";
 
 /*
- * Messages are written only by their own stream, whose page transactions
- * are serialised by the lock on the stream's sync_state row, taken first
- * (sync_db_state_cursor()): new rows can take a plain INSERT, cheaper than
- * ON CONFLICT's speculative insertion, and changed rows an UPDATE by key.
+ * New messages are copied straight into the table (see sync_db_apply());
+ * changed ones are staged and updated here.  The result row: distinct
+ * staged, inserted, updated.
  */
 static const char upsert_message[] =
     "WITH s AS (SELECT DISTINCT ON (external_id) * FROM stage_message"
@@ -141,28 +160,26 @@ static const char upsert_message[] =
     " src AS MATERIALIZED (SELECT s.*, o.id AS old_id, o.deleted_at AS old_deleted"
     "  FROM r s LEFT JOIN LATERAL (SELECT * FROM message o WHERE o.source_id = $1"
     "   AND o.external_id = s.external_id OFFSET 0) o ON true"
-    "  WHERE o.id IS NULL OR (o.conversation_id, o.sender_contact_id, o.direction,"
-    "   o.kind, o.body, o.sent_at, o.edited_at, o.status, o.status_at,"
-    "   o.validity_expires_at, o.folder, o.attachments, o.raw,"
-    "   o.deleted_at IS NOT NULL) IS DISTINCT FROM (s.conv_id, s.sender_cid,"
-    "   s.direction, s.kind, s.body, s.sent_at, s.edited_at, s.status, s.status_at,"
-    "   s.validity_expires_at, s.folder, s.attachments, s.raw,"
-    "   coalesce(s.deleted, false))),"
+    "  WHERE o.id IS NULL OR o.row_hash IS DISTINCT FROM s.row_hash"
+    "   OR (o.conversation_id, o.sender_contact_id) IS DISTINCT FROM"
+    "   (s.conv_id, s.sender_cid)),"
     " ins AS (INSERT INTO message (source_id, external_id, conversation_id,"
     "  sender_contact_id, direction, kind, body, sent_at, edited_at, status,"
-    "  status_at, validity_expires_at, folder, attachments, raw, deleted_at)"
+    "  status_at, validity_expires_at, folder, attachments, raw, deleted_at,"
+    "  row_hash)"
     "  SELECT $1, external_id, conv_id, sender_cid, direction, kind, body,"
     "  sent_at, edited_at, status, status_at, validity_expires_at, folder,"
-    "  attachments, raw, CASE WHEN deleted THEN coalesce(deleted_at, now()) END"
+    "  attachments, raw, deleted_at, row_hash"
     "  FROM src WHERE old_id IS NULL RETURNING 1),"
     " upd AS (UPDATE message t SET conversation_id = u.conv_id,"
     "  sender_contact_id = u.sender_cid, direction = u.direction, kind = u.kind,"
     "  body = u.body, sent_at = u.sent_at, edited_at = u.edited_at,"
     "  status = u.status, status_at = u.status_at,"
     "  validity_expires_at = u.validity_expires_at, folder = u.folder,"
-    "  attachments = u.attachments, raw = u.raw,"
-    "  deleted_at = CASE WHEN u.deleted THEN coalesce(u.old_deleted, u.deleted_at,"
-    "   now()) END, updated_at = now(), seq = nextval('msgsync_seq')"
+    "  attachments = u.attachments, raw = u.raw, row_hash = u.row_hash,"
+    "  deleted_at = CASE WHEN u.deleted_at IS NOT NULL THEN"
+    "   coalesce(u.old_deleted, u.deleted_at) END,"
+    "  updated_at = now(), seq = nextval('msgsync_seq')"
     "  FROM src u WHERE u.old_id IS NOT NULL AND t.id = u.old_id RETURNING 1)"
     " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM ins),"
     "  (SELECT count(*) FROM upd)";
@@ -174,8 +191,9 @@ static const struct {
 	{ "upsert_contact", upsert_contact },
 	{ "upsert_conversation", upsert_conversation },
 	{ "upsert_message", upsert_message },
-	{ "placeholder_conversation", placeholder_conversation },
-	{ "placeholder_contact", placeholder_contact },
+	{ "resolve_conversation", RESOLVE("conversation") },
+	{ "resolve_contact", RESOLVE("contact") },
+	{ "probe_message", probe_message },
 	{ "state_load",
 	  "SELECT cursor, full_checkpoint, fingerprint FROM sync_state"
 	  " WHERE source_id = $1 AND stream = $2" },
@@ -472,6 +490,8 @@ sync_db_free(struct sync_db *db)
 		return;
 	if (db->conn != NULL)
 		PQfinish(db->conn);
+	idmap_clear(&db->ids[0]);
+	idmap_clear(&db->ids[1]);
 	free(db);
 }
 
@@ -703,17 +723,26 @@ sync_db_rollback(struct sync_db *db)
 	if (db->in_tx && PQstatus(db->conn) == CONNECTION_OK)
 		PQclear(PQexec(db->conn, "ROLLBACK"));
 	db->in_tx = 0;
+	db->all_new = 0;
+	/* Placeholders created in the transaction are gone, and their ids. */
+	idmap_clear(&db->ids[0]);
+	idmap_clear(&db->ids[1]);
 }
 
+/*
+ * COPYs data in with sql.  With `tolerate` set, a unique violation is not
+ * an error: *clash is set instead and the caller rolls back to its
+ * savepoint.
+ */
 static enum sync_rc
-copy_in(struct sync_db *db, const char *sql, const struct sync_buf *data,
-    struct sync_err *err)
+copy_run(struct sync_db *db, const char *sql, const struct sync_buf *data,
+    int tolerate, int *clash, struct sync_err *err)
 {
 	PGresult *r = PQexec(db->conn, sql);
 	enum sync_rc rc = SYNC_OK;
 
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
-		rc = db_err(db, r, err, "start COPY into the stage table");
+		rc = db_err(db, r, err, "start COPY");
 		PQclear(r);
 		return rc;
 	}
@@ -722,10 +751,391 @@ copy_in(struct sync_db *db, const char *sql, const struct sync_buf *data,
 	    PQputCopyEnd(db->conn, NULL) != 1)
 		rc = db_err(db, NULL, err, "send COPY data");
 	while ((r = PQgetResult(db->conn)) != NULL) {
-		if (rc == SYNC_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
-			rc = db_err(db, r, err, "COPY into the stage table");
+		const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+		if (rc == SYNC_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+			if (tolerate && st != NULL && strcmp(st, "23505") == 0)
+				*clash = 1;
+			else
+				rc = db_err(db, r, err, "COPY rows in");
+		}
 		PQclear(r);
 	}
+	return rc;
+}
+
+static enum sync_rc
+copy_in(struct sync_db *db, const char *sql, const struct sync_buf *data,
+    struct sync_err *err)
+{
+	return copy_run(db, sql, data, 0, NULL, err);
+}
+
+static uint64_t
+str_hash(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static void
+idmap_clear(struct idmap *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->cap; i++)
+		free(m->keys[i]);
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof(*m));
+}
+
+/* The slot of key: where it is, or where it would go. */
+static size_t
+idmap_slot(const struct idmap *m, const char *key)
+{
+	size_t i = (size_t)str_hash(key) & (m->cap - 1);
+
+	while (m->keys[i] != NULL && strcmp(m->keys[i], key) != 0)
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+static int
+idmap_get(const struct idmap *m, const char *key, long long *val)
+{
+	size_t i;
+
+	if (m->cap == 0)
+		return 0;
+	i = idmap_slot(m, key);
+	if (m->keys[i] == NULL)
+		return 0;
+	*val = m->vals[i];
+	return 1;
+}
+
+static int
+idmap_put(struct idmap *m, const char *key, long long val)
+{
+	size_t i;
+
+	if (m->n + 1 > m->cap / 2) {
+		struct idmap g;
+		size_t k;
+
+		g.cap = m->cap ? m->cap * 2 : 1024;
+		g.n = 0;
+		if ((g.keys = calloc(g.cap, sizeof(*g.keys))) == NULL ||
+		    (g.vals = calloc(g.cap, sizeof(*g.vals))) == NULL) {
+			free(g.keys);
+			return -1;
+		}
+		for (k = 0; k < m->cap; k++)
+			if (m->keys[k] != NULL) {
+				i = idmap_slot(&g, m->keys[k]);
+				g.keys[i] = m->keys[k];
+				g.vals[i] = m->vals[k];
+				g.n++;
+			}
+		free(m->keys);
+		free(m->vals);
+		*m = g;
+	}
+	i = idmap_slot(m, key);
+	if (m->keys[i] == NULL) {
+		if ((m->keys[i] = strdup(key)) == NULL)
+			return -1;
+		m->n++;
+	}
+	m->vals[i] = val;
+	return 0;
+}
+
+/* Appends s to a text[] literal: {"a","b\"c"}. */
+static int
+array_add(struct sync_buf *a, const char *s)
+{
+	if (sync_buf_adds(a, a->len == 0 ? "{\"" : ",\"") == -1)
+		return -1;
+	for (; *s != '\0'; s++) {
+		if ((*s == '"' || *s == '\\') && sync_buf_add(a, "\\", 1) == -1)
+			return -1;
+		if (sync_buf_add(a, s, 1) == -1)
+			return -1;
+	}
+	return sync_buf_add(a, "\"", 1);
+}
+
+static int
+array_end(struct sync_buf *a)
+{
+	return sync_buf_adds(a, a->len == 0 ? "{}" : "}");
+}
+
+/*
+ * Makes sure every conversation (which 0) or sender (1) named by the rows
+ * has an internal id in the cache, creating placeholders as needed.
+ */
+static enum sync_rc
+resolve_ids(struct sync_db *db, int id, struct sync_msgrow **rows, size_t n,
+    int which, struct sync_err *err)
+{
+	static const char *const stmt[2] = { "resolve_conversation",
+	    "resolve_contact" };
+	struct idmap *m = &db->ids[which];
+	struct sync_buf arr = SYNC_BUF_INIT(0);
+	char idbuf[16];
+	const char *v[2] = { idbuf, NULL };
+	enum sync_rc rc = SYNC_OK;
+	long long dummy;
+	size_t i, missing;
+	int tries, k;
+
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	for (tries = 0; tries < 4; tries++) {
+		PGresult *r;
+
+		sync_buf_reset(&arr);
+		for (i = 0, missing = 0; i < n; i++) {
+			const char *key = which == 0 ? rows[i]->conversation_id :
+			    rows[i]->sender_id;
+
+			if (key == NULL || idmap_get(m, key, &dummy))
+				continue;
+			missing++;
+			if (array_add(&arr, key) == -1)
+				goto nomem;
+		}
+		if (missing == 0)
+			goto out;
+		if (array_end(&arr) == -1)
+			goto nomem;
+		v[1] = arr.data;
+		if ((rc = exec_prep(db, stmt[which], 2, v, &r,
+		    which == 0 ? "resolve conversations" : "resolve contacts",
+		    err)) != SYNC_OK)
+			goto out;
+		for (k = 0; k < PQntuples(r); k++)
+			if (idmap_put(m, PQgetvalue(r, k, 0),
+			    strtoll(PQgetvalue(r, k, 1), NULL, 10)) == -1) {
+				PQclear(r);
+				goto nomem;
+			}
+		PQclear(r);
+	}
+	rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
+	    "cannot resolve the %s of a page", which == 0 ? "conversations" :
+	    "senders");
+	goto out;
+nomem:
+	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+out:
+	sync_buf_release(&arr);
+	return rc;
+}
+
+static int
+row_cmp(const void *a, const void *b)
+{
+	const struct sync_msgrow *x = *(const struct sync_msgrow *const *)a;
+	const struct sync_msgrow *y = *(const struct sync_msgrow *const *)b;
+	int c = strcmp(x->external_id, y->external_id);
+
+	if (c != 0)
+		return c;
+	return x->line < y->line ? 1 : x->line > y->line ? -1 : 0;	/* last first */
+}
+
+static int
+row_find(const void *key, const void *elem)
+{
+	return strcmp(key, (*(const struct sync_msgrow *const *)elem)->external_id);
+}
+
+static int
+add_id(struct sync_buf *o, const struct idmap *m, const char *key)
+{
+	long long v;
+
+	if (key == NULL || !idmap_get(m, key, &v))
+		return sync_buf_adds(o, "\t\\N");
+	return sync_buf_addf(o, "\t%lld", v);
+}
+
+static const char copy_message[] =
+    "COPY message (source_id, external_id, conversation_id, sender_contact_id,"
+    " direction, kind, body, sent_at, edited_at, status, status_at,"
+    " validity_expires_at, folder, attachments, raw, deleted_at, row_hash)"
+    " FROM STDIN";
+
+/* The line of a new row for copy_message, from its batch line. */
+static int
+fresh_line(struct sync_buf *o, const struct sync_db *db, int id,
+    const struct sync_batch *b, const struct sync_msgrow *m)
+{
+	const char *ext = memchr(b->copy.data + m->line, '\t', m->rest - m->line);
+	const char *ext_end;
+
+	ext++;
+	ext_end = memchr(ext, '\t', m->rest - (size_t)(ext - b->copy.data));
+	if (sync_buf_addf(o, "%d\t", id) == -1 ||
+	    sync_buf_add(o, ext, (size_t)(ext_end - ext)) == -1 ||
+	    add_id(o, &db->ids[0], m->conversation_id) == -1 ||
+	    add_id(o, &db->ids[1], m->sender_id) == -1 ||
+	    sync_buf_add(o, "\t", 1) == -1 ||
+	    sync_buf_add(o, b->copy.data + m->rest, m->end - m->rest) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * A page of messages.  The page's rows are told apart by one probe of the
+ * unique index: new rows are copied straight into the table (COPY's bulk
+ * insertion, nothing staged); rows whose hash differs are staged and
+ * updated; unchanged rows are not touched at all, not even parsed.
+ */
+static enum sync_rc
+apply_messages(struct sync_db *db, int id, struct sync_batch *b,
+    struct sync_counts *c, struct sync_err *err)
+{
+	struct sync_msgrow **rows, **uniq;
+	struct sync_buf arr = SYNC_BUF_INIT(0), fresh = SYNC_BUF_INIT(0),
+	    changed = SYNC_BUF_INIT(0);
+	unsigned char *state = NULL;		/* 0 new, 1 same, 2 changed */
+	char idbuf[16];
+	const char *v[2] = { idbuf, NULL };
+	enum sync_rc rc = SYNC_OK;
+	PGresult *r = NULL;
+	size_t i, n = 0, nnew = 0, nchanged = 0;
+	int k;
+
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	if (db->cache_source != id) {
+		idmap_clear(&db->ids[0]);
+		idmap_clear(&db->ids[1]);
+		db->cache_source = id;
+	}
+	rows = calloc((size_t)b->nrows + 1, sizeof(*rows));
+	uniq = calloc((size_t)b->nrows + 1, sizeof(*uniq));
+	state = calloc((size_t)b->nrows + 1, 1);
+	if (rows == NULL || uniq == NULL || state == NULL)
+		goto nomem;
+	for (i = 0; i < (size_t)b->nrows; i++)
+		rows[i] = &b->rows[i];
+	/* One row per id, the page's last. */
+	qsort(rows, (size_t)b->nrows, sizeof(*rows), row_cmp);
+	for (i = 0; i < (size_t)b->nrows; i++)
+		if (n == 0 || strcmp(uniq[n - 1]->external_id, rows[i]->external_id) != 0)
+			uniq[n++] = rows[i];
+
+	if ((rc = resolve_ids(db, id, uniq, n, 0, err)) != SYNC_OK ||
+	    (rc = resolve_ids(db, id, uniq, n, 1, err)) != SYNC_OK)
+		goto out;
+
+	/*
+	 * While a walk keeps meeting only new rows (a first load), each page
+	 * is first copied in whole under a savepoint; a row that exists after
+	 * all makes it fall back to the probe.
+	 */
+	if (db->all_new) {
+		int clash = 0;
+
+		for (i = 0; i < n; i++)
+			if (fresh_line(&fresh, db, id, b, uniq[i]) == -1)
+				goto nomem;
+		if ((rc = exec_simple(db, "SAVEPOINT all_new", "set a savepoint",
+		    err)) != SYNC_OK || (rc = copy_run(db, copy_message, &fresh, 1,
+		    &clash, err)) != SYNC_OK)
+			goto out;
+		if (!clash) {
+			c->inserted += (long long)n;
+			goto out;
+		}
+		db->all_new = 0;
+		sync_buf_reset(&fresh);
+		if ((rc = exec_simple(db, "ROLLBACK TO SAVEPOINT all_new",
+		    "roll back to the savepoint", err)) != SYNC_OK)
+			goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (array_add(&arr, uniq[i]->external_id) == -1)
+			goto nomem;
+	if (array_end(&arr) == -1)
+		goto nomem;
+	v[1] = arr.data;
+	if ((rc = exec_prep(db, "probe_message", 2, v, &r, "look up the page's "
+	    "messages", err)) != SYNC_OK)
+		goto out;
+	for (k = 0; k < PQntuples(r); k++) {
+		struct sync_msgrow **hit = bsearch(PQgetvalue(r, k, 0), uniq, n,
+		    sizeof(*uniq), row_find);
+
+		if (hit == NULL)
+			continue;
+		state[hit - uniq] = !PQgetisnull(r, k, 1) &&
+		    strcmp(PQgetvalue(r, k, 1), (*hit)->hash) == 0 ? 1 : 2;
+	}
+	PQclear(r);
+	r = NULL;
+
+	for (i = 0; i < n; i++) {
+		const struct sync_msgrow *m = uniq[i];
+
+		if (state[i] == 1)
+			continue;
+		if (state[i] == 2) {
+			nchanged++;
+			if (sync_buf_add(&changed, b->copy.data + m->line,
+			    m->end - m->line) == -1)
+				goto nomem;
+			continue;
+		}
+		nnew++;
+		if (fresh_line(&fresh, db, id, b, m) == -1)
+			goto nomem;
+	}
+	db->all_new = nnew == n;
+	if (nnew > 0 && (rc = copy_in(db, copy_message, &fresh, err)) != SYNC_OK)
+		goto out;
+	c->inserted += (long long)nnew;
+	c->unchanged += (long long)(n - nnew - nchanged);
+	if (nchanged > 0) {
+		long long distinct, ins, upd;
+
+		if (db->staged[SYNC_ENT_MESSAGE] && (rc = exec_simple(db,
+		    stage_table[SYNC_ENT_MESSAGE], "empty the stage table", err)) !=
+		    SYNC_OK)
+			goto out;
+		db->staged[SYNC_ENT_MESSAGE] = 1;
+		v[1] = NULL;
+		if ((rc = copy_in(db, copy_sql[SYNC_ENT_MESSAGE], &changed, err)) !=
+		    SYNC_OK || (rc = exec_prep(db, "upsert_message", 1, v, &r,
+		    "update changed messages", err)) != SYNC_OK)
+			goto out;
+		distinct = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		ins = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+		upd = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+		c->inserted += ins;
+		c->updated += upd;
+		c->unchanged += distinct - ins - upd;
+	}
+	goto out;
+nomem:
+	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+out:
+	PQclear(r);
+	free(rows);
+	free(uniq);
+	free(state);
+	sync_buf_release(&arr);
+	sync_buf_release(&fresh);
+	sync_buf_release(&changed);
 	return rc;
 }
 
@@ -746,6 +1156,8 @@ sync_db_apply(struct sync_db *db, int id, struct sync_batch *b,
 	if ((int)b->copy.len < 0 || b->copy.len > 0x7fffffff)
 		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
 		    "batch too large for one COPY");
+	if (b->entity == SYNC_ENT_MESSAGE)
+		return apply_messages(db, id, b, c, err);
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
 	if (db->staged[b->entity] && (rc = exec_simple(db, stage_table[b->entity],
 	    "empty the stage table", err)) != SYNC_OK)
@@ -753,13 +1165,6 @@ sync_db_apply(struct sync_db *db, int id, struct sync_batch *b,
 	db->staged[b->entity] = 1;
 	if ((rc = copy_in(db, copy_sql[b->entity], &b->copy, err)) != SYNC_OK)
 		return rc;
-	if (b->entity == SYNC_ENT_MESSAGE) {
-		if ((rc = exec_prep(db, "placeholder_conversation", 1, v, NULL,
-		    "create placeholder conversations", err)) != SYNC_OK ||
-		    (rc = exec_prep(db, "placeholder_contact", 1, v, NULL,
-		    "create placeholder contacts", err)) != SYNC_OK)
-			return rc;
-	}
 	if ((rc = exec_prep(db, upserts[b->entity], 1, v, &r, "upsert the batch",
 	    err)) != SYNC_OK)
 		return rc;

@@ -262,12 +262,30 @@ struct sync_message {
 	const char	*deleted_at;
 };
 
+/*
+ * One message row of a batch: its keys, unescaped, and where its line
+ * lies in the batch's COPY text.  The line is "ord, external_id,
+ * conversation, sender" and then `rest`: the message table's own columns
+ * ending with row_hash, a hash of everything in rest before it, by which
+ * the store tells an unchanged row without parsing it.
+ */
+struct sync_msgrow {
+	char		*external_id;
+	char		*conversation_id;
+	char		*sender_id;
+	size_t		 line;		/* offset of the line */
+	size_t		 rest;		/* offset of the rest */
+	size_t		 end;		/* offset after its newline */
+	char		 hash[17];
+};
+
 struct sync_batch {
 	enum sync_entity entity;
 	struct sync_buf	 copy;		/* COPY text rows */
-	struct sync_buf	 scratch;	/* JSON printing */
 	long		 nrows;
 	long		 sanitized;	/* fields nulled or repaired */
+	struct sync_msgrow *rows;	/* messages only */
+	size_t		 rowcap;
 };
 
 void		sync_batch_init(struct sync_batch *, enum sync_entity);

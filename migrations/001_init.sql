@@ -91,6 +91,10 @@ CREATE TABLE message (
 	attachments		jsonb,
 	raw			jsonb,
 	deleted_at		timestamptz,
+	-- A hash of the row as msgsync last wrote it from upstream, so that
+	-- an unchanged row is recognised without being parsed.  Whatever else
+	-- changes a message must set it to NULL.
+	row_hash		text,
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	updated_at		timestamptz NOT NULL DEFAULT now(),
 	seq			bigint NOT NULL DEFAULT nextval('msgsync_seq'),

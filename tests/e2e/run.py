@@ -118,7 +118,8 @@ class Fake:
         self.token = opts.pop("token", "e2e-token-%s" % name)
         self.integrations = opts.pop("integrations", ["int-1"])
         pf = os.path.join(ctx.dir, name + ".port")
-        args = [sys.executable, FAKE, "--port-file", pf, "--token", self.token]
+        args = [sys.executable, FAKE, "--port-file", pf, "--token", self.token,
+                "--exit-with-parent"]
         for i in self.integrations:
             args += ["--integration", i]
         for k, v in opts.items():
@@ -540,6 +541,12 @@ def ok_pass(res, cmd=None):
     return j
 
 
+def json_cursor_is_db(ctx, res, stream, source="wa"):
+    """The JSON's cursor_after is what the database committed."""
+    eq(res.stream(stream, source).get("cursor_after"), ctx.cursor(stream, source),
+       "%s cursor_after in the JSON vs the stored cursor" % stream)
+
+
 def page_count(n, ps):
     return max(1, -(-n // ps))
 
@@ -958,6 +965,7 @@ def retry_exhausted(ctx):
     eq(ctx.fake.stats()["by_endpoint"]["messages"], page_count(1200, 300) + 1 + 3,
        "messages requests (1 good page, then 1 + 2 retries)")
     eq(int(ctx.cursor("messages")), int(cur) + 300, "cursor after one good page")
+    json_cursor_is_db(ctx, r, "messages")
     committed_consistent(ctx, "messages", int(ctx.cursor("messages")))
     ctx.fake.call("clear_faults", {})
     ok_pass(ctx.run("incr-sync", "-j"))
@@ -1021,6 +1029,7 @@ def _bad_page(ctx, kind, want_kind, **kw):
     eq(s.get("status"), "failed", "source status")
     eq((s.get("error") or {}).get("kind"), want_kind, "error kind")
     eq(int(ctx.cursor("messages")), cur + 300, "messages cursor (one good page, then the bad one)")
+    json_cursor_is_db(ctx, r, "messages")
     committed_consistent(ctx, "messages", cur + 300)
     eq(ctx.count("message"), 600 + 300, "stored messages (no half batch)")
     ctx.fake.call("clear_faults", {})
@@ -1182,6 +1191,7 @@ def body_over_max_body(ctx):
         check(re.search(r"max_body|too large|exceeds|larger|limit", s["error"].get("message", ""),
                         re.I), "the error says the body is too large", s["error"])
         eq(int(ctx.cursor("messages")), cur + 300, "cursor (chunked=%s)" % chunked)
+        json_cursor_is_db(ctx, r, "messages")
         cur += 300
         ctx.fake.call("clear_faults", {})
     ok_pass(ctx.run("incr-sync", "-j"))
@@ -1215,6 +1225,93 @@ def seq_reset(ctx):
     r = ctx.run("incr-sync", "-q")
     r.expect_rc(65)
     check(r.err.strip() != "", "a quiet failing pass still reports on stderr")
+
+
+@test
+def reset_taken_up_by_restart(ctx):
+    # After a reset upstream, full-sync --restart walks from zero, may end
+    # below the old cursor, and its end replaces it; incr-sync then works.
+    ctx.setup(conversations=10, messages=900, contacts=10)
+    ctx.config(page_size=PS)
+    ok_pass(ctx.run("full-sync", "-j"))
+    ctx.fake.call("reset_seq", {"keep": 100, "streams": ["messages"]})
+    ctx.fake.add("messages", 20)
+    ctx.fake.edit("messages", indexes=[5])
+    ctx.run("incr-sync", "-q").expect_rc(65)
+    r = ctx.run("full-sync", "-j", "--restart")
+    ok_pass(r)
+    latest = ctx.fake.state()["messages"]["latest_seq"]
+    eq(ctx.cursor("messages"), str(latest), "messages cursor after the restarted walk")
+    json_cursor_is_db(ctx, r, "messages")
+    up = {u["id"]: u for u in ctx.fake.dump("messages")}
+    got = {m["external_id"]: m for m in ctx.sql_json(
+        "SELECT external_id, body, (raw->>'seq')::bigint AS seq FROM message")}
+    stale = [i for i, u in up.items() if i not in got or got[i]["body"] != u["body"]
+             or got[i]["seq"] != u["seq"]]
+    check(not stale, "%d upstream rows missing or stale after the restarted walk" % len(stale),
+          stale[:5])
+    ctx.fake.add("messages", 7)
+    r = ctx.run("incr-sync", "-j")
+    ok_pass(r)
+    eq(r.stream("messages").get("fetched"), 7, "incr-sync after the reset was taken up")
+
+
+@test
+def since_date(ctx):
+    ctx.setup(conversations=5, messages=500, contacts=5)
+    ctx.config(page_size=PS)
+    r = ctx.run("full-sync", "-j", "--since", "2026-01-01T01:00:00Z")
+    ok_pass(r)
+    eq(r.stream("messages").get("fetched"), 500, "messages fetched with --since")
+    want = {u["id"] for u in ctx.fake.dump("messages") if u["sent_at"] >= "2026-01-01T01:00:00Z"}
+    got = {m["external_id"] for m in ctx.sql_json("SELECT external_id FROM message")}
+    eq(len(want), 402, "upstream messages since the date (fake's arithmetic)")
+    check(got == want, "--since stored %d messages, want the %d sent since the date "
+          "(%d older stored, %d newer missing)" % (len(got), len(want), len(got - want),
+                                                    len(want - got)))
+    r = ctx.run("full-sync", "-j", "--since", "2026-01-01")
+    ok_pass(r)
+    eq(ctx.count("message"), 500, "messages after --since 2026-01-01 (all)")
+    r = ctx.run("full-sync", "-j", "--since", "yesterday-ish")
+    r.expect_rc(64)
+
+
+@test
+def full_and_incr_interleaved(ctx):
+    # incr-sync runs while a long full sync is interrupted half-way: neither
+    # clobbers the other's mark.
+    ctx.setup(conversations=10, messages=3000, contacts=10)
+    ctx.config(page_size={"conversations": 20, "messages": 200, "contacts": 15})
+    ok_pass(ctx.run("full-sync", "-j"))
+    ctx.fake.edit("messages", indexes=[10, 20, 2500])
+    ctx.fake.call("gate", {"endpoint": "messages", "after": 4})
+    base = ctx.fake.stats()["by_endpoint"].get("messages", 0)
+    p = ctx.start("full-sync", "-j", "--restart", "--stream", "messages")
+    check(ctx.fake.wait(blocked=1, timeout=30) is not None, "the walk never reached page 5")
+    os.kill(p.pid, signal.SIGKILL)
+    ctx.finish(p)
+    ctx.fake.call("release", {})
+    wait_unlocked(ctx)
+    ck = mark_of(ctx, "messages")
+    eq(ctx.cursor("messages"), "3000", "cursor kept while the restarted walk is at %s" % ck)
+    ctx.fake.add("messages", 450)
+    r = ctx.run("incr-sync", "-j")
+    ok_pass(r)
+    eq(r.stream("messages").get("fetched"), 453, "incr-sync during the walk: 3 edits + 450 new")
+    eq(r.stream("messages").get("cursor_before"), "3000", "incr-sync starts from its cursor")
+    latest = str(ctx.fake.state()["messages"]["latest_seq"])
+    eq(ctx.cursor("messages"), latest, "cursor after incr-sync")
+    eq(mark_of(ctx, "messages"), ck, "the walk's checkpoint is untouched by incr-sync")
+    ctx.fake.clear_log()
+    r = ctx.run("full-sync", "-j", "--stream", "messages")
+    ok_pass(r)
+    eq(ctx.fake.requests("messages")[0]["query"].get("since_seq"), str(ck),
+       "the walk resumes from its checkpoint")
+    eq(ctx.cursor("messages"), latest, "cursor after the walk completes (never backwards)")
+    assert_exact(ctx)
+    r = ctx.run("incr-sync", "-j")
+    ok_pass(r)
+    eq(r.stream("messages").get("fetched"), 0, "incr-sync after both")
 
 
 @test
@@ -1821,6 +1918,9 @@ def main():
         print("e2e: 0 passed, 0 failed")
         return 1
 
+    def on_term(signo, frame):
+        raise KeyboardInterrupt("signal %d" % signo)
+    signal.signal(signal.SIGTERM, on_term)
     ROOT = tempfile.mkdtemp(prefix="msgsync-e2e.")
     os.chmod(ROOT, 0o755)   # the postgres user must reach the cluster dir when we are root
     print("e2e: seed %d, work dir %s" % (SEED, ROOT), flush=True)
@@ -1846,6 +1946,11 @@ def main():
                 print("FAIL %-26s %5.1fs  %s" % (t.__name__, time.monotonic() - t0,
                                                  str(e).replace("\n", "\n" + " " * 10)),
                       flush=True)
+            except KeyboardInterrupt as e:
+                failed += 1
+                print("FAIL %-26s interrupted (%s); stopping" % (t.__name__, e or "SIGINT"),
+                      flush=True)
+                break
             except Exception:  # noqa: BLE001 -- a broken test is a failure, not a stop
                 failed += 1
                 print("FAIL %-26s %5.1fs  (test error)\n%s" % (

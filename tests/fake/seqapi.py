@@ -1086,6 +1086,8 @@ def main(argv=None):
     ap.add_argument("--gzip", action="store_true", help="gzip when the client accepts it")
     ap.add_argument("--no-total-count", action="store_true")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--exit-with-parent", action="store_true",
+                    help="exit when the process that started us goes away")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--bench-limit", type=int, default=1500)
     ap.add_argument("--dump-copy", metavar="STREAM", choices=STREAMS)
@@ -1106,6 +1108,14 @@ def main(argv=None):
 
     srv = make_server(args)
     port = srv.server_address[1]
+    if args.exit_with_parent:
+        parent = os.getppid()
+
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(0)
+        threading.Thread(target=watch, daemon=True).start()
     if args.port_file:
         write_port_file(args.port_file, port)
     else:

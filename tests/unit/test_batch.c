@@ -34,6 +34,44 @@ test_escaping(void)
 	cJSON_Delete(raw);
 }
 
+/* The row hash tells changed rows from unchanged ones. */
+static void
+test_rows(void)
+{
+	struct sync_batch b;
+	struct sync_message m;
+	char h0[17];
+
+	sync_batch_init(&b, SYNC_ENT_MESSAGE);
+	memset(&m, 0, sizeof(m));
+	m.external_id = "m1";
+	m.conversation_id = "c\t1";
+	m.body = "hello";
+	CHECK(sync_batch_add_message(&b, &m) == 0);
+	CHECK(sync_batch_add_message(&b, &m) == 0);
+	m.body = "hello!";
+	CHECK(sync_batch_add_message(&b, &m) == 0);
+	CHECK(b.nrows == 3);
+	CHECK_STR(b.rows[0].external_id, "m1");
+	CHECK_STR(b.rows[0].conversation_id, "c\t1");	/* unescaped */
+	CHECK(b.rows[0].sender_id == NULL);
+	CHECK(strcmp(b.rows[0].hash, b.rows[1].hash) == 0);
+	CHECK(strcmp(b.rows[0].hash, b.rows[2].hash) != 0);
+	CHECK(strlen(b.rows[0].hash) == 16);
+	/* Lines are contiguous, each ends with its hash and a newline. */
+	CHECK(b.rows[0].line == 0 && b.rows[1].line == b.rows[0].end);
+	CHECK(b.rows[2].end == b.copy.len);
+	memcpy(h0, b.copy.data + b.rows[0].end - 17, 16);
+	h0[16] = '\0';
+	CHECK_STR(h0, b.rows[0].hash);
+	CHECK(strncmp(b.copy.data + b.rows[0].rest, "\\N\t\\N\thello\t", 12) == 0);
+	/* A deleted message without a time gets the time it was seen. */
+	m.deleted = 1;
+	CHECK(sync_batch_add_message(&b, &m) == 0);
+	CHECK(strstr(b.copy.data + b.rows[3].rest, "\t\\N\t\\N\t") != NULL);
+	sync_batch_release(&b);
+}
+
 static void
 test_phone(void)
 {
@@ -55,6 +93,7 @@ int
 main(void)
 {
 	test_escaping();
+	test_rows();
 	test_phone();
 	return t_done("test_batch");
 }
