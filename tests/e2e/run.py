@@ -1102,6 +1102,52 @@ def pagination_loop(ctx):
 
 
 @test
+def seq_disorder(ctx):
+    # Seqs that go backwards inside a page: a protocol error, nothing of it stored.
+    ctx.setup(conversations=10, messages=600, contacts=10)
+    ctx.config(page_size=PS)
+    ok_pass(ctx.run("full-sync", "-j"))
+    ctx.fake.add("messages", 900)
+    ctx.fake.fault("messages", "disorder", after=1, times=-1)
+    r = ctx.run("incr-sync", "-j")
+    r.expect_rc(65)
+    eq((r.source().get("error") or {}).get("kind"), "protocol", "error kind")
+    eq(ctx.cursor("messages"), "900", "messages cursor")
+    committed_consistent(ctx, "messages", 900)
+
+
+@test
+def latest_seq_ahead(ctx):
+    # latest_seq beyond the page's last row: trusting it would skip rows.
+    ctx.setup(conversations=10, messages=600, contacts=10)
+    ctx.config(page_size=PS)
+    ok_pass(ctx.run("full-sync", "-j"))
+    ctx.fake.add("messages", 900)
+    ctx.fake.fault("messages", "latest_ahead", after=1, times=1)
+    r = ctx.run("incr-sync", "-j")
+    r.expect_rc(65)
+    eq((r.source().get("error") or {}).get("kind"), "protocol", "error kind")
+    check(int(ctx.cursor("messages")) <= 1200, "the cursor jumped to %s, past rows never "
+          "stored" % ctx.cursor("messages"))
+    committed_consistent(ctx, "messages", int(ctx.cursor("messages")))
+    ok_pass(ctx.run("incr-sync", "-j"))
+    assert_exact(ctx)
+
+
+@test
+def unknown_integration(ctx):
+    ctx.setup(conversations=2, messages=5, contacts=2)
+    ctx.config(page_size=PS, integration="no-such-integration")
+    r = ctx.run("incr-sync", "-j")
+    check(r.rc not in (0, 75), "exit %s for a 404 integration" % r.rc, r.desc())
+    err = r.source().get("error") or {}
+    check(err.get("kind") in ("http", "config", "protocol"), "error kind", err)
+    check("404" in err.get("message", "") or "not found" in err.get("message", ""),
+          "the error says 404 / not found", err)
+    eq(ctx.fake.stats()["total"], 1, "requests (a 404 is not retried)")
+
+
+@test
 def hostile_text(ctx):
     ctx.setup(conversations=5, messages=50, contacts=5)
     ctx.config(page_size=PS)
@@ -1824,6 +1870,18 @@ def keepalive(ctx):
     ok_pass(ctx.run("full-sync", "-j"))
     conns = {q["conn"] for q in ctx.fake.requests()}
     eq(len(conns), 1, "connections used by one pass of one source")
+
+
+@test
+def compression(ctx):
+    # SPEC guarantee 5: keep-alive and compression.
+    ctx.setup(conversations=20, messages=2000, contacts=20, gzip=True)
+    ctx.config(page_size=PS)
+    ok_pass(ctx.run("full-sync", "-j"))
+    reqs = ctx.fake.requests("messages")
+    enc = {q["headers"].get("Accept-Encoding", "") for q in reqs}
+    check(all("gzip" in e for e in enc), "requests without Accept-Encoding: gzip: %r" % enc)
+    assert_exact(ctx)
 
 
 @test

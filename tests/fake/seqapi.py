@@ -33,6 +33,9 @@ Control API for tests (JSON bodies; none of these are logged as requests):
                                  | "slow"      (+"delay":seconds, then the normal answer)
                                  | "close"     (drop the connection, no answer)
                                  | "bad_row"   (one row with a wrong type: "seq":"x")
+                                 | "disorder"  (the page's first two rows swapped)
+                                 | "latest_ahead" (latest_seq = last row + "by" (1000),
+                                               has_more true: trusting it skips rows)
                            "times":1 (-1 = forever), "after":0 (let that many through first)}
   POST /_control/clear_faults
   POST /_control/reset_seq {"keep":M, ["streams":[...]]}   backend restored from
@@ -772,6 +775,12 @@ class Handler(BaseHTTPRequestHandler):
         if k == "stuck":
             body = page_json(endpoint, rendered if fault.get("rows") else [], since, True,
                              total, st.total_count)
+        elif k == "disorder" and len(rendered) >= 2:
+            rendered[0], rendered[1] = rendered[1], rendered[0]
+            body = page_json(endpoint, rendered, latest, has_more, total, st.total_count)
+        elif k == "latest_ahead":
+            body = page_json(endpoint, rendered, latest + int(fault.get("by", 1000)), True,
+                             total, st.total_count)
         elif k == "bad_row" and rendered:
             rendered[len(rendered) // 2] = re.sub(rb'"seq":\d+', b'"seq":"x"',
                                                   rendered[len(rendered) // 2], count=1)
@@ -938,7 +947,8 @@ class Handler(BaseHTTPRequestHandler):
                 if k not in ("endpoint", "kind", "times", "after"):
                     f[k] = v
             if f["kind"] not in ("http", "429", "truncate", "truncate_conn", "nonjson",
-                                 "stuck", "huge", "slow", "close", "bad_row"):
+                                 "stuck", "huge", "slow", "close", "bad_row", "disorder",
+                                 "latest_ahead"):
                 raise ValueError("unknown fault kind '%s'" % f["kind"])
             st.faults.append(f)
             return {"faults": len(st.faults)}
