@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -237,10 +236,10 @@ sync_batch_add_conversation(struct sync_batch *b, const struct sync_conversation
 int
 sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 {
+	static const char now[] = "now";
 	const char *dir = m->direction, *deleted_at = NULL;
 	struct sync_msgrow *r;
-	char now[32];
-	size_t line = b->copy.len, rest;
+	size_t line = b->copy.len, keys, rest;
 
 	if (dir != NULL && strcmp(dir, "in") != 0 && strcmp(dir, "out") != 0)
 		dir = NULL;
@@ -253,33 +252,39 @@ sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 		b->rows = nr;
 		b->rowcap = ncap;
 	}
-	/* A deletion keeps the upstream's time, else the time we saw it. */
+	/*
+	 * A deletion keeps the upstream's time, else the time the store first
+	 * sees it: PostgreSQL reads the input 'now' as the transaction's
+	 * time, and the row's hash stays the same on every later pass.
+	 */
 	if (m->deleted) {
 		char t[64];
 
 		if (m->deleted_at != NULL && sync_time_normalize(m->deleted_at, t,
 		    sizeof(t)) == 0)
 			deleted_at = m->deleted_at;
-		else {
-			sync_time_format(time(NULL), now, sizeof(now));
+		else
 			deleted_at = now;
-		}
 	}
-	if (row_start(b) == -1 || field(b, m->external_id, 0) == -1 ||
+	if (row_start(b) == -1)
+		return -1;
+	keys = b->copy.len + 1;			/* after the tab */
+	if (field(b, m->external_id, 0) == -1 ||
 	    field(b, m->conversation_id, 0) == -1 ||
 	    field(b, m->sender_id, 0) == -1)
 		return -1;
-	rest = b->copy.len + 1;			/* after the tab */
+	rest = b->copy.len + 1;
 	if (field(b, dir, 0) == -1 ||
 	    field(b, m->kind, 0) == -1 || field(b, m->body, 0) == -1 ||
 	    field_time(b, m->sent_at) == -1 || field_time(b, m->edited_at) == -1 ||
 	    field(b, m->status, 0) == -1 || field_time(b, m->status_at) == -1 ||
 	    field_time(b, m->validity_expires_at) == -1 ||
 	    field(b, m->folder, 0) == -1 || field_json(b, m->attachments) == -1 ||
-	    field_json(b, m->raw) == -1 || field_time(b, deleted_at) == -1)
+	    field_json(b, m->raw) == -1 || (deleted_at == now ?
+	    field(b, now, 0) : field_time(b, deleted_at)) == -1)
 		return -1;
 	r = &b->rows[b->nrows];
-	hash_hex(b->copy.data + rest, b->copy.len - rest, r->hash);
+	hash_hex(b->copy.data + keys, b->copy.len - keys, r->hash);
 	if (field(b, r->hash, 0) == -1 || row_end(b) == -1)
 		return -1;
 	r->line = line;

@@ -266,8 +266,8 @@ struct sync_message {
  * One message row of a batch: its keys, unescaped, and where its line
  * lies in the batch's COPY text.  The line is "ord, external_id,
  * conversation, sender" and then `rest`: the message table's own columns
- * ending with row_hash, a hash of everything in rest before it, by which
- * the store tells an unchanged row without parsing it.
+ * ending with row_hash, a hash of everything on the line after ord, by
+ * which the store tells an unchanged row without parsing it.
  */
 struct sync_msgrow {
 	char		*external_id;

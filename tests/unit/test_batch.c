@@ -65,10 +65,16 @@ test_rows(void)
 	h0[16] = '\0';
 	CHECK_STR(h0, b.rows[0].hash);
 	CHECK(strncmp(b.copy.data + b.rows[0].rest, "\\N\t\\N\thello\t", 12) == 0);
-	/* A deleted message without a time gets the time it was seen. */
+	/* A deleted message without a time: the store's time, a stable hash. */
 	m.deleted = 1;
 	CHECK(sync_batch_add_message(&b, &m) == 0);
-	CHECK(strstr(b.copy.data + b.rows[3].rest, "\t\\N\t\\N\t") != NULL);
+	CHECK(sync_batch_add_message(&b, &m) == 0);
+	CHECK(strstr(b.copy.data + b.rows[3].rest, "\tnow\t") != NULL);
+	CHECK(strcmp(b.rows[3].hash, b.rows[4].hash) == 0);
+	/* The keys count too: another conversation is another hash. */
+	m.conversation_id = "c2";
+	CHECK(sync_batch_add_message(&b, &m) == 0);
+	CHECK(strcmp(b.rows[4].hash, b.rows[5].hash) != 0);
 	sync_batch_release(&b);
 }
 
