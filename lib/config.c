@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -164,64 +165,41 @@ unknown_key(struct loader *l, const config_setting_t *s, const char *where)
 	return cerr(l, s, "unknown key '%s' in %s", config_setting_name(s), where);
 }
 
-static enum sync_rc
-load_database(struct loader *l, const config_setting_t *g, struct sync_config *c)
-{
-	unsigned i;
+/* The keys of the global groups, as data: type, range, where they go. */
+struct gkey {
+	const char	*name;
+	char		 type;		/* 'l' long, 'L' long long, 'n' double, 's' string */
+	double		 lo, hi;
+	size_t		 off;
+};
 
-	if (want_group(l, g) != SYNC_OK)
-		return l->err->rc;
-	for (i = 0; i < (unsigned)config_setting_length(g); i++) {
-		config_setting_t *s = config_setting_get_elem(g, i);
-		const char *k = config_setting_name(s);
+#define OFF(f) offsetof(struct sync_config, f)
 
-		if (strcmp(k, "conninfo") == 0) {
-			if (get_str(l, s, &c->conninfo) != SYNC_OK)
-				return l->err->rc;
-		} else
-			return unknown_key(l, s, "'database'");
-	}
-	return SYNC_OK;
-}
+static const struct gkey database_keys[] = {
+	{ "conninfo", 's', 0, 0, OFF(conninfo) },
+	{ NULL, 0, 0, 0, 0 }
+};
 
-static enum sync_rc
-load_http(struct loader *l, const config_setting_t *g, struct sync_config *c)
-{
-	unsigned i;
-	long long v;
+static const struct gkey http_keys[] = {
+	{ "timeout", 'l', 1, 86400, OFF(http_timeout) },
+	{ "connect_timeout", 'l', 1, 3600, OFF(connect_timeout) },
+	{ "retries", 'l', 0, 100, OFF(retries) },
+	{ "backoff", 'n', 0, 3600, OFF(backoff) },
+	{ "max_body", 'L', 1024, 1099511627776.0, OFF(max_body) },
+	{ "ca_file", 's', 0, 0, OFF(ca_file) },
+	{ NULL, 0, 0, 0, 0 }
+};
 
-	if (want_group(l, g) != SYNC_OK)
-		return l->err->rc;
-	for (i = 0; i < (unsigned)config_setting_length(g); i++) {
-		config_setting_t *s = config_setting_get_elem(g, i);
-		const char *k = config_setting_name(s);
-		enum sync_rc rc;
-
-		if (strcmp(k, "timeout") == 0) {
-			rc = get_int(l, s, 1, 86400, &v);
-			c->http_timeout = (long)v;
-		} else if (strcmp(k, "connect_timeout") == 0) {
-			rc = get_int(l, s, 1, 3600, &v);
-			c->connect_timeout = (long)v;
-		} else if (strcmp(k, "retries") == 0) {
-			rc = get_int(l, s, 0, 100, &v);
-			c->retries = (long)v;
-		} else if (strcmp(k, "backoff") == 0) {
-			rc = get_num(l, s, 0, 3600, &c->backoff);
-		} else if (strcmp(k, "max_body") == 0) {
-			rc = get_int(l, s, 1024, 1LL << 40, &c->max_body);
-		} else if (strcmp(k, "ca_file") == 0) {
-			rc = get_str(l, s, &c->ca_file);
-		} else
-			rc = unknown_key(l, s, "'http'");
-		if (rc != SYNC_OK)
-			return rc;
-	}
-	return SYNC_OK;
-}
+static const struct gkey sync_keys[] = {
+	{ "batch_size", 'l', 1, 1000000, OFF(batch_size) },
+	{ "max_runtime", 'n', 0, 1e9, OFF(max_runtime) },
+	{ "jobs", 'l', 1, 256, OFF(jobs) },
+	{ NULL, 0, 0, 0, 0 }
+};
 
 static enum sync_rc
-load_sync(struct loader *l, const config_setting_t *g, struct sync_config *c)
+load_group(struct loader *l, const config_setting_t *g, struct sync_config *c,
+    const struct gkey *keys, const char *where)
 {
 	unsigned i;
 	long long v;
@@ -231,18 +209,30 @@ load_sync(struct loader *l, const config_setting_t *g, struct sync_config *c)
 	for (i = 0; i < (unsigned)config_setting_length(g); i++) {
 		config_setting_t *s = config_setting_get_elem(g, i);
 		const char *k = config_setting_name(s);
+		const struct gkey *d;
+		char *dst;
 		enum sync_rc rc;
 
-		if (strcmp(k, "batch_size") == 0) {
-			rc = get_int(l, s, 1, 1000000, &v);
-			c->batch_size = (long)v;
-		} else if (strcmp(k, "max_runtime") == 0) {
-			rc = get_num(l, s, 0, 1e9, &c->max_runtime);
-		} else if (strcmp(k, "jobs") == 0) {
-			rc = get_int(l, s, 1, 256, &v);
-			c->jobs = (long)v;
-		} else
-			rc = unknown_key(l, s, "'sync'");
+		for (d = keys; d->name != NULL && strcmp(d->name, k) != 0; d++)
+			;
+		if (d->name == NULL)
+			return unknown_key(l, s, where);
+		dst = (char *)c + d->off;
+		switch (d->type) {
+		case 's':
+			rc = get_str(l, s, (char **)(void *)dst);
+			break;
+		case 'n':
+			rc = get_num(l, s, d->lo, d->hi, (double *)(void *)dst);
+			break;
+		default:
+			rc = get_int(l, s, (long long)d->lo, (long long)d->hi, &v);
+			if (d->type == 'l')
+				*(long *)(void *)dst = (long)v;
+			else
+				*(long long *)(void *)dst = v;
+			break;
+		}
 		if (rc != SYNC_OK)
 			return rc;
 	}
@@ -697,11 +687,11 @@ sync_config_load(const struct sync_opts *o, struct sync_config **out,
 		s = config_setting_get_elem(root, i);
 		k = config_setting_name(s);
 		if (strcmp(k, "database") == 0)
-			rc = load_database(&l, s, c);
+			rc = load_group(&l, s, c, database_keys, "'database'");
 		else if (strcmp(k, "http") == 0)
-			rc = load_http(&l, s, c);
+			rc = load_group(&l, s, c, http_keys, "'http'");
 		else if (strcmp(k, "sync") == 0)
-			rc = load_sync(&l, s, c);
+			rc = load_group(&l, s, c, sync_keys, "'sync'");
 		else if (strcmp(k, "log") == 0)
 			rc = load_log(&l, s, c);
 		else if (strcmp(k, "sources") == 0)

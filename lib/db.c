@@ -771,6 +771,19 @@ copy_in(struct sync_db *db, const char *sql, const struct sync_buf *data,
 	return copy_run(db, sql, data, 0, NULL, err);
 }
 
+/* Adds an upsert's answer (distinct staged, inserted, updated) to c. */
+static void
+add_counts(const PGresult *r, struct sync_counts *c)
+{
+	long long distinct = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	long long ins = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+	long long upd = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+
+	c->inserted += ins;
+	c->updated += upd;
+	c->unchanged += distinct - ins - upd;
+}
+
 static uint64_t
 str_hash(const char *s)
 {
@@ -1106,8 +1119,6 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 	c->inserted += (long long)nnew;
 	c->unchanged += (long long)(n - nnew - nchanged);
 	if (nchanged > 0) {
-		long long distinct, ins, upd;
-
 		if (db->staged[SYNC_ENT_MESSAGE] && (rc = exec_simple(db,
 		    stage_table[SYNC_ENT_MESSAGE], "empty the stage table", err)) !=
 		    SYNC_OK)
@@ -1118,12 +1129,7 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 		    SYNC_OK || (rc = exec_prep(db, "upsert_message", 1, v, &r,
 		    "update changed messages", err)) != SYNC_OK)
 			goto out;
-		distinct = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-		ins = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-		upd = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
-		c->inserted += ins;
-		c->updated += upd;
-		c->unchanged += distinct - ins - upd;
+		add_counts(r, c);
 	}
 	goto out;
 nomem:
@@ -1149,7 +1155,6 @@ sync_db_apply(struct sync_db *db, int id, struct sync_batch *b,
 	const char *v[1] = { idbuf };
 	PGresult *r;
 	enum sync_rc rc;
-	long long distinct, ins, upd;
 
 	if (b->nrows == 0)
 		return SYNC_OK;
@@ -1168,13 +1173,8 @@ sync_db_apply(struct sync_db *db, int id, struct sync_batch *b,
 	if ((rc = exec_prep(db, upserts[b->entity], 1, v, &r, "upsert the batch",
 	    err)) != SYNC_OK)
 		return rc;
-	distinct = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	ins = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-	upd = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+	add_counts(r, c);
 	PQclear(r);
-	c->inserted += ins;
-	c->updated += upd;
-	c->unchanged += distinct - ins - upd;
 	return SYNC_OK;
 }
 

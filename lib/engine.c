@@ -290,6 +290,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	if ((rc = sync_db_state_load(j->db, j->id, name, &st.state, err)) != SYNC_OK)
 		return rc;
 	sr->cursor_before = dup_or_null(st.state.cursor);
+	committed = dup_or_null(st.state.cursor);
 
 	if (st.mode == SYNC_MODE_FULL) {
 		if (st.restart || st.state.checkpoint == NULL) {
@@ -364,13 +365,15 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	}
 	if ((wrc = writer_join(&w, sr, &committed, err)) != SYNC_OK && rc == SYNC_OK)
 		rc = wrc;
-	if (committed != NULL) {
-		free(st.state.cursor);
-		st.state.cursor = committed;
+out:
+	/* What is stored, not where the fetching got to (a dry run: that). */
+	if (o->dry_run)
+		sr->cursor_after = dup_or_null(st.state.cursor);
+	else {
+		sr->cursor_after = committed;
 		committed = NULL;
 	}
-out:
-	sr->cursor_after = dup_or_null(st.state.cursor);
+	free(committed);
 	sync_state_release(&st.state);
 	return rc;
 }
