@@ -1149,8 +1149,9 @@ enum sync_rc
 sync_db_apply(struct sync_db *db, int id, struct sync_batch *b,
     struct sync_counts *c, struct sync_err *err)
 {
-	static const char *const upserts[3] = { "upsert_contact",
-	    "upsert_conversation", "upsert_message" };
+	/* Messages go their own way, apply_messages(). */
+	static const char *const upserts[2] = { "upsert_contact",
+	    "upsert_conversation" };
 	char idbuf[16];
 	const char *v[1] = { idbuf };
 	PGresult *r;
