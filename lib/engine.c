@@ -339,7 +339,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		if (rc == SYNC_OK && pg.batch.sanitized > 0)
 			sync_log(LOG_NOTICE, "source '%s': stream '%s': %ld "
 			    "field(s) sanitised (invalid UTF-8, NUL bytes, bad "
-			    "timestamps or rows without id)", j->src->name, name,
+			    "timestamps, rows without a usable id)", j->src->name, name,
 			    pg.batch.sanitized);
 		if (rc != SYNC_OK) {
 			page_release(&pg);

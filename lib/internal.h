@@ -218,6 +218,9 @@ enum sync_rc	sync_url_check(const char *, int allow_insecure, char *why, size_t)
 
 /* ---- batch.c: rows of one page, as COPY text for the store ------------ */
 
+/* The longest external id stored; rows with longer ones are skipped. */
+#define SYNC_MAX_ID	1024
+
 enum sync_entity {
 	SYNC_ENT_CONTACT,
 	SYNC_ENT_CONVERSATION,

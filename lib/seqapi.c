@@ -198,6 +198,17 @@ integer(const cJSON *o, const char *key)
 	return (long long)v->valuedouble;
 }
 
+/*
+ * An id that can be stored: present, and short enough for the unique
+ * index (a btree entry holds about 2.7 kB; a longer one would fail the
+ * whole page on every pass).
+ */
+static int
+usable_id(const char *id)
+{
+	return id != NULL && strlen(id) <= SYNC_MAX_ID;
+}
+
 static int
 add_row(struct sync_page *page, int idx, const cJSON *row, time_t since, int *skip)
 {
@@ -220,7 +231,7 @@ add_row(struct sync_page *page, int idx, const cJSON *row, time_t since, int *sk
 		c.last_message_at = str(row, "last_message_at", NULL, 0, &bad);
 		c.archived = boolean(row, "archived");
 		c.raw = row;
-		if (c.external_id == NULL)
+		if (!usable_id(c.external_id))
 			goto noid;
 		rc = sync_batch_add_conversation(b, &c);
 	} else if (idx == 1) {
@@ -245,7 +256,7 @@ add_row(struct sync_page *page, int idx, const cJSON *row, time_t since, int *sk
 			m.attachments = NULL;
 		}
 		m.raw = row;
-		if (m.external_id == NULL)
+		if (!usable_id(m.external_id))
 			goto noid;
 		if (since > 0 && m.sent_at != NULL) {
 			int64_t t;
@@ -268,14 +279,14 @@ add_row(struct sync_page *page, int idx, const cJSON *row, time_t since, int *sk
 		k.display_name = name;
 		k.phone = str(row, "phone", cid, sizeof(cid), &bad);
 		k.raw = row;
-		if (k.external_id == NULL)
+		if (!usable_id(k.external_id))
 			goto noid;
 		rc = sync_batch_add_contact(b, &k);
 	}
 	b->sanitized += bad;
 	return rc;
 noid:
-	/* A row without an id cannot be stored: count it and go on. */
+	/* A row without a usable id cannot be stored: count it and go on. */
 	b->sanitized++;
 	*skip = 1;
 	return 0;
