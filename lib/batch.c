@@ -31,16 +31,6 @@ free_rows(struct sync_batch *b)
 }
 
 void
-sync_batch_reset(struct sync_batch *b)
-{
-	if (b->entity == SYNC_ENT_MESSAGE)
-		free_rows(b);
-	sync_buf_reset(&b->copy);
-	b->nrows = 0;
-	b->sanitized = 0;
-}
-
-void
 sync_batch_release(struct sync_batch *b)
 {
 	if (b->entity == SYNC_ENT_MESSAGE)
@@ -69,12 +59,6 @@ hash_hex(const char *p, size_t n, char out[17])
 		h >>= 4;
 	}
 	out[16] = '\0';
-}
-
-static char *
-dup_or_null(const char *s)
-{
-	return s != NULL ? strdup(s) : NULL;
 }
 
 /* Appends one field, escaped for COPY text; NULL becomes \N. */
@@ -290,9 +274,9 @@ sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 	r->line = line;
 	r->rest = rest;
 	r->end = b->copy.len;
-	r->external_id = dup_or_null(m->external_id);
-	r->conversation_id = dup_or_null(m->conversation_id);
-	r->sender_id = dup_or_null(m->sender_id);
+	r->external_id = sync_strdup(m->external_id);
+	r->conversation_id = sync_strdup(m->conversation_id);
+	r->sender_id = sync_strdup(m->sender_id);
 	if (r->external_id == NULL || (m->conversation_id != NULL &&
 	    r->conversation_id == NULL) || (m->sender_id != NULL && r->sender_id == NULL)) {
 		free(r->external_id);

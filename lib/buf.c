@@ -67,6 +67,12 @@ sync_buf_addf(struct sync_buf *b, const char *fmt, ...)
 	return 0;
 }
 
+char *
+sync_strdup(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
 void
 sync_buf_reset(struct sync_buf *b)
 {

@@ -257,12 +257,6 @@ replace(char **dst, const char *src, struct sync_err *err)
 	return SYNC_OK;
 }
 
-static char *
-dup_or_null(const char *s)
-{
-	return s != NULL ? strdup(s) : NULL;
-}
-
 /*
  * Runs one stream to its end, the deadline or the first error.  Returns
  * SYNC_OK (also when stopped by the deadline: *stopped is set).
@@ -289,8 +283,8 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	st.counts = &sr->c;
 	if ((rc = sync_db_state_load(j->db, j->id, name, &st.state, err)) != SYNC_OK)
 		return rc;
-	sr->cursor_before = dup_or_null(st.state.cursor);
-	committed = dup_or_null(st.state.cursor);
+	sr->cursor_before = sync_strdup(st.state.cursor);
+	committed = sync_strdup(st.state.cursor);
 
 	if (st.mode == SYNC_MODE_FULL) {
 		if (st.restart || st.state.checkpoint == NULL) {
@@ -368,7 +362,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 out:
 	/* What is stored, not where the fetching got to (a dry run: that). */
 	if (o->dry_run)
-		sr->cursor_after = dup_or_null(st.state.cursor);
+		sr->cursor_after = sync_strdup(st.state.cursor);
 	else {
 		sr->cursor_after = committed;
 		committed = NULL;

@@ -214,7 +214,6 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 	CURLcode cc;
 
 	resp->status = 0;
-	resp->retry_after = -1;
 	h->last_wait = -1;
 	if (resp->body.max == 0)
 		resp->body.max = h->max_body + 1;
@@ -262,7 +261,6 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 			if (curl_easy_getinfo(h->curl, CURLINFO_RETRY_AFTER, &ra) ==
 			    CURLE_OK && ra > 0)
 				wait = (double)ra;
-			resp->retry_after = wait;
 			snprintf(why, sizeof(why), "HTTP %ld", resp->status);
 			if (resp->status == 429) {
 				kind = SYNC_ERR_RATE_LIMIT;
@@ -285,7 +283,6 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 		}
 		if (wait > SYNC_MAX_INLINE_WAIT ||
 		    (h->deadline > 0 && sync_now_mono() + wait > h->deadline)) {
-			resp->retry_after = wait;
 			h->last_wait = wait;
 			if (kind == SYNC_ERR_RATE_LIMIT)
 				return sync_err_set(err, SYNC_ETEMP, kind,
@@ -327,7 +324,7 @@ enum sync_rc
 sync_http_get_json(struct sync_http *h, const char *url, const char *safe,
     cJSON **json, long *sanitized, struct sync_err *err)
 {
-	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0), -1 };
+	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
 	const char *end = NULL;
 	enum sync_rc rc;
 	long n;

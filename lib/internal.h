@@ -29,6 +29,8 @@ int		sync_buf_adds(struct sync_buf *, const char *);
 int		sync_buf_addf(struct sync_buf *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 void		sync_buf_reset(struct sync_buf *);
+/* strdup() that passes NULL through; NULL also on ENOMEM. */
+char	       *sync_strdup(const char *);
 void		sync_buf_release(struct sync_buf *);
 
 /*
@@ -153,7 +155,6 @@ long long	sync_cfg_stream_int(const struct sync_source_cfg *, const char *,
 /* ---- log.c ------------------------------------------------------------ */
 
 void		sync_log_prog(const char *);
-int		sync_log_enabled(int);
 
 /* ---- http.c: one libcurl handle per source ----------------------------- */
 
@@ -162,7 +163,6 @@ struct sync_http;
 struct sync_http_resp {
 	long		 status;
 	struct sync_buf	 body;
-	double		 retry_after;	/* seconds, < 0 if none */
 };
 
 /*
@@ -187,7 +187,7 @@ int		sync_http_add_header(struct sync_http *, const char *);
  * jitter (Retry-After wins).  safe is the URL as it may be logged.  On
  * SYNC_OK, *resp holds the final answer, whatever its status (the caller
  * releases resp->body).  A wait longer than the deadline allows returns
- * SYNC_ETEMP with kind rate_limit and resp->retry_after set.
+ * SYNC_ETEMP with kind rate_limit (sync_http_last_wait() says how long).
  */
 enum sync_rc	sync_http_get(struct sync_http *, const char *url, const char *safe,
 		    struct sync_http_resp *, struct sync_err *);
@@ -293,7 +293,6 @@ struct sync_batch {
 
 void		sync_batch_init(struct sync_batch *, enum sync_entity);
 void		sync_batch_release(struct sync_batch *);
-void		sync_batch_reset(struct sync_batch *);
 /* Each appends one row; -1 on ENOMEM.  Bad timestamps become NULL. */
 int		sync_batch_add_contact(struct sync_batch *, const struct sync_contact *);
 int		sync_batch_add_conversation(struct sync_batch *,

@@ -49,12 +49,6 @@ sync_log_setup(const struct sync_config *cfg, const struct sync_opts *o)
 	}
 }
 
-int
-sync_log_enabled(int pri)
-{
-	return pri <= level;
-}
-
 static const char *
 pri_name(int pri)
 {

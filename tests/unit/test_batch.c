@@ -28,9 +28,8 @@ test_escaping(void)
 	/* The raw JSON's own backslashes are escaped for COPY once more. */
 	CHECK(strstr(b.copy.data, "\"a\\\\tb\\\\\\\\c\"") != NULL);
 	CHECK(b.copy.data[b.copy.len - 1] == '\n');
-	sync_batch_reset(&b);
-	CHECK(b.nrows == 0 && b.copy.len == 0);
 	sync_batch_release(&b);
+	CHECK(b.copy.data == NULL && b.copy.len == 0 && b.rows == NULL);
 	cJSON_Delete(raw);
 }
 
