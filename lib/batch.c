@@ -274,6 +274,8 @@ sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 	r->line = line;
 	r->rest = rest;
 	r->end = b->copy.len;
+	r->track = m->track;
+	r->track_until = m->track_until;
 	r->external_id = sync_strdup(m->external_id);
 	r->conversation_id = sync_strdup(m->conversation_id);
 	r->sender_id = sync_strdup(m->sender_id);
@@ -285,5 +287,7 @@ sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 		b->nrows--;		/* row_end counted it */
 		return -1;
 	}
+	if (m->track != SYNC_TRACK_NONE)
+		b->ntrack++;
 	return 0;
 }

@@ -28,7 +28,7 @@ struct loader {
 };
 
 static const char *const planned_types[] = {
-	"smseagle", "facebook", "unipile", "telegram", NULL
+	"facebook", "unipile", "telegram", NULL
 };
 
 static int

@@ -128,16 +128,20 @@ static const char upsert_conversation[] =
  * branch sees only rows committed before the statement: a row another pass
  * committed meanwhile is missing from the answer, and asked for again.
  */
-#define RESOLVE(table)							\
+#define RESOLVE(table, cols, vals)					\
     "WITH k AS (SELECT DISTINCT x FROM unnest($2::text[]) AS u(x)),"	\
-    " ins AS (INSERT INTO " table " (source_id, external_id)"		\
-    "  SELECT $1, x FROM k WHERE (SELECT c.id FROM " table " c"		\
+    " ins AS (INSERT INTO " table " (" cols ")"				\
+    "  SELECT " vals " FROM k WHERE (SELECT c.id FROM " table " c"	\
     "  WHERE c.source_id = $1 AND c.external_id = k.x) IS NULL"		\
     "  ON CONFLICT DO NOTHING RETURNING external_id, id)"		\
     " SELECT external_id, id FROM ins UNION ALL"			\
     " SELECT c.external_id, c.id FROM k CROSS JOIN LATERAL (SELECT"	\
     "  external_id, id FROM " table " c WHERE c.source_id = $1"		\
     "  AND c.external_id = k.x OFFSET 0) c"
+
+/* A contact known only by an id that is a phone number has that number. */
+#define RESOLVE_CONTACT RESOLVE("contact", "source_id, external_id, phone",	\
+    "$1, x, CASE WHEN x ~ '^[+][1-9][0-9]{6,14}$' THEN x END")
 
 /* Which messages of a page exist, and the hash they were written with. */
 static const char probe_message[] =
@@ -184,6 +188,59 @@ static const char upsert_message[] =
     " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM ins),"
     "  (SELECT count(*) FROM upd)";
 
+/*
+ * Delivery-status tracking of a page's outgoing messages ($2 external ids,
+ * $3 'pending' or 'final', $4 until when, epoch seconds): a pending one
+ * whose window is open is (or stays) in pending_message; a final one, or
+ * one whose window has closed, leaves it.  message.tracking follows.
+ */
+static const char track_messages[] =
+    "WITH t AS (SELECT x, st, to_timestamp(u) AS until FROM"
+    "  unnest($2::text[], $3::text[], $4::bigint[]) AS k(x, st, u)),"
+    " m AS MATERIALIZED (SELECT t.until, o.id, CASE WHEN t.st = 'final' THEN"
+    "  'final' WHEN t.until > now() THEN 'pending' ELSE 'expired' END AS want"
+    "  FROM t CROSS JOIN LATERAL (SELECT id FROM message o WHERE"
+    "  o.source_id = $1 AND o.external_id = t.x OFFSET 0) o),"
+    " del AS (DELETE FROM pending_message p USING m WHERE p.message_id = m.id"
+    "  AND m.want <> 'pending' RETURNING 1),"
+    " ins AS (INSERT INTO pending_message AS p (message_id, source_id, expires_at)"
+    "  SELECT id, $1, until FROM m WHERE want = 'pending'"
+    "  ON CONFLICT (message_id) DO UPDATE SET expires_at = EXCLUDED.expires_at,"
+    "  updated_at = now(), seq = nextval('msgsync_seq')"
+    "  WHERE p.expires_at IS DISTINCT FROM EXCLUDED.expires_at RETURNING 1),"
+    " mk AS (UPDATE message o SET tracking = m.want, updated_at = now(),"
+    "  seq = nextval('msgsync_seq') FROM m WHERE o.id = m.id"
+    "  AND o.tracking IS DISTINCT FROM m.want RETURNING 1)"
+    " SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM ins),"
+    "  (SELECT count(*) FROM mk)";
+
+/* A chunk of a source's pending messages, soonest expiry first ($2: after). */
+static const char pending_load[] =
+    "SELECT o.external_id, o.folder, p.expires_at <= now(),"
+    " p.expires_at::text || '|' || p.message_id FROM pending_message p"
+    " JOIN message o ON o.id = p.message_id WHERE p.source_id = $1"
+    " AND ($2::text IS NULL OR (p.expires_at, p.message_id) >"
+    "  (split_part($2, '|', 1)::timestamptz, split_part($2, '|', 2)::bigint))"
+    " ORDER BY p.expires_at, p.message_id LIMIT $3";
+
+/*
+ * The polled messages ($2 external ids, $3 'final', 'expired' or
+ * 'pending'): the first two leave tracking, marked; the last are polled.
+ */
+static const char pending_settle[] =
+    "WITH t AS (SELECT x, a FROM unnest($2::text[], $3::text[]) AS k(x, a)),"
+    " m AS MATERIALIZED (SELECT t.a, o.id FROM t CROSS JOIN LATERAL"
+    "  (SELECT id FROM message o WHERE o.source_id = $1 AND o.external_id = t.x"
+    "  OFFSET 0) o),"
+    " del AS (DELETE FROM pending_message p USING m WHERE p.message_id = m.id"
+    "  AND m.a <> 'pending' RETURNING 1),"
+    " mk AS (UPDATE message o SET tracking = m.a, updated_at = now(),"
+    "  seq = nextval('msgsync_seq') FROM m WHERE o.id = m.id AND m.a <> 'pending'"
+    "  AND o.tracking IS DISTINCT FROM m.a RETURNING 1),"
+    " touch AS (UPDATE pending_message p SET last_polled_at = now() FROM m"
+    "  WHERE p.message_id = m.id AND m.a = 'pending' RETURNING 1)"
+    " SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM touch)";
+
 static const struct {
 	const char	*name;
 	const char	*sql;
@@ -191,8 +248,12 @@ static const struct {
 	{ "upsert_contact", upsert_contact },
 	{ "upsert_conversation", upsert_conversation },
 	{ "upsert_message", upsert_message },
-	{ "resolve_conversation", RESOLVE("conversation") },
-	{ "resolve_contact", RESOLVE("contact") },
+	{ "resolve_conversation", RESOLVE("conversation", "source_id, external_id",
+	  "$1, x") },
+	{ "resolve_contact", RESOLVE_CONTACT },
+	{ "track_messages", track_messages },
+	{ "pending_load", pending_load },
+	{ "pending_settle", pending_settle },
 	{ "probe_message", probe_message },
 	{ "state_load",
 	  "SELECT cursor, full_checkpoint, fingerprint FROM sync_state"
@@ -202,8 +263,8 @@ static const struct {
 	  " (SELECT 1 FROM sync_state WHERE source_id = $1 AND stream = $2)"
 	  " ON CONFLICT DO NOTHING" },
 	{ "state_lock",
-	  "SELECT cursor FROM sync_state WHERE source_id = $1 AND stream = $2"
-	  " FOR UPDATE" },
+	  "SELECT cursor, fingerprint FROM sync_state WHERE source_id = $1"
+	  " AND stream = $2 FOR UPDATE" },
 	/* $6: incr (cursor only), full (and checkpoint), start, done. */
 	{ "state_save",
 	  "INSERT INTO sync_state AS s (source_id, stream, cursor, full_checkpoint,"
@@ -640,7 +701,7 @@ sync_state_release(struct sync_state *st)
 
 enum sync_rc
 sync_db_state_cursor(struct sync_db *db, int id, const char *stream, char **cur,
-    struct sync_err *err)
+    char **fp, struct sync_err *err)
 {
 	char idbuf[16];
 	const char *v[2] = { idbuf, stream };
@@ -648,15 +709,20 @@ sync_db_state_cursor(struct sync_db *db, int id, const char *stream, char **cur,
 	enum sync_rc rc;
 
 	*cur = NULL;
+	*fp = NULL;
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
 	if ((rc = exec_prep(db, "state_ensure", 2, v, NULL, "create the cursor",
 	    err)) != SYNC_OK ||
 	    (rc = exec_prep(db, "state_lock", 2, v, &r, "lock the cursor", err)) !=
 	    SYNC_OK)
 		return rc;
-	if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) &&
-	    (*cur = strdup(PQgetvalue(r, 0, 0))) == NULL)
+	if (PQntuples(r) == 1 && ((!PQgetisnull(r, 0, 0) &&
+	    (*cur = strdup(PQgetvalue(r, 0, 0))) == NULL) ||
+	    (!PQgetisnull(r, 0, 1) && (*fp = strdup(PQgetvalue(r, 0, 1))) == NULL))) {
+		free(*cur);
+		*cur = NULL;
 		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	}
 	PQclear(r);
 	return rc;
 }
@@ -1007,6 +1073,50 @@ fresh_line(struct sync_buf *o, const struct sync_db *db, int id,
 	return 0;
 }
 
+/* Follows the delivery status of the page's tracked rows (one per id). */
+static enum sync_rc
+track_rows(struct sync_db *db, int id, struct sync_msgrow **uniq, size_t n,
+    struct sync_err *err)
+{
+	struct sync_buf ids = SYNC_BUF_INIT(0), sts = SYNC_BUF_INIT(0),
+	    untils = SYNC_BUF_INIT(0);
+	char idbuf[16], num[24];
+	const char *v[4] = { idbuf, NULL, NULL, NULL };
+	enum sync_rc rc = SYNC_OK;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (uniq[i]->track == SYNC_TRACK_NONE)
+			continue;
+		snprintf(num, sizeof(num), "%lld", (long long)uniq[i]->track_until);
+		if (array_add(&ids, uniq[i]->external_id) == -1 ||
+		    array_add(&sts, uniq[i]->track == SYNC_TRACK_FINAL ? "final" :
+		    "pending") == -1 || array_add(&untils, num) == -1) {
+			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE,
+			    "out of memory");
+			goto out;
+		}
+	}
+	if (ids.len == 0)
+		goto out;
+	if (array_end(&ids) == -1 || array_end(&sts) == -1 ||
+	    array_end(&untils) == -1) {
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+		goto out;
+	}
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	v[1] = ids.data;
+	v[2] = sts.data;
+	v[3] = untils.data;
+	rc = exec_prep(db, "track_messages", 4, v, NULL,
+	    "follow the delivery status of the page's messages", err);
+out:
+	sync_buf_release(&ids);
+	sync_buf_release(&sts);
+	sync_buf_release(&untils);
+	return rc;
+}
+
 /*
  * A page of messages.  The page's rows are told apart by one probe of the
  * unique index: new rows are copied straight into the table (COPY's bulk
@@ -1068,7 +1178,7 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 			goto out;
 		if (!clash) {
 			c->inserted += (long long)n;
-			goto out;
+			goto track;
 		}
 		db->all_new = 0;
 		sync_buf_reset(&fresh);
@@ -1131,6 +1241,9 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 			goto out;
 		add_counts(r, c);
 	}
+track:
+	if (b->ntrack > 0 && !b->notrack)
+		rc = track_rows(db, id, uniq, n, err);
 	goto out;
 nomem:
 	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
@@ -1177,6 +1290,104 @@ sync_db_apply(struct sync_db *db, int id, struct sync_batch *b,
 	add_counts(r, c);
 	PQclear(r);
 	return SYNC_OK;
+}
+
+enum sync_rc
+sync_db_pending_load(struct sync_db *db, int id, const char *after, size_t max,
+    struct sync_pending_list *l, struct sync_err *err)
+{
+	char idbuf[16], lim[24];
+	const char *v[3] = { idbuf, after, lim };
+	PGresult *r;
+	enum sync_rc rc;
+	int k, n;
+
+	memset(l, 0, sizeof(*l));
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	snprintf(lim, sizeof(lim), "%zu", max);
+	if ((rc = exec_prep(db, "pending_load", 3, v, &r,
+	    "read the pending messages", err)) != SYNC_OK)
+		return rc;
+	n = PQntuples(r);
+	if (n > 0 && (l->v = calloc((size_t)n, sizeof(*l->v))) == NULL) {
+		PQclear(r);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	}
+	for (k = 0; k < n; k++) {
+		struct sync_pending *p = &l->v[l->n++];
+
+		p->external_id = strdup(PQgetvalue(r, k, 0));
+		p->folder = dup_or_null(r, k, 1);
+		p->expired = strcmp(PQgetvalue(r, k, 2), "t") == 0;
+		snprintf(p->key, sizeof(p->key), "%s", PQgetvalue(r, k, 3));
+		if (p->external_id == NULL || (p->folder == NULL &&
+		    !PQgetisnull(r, k, 1))) {
+			PQclear(r);
+			sync_pending_release(l);
+			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE,
+			    "out of memory");
+		}
+	}
+	PQclear(r);
+	return SYNC_OK;
+}
+
+void
+sync_pending_release(struct sync_pending_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		free(l->v[i].external_id);
+		free(l->v[i].folder);
+	}
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+enum sync_rc
+sync_db_pending_settle(struct sync_db *db, int id, const struct sync_pending_list *l,
+    struct sync_poll_counts *pc, struct sync_err *err)
+{
+	struct sync_buf ids = SYNC_BUF_INIT(0), acts = SYNC_BUF_INIT(0);
+	char idbuf[16];
+	const char *v[3] = { idbuf, NULL, NULL };
+	enum sync_rc rc = SYNC_OK;
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		const struct sync_pending *p = &l->v[i];
+		const char *a;
+
+		if (p->found && p->track == SYNC_TRACK_FINAL) {
+			a = "final";
+			pc->finalized++;
+		} else if (p->expired) {
+			a = "expired";
+			pc->expired++;
+		} else {
+			a = "pending";
+			pc->still_pending++;
+		}
+		if (array_add(&ids, p->external_id) == -1 || array_add(&acts, a) == -1)
+			goto nomem;
+	}
+	if (l->n == 0)
+		goto out;
+	if (array_end(&ids) == -1 || array_end(&acts) == -1)
+		goto nomem;
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	v[1] = ids.data;
+	v[2] = acts.data;
+	rc = exec_prep(db, "pending_settle", 3, v, NULL,
+	    "settle the polled messages", err);
+	goto out;
+nomem:
+	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+out:
+	sync_buf_release(&ids);
+	sync_buf_release(&acts);
+	return rc;
 }
 
 enum sync_rc

@@ -18,6 +18,7 @@ volatile sig_atomic_t sync_stop_signal;
 
 static const struct sync_connector *const connectors[] = {
 	&sync_seqapi_connector,
+	&sync_smseagle_connector,
 	NULL
 };
 
@@ -128,13 +129,14 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 	const struct sync_connector *conn = j->src->conn;
 	struct sync_state next = *base;
 	enum sync_state_how how;
-	char *stored = NULL, *m = NULL;
+	char *stored = NULL, *fp = NULL, *m = NULL;
 	enum sync_rc rc;
 
 	*merged = NULL;
 	if ((rc = sync_db_begin(j->db, err)) != SYNC_OK)
 		return rc;
-	if ((rc = sync_db_state_cursor(j->db, j->id, stream, &stored, err)) != SYNC_OK ||
+	if ((rc = sync_db_state_cursor(j->db, j->id, stream, &stored, &fp, err)) !=
+	    SYNC_OK ||
 	    (rc = sync_db_apply(j->db, j->id, &pg->batch, c, err)) != SYNC_OK)
 		goto fail;
 	if (pg->cursor == NULL)
@@ -148,6 +150,11 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 		goto fail;
 	}
 	next.cursor = m;
+	/* The fingerprint goes with the cursor it describes. */
+	next.fingerprint = fp;
+	if (pg->fingerprint != NULL && m != NULL && pg->cursor != NULL &&
+	    strcmp(m, pg->cursor) == 0)
+		next.fingerprint = pg->fingerprint;
 	if (pg->checkpoint != NULL)
 		next.checkpoint = pg->checkpoint;
 	if (mode == SYNC_MODE_INCR)
@@ -158,11 +165,13 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 	    SYNC_OK || (rc = sync_db_commit(j->db, err)) != SYNC_OK)
 		goto fail;
 	free(stored);
+	free(fp);
 	*merged = m;
 	return SYNC_OK;
 fail:
 	sync_db_rollback(j->db);
 	free(stored);
+	free(fp);
 	free(m);
 	return rc;
 }
@@ -205,6 +214,7 @@ page_release(struct sync_page *pg)
 	sync_batch_release(&pg->batch);
 	free(pg->cursor);
 	free(pg->checkpoint);
+	free(pg->fingerprint);
 	memset(pg, 0, sizeof(*pg));
 }
 
@@ -347,6 +357,9 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		if (pg.checkpoint != NULL && (rc = replace(&st.state.checkpoint,
 		    pg.checkpoint, err)) != SYNC_OK)
 			break;
+		if (pg.fingerprint != NULL && (rc = replace(&st.state.fingerprint,
+		    pg.fingerprint, err)) != SYNC_OK)
+			break;
 		if (o->dry_run)
 			page_release(&pg);
 		else {
@@ -369,6 +382,79 @@ out:
 	}
 	free(committed);
 	sync_state_release(&st.state);
+	return rc;
+}
+
+/* Pending messages per status-poll chunk (one transaction each). */
+#define POLL_CHUNK	500
+
+/*
+ * status-poll: follows the source's pending messages, soonest expiry
+ * first, a chunk at a time.  A chunk's refreshed rows and its tracking
+ * changes commit together, so a message leaves pending_message only in the
+ * transaction that stores why.
+ */
+static enum sync_rc
+run_poll(struct job *j, int *stopped, struct sync_err *err)
+{
+	struct sync_poll_counts *pc = &j->res->poll;
+	struct sync_counts c, wc;
+	struct sync_poll_counts settled;
+	struct sync_pending_list l;
+	struct sync_batch b;
+	char after[64] = "";
+	enum sync_rc rc = SYNC_OK;
+	size_t n;
+
+	memset(&c, 0, sizeof(c));
+	for (;;) {
+		if (sync_stop_signal) {
+			rc = sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+			    "interrupted by signal %d", (int)sync_stop_signal);
+			break;
+		}
+		if (j->deadline > 0 && sync_now_mono() >= j->deadline) {
+			*stopped = 1;
+			break;
+		}
+		if ((rc = sync_db_pending_load(j->db, j->id, after[0] ? after : NULL,
+		    POLL_CHUNK, &l, err)) != SYNC_OK)
+			break;
+		if ((n = l.n) == 0)
+			break;
+		snprintf(after, sizeof(after), "%s", l.v[n - 1].key);
+		sync_batch_init(&b, SYNC_ENT_MESSAGE);
+		b.notrack = 1;
+		sync_http_set_counts(j->ctx.http, &c);
+		rc = j->src->conn->poll(&j->ctx, &l, &b, err);
+		memset(&wc, 0, sizeof(wc));
+		memset(&settled, 0, sizeof(settled));
+		if (rc == SYNC_OK && (rc = sync_db_begin(j->db, err)) == SYNC_OK) {
+			if ((rc = sync_db_apply(j->db, j->id, &b, &wc, err)) != SYNC_OK ||
+			    (rc = sync_db_pending_settle(j->db, j->id, &l, &settled,
+			    err)) != SYNC_OK || (rc = sync_db_commit(j->db, err)) !=
+			    SYNC_OK)
+				sync_db_rollback(j->db);
+		}
+		if (rc == SYNC_OK) {
+			pc->polled += (long long)n;
+			pc->updated += wc.updated;
+			pc->finalized += settled.finalized;
+			pc->expired += settled.expired;
+			pc->still_pending += settled.still_pending;
+			c.fetched += b.nrows;
+			c.inserted += wc.inserted;
+			c.updated += wc.updated;
+			c.unchanged += wc.unchanged;
+		}
+		c.sanitized += b.sanitized;
+		sync_batch_release(&b);
+		sync_pending_release(&l);
+		if (rc != SYNC_OK || n < POLL_CHUNK)
+			break;
+	}
+	pc->api_calls += c.api_calls;
+	counts_add(&j->source_counts, &c);
 	return rc;
 }
 
@@ -409,9 +495,11 @@ run_source(struct job *j)
 		ran[i] = 0;
 	}
 	r->status = SYNC_ST_OK;
-	if (o->cmd == SYNC_CMD_POLL && src->conn->no_poll_reason != NULL) {
+	if (o->cmd == SYNC_CMD_POLL && src->conn->poll == NULL) {
 		r->status = SYNC_ST_SKIPPED;
-		snprintf(r->reason, sizeof(r->reason), "%s", src->conn->no_poll_reason);
+		snprintf(r->reason, sizeof(r->reason), "%s",
+		    src->conn->no_poll_reason != NULL ? src->conn->no_poll_reason :
+		    "this source type has no delivery status to poll");
 		return;
 	}
 	if (sync_stop_signal) {
@@ -463,6 +551,11 @@ run_source(struct job *j)
 		source_fail(j, &err);
 		goto end;
 	}
+	if (o->cmd == SYNC_CMD_POLL) {
+		if (run_poll(j, &stopped, &err) != SYNC_OK)
+			source_fail(j, &err);
+		goto stop;
+	}
 	for (i = 0; i < src->nstreams && r->nstreams < sizeof(r->streams) /
 	    sizeof(r->streams[0]); i++) {
 		struct sync_stream_result *sr;
@@ -480,6 +573,7 @@ run_source(struct job *j)
 		if (stopped)
 			break;
 	}
+stop:
 	if (stopped && r->status == SYNC_ST_OK) {
 		r->status = SYNC_ST_PARTIAL;
 		snprintf(r->reason, sizeof(r->reason), "stopped at a batch boundary: "
@@ -494,7 +588,8 @@ finish:
 	 * the source's when the source failed before the stream ran.  Neither
 	 * an interruption nor the deadline is a failure.
 	 */
-	for (i = 0; !o->dry_run && i < src->nstreams && i < 16; i++) {
+	for (i = 0; !o->dry_run && o->cmd != SYNC_CMD_POLL && i < src->nstreams &&
+	    i < 16; i++) {
 		const struct sync_err *e = serr[i].rc != SYNC_OK ? &serr[i] :
 		    ran[i] ? NULL : &r->err;
 

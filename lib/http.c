@@ -321,41 +321,45 @@ sync_http_status_error(const struct sync_http_resp *r, const char *safe,
 }
 
 enum sync_rc
+sync_http_parse_json(struct sync_http_resp *r, const char *safe, cJSON **json,
+    long *sanitized, struct sync_err *err)
+{
+	const char *end = NULL;
+	long n;
+
+	*json = NULL;
+	if ((n = sync_json_sanitize(&r->body)) < 0)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	if (sanitized != NULL)
+		*sanitized = n;
+	if (r->body.len == 0)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "'%s': empty response body", safe);
+	*json = cJSON_ParseWithLengthOpts(r->body.data, r->body.len, &end, 0);
+	if (*json == NULL) {
+		size_t off = end != NULL ? (size_t)(end - r->body.data) : 0;
+
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "'%s': response is not valid JSON (at byte %zu of %zu)", safe,
+		    off, r->body.len);
+	}
+	return SYNC_OK;
+}
+
+enum sync_rc
 sync_http_get_json(struct sync_http *h, const char *url, const char *safe,
     cJSON **json, long *sanitized, struct sync_err *err)
 {
 	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
-	const char *end = NULL;
 	enum sync_rc rc;
-	long n;
 
 	*json = NULL;
-	if ((rc = sync_http_get(h, url, safe, &r, err)) != SYNC_OK)
-		goto out;
-	if (r.status < 200 || r.status > 299) {
-		rc = sync_http_status_error(&r, safe, err);
-		goto out;
+	if ((rc = sync_http_get(h, url, safe, &r, err)) == SYNC_OK) {
+		if (r.status < 200 || r.status > 299)
+			rc = sync_http_status_error(&r, safe, err);
+		else
+			rc = sync_http_parse_json(&r, safe, json, sanitized, err);
 	}
-	if ((n = sync_json_sanitize(&r.body)) < 0) {
-		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
-		goto out;
-	}
-	if (sanitized != NULL)
-		*sanitized = n;
-	if (r.body.len == 0) {
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
-		    "'%s': empty response body", safe);
-		goto out;
-	}
-	*json = cJSON_ParseWithLengthOpts(r.body.data, r.body.len, &end, 0);
-	if (*json == NULL) {
-		size_t off = end != NULL ? (size_t)(end - r.body.data) : 0;
-
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
-		    "'%s': response is not valid JSON (at byte %zu of %zu)", safe,
-		    off, r.body.len);
-	}
-out:
 	sync_buf_release(&r.body);
 	return rc;
 }

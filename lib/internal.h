@@ -200,6 +200,12 @@ enum sync_rc	sync_http_get(struct sync_http *, const char *url, const char *safe
  */
 enum sync_rc	sync_http_get_json(struct sync_http *, const char *url, const char *safe,
 		    struct cJSON **, long *sanitized, struct sync_err *);
+/*
+ * Parses an answer's body as JSON (after sync_json_sanitize()), whatever
+ * its status.  The caller owns *json on SYNC_OK.
+ */
+enum sync_rc	sync_http_parse_json(struct sync_http_resp *, const char *safe,
+		    struct cJSON **, long *sanitized, struct sync_err *);
 /* Turns a non-2xx answer into an error of the right kind. */
 enum sync_rc	sync_http_status_error(const struct sync_http_resp *, const char *safe,
 		    struct sync_err *);
@@ -246,6 +252,13 @@ struct sync_conversation {
 	const struct cJSON *raw;
 };
 
+/* Whether an outgoing message's delivery status is still to be followed. */
+enum sync_track {
+	SYNC_TRACK_NONE,	/* not an outgoing message with a status */
+	SYNC_TRACK_PENDING,	/* not final yet: followed until track_until */
+	SYNC_TRACK_FINAL	/* final: no longer followed */
+};
+
 struct sync_message {
 	const char	*external_id;
 	const char	*conversation_id;	/* upstream id, may be NULL */
@@ -263,6 +276,8 @@ struct sync_message {
 	const struct cJSON *raw;
 	int		 deleted;
 	const char	*deleted_at;
+	enum sync_track	 track;			/* delivery-status tracking */
+	int64_t		 track_until;		/* pending: until when (UTC s) */
 };
 
 /*
@@ -280,6 +295,8 @@ struct sync_msgrow {
 	size_t		 rest;		/* offset of the rest */
 	size_t		 end;		/* offset after its newline */
 	char		 hash[17];
+	enum sync_track	 track;
+	int64_t		 track_until;
 };
 
 struct sync_batch {
@@ -289,6 +306,8 @@ struct sync_batch {
 	long		 sanitized;	/* fields nulled or repaired */
 	struct sync_msgrow *rows;	/* messages only */
 	size_t		 rowcap;
+	long		 ntrack;	/* rows with a tracking state */
+	int		 notrack;	/* the caller settles tracking itself */
 };
 
 void		sync_batch_init(struct sync_batch *, enum sync_entity);
@@ -351,18 +370,53 @@ enum sync_state_how {
 };
 
 /*
- * Reads a stream's stored cursor and locks its row until the end of the
- * transaction (a concurrent pass of the other kind may have moved it).
- * The caller frees *cur.
+ * Reads a stream's stored cursor and fingerprint and locks its row until
+ * the end of the transaction (a concurrent pass of the other kind may have
+ * moved it).  The caller frees *cur and *fp.
  */
-enum sync_rc	sync_db_state_cursor(struct sync_db *, int, const char *, char **,
-		    struct sync_err *);
+enum sync_rc	sync_db_state_cursor(struct sync_db *, int, const char *, char **cur,
+		    char **fp, struct sync_err *);
 /* Saves a stream's cursor/checkpoint (inside the batch's transaction). */
 enum sync_rc	sync_db_state_save(struct sync_db *, int, const char *,
 		    const struct sync_state *, enum sync_state_how, struct sync_err *);
 /* Records a stream's outcome (own transaction): success or error. */
 enum sync_rc	sync_db_stream_outcome(struct sync_db *, int, const char *,
 		    const struct sync_err *, struct sync_err *);
+
+/*
+ * status-poll: the messages of a source whose delivery status is followed
+ * (pending_message), soonest expiry first.
+ */
+struct sync_pending {
+	char		*external_id;
+	char		*folder;	/* where it was last seen, may be NULL */
+	char		 key[64];	/* position for the next chunk */
+	int		 expired;	/* its tracking window has closed */
+	int		 found;		/* set by the connector's poll() */
+	enum sync_track	 track;		/* set by the connector's poll() */
+};
+
+struct sync_pending_list {
+	struct sync_pending *v;
+	size_t		 n;
+};
+
+/*
+ * Loads up to max pending messages of source id that come after position
+ * `after` (NULL: from the start) in expiry order.  The caller releases the
+ * list with sync_pending_release().
+ */
+enum sync_rc	sync_db_pending_load(struct sync_db *, int, const char *after, size_t max,
+		    struct sync_pending_list *, struct sync_err *);
+void		sync_pending_release(struct sync_pending_list *);
+/*
+ * Settles the polled messages (inside a transaction): a final one leaves
+ * tracking, an expired one leaves it marked 'expired', the others are
+ * marked as polled.  Adds to finalized/expired/still_pending.
+ */
+enum sync_rc	sync_db_pending_settle(struct sync_db *, int,
+		    const struct sync_pending_list *, struct sync_poll_counts *,
+		    struct sync_err *);
 
 /* sync_run rows: start (marks abandoned runs), finish. */
 enum sync_rc	sync_db_run_start(struct sync_db *, int, const char *, long long *,
@@ -378,6 +432,18 @@ int		sync_rows_count(const struct sync_rows *);
 /* Value at (row, col), or NULL for SQL NULL. */
 const char     *sync_rows_get(const struct sync_rows *, int, int);
 void		sync_rows_free(struct sync_rows *);
+
+/* ---- jsonf.c: fields of upstream JSON objects ------------------------- */
+
+/*
+ * A string field; a number is accepted as its decimal form (written into
+ * num, n bytes) when num is not NULL (ids vary between APIs).  Absent or
+ * null: NULL.  Any other type: NULL, and *bad is incremented.
+ */
+const char     *sync_json_str(const struct cJSON *, const char *key, char *num,
+		    size_t n, long *bad);
+/* A boolean field: 1, 0, or -1 when absent or not a boolean. */
+int		sync_json_bool(const struct cJSON *, const char *key);
 
 /* ---- connectors -------------------------------------------------------- */
 
@@ -404,6 +470,7 @@ struct sync_page {
 	char		*cursor;	/* new high-water mark, NULL: unchanged */
 	char		*checkpoint;	/* new full-walk position, NULL: unchanged */
 	int		 force;		/* cursor replaces, not merges (a reset) */
+	char		*fingerprint;	/* identifies the row at cursor, NULL: none */
 	int		 done;		/* nothing more to fetch in this walk */
 	long		 fetched;	/* items received (including skipped) */
 };
@@ -457,11 +524,22 @@ struct sync_connector {
 	/* MAY: ends a pass; frees ctx->priv.  Called whenever begin was. */
 	void		(*end)(struct sync_ctx *);
 
+	/*
+	 * MAY (status-poll): looks the pending messages p->v[0..n-1] up
+	 * upstream.  For each one it finds it MUST add its current row (with
+	 * its tracking state) to *batch, set `found` and `track`; the ones it
+	 * does not find stay as they are.  Requests count in ctx's counts.  On
+	 * error nothing of the batch is written.
+	 */
+	enum sync_rc	(*poll)(struct sync_ctx *, struct sync_pending_list *,
+			    struct sync_batch *, struct sync_err *);
+
 	/* MAY: why status-poll has nothing to do for this type (NULL: polls). */
 	const char	*no_poll_reason;
 };
 
 extern const struct sync_connector sync_seqapi_connector;
+extern const struct sync_connector sync_smseagle_connector;
 
 const struct sync_connector *sync_connector_find(const char *);
 

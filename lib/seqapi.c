@@ -153,41 +153,6 @@ seqapi_end(struct sync_ctx *ctx)
 	ctx->priv = NULL;
 }
 
-/*
- * A string field; numbers are accepted as their decimal form (ids do vary
- * between backends).  Other types are NULL and counted as sanitised.
- */
-static const char *
-str(const cJSON *o, const char *key, char *num, size_t n, long *bad)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	if (v == NULL || cJSON_IsNull(v))
-		return NULL;
-	if (cJSON_IsString(v))
-		return v->valuestring;
-	if (cJSON_IsNumber(v) && num != NULL) {
-		if (fabs(v->valuedouble) < 1e15 && floor(v->valuedouble) == v->valuedouble)
-			snprintf(num, n, "%.0f", v->valuedouble);
-		else
-			snprintf(num, n, "%.17g", v->valuedouble);
-		return num;
-	}
-	(*bad)++;
-	return NULL;
-}
-
-/* A boolean field: 1, 0, or -1 when absent or not a boolean. */
-static int
-boolean(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	if (cJSON_IsBool(v))
-		return cJSON_IsTrue(v) ? 1 : 0;
-	return -1;
-}
-
 static long long
 integer(const cJSON *o, const char *key)
 {
@@ -223,33 +188,33 @@ add_row(struct sync_page *page, int idx, const cJSON *row, time_t since, int *sk
 		long long unread = integer(row, "unread_count");
 
 		memset(&c, 0, sizeof(c));
-		c.external_id = str(row, "id", idn, sizeof(idn), &bad);
-		c.title = str(row, "title", NULL, 0, &bad);
-		c.kind = str(row, "type", NULL, 0, &bad);
+		c.external_id = sync_json_str(row, "id", idn, sizeof(idn), &bad);
+		c.title = sync_json_str(row, "title", NULL, 0, &bad);
+		c.kind = sync_json_str(row, "type", NULL, 0, &bad);
 		c.unread_count = unread;
 		c.is_read = unread < 0 ? -1 : unread == 0;
-		c.last_message_at = str(row, "last_message_at", NULL, 0, &bad);
-		c.archived = boolean(row, "archived");
+		c.last_message_at = sync_json_str(row, "last_message_at", NULL, 0, &bad);
+		c.archived = sync_json_bool(row, "archived");
 		c.raw = row;
 		if (!usable_id(c.external_id))
 			goto noid;
 		rc = sync_batch_add_conversation(b, &c);
 	} else if (idx == 1) {
 		struct sync_message m;
-		int from_me = boolean(row, "from_me");
+		int from_me = sync_json_bool(row, "from_me");
 
 		memset(&m, 0, sizeof(m));
-		m.external_id = str(row, "id", idn, sizeof(idn), &bad);
-		m.conversation_id = str(row, "conversation_id", cid, sizeof(cid), &bad);
-		m.sender_id = str(row, "sender_id", sid, sizeof(sid), &bad);
+		m.external_id = sync_json_str(row, "id", idn, sizeof(idn), &bad);
+		m.conversation_id = sync_json_str(row, "conversation_id", cid, sizeof(cid), &bad);
+		m.sender_id = sync_json_str(row, "sender_id", sid, sizeof(sid), &bad);
 		m.direction = from_me < 0 ? NULL : from_me ? "out" : "in";
-		m.kind = str(row, "type", NULL, 0, &bad);
-		m.body = str(row, "body", NULL, 0, &bad);
-		m.sent_at = str(row, "sent_at", NULL, 0, &bad);
-		m.edited_at = str(row, "edited_at", NULL, 0, &bad);
-		m.status = str(row, "status", NULL, 0, &bad);
-		m.deleted = boolean(row, "deleted") == 1;
-		m.deleted_at = m.deleted ? str(row, "updated_at", NULL, 0, &bad) : NULL;
+		m.kind = sync_json_str(row, "type", NULL, 0, &bad);
+		m.body = sync_json_str(row, "body", NULL, 0, &bad);
+		m.sent_at = sync_json_str(row, "sent_at", NULL, 0, &bad);
+		m.edited_at = sync_json_str(row, "edited_at", NULL, 0, &bad);
+		m.status = sync_json_str(row, "status", NULL, 0, &bad);
+		m.deleted = sync_json_bool(row, "deleted") == 1;
+		m.deleted_at = m.deleted ? sync_json_str(row, "updated_at", NULL, 0, &bad) : NULL;
 		m.attachments = cJSON_GetObjectItemCaseSensitive(row, "media");
 		if (m.attachments != NULL && !cJSON_IsArray(m.attachments)) {
 			bad++;
@@ -272,12 +237,12 @@ add_row(struct sync_page *page, int idx, const cJSON *row, time_t since, int *sk
 		const char *name;
 
 		memset(&k, 0, sizeof(k));
-		k.external_id = str(row, "id", idn, sizeof(idn), &bad);
-		name = str(row, "name", NULL, 0, &bad);
+		k.external_id = sync_json_str(row, "id", idn, sizeof(idn), &bad);
+		name = sync_json_str(row, "name", NULL, 0, &bad);
 		if (name == NULL || *name == '\0')
-			name = str(row, "push_name", NULL, 0, &bad);
+			name = sync_json_str(row, "push_name", NULL, 0, &bad);
 		k.display_name = name;
-		k.phone = str(row, "phone", cid, sizeof(cid), &bad);
+		k.phone = sync_json_str(row, "phone", cid, sizeof(cid), &bad);
 		k.raw = row;
 		if (!usable_id(k.external_id))
 			goto noid;

@@ -109,8 +109,18 @@ test_bad(void)
 	    "must match [a-z0-9_-]+");
 	bad("sources = ( { name = \"a\"; type = \"nosuch\"; } );\n", 0600, 1,
 	    "unknown type 'nosuch'");
-	bad("sources = ( { name = \"a\"; type = \"smseagle\"; } );\n", 0600, 1,
+	bad("sources = ( { name = \"a\"; type = \"telegram\"; } );\n", 0600, 1,
 	    "not supported by this version");
+	bad("sources = ( { name = \"sms\"; type = \"smseagle\";\n"
+	    "  url = \"http://127.0.0.1/api/v2\"; token = \"t0ken\";\n"
+	    "  token_in = \"body\"; } );\n", 0600, 1,
+	    "'token_in' must be \"header\" or \"query\"");
+	bad("sources = ( { name = \"sms\"; type = \"smseagle\";\n"
+	    "  url = \"http://127.0.0.1\"; token = \"t0ken\";\n"
+	    "  folders = [ \"inbox\", \"drafts\" ]; } );\n", 0600, 3, "drafts");
+	bad("sources = ( { name = \"sms\"; type = \"smseagle\";\n"
+	    "  url = \"http://127.0.0.1\"; token = \"t0ken\";\n"
+	    "  cold_start_days = -1; } );\n", 0600, 3, "cold_start_days");
 	bad(SRC "  token = \"t0ken\"; },\n"
 	    "  { name = \"wa\"; type = \"seqapi\"; } );\n", 0600, 4,
 	    "duplicate source name 'wa'");

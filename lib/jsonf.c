@@ -1,0 +1,41 @@
+/*
+ * jsonf.c -- reading fields of upstream JSON objects, for the connectors:
+ * the type quirks every API has (ids as numbers or strings, nulls
+ * anywhere) are handled once, here.
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+
+const char *
+sync_json_str(const cJSON *o, const char *key, char *num, size_t n, long *bad)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (v == NULL || cJSON_IsNull(v))
+		return NULL;
+	if (cJSON_IsString(v))
+		return v->valuestring;
+	if (cJSON_IsNumber(v) && num != NULL) {
+		if (fabs(v->valuedouble) < 1e15 && floor(v->valuedouble) == v->valuedouble)
+			snprintf(num, n, "%.0f", v->valuedouble);
+		else
+			snprintf(num, n, "%.17g", v->valuedouble);
+		return num;
+	}
+	(*bad)++;
+	return NULL;
+}
+
+int
+sync_json_bool(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (cJSON_IsBool(v))
+		return cJSON_IsTrue(v) ? 1 : 0;
+	return -1;
+}

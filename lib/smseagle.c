@@ -1,0 +1,828 @@
+/*
+ * smseagle.c -- the connector for SMSEagle hardware SMS gateways (APIv2):
+ * GET {base}/messages/{folder}?id_from=N&limit=L, one stream per folder
+ * with its own id cursor, and status-poll's lookups of pending outgoing
+ * messages by id range.  See ../shared/reference/smseagle-telegram.md §A.
+ *
+ * Identity: the device keeps incoming messages in one id sequence and
+ * outgoing ones (outbox, sent, error, delivered) in another, which they
+ * keep when they move from the outbox to the sent items (Gammu's tables).
+ * An outgoing message is therefore stored under its bare id (the one
+ * POST /messages/sms answered with), an incoming one under "in:<id>", and
+ * a message moving between folders stays one row.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+
+/* cJSON keeps numbers as doubles. */
+#define ID_MAX		9007199254740991LL
+#define DEFAULT_PAGE	500
+#define DEFAULT_HORIZON	(72 * 3600)
+
+static const char *const smseagle_folders[] = {
+	"inbox", "outbox", "sent", "error", "delivered", NULL
+};
+
+static const char *const smseagle_default[] = {
+	"inbox", "outbox", "sent", "error", NULL
+};
+
+static const struct sync_keydef smseagle_keys[] = {
+	{ "folders", SYNC_KEY_STRLIST, 0, 0, 0, smseagle_folders },
+	{ "cold_start_days", SYNC_KEY_INT, 0, 0, 36500, NULL },
+	{ "page_size", SYNC_KEY_INT_PER_STREAM, 0, 1, 10000, NULL },
+	{ "token_in", SYNC_KEY_STRING, 0, 0, 0, NULL },
+	{ "tracking_horizon", SYNC_KEY_INT, 0, 60, 31536000, NULL },
+	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
+};
+
+/* The statuses after which nothing changes any more (reference §A.5). */
+static const char *const final_statuses[] = {
+	"delivery_ok", "delivery_failed", "sending_error", "error", NULL
+};
+
+struct smseagle {
+	char		*api;		/* the API's base URL */
+	int		 token_query;	/* the token goes in the query */
+	long long	 walk_max[5];	/* full-sync --restart: highest id seen */
+};
+
+static int
+folder_index(const char *f)
+{
+	int i;
+
+	for (i = 0; smseagle_folders[i] != NULL; i++)
+		if (strcmp(smseagle_folders[i], f) == 0)
+			return i;
+	return -1;
+}
+
+/* Parses a stored id cursor; 0 for none, -1 if it is not an id. */
+static long long
+parse_id(const char *s)
+{
+	char *end;
+	long long v;
+
+	if (s == NULL)
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < 0)
+		return -1;
+	return v;
+}
+
+/* A message id: a positive whole number, or a string holding one; else -1. */
+static long long
+json_id(const cJSON *o)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "id");
+	double d;
+
+	if (cJSON_IsString(v))
+		return parse_id(v->valuestring) > 0 ? parse_id(v->valuestring) : -1;
+	if (!cJSON_IsNumber(v))
+		return -1;
+	d = v->valuedouble;
+	if (!(d >= 1 && d <= (double)ID_MAX) || floor(d) != d)
+		return -1;
+	return (long long)d;
+}
+
+/* A date field as UTC seconds; -1 when absent or unreadable. */
+static int64_t
+json_time(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	int64_t t;
+
+	if (!cJSON_IsString(v) || sync_time_parse(v->valuestring, &t, NULL) == -1)
+		return -1;
+	return t;
+}
+
+/*
+ * The validity of an outgoing message in seconds (reference §A.6: 5m ...
+ * 4w), 0 for "max" (no limit), -1 when absent or not understood.
+ */
+static long long
+validity_secs(const cJSON *o)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "validity");
+	const char *s;
+	char *end;
+	long long n;
+
+	if (!cJSON_IsString(v))
+		return -1;
+	s = v->valuestring;
+	if (strcasecmp(s, "max") == 0)
+		return 0;
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || n <= 0 || n > 1000000 || end[0] == '\0' ||
+	    end[1] != '\0')
+		return -1;
+	switch (end[0]) {
+	case 'm':	return n * 60;
+	case 'h':	return n * 3600;
+	case 'd':	return n * 86400;
+	case 'w':	return n * 7 * 86400;
+	default:	return -1;
+	}
+}
+
+static int
+is_final(const char *status)
+{
+	size_t i;
+
+	for (i = 0; status != NULL && final_statuses[i] != NULL; i++)
+		if (strcmp(final_statuses[i], status) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * When an outgoing message's id was given out: its insert date (ids are
+ * handed out in this order), else the other dates it has.
+ */
+static int64_t
+assigned_at(const cJSON *row, int inbox)
+{
+	int64_t t;
+
+	if (inbox)
+		return (t = json_time(row, "receive_date")) >= 0 ? t :
+		    json_time(row, "update_date");
+	if ((t = json_time(row, "insert_date")) >= 0 ||
+	    (t = json_time(row, "sending_date")) >= 0)
+		return t;
+	return json_time(row, "update_date");
+}
+
+/*
+ * What identifies the row at a cursor beyond its id: when the id was given
+ * out, and to which number.  An id that comes back with another
+ * fingerprint was given out again: the device's ids restarted.
+ */
+static char *
+fingerprint(long long id, const cJSON *row, int inbox)
+{
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	char num[40];
+	const char *nb;
+	long bad = 0;
+
+	nb = sync_json_str(row, "number", num, sizeof(num), &bad);
+	if (sync_buf_addf(&b, "%lld|%lld|%s", id, (long long)assigned_at(row, inbox),
+	    nb != NULL ? nb : "") == -1) {
+		sync_buf_release(&b);
+		return NULL;
+	}
+	return b.data;
+}
+
+/* The id and the assignment time a fingerprint records; -1 if bad. */
+static int
+fingerprint_parse(const char *fp, long long *id, int64_t *at)
+{
+	long long a, t;
+	char *end;
+
+	if (fp == NULL)
+		return -1;
+	errno = 0;
+	a = strtoll(fp, &end, 10);
+	if (errno != 0 || *end != '|')
+		return -1;
+	t = strtoll(end + 1, &end, 10);
+	if (errno != 0 || *end != '|')
+		return -1;
+	*id = a;
+	*at = t;
+	return 0;
+}
+
+static enum sync_rc
+smseagle_check(struct sync_source_cfg *src, struct sync_err *err)
+{
+	const char *t = sync_cfg_str(src, "token_in");
+
+	if (t != NULL && strcmp(t, "header") != 0 && strcmp(t, "query") != 0)
+		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "source '%s': 'token_in' must be \"header\" or \"query\", not "
+		    "\"%s\"", src->name, t);
+	return SYNC_OK;
+}
+
+static enum sync_rc
+smseagle_begin(struct sync_ctx *ctx, struct sync_err *err)
+{
+	struct smseagle *p;
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	const char *t = sync_cfg_str(ctx->src, "token_in");
+	const char *url = ctx->src->url;
+	size_t n = strlen(url);
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+	ctx->priv = p;
+	p->token_query = t != NULL && strcmp(t, "query") == 0;
+	/*
+	 * The configured URL decides the base path: ".../api/v2" or
+	 * ".../index.php/api/v2" as given, a bare device URL gets "/api/v2".
+	 */
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	if (sync_buf_add(&b, url, n) == -1 || (strstr(b.data, "/api/v2") == NULL &&
+	    sync_buf_adds(&b, "/api/v2") == -1)) {
+		sync_buf_release(&b);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+	}
+	p->api = b.data;
+	if (!p->token_query) {
+		struct sync_buf h = SYNC_BUF_INIT(0);
+		int bad = sync_buf_addf(&h, "access-token: %s", ctx->src->token) == -1 ||
+		    sync_http_add_header(ctx->http, h.data) == -1;
+
+		sync_buf_release(&h);
+		if (bad)
+			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK,
+			    "out of memory");
+	}
+	return SYNC_OK;
+}
+
+static void
+smseagle_end(struct sync_ctx *ctx)
+{
+	struct smseagle *p = ctx->priv;
+
+	if (p == NULL)
+		return;
+	free(p->api);
+	free(p);
+	ctx->priv = NULL;
+}
+
+/* "Resource(s) not found", in any case. */
+static int
+says_not_found(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (strncasecmp(s, "not found", 9) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * GETs messages/{folder} with the query pairs q (NULL terminated, room for
+ * the token at the end).  *rows gets the answer's array (the caller frees
+ * it with cJSON_Delete()); a 404 "Resource(s) not found", the device's way
+ * of saying that nothing matched, is an empty array.
+ */
+static enum sync_rc
+get_folder(struct sync_ctx *ctx, const char *folder, const char **q,
+    cJSON **rows, long *sanitized, struct sync_err *err)
+{
+	struct smseagle *p = ctx->priv;
+	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
+	char path[64], *url = NULL, *safe = NULL;
+	const cJSON *msg;
+	enum sync_rc rc;
+	size_t n;
+
+	*rows = NULL;
+	snprintf(path, sizeof(path), "/messages/%s", folder);
+	/* The URL as logged never has the token. */
+	if ((rc = sync_url_build(p->api, path, q, &safe, err)) != SYNC_OK)
+		goto out;
+	if (p->token_query) {
+		for (n = 0; q[n] != NULL; n++)
+			;
+		q[n] = "access_token";
+		q[n + 1] = ctx->src->token;
+		q[n + 2] = NULL;
+		rc = sync_url_build(p->api, path, q, &url, err);
+		q[n] = NULL;
+		if (rc != SYNC_OK)
+			goto out;
+	}
+	if ((rc = sync_http_get(ctx->http, url != NULL ? url : safe, safe, &r, err)) !=
+	    SYNC_OK)
+		goto out;
+	if (r.status == 404) {
+		cJSON *j = NULL;
+		struct sync_err e2;
+
+		sync_err_clear(&e2);
+		if (sync_http_parse_json(&r, safe, &j, NULL, &e2) == SYNC_OK &&
+		    cJSON_IsObject(j) &&
+		    cJSON_IsString(msg = cJSON_GetObjectItemCaseSensitive(j, "message")) &&
+		    says_not_found(msg->valuestring)) {
+			cJSON_Delete(j);
+			if ((*rows = cJSON_CreateArray()) == NULL)
+				rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+				    "out of memory");
+			goto out;
+		}
+		cJSON_Delete(j);
+		rc = sync_http_status_error(&r, safe, err);
+		goto out;
+	}
+	if (r.status < 200 || r.status > 299) {
+		rc = sync_http_status_error(&r, safe, err);
+		goto out;
+	}
+	if ((rc = sync_http_parse_json(&r, safe, rows, sanitized, err)) != SYNC_OK)
+		goto out;
+	if (!cJSON_IsArray(*rows)) {
+		cJSON_Delete(*rows);
+		*rows = NULL;
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': the answer is not an array of messages", safe);
+	}
+out:
+	sync_buf_release(&r.body);
+	free(url);
+	free(safe);
+	return rc;
+}
+
+/* A row of a page, by id. */
+struct row {
+	long long	 id;
+	const cJSON	*j;
+};
+
+static int
+row_cmp(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/*
+ * The rows of an answer in id order (the device promises none); rows
+ * without a usable id are counted in *bad.  The caller frees *out.
+ */
+static int
+sorted_rows(const cJSON *rows, struct row **out, size_t *n, long *bad)
+{
+	const cJSON *r;
+	size_t cap = (size_t)cJSON_GetArraySize(rows) + 1, k = 0;
+
+	*n = 0;
+	if ((*out = calloc(cap, sizeof(**out))) == NULL)
+		return -1;
+	cJSON_ArrayForEach(r, rows) {
+		long long id = cJSON_IsObject(r) ? json_id(r) : -1;
+
+		if (id < 0) {
+			(*bad)++;
+			continue;
+		}
+		(*out)[k].id = id;
+		(*out)[k++].j = r;
+	}
+	qsort(*out, k, sizeof(**out), row_cmp);
+	*n = k;
+	return 0;
+}
+
+/* Appends one message row of folder to b. */
+static int
+add_message(struct sync_ctx *ctx, struct sync_batch *b, const char *folder,
+    long long id, const cJSON *row)
+{
+	struct sync_message m;
+	int inbox = strcmp(folder, "inbox") == 0;
+	char ext[32], num[40], vexp[32];
+	const cJSON *att;
+	long bad = 0;
+	int64_t base, t;
+	long long validity;
+
+	memset(&m, 0, sizeof(m));
+	snprintf(ext, sizeof(ext), inbox ? "in:%lld" : "%lld", id);
+	m.external_id = ext;
+	m.conversation_id = sync_json_str(row, "number", num, sizeof(num), &bad);
+	m.sender_id = inbox ? m.conversation_id : NULL;
+	m.direction = inbox ? "in" : "out";
+	att = cJSON_GetObjectItemCaseSensitive(row, "attachments");
+	if (att != NULL && !cJSON_IsNull(att) && !cJSON_IsArray(att)) {
+		bad++;
+		att = NULL;
+	}
+	m.attachments = cJSON_GetArraySize(att) > 0 ? att : NULL;
+	m.kind = m.attachments != NULL ? "mms" : "sms";
+	m.body = sync_json_str(row, "text", NULL, 0, &bad);
+	m.folder = folder;
+	m.raw = row;
+	if (inbox) {
+		m.sent_at = sync_json_str(row, "receive_date", NULL, 0, &bad);
+		if (m.sent_at == NULL)
+			m.sent_at = sync_json_str(row, "update_date", NULL, 0, &bad);
+		b->sanitized += bad;
+		return sync_batch_add_message(b, &m);
+	}
+	m.sent_at = sync_json_str(row, "sending_date", NULL, 0, &bad);
+	if (m.sent_at == NULL)
+		m.sent_at = sync_json_str(row, "insert_date", NULL, 0, &bad);
+	m.status = sync_json_str(row, "status", NULL, 0, &bad);
+	m.status_at = sync_json_str(row, "delivery_date", NULL, 0, &bad);
+	if (m.status_at == NULL)
+		m.status_at = sync_json_str(row, "update_date", NULL, 0, &bad);
+
+	/* Its validity runs from when it was sent (or queued). */
+	if ((base = json_time(row, "sending_date")) < 0 &&
+	    (base = json_time(row, "insert_date")) < 0)
+		base = json_time(row, "update_date");
+	validity = validity_secs(row);
+	if (base >= 0 && validity > 0) {
+		sync_time_format((time_t)(base + validity), vexp, sizeof(vexp));
+		m.validity_expires_at = vexp;
+	}
+	if (is_final(m.status))
+		m.track = SYNC_TRACK_FINAL;
+	else {
+		/*
+		 * Followed until its validity ends; without one ("max", or none
+		 * we understand) for the tracking horizon, since delivery
+		 * reports still arrive.
+		 */
+		m.track = SYNC_TRACK_PENDING;
+		t = base >= 0 ? base : (int64_t)time(NULL);
+		m.track_until = t + (validity > 0 ? validity :
+		    sync_cfg_int(ctx->src, "tracking_horizon", DEFAULT_HORIZON));
+	}
+	b->sanitized += bad;
+	return sync_batch_add_message(b, &m);
+}
+
+static char *
+id_str(long long v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%lld", v);
+	return strdup(buf);
+}
+
+/*
+ * SPEC §7.7: the device's ids restarted below our cursor (its database
+ * was restored or replaced)?  Asked only when nothing lies above the
+ * cursor, which is when a restart would silently skip the new messages.
+ * The message at the cursor must still be the one we stored; if it is
+ * gone, no message at or below the cursor may be younger than it.
+ */
+static enum sync_rc
+check_restart(struct sync_ctx *ctx, struct sync_stream *st, struct sync_err *err)
+{
+	const char *folder = st->name;
+	int inbox = strcmp(folder, "inbox") == 0;
+	long long a;
+	int64_t at;
+	char ids[24], after[32], lim[24];
+	const char *q[10];
+	cJSON *rows = NULL;
+	const cJSON *r;
+	enum sync_rc rc;
+
+	if (fingerprint_parse(st->state.fingerprint, &a, &at) == -1 || a <= 0)
+		return SYNC_OK;
+	snprintf(ids, sizeof(ids), "%lld", a);
+	q[0] = "id_from";
+	q[1] = ids;
+	q[2] = "id_to";
+	q[3] = ids;
+	q[4] = NULL;
+	if ((rc = get_folder(ctx, folder, q, &rows, NULL, err)) != SYNC_OK)
+		return rc;
+	cJSON_ArrayForEach(r, rows) {
+		char *fp;
+		int same;
+
+		if (!cJSON_IsObject(r) || json_id(r) != a)
+			continue;
+		if ((fp = fingerprint(a, r, inbox)) == NULL) {
+			cJSON_Delete(rows);
+			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+			    "out of memory");
+		}
+		same = strcmp(fp, st->state.fingerprint) == 0;
+		free(fp);
+		cJSON_Delete(rows);
+		if (same)
+			return SYNC_OK;
+		goto restarted;
+	}
+	cJSON_Delete(rows);
+	rows = NULL;
+
+	/* The message at the cursor is gone: deleted, or never there. */
+	if (at < 0)
+		return SYNC_OK;
+	sync_time_format((time_t)(at + 1), after, sizeof(after));
+	snprintf(lim, sizeof(lim), "%d", 50);
+	q[0] = "id_from";
+	q[1] = "1";
+	q[2] = "id_to";
+	q[3] = ids;
+	q[4] = "date_from";
+	q[5] = after;
+	q[6] = "limit";
+	q[7] = lim;
+	q[8] = NULL;
+	if ((rc = get_folder(ctx, folder, q, &rows, NULL, err)) != SYNC_OK)
+		return rc;
+	cJSON_ArrayForEach(r, rows) {
+		long long id = cJSON_IsObject(r) ? json_id(r) : -1;
+
+		if (id > 0 && id <= a && assigned_at(r, inbox) > at) {
+			cJSON_Delete(rows);
+			goto restarted;
+		}
+	}
+	cJSON_Delete(rows);
+	sync_log(LOG_INFO, "source '%s': folder '%s': the message at our cursor "
+	    "(id %lld) is no longer on the device; it was deleted", ctx->src->name,
+	    folder, a);
+	return SYNC_OK;
+restarted:
+	return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+	    "source '%s': folder '%s': the device's message ids restarted below "
+	    "our cursor %lld (its database was restored or replaced); refusing to "
+	    "skip its new messages.  If it is a new device or database, give it a "
+	    "new source name; 'full-sync --restart --source %s' takes it up under "
+	    "this name", ctx->src->name, folder, a, ctx->src->name);
+}
+
+static enum sync_rc
+smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
+    struct sync_err *err)
+{
+	struct smseagle *p = ctx->priv;
+	const char *folder = st->name;
+	int fi = folder_index(folder), inbox = fi == 0;
+	char from_s[24], limit_s[24], date_s[32];
+	const char *q[12];
+	struct row *rows = NULL;
+	cJSON *arr = NULL;
+	long long cursor, from, limit, last;
+	long sanitized = 0, bad = 0;
+	size_t n = 0, i, k = 0;
+	enum sync_rc rc;
+
+	if (fi < 0)
+		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "no folder '%s'", folder);
+	sync_batch_init(&page->batch, SYNC_ENT_MESSAGE);
+	cursor = parse_id(st->state.cursor);
+	from = parse_id(st->from);
+	if (cursor < 0 || from < 0)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "folder '%s': the stored position '%s' is not a message id",
+		    folder, cursor < 0 ? st->state.cursor : st->from);
+	if (st->first && st->mode == SYNC_MODE_FULL && st->restart)
+		p->walk_max[fi] = 0;
+
+	limit = sync_cfg_stream_int(ctx->src, "page_size", folder, DEFAULT_PAGE);
+	snprintf(from_s, sizeof(from_s), "%lld", from + 1);
+	snprintf(limit_s, sizeof(limit_s), "%lld", limit);
+	q[k++] = "id_from";
+	q[k++] = from_s;
+	q[k++] = "limit";
+	q[k++] = limit_s;
+	if (st->mode == SYNC_MODE_FULL && st->since > 0) {
+		sync_time_format(st->since, date_s, sizeof(date_s));
+		q[k++] = "date_from";
+		q[k++] = date_s;
+	} else if (st->mode == SYNC_MODE_INCR && st->state.cursor == NULL &&
+	    sync_cfg_int(ctx->src, "cold_start_days", 7) > 0) {
+		/* A folder's first incremental pass reads the recent days only. */
+		sync_time_format(time(NULL) - (time_t)(sync_cfg_int(ctx->src,
+		    "cold_start_days", 7) * 86400), date_s, sizeof(date_s));
+		q[k++] = "date_from";
+		q[k++] = date_s;
+	}
+	q[k] = NULL;
+	sync_http_set_counts(ctx->http, st->counts);
+	if ((rc = get_folder(ctx, folder, q, &arr, &sanitized, err)) != SYNC_OK)
+		goto out;
+	page->batch.sanitized += sanitized;
+	page->fetched = cJSON_GetArraySize(arr);
+	if (sorted_rows(arr, &rows, &n, &bad) == -1)
+		goto nomem;
+	page->batch.sanitized += bad;
+
+	last = from;
+	for (i = 0; i < n; i++) {
+		if (add_message(ctx, &page->batch, folder, rows[i].id, rows[i].j) == -1)
+			goto nomem;
+		if (rows[i].id > last)
+			last = rows[i].id;
+	}
+	/* A device that ignores id_from would hand out the same page forever. */
+	if (page->fetched >= limit && last <= from) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "folder '%s': pagination does not advance: a full page of %ld "
+		    "messages, none above id %lld (does the device ignore id_from?)",
+		    folder, page->fetched, from);
+		goto out;
+	}
+	page->done = page->fetched < limit;
+	if (n == 0 && st->first && st->mode == SYNC_MODE_INCR && fi != 1 &&
+	    (rc = check_restart(ctx, st, err)) != SYNC_OK)
+		goto out;
+	if (last > from) {
+		if ((page->cursor = id_str(last)) == NULL ||
+		    (page->fingerprint = fingerprint(last, rows[n - 1].j, inbox)) ==
+		    NULL)
+			goto nomem;
+		if (p->walk_max[fi] < last)
+			p->walk_max[fi] = last;
+	}
+	if (st->mode == SYNC_MODE_FULL) {
+		if ((page->checkpoint = id_str(last)) == NULL)
+			goto nomem;
+		if (st->restart && page->done) {
+			/* A walk from the start replaces the cursor it ends at. */
+			free(page->cursor);
+			free(page->fingerprint);
+			page->fingerprint = NULL;
+			if ((page->cursor = id_str(p->walk_max[fi])) == NULL)
+				goto nomem;
+			page->force = 1;
+		}
+	}
+	goto out;
+nomem:
+	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+out:
+	free(rows);
+	cJSON_Delete(arr);
+	return rc;
+}
+
+static char *
+smseagle_cursor_max(const char *a, const char *b)
+{
+	long long x = parse_id(a), y = parse_id(b);
+
+	if (a == NULL || x < 0)
+		return b != NULL ? strdup(b) : NULL;
+	if (b == NULL || y < 0)
+		return strdup(a);
+	return strdup(x >= y ? a : b);
+}
+
+/* A pending message, by its id on the device. */
+struct want {
+	long long	 id;
+	struct sync_pending *p;
+};
+
+static int
+want_cmp(const void *a, const void *b)
+{
+	const struct want *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int
+want_find(const void *key, const void *elem)
+{
+	long long k = *(const long long *)key, id = ((const struct want *)elem)->id;
+
+	return k < id ? -1 : k > id;
+}
+
+/*
+ * Looks the pending messages w[0..n-1] (sorted by id) that are to be
+ * asked of `folder` up there, in as few requests as the API allows: one
+ * id_from/id_to range for as many ids as one page spans.
+ */
+static enum sync_rc
+poll_folder(struct sync_ctx *ctx, const char *folder, struct want *w, size_t n,
+    struct sync_batch *b, struct sync_err *err)
+{
+	long long span = sync_cfg_stream_int(ctx->src, "page_size", folder,
+	    DEFAULT_PAGE);
+	char from_s[24], to_s[24], lim_s[24];
+	const char *q[10];
+	size_t i = 0, j;
+	enum sync_rc rc;
+
+	while (i < n) {
+		cJSON *arr = NULL;
+		const cJSON *r;
+		long sanitized = 0;
+
+		for (j = i + 1; j < n && w[j].id - w[i].id < span; j++)
+			;
+		snprintf(from_s, sizeof(from_s), "%lld", w[i].id);
+		snprintf(to_s, sizeof(to_s), "%lld", w[j - 1].id);
+		snprintf(lim_s, sizeof(lim_s), "%lld", w[j - 1].id - w[i].id + 1);
+		q[0] = "id_from";
+		q[1] = from_s;
+		q[2] = "id_to";
+		q[3] = to_s;
+		q[4] = "limit";
+		q[5] = lim_s;
+		q[6] = NULL;
+		if ((rc = get_folder(ctx, folder, q, &arr, &sanitized, err)) != SYNC_OK)
+			return rc;
+		b->sanitized += sanitized;
+		cJSON_ArrayForEach(r, arr) {
+			long long id = cJSON_IsObject(r) ? json_id(r) : -1;
+			struct want *hit = id > 0 ? bsearch(&id, w + i, j - i,
+			    sizeof(*w), want_find) : NULL;
+			long before;
+
+			if (hit == NULL || hit->p->found)
+				continue;
+			before = b->ntrack;
+			if (add_message(ctx, b, folder, id, r) == -1) {
+				cJSON_Delete(arr);
+				return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+				    "out of memory");
+			}
+			hit->p->found = 1;
+			hit->p->track = b->ntrack > before ?
+			    b->rows[b->nrows - 1].track : SYNC_TRACK_PENDING;
+		}
+		cJSON_Delete(arr);
+		i = j;
+	}
+	return SYNC_OK;
+}
+
+/*
+ * status-poll.  A message is asked of the folder it was last seen in
+ * first; one that has left the outbox is looked for in the sent items,
+ * and one found in neither in the error folder.
+ */
+static enum sync_rc
+smseagle_poll(struct sync_ctx *ctx, struct sync_pending_list *l,
+    struct sync_batch *b, struct sync_err *err)
+{
+	static const char *const order[] = { "outbox", "sent", "error" };
+	struct want *w;
+	size_t i, n, round;
+	enum sync_rc rc = SYNC_OK;
+
+	if ((w = calloc(l->n + 1, sizeof(*w))) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	for (i = 0; i < l->n; i++) {
+		l->v[i].found = 0;
+		l->v[i].track = SYNC_TRACK_NONE;
+	}
+	for (round = 0; round < 3 && rc == SYNC_OK; round++) {
+		for (i = 0, n = 0; i < l->n; i++) {
+			struct sync_pending *p = &l->v[i];
+			int from_outbox = p->folder != NULL &&
+			    strcmp(p->folder, "outbox") == 0;
+			size_t first = from_outbox ? 0 : 1;
+			long long id = parse_id(p->external_id);
+
+			if (p->found || id <= 0 || round < first)
+				continue;
+			w[n].id = id;
+			w[n++].p = p;
+		}
+		if (n == 0)
+			continue;
+		qsort(w, n, sizeof(*w), want_cmp);
+		rc = poll_folder(ctx, order[round], w, n, b, err);
+	}
+	free(w);
+	return rc;
+}
+
+const struct sync_connector sync_smseagle_connector = {
+	.type = "smseagle",
+	.keys = smseagle_keys,
+	.all_streams = smseagle_folders,
+	.default_streams = smseagle_default,
+	.check = smseagle_check,
+	.begin = smseagle_begin,
+	.fetch = smseagle_fetch,
+	.cursor_max = smseagle_cursor_max,
+	.end = smseagle_end,
+	.poll = smseagle_poll,
+};
