@@ -633,9 +633,14 @@ out:
 		sync_db_free(j->db);
 		j->db = NULL;
 	}
-	if (r->err.rc != SYNC_OK && r->status == SYNC_ST_FAILED)
-		sync_log(r->err.rc == SYNC_EINTR ? LOG_NOTICE : LOG_ERR,
-		    "source '%s': %s", src->name, r->err.msg);
+	if (r->err.rc != SYNC_OK && r->status == SYNC_ST_FAILED) {
+		char who[96];
+
+		/* Some messages name their source already. */
+		snprintf(who, sizeof(who), "source '%s': ", src->name);
+		sync_log(r->err.rc == SYNC_EINTR ? LOG_NOTICE : LOG_ERR, "%s%s",
+		    strncmp(r->err.msg, who, strlen(who)) == 0 ? "" : who, r->err.msg);
+	}
 }
 
 /* The pool: each worker takes the next source until none is left. */

@@ -54,6 +54,7 @@ struct smseagle {
 	char		*api;		/* the API's base URL */
 	int		 token_query;	/* the token goes in the query */
 	long long	 walk_max[5];	/* full-sync --restart: highest id seen */
+	char		*walk_fp[5];	/* and its fingerprint */
 };
 
 static int
@@ -269,9 +270,12 @@ static void
 smseagle_end(struct sync_ctx *ctx)
 {
 	struct smseagle *p = ctx->priv;
+	int i;
 
 	if (p == NULL)
 		return;
+	for (i = 0; i < 5; i++)
+		free(p->walk_fp[i]);
 	free(p->api);
 	free(p);
 	ctx->priv = NULL;
@@ -403,6 +407,25 @@ sorted_rows(const cJSON *rows, struct row **out, size_t *n, long *bad)
 	return 0;
 }
 
+/*
+ * The folder a message is stored as being in.  The error and delivered
+ * folders may be views of the sent items by status, so a sent message can
+ * be read from two folders: it is filed by its status, whichever folder it
+ * was read from, so that reading both does not rewrite it back and forth.
+ */
+static const char *
+stored_folder(const char *folder, const cJSON *row)
+{
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(row, "status");
+
+	if (strcmp(folder, "inbox") == 0 || strcmp(folder, "outbox") == 0)
+		return folder;
+	if (cJSON_IsString(st) && (strcmp(st->valuestring, "sending_error") == 0 ||
+	    strcmp(st->valuestring, "error") == 0))
+		return "error";
+	return "sent";
+}
+
 /* Appends one message row of folder to b. */
 static int
 add_message(struct sync_ctx *ctx, struct sync_batch *b, const char *folder,
@@ -410,7 +433,7 @@ add_message(struct sync_ctx *ctx, struct sync_batch *b, const char *folder,
 {
 	struct sync_message m;
 	int inbox = strcmp(folder, "inbox") == 0;
-	char ext[32], num[40], vexp[32];
+	char ext[32], num[40], vexp[32], text[40];
 	const cJSON *att;
 	long bad = 0;
 	int64_t base, t;
@@ -429,8 +452,8 @@ add_message(struct sync_ctx *ctx, struct sync_batch *b, const char *folder,
 	}
 	m.attachments = cJSON_GetArraySize(att) > 0 ? att : NULL;
 	m.kind = m.attachments != NULL ? "mms" : "sms";
-	m.body = sync_json_str(row, "text", NULL, 0, &bad);
-	m.folder = folder;
+	m.body = sync_json_str(row, "text", text, sizeof(text), &bad);
+	m.folder = stored_folder(folder, row);
 	m.raw = row;
 	if (inbox) {
 		m.sent_at = sync_json_str(row, "receive_date", NULL, 0, &bad);
@@ -559,7 +582,7 @@ check_restart(struct sync_ctx *ctx, struct sync_stream *st, struct sync_err *err
 	}
 	cJSON_Delete(rows);
 	sync_log(LOG_INFO, "source '%s': folder '%s': the message at our cursor "
-	    "(id %lld) is no longer on the device; it was deleted", ctx->src->name,
+	    "(id %lld) is no longer on the device (deleted?)", ctx->src->name,
 	    folder, a);
 	return SYNC_OK;
 restarted:
@@ -597,8 +620,11 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
 		    "folder '%s': the stored position '%s' is not a message id",
 		    folder, cursor < 0 ? st->state.cursor : st->from);
-	if (st->first && st->mode == SYNC_MODE_FULL && st->restart)
+	if (st->first && st->mode == SYNC_MODE_FULL && st->restart) {
 		p->walk_max[fi] = 0;
+		free(p->walk_fp[fi]);
+		p->walk_fp[fi] = NULL;
+	}
 
 	limit = sync_cfg_stream_int(ctx->src, "page_size", folder, DEFAULT_PAGE);
 	snprintf(from_s, sizeof(from_s), "%lld", from + 1);
@@ -653,8 +679,12 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 		    (page->fingerprint = fingerprint(last, rows[n - 1].j, inbox)) ==
 		    NULL)
 			goto nomem;
-		if (p->walk_max[fi] < last)
+		if (p->walk_max[fi] < last) {
 			p->walk_max[fi] = last;
+			free(p->walk_fp[fi]);
+			if ((p->walk_fp[fi] = strdup(page->fingerprint)) == NULL)
+				goto nomem;
+		}
 	}
 	if (st->mode == SYNC_MODE_FULL) {
 		if ((page->checkpoint = id_str(last)) == NULL)
@@ -663,8 +693,9 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 			/* A walk from the start replaces the cursor it ends at. */
 			free(page->cursor);
 			free(page->fingerprint);
-			page->fingerprint = NULL;
-			if ((page->cursor = id_str(p->walk_max[fi])) == NULL)
+			page->fingerprint = sync_strdup(p->walk_fp[fi]);
+			if ((page->cursor = id_str(p->walk_max[fi])) == NULL ||
+			    (p->walk_fp[fi] != NULL && page->fingerprint == NULL))
 				goto nomem;
 			page->force = 1;
 		}

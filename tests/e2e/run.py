@@ -113,12 +113,15 @@ class Cluster:
 # The fake
 
 class Fake:
+    """A fake upstream (tests/fake/*.py) started for one test."""
+    SCRIPT = FAKE
+
     def __init__(self, ctx, name="fake", **opts):
         self.ctx = ctx
         self.token = opts.pop("token", "e2e-token-%s" % name)
-        self.integrations = opts.pop("integrations", ["int-1"])
+        self.integrations = opts.pop("integrations", ["int-1"] if self.SCRIPT == FAKE else [])
         pf = os.path.join(ctx.dir, name + ".port")
-        args = [sys.executable, FAKE, "--port-file", pf, "--token", self.token,
+        args = [sys.executable, self.SCRIPT, "--port-file", pf, "--token", self.token,
                 "--exit-with-parent"]
         for i in self.integrations:
             args += ["--integration", i]
@@ -264,8 +267,8 @@ class Ctx:
             self.fake = self.new_fake(**fake_opts)
         return self
 
-    def new_fake(self, name="fake", **opts):
-        f = Fake(self, name=name, **opts)
+    def new_fake(self, name="fake", kind=None, **opts):
+        f = (kind or Fake)(self, name=name, **opts)
         self.fakes.append(f)
         return f
 
@@ -1951,6 +1954,11 @@ def disabled_source(ctx):
 
 
 # ---------------------------------------------------------------------------
+
+# The tests of the other source types register themselves through @test.
+sys.path.insert(0, HERE)
+import smseagle_e2e  # noqa: E402,F401
+
 
 def main():
     global TOP, ROOT, PG, VERBOSE, KEEP, SEED
