@@ -139,9 +139,15 @@ static const char upsert_conversation[] =
     "  external_id, id FROM " table " c WHERE c.source_id = $1"		\
     "  AND c.external_id = k.x OFFSET 0) c"
 
-/* A contact known only by an id that is a phone number has that number. */
+/*
+ * A contact known only by an id that is a phone number has that number; a
+ * conversation named by one (an SMS conversation) is titled by it.
+ */
+#define E164(x)	"CASE WHEN " x " ~ '^[+][1-9][0-9]{6,14}$' THEN " x " END"
 #define RESOLVE_CONTACT RESOLVE("contact", "source_id, external_id, phone",	\
-    "$1, x, CASE WHEN x ~ '^[+][1-9][0-9]{6,14}$' THEN x END")
+    "$1, x, " E164("x"))
+#define RESOLVE_CONVERSATION RESOLVE("conversation",			\
+    "source_id, external_id, title", "$1, x, " E164("x"))
 
 /* Which messages of a page exist, and the hash they were written with. */
 static const char probe_message[] =
@@ -190,16 +196,19 @@ static const char upsert_message[] =
 
 /*
  * Delivery-status tracking of a page's outgoing messages ($2 external ids,
- * $3 'pending' or 'final', $4 until when, epoch seconds): a pending one
- * whose window is open is (or stays) in pending_message; a final one, or
- * one whose window has closed, leaves it.  message.tracking follows.
+ * $3 'pending' or 'final', $4 until when, epoch seconds): a pending one is
+ * (or stays) in pending_message, also when its window has closed already:
+ * status-poll gives it a last look before it expires it, and it alone
+ * decides that.  One it has expired stays so.  A final one leaves.
+ * message.tracking follows.
  */
 static const char track_messages[] =
     "WITH t AS (SELECT x, st, to_timestamp(u) AS until FROM"
     "  unnest($2::text[], $3::text[], $4::bigint[]) AS k(x, st, u)),"
     " m AS MATERIALIZED (SELECT t.until, o.id, CASE WHEN t.st = 'final' THEN"
-    "  'final' WHEN t.until > now() THEN 'pending' ELSE 'expired' END AS want"
-    "  FROM t CROSS JOIN LATERAL (SELECT id FROM message o WHERE"
+    "  'final' WHEN t.until > now() OR o.tracking IS DISTINCT FROM 'expired'"
+    "  THEN 'pending' ELSE 'expired' END AS want"
+    "  FROM t CROSS JOIN LATERAL (SELECT id, tracking FROM message o WHERE"
     "  o.source_id = $1 AND o.external_id = t.x OFFSET 0) o),"
     " del AS (DELETE FROM pending_message p USING m WHERE p.message_id = m.id"
     "  AND m.want <> 'pending' RETURNING 1),"
@@ -248,8 +257,7 @@ static const struct {
 	{ "upsert_contact", upsert_contact },
 	{ "upsert_conversation", upsert_conversation },
 	{ "upsert_message", upsert_message },
-	{ "resolve_conversation", RESOLVE("conversation", "source_id, external_id",
-	  "$1, x") },
+	{ "resolve_conversation", RESOLVE_CONVERSATION },
 	{ "resolve_contact", RESOLVE_CONTACT },
 	{ "track_messages", track_messages },
 	{ "pending_load", pending_load },

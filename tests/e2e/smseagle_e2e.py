@@ -458,12 +458,26 @@ def sms_pending_expiry_values(ctx):
         eq(got[str(i)]["pending_until"], None, "final message %d pending" % i)
         eq(got[str(i)]["tracking"], "final", "final message %d tracking" % i)
     eq(ctx.count("pending_message"), len(ids), "pending messages")
-    # Already expired when first seen: never pending, marked expired.
+    # Already expired when first seen: pending until status-poll has had a
+    # last look, which expires it, for good.
     old = fake.send(1, validity="5m", ago=3600)
     fake.move(old, ago=3500)
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     g = stored(ctx)[str(old[0])]
-    eq((g["pending_until"], g["tracking"]), (None, "expired"), "message expired before it was seen")
+    eq((pg_time(g["pending_until"]), g["tracking"]),
+       (utc(fake.dump("sent")[-1]["sending_date"]) + timedelta(seconds=300), "pending"),
+       "message whose validity ended before it was seen")
+    r = ctx.run("status-poll", "-j")
+    r.expect_rc(0)
+    eq((r.source("sms")["polled"], r.source("sms")["expired"]), (len(ids) + 1, 1),
+       "status-poll polled / expired")
+    g = stored(ctx)[str(old[0])]
+    eq((g["pending_until"], g["tracking"]), (None, "expired"), "after status-poll")
+    seq = ctx.sql("SELECT max(seq) FROM message")
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    g = stored(ctx)[str(old[0])]
+    eq((g["pending_until"], g["tracking"]), (None, "expired"), "an expired one re-read")
+    eq(ctx.sql("SELECT max(seq) FROM message"), seq, "max(seq) after re-reading")
 
 
 @test
