@@ -41,26 +41,6 @@ sync_batch_release(struct sync_batch *b)
 	sync_buf_release(&b->copy);
 }
 
-/* FNV-1a, 64 bits: tells changed rows from unchanged ones, nothing more. */
-static void
-hash_hex(const char *p, size_t n, char out[17])
-{
-	static const char hex[] = "0123456789abcdef";
-	uint64_t h = 14695981039346656037ULL;
-	size_t i;
-	int k;
-
-	for (i = 0; i < n; i++) {
-		h ^= (unsigned char)p[i];
-		h *= 1099511628211ULL;
-	}
-	for (k = 15; k >= 0; k--) {
-		out[k] = hex[h & 0xf];
-		h >>= 4;
-	}
-	out[16] = '\0';
-}
-
 /* Appends one field, escaped for COPY text; NULL becomes \N. */
 static int
 field(struct sync_batch *b, const char *s, int first)
@@ -268,7 +248,8 @@ sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 	    field(b, now, 0) : field_time(b, deleted_at)) == -1)
 		return -1;
 	r = &b->rows[b->nrows];
-	hash_hex(b->copy.data + keys, b->copy.len - keys, r->hash);
+	sync_hash_hex(sync_hash(SYNC_HASH_INIT, b->copy.data + keys,
+	    b->copy.len - keys), r->hash);
 	if (field(b, r->hash, 0) == -1 || row_end(b) == -1)
 		return -1;
 	r->line = line;

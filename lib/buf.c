@@ -233,3 +233,29 @@ sync_json_sanitize(struct sync_buf *b)
 	*b = out;
 	return count;
 }
+
+uint64_t
+sync_hash(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= c[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+void
+sync_hash_hex(uint64_t h, char out[17])
+{
+	static const char hex[] = "0123456789abcdef";
+	int k;
+
+	for (k = 15; k >= 0; k--) {
+		out[k] = hex[h & 0xf];
+		h >>= 4;
+	}
+	out[16] = '\0';
+}

@@ -858,18 +858,6 @@ add_counts(const PGresult *r, struct sync_counts *c)
 	c->unchanged += distinct - ins - upd;
 }
 
-static uint64_t
-str_hash(const char *s)
-{
-	uint64_t h = 14695981039346656037ULL;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 static void
 idmap_clear(struct idmap *m)
 {
@@ -886,7 +874,8 @@ idmap_clear(struct idmap *m)
 static size_t
 idmap_slot(const struct idmap *m, const char *key)
 {
-	size_t i = (size_t)str_hash(key) & (m->cap - 1);
+	size_t i = (size_t)sync_hash(SYNC_HASH_INIT, key, strlen(key)) &
+	    (m->cap - 1);
 
 	while (m->keys[i] != NULL && strcmp(m->keys[i], key) != 0)
 		i = (i + 1) & (m->cap - 1);

@@ -31,6 +31,14 @@ int		sync_buf_addf(struct sync_buf *, const char *, ...)
 void		sync_buf_reset(struct sync_buf *);
 /* strdup() that passes NULL through; NULL also on ENOMEM. */
 char	       *sync_strdup(const char *);
+/*
+ * FNV-1a, 64 bits, continuing from h (start with SYNC_HASH_INIT): tells
+ * changed data from unchanged, nothing more.
+ */
+#define SYNC_HASH_INIT	14695981039346656037ULL
+uint64_t	sync_hash(uint64_t h, const void *, size_t);
+/* The hash as 16 hex digits and a NUL. */
+void		sync_hash_hex(uint64_t, char out[17]);
 void		sync_buf_release(struct sync_buf *);
 
 /*

@@ -57,6 +57,12 @@ struct smseagle {
 	char		*walk_fp[5];	/* and its fingerprint */
 };
 
+/* A row of a page, by id. */
+struct row {
+	long long	 id;
+	const cJSON	*j;
+};
+
 static int
 folder_index(const char *f)
 {
@@ -174,46 +180,95 @@ assigned_at(const cJSON *row, int inbox)
 }
 
 /*
- * What identifies the row at a cursor beyond its id: when the id was given
- * out, and to which number.  An id that comes back with another
- * fingerprint was given out again: the device's ids restarted.
+ * A folder's fingerprint: its NANCHOR highest messages, each as "id|when
+ * its id was given out|hash of its number and text", ';'-separated, the
+ * highest first.  A message never changes its number or text, so an id
+ * that comes back with another fingerprint was given out again: the
+ * device's ids restarted.
  */
-static char *
-fingerprint(long long id, const cJSON *row, int inbox)
-{
-	struct sync_buf b = SYNC_BUF_INIT(0);
-	char num[40];
-	const char *nb;
-	long bad = 0;
+#define NANCHOR	3
 
-	nb = sync_json_str(row, "number", num, sizeof(num), &bad);
-	if (sync_buf_addf(&b, "%lld|%lld|%s", id, (long long)assigned_at(row, inbox),
-	    nb != NULL ? nb : "") == -1) {
-		sync_buf_release(&b);
-		return NULL;
-	}
-	return b.data;
+struct anchor {
+	long long	 id;
+	long long	 at;		/* UTC seconds, -1 unknown */
+	char		 h[17];
+};
+
+static void
+anchor_of(long long id, const cJSON *row, int inbox, struct anchor *a)
+{
+	char num[40];
+	const char *s;
+	long bad = 0;
+	uint64_t h = SYNC_HASH_INIT;
+
+	a->id = id;
+	a->at = (long long)assigned_at(row, inbox);
+	if ((s = sync_json_str(row, "number", num, sizeof(num), &bad)) != NULL)
+		h = sync_hash(h, s, strlen(s));
+	h = sync_hash(h, "\n", 1);
+	if ((s = sync_json_str(row, "text", num, sizeof(num), &bad)) != NULL)
+		h = sync_hash(h, s, strlen(s));
+	sync_hash_hex(h, a->h);
 }
 
-/* The id and the assignment time a fingerprint records; -1 if bad. */
-static int
-fingerprint_parse(const char *fp, long long *id, int64_t *at)
+/* Parses a fingerprint into v (at most NANCHOR); returns how many. */
+static size_t
+anchors_parse(const char *fp, struct anchor *v)
 {
-	long long a, t;
-	char *end;
+	size_t n = 0;
+	int used;
 
-	if (fp == NULL)
-		return -1;
-	errno = 0;
-	a = strtoll(fp, &end, 10);
-	if (errno != 0 || *end != '|')
-		return -1;
-	t = strtoll(end + 1, &end, 10);
-	if (errno != 0 || *end != '|')
-		return -1;
-	*id = a;
-	*at = t;
-	return 0;
+	while (fp != NULL && n < NANCHOR && sscanf(fp, "%lld|%lld|%16[0-9a-f]%n",
+	    &v[n].id, &v[n].at, v[n].h, &used) == 3) {
+		n++;
+		fp += used;
+		if (*fp != ';')
+			break;
+		fp++;
+	}
+	return n;
+}
+
+static int
+anchor_cmp(const void *a, const void *b)
+{
+	const struct anchor *x = a, *y = b;
+
+	return x->id > y->id ? -1 : x->id < y->id;	/* highest first */
+}
+
+/*
+ * The fingerprint after a page: the highest of the old anchors and the
+ * page's rows (sorted by id, at least one).  The caller frees it.
+ */
+static char *
+anchors_after(const char *old, const struct row *rows, size_t nrows, int inbox)
+{
+	struct anchor c[2 * NANCHOR], v[NANCHOR];
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	size_t nc = 0, nv, i, k;
+
+	for (i = 0; i < nrows && nc < NANCHOR; i++)
+		anchor_of(rows[nrows - 1 - i].id, rows[nrows - 1 - i].j, inbox,
+		    &c[nc++]);
+	nv = anchors_parse(old, v);
+	for (i = 0; i < nv; i++) {
+		for (k = 0; k < nc && c[k].id != v[i].id; k++)
+			;
+		if (k == nc)
+			c[nc++] = v[i];		/* the page's version wins */
+	}
+	qsort(c, nc, sizeof(*c), anchor_cmp);
+	if (sync_buf_adds(&b, "") == -1)
+		return NULL;
+	for (k = 0; k < nc && k < NANCHOR; k++)
+		if (sync_buf_addf(&b, "%s%lld|%lld|%s", k ? ";" : "", c[k].id, c[k].at,
+		    c[k].h) == -1) {
+			sync_buf_release(&b);
+			return NULL;
+		}
+	return b.data;
 }
 
 static enum sync_rc
@@ -365,12 +420,6 @@ out:
 	return rc;
 }
 
-/* A row of a page, by id. */
-struct row {
-	long long	 id;
-	const cJSON	*j;
-};
-
 static int
 row_cmp(const void *a, const void *b)
 {
@@ -506,84 +555,86 @@ id_str(long long v)
 }
 
 /*
- * SPEC §7.7: the device's ids restarted below our cursor (its database
- * was restored or replaced)?  Asked only when nothing lies above the
- * cursor, which is when a restart would silently skip the new messages.
- * The message at the cursor must still be the one we stored; if it is
- * gone, no message at or below the cursor may be younger than it.
+ * SPEC §7.7: have the device's ids restarted below our cursor (its
+ * database restored or replaced)?  Asked when nothing lies above the
+ * cursor, which is when a restart would make us skip its new messages
+ * without a word.  The folder's highest messages as stored (its
+ * fingerprint) must still be there unchanged: one that comes back
+ * different was given its id again.  If none of them is left (deleted, or
+ * restored away), no message at or below the cursor may be as young as
+ * the highest of them.
  */
 static enum sync_rc
 check_restart(struct sync_ctx *ctx, struct sync_stream *st, struct sync_err *err)
 {
 	const char *folder = st->name;
 	int inbox = strcmp(folder, "inbox") == 0;
-	long long a;
-	int64_t at;
-	char ids[24], after[32], lim[24];
+	struct anchor v[NANCHOR], now;
+	char from_s[24], to_s[24], lim_s[24], date_s[32];
 	const char *q[10];
 	cJSON *rows = NULL;
 	const cJSON *r;
+	size_t n, k, same = 0;
 	enum sync_rc rc;
 
-	if (fingerprint_parse(st->state.fingerprint, &a, &at) == -1 || a <= 0)
+	if ((n = anchors_parse(st->state.fingerprint, v)) == 0)
 		return SYNC_OK;
-	snprintf(ids, sizeof(ids), "%lld", a);
+	snprintf(from_s, sizeof(from_s), "%lld", v[n - 1].id);
+	snprintf(to_s, sizeof(to_s), "%lld", v[0].id);
+	snprintf(lim_s, sizeof(lim_s), "%lld", sync_cfg_stream_int(ctx->src,
+	    "page_size", folder, DEFAULT_PAGE));
 	q[0] = "id_from";
-	q[1] = ids;
+	q[1] = from_s;
 	q[2] = "id_to";
-	q[3] = ids;
-	q[4] = NULL;
+	q[3] = to_s;
+	q[4] = "limit";
+	q[5] = lim_s;
+	q[6] = NULL;
 	if ((rc = get_folder(ctx, folder, q, &rows, NULL, err)) != SYNC_OK)
 		return rc;
 	cJSON_ArrayForEach(r, rows) {
-		char *fp;
-		int same;
+		long long id = cJSON_IsObject(r) ? json_id(r) : -1;
 
-		if (!cJSON_IsObject(r) || json_id(r) != a)
+		for (k = 0; k < n && v[k].id != id; k++)
+			;
+		if (k == n)
 			continue;
-		if ((fp = fingerprint(a, r, inbox)) == NULL) {
+		anchor_of(id, r, inbox, &now);
+		if (now.at != v[k].at || strcmp(now.h, v[k].h) != 0) {
 			cJSON_Delete(rows);
-			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
-			    "out of memory");
+			goto restarted;
 		}
-		same = strcmp(fp, st->state.fingerprint) == 0;
-		free(fp);
-		cJSON_Delete(rows);
-		if (same)
-			return SYNC_OK;
-		goto restarted;
+		same++;
 	}
 	cJSON_Delete(rows);
 	rows = NULL;
-
-	/* The message at the cursor is gone: deleted, or never there. */
-	if (at < 0)
+	if (same > 0 || v[0].at < 0)
 		return SYNC_OK;
-	sync_time_format((time_t)(at + 1), after, sizeof(after));
-	snprintf(lim, sizeof(lim), "%d", 50);
+
+	sync_time_format((time_t)v[0].at, date_s, sizeof(date_s));
 	q[0] = "id_from";
 	q[1] = "1";
 	q[2] = "id_to";
-	q[3] = ids;
+	q[3] = to_s;
 	q[4] = "date_from";
-	q[5] = after;
+	q[5] = date_s;
 	q[6] = "limit";
-	q[7] = lim;
+	q[7] = lim_s;
 	q[8] = NULL;
 	if ((rc = get_folder(ctx, folder, q, &rows, NULL, err)) != SYNC_OK)
 		return rc;
 	cJSON_ArrayForEach(r, rows) {
 		long long id = cJSON_IsObject(r) ? json_id(r) : -1;
 
-		if (id > 0 && id <= a && assigned_at(r, inbox) > at) {
+		if (id > 0 && id <= v[0].id && assigned_at(r, inbox) >= v[0].at) {
 			cJSON_Delete(rows);
 			goto restarted;
 		}
 	}
 	cJSON_Delete(rows);
-	sync_log(LOG_INFO, "source '%s': folder '%s': the message at our cursor "
-	    "(id %lld) is no longer on the device (deleted?)", ctx->src->name,
-	    folder, a);
+	sync_log(LOG_INFO, "source '%s': folder '%s': the newest messages we stored "
+	    "(ids %lld to %lld) are no longer on the device (deleted?)",
+	    ctx->src->name, folder, v[n - 1].id, v[0].id);
 	return SYNC_OK;
 restarted:
 	return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
@@ -591,7 +642,7 @@ restarted:
 	    "our cursor %lld (its database was restored or replaced); refusing to "
 	    "skip its new messages.  If it is a new device or database, give it a "
 	    "new source name; 'full-sync --restart --source %s' takes it up under "
-	    "this name", ctx->src->name, folder, a, ctx->src->name);
+	    "this name", ctx->src->name, folder, v[0].id, ctx->src->name);
 }
 
 static enum sync_rc
@@ -675,9 +726,11 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	    (rc = check_restart(ctx, st, err)) != SYNC_OK)
 		goto out;
 	if (last > from) {
+		const char *base = st->mode == SYNC_MODE_FULL && st->restart ?
+		    p->walk_fp[fi] : st->state.fingerprint;
+
 		if ((page->cursor = id_str(last)) == NULL ||
-		    (page->fingerprint = fingerprint(last, rows[n - 1].j, inbox)) ==
-		    NULL)
+		    (page->fingerprint = anchors_after(base, rows, n, inbox)) == NULL)
 			goto nomem;
 		if (p->walk_max[fi] < last) {
 			p->walk_max[fi] = last;

@@ -52,10 +52,10 @@ class SmsFake(e2e.Fake):
         return [r for r in self.requests(folder) if r.get("endpoint")]
 
 
-def sms_setup(ctx, **opts):
+def sms_setup(ctx, name="fake", **opts):
     """A fresh database and a fake device (SmsFake options: inbox=, sent=, ...)."""
     ctx.cluster.createdb(ctx.db)
-    ctx.fake = ctx.new_fake(kind=SmsFake, **opts)
+    ctx.fake = ctx.new_fake(kind=SmsFake, name=name, **opts)
     return ctx.fake
 
 
@@ -694,3 +694,36 @@ def sms_device_ignores_id_from(ctx):
     # What was stored before the loop was seen stays, with its cursor.
     eq(ctx.count("message"), 10, "messages stored")
     eq(ctx.cursor("inbox", "sms"), "10", "cursor")
+
+
+@test
+def sms_id_reset_same_second(ctx):
+    """Replaced at once, new messages as young as the old: told apart by
+    their content, also when only one new message exists."""
+    for add in (3, 1):
+        fake = sms_setup(ctx, name="fake%d" % add)
+        sms_config(ctx)
+        fake.inbox(5)
+        fake.move(fake.send(5))
+        e2e.ok_pass(ctx.run("incr-sync", "-j"))
+        fake.post("reset_ids", keep=0)
+        fake.inbox(add)
+        fake.move(fake.send(add))
+        r = ctx.run("incr-sync", "-j")
+        r.expect_rc(65)
+        eq(r.source("sms")["error"]["kind"], "protocol", "error kind (%d new)" % add)
+        ctx.fake.stop()
+
+
+@test
+def sms_purged_folder_is_no_reset(ctx):
+    fake = sms_setup(ctx, inbox=10)
+    sms_config(ctx, extra="cold_start_days = 0;")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    fake.post("delete", folder="inbox", ids=[r["id"] for r in fake.dump("inbox")])
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    new = fake.inbox(2)
+    r = ctx.run("incr-sync", "-j")
+    e2e.ok_pass(r)
+    eq(r.stream("inbox", "sms")["inserted"], 2, "new messages after a purge")
+    check(min(new) > 10, "the fake reused ids after a purge")
