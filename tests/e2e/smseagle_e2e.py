@@ -727,3 +727,24 @@ def sms_purged_folder_is_no_reset(ctx):
     e2e.ok_pass(r)
     eq(r.stream("inbox", "sms")["inserted"], 2, "new messages after a purge")
     check(min(new) > 10, "the fake reused ids after a purge")
+
+
+@test
+def sms_since_folders_page_size(ctx):
+    fake = sms_setup(ctx, inbox=30, sent=30)
+    sms_config(ctx, extra='folders = [ "inbox", "sent" ]; page_size = { inbox = 4; };')
+    since = (datetime.now(timezone.utc) - timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = ctx.run("full-sync", "-j", "--since", since)
+    j = e2e.ok_pass(r)
+    eq([s["stream"] for s in j["sources"][0]["streams"]], ["inbox", "sent"], "streams")
+    reqs = fake.api_requests()
+    check(all(q["query"].get("date_from") == since for q in reqs), "date_from is not --since",
+          [q["query"] for q in reqs][:3])
+    eq({q["query"]["limit"] for q in reqs if q["endpoint"] == "inbox"}, {"4"}, "inbox limit")
+    eq({q["query"]["limit"] for q in reqs if q["endpoint"] == "sent"}, {"500"}, "sent limit")
+    lo = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    want = {ext_id("inbox", x["id"]) for x in fake.dump("inbox") if utc(x["receive_date"]) >= lo}
+    got = {k for k in stored(ctx) if k.startswith("in:")}
+    check(want and got == want, "inbox since %s: stored %d, want %d" % (since, len(got), len(want)))
+    r = ctx.run("incr-sync", "-j", "--stream", "outbox")
+    r.expect_rc(64)
