@@ -162,8 +162,9 @@ is_final(const char *status)
 }
 
 /*
- * When an outgoing message's id was given out: its insert date (ids are
- * handed out in this order), else the other dates it has.
+ * When a message's id was given out (ids are handed out in this order):
+ * an incoming one's receive date, an outgoing one's insert date, else the
+ * other dates it has.
  */
 static int64_t
 assigned_at(const cJSON *row, int inbox)
