@@ -41,6 +41,39 @@ sync_batch_release(struct sync_batch *b)
 	sync_buf_release(&b->copy);
 }
 
+void
+sync_batch_filter(struct sync_batch *b, const unsigned char *keep)
+{
+	size_t to = 0, shift;
+	long i, n = 0;
+
+	/* Lines only move towards the start: compact in place. */
+	for (i = 0; i < b->nrows; i++) {
+		struct sync_msgrow *r = &b->rows[i];
+		size_t len = r->end - r->line;
+
+		if (!keep[i]) {
+			free(r->external_id);
+			free(r->conversation_id);
+			free(r->sender_id);
+			if (r->track != SYNC_TRACK_NONE)
+				b->ntrack--;
+			continue;
+		}
+		shift = r->line - to;
+		memmove(b->copy.data + to, b->copy.data + r->line, len);
+		r->line -= shift;
+		r->rest -= shift;
+		r->end -= shift;
+		to += len;
+		b->rows[n++] = *r;
+	}
+	b->copy.len = to;
+	if (b->copy.data != NULL)
+		b->copy.data[to] = '\0';
+	b->nrows = n;
+}
+
 /* Appends one field, escaped for COPY text; NULL becomes \N. */
 static int
 field(struct sync_batch *b, const char *s, int first)

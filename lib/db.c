@@ -226,11 +226,23 @@ static const char track_messages[] =
 /* A chunk of a source's pending messages, soonest expiry first ($2: after). */
 static const char pending_load[] =
     "SELECT o.external_id, o.folder, p.expires_at <= now(),"
-    " p.expires_at::text || '|' || p.message_id FROM pending_message p"
+    " p.expires_at::text || '|' || p.message_id, o.seq FROM pending_message p"
     " JOIN message o ON o.id = p.message_id WHERE p.source_id = $1"
     " AND ($2::text IS NULL OR (p.expires_at, p.message_id) >"
     "  (split_part($2, '|', 1)::timestamptz, split_part($2, '|', 2)::bigint))"
     " ORDER BY p.expires_at, p.message_id LIMIT $3";
+
+/*
+ * Of the polled messages ($2 external ids, sorted, $3 their seqs when
+ * loaded), those still pending and unchanged, locked: a pass that stored
+ * one meanwhile stored newer data than the poll's.
+ */
+static const char pending_claim[] =
+    "SELECT o.external_id FROM unnest($2::text[], $3::bigint[]) AS k(x, s)"
+    " CROSS JOIN LATERAL (SELECT external_id FROM message o WHERE"
+    "  o.source_id = $1 AND o.external_id = k.x AND o.seq = k.s"
+    "  AND EXISTS (SELECT 1 FROM pending_message p WHERE p.message_id = o.id)"
+    "  OFFSET 0 FOR UPDATE) o";
 
 /*
  * The polled messages ($2 external ids, $3 'final', 'expired' or
@@ -261,6 +273,7 @@ static const struct {
 	{ "resolve_contact", RESOLVE_CONTACT },
 	{ "track_messages", track_messages },
 	{ "pending_load", pending_load },
+	{ "pending_claim", pending_claim },
 	{ "pending_settle", pending_settle },
 	{ "probe_message", probe_message },
 	{ "state_load",
@@ -1317,6 +1330,8 @@ sync_db_pending_load(struct sync_db *db, int id, const char *after, size_t max,
 		p->folder = dup_or_null(r, k, 1);
 		p->expired = strcmp(PQgetvalue(r, k, 2), "t") == 0;
 		snprintf(p->key, sizeof(p->key), "%s", PQgetvalue(r, k, 3));
+		snprintf(p->seq, sizeof(p->seq), "%s", PQgetvalue(r, k, 4));
+		p->row = -1;
 		if (p->external_id == NULL || (p->folder == NULL &&
 		    !PQgetisnull(r, k, 1))) {
 			PQclear(r);
@@ -1342,6 +1357,63 @@ sync_pending_release(struct sync_pending_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+static int
+pending_cmp(const void *a, const void *b)
+{
+	const struct sync_pending *const *x = a, *const *y = b;
+
+	return strcmp((*x)->external_id, (*y)->external_id);
+}
+
+enum sync_rc
+sync_db_pending_claim(struct sync_db *db, int id, struct sync_pending_list *l,
+    struct sync_err *err)
+{
+	struct sync_buf ids = SYNC_BUF_INIT(0), seqs = SYNC_BUF_INIT(0);
+	struct sync_pending **v, key, *kp = &key, **hit;
+	char idbuf[16];
+	const char *p[3] = { idbuf, NULL, NULL };
+	enum sync_rc rc = SYNC_OK;
+	PGresult *r = NULL;
+	size_t i;
+	int k;
+
+	if ((v = calloc(l->n + 1, sizeof(*v))) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	/* Locked in one order, so that two claims cannot deadlock. */
+	for (i = 0; i < l->n; i++) {
+		l->v[i].claimed = 0;
+		v[i] = &l->v[i];
+	}
+	qsort(v, l->n, sizeof(*v), pending_cmp);
+	for (i = 0; i < l->n; i++)
+		if (array_add(&ids, v[i]->external_id) == -1 ||
+		    array_add(&seqs, v[i]->seq) == -1)
+			goto nomem;
+	if (array_end(&ids) == -1 || array_end(&seqs) == -1)
+		goto nomem;
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	p[1] = ids.data;
+	p[2] = seqs.data;
+	if ((rc = exec_prep(db, "pending_claim", 3, p, &r,
+	    "lock the polled messages", err)) != SYNC_OK)
+		goto out;
+	for (k = 0; k < PQntuples(r); k++) {
+		key.external_id = PQgetvalue(r, k, 0);
+		if ((hit = bsearch(&kp, v, l->n, sizeof(*v), pending_cmp)) != NULL)
+			(*hit)->claimed = 1;
+	}
+	goto out;
+nomem:
+	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+out:
+	PQclear(r);
+	free(v);
+	sync_buf_release(&ids);
+	sync_buf_release(&seqs);
+	return rc;
+}
+
 enum sync_rc
 sync_db_pending_settle(struct sync_db *db, int id, const struct sync_pending_list *l,
     struct sync_poll_counts *pc, struct sync_err *err)
@@ -1356,6 +1428,9 @@ sync_db_pending_settle(struct sync_db *db, int id, const struct sync_pending_lis
 		const struct sync_pending *p = &l->v[i];
 		const char *a;
 
+		if (!p->claimed)
+			continue;
+		pc->polled++;
 		if (p->found && p->track == SYNC_TRACK_FINAL) {
 			a = "final";
 			pc->finalized++;
@@ -1369,7 +1444,7 @@ sync_db_pending_settle(struct sync_db *db, int id, const struct sync_pending_lis
 		if (array_add(&ids, p->external_id) == -1 || array_add(&acts, a) == -1)
 			goto nomem;
 	}
-	if (l->n == 0)
+	if (ids.len == 0)
 		goto out;
 	if (array_end(&ids) == -1 || array_end(&acts) == -1)
 		goto nomem;

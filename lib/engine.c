@@ -385,6 +385,26 @@ out:
 	return rc;
 }
 
+/* Drops from b the rows of the pending messages that were not claimed. */
+static enum sync_rc
+keep_claimed(const struct sync_pending_list *l, struct sync_batch *b,
+    struct sync_err *err)
+{
+	unsigned char *keep;
+	size_t i;
+
+	if (b->nrows == 0)
+		return SYNC_OK;
+	if ((keep = calloc((size_t)b->nrows, 1)) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	for (i = 0; i < l->n; i++)
+		if (l->v[i].claimed && l->v[i].row >= 0 && l->v[i].row < b->nrows)
+			keep[l->v[i].row] = 1;
+	sync_batch_filter(b, keep);
+	free(keep);
+	return SYNC_OK;
+}
+
 /* Pending messages per status-poll chunk (one transaction each). */
 #define POLL_CHUNK	500
 
@@ -429,15 +449,22 @@ run_poll(struct job *j, int *stopped, struct sync_err *err)
 		rc = j->src->conn->poll(&j->ctx, &l, &b, err);
 		memset(&wc, 0, sizeof(wc));
 		memset(&settled, 0, sizeof(settled));
+		/*
+		 * A pass of another command (incr-sync, full-sync) may have
+		 * stored some of them meanwhile, with newer data: only the
+		 * ones it did not touch are written, and they are locked.
+		 */
 		if (rc == SYNC_OK && (rc = sync_db_begin(j->db, err)) == SYNC_OK) {
-			if ((rc = sync_db_apply(j->db, j->id, &b, &wc, err)) != SYNC_OK ||
+			if ((rc = sync_db_pending_claim(j->db, j->id, &l, err)) !=
+			    SYNC_OK || (rc = keep_claimed(&l, &b, err)) != SYNC_OK ||
+			    (rc = sync_db_apply(j->db, j->id, &b, &wc, err)) != SYNC_OK ||
 			    (rc = sync_db_pending_settle(j->db, j->id, &l, &settled,
 			    err)) != SYNC_OK || (rc = sync_db_commit(j->db, err)) !=
 			    SYNC_OK)
 				sync_db_rollback(j->db);
 		}
 		if (rc == SYNC_OK) {
-			pc->polled += (long long)n;
+			pc->polled += settled.polled;
 			pc->updated += wc.updated;
 			pc->finalized += settled.finalized;
 			pc->expired += settled.expired;

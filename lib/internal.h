@@ -320,6 +320,8 @@ struct sync_batch {
 
 void		sync_batch_init(struct sync_batch *, enum sync_entity);
 void		sync_batch_release(struct sync_batch *);
+/* Keeps only the rows i with keep[i] set, in order. */
+void		sync_batch_filter(struct sync_batch *, const unsigned char *keep);
 /* Each appends one row; -1 on ENOMEM.  Bad timestamps become NULL. */
 int		sync_batch_add_contact(struct sync_batch *, const struct sync_contact *);
 int		sync_batch_add_conversation(struct sync_batch *,
@@ -399,9 +401,12 @@ struct sync_pending {
 	char		*external_id;
 	char		*folder;	/* where it was last seen, may be NULL */
 	char		 key[64];	/* position for the next chunk */
+	char		 seq[24];	/* the message's seq when loaded */
 	int		 expired;	/* its tracking window has closed */
+	int		 claimed;	/* unchanged since loaded, and locked */
 	int		 found;		/* set by the connector's poll() */
 	enum sync_track	 track;		/* set by the connector's poll() */
+	long		 row;		/* its row in the batch, -1: none */
 };
 
 struct sync_pending_list {
@@ -418,7 +423,14 @@ enum sync_rc	sync_db_pending_load(struct sync_db *, int, const char *after, size
 		    struct sync_pending_list *, struct sync_err *);
 void		sync_pending_release(struct sync_pending_list *);
 /*
- * Settles the polled messages (inside a transaction): a final one leaves
+ * Claims the loaded messages (inside a transaction): locks those that no
+ * other pass has changed since they were loaded, and sets their `claimed`.
+ * The others were settled meanwhile, with newer data than the poll's.
+ */
+enum sync_rc	sync_db_pending_claim(struct sync_db *, int, struct sync_pending_list *,
+		    struct sync_err *);
+/*
+ * Settles the claimed messages (inside a transaction): a final one leaves
  * tracking, an expired one leaves it marked 'expired', the others are
  * marked as polled.  Adds to finalized/expired/still_pending.
  */

@@ -848,6 +848,7 @@ poll_folder(struct sync_ctx *ctx, const char *folder, struct want *w, size_t n,
 				    "out of memory");
 			}
 			hit->p->found = 1;
+			hit->p->row = b->nrows - 1;
 			hit->p->track = b->ntrack > before ?
 			    b->rows[b->nrows - 1].track : SYNC_TRACK_PENDING;
 		}
@@ -876,6 +877,7 @@ smseagle_poll(struct sync_ctx *ctx, struct sync_pending_list *l,
 	for (i = 0; i < l->n; i++) {
 		l->v[i].found = 0;
 		l->v[i].track = SYNC_TRACK_NONE;
+		l->v[i].row = -1;
 	}
 	for (round = 0; round < 3 && rc == SYNC_OK; round++) {
 		for (i = 0, n = 0; i < l->n; i++) {
