@@ -254,6 +254,25 @@ writer_start(struct writer *w, struct sync_page *pg)
 		writer_main(w);		/* no thread: commit in this one */
 }
 
+/*
+ * Whether a loop of the pass must stop before its next batch: on a signal
+ * (*rc gets the interruption) or at the deadline (*stopped is set).
+ */
+static int
+must_stop(const struct job *j, int *stopped, enum sync_rc *rc, struct sync_err *err)
+{
+	if (sync_stop_signal) {
+		*rc = sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+		    "interrupted by signal %d", (int)sync_stop_signal);
+		return 1;
+	}
+	if (j->deadline > 0 && sync_now_mono() >= j->deadline) {
+		*stopped = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /* Replaces *dst by a copy of src. */
 static enum sync_rc
 replace(char **dst, const char *src, struct sync_err *err)
@@ -322,15 +341,8 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	for (;;) {
 		int done;
 
-		if (sync_stop_signal) {
-			rc = sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-			    "interrupted by signal %d", (int)sync_stop_signal);
+		if (must_stop(j, stopped, &rc, err))
 			break;
-		}
-		if (j->deadline > 0 && sync_now_mono() >= j->deadline) {
-			*stopped = 1;
-			break;
-		}
 		st.from = st.mode == SYNC_MODE_FULL ? st.state.checkpoint :
 		    st.state.cursor;
 		memset(&pg, 0, sizeof(pg));
@@ -428,15 +440,8 @@ run_poll(struct job *j, int *stopped, struct sync_err *err)
 
 	memset(&c, 0, sizeof(c));
 	for (;;) {
-		if (sync_stop_signal) {
-			rc = sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-			    "interrupted by signal %d", (int)sync_stop_signal);
+		if (must_stop(j, stopped, &rc, err))
 			break;
-		}
-		if (j->deadline > 0 && sync_now_mono() >= j->deadline) {
-			*stopped = 1;
-			break;
-		}
 		if ((rc = sync_db_pending_load(j->db, j->id, after[0] ? after : NULL,
 		    POLL_CHUNK, &l, err)) != SYNC_OK)
 			break;

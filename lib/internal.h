@@ -465,6 +465,15 @@ const char     *sync_json_str(const struct cJSON *, const char *key, char *num,
 /* A boolean field: 1, 0, or -1 when absent or not a boolean. */
 int		sync_json_bool(const struct cJSON *, const char *key);
 
+/* ---- cursor.c: whole-number cursors --------------------------------- */
+
+/* A stored cursor as a number: 0 for none (NULL), -1 if it is not one. */
+long long	sync_cursor_int(const char *);
+/* The cursor text of v; the caller frees it (NULL on ENOMEM). */
+char	       *sync_cursor_from_int(long long);
+/* The later of two number cursors (for sync_connector.cursor_max). */
+char	       *sync_cursor_max_int(const char *, const char *);
+
 /* ---- connectors -------------------------------------------------------- */
 
 enum sync_mode {

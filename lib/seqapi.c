@@ -5,7 +5,6 @@
  * entity's latest seq, which is how a reset backend is noticed.
  * See ../shared/reference/seqapi.md.
  */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,22 +50,6 @@ default_page_size(int i)
 	static const long sizes[] = { 100, 1500, 500 };
 
 	return i >= 0 && i < 3 ? sizes[i] : 500;
-}
-
-/* Parses a stored cursor; -1 if it is not a sequence number. */
-static long long
-parse_seq(const char *s)
-{
-	char *end;
-	long long v;
-
-	if (s == NULL)
-		return 0;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < 0)
-		return -1;
-	return v;
 }
 
 /* A JSON number that is a whole seq, or -1. */
@@ -257,15 +240,6 @@ noid:
 	return 0;
 }
 
-static char *
-seq_str(long long v)
-{
-	char buf[24];
-
-	snprintf(buf, sizeof(buf), "%lld", v);
-	return strdup(buf);
-}
-
 static enum sync_rc
 seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
     struct sync_err *err)
@@ -286,8 +260,8 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
 		    "no stream '%s'", st->name);
 	sync_batch_init(&page->batch, ent[idx]);
-	cursor = parse_seq(st->state.cursor);
-	since = parse_seq(st->from);
+	cursor = sync_cursor_int(st->state.cursor);
+	since = sync_cursor_int(st->from);
 	if (cursor < 0 || since < 0)
 		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
 		    "stream '%s': the stored position '%s' is not a sequence "
@@ -390,18 +364,18 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 		/* Only reached on a reset backend with --restart (see above). */
 		int reset = p->latest[idx] >= 0 && cursor > p->latest[idx];
 
-		if ((page->checkpoint = seq_str(last)) == NULL)
+		if ((page->checkpoint = sync_cursor_from_int(last)) == NULL)
 			goto nomem;
 		if (!reset)
-			page->cursor = seq_str(last > cursor ? last : cursor);
+			page->cursor = sync_cursor_from_int(last > cursor ? last : cursor);
 		else if (page->done) {
 			/* The restarted walk is complete: it replaces the cursor. */
-			page->cursor = seq_str(last);
+			page->cursor = sync_cursor_from_int(last);
 			page->force = 1;
 		} else
 			goto out;
 	} else
-		page->cursor = seq_str(last);
+		page->cursor = sync_cursor_from_int(last);
 	if (page->cursor == NULL)
 		goto nomem;
 	goto out;
@@ -413,18 +387,6 @@ out:
 	return rc;
 }
 
-static char *
-seqapi_cursor_max(const char *a, const char *b)
-{
-	long long x = parse_seq(a), y = parse_seq(b);
-
-	if (a == NULL || x < 0)
-		return b != NULL ? strdup(b) : NULL;
-	if (b == NULL || y < 0)
-		return strdup(a);
-	return strdup(x >= y ? a : b);
-}
-
 const struct sync_connector sync_seqapi_connector = {
 	.type = "seqapi",
 	.keys = seqapi_keys,
@@ -433,7 +395,7 @@ const struct sync_connector sync_seqapi_connector = {
 	.check = seqapi_check,
 	.begin = seqapi_begin,
 	.fetch = seqapi_fetch,
-	.cursor_max = seqapi_cursor_max,
+	.cursor_max = sync_cursor_max_int,
 	.end = seqapi_end,
 	.no_poll_reason = "source type 'seqapi' has no delivery status to poll",
 };

@@ -74,22 +74,6 @@ folder_index(const char *f)
 	return -1;
 }
 
-/* Parses a stored id cursor; 0 for none, -1 if it is not an id. */
-static long long
-parse_id(const char *s)
-{
-	char *end;
-	long long v;
-
-	if (s == NULL)
-		return 0;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < 0)
-		return -1;
-	return v;
-}
-
 /* A message id: a positive whole number, or a string holding one; else -1. */
 static long long
 json_id(const cJSON *o)
@@ -98,7 +82,7 @@ json_id(const cJSON *o)
 	double d;
 
 	if (cJSON_IsString(v))
-		return parse_id(v->valuestring) > 0 ? parse_id(v->valuestring) : -1;
+		return sync_cursor_int(v->valuestring) > 0 ? sync_cursor_int(v->valuestring) : -1;
 	if (!cJSON_IsNumber(v))
 		return -1;
 	d = v->valuedouble;
@@ -347,31 +331,50 @@ says_not_found(const char *s)
 	return 0;
 }
 
+/* What one request asks a folder for; 0: not asked. */
+struct query {
+	long long	 id_from, id_to, limit;
+	time_t		 date_from;
+};
+
 /*
- * GETs messages/{folder} with the query pairs q (NULL terminated, room for
- * the token at the end).  *rows gets the answer's array (the caller frees
- * it with cJSON_Delete()); a 404 "Resource(s) not found", the device's way
- * of saying that nothing matched, is an empty array.
+ * GETs messages/{folder} for qr.  *rows gets the answer's array (the
+ * caller frees it with cJSON_Delete()); a 404 "Resource(s) not found", the
+ * device's way of saying that nothing matched, is an empty array.
  */
 static enum sync_rc
-get_folder(struct sync_ctx *ctx, const char *folder, const char **q,
+get_folder(struct sync_ctx *ctx, const char *folder, const struct query *qr,
     cJSON **rows, long *sanitized, struct sync_err *err)
 {
+	static const char *const names[] = { "id_from", "id_to", "limit" };
 	struct smseagle *p = ctx->priv;
 	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
-	char path[64], *url = NULL, *safe = NULL;
+	char path[64], num[3][24], date[32], *url = NULL, *safe = NULL;
+	const char *q[12];
+	const long long v[3] = { qr->id_from, qr->id_to, qr->limit };
 	const cJSON *msg;
 	enum sync_rc rc;
-	size_t n;
+	size_t n = 0;
+	int i;
 
+	for (i = 0; i < 3; i++)
+		if (v[i] > 0) {
+			snprintf(num[i], sizeof(num[i]), "%lld", v[i]);
+			q[n++] = names[i];
+			q[n++] = num[i];
+		}
+	if (qr->date_from > 0) {
+		sync_time_format(qr->date_from, date, sizeof(date));
+		q[n++] = "date_from";
+		q[n++] = date;
+	}
+	q[n] = NULL;
 	*rows = NULL;
 	snprintf(path, sizeof(path), "/messages/%s", folder);
 	/* The URL as logged never has the token. */
 	if ((rc = sync_url_build(p->api, path, q, &safe, err)) != SYNC_OK)
 		goto out;
 	if (p->token_query) {
-		for (n = 0; q[n] != NULL; n++)
-			;
 		q[n] = "access_token";
 		q[n + 1] = ctx->src->token;
 		q[n + 2] = NULL;
@@ -546,15 +549,6 @@ add_message(struct sync_ctx *ctx, struct sync_batch *b, const char *folder,
 	return sync_batch_add_message(b, &m);
 }
 
-static char *
-id_str(long long v)
-{
-	char buf[24];
-
-	snprintf(buf, sizeof(buf), "%lld", v);
-	return strdup(buf);
-}
-
 /*
  * SPEC §7.7: have the device's ids restarted below our cursor (its
  * database restored or replaced)?  Asked when nothing lies above the
@@ -571,8 +565,7 @@ check_restart(struct sync_ctx *ctx, struct sync_stream *st, struct sync_err *err
 	const char *folder = st->name;
 	int inbox = strcmp(folder, "inbox") == 0;
 	struct anchor v[NANCHOR], now;
-	char from_s[24], to_s[24], lim_s[24], date_s[32];
-	const char *q[10];
+	struct query qr;
 	cJSON *rows = NULL;
 	const cJSON *r;
 	size_t n, k, same = 0;
@@ -580,18 +573,11 @@ check_restart(struct sync_ctx *ctx, struct sync_stream *st, struct sync_err *err
 
 	if ((n = anchors_parse(st->state.fingerprint, v)) == 0)
 		return SYNC_OK;
-	snprintf(from_s, sizeof(from_s), "%lld", v[n - 1].id);
-	snprintf(to_s, sizeof(to_s), "%lld", v[0].id);
-	snprintf(lim_s, sizeof(lim_s), "%lld", sync_cfg_stream_int(ctx->src,
-	    "page_size", folder, DEFAULT_PAGE));
-	q[0] = "id_from";
-	q[1] = from_s;
-	q[2] = "id_to";
-	q[3] = to_s;
-	q[4] = "limit";
-	q[5] = lim_s;
-	q[6] = NULL;
-	if ((rc = get_folder(ctx, folder, q, &rows, NULL, err)) != SYNC_OK)
+	memset(&qr, 0, sizeof(qr));
+	qr.id_from = v[n - 1].id;
+	qr.id_to = v[0].id;
+	qr.limit = sync_cfg_stream_int(ctx->src, "page_size", folder, DEFAULT_PAGE);
+	if ((rc = get_folder(ctx, folder, &qr, &rows, NULL, err)) != SYNC_OK)
 		return rc;
 	cJSON_ArrayForEach(r, rows) {
 		long long id = cJSON_IsObject(r) ? json_id(r) : -1;
@@ -612,17 +598,9 @@ check_restart(struct sync_ctx *ctx, struct sync_stream *st, struct sync_err *err
 	if (same > 0 || v[0].at < 0)
 		return SYNC_OK;
 
-	sync_time_format((time_t)v[0].at, date_s, sizeof(date_s));
-	q[0] = "id_from";
-	q[1] = "1";
-	q[2] = "id_to";
-	q[3] = to_s;
-	q[4] = "date_from";
-	q[5] = date_s;
-	q[6] = "limit";
-	q[7] = lim_s;
-	q[8] = NULL;
-	if ((rc = get_folder(ctx, folder, q, &rows, NULL, err)) != SYNC_OK)
+	qr.id_from = 1;
+	qr.date_from = (time_t)v[0].at;
+	if ((rc = get_folder(ctx, folder, &qr, &rows, NULL, err)) != SYNC_OK)
 		return rc;
 	cJSON_ArrayForEach(r, rows) {
 		long long id = cJSON_IsObject(r) ? json_id(r) : -1;
@@ -653,21 +631,20 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	struct smseagle *p = ctx->priv;
 	const char *folder = st->name;
 	int fi = folder_index(folder), inbox = fi == 0;
-	char from_s[24], limit_s[24], date_s[32];
-	const char *q[12];
+	struct query qr;
 	struct row *rows = NULL;
 	cJSON *arr = NULL;
-	long long cursor, from, limit, last;
+	long long cursor, from, limit, last, days;
 	long sanitized = 0, bad = 0;
-	size_t n = 0, i, k = 0;
+	size_t n = 0, i;
 	enum sync_rc rc;
 
 	if (fi < 0)
 		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
 		    "no folder '%s'", folder);
 	sync_batch_init(&page->batch, SYNC_ENT_MESSAGE);
-	cursor = parse_id(st->state.cursor);
-	from = parse_id(st->from);
+	cursor = sync_cursor_int(st->state.cursor);
+	from = sync_cursor_int(st->from);
 	if (cursor < 0 || from < 0)
 		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
 		    "folder '%s': the stored position '%s' is not a message id",
@@ -679,27 +656,17 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	}
 
 	limit = sync_cfg_stream_int(ctx->src, "page_size", folder, DEFAULT_PAGE);
-	snprintf(from_s, sizeof(from_s), "%lld", from + 1);
-	snprintf(limit_s, sizeof(limit_s), "%lld", limit);
-	q[k++] = "id_from";
-	q[k++] = from_s;
-	q[k++] = "limit";
-	q[k++] = limit_s;
-	if (st->mode == SYNC_MODE_FULL && st->since > 0) {
-		sync_time_format(st->since, date_s, sizeof(date_s));
-		q[k++] = "date_from";
-		q[k++] = date_s;
-	} else if (st->mode == SYNC_MODE_INCR && st->state.cursor == NULL &&
-	    sync_cfg_int(ctx->src, "cold_start_days", 7) > 0) {
+	memset(&qr, 0, sizeof(qr));
+	qr.id_from = from + 1;
+	qr.limit = limit;
+	if (st->mode == SYNC_MODE_FULL && st->since > 0)
+		qr.date_from = st->since;
+	else if (st->mode == SYNC_MODE_INCR && st->state.cursor == NULL &&
+	    (days = sync_cfg_int(ctx->src, "cold_start_days", 7)) > 0)
 		/* A folder's first incremental pass reads the recent days only. */
-		sync_time_format(time(NULL) - (time_t)(sync_cfg_int(ctx->src,
-		    "cold_start_days", 7) * 86400), date_s, sizeof(date_s));
-		q[k++] = "date_from";
-		q[k++] = date_s;
-	}
-	q[k] = NULL;
+		qr.date_from = time(NULL) - (time_t)(days * 86400);
 	sync_http_set_counts(ctx->http, st->counts);
-	if ((rc = get_folder(ctx, folder, q, &arr, &sanitized, err)) != SYNC_OK)
+	if ((rc = get_folder(ctx, folder, &qr, &arr, &sanitized, err)) != SYNC_OK)
 		goto out;
 	page->batch.sanitized += sanitized;
 	page->fetched = cJSON_GetArraySize(arr);
@@ -730,7 +697,7 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 		const char *base = st->mode == SYNC_MODE_FULL && st->restart ?
 		    p->walk_fp[fi] : st->state.fingerprint;
 
-		if ((page->cursor = id_str(last)) == NULL ||
+		if ((page->cursor = sync_cursor_from_int(last)) == NULL ||
 		    (page->fingerprint = anchors_after(base, rows, n, inbox)) == NULL)
 			goto nomem;
 		if (p->walk_max[fi] < last) {
@@ -741,14 +708,14 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 		}
 	}
 	if (st->mode == SYNC_MODE_FULL) {
-		if ((page->checkpoint = id_str(last)) == NULL)
+		if ((page->checkpoint = sync_cursor_from_int(last)) == NULL)
 			goto nomem;
 		if (st->restart && page->done) {
 			/* A walk from the start replaces the cursor it ends at. */
 			free(page->cursor);
 			free(page->fingerprint);
 			page->fingerprint = sync_strdup(p->walk_fp[fi]);
-			if ((page->cursor = id_str(p->walk_max[fi])) == NULL ||
+			if ((page->cursor = sync_cursor_from_int(p->walk_max[fi])) == NULL ||
 			    (p->walk_fp[fi] != NULL && page->fingerprint == NULL))
 				goto nomem;
 			page->force = 1;
@@ -761,18 +728,6 @@ out:
 	free(rows);
 	cJSON_Delete(arr);
 	return rc;
-}
-
-static char *
-smseagle_cursor_max(const char *a, const char *b)
-{
-	long long x = parse_id(a), y = parse_id(b);
-
-	if (a == NULL || x < 0)
-		return b != NULL ? strdup(b) : NULL;
-	if (b == NULL || y < 0)
-		return strdup(a);
-	return strdup(x >= y ? a : b);
 }
 
 /* A pending message, by its id on the device. */
@@ -808,11 +763,11 @@ poll_folder(struct sync_ctx *ctx, const char *folder, struct want *w, size_t n,
 {
 	long long span = sync_cfg_stream_int(ctx->src, "page_size", folder,
 	    DEFAULT_PAGE);
-	char from_s[24], to_s[24], lim_s[24];
-	const char *q[10];
+	struct query qr;
 	size_t i = 0, j;
 	enum sync_rc rc;
 
+	memset(&qr, 0, sizeof(qr));
 	while (i < n) {
 		cJSON *arr = NULL;
 		const cJSON *r;
@@ -820,17 +775,10 @@ poll_folder(struct sync_ctx *ctx, const char *folder, struct want *w, size_t n,
 
 		for (j = i + 1; j < n && w[j].id - w[i].id < span; j++)
 			;
-		snprintf(from_s, sizeof(from_s), "%lld", w[i].id);
-		snprintf(to_s, sizeof(to_s), "%lld", w[j - 1].id);
-		snprintf(lim_s, sizeof(lim_s), "%lld", w[j - 1].id - w[i].id + 1);
-		q[0] = "id_from";
-		q[1] = from_s;
-		q[2] = "id_to";
-		q[3] = to_s;
-		q[4] = "limit";
-		q[5] = lim_s;
-		q[6] = NULL;
-		if ((rc = get_folder(ctx, folder, q, &arr, &sanitized, err)) != SYNC_OK)
+		qr.id_from = w[i].id;
+		qr.id_to = w[j - 1].id;
+		qr.limit = w[j - 1].id - w[i].id + 1;
+		if ((rc = get_folder(ctx, folder, &qr, &arr, &sanitized, err)) != SYNC_OK)
 			return rc;
 		b->sanitized += sanitized;
 		cJSON_ArrayForEach(r, arr) {
@@ -885,7 +833,7 @@ smseagle_poll(struct sync_ctx *ctx, struct sync_pending_list *l,
 			int from_outbox = p->folder != NULL &&
 			    strcmp(p->folder, "outbox") == 0;
 			size_t first = from_outbox ? 0 : 1;
-			long long id = parse_id(p->external_id);
+			long long id = sync_cursor_int(p->external_id);
 
 			if (p->found || id <= 0 || round < first)
 				continue;
@@ -909,7 +857,7 @@ const struct sync_connector sync_smseagle_connector = {
 	.check = smseagle_check,
 	.begin = smseagle_begin,
 	.fetch = smseagle_fetch,
-	.cursor_max = smseagle_cursor_max,
+	.cursor_max = sync_cursor_max_int,
 	.end = smseagle_end,
 	.poll = smseagle_poll,
 };
