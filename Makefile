@@ -10,7 +10,7 @@ CC	?= cc
 CFLAGS	?= -O2 -g
 PYTHON	?= python3
 
-PKGS	 = libcurl libpq libcjson libconfig
+PKGS	 = libcurl libpq libcjson libconfig libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -29,9 +29,10 @@ ALL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 ALL_LDFLAGS = $(SAN) -pthread $(LDFLAGS)
 LDLIBS	 = $(PKG_LIBS) -lm
 
-LIB_SRCS = lib/batch.c lib/buf.c lib/cli.c lib/config.c lib/db.c lib/engine.c \
-	   lib/cursor.c lib/err.c lib/http.c lib/jsonf.c lib/log.c lib/output.c \
-	   lib/seqapi.c lib/smseagle.c lib/status.c lib/time.c lib/migrations.c
+LIB_SRCS = lib/batch.c lib/buf.c lib/cli.c lib/config.c lib/cursor.c lib/db.c \
+	   lib/engine.c lib/err.c lib/facebook.c lib/http.c lib/jsonf.c lib/log.c \
+	   lib/mark.c lib/output.c lib/seqapi.c lib/smseagle.c lib/status.c \
+	   lib/time.c lib/migrations.c
 LIB_OBJS = $(LIB_SRCS:.c=.o)
 BINS	 = full-sync incr-sync status-poll sync-status
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)

@@ -28,7 +28,7 @@ struct loader {
 };
 
 static const char *const planned_types[] = {
-	"facebook", "unipile", "telegram", NULL
+	"unipile", "telegram", NULL
 };
 
 static int
@@ -306,20 +306,20 @@ read_token_file(struct loader *l, const config_setting_t *s, const char *file,
 		file = path;
 	}
 	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) == -1)
-		return cerr(l, s, "cannot read token_file '%s': %s", file,
-		    strerror(errno));
+		return cerr(l, s, "cannot read %s '%s': %s",
+		    config_setting_name(s), file, strerror(errno));
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0)
-		return cerr(l, s, "cannot read token_file '%s': %s", file,
-		    strerror(errno));
+		return cerr(l, s, "cannot read %s '%s': %s",
+		    config_setting_name(s), file, strerror(errno));
 	buf[n] = '\0';
 	len = strcspn(buf, "\r\n");
 	while (len > 0 && isspace((unsigned char)buf[len - 1]))
 		len--;
 	buf[len] = '\0';
 	if (len == 0)
-		return cerr(l, s, "token_file '%s' is empty", file);
+		return cerr(l, s, "%s '%s' is empty", config_setting_name(s), file);
 	if ((*out = strdup(buf)) == NULL)
 		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
 	return SYNC_OK;
@@ -342,6 +342,34 @@ load_value(struct loader *l, config_setting_t *s, struct sync_value *v,
 	switch (d->type) {
 	case SYNC_KEY_STRING:
 		return get_str(l, s, &v->s);
+	case SYNC_KEY_SECRET_FILE:
+	case SYNC_KEY_SECRET_ENV: {
+		char *name = NULL;
+		const char *val;
+
+		if (get_str(l, s, &name) != SYNC_OK)
+			return l->err->rc;
+		if (d->type == SYNC_KEY_SECRET_FILE) {
+			enum sync_rc rc = read_token_file(l, s, name, &v->s);
+
+			free(name);
+			if (rc != SYNC_OK)
+				return rc;
+		} else {
+			if ((val = getenv(name)) == NULL || *val == '\0') {
+				cerr(l, s, "source '%s': environment variable '%s' "
+				    "(%s) is not set", src->name, name, d->name);
+				free(name);
+				return l->err->rc;
+			}
+			free(name);
+			if ((v->s = strdup(val)) == NULL)
+				return sync_err_set(l->err, SYNC_ENOMEM,
+				    SYNC_ERR_CONFIG, "out of memory");
+		}
+		sync_secret_add(v->s);
+		return SYNC_OK;
+	}
 	case SYNC_KEY_BOOL: {
 		int b;
 
@@ -474,8 +502,8 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 				return cerr(l, s, "source '%s': type '%s' is not "
 				    "supported by this version of msgsync",
 				    src->name, src->type);
-		return cerr(l, s, "source '%s': unknown type '%s' (known: seqapi)",
-		    src->name, src->type);
+		return cerr(l, s, "source '%s': unknown type '%s' (known: %s)",
+		    src->name, src->type, sync_connector_types());
 	}
 	for (j = 0; src->conn->keys[j].name != NULL; j++)
 		src->nvalues++;
@@ -522,6 +550,9 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 			return rc;
 	}
 
+	if (src->url == NULL && src->conn->default_url != NULL &&
+	    (src->url = strdup(src->conn->default_url)) == NULL)
+		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
 	if (src->url == NULL)
 		return cerr(l, g, "source '%s' has no 'url'", src->name);
 	s = config_setting_get_member(g, "url");

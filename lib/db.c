@@ -272,6 +272,10 @@ static const struct {
 	{ "resolve_conversation", RESOLVE_CONVERSATION },
 	{ "resolve_contact", RESOLVE_CONTACT },
 	{ "track_messages", track_messages },
+	{ "mark_unread",
+	  "UPDATE conversation SET is_read = false, updated_at = now(),"
+	  " seq = nextval('msgsync_seq') WHERE id = ANY($1::bigint[])"
+	  " AND is_read IS DISTINCT FROM false" },
 	{ "pending_load", pending_load },
 	{ "pending_claim", pending_claim },
 	{ "pending_settle", pending_settle },
@@ -1083,6 +1087,47 @@ fresh_line(struct sync_buf *o, const struct sync_db *db, int id,
 	return 0;
 }
 
+/*
+ * New incoming messages make their conversations unread (for APIs whose
+ * conversations say so only when they are listed again).
+ */
+static enum sync_rc
+mark_unread(struct sync_db *db, struct sync_msgrow **uniq, const unsigned char *state,
+    size_t n, struct sync_err *err)
+{
+	struct sync_buf ids = SYNC_BUF_INIT(0);
+	const char *v[1];
+	char num[24];
+	enum sync_rc rc = SYNC_OK;
+	long long cid;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if ((state != NULL && state[i] != 0) || !uniq[i]->incoming ||
+		    uniq[i]->conversation_id == NULL ||
+		    !idmap_get(&db->ids[0], uniq[i]->conversation_id, &cid))
+			continue;
+		snprintf(num, sizeof(num), "%lld", cid);
+		if (array_add(&ids, num) == -1) {
+			sync_buf_release(&ids);
+			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE,
+			    "out of memory");
+		}
+	}
+	if (ids.len > 0) {
+		if (array_end(&ids) == -1)
+			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE,
+			    "out of memory");
+		else {
+			v[0] = ids.data;
+			rc = exec_prep(db, "mark_unread", 1, v, NULL,
+			    "mark conversations unread", err);
+		}
+	}
+	sync_buf_release(&ids);
+	return rc;
+}
+
 /* Follows the delivery status of the page's tracked rows (one per id). */
 static enum sync_rc
 track_rows(struct sync_db *db, int id, struct sync_msgrow **uniq, size_t n,
@@ -1188,6 +1233,8 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 			goto out;
 		if (!clash) {
 			c->inserted += (long long)n;
+			if (b->unread_on_new)
+				rc = mark_unread(db, uniq, NULL, n, err);
 			goto track;
 		}
 		db->all_new = 0;
@@ -1234,7 +1281,9 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 			goto nomem;
 	}
 	db->all_new = nnew == n;
-	if (nnew > 0 && (rc = copy_in(db, copy_message, &fresh, err)) != SYNC_OK)
+	if (nnew > 0 && ((rc = copy_in(db, copy_message, &fresh, err)) != SYNC_OK ||
+	    (b->unread_on_new && (rc = mark_unread(db, uniq, state, n, err)) !=
+	    SYNC_OK)))
 		goto out;
 	c->inserted += (long long)nnew;
 	c->unchanged += (long long)(n - nnew - nchanged);
@@ -1252,7 +1301,7 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 		add_counts(r, c);
 	}
 track:
-	if (b->ntrack > 0 && !b->notrack)
+	if (rc == SYNC_OK && b->ntrack > 0 && !b->notrack)
 		rc = track_rows(db, id, uniq, n, err);
 	goto out;
 nomem:

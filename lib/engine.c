@@ -19,6 +19,7 @@ volatile sig_atomic_t sync_stop_signal;
 static const struct sync_connector *const connectors[] = {
 	&sync_seqapi_connector,
 	&sync_smseagle_connector,
+	&sync_facebook_connector,
 	NULL
 };
 
@@ -31,6 +32,19 @@ sync_connector_find(const char *type)
 		if (strcmp(connectors[i]->type, type) == 0)
 			return connectors[i];
 	return NULL;
+}
+
+const char *
+sync_connector_types(void)
+{
+	static char names[128];
+	size_t i, n = 0;
+
+	if (names[0] == '\0')
+		for (i = 0; connectors[i] != NULL && n < sizeof(names); i++)
+			n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%s",
+			    i ? ", " : "", connectors[i]->type);
+	return names;
 }
 
 static void
@@ -137,6 +151,8 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 		return rc;
 	if ((rc = sync_db_state_cursor(j->db, j->id, stream, &stored, &fp, err)) !=
 	    SYNC_OK ||
+	    (rc = sync_db_apply(j->db, j->id, &pg->side[0], c, err)) != SYNC_OK ||
+	    (rc = sync_db_apply(j->db, j->id, &pg->side[1], c, err)) != SYNC_OK ||
 	    (rc = sync_db_apply(j->db, j->id, &pg->batch, c, err)) != SYNC_OK)
 		goto fail;
 	if (pg->cursor == NULL)
@@ -212,6 +228,8 @@ static void
 page_release(struct sync_page *pg)
 {
 	sync_batch_release(&pg->batch);
+	sync_batch_release(&pg->side[0]);
+	sync_batch_release(&pg->side[1]);
 	free(pg->cursor);
 	free(pg->checkpoint);
 	free(pg->fingerprint);
@@ -339,6 +357,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	w.stream = sr->name;
 	w.mode = st.mode;
 	for (;;) {
+		long sanitized;
 		int done;
 
 		if (must_stop(j, stopped, &rc, err))
@@ -346,17 +365,21 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		st.from = st.mode == SYNC_MODE_FULL ? st.state.checkpoint :
 		    st.state.cursor;
 		memset(&pg, 0, sizeof(pg));
+		sync_batch_init(&pg.side[0], SYNC_ENT_CONTACT);
+		sync_batch_init(&pg.side[1], SYNC_ENT_CONVERSATION);
 		rc = j->src->conn->fetch(&j->ctx, &st, &pg, err);
 		/* The previous page must have committed before this one goes. */
 		if ((wrc = writer_join(&w, sr, &committed, err)) != SYNC_OK)
 			rc = wrc;
+		sanitized = pg.batch.sanitized + pg.side[0].sanitized +
+		    pg.side[1].sanitized;
 		sr->c.fetched += pg.fetched;
-		sr->c.sanitized += pg.batch.sanitized;
-		if (rc == SYNC_OK && pg.batch.sanitized > 0)
+		sr->c.sanitized += sanitized;
+		if (rc == SYNC_OK && sanitized > 0)
 			sync_log(LOG_NOTICE, "source '%s': stream '%s': %ld "
 			    "field(s) sanitised (invalid UTF-8, NUL bytes, bad "
 			    "timestamps, rows without a usable id)", j->src->name, name,
-			    pg.batch.sanitized);
+			    sanitized);
 		if (rc != SYNC_OK) {
 			page_release(&pg);
 			break;

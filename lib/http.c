@@ -32,6 +32,7 @@ struct sync_http {
 	int		 too_big;
 	unsigned	 rng;
 	double		 last_wait;
+	sync_http_classify_fn classify;
 };
 
 void
@@ -253,16 +254,23 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 				return sync_err_set(err, rc, kind,
 				    "cannot fetch '%s': %s", safe, why);
 		} else {
+			enum sync_http_verdict v = SYNC_HTTP_DEFAULT;
+
 			curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &resp->status);
-			if (resp->status != 429 && resp->status != 408 &&
-			    resp->status < 500)
+			snprintf(why, sizeof(why), "HTTP %ld", resp->status);
+			/* The API's own signals first (Graph: HTTP 400 + code). */
+			if (h->classify != NULL)
+				v = h->classify(h, resp, &wait, why, sizeof(why));
+			if (v == SYNC_HTTP_FINAL || (v == SYNC_HTTP_DEFAULT &&
+			    resp->status != 429 && resp->status != 408 &&
+			    resp->status < 500))
 				return SYNC_OK;
 			/* libcurl reads seconds or a date; 0 also means none. */
-			if (curl_easy_getinfo(h->curl, CURLINFO_RETRY_AFTER, &ra) ==
-			    CURLE_OK && ra > 0)
+			if (wait <= 0 && curl_easy_getinfo(h->curl, CURLINFO_RETRY_AFTER,
+			    &ra) == CURLE_OK && ra > 0)
 				wait = (double)ra;
-			snprintf(why, sizeof(why), "HTTP %ld", resp->status);
-			if (resp->status == 429) {
+			if (v == SYNC_HTTP_RATE_LIMIT || (v == SYNC_HTTP_DEFAULT &&
+			    resp->status == 429)) {
 				kind = SYNC_ERR_RATE_LIMIT;
 				rc = SYNC_ETEMP;
 			} else {
@@ -286,8 +294,8 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 			h->last_wait = wait;
 			if (kind == SYNC_ERR_RATE_LIMIT)
 				return sync_err_set(err, SYNC_ETEMP, kind,
-				    "'%s': rate limited: HTTP 429 asks to wait %.0f "
-				    "s, longer than this pass can afford", safe, wait);
+				    "'%s': rate limited (%s): the wait of %.0f s is "
+				    "longer than this pass can afford", safe, why, wait);
 			return sync_err_set(err, rc, kind, "cannot fetch '%s': %s; "
 			    "no time left for another attempt", safe, why);
 		}
@@ -296,6 +304,23 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
 			    "interrupted by signal %d", (int)sync_stop_signal);
 	}
+}
+
+void
+sync_http_set_classify(struct sync_http *h, sync_http_classify_fn fn)
+{
+	h->classify = fn;
+}
+
+const char *
+sync_http_header(struct sync_http *h, const char *name)
+{
+	struct curl_header *hdr = NULL;
+
+	if (curl_easy_header(h->curl, name, 0, CURLH_HEADER, -1, &hdr) != CURLHE_OK ||
+	    hdr == NULL)
+		return NULL;
+	return hdr->value;
 }
 
 enum sync_rc

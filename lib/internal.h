@@ -90,7 +90,9 @@ enum sync_keytype {
 	SYNC_KEY_INT,
 	SYNC_KEY_BOOL,
 	SYNC_KEY_STRLIST,
-	SYNC_KEY_INT_PER_STREAM	/* an int, or a group of ints by stream */
+	SYNC_KEY_INT_PER_STREAM,	/* an int, or a group of ints by stream */
+	SYNC_KEY_SECRET_FILE,	/* a file's path; the value is its first line */
+	SYNC_KEY_SECRET_ENV	/* a variable's name; the value is its content */
 };
 
 /* A type-specific configuration key, declared by its connector. */
@@ -187,6 +189,27 @@ void		sync_http_set_deadline(struct sync_http *, double);
 /* The wait (seconds) that the last rate-limit error asked for, or -1. */
 double		sync_http_last_wait(const struct sync_http *);
 void		sync_http_global(int);
+/*
+ * What a connector makes of an answer, for APIs whose status codes do not
+ * say it all (Graph sends rate limits as HTTP 400 with error.code):
+ * DEFAULT leaves it to the status, FINAL returns it to the caller as it
+ * is, RETRY retries it with backoff, RATE_LIMIT waits *wait seconds (if
+ * set > 0, else backoff) or, if that is longer than the pass can afford,
+ * fails with kind rate_limit.  A classifier may rewrite why ("HTTP 400")
+ * to say more.
+ */
+enum sync_http_verdict {
+	SYNC_HTTP_DEFAULT,
+	SYNC_HTTP_FINAL,
+	SYNC_HTTP_RETRY,
+	SYNC_HTTP_RATE_LIMIT
+};
+typedef enum sync_http_verdict (*sync_http_classify_fn)(struct sync_http *,
+		    const struct sync_http_resp *, double *wait, char *why, size_t);
+void		sync_http_set_classify(struct sync_http *, sync_http_classify_fn);
+/* A header of the last answer, NULL if absent (valid until the next request). */
+const char     *sync_http_header(struct sync_http *, const char *);
+
 /* Adds a request header such as "Authorization: Bearer ..."; -1 on ENOMEM. */
 int		sync_http_add_header(struct sync_http *, const char *);
 
@@ -305,6 +328,7 @@ struct sync_msgrow {
 	char		 hash[17];
 	enum sync_track	 track;
 	int64_t		 track_until;
+	int		 incoming;	/* direction "in" */
 };
 
 struct sync_batch {
@@ -316,6 +340,8 @@ struct sync_batch {
 	size_t		 rowcap;
 	long		 ntrack;	/* rows with a tracking state */
 	int		 notrack;	/* the caller settles tracking itself */
+	int		 unread_on_new;	/* a new incoming message makes its
+					   conversation unread */
 };
 
 void		sync_batch_init(struct sync_batch *, enum sync_entity);
@@ -474,6 +500,31 @@ char	       *sync_cursor_from_int(long long);
 /* The later of two number cursors (for sync_connector.cursor_max). */
 char	       *sync_cursor_max_int(const char *, const char *);
 
+/* ---- mark.c: keyset watermarks (timestamp, id) ----------------------- */
+
+struct sync_mark {
+	int64_t		 t;		/* UTC seconds */
+	int		 us;		/* microseconds */
+	char		 id[256];	/* compared after the time */
+};
+
+/* Sets m from a timestamp and an id; -1 if the timestamp is not one. */
+int		sync_mark_set(struct sync_mark *, const char *when, const char *id);
+/* Parses a stored mark "TIME|id"; -1 if it is not one. */
+int		sync_mark_parse(const char *, struct sync_mark *);
+/* The stored form of m; the caller frees it (NULL on ENOMEM). */
+char	       *sync_mark_format(const struct sync_mark *);
+/* <0, 0, >0 as a is before, at, after b: time first, then id. */
+int		sync_mark_cmp(const struct sync_mark *, const struct sync_mark *);
+/*
+ * The floor of a pass that continues from w with a lookback (seconds):
+ * items at or above it are read again, the walk stops below it.
+ */
+void		sync_mark_floor(const struct sync_mark *w, long long lookback,
+		    struct sync_mark *floor);
+/* The later of two stored marks (for sync_connector.cursor_max). */
+char	       *sync_mark_max(const char *, const char *);
+
 /* ---- connectors -------------------------------------------------------- */
 
 enum sync_mode {
@@ -495,7 +546,13 @@ struct sync_stream {
 
 /* What a connector returns for one page. */
 struct sync_page {
-	struct sync_batch batch;	/* the rows (engine initialises) */
+	struct sync_batch batch;	/* the rows (the connector initialises) */
+	/*
+	 * Rows of the other entities the page names, written before batch in
+	 * the same transaction: contacts, then conversations (the engine
+	 * initialises them; a connector MAY fill them).
+	 */
+	struct sync_batch side[2];
 	char		*cursor;	/* new high-water mark, NULL: unchanged */
 	char		*checkpoint;	/* new full-walk position, NULL: unchanged */
 	int		 force;		/* cursor replaces, not merges (a reset) */
@@ -521,6 +578,7 @@ struct sync_ctx {
  */
 struct sync_connector {
 	const char	*type;
+	const char	*default_url;		/* when a source gives none */
 	const struct sync_keydef *keys;		/* type-specific keys */
 	const char *const *all_streams;		/* the streams it knows */
 	const char *const *default_streams;
@@ -569,8 +627,11 @@ struct sync_connector {
 
 extern const struct sync_connector sync_seqapi_connector;
 extern const struct sync_connector sync_smseagle_connector;
+extern const struct sync_connector sync_facebook_connector;
 
 const struct sync_connector *sync_connector_find(const char *);
+/* "seqapi, smseagle, ...": the types this build knows. */
+const char     *sync_connector_types(void);
 
 /* ---- migrations (generated) -------------------------------------------- */
 

@@ -1,0 +1,772 @@
+/*
+ * facebook.c -- the connector for a Facebook Page's conversations through
+ * the Graph API (Messenger, or Instagram through the Page): one stream,
+ * "conversations", that walks /{page-id}/conversations newest first and,
+ * for each conversation changed since the watermark, its messages newest
+ * first.  See ../shared/reference/facebook-unipile.md §A.
+ *
+ * The walk is a keyset watermark (mark.c): it stops below the stored
+ * (updated_time, id) minus `lookback`, and the new watermark is saved only
+ * when the walk is complete.  Graph's paging cursors live in memory for
+ * one pass only, and its `next` URLs (which carry the token) are never
+ * used or logged: the next page is asked for with `after`.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "internal.h"
+
+#define PAGE_LIMIT	100	/* conversations or messages per request */
+#define IG_READABLE	20	/* Instagram: messages readable per conversation */
+
+static const char *const fb_streams[] = { "conversations", NULL };
+static const char *const fb_platforms[] = { "messenger", "instagram", NULL };
+
+static const struct sync_keydef fb_keys[] = {
+	{ "page_id", SYNC_KEY_STRING, 1, 0, 0, NULL },
+	{ "platform", SYNC_KEY_STRING, 0, 0, 0, NULL },
+	{ "graph_version", SYNC_KEY_STRING, 0, 0, 0, NULL },
+	{ "app_secret_file", SYNC_KEY_SECRET_FILE, 0, 0, 0, NULL },
+	{ "app_secret_env", SYNC_KEY_SECRET_ENV, 0, 0, 0, NULL },
+	{ "lookback", SYNC_KEY_INT, 0, 0, 31536000, NULL },
+	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
+};
+
+/* A conversation of the current listing page whose messages are due. */
+struct due {
+	char		*id;
+	struct sync_mark mark;		/* (updated_time, id) */
+	int		 instagram;
+};
+
+struct fb {
+	char		*base;		/* url + "/" + version */
+	char		*page;		/* the page id, escaped */
+	char		*proof;		/* appsecret_proof, or NULL */
+	int		 instagram;
+	long long	 lookback;
+
+	/* The walk of this pass. */
+	int		 started;
+	int		 have_floor;
+	struct sync_mark floor;		/* stop below it */
+	int		 have_top;
+	struct sync_mark top;		/* the newest seen: the next watermark */
+	char		*conv_after;	/* Graph cursor of the next listing page */
+	int		 conv_end;	/* no listing page left (or below floor) */
+	struct due	*due;		/* conversations whose messages are due */
+	size_t		 ndue, idue;
+	char		*msg_after;	/* cursor in due[idue]'s messages */
+	long		 msg_seen;	/* its messages read so far */
+	/* full-sync resume: conversations above `resumed` were done */
+	int		 have_resumed;
+	struct sync_mark resumed;
+	long long	 walk_start;	/* when this walk began (UTC s) */
+	long		 unreadable;	/* Instagram messages beyond the limit */
+};
+
+static enum sync_rc
+fb_check(struct sync_source_cfg *src, struct sync_err *err)
+{
+	const char *p = sync_cfg_str(src, "platform"), *v;
+	size_t i;
+
+	if (p != NULL) {
+		for (i = 0; fb_platforms[i] != NULL && strcmp(fb_platforms[i], p) != 0;
+		    i++)
+			;
+		if (fb_platforms[i] == NULL)
+			return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+			    "source '%s': 'platform' must be \"messenger\" or "
+			    "\"instagram\", not \"%s\"", src->name, p);
+	}
+	if ((v = sync_cfg_str(src, "graph_version")) != NULL &&
+	    (v[0] != 'v' || strspn(v + 1, "0123456789.") != strlen(v + 1) ||
+	    v[1] == '\0'))
+		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "source '%s': 'graph_version' must look like \"v21.0\", not "
+		    "\"%s\"", src->name, v);
+	if (sync_cfg_str(src, "app_secret_file") != NULL &&
+	    sync_cfg_str(src, "app_secret_env") != NULL)
+		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "source '%s': give 'app_secret_file' or 'app_secret_env', not "
+		    "both", src->name);
+	if ((v = sync_cfg_str(src, "page_id")) == NULL || *v == '\0')
+		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "source '%s': 'page_id' is empty", src->name);
+	return SYNC_OK;
+}
+
+/* appsecret_proof: hex HMAC-SHA256 of the token keyed with the app secret. */
+static char *
+make_proof(const char *secret, const char *token)
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int n = 0, i;
+	char *hex;
+
+	if (HMAC(EVP_sha256(), secret, (int)strlen(secret),
+	    (const unsigned char *)token, strlen(token), mac, &n) == NULL ||
+	    (hex = malloc(2 * n + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+	return hex;
+}
+
+/* Rate-limit codes (reference §A.6): the answer is HTTP 400 all the same. */
+static int
+rate_code(long code)
+{
+	return code == 4 || code == 17 || code == 32 || code == 341 ||
+	    code == 613 || code == 80001 || code == 80002 || code == 80006;
+}
+
+/* The longest estimated_time_to_regain_access in a usage header, seconds. */
+static double
+regain_wait(const char *hdr)
+{
+	cJSON *j, *obj, *e;
+	double best = -1;
+
+	if (hdr == NULL || (j = cJSON_Parse(hdr)) == NULL)
+		return -1;
+	cJSON_ArrayForEach(obj, j) {
+		cJSON_ArrayForEach(e, obj) {
+			const cJSON *t = cJSON_GetObjectItemCaseSensitive(e,
+			    "estimated_time_to_regain_access");
+
+			if (cJSON_IsNumber(t) && t->valuedouble * 60 > best)
+				best = t->valuedouble * 60;
+		}
+	}
+	cJSON_Delete(j);
+	return best;
+}
+
+/* The error object of a Graph answer, parsed; the caller deletes *root. */
+static const cJSON *
+graph_error(const struct sync_http_resp *r, cJSON **root)
+{
+	const cJSON *e;
+
+	*root = cJSON_ParseWithLength(r->body.data != NULL ? r->body.data : "",
+	    r->body.len);
+	e = cJSON_GetObjectItemCaseSensitive(*root, "error");
+	return cJSON_IsObject(e) ? e : NULL;
+}
+
+static long
+json_long(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsNumber(v) ? (long)v->valuedouble : -1;
+}
+
+/* Graph says what its errors are by error.code, not by HTTP status. */
+static enum sync_http_verdict
+fb_classify(struct sync_http *h, const struct sync_http_resp *r, double *wait,
+    char *why, size_t n)
+{
+	const cJSON *e;
+	cJSON *root;
+	enum sync_http_verdict v;
+	long code;
+
+	if (r->status < 400 || r->status >= 500)
+		return SYNC_HTTP_DEFAULT;
+	if ((e = graph_error(r, &root)) == NULL) {
+		cJSON_Delete(root);
+		return SYNC_HTTP_DEFAULT;
+	}
+	code = json_long(e, "code");
+	if (rate_code(code)) {
+		double w = regain_wait(sync_http_header(h, "x-business-use-case-usage"));
+
+		if (w <= 0)
+			w = regain_wait(sync_http_header(h, "x-app-usage"));
+		*wait = w;
+		snprintf(why, n, "Graph error %ld (rate limit)", code);
+		v = SYNC_HTTP_RATE_LIMIT;
+	} else if (code == 1 || code == 2 ||
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "is_transient"))) {
+		snprintf(why, n, "Graph error %ld (temporary)", code);
+		v = SYNC_HTTP_RETRY;
+	} else
+		v = SYNC_HTTP_FINAL;
+	cJSON_Delete(root);
+	return v;
+}
+
+/* A final Graph error as ours: a bad token is auth (77), and so on. */
+static enum sync_rc
+graph_fail(const struct sync_http_resp *r, const char *safe, struct sync_err *err)
+{
+	const cJSON *e, *m;
+	cJSON *root;
+	long code, sub;
+	enum sync_rc rc;
+	char msg[200];
+
+	if ((e = graph_error(r, &root)) == NULL) {
+		cJSON_Delete(root);
+		return sync_http_status_error(r, safe, err);
+	}
+	code = json_long(e, "code");
+	sub = json_long(e, "error_subcode");
+	m = cJSON_GetObjectItemCaseSensitive(e, "message");
+	snprintf(msg, sizeof(msg), "%s", cJSON_IsString(m) ? m->valuestring : "");
+	cJSON_Delete(root);
+	if (code == 190 || code == 102 || code == 10 || (code >= 200 && code < 300))
+		rc = sync_err_set(err, SYNC_EPERM, SYNC_ERR_AUTH,
+		    "'%s': credentials rejected: Graph error %ld%s%.0ld: %s", safe,
+		    code, sub > 0 ? "/" : "", sub > 0 ? sub : 0, msg);
+	else if (rate_code(code))
+		rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_RATE_LIMIT,
+		    "'%s': rate limited: Graph error %ld: %s", safe, code, msg);
+	else
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': Graph error %ld: %s", safe, code, msg);
+	return rc;
+}
+
+static enum sync_rc
+fb_begin(struct sync_ctx *ctx, struct sync_err *err)
+{
+	struct fb *p;
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	const char *ver = sync_cfg_str(ctx->src, "graph_version");
+	const char *plat = sync_cfg_str(ctx->src, "platform");
+	const char *secret = sync_cfg_str(ctx->src, "app_secret_file");
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+	ctx->priv = p;
+	if (secret == NULL)
+		secret = sync_cfg_str(ctx->src, "app_secret_env");
+	p->instagram = plat != NULL && strcmp(plat, "instagram") == 0;
+	p->lookback = sync_cfg_int(ctx->src, "lookback", 300);
+	if (sync_buf_addf(&b, "/%s", ver != NULL ? ver : "v21.0") == -1 ||
+	    (p->page = sync_url_escape(sync_cfg_str(ctx->src, "page_id"))) == NULL)
+		goto nomem;
+	p->base = b.data;
+	if (secret != NULL) {
+		if ((p->proof = make_proof(secret, ctx->src->token)) == NULL)
+			goto nomem;
+		sync_secret_add(p->proof);
+	}
+	sync_http_set_classify(ctx->http, fb_classify);
+	return SYNC_OK;
+nomem:
+	return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+}
+
+static void
+due_clear(struct fb *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->ndue; i++)
+		free(p->due[i].id);
+	free(p->due);
+	p->due = NULL;
+	p->ndue = p->idue = 0;
+}
+
+static void
+fb_end(struct sync_ctx *ctx)
+{
+	struct fb *p = ctx->priv;
+
+	if (p == NULL)
+		return;
+	due_clear(p);
+	free(p->conv_after);
+	free(p->msg_after);
+	free(p->base);
+	free(p->page);
+	free(p->proof);
+	free(p);
+	ctx->priv = NULL;
+}
+
+/*
+ * GETs path (under the version) with query pairs q; *json gets the
+ * answer.  The token and proof go in the URL that is sent, never in the
+ * one that is logged.
+ */
+static enum sync_rc
+graph_get(struct sync_ctx *ctx, const char *path, const char **q, cJSON **json,
+    long *sanitized, struct sync_err *err)
+{
+	struct fb *p = ctx->priv;
+	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
+	struct sync_buf full = SYNC_BUF_INIT(0);
+	char *url = NULL, *safe = NULL;
+	const char *qq[24];
+	enum sync_rc rc;
+	size_t n = 0, k;
+
+	*json = NULL;
+	if (sync_buf_addf(&full, "%s%s", p->base, path) == -1) {
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+		goto out;
+	}
+	for (k = 0; q[k] != NULL && n < 18; k++)
+		qq[n++] = q[k];
+	qq[n] = NULL;
+	if ((rc = sync_url_build(ctx->src->url, full.data, qq, &safe, err)) != SYNC_OK)
+		goto out;
+	qq[n++] = "access_token";
+	qq[n++] = ctx->src->token;
+	if (p->proof != NULL) {
+		qq[n++] = "appsecret_proof";
+		qq[n++] = p->proof;
+	}
+	qq[n] = NULL;
+	if ((rc = sync_url_build(ctx->src->url, full.data, qq, &url, err)) != SYNC_OK ||
+	    (rc = sync_http_get(ctx->http, url, safe, &r, err)) != SYNC_OK)
+		goto out;
+	if (r.status < 200 || r.status > 299)
+		rc = graph_fail(&r, safe, err);
+	else if ((rc = sync_http_parse_json(&r, safe, json, sanitized, err)) ==
+	    SYNC_OK && !cJSON_IsObject(*json)) {
+		cJSON_Delete(*json);
+		*json = NULL;
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': the answer is not a JSON object", safe);
+	}
+out:
+	sync_buf_release(&r.body);
+	sync_buf_release(&full);
+	free(url);
+	free(safe);
+	return rc;
+}
+
+/*
+ * The cursor of the next page, or NULL at the end (no `next`).  A cursor
+ * that does not move is a protocol error, not an endless walk.
+ */
+static enum sync_rc
+next_cursor(const cJSON *root, const char *prev, char **out, const char *what,
+    struct sync_err *err)
+{
+	const cJSON *pg = cJSON_GetObjectItemCaseSensitive(root, "paging");
+	const cJSON *cur = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(pg, "cursors"), "after");
+
+	*out = NULL;
+	if (cJSON_GetObjectItemCaseSensitive(pg, "next") == NULL)
+		return SYNC_OK;
+	if (!cJSON_IsString(cur) || cur->valuestring[0] == '\0')
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "%s: a page with 'next' but no 'after' cursor", what);
+	if (prev != NULL && strcmp(prev, cur->valuestring) == 0)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "%s: pagination does not advance (the same 'after' cursor "
+		    "twice)", what);
+	if ((*out = strdup(cur->valuestring)) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	return SYNC_OK;
+}
+
+/* A person of participants/from/to as a contact row. */
+static int
+add_person(struct sync_batch *b, const cJSON *u)
+{
+	struct sync_contact k;
+	char num[40];
+	long bad = 0;
+
+	if (!cJSON_IsObject(u))
+		return 0;
+	memset(&k, 0, sizeof(k));
+	k.external_id = sync_json_str(u, "id", num, sizeof(num), &bad);
+	k.display_name = sync_json_str(u, "name", NULL, 0, &bad);
+	k.username = sync_json_str(u, "username", NULL, 0, &bad);
+	if (k.display_name == NULL)
+		k.display_name = k.username;
+	k.raw = u;
+	if (k.external_id == NULL || strlen(k.external_id) > SYNC_MAX_ID) {
+		b->sanitized++;
+		return 0;
+	}
+	b->sanitized += bad;
+	return sync_batch_add_contact(b, &k);
+}
+
+/* The conversation's title: the names of the people in it but the Page. */
+static char *
+title_of(const cJSON *conv, const char *page)
+{
+	const cJSON *u, *list = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(conv, "participants"), "data");
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	long bad = 0;
+
+	cJSON_ArrayForEach(u, list) {
+		const char *id = sync_json_str(u, "id", NULL, 0, &bad);
+		const char *name = sync_json_str(u, "name", NULL, 0, &bad);
+
+		if (name == NULL)
+			name = sync_json_str(u, "username", NULL, 0, &bad);
+		if (name == NULL || (id != NULL && strcmp(id, page) == 0))
+			continue;
+		if (sync_buf_addf(&b, "%s%s", b.len ? ", " : "", name) == -1) {
+			sync_buf_release(&b);
+			return NULL;
+		}
+	}
+	return b.data;
+}
+
+/*
+ * One page of the conversation listing: the conversations at or above the
+ * floor become rows (with their participants) and are queued for their
+ * messages; one below it ends the walk.
+ */
+static enum sync_rc
+list_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
+    struct sync_err *err)
+{
+	struct fb *p = ctx->priv;
+	char path[300], lim[16];
+	const char *q[12];
+	cJSON *root = NULL;
+	const cJSON *data, *c;
+	long sanitized = 0;
+	size_t k = 0, cap;
+	enum sync_rc rc;
+
+	snprintf(path, sizeof(path), "/%s/conversations", p->page);
+	snprintf(lim, sizeof(lim), "%d", PAGE_LIMIT);
+	q[k++] = "platform";
+	q[k++] = p->instagram ? "instagram" : "messenger";
+	q[k++] = "fields";
+	q[k++] = "id,updated_time,message_count,unread_count,snippet,link,"
+	    "participants,can_reply";
+	q[k++] = "limit";
+	q[k++] = lim;
+	if (p->conv_after != NULL) {
+		q[k++] = "after";
+		q[k++] = p->conv_after;
+	}
+	q[k] = NULL;
+	sync_http_set_counts(ctx->http, st->counts);
+	if ((rc = graph_get(ctx, path, q, &root, &sanitized, err)) != SYNC_OK)
+		goto out;
+	page->side[1].sanitized += sanitized;
+	data = cJSON_GetObjectItemCaseSensitive(root, "data");
+	if (!cJSON_IsArray(data)) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "conversations of page '%s': the answer has no 'data' array",
+		    sync_cfg_str(ctx->src, "page_id"));
+		goto out;
+	}
+	due_clear(p);
+	cap = (size_t)cJSON_GetArraySize(data) + 1;
+	if ((p->due = calloc(cap, sizeof(*p->due))) == NULL)
+		goto nomem;
+	cJSON_ArrayForEach(c, data) {
+		struct sync_conversation cv;
+		struct sync_mark m;
+		const cJSON *u;
+		char *title;
+		long bad = 0;
+		long long unread;
+		int r;
+
+		page->fetched++;
+		memset(&cv, 0, sizeof(cv));
+		cv.external_id = cJSON_IsObject(c) ? sync_json_str(c, "id", NULL, 0,
+		    &bad) : NULL;
+		cv.last_message_at = sync_json_str(c, "updated_time", NULL, 0, &bad);
+		if (cv.external_id == NULL || strlen(cv.external_id) > SYNC_MAX_ID ||
+		    sync_mark_set(&m, cv.last_message_at, cv.external_id) == -1) {
+			page->side[1].sanitized++;
+			continue;
+		}
+		/* Newest first: the first one below the floor ends the walk. */
+		if (p->have_floor && sync_mark_cmp(&m, &p->floor) < 0) {
+			p->conv_end = 1;
+			break;
+		}
+		if (!p->have_top || sync_mark_cmp(&m, &p->top) > 0) {
+			p->top = m;
+			p->have_top = 1;
+		}
+		unread = json_long(c, "unread_count");
+		cv.unread_count = unread;
+		cv.is_read = unread < 0 ? -1 : unread == 0;
+		cv.kind = p->instagram ? "instagram" : "messenger";
+		cv.archived = -1;
+		cv.raw = c;
+		title = title_of(c, sync_cfg_str(ctx->src, "page_id"));
+		cv.title = title;
+		r = sync_batch_add_conversation(&page->side[1], &cv);
+		free(title);
+		if (r == -1)
+			goto nomem;
+		page->side[1].sanitized += bad;
+		cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(c, "participants"), "data"))
+			if (add_person(&page->side[0], u) == -1)
+				goto nomem;
+		if ((p->due[p->ndue].id = strdup(cv.external_id)) == NULL)
+			goto nomem;
+		p->due[p->ndue].mark = m;
+		p->due[p->ndue++].instagram = p->instagram;
+	}
+	if (!p->conv_end) {
+		char *next = NULL;
+
+		if ((rc = next_cursor(root, p->conv_after, &next, "conversations",
+		    err)) != SYNC_OK)
+			goto out;
+		free(p->conv_after);
+		p->conv_after = next;
+		if (next == NULL)
+			p->conv_end = 1;
+	}
+	goto out;
+nomem:
+	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+out:
+	cJSON_Delete(root);
+	return rc;
+}
+
+/*
+ * One page of a due conversation's messages, newest first, down to the
+ * floor (or, for a conversation a resumed full walk had done, down to when
+ * that walk began).
+ */
+static enum sync_rc
+messages_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
+    struct sync_err *err)
+{
+	struct fb *p = ctx->priv;
+	struct due *d = &p->due[p->idue];
+	const char *page_id = sync_cfg_str(ctx->src, "page_id");
+	char path[1200], lim[16];
+	const char *q[10];
+	cJSON *root = NULL;
+	const cJSON *data, *mj;
+	struct sync_mark stop;
+	int have_stop = p->have_floor, ended = 0;
+	long sanitized = 0;
+	size_t k = 0;
+	enum sync_rc rc;
+	char *esc = sync_url_escape(d->id), *next = NULL;
+
+	if (esc == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	stop = p->floor;
+	if (p->have_resumed && sync_mark_cmp(&d->mark, &p->resumed) > 0) {
+		/* Done by the interrupted walk: only what came since it began. */
+		memset(&stop, 0, sizeof(stop));
+		stop.t = p->walk_start - p->lookback;
+		if (!have_stop || sync_mark_cmp(&stop, &p->floor) > 0)
+			have_stop = 1;
+		else
+			stop = p->floor;
+	}
+	snprintf(path, sizeof(path), "/%s/messages", esc);
+	free(esc);
+	snprintf(lim, sizeof(lim), "%d", PAGE_LIMIT);
+	q[k++] = "fields";
+	q[k++] = "id,created_time,from,to,message,attachments,tags";
+	q[k++] = "limit";
+	q[k++] = lim;
+	if (p->msg_after != NULL) {
+		q[k++] = "after";
+		q[k++] = p->msg_after;
+	}
+	q[k] = NULL;
+	sync_http_set_counts(ctx->http, st->counts);
+	sync_batch_init(&page->batch, SYNC_ENT_MESSAGE);
+	if ((rc = graph_get(ctx, path, q, &root, &sanitized, err)) != SYNC_OK)
+		goto out;
+	page->batch.sanitized += sanitized;
+	data = cJSON_GetObjectItemCaseSensitive(root, "data");
+	if (!cJSON_IsArray(data)) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "messages of conversation '%s': the answer has no 'data' array",
+		    d->id);
+		goto out;
+	}
+	cJSON_ArrayForEach(mj, data) {
+		struct sync_message m;
+		struct sync_mark mm;
+		const cJSON *from, *att;
+		char num[40];
+		long bad = 0;
+
+		page->fetched++;
+		p->msg_seen++;
+		if (!cJSON_IsObject(mj))
+			continue;
+		memset(&m, 0, sizeof(m));
+		m.external_id = sync_json_str(mj, "id", NULL, 0, &bad);
+		m.sent_at = sync_json_str(mj, "created_time", NULL, 0, &bad);
+		if (m.external_id == NULL || strlen(m.external_id) > SYNC_MAX_ID) {
+			page->batch.sanitized++;
+			continue;
+		}
+		if (sync_mark_set(&mm, m.sent_at, m.external_id) == -1) {
+			/*
+			 * Instagram lists every message but details only the
+			 * newest 20: the others come without their data.
+			 */
+			if (d->instagram)
+				p->unreadable++;
+			else
+				page->batch.sanitized++;
+			continue;
+		}
+		if (have_stop && sync_mark_cmp(&mm, &stop) < 0) {
+			ended = 1;
+			break;
+		}
+		from = cJSON_GetObjectItemCaseSensitive(mj, "from");
+		m.conversation_id = d->id;
+		m.sender_id = sync_json_str(from, "id", num, sizeof(num), &bad);
+		m.direction = m.sender_id != NULL && strcmp(m.sender_id, page_id) == 0 ?
+		    "out" : "in";
+		m.kind = "message";
+		m.body = sync_json_str(mj, "message", NULL, 0, &bad);
+		att = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(mj, "attachments"), "data");
+		m.attachments = cJSON_IsArray(att) ? att : NULL;
+		m.raw = mj;
+		page->batch.sanitized += bad;
+		if (add_person(&page->side[0], from) == -1 ||
+		    sync_batch_add_message(&page->batch, &m) == -1) {
+			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+			    "out of memory");
+			goto out;
+		}
+	}
+	if (!ended && (rc = next_cursor(root, p->msg_after, &next, "messages",
+	    err)) != SYNC_OK)
+		goto out;
+	free(p->msg_after);
+	p->msg_after = next;
+	if (next == NULL) {
+		/* This conversation is done. */
+		if (d->instagram && !ended && p->msg_seen > IG_READABLE &&
+		    p->unreadable == 0)
+			p->unreadable += p->msg_seen - IG_READABLE;
+		p->idue++;
+		p->msg_seen = 0;
+	}
+out:
+	cJSON_Delete(root);
+	return rc;
+}
+
+/* The checkpoint of a full walk: "walk start|mark of the last done one". */
+static char *
+checkpoint_of(const struct fb *p, const struct sync_mark *done)
+{
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	char *m = sync_mark_format(done);
+
+	if (m == NULL || sync_buf_addf(&b, "%lld|%s", p->walk_start, m) == -1) {
+		free(m);
+		sync_buf_release(&b);
+		return NULL;
+	}
+	free(m);
+	return b.data;
+}
+
+static void
+start_walk(struct sync_ctx *ctx, struct sync_stream *st)
+{
+	struct fb *p = ctx->priv;
+	struct sync_mark w;
+	const char *bar;
+
+	p->started = 1;
+	p->walk_start = (long long)time(NULL);
+	if (st->mode == SYNC_MODE_INCR && sync_mark_parse(st->state.cursor, &w) == 0) {
+		sync_mark_floor(&w, p->lookback, &p->floor);
+		p->have_floor = 1;
+	} else if (st->mode == SYNC_MODE_FULL && st->since > 0) {
+		memset(&p->floor, 0, sizeof(p->floor));
+		p->floor.t = st->since;
+		p->have_floor = 1;
+	}
+	/* A full walk resumed: it began at the checkpoint's time. */
+	if (st->mode == SYNC_MODE_FULL && st->from != NULL &&
+	    (bar = strchr(st->from, '|')) != NULL &&
+	    sync_mark_parse(bar + 1, &p->resumed) == 0) {
+		p->have_resumed = 1;
+		p->walk_start = strtoll(st->from, NULL, 10);
+	}
+}
+
+static enum sync_rc
+fb_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
+    struct sync_err *err)
+{
+	struct fb *p = ctx->priv;
+	enum sync_rc rc;
+
+	sync_batch_init(&page->batch, SYNC_ENT_MESSAGE);
+	if (!p->started)
+		start_walk(ctx, st);
+	if (p->idue < p->ndue) {
+		struct sync_mark done = p->due[p->idue].mark;
+		size_t before = p->idue;
+
+		if ((rc = messages_page(ctx, st, page, err)) != SYNC_OK)
+			return rc;
+		if (st->mode == SYNC_MODE_FULL && p->idue > before &&
+		    (page->checkpoint = checkpoint_of(p, &done)) == NULL)
+			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+			    "out of memory");
+	} else if (!p->conv_end) {
+		if ((rc = list_page(ctx, st, page, err)) != SYNC_OK)
+			return rc;
+	}
+	if (p->conv_end && p->idue >= p->ndue) {
+		/* The walk is complete: now, and only now, the watermark. */
+		page->done = 1;
+		if (p->have_top && (page->cursor = sync_mark_format(&p->top)) == NULL)
+			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+			    "out of memory");
+		if (p->unreadable > 0) {
+			st->counts->gaps += p->unreadable;
+			sync_log(LOG_WARNING, "source '%s': %ld older Instagram "
+			    "message(s) could not be read: the API details only the "
+			    "newest %d of a conversation (sync more often, or use "
+			    "webhooks)", ctx->src->name, p->unreadable, IG_READABLE);
+		}
+	}
+	return SYNC_OK;
+}
+
+const struct sync_connector sync_facebook_connector = {
+	.type = "facebook",
+	.default_url = "https://graph.facebook.com",
+	.keys = fb_keys,
+	.all_streams = fb_streams,
+	.default_streams = fb_streams,
+	.check = fb_check,
+	.begin = fb_begin,
+	.fetch = fb_fetch,
+	.cursor_max = sync_mark_max,
+	.end = fb_end,
+	.no_poll_reason = "source type 'facebook' reports delivery in its "
+	    "messages; there is nothing to poll",
+};

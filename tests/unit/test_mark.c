@@ -1,0 +1,42 @@
+/* test_mark -- keyset watermarks (lib/mark.c). */
+#include <stdlib.h>
+
+#include "internal.h"
+#include "t.h"
+
+int
+main(void)
+{
+	struct sync_mark a, b, f;
+	char *s, *m;
+
+	CHECK(sync_mark_set(&a, "2026-11-21T09:15:02+0000", "t_1") == 0);
+	CHECK(sync_mark_set(&b, "2026-11-21T11:15:02+02:00", "t_2") == 0);
+	CHECK(sync_mark_cmp(&a, &b) < 0);		/* same instant: by id */
+	CHECK(sync_mark_cmp(&b, &a) > 0);
+	CHECK(sync_mark_cmp(&a, &a) == 0);
+	CHECK(sync_mark_set(&a, "not a time", "x") == -1);
+	CHECK(sync_mark_set(&a, "2026-11-21T09:15:02.120Z", "m|1") == 0);
+	s = sync_mark_format(&a);
+	CHECK_STR(s, "2026-11-21T09:15:02.120000Z|m|1");
+	CHECK(sync_mark_parse(s, &b) == 0 && sync_mark_cmp(&a, &b) == 0);
+	CHECK_STR(b.id, "m|1");
+	CHECK(sync_mark_parse("no bar", &b) == -1);
+	CHECK(sync_mark_parse("garbage|x", &b) == -1);
+	/* A lookback re-reads the whole boundary instant; none: after it. */
+	sync_mark_floor(&a, 300, &f);
+	CHECK(f.t == a.t - 300 && f.id[0] == '\0');
+	sync_mark_floor(&a, 0, &f);
+	CHECK(sync_mark_cmp(&f, &a) == 0);
+	m = sync_mark_max(s, "2026-11-21T09:15:02.120000Z|m|2");
+	CHECK_STR(m, "2026-11-21T09:15:02.120000Z|m|2");
+	free(m);
+	m = sync_mark_max(NULL, s);
+	CHECK_STR(m, s);
+	free(m);
+	m = sync_mark_max("bad", s);
+	CHECK_STR(m, s);
+	free(m);
+	free(s);
+	return t_done("test_mark");
+}
