@@ -11,10 +11,13 @@ million messages cost almost no memory: only edited/added rows keep state.
 Every stream has its own seq counter by default (--shared-seq: one for all);
 an edit gives the row a new seq, so it moves to the end of its stream.
 
-HTTP/1.1 keep-alive, TCP_NODELAY and one write per response (see
-reference/README.md: otherwise Nagle against delayed ACK stalls every
-response), ThreadingHTTPServer on 127.0.0.1, port 0 by default; the chosen
-port is written to --port-file (atomically) once the socket listens.
+The server plumbing is tests/fake/fakelib.py's: HTTP/1.1 keep-alive,
+TCP_NODELAY and one write per response (see reference/README.md: otherwise
+Nagle against delayed ACK stalls every response), ThreadingHTTPServer on
+127.0.0.1, port 0 by default; the chosen port is written to --port-file
+(atomically) once the socket listens; the request log, gates, faults and the
+shared controls (fault, clear_faults, gate, release, clear_log, requests,
+stats, wait).
 
 Control API for tests (JSON bodies; none of these are logged as requests):
 
@@ -67,13 +70,12 @@ import gzip as gziplib
 import json
 import os
 import re
-import socket
 import sys
-import threading
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+import fakelib
 
 STREAMS = ("conversations", "messages", "contacts")
 BASE_EPOCH = 1767225600  # 2026-01-01T00:00:00Z
@@ -543,14 +545,11 @@ def dump_copy(integ, stream, out, batch=5000):
 # ---------------------------------------------------------------------------
 # Server state shared by handler threads.
 
-class State:
+class State(fakelib.State):
     def __init__(self, args):
-        self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
-        self.token = args.token
+        super().__init__(args.token)
         self.gzip = args.gzip
         self.total_count = not args.no_total_count
-        self.latency = 0.0
         self.max_limit = args.max_limit
         self.integrations = {}
         for iid in args.integration or ["int-1"]:
@@ -558,14 +557,6 @@ class State:
                 iid, args.conversations, args.messages, args.contacts,
                 stride=args.seq_stride, shared_seq=args.shared_seq)
         self.default_iid = next(iter(self.integrations))
-        self.faults = []
-        self.gates = []
-        self.blocked = 0
-        self.log = []
-        self.log_cap = 200000
-        self.total = 0
-        self.by_endpoint = {}
-        self.conn_serial = 0
 
     def integ(self, d):
         iid = (d or {}).get("integration") or self.default_iid
@@ -575,77 +566,14 @@ class State:
         return it
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(fakelib.Handler):
     server_version = "fake-seqapi/1"
-    sys_version = ""
-
-    def setup(self):
-        super().setup()
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        st = self.server.state
-        with st.lock:
-            st.conn_serial += 1
-            self.conn_id = st.conn_serial
-
-    def log_message(self, fmt, *args):
-        if self.server.verbose:
-            sys.stderr.write("fake-seqapi: %s\n" % (fmt % args))
-
-    # One write per response.
-    def respond(self, code, body, ctype="application/json", headers=(), reason=None):
-        if isinstance(body, str):
-            body = body.encode("utf-8", "surrogateescape")
-        extra = list(headers)
-        if (self.server.state.gzip and len(body) > 256
-                and "gzip" in (self.headers.get("Accept-Encoding") or "")):
-            body = gziplib.compress(body, 1)
-            extra.append(("Content-Encoding", "gzip"))
-        self._write(code, body, ctype, extra, reason, len(body))
-
-    def _write(self, code, body, ctype, extra, reason, clen):
-        conn = "close" if self.close_connection else "keep-alive"
-        h = ["HTTP/1.1 %d %s" % (code, reason or self.responses.get(code, ("",))[0]),
-             "Content-Type: %s" % ctype,
-             "Content-Length: %d" % clen,
-             "Connection: %s" % conn]
-        h += ["%s: %s" % kv for kv in extra]
-        data = ("\r\n".join(h) + "\r\n\r\n").encode("latin-1") + body
-        try:
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        self.status_sent = code
-
-    def respond_json(self, code, obj, headers=()):
-        self.respond(code, json.dumps(obj), headers=headers)
-
-    def do_POST(self):
-        self.dispatch("POST")
-
-    def do_GET(self):
-        self.dispatch("GET")
-
-    def do_PUT(self):
-        self.dispatch("PUT")
-
-    def do_DELETE(self):
-        self.dispatch("DELETE")
-
-    def dispatch(self, method):
-        self.status_sent = None
-        u = urlsplit(self.path)
-        if u.path.startswith("/_control/"):
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                d = json.loads(raw) if raw else {}
-                q = {k: v[-1] for k, v in parse_qs(u.query).items()}
-                self.control(method, u.path[len("/_control/"):], d, q)
-            except (KeyError, ValueError, TypeError) as e:
-                self.respond_json(400, {"error": str(e)})
-            return
-        self.api(method, u)
+    encode_errors = "surrogateescape"   # invalid UTF-8 travels as surrogate escapes
+    fault_kinds = ("http", "429", "truncate", "truncate_conn", "nonjson", "stuck", "huge",
+                   "slow", "close", "bad_row", "disorder", "latest_ahead")
+    http_fault_body = '{"error":"internal error"}'
+    rate_limit_body = '{"error":"rate limited"}'
+    nonjson_body = "<html><body>502 Bad Gateway (nginx)</body></html>\n"
 
     # -- the seqapi surface -----------------------------------------------
 
@@ -654,89 +582,24 @@ class Handler(BaseHTTPRequestHandler):
         parts = u.path.strip("/").split("/")
         endpoint = parts[1] if len(parts) == 3 and parts[0] == "sync" else None
         q = parse_qs(u.query, keep_blank_values=True)
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
         auth = self.headers.get("Authorization")
         entry = {"method": method, "path": u.path, "endpoint": endpoint,
-                 "query": {k: v[-1] for k, v in q.items()}, "headers": headers,
+                 "query": {k: v[-1] for k, v in q.items()},
+                 "headers": self.headers_without("authorization"),
                  "auth": ("ok" if auth == "Bearer " + st.token else
                           "missing" if auth is None else "bad"),
                  "conn": self.conn_id, "t": time.time(), "status": None, "t_end": None}
-        key = endpoint or "other"
-        with st.cond:
-            st.total += 1
-            st.by_endpoint[key] = st.by_endpoint.get(key, 0) + 1
-            if len(st.log) < st.log_cap:
-                st.log.append(entry)
-            st.cond.notify_all()
-            # Gates: hold this request until released.
-            gate = None
-            for g in st.gates:
-                if g["endpoint"] in (key, "*"):
-                    if g["skip"] > 0:
-                        g["skip"] -= 1
-                    else:
-                        gate = g
-                        break
-            if gate is not None:
-                st.blocked += 1
-                st.cond.notify_all()
-                deadline = time.monotonic() + 120
-                while gate in st.gates and time.monotonic() < deadline:
-                    st.cond.wait(1.0)
-                st.blocked -= 1
-                st.cond.notify_all()
-            fault = None
-            for f in st.faults:
-                if f["endpoint"] in (key, "*"):
-                    if f["skip"] > 0:
-                        f["skip"] -= 1
-                        continue
-                    if fault is None:
-                        fault = f
-            if fault is not None:
-                if fault["times"] > 0:
-                    fault["times"] -= 1
-                    if fault["times"] == 0:
-                        st.faults.remove(fault)
-                fault = dict(fault)
-            latency = st.latency
-        try:
-            if latency:
-                time.sleep(latency)
-            self.serve_api(method, parts, endpoint, q, auth, fault)
-        finally:
-            entry["status"] = self.status_sent
-            entry["t_end"] = time.time()
+        self.serve_logged(endpoint or "other", entry,
+                          lambda fault: self.serve_api(method, parts, endpoint, q, auth, fault))
 
     def serve_api(self, method, parts, endpoint, q, auth, fault):
         st = self.server.state
-        if fault is not None:
-            k = fault["kind"]
-            if k == "slow":
-                time.sleep(float(fault.get("delay", 5)))
-            elif k == "close":
-                self.close_connection = True
-                try:
-                    self.request.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                return
-            elif k == "http":
-                code = int(fault.get("status", 500))
-                self.respond(code, fault.get("body", '{"error":"internal error"}'))
-                return
-            elif k == "429":
-                self.respond(429, '{"error":"rate limited"}',
-                             headers=[("Retry-After", str(fault.get("retry_after", 1)))])
-                return
-            elif k == "nonjson":
-                self.respond(200, "<html><body>502 Bad Gateway (nginx)</body></html>\n",
-                             ctype="text/html")
-                return
-            elif k == "huge":
-                self.send_huge(int(fault.get("size", 1 << 20)), bool(fault.get("chunked")),
-                               endpoint or "messages")
-                return
+        if self.answer_fault(fault):
+            return
+        if fault is not None and fault["kind"] == "huge":
+            self.send_huge(int(fault.get("size", 1 << 20)), bool(fault.get("chunked")),
+                           endpoint or "messages")
+            return
         if auth != "Bearer " + st.token:
             self.respond(401, '{"error":"unauthorized"}',
                          headers=[("WWW-Authenticate", 'Bearer realm="seqapi"')])
@@ -787,18 +650,7 @@ class Handler(BaseHTTPRequestHandler):
             body = page_json(endpoint, rendered, latest, has_more, total, st.total_count)
         else:
             body = page_json(endpoint, rendered, latest, has_more, total, st.total_count)
-        if k == "truncate":
-            self.respond(200, body[:max(1, len(body) // 2)])
-            return
-        if k == "truncate_conn":
-            self.close_connection = True
-            self._write(200, body[:len(body) // 2], "application/json", [], None, len(body))
-            try:
-                self.request.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        self.respond(200, body)
+        self.respond_page(k, body)
 
     def send_huge(self, size, chunked, name):
         head = '{"%s":[],"latest_seq":0,"has_more":false,"padding":"' % name
@@ -827,36 +679,8 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- control API ------------------------------------------------------
 
-    def control(self, method, what, d, q):
+    def control_get(self, what, q):
         st = self.server.state
-        if what == "stats":
-            with st.lock:
-                self.respond_json(200, self.stats())
-            return
-        if what == "wait":
-            ep = q.get("endpoint")
-            count = int(q.get("count", 0))
-            blocked = int(q.get("blocked", 0))
-            deadline = time.monotonic() + float(q.get("timeout", 30))
-            with st.cond:
-                while True:
-                    n = st.by_endpoint.get(ep, 0) if ep else st.total
-                    if n >= count and st.blocked >= blocked:
-                        self.respond_json(200, self.stats())
-                        return
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    st.cond.wait(min(left, 1.0))
-                self.respond_json(408, self.stats())
-            return
-        if what == "requests":
-            ep = q.get("endpoint")
-            since = int(q.get("since", 0))
-            with st.lock:
-                reqs = [dict(r) for r in st.log[since:] if ep is None or r["endpoint"] == ep]
-                self.respond_json(200, {"count": len(reqs), "total": st.total, "requests": reqs})
-            return
         if what == "state":
             with st.lock:
                 it = st.integ(q)
@@ -865,8 +689,7 @@ class Handler(BaseHTTPRequestHandler):
                     out[name] = {"count": s.count(), "latest_seq": s.latest_seq(),
                                  "next_index": s.n_items, "next_seq": s.counter[0],
                                  "edited": len(s.version)}
-                self.respond_json(200, {"integration": it.id, "streams": out})
-            return
+                return {"integration": it.id, "streams": out}
         if what == "dump":
             name = q.get("stream", "messages")
             with st.lock:
@@ -877,24 +700,8 @@ class Handler(BaseHTTPRequestHandler):
             out = []
             for text in rendered:
                 out.append(json.loads(text.decode("utf-8", "replace")))
-            self.respond_json(200, {"stream": name, "rows": out})
-            return
-        if method != "POST":
-            self.respond_json(404, {"error": "unknown control '%s'" % what})
-            return
-        with st.cond:
-            res = self.control_post(what, d)
-            st.cond.notify_all()
-        if res is None:
-            self.respond_json(404, {"error": "unknown control '%s'" % what})
-        else:
-            self.respond_json(200, res)
-
-    def stats(self):
-        st = self.server.state
-        return {"total": st.total, "by_endpoint": dict(st.by_endpoint),
-                "blocked": st.blocked, "connections": st.conn_serial,
-                "faults": len(st.faults), "gates": len(st.gates)}
+            return {"stream": name, "rows": out}
+        return None
 
     def control_post(self, what, d):
         st = self.server.state
@@ -940,31 +747,10 @@ class Handler(BaseHTTPRequestHandler):
                     raise ValueError("unknown edit kind '%s'" % kind)
                 seqs.append(s.touch(i))
             return {"indexes": idxs, "seqs": seqs, "latest_seq": s.latest_seq()}
-        if what == "fault":
-            f = {"endpoint": d.get("endpoint", "*"), "kind": d["kind"],
-                 "times": int(d.get("times", 1)), "skip": int(d.get("after", 0))}
-            for k, v in d.items():
-                if k not in ("endpoint", "kind", "times", "after"):
-                    f[k] = v
-            if f["kind"] not in ("http", "429", "truncate", "truncate_conn", "nonjson",
-                                 "stuck", "huge", "slow", "close", "bad_row", "disorder",
-                                 "latest_ahead"):
-                raise ValueError("unknown fault kind '%s'" % f["kind"])
-            st.faults.append(f)
-            return {"faults": len(st.faults)}
-        if what == "clear_faults":
-            st.faults = []
-            return {"faults": 0}
         if what == "reset_seq":
             it = st.integ(d)
             it.reset_seq(int(d.get("keep", 0)), d.get("streams"))
             return {"status": it.status()}
-        if what == "gate":
-            st.gates.append({"endpoint": d.get("endpoint", "*"), "skip": int(d.get("after", 0))})
-            return {"gates": len(st.gates)}
-        if what == "release":
-            st.gates = []
-            return {"gates": 0}
         if what == "config":
             if "token" in d:
                 st.token = str(d["token"])
@@ -975,32 +761,7 @@ class Handler(BaseHTTPRequestHandler):
             if "latency" in d:
                 st.latency = float(d["latency"])
             return {"ok": True}
-        if what == "clear_log":
-            st.log = []
-            st.total = 0
-            st.by_endpoint = {}
-            return {"ok": True}
         return None
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-
-def write_port_file(path, port):
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        f.write("%d\n" % port)
-    os.rename(tmp, path)
-
-
-def make_server(args):
-    srv = Server((args.host, args.port), Handler)
-    srv.state = State(args)
-    srv.verbose = args.verbose
-    return srv
 
 
 # ---------------------------------------------------------------------------
@@ -1079,10 +840,7 @@ def _child_cpu(pid):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="fake seqapi backend for msgsync tests")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file")
-    ap.add_argument("--token", default="test-token")
+    fakelib.add_server_args(ap)
     ap.add_argument("--integration", action="append",
                     help="integration id (repeatable; default int-1)")
     ap.add_argument("--conversations", type=int, default=10)
@@ -1095,9 +853,6 @@ def main(argv=None):
     ap.add_argument("--max-limit", type=int, default=100000)
     ap.add_argument("--gzip", action="store_true", help="gzip when the client accepts it")
     ap.add_argument("--no-total-count", action="store_true")
-    ap.add_argument("--verbose", action="store_true")
-    ap.add_argument("--exit-with-parent", action="store_true",
-                    help="exit when the process that started us goes away")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--bench-limit", type=int, default=1500)
     ap.add_argument("--dump-copy", metavar="STREAM", choices=STREAMS)
@@ -1116,25 +871,7 @@ def main(argv=None):
         out.flush()
         return 0
 
-    srv = make_server(args)
-    port = srv.server_address[1]
-    if args.exit_with_parent:
-        parent = os.getppid()
-
-        def watch():
-            while os.getppid() == parent:
-                time.sleep(0.5)
-            os._exit(0)
-        threading.Thread(target=watch, daemon=True).start()
-    if args.port_file:
-        write_port_file(args.port_file, port)
-    else:
-        print(port, flush=True)
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return fakelib.serve(args, Handler, State(args))
 
 
 if __name__ == "__main__":

@@ -119,24 +119,24 @@ now. inbox and send also take "fields" (applied as by set).
                          (quirks, no faults), ascending id; F may be "outgoing"
 
 Endpoint names (log, faults, gates, wait): the folder, count, status, send,
-delete, other. Plumbing as tests/fake/seqapi.py: ThreadingHTTPServer on
-127.0.0.1, HTTP/1.1 keep-alive, TCP_NODELAY, one write per response, the port
-written atomically to --port-file once listening, --exit-with-parent.
+delete, other. The server plumbing is tests/fake/fakelib.py's (as for
+seqapi.py): ThreadingHTTPServer on 127.0.0.1, HTTP/1.1 keep-alive,
+TCP_NODELAY, one write per response, the port written atomically to
+--port-file once listening, --exit-with-parent; the request log, gates,
+faults and the controls fault, clear_faults, gate, release, clear_log,
+requests, stats, wait.
 """
 
 import argparse
 import json
-import os
 import random
 import re
-import socket
 import sys
-import threading
 import time
-import traceback
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+import fakelib
 
 FOLDERS = ("inbox", "outbox", "sent", "error", "delivered")
 VALIDITY = ("5m", "10m", "30m", "1h", "2h", "4h", "12h", "1d", "2d", "5d", "1w", "2w",
@@ -415,58 +415,11 @@ class Device:
 # ---------------------------------------------------------------------------
 # Server state shared by handler threads.
 
-class State:
+class State(fakelib.State):
     def __init__(self, args):
-        self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
-        self.token, self.latency = args.token, 0.0
+        super().__init__(args.token)
         self.dev = Device(args)
         self.dev.seed_initial(args.inbox, args.outbox, args.sent)
-        self.faults, self.gates, self.log, self.by_endpoint = [], [], [], {}
-        self.blocked = self.total = self.conn_serial = 0
-        self.log_cap = 200000
-
-    def admit(self, endpoint, entry):
-        """Logs a request, holds it at a gate, returns its fault (or None)."""
-        with self.cond:
-            self.total += 1
-            self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
-            if len(self.log) < self.log_cap:
-                self.log.append(entry)
-            self.cond.notify_all()
-            gate = None
-            for g in self.gates:
-                if g["endpoint"] in (endpoint, "*"):
-                    if g["skip"] > 0:
-                        g["skip"] -= 1
-                    else:
-                        gate = g
-                        break
-            if gate is not None:
-                self.blocked += 1
-                self.cond.notify_all()
-                deadline = time.monotonic() + 120
-                while gate in self.gates and time.monotonic() < deadline:
-                    self.cond.wait(1.0)
-                self.blocked -= 1
-                self.cond.notify_all()
-            fault = None
-            for f in self.faults:
-                if f["endpoint"] in (endpoint, "*"):
-                    if f["skip"] > 0:
-                        f["skip"] -= 1
-                    elif fault is None:
-                        fault = f
-            if fault is not None and fault["times"] > 0:
-                fault["times"] -= 1
-                if fault["times"] == 0:
-                    self.faults.remove(fault)
-            return dict(fault) if fault else None
-
-    def stats(self):
-        return {"total": self.total, "by_endpoint": dict(self.by_endpoint),
-                "blocked": self.blocked, "connections": self.conn_serial,
-                "faults": len(self.faults), "gates": len(self.gates)}
 
 
 def int_param(q, name, errors, minimum=1):
@@ -496,79 +449,31 @@ def classify(method, parts):
     return p if n == 2 and p in FOLDERS else "other"
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(fakelib.Handler):
     server_version = "fake-smseagle/1"
-    sys_version = ""
-
-    def setup(self):
-        super().setup()
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        st = self.server.state
-        with st.lock:
-            st.conn_serial += 1
-            self.conn_id = st.conn_serial
-
-    def log_message(self, fmt, *args):
-        if self.server.verbose:
-            sys.stderr.write("fake-smseagle: %s\n" % (fmt % args))
-
-    # One write per response.
-    def respond(self, code, body, ctype="application/json; charset=UTF-8", headers=(),
-                clen=None):
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        conn = "close" if self.close_connection else "keep-alive"
-        h = ["HTTP/1.1 %d %s" % (code, self.responses.get(code, ("",))[0]),
-             "Content-Type: %s" % ctype, "Content-Length: %d" % (clen or len(body)),
-             "Connection: %s" % conn] + ["%s: %s" % kv for kv in headers]
-        try:
-            self.wfile.write(("\r\n".join(h) + "\r\n\r\n").encode("latin-1") + body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        self.status_sent = code
+    content_type = "application/json; charset=UTF-8"
+    control_ascii = False
+    fault_kinds = FAULT_KINDS
+    http_fault_body = {"message": "Internal server error"}
+    rate_limit_body = '{"message":"Too many requests."}'
+    nonjson_body = "<html><body><h1>502 Bad Gateway</h1>nginx</body></html>\n"
+    internal_error = {"message": "Internal server error"}
 
     def dumps(self, obj):
         esc = bool(self.server.state.dev.quirks.get("escape_unicode"))
         return json.dumps(obj, ensure_ascii=esc, separators=(",", ":"))
 
-    def respond_json(self, code, obj, headers=()):
-        self.respond(code, self.dumps(obj), headers=headers)
+    def control_error(self, e):
+        return "%s: %s" % (type(e).__name__, e)
 
-    def hangup(self):
-        self.close_connection = True
-        try:
-            self.request.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def dispatch(self, method):
-        self.status_sent = None
-        u = urlsplit(self.path)
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n > 0 else b""
-        if u.path.startswith("/_control/"):
-            try:
-                d = json.loads(raw) if raw.strip() else {}
-                if not isinstance(d, dict):
-                    raise ValueError("the body must be a JSON object")
-                q = {k: v[-1] for k, v in parse_qs(u.query).items()}
-                self.control(method, u.path[len("/_control/"):], d, q)
-            except (KeyError, ValueError, TypeError, AttributeError) as e:
-                self.respond(400, json.dumps({"error": "%s: %s" % (type(e).__name__, e)}))
-            return
-        try:
-            self.api(method, u, raw)
-        except Exception:
-            traceback.print_exc()
-            if self.status_sent is None:
-                self.close_connection = True
-                self.respond_json(500, {"message": "Internal server error"})
+    def do_PATCH(self):
+        self.dispatch("PATCH")
 
     # -- the SMSEagle surface ---------------------------------------------
 
-    def api(self, method, u, raw):
+    def api(self, method, u):
         st = self.server.state
+        raw = self.read_body()
         rest = None
         for base in ("/api/v2/", "/index.php/api/v2/"):
             if u.path.startswith(base):
@@ -592,37 +497,17 @@ class Handler(BaseHTTPRequestHandler):
                  if isinstance(body, dict) and "access_token" in body else body)
         entry = {"method": method, "path": u.path, "endpoint": endpoint, "query": masked,
                  "token_in": token_in, "body": lbody, "status": None,
-                 "headers": {k: v for k, v in self.headers.items()
-                             if k.lower() != "access-token"},
+                 "headers": self.headers_without("access-token"),
                  "conn": self.conn_id, "t": time.time(), "t_end": None}
-        fault = st.admit(endpoint, entry)
-        try:
-            if st.latency:
-                time.sleep(st.latency)
-            self.serve_api(method, parts, endpoint, q, body,
-                           token is not None and token == st.token, fault)
-        finally:
-            entry["status"] = self.status_sent
-            entry["t_end"] = time.time()
+        self.serve_logged(endpoint, entry, lambda fault: self.serve_api(
+            method, parts, endpoint, q, body, token is not None and token == st.token, fault))
 
     def serve_api(self, method, parts, endpoint, q, body, authed, fault):
         st = self.server.state
+        if self.answer_fault(fault):
+            return
         k = fault["kind"] if fault else None
-        if k == "slow":
-            time.sleep(float(fault.get("delay", 5)))
-        elif k == "close":
-            return self.hangup()
-        elif k == "http":
-            b = fault.get("body", {"message": "Internal server error"})
-            return self.respond(int(fault.get("status", 500)),
-                                b if isinstance(b, str) else self.dumps(b))
-        elif k == "429":
-            return self.respond(429, '{"message":"Too many requests."}',
-                                headers=[("Retry-After", str(fault.get("retry_after", 1)))])
-        elif k == "nonjson":
-            return self.respond(200, "<html><body><h1>502 Bad Gateway</h1>nginx</body>"
-                                "</html>\n", ctype="text/html")
-        elif k == "huge":
+        if k == "huge":
             head, tail = (('[{"id":1,"number":"+48600100200","text":"', '"}]')
                           if endpoint in FOLDERS else ('{"padding":"', '"}'))
             size = int(fault.get("size", 1 << 20))
@@ -675,17 +560,7 @@ class Handler(BaseHTTPRequestHandler):
         elif k == "bad_row":
             field = fault.get("field", "id")
             out[len(out) // 2][field] = "x" if field == "id" else {"unexpected": "object"}
-        self.finish_body(k, self.dumps(out).encode("utf-8"))
-
-    def finish_body(self, k, body):
-        if k == "truncate":
-            self.respond(200, body[:max(1, len(body) // 2)])
-        elif k == "truncate_conn":
-            self.close_connection = True
-            self.respond(200, body[:len(body) // 2], clen=len(body))
-            self.hangup()
-        else:
-            self.respond(200, body)
+        self.respond_page(k, self.dumps(out).encode("utf-8"))
 
     def api_status(self, sid, k):
         st = self.server.state
@@ -699,7 +574,7 @@ class Handler(BaseHTTPRequestHandler):
                    "folder": "outbox" if r["loc"] == "outbox" else "sentitems"}
         if k == "bad_row":
             obj["id"] = "x"
-        self.finish_body(k, self.dumps(obj).encode("utf-8"))
+        self.respond_page(k, self.dumps(obj).encode("utf-8"))
 
     def api_send(self, single, body):
         st = self.server.state
@@ -755,44 +630,18 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- control API ------------------------------------------------------
 
-    def control(self, method, what, d, q):
+    def control_get(self, what, q):
         st = self.server.state
-        if what == "wait":
-            ep = q.get("endpoint")
-            count, blocked = int(q.get("count", 0)), int(q.get("blocked", 0))
-            deadline = time.monotonic() + float(q.get("timeout", 30))
-            with st.cond:
-                while True:
-                    n = st.by_endpoint.get(ep, 0) if ep else st.total
-                    if n >= count and st.blocked >= blocked:
-                        return self.respond(200, json.dumps(st.stats()))
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return self.respond(408, json.dumps(st.stats()))
-                    st.cond.wait(min(left, 1.0))
-        with st.cond:
-            if what == "stats":
-                res = st.stats()
-            elif what == "requests":
-                ep, since = q.get("endpoint"), int(q.get("since", 0))
-                reqs = [dict(r) for r in st.log[since:] if ep is None or r["endpoint"] == ep]
-                res = {"count": len(reqs), "total": st.total, "requests": reqs}
-            elif what == "state":
-                res = st.dev.state()
-            elif what == "dump":
+        with st.lock:
+            if what == "state":
+                return st.dev.state()
+            if what == "dump":
                 folder = q.get("folder", "inbox")
                 if folder not in FOLDERS + ("outgoing",):
                     raise ValueError("unknown folder %r" % folder)
                 rows = sorted(st.dev.view(folder), key=lambda r: r["id"])
-                res = {"folder": folder, "rows": [st.dev.render(r) for r in rows]}
-            elif method == "POST":
-                res = self.control_post(what, d)
-                st.cond.notify_all()
-            else:
-                res = None
-            body = json.dumps(res if res is not None else
-                              {"error": "unknown control %r" % what}, ensure_ascii=False)
-        self.respond(200 if res is not None else 404, body)
+                return {"folder": folder, "rows": [st.dev.render(r) for r in rows]}
+        return None
 
     def control_post(self, what, d):
         st = self.server.state
@@ -858,22 +707,6 @@ class Handler(BaseHTTPRequestHandler):
                 raise ValueError("sequences are inbox and outgoing")
             dev.reset_ids(int(d.get("keep", 0)), seqs)
             return {"state": dev.state()}
-        if what == "fault":
-            f = dict(d, endpoint=d.get("endpoint", "*"), kind=str(d["kind"]),
-                     times=int(d.get("times", 1)), skip=int(d.get("after", 0)))
-            if f["kind"] not in FAULT_KINDS:
-                raise ValueError("unknown fault kind %r" % f["kind"])
-            st.faults.append(f)
-            return {"faults": len(st.faults)}
-        if what == "clear_faults":
-            st.faults = []
-            return {"faults": 0}
-        if what == "gate":
-            st.gates.append({"endpoint": d.get("endpoint", "*"), "skip": int(d.get("after", 0))})
-            return {"gates": len(st.gates)}
-        if what == "release":
-            st.gates = []
-            return {"gates": 0}
         if what == "config":
             if d.get("order", "asc") not in ("asc", "desc", "shuffle"):
                 raise ValueError("order is asc, desc or shuffle")
@@ -894,35 +727,12 @@ class Handler(BaseHTTPRequestHandler):
                 dev.quirks = {}
             dev.quirks.update((k, v) for k, v in d.items() if k != "reset")
             return {"quirks": dev.quirks}
-        if what == "clear_log":
-            st.log, st.total, st.by_endpoint = [], 0, {}
-            return {"ok": True}
         return None
-
-
-for _m in ("GET", "POST", "DELETE", "PUT", "PATCH"):
-    setattr(Handler, "do_" + _m, lambda self, m=_m: self.dispatch(m))
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-
-def write_port_file(path, port):
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        f.write("%d\n" % port)
-    os.rename(tmp, path)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="fake SMSEagle APIv2 device for msgsync tests")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file")
-    ap.add_argument("--token", default="test-token")
+    fakelib.add_server_args(ap)
     ap.add_argument("--inbox", type=int, default=0, help="initial inbox messages")
     ap.add_argument("--outbox", type=int, default=0, help="initial queued messages")
     ap.add_argument("--sent", type=int, default=0, help="initial sent messages")
@@ -932,9 +742,6 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1, help="seed of the shuffle order")
     ap.add_argument("--order", choices=("asc", "desc", "shuffle"), default="desc")
     ap.add_argument("--shared-ids", action="store_true", help="one id sequence for all")
-    ap.add_argument("--verbose", action="store_true")
-    ap.add_argument("--exit-with-parent", action="store_true",
-                    help="exit when the process that started us goes away")
     it, fixed = iter(sys.argv[1:] if argv is None else argv), []
     for a in it:    # "--offset -03:30" would be taken for an option
         fixed.append("--offset=" + next(it, "") if a == "--offset" else a)
@@ -946,27 +753,7 @@ def main(argv=None):
     if args.first_id < 1 or args.max_limit is not None and args.max_limit < 1:
         ap.error("--first-id and --max-limit must be >= 1")
 
-    srv = Server((args.host, args.port), Handler)
-    srv.state = State(args)
-    srv.verbose = args.verbose
-    port = srv.server_address[1]
-    if args.exit_with_parent:
-        parent = os.getppid()
-
-        def watch():
-            while os.getppid() == parent:
-                time.sleep(0.5)
-            os._exit(0)
-        threading.Thread(target=watch, daemon=True).start()
-    if args.port_file:
-        write_port_file(args.port_file, port)
-    else:
-        print(port, flush=True)
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return fakelib.serve(args, Handler, State(args))
 
 
 if __name__ == "__main__":
