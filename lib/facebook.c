@@ -42,7 +42,6 @@ static const struct sync_keydef fb_keys[] = {
 struct due {
 	char		*id;
 	struct sync_mark mark;		/* (updated_time, id) */
-	int		 instagram;
 };
 
 struct fb {
@@ -50,6 +49,8 @@ struct fb {
 	char		*page;		/* the page id, escaped */
 	char		*proof;		/* appsecret_proof, or NULL */
 	int		 instagram;
+	char		*self;		/* who the Page is in messages: its id,
+					   or its Instagram account's */
 	long long	 lookback;
 
 	/* The walk of this pass. */
@@ -63,7 +64,6 @@ struct fb {
 	struct due	*due;		/* conversations whose messages are due */
 	size_t		 ndue, idue;
 	char		*msg_after;	/* cursor in due[idue]'s messages */
-	long		 msg_seen;	/* its messages read so far */
 	/* full-sync resume: conversations above `resumed` were done */
 	int		 have_resumed;
 	struct sync_mark resumed;
@@ -224,7 +224,8 @@ graph_fail(const struct sync_http_resp *r, const char *safe, struct sync_err *er
 	m = cJSON_GetObjectItemCaseSensitive(e, "message");
 	snprintf(msg, sizeof(msg), "%s", cJSON_IsString(m) ? m->valuestring : "");
 	cJSON_Delete(root);
-	if (code == 190 || code == 102 || code == 10 || (code >= 200 && code < 300))
+	if (code == 190 || code == 102 || code == 10 || (code >= 200 && code < 300) ||
+	    (code == 100 && strstr(msg, "appsecret_proof") != NULL))
 		rc = sync_err_set(err, SYNC_EPERM, SYNC_ERR_AUTH,
 		    "'%s': credentials rejected: Graph error %ld%s%.0ld: %s", safe,
 		    code, sub > 0 ? "/" : "", sub > 0 ? sub : 0, msg);
@@ -234,6 +235,42 @@ graph_fail(const struct sync_http_resp *r, const char *safe, struct sync_err *er
 	else
 		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
 		    "'%s': Graph error %ld: %s", safe, code, msg);
+	return rc;
+}
+
+static enum sync_rc graph_get(struct sync_ctx *, const char *, const char **,
+		    cJSON **, long *, struct sync_err *);
+
+/*
+ * On Instagram the Page writes as its Instagram account: its id, from
+ * /{page-id}?fields=instagram_business_account, tells our messages apart.
+ */
+static enum sync_rc
+learn_self(struct sync_ctx *ctx, struct sync_err *err)
+{
+	struct fb *p = ctx->priv;
+	const char *q[] = { "fields", "instagram_business_account", NULL };
+	char path[300];
+	cJSON *root = NULL;
+	const cJSON *id;
+	enum sync_rc rc;
+
+	snprintf(path, sizeof(path), "/%s", p->page);
+	sync_http_set_counts(ctx->http, ctx->source_counts);
+	if ((rc = graph_get(ctx, path, q, &root, NULL, err)) != SYNC_OK)
+		return rc;
+	id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root,
+	    "instagram_business_account"), "id");
+	if (cJSON_IsString(id)) {
+		free(p->self);
+		if ((p->self = strdup(id->valuestring)) == NULL)
+			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+			    "out of memory");
+	} else
+		sync_log(LOG_WARNING, "source '%s': page '%s' names no Instagram "
+		    "account: the Page's own messages cannot be told apart",
+		    ctx->src->name, sync_cfg_str(ctx->src, "page_id"));
+	cJSON_Delete(root);
 	return rc;
 }
 
@@ -263,6 +300,10 @@ fb_begin(struct sync_ctx *ctx, struct sync_err *err)
 		sync_secret_add(p->proof);
 	}
 	sync_http_set_classify(ctx->http, fb_classify);
+	if ((p->self = strdup(sync_cfg_str(ctx->src, "page_id"))) == NULL)
+		goto nomem;
+	if (p->instagram)
+		return learn_self(ctx, err);
 	return SYNC_OK;
 nomem:
 	return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
@@ -293,6 +334,7 @@ fb_end(struct sync_ctx *ctx)
 	free(p->base);
 	free(p->page);
 	free(p->proof);
+	free(p->self);
 	free(p);
 	ctx->priv = NULL;
 }
@@ -520,10 +562,17 @@ list_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
 		    cJSON_GetObjectItemCaseSensitive(c, "participants"), "data"))
 			if (add_person(&page->side[0], u) == -1)
 				goto nomem;
+		/*
+		 * A resumed full walk: a conversation above where the
+		 * interrupted one got to, and unchanged since it began, had
+		 * its messages read then.
+		 */
+		if (p->have_resumed && sync_mark_cmp(&m, &p->resumed) > 0 &&
+		    m.t < p->walk_start - p->lookback)
+			continue;
 		if ((p->due[p->ndue].id = strdup(cv.external_id)) == NULL)
 			goto nomem;
-		p->due[p->ndue].mark = m;
-		p->due[p->ndue++].instagram = p->instagram;
+		p->due[p->ndue++].mark = m;
 	}
 	if (!p->conv_end) {
 		char *next = NULL;
@@ -544,11 +593,7 @@ out:
 	return rc;
 }
 
-/*
- * One page of a due conversation's messages, newest first, down to the
- * floor (or, for a conversation a resumed full walk had done, down to when
- * that walk began).
- */
+/* One page of a due conversation's messages, newest first, down to the floor. */
 static enum sync_rc
 messages_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
     struct sync_err *err)
@@ -560,8 +605,7 @@ messages_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pa
 	const char *q[10];
 	cJSON *root = NULL;
 	const cJSON *data, *mj;
-	struct sync_mark stop;
-	int have_stop = p->have_floor, ended = 0;
+	int ended = 0;
 	long sanitized = 0;
 	size_t k = 0;
 	enum sync_rc rc;
@@ -569,16 +613,6 @@ messages_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pa
 
 	if (esc == NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
-	stop = p->floor;
-	if (p->have_resumed && sync_mark_cmp(&d->mark, &p->resumed) > 0) {
-		/* Done by the interrupted walk: only what came since it began. */
-		memset(&stop, 0, sizeof(stop));
-		stop.t = p->walk_start - p->lookback;
-		if (!have_stop || sync_mark_cmp(&stop, &p->floor) > 0)
-			have_stop = 1;
-		else
-			stop = p->floor;
-	}
 	snprintf(path, sizeof(path), "/%s/messages", esc);
 	free(esc);
 	snprintf(lim, sizeof(lim), "%d", PAGE_LIMIT);
@@ -611,7 +645,6 @@ messages_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pa
 		long bad = 0;
 
 		page->fetched++;
-		p->msg_seen++;
 		if (!cJSON_IsObject(mj))
 			continue;
 		memset(&m, 0, sizeof(m));
@@ -622,25 +655,26 @@ messages_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pa
 			continue;
 		}
 		if (sync_mark_set(&mm, m.sent_at, m.external_id) == -1) {
-			/*
-			 * Instagram lists every message but details only the
-			 * newest 20: the others come without their data.
-			 */
-			if (d->instagram)
-				p->unreadable++;
-			else
-				page->batch.sanitized++;
+			page->batch.sanitized++;
 			continue;
 		}
-		if (have_stop && sync_mark_cmp(&mm, &stop) < 0) {
+		if (p->have_floor && sync_mark_cmp(&mm, &p->floor) < 0) {
 			ended = 1;
 			break;
 		}
-		from = cJSON_GetObjectItemCaseSensitive(mj, "from");
+		/*
+		 * Instagram lists every message but details only the newest
+		 * 20 of a conversation: the others come with their id and
+		 * time alone, and cannot be stored.
+		 */
+		if ((from = cJSON_GetObjectItemCaseSensitive(mj, "from")) == NULL) {
+			p->unreadable++;
+			continue;
+		}
 		m.conversation_id = d->id;
 		m.sender_id = sync_json_str(from, "id", num, sizeof(num), &bad);
-		m.direction = m.sender_id != NULL && strcmp(m.sender_id, page_id) == 0 ?
-		    "out" : "in";
+		m.direction = m.sender_id != NULL && (strcmp(m.sender_id, page_id) == 0 ||
+		    strcmp(m.sender_id, p->self) == 0) ? "out" : "in";
 		m.kind = "message";
 		m.body = sync_json_str(mj, "message", NULL, 0, &bad);
 		att = cJSON_GetObjectItemCaseSensitive(
@@ -648,8 +682,7 @@ messages_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pa
 		m.attachments = cJSON_IsArray(att) ? att : NULL;
 		m.raw = mj;
 		page->batch.sanitized += bad;
-		if (add_person(&page->side[0], from) == -1 ||
-		    sync_batch_add_message(&page->batch, &m) == -1) {
+		if (sync_batch_add_message(&page->batch, &m) == -1) {
 			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
 			    "out of memory");
 			goto out;
@@ -662,11 +695,7 @@ messages_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pa
 	p->msg_after = next;
 	if (next == NULL) {
 		/* This conversation is done. */
-		if (d->instagram && !ended && p->msg_seen > IG_READABLE &&
-		    p->unreadable == 0)
-			p->unreadable += p->msg_seen - IG_READABLE;
 		p->idue++;
-		p->msg_seen = 0;
 	}
 out:
 	cJSON_Delete(root);
@@ -747,10 +776,10 @@ fb_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
 			    "out of memory");
 		if (p->unreadable > 0) {
 			st->counts->gaps += p->unreadable;
-			sync_log(LOG_WARNING, "source '%s': %ld older Instagram "
-			    "message(s) could not be read: the API details only the "
-			    "newest %d of a conversation (sync more often, or use "
-			    "webhooks)", ctx->src->name, p->unreadable, IG_READABLE);
+			sync_log(LOG_WARNING, "source '%s': %ld message(s) could "
+			    "not be read: Instagram details only the newest %d of a "
+			    "conversation (sync more often, or use webhooks)",
+			    ctx->src->name, p->unreadable, IG_READABLE);
 		}
 	}
 	return SYNC_OK;

@@ -129,6 +129,9 @@ class Fake:
             flag = "--" + k.replace("_", "-")
             if v is True:
                 args.append(flag)
+            elif isinstance(v, (list, tuple)):
+                for x in v:             # a repeatable flag
+                    args += [flag, str(x)]
             elif v is not False and v is not None:
                 args += [flag, str(v)]
         self.log = open(os.path.join(ctx.dir, name + ".log"), "w")
@@ -1958,6 +1961,7 @@ def disabled_source(ctx):
 # The tests of the other source types register themselves through @test.
 sys.path.insert(0, HERE)
 import smseagle_e2e  # noqa: E402,F401
+import facebook_e2e  # noqa: E402,F401
 import smseagle_faults_e2e  # noqa: E402,F401
 
 

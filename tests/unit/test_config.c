@@ -121,6 +121,20 @@ test_bad(void)
 	bad("sources = ( { name = \"sms\"; type = \"smseagle\";\n"
 	    "  url = \"http://127.0.0.1\"; token = \"t0ken\";\n"
 	    "  cold_start_days = -1; } );\n", 0600, 3, "cold_start_days");
+	bad("sources = ( { name = \"fb\"; type = \"facebook\";\n"
+	    "  token = \"t0ken\"; } );\n", 0600, 1, "has no 'page_id'");
+	bad("sources = ( { name = \"fb\"; type = \"facebook\"; page_id = \"1\";\n"
+	    "  token = \"t0ken\"; platform = \"whatsapp\"; } );\n", 0600, 1,
+	    "'platform' must be");
+	bad("sources = ( { name = \"fb\"; type = \"facebook\"; page_id = \"1\";\n"
+	    "  token = \"t0ken\"; graph_version = \"21\"; } );\n", 0600, 1,
+	    "'graph_version' must look like");
+	bad("sources = ( { name = \"fb\"; type = \"facebook\"; page_id = \"1\";\n"
+	    "  token = \"t0ken\";\n  app_secret_file = \"/nonexistent/s\"; } );\n",
+	    0600, 3, "cannot read app_secret_file '/nonexistent/s'");
+	bad("sources = ( { name = \"fb\"; type = \"facebook\"; page_id = \"1\";\n"
+	    "  token = \"t0ken\";\n  app_secret_env = \"MSGSYNC_NO_SUCH_VAR\"; } );\n",
+	    0600, 3, "'MSGSYNC_NO_SUCH_VAR' (app_secret_env) is not set");
 	bad(SRC "  token = \"t0ken\"; },\n"
 	    "  { name = \"wa\"; type = \"seqapi\"; } );\n", 0600, 4,
 	    "duplicate source name 'wa'");

@@ -1,0 +1,402 @@
+"""End-to-end tests of the facebook source (keyset watermarks over the Graph
+API's newest-first conversations), against the fake tests/fake/facebook.py.
+Imported by run.py, whose @test they register:
+
+    python3 tests/e2e/run.py --filter fb_
+"""
+
+import hashlib
+import hmac
+import os
+import signal
+import time
+from datetime import datetime, timezone
+
+import __main__ as e2e
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FB_FAKE = os.path.join(os.path.dirname(HERE), "fake", "facebook.py")
+
+test, check, eq, Fail = e2e.test, e2e.check, e2e.eq, e2e.Fail
+
+
+class FbFake(e2e.Fake):
+    SCRIPT = FB_FAKE
+
+    def __init__(self, ctx, name="fake", pages=("1111",), **opts):
+        self.pages = list(pages)
+        super().__init__(ctx, name=name, page=self.pages, **opts)
+
+    def post(self, what, **body):
+        return self.call(what, body)
+
+    def dump(self, page=None, platform=None):
+        q = "dump"
+        args = []
+        if page:
+            args.append("page=" + page)
+        if platform:
+            args.append("platform=" + platform)
+        if args:
+            q += "?" + "&".join(args)
+        return self.call(q)["conversations"]
+
+    def api_requests(self, endpoint=None):
+        return self.requests(endpoint)
+
+
+def fb_setup(ctx, pages=("1111",), name="fake", **opts):
+    ctx.cluster.createdb(ctx.db)
+    f = ctx.new_fake(kind=FbFake, name=name, pages=pages, **opts)
+    ctx.fake = f
+    return f
+
+
+def fb_source(ctx, name="fb", fake=None, page="1111", extra="", token=None):
+    fake = fake or ctx.fake
+    tf = ctx.token_file(token if token is not None else fake.token, name + ".token")
+    return ('  { name = "%s"; type = "facebook"; url = "%s"; page_id = "%s";'
+            ' token_file = "%s"; %s }' % (name, fake.url, page, tf, extra))
+
+
+def fb_config(ctx, extra="", **kw):
+    return ctx.config(sources=[fb_source(ctx, extra=extra, **kw)])
+
+
+def stored_msgs(ctx, source="fb"):
+    rows = ctx.sql_json(
+        "SELECT m.external_id, m.body, m.direction, m.sent_at, m.attachments,"
+        " c.external_id AS conv, k.external_id AS sender FROM message m"
+        " JOIN source s ON s.id = m.source_id"
+        " LEFT JOIN conversation c ON c.id = m.conversation_id"
+        " LEFT JOIN contact k ON k.id = m.sender_contact_id WHERE s.name = '%s'" % source)
+    return {r["external_id"]: r for r in rows}
+
+
+def stored_convs(ctx, source="fb"):
+    rows = ctx.sql_json(
+        "SELECT c.external_id, c.title, c.unread_count, c.is_read, c.last_message_at,"
+        " c.kind, c.raw IS NULL AS placeholder FROM conversation c"
+        " JOIN source s ON s.id = c.source_id WHERE s.name = '%s'" % source)
+    return {r["external_id"]: r for r in rows}
+
+
+def graph_time(s):
+    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S%z")
+
+
+def pg_time(s):
+    return datetime.fromisoformat(s).astimezone(timezone.utc)
+
+
+def assert_fb_exact(ctx, fake, source="fb", page="1111", platform="messenger",
+                    readable=None):
+    """The database holds every conversation of the Page and every message
+    the API details (Instagram: the newest 20 of each), once each."""
+    convs = fake.dump(page, platform)
+    want_m = {}
+    for c in convs:
+        for m in c["messages"]:
+            if m["detail"]:
+                want_m[m["id"]] = (c, m)
+    got_c = stored_convs(ctx, source)
+    got_m = stored_msgs(ctx, source)
+    eq(sorted(k for k, v in got_c.items() if not v["placeholder"]),
+       sorted(c["id"] for c in convs), "stored conversations")
+    missing = set(want_m) - set(got_m)
+    extra = set(got_m) - set(want_m)
+    check(not missing and not extra, "%d messages missing, %d unexpected (of %d)"
+          % (len(missing), len(extra), len(want_m)), sorted(missing)[:3], sorted(extra)[:3])
+    for mid, (c, m) in want_m.items():
+        g = got_m[mid]
+        eq(g["conv"], c["id"], "%s conversation" % mid)
+        eq(g["body"], m.get("message"), "%s body" % mid)
+        eq(g["direction"], "out" if m["from_page"] else "in", "%s direction" % mid)
+        eq(pg_time(g["sent_at"]), graph_time(m["created_time"]), "%s sent_at" % mid)
+        eq(g["sender"], m["from"]["id"], "%s sender" % mid)
+    for c in convs:
+        g = got_c[c["id"]]
+        eq(g["unread_count"], c["unread_count"], "%s unread_count" % c["id"])
+        eq(pg_time(g["last_message_at"]), graph_time(c["updated_time"]),
+           "%s last_message_at" % c["id"])
+
+
+def watermark(ctx, source="fb"):
+    return ctx.cursor("conversations", source)
+
+
+# ---------------------------------------------------------------------------
+
+
+
+
+@test
+def fb_full_sync_exact(ctx):
+    fake = fb_setup(ctx, conversations=60, messages=5)
+    fb_config(ctx)
+    r = ctx.run("full-sync", "-j")
+    e2e.ok_pass(r, "full-sync")
+    assert_fb_exact(ctx, fake)
+    convs = fake.dump("1111", "messenger")
+    top = max((graph_time(c["updated_time"]), c["id"]) for c in convs)
+    eq(watermark(ctx), top[0].strftime("%Y-%m-%dT%H:%M:%S.000000Z") + "|" + top[1],
+       "the watermark: the newest (updated_time, id)")
+    e2e.json_cursor_is_db(ctx, r, "conversations", "fb")
+    # Participants are contacts with their names; titles name the others.
+    names = ctx.sql("SELECT count(*) FROM contact WHERE display_name IS NOT NULL")
+    check(int(names) >= 2, "participants are not contacts with names")
+    c0 = stored_convs(ctx)[convs[0]["id"]]
+    others = [p["name"] for p in convs[0]["participants"]["data"] if p["id"] != "1111"]
+    eq(c0["title"], ", ".join(others), "conversation title")
+    # A pass with nothing new rewrites nothing and reads only the lookback.
+    seq = ctx.sql("SELECT max(seq) FROM message")
+    fake.clear_log()
+    r = ctx.run("incr-sync", "-j")
+    e2e.ok_pass(r)
+    eq(ctx.sql("SELECT max(seq) FROM message"), seq, "max(seq) after a pass with nothing new")
+    eq(len(fake.api_requests("conversations")), 1, "conversation listings")
+    check(len(fake.api_requests("messages")) <= 2, "messages read back beyond the lookback",
+          len(fake.api_requests("messages")))
+    r = ctx.run("incr-sync", "-q")
+    r.expect_rc(0)
+    eq((r.out, r.err), ("", ""), "-q output with nothing new")
+
+
+@test
+def fb_incr_new_messages(ctx):
+    fake = fb_setup(ctx, conversations=30, messages=3)
+    fb_config(ctx, extra="lookback = 60;")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    convs = fake.dump("1111", "messenger")
+    old = convs[-1]["id"]           # the oldest conversation gets new messages
+    fake.post("message", conversation=old, n=3, step=1, attachments=True)
+    fake.post("message", conversation=convs[5]["id"], n=1, **{"from": "page"})
+    new = fake.post("conversation", messages=2)["ids"]
+    fake.clear_log()
+    r = ctx.run("incr-sync", "-j")
+    e2e.ok_pass(r)
+    assert_fb_exact(ctx, fake)
+    eq(r.stream("conversations", "fb")["inserted"] >= 6, True, "rows inserted")
+    got = stored_msgs(ctx)
+    check(any(g["attachments"] for g in got.values()), "attachments not stored")
+    # The changed conversations had their messages read, and besides them
+    # only those within the lookback of the old watermark.
+    asked = {q["path"].split("/")[-2] for q in fake.api_requests("messages")}
+    changed = {old, convs[5]["id"], new[0]}
+    check(changed <= asked, "a changed conversation was not read", asked)
+    top = graph_time(convs[0]["updated_time"]).timestamp()
+    recent = {c["id"] for c in convs if graph_time(c["updated_time"]).timestamp() >= top - 60}
+    eq(asked - changed - recent, set(), "conversations read below the floor")
+
+
+@test
+def fb_boundary_second(ctx):
+    """Conversations and messages sharing the watermark's second are not lost,
+    whatever their ids."""
+    fake = fb_setup(ctx, conversations=0)
+    fb_config(ctx)
+    at = int(time.time()) - 30
+    a = fake.post("conversation", n=1, at=at, messages=1)["ids"][0]
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    # Same second, ids on both sides of the watermark's.
+    more = fake.post("conversation", n=3, at=at, messages=2)["ids"]
+    fake.post("message", conversation=a, n=2, at=at)
+    r = ctx.run("incr-sync", "-j")
+    e2e.ok_pass(r)
+    assert_fb_exact(ctx, fake)
+    check(len(more) == 3 and all(m in stored_convs(ctx) for m in more), "a tie was lost")
+
+
+@test
+def fb_late_message(ctx):
+    fake = fb_setup(ctx, conversations=0)
+    fb_config(ctx, extra="lookback = 300;")
+    now = int(time.time())
+    a = fake.post("conversation", at=now - 10, messages=1)["ids"][0]
+    b = fake.post("conversation", at=now - 5, messages=1)["ids"][0]
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    # Late: older than the newest message of its conversation, inside the
+    # lookback window (a is re-listed: its time is within it).
+    late_in = fake.post("message", conversation=a, at=now - 100)["ids"][0]
+    r = ctx.run("incr-sync", "-j")
+    e2e.ok_pass(r)
+    check(late_in in stored_msgs(ctx), "a late message inside the lookback was missed")
+    # Outside it: incr-sync cannot see it, full-sync finds it.
+    c = fake.post("conversation", at=now - 3600, messages=1)["ids"][0]
+    late_out = fake.post("message", conversation=c, at=now - 4000)["ids"][0]
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    check(late_out not in stored_msgs(ctx) and c not in stored_convs(ctx),
+          "incr-sync read below its floor")
+    r = ctx.run("full-sync", "-j")
+    e2e.ok_pass(r)
+    check(late_out in stored_msgs(ctx), "full-sync missed the late message")
+    assert_fb_exact(ctx, fake)
+    eq(b in stored_convs(ctx), True, "conversation b")
+
+
+@test
+def fb_rate_limit_memory(ctx):
+    fake = fb_setup(ctx, conversations=10)
+    fb_config(ctx)
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    wm = watermark(ctx)
+    fake.post("message", conversation=fake.dump("1111", "messenger")[0]["id"])
+    # A BUC limit that asks for an hour: more than any pass can wait.
+    fake.post("fault", endpoint="*", kind="error", code=80006, regain_minutes=60, times=-1)
+    r = ctx.run("incr-sync", "-j")
+    r.expect_rc(75)
+    s = r.source("fb")
+    eq(s["error"]["kind"], "rate_limit", "error kind")
+    eq(watermark(ctx), wm, "the watermark after a rate limit")
+    until = ctx.sql("SELECT extract(epoch FROM next_allowed_at - now())::int FROM source "
+                    "WHERE name = 'fb'")
+    check(until and 3500 <= int(until) <= 3700, "next_allowed_at is not an hour ahead: %r"
+          % until)
+    fake.clear_log()
+    r = ctx.run("incr-sync", "-j")
+    r.expect_rc(0)
+    eq(r.source("fb")["status"], "skipped", "the next pass")
+    eq(fake.stats()["total"], 0, "requests while the window is open")
+    r = ctx.run("incr-sync", "-q")
+    r.expect_rc(0)
+    eq((r.out, r.err), ("", ""), "-q output while skipped")
+    # A short limit (regain 0: backoff) is waited out within the pass.
+    ctx.sql("UPDATE source SET next_allowed_at = NULL")
+    fake.call("clear_faults", {})
+    fake.post("fault", endpoint="conversations", kind="error", code=4, regain_minutes=0,
+              times=1)
+    r = ctx.run("incr-sync", "-j")
+    e2e.ok_pass(r)
+    check(r.stream("conversations", "fb")["retries"] >= 1, "the rate limit was not retried")
+    assert_fb_exact(ctx, fake)
+
+
+@test
+def fb_three_pages_one_failing(ctx):
+    pages = ("1111", "2222", "3333")
+    fake = fb_setup(ctx, pages=pages, conversations=8, messages=3,
+                    token="1111=tok-a-1111")
+    fake.call("config", {"token": {"1111": "tok-a-1111", "2222": "tok-b-2222",
+                                   "3333": "tok-c-3333"}})
+    srcs = [fb_source(ctx, "fb-a", page="1111", token="tok-a-1111"),
+            fb_source(ctx, "fb-b", page="2222", token="expired-token"),
+            fb_source(ctx, "fb-c", page="3333", token="tok-c-3333")]
+    ctx.config(sources=srcs, sync={"jobs": 3})
+    # Hold fb-c's listing: fb-a must finish while fb-c is stuck.
+    fake.call("gate", {"endpoint": "conversations", "page": "3333", "after": 0})
+    p = ctx.start("full-sync", "-j")
+    check(fake.wait("conversations", blocked=1, timeout=30) is not None, "fb-c never asked")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and ctx.count(
+            "message m JOIN source s ON s.id = m.source_id", "s.name = 'fb-a'") < 24:
+        time.sleep(0.05)
+    eq(ctx.count("message m JOIN source s ON s.id = m.source_id", "s.name = 'fb-a'"), 24,
+       "fb-a's messages while fb-c is held")
+    fake.call("release", {})
+    r = ctx.finish(p)
+    r.expect_rc(1)
+    eq(r.source("fb-a")["status"], "ok", "fb-a")
+    eq(r.source("fb-c")["status"], "ok", "fb-c")
+    eq(r.source("fb-b")["status"], "failed", "fb-b")
+    eq(r.source("fb-b")["error"]["kind"], "auth", "fb-b's error")
+    assert_fb_exact(ctx, fake, "fb-a", "1111")
+    assert_fb_exact(ctx, fake, "fb-c", "3333")
+    # Alone, the expired token is exit 77.
+    r = ctx.run("incr-sync", "-j", "-s", "fb-b")
+    r.expect_rc(77)
+
+
+@test
+def fb_token_never_shown(ctx):
+    secret = "app-s3cret-value"
+    fake = fb_setup(ctx, conversations=6, app_secret=secret, token="fb-T0KEN-abc")
+    sf = os.path.join(ctx.dir, "app.secret")
+    with open(sf, "w") as f:
+        f.write(secret + "\n")
+    os.chmod(sf, 0o600)
+    fb_config(ctx, extra='app_secret_file = "%s";' % sf)
+    fake.post("config", empty_pages=True)
+    r = ctx.run("full-sync", "-j", "-vv")
+    e2e.ok_pass(r)
+    assert_fb_exact(ctx, fake)
+    reqs = fake.api_requests()
+    check(reqs and all(q["token_ok"] and q["proof_ok"] for q in reqs),
+          "a request without the token or the right appsecret_proof")
+    proof = hmac.new(secret.encode(), b"fb-T0KEN-abc", hashlib.sha256).hexdigest()
+    fake.post("fault", endpoint="messages", kind="http", status=500, times=-1)
+    r2 = ctx.run("incr-sync", "-j", "-vv")
+    for res in (r, r2):
+        for s in ("fb-T0KEN-abc", proof, secret):
+            check(s not in res.out + res.err, "a secret in the output: %r" % s, res.desc())
+    # A wrong secret: the proof is refused, an auth error.
+    with open(sf, "w") as f:
+        f.write("wrong-secret\n")
+    fake.call("clear_faults", {})
+    r = ctx.run("incr-sync", "-j")
+    r.expect_rc(77)
+
+
+@test
+def fb_instagram_limit(ctx):
+    fake = fb_setup(ctx, conversations=0)
+    fb_config(ctx, extra='platform = "instagram";')
+    c = fake.post("conversation", platform="instagram", messages=30, step=10)["ids"][0]
+    fake.post("conversation", platform="instagram", messages=3, step=10)
+    r = ctx.run("full-sync", "-j")
+    e2e.ok_pass(r)
+    st = r.stream("conversations", "fb")
+    eq(st["gaps"], 10, "messages Instagram would not detail, reported")
+    check("could not be read" in r.err, "the limit is not logged", r.desc())
+    assert_fb_exact(ctx, fake, platform="instagram")
+    eq(ctx.count("message m JOIN conversation c ON c.id = m.conversation_id",
+                 "c.external_id = '%s'" % c), 20, "messages stored of the long one")
+    dirs = {g["direction"] for g in stored_msgs(ctx).values()}
+    eq(dirs, {"in", "out"}, "directions on Instagram")
+
+
+@test
+def fb_kill9_mid_walk(ctx):
+    fake = fb_setup(ctx, conversations=120, messages=4)
+    fb_config(ctx)
+    for k in (15, 60):
+        before = fake.stats()["by_endpoint"].get("messages", 0)
+        p = ctx.start("full-sync", "-j")
+        fake.wait("messages", count=before + k, timeout=40)
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+        ctx.finish(p)
+        e2e.wait_unlocked(ctx)
+        eq(watermark(ctx), None, "a watermark after an interrupted first walk")
+        check(ctx.state_row("conversations", "fb")["full_checkpoint"] is not None,
+              "no checkpoint after the kill")
+        fake.post("message", conversation=fake.dump("1111", "messenger")[-1]["id"])
+    fake.clear_log()
+    r = ctx.run("full-sync", "-j", timeout=120)
+    e2e.ok_pass(r)
+    assert_fb_exact(ctx, fake)
+    # The resumed walk read again only what the killed ones had not done.
+    check(len(fake.api_requests("messages")) < 120, "the resumed walk started over",
+          len(fake.api_requests("messages")))
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    assert_fb_exact(ctx, fake)
+
+
+@test
+def fb_graph_errors(ctx):
+    fake = fb_setup(ctx, conversations=4)
+    fb_config(ctx)
+    fake.post("fault", endpoint="conversations", kind="error", code=190, error_subcode=463,
+              times=-1)
+    r = ctx.run("incr-sync", "-j")
+    r.expect_rc(77)
+    check("190" in r.source("fb")["error"]["message"], "the code is not named", r.desc())
+    fake.call("clear_faults", {})
+    fake.post("fault", endpoint="conversations", kind="error", code=2, is_transient=True,
+              times=1)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    fake.post("fault", endpoint="messages", kind="truncate", times=1)
+    fake.post("message", conversation=fake.dump("1111", "messenger")[0]["id"])
+    r = ctx.run("incr-sync", "-j")
+    r.expect_rc(65)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    assert_fb_exact(ctx, fake)

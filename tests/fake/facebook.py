@@ -1,0 +1,1266 @@
+#!/usr/bin/env python3
+"""Fake Facebook Graph API (Page conversations: Messenger and Instagram) for
+msgsync's tests (stdlib only). Imitates /work/shared/reference/
+facebook-unipile.md §A with the shapes of reference/fixtures/facebook/.
+Paths take an optional version prefix (any vNN.N; none = --version, v21.0):
+
+  GET  /{page-id}/conversations?platform=messenger|instagram (any case)&fields
+       &limit&after&before&user_id -> {"data":[..],"paging":{"cursors":{"before",
+       "after"},"previous"?,"next"?}}
+  GET  /{conversation-id}?fields=id,..,messages.limit(n).after(c){id,from,..}
+  GET  /{conversation-id}/messages?fields&limit&after&before   (newest first)
+  GET  /{message-id}?fields=id,created_time,from,to,message,attachments,tags
+  GET  /me, /{page-id}  -> {"name","id"} of the Page, and with
+       fields=instagram_business_account {"instagram_business_account":{"id"}}
+  POST /  (batch; form or JSON: access_token, appsecret_proof, batch,
+       include_headers) -> [{"code","headers"?,"body":"<json string>"} | null]
+
+FROM THE REFERENCE: access_token query/form parameter, bad or missing -> 400
+code 190 "Invalid OAuth access token - Cannot parse access token";
+appsecret_proof = hex HMAC-SHA256(key=app secret, msg=token), required with
+--app-secret (wrong: 100 "Invalid appsecret_proof provided in the API
+argument", missing: 100 "API calls from the server require an appsecret_proof
+argument", OAuthException); the conversation/message fields and shapes
+(participants, senders, from, to {name,email,id}, Instagram {username,id};
+"message" "" without text; attachments/tags only when they have data); ids
+t_<digits>, m_<b64>, aWdf<b64> (Instagram); times "2026-11-21T09:15:02+0000";
+default fields id,updated_time / id,created_time; the end of a list is the
+absence of "next" (cursors on every non-empty page); absolute next/previous
+URLs carrying access_token (and appsecret_proof when sent); nested
+messages.limit(n){..} with its own paging, next pointing to /{id}/messages;
+user_id -> {"data":[{"id"}]} without paging; since/until/folder/tags ignored;
+errors HTTP 400 {"error":{message,type,code,error_subcode?,is_transient?,
+fbtrace_id}} with the fixture texts (4, 32, 613, 80001, 80002, 80006, 100
+"After Cursor ... exceeds"); the usage headers; batch <= 50 ops, body a JSON
+string, null = not finished.
+
+CHOICES (not in the reference; the real Graph may differ):
+  * Order: conversations by updated_time desc, messages by created_time desc,
+    ties by id desc (string comparison). Cursors are opaque base64 ("QVFIU.."
+    = b"AQHR"+JSON) holding the key of the edge item, so items added during a
+    walk are neither repeated nor skipped; config cursor_mode "offset" holds
+    an offset instead (new items shift later pages: duplicates). Garbage or
+    another list's cursor -> 100 "(#100) Invalid cursor".
+  * limit: default 25 (also nested), silently capped at max_limit (100);
+    unparsable or < 1 = the default.
+  * Empty page with next: data [] plus cursors/next that resume at the same
+    place (new strings, so "after repeated" checks do not fire). config
+    empty_pages alternates after-requests of the conversations and /messages
+    edges: real, empty, real, ... (first page real); fault empty_page empties
+    one answer (if items remain).
+  * Instagram (ig_detail_limit 20; messenger_detail_limit null = none): lists
+    render messages ranked >= 20 (newest first) with id and created_time only;
+    GET /{message-id} of one -> 400 "(#100) The requested message has been
+    deleted", OAuthException, code 100 (wording invented, reference §C.3).
+  * Another page's token: /{page}/conversations -> 400 code 200 "(#200)
+    Permissions error"; its conversation/message ids, and unknown ids -> 100
+    subcode 33 GraphMethodException "Unsupported get request. Object with ID
+    '..' does not exist, ...". Unknown edge -> 100 "(#100) Tried accessing
+    nonexisting field (x) on node type (Page)"; bad fields -> 2500; other
+    methods -> 100 "Unsupported post request.".
+  * Headers on every answer but http/nonjson/close faults: facebook-api-
+    version; X-App-Usage {call_count,total_time,total_cputime}; X-Business-Use-
+    Case-Usage {"<page>":[{type,call_count,total_cputime,total_time,
+    estimated_time_to_regain_access}]}: type messenger|instagram by platform,
+    else "pages"; key the request's page, else the token's. Values from config
+    usage (default 1,1,1, eta 0); a rate-limit fault sets eta = regain_minutes
+    (default 1) and call_count 100 (X-App-Usage for 4/17, BUC for the others).
+  * Batch: GET ops only, no "name"/JSONPath; an op may carry its own
+    access_token in relative_url (its proof is then not checked); > 50 -> 400
+    code 1 GraphBatchException "Too many requests in batch message. Maximum
+    batch size is 50"; include_headers default true ([{name,value}]). Ops are
+    logged and counted as requests of their own endpoint ("batch" = log index
+    of the POST) and take faults (error/http: that entry's code and body;
+    timeout/close: null; truncate/nonjson: broken body; slow); no gates.
+  * Data: a user message adds 1 to unread_count (unless "read"), a page
+    message resets it; message_count always counts; updated_time and snippet
+    follow the newest message (image without text: "You sent a photo." /
+    "<First> sent a photo."); an older message is LATE and moves neither
+    ("touch" forces either way); a deletion recomputes them only with
+    "recompute". Tags (Messenger only): user inbox[,read],source:chat; page
+    inbox,read,sent,source:web. 190/463 text is typical, not quoted; fault
+    http defaults to 500 with code 2 "An unexpected error has occurred...".
+
+INITIAL DATA per page (--conversations N, --messages M (3)): conversation k
+has its newest message at now - (N-k)*30d // (N+1), except that k % 10 == 9
+ties with k-1; --platform-mix puts k % 3 == 2 on Instagram. Message j at
+newest - (M-1-j)*97 s, the newest from the user, then alternating; it is
+unread if k % 4 == 0. Every 5th message (global serial) has an image, every
+10th then no text. Tokens "token-<PAGE>" (--token T: T for every page).
+
+CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
+"at" (ISO or Graph format, naive = UTC, or epoch) or "ago" (s), default now;
+"page" defaults to the first. Faults and gates act before the token check.
+  POST conversation {"page","platform","n":1,"participants":[{..}],"at"|"ago",
+       "cstep":0,"messages":1,"step":0,"from":"user","text","read"} -> {"ids"};
+       conversation i of n has its newest message at t-(n-1-i)*cstep, message j
+       of K at that-(K-1-j)*step, alternating so that the newest is "from"
+  POST message {"conversation","page"?,"n":1,"from":"user"|"page","text","at"|
+       "ago","step":0,"attachments":false,"read":false,"touch":null} -> {"ids"}
+  POST edit_conversation {"id","fields":{"updated_time":time,"message_count",
+       "unread_count","snippet","can_reply",..any},"at"|"ago" (= updated_time)}
+       -> {"conversation": as in dump}
+  POST delete_message {"ids","recompute":false}, delete_conversation {"ids"}
+       -> {"deleted":n}
+  POST fault {"endpoint":"conversations|conversation|messages|message|batch|page|
+       other|*" ("a|b" or a list),"page"?,"kind","times":1 (-1 forever),"after":0}
+       kind = error (+"code":80006|4|17|32|613|80001|80002|190|100|any,
+       "error_subcode","message","type","is_transient","status":400,
+       "regain_minutes":1) or just the code ("80006") | http (+"status","body")
+       | close | slow (+"delay":5) | truncate (JSON cut in half) | nonjson (200
+       text/html) | empty_page | timeout (batch: "entries":[i..] null, default
+       the last; an op: null)
+  POST clear_faults | gate {"endpoint","page"?,"after":N} (hold requests after
+       the Nth until release) | release | clear_log
+  POST config {"token":"T"|{"PAGE":"T"},"app_secret":S|null,"latency":s,
+       "empty_pages","max_limit","default_limit","max_batch","usage":{..}|null,
+       "ig_detail_limit","messenger_detail_limit","cursor_mode","version"} -> all
+  GET  requests[?endpoint=E&since=I] {"count","total","requests":[{i,method,path,
+       version,endpoint,page,query (access_token/appsecret_proof "***"),token_ok,
+       proof_ok (null without app secret),batch,status,conn,t,t_end}]}
+  GET  stats {"total","http","by_endpoint","blocked","connections","faults","gates"}
+  GET  wait?endpoint=E&count=N[&blocked=B][&timeout=30]  (408 on timeout)
+  GET  state {"pages":{id:{name,ig_id,messenger:{conversations,messages},
+       instagram:{..}}},"now","config"}
+  GET  dump[?page=&platform=] {"count","conversations":[API order, every field,
+       page, platform, updated_epoch, messages:[newest first, every field,
+       created_epoch, from_page, read, detail]]}
+
+Endpoint names (log, faults, gates, wait): conversations, conversation (GET
+/{conversation-id}), messages (its /messages edge), message, batch, page
+(/me, /{page-id}), other. Plumbing (Recorder, BaseHandler, Server,
+write_port_file, watch_parent) as in seqapi.py: ThreadingHTTPServer on
+127.0.0.1, HTTP/1.1 keep-alive, TCP_NODELAY, one write per response (the log
+entry gets its status first), --port-file written atomically once listening,
+--exit-with-parent. Request bodies need a Content-Length.
+"""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import traceback
+from bisect import bisect_left, bisect_right
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, quote, urlsplit
+
+
+# ===========================================================================
+# Generic fake-server plumbing (candidate for tests/fake/fakelib.py)
+
+def match_rule(rule, endpoint, page):
+    eps = rule.get("endpoint", "*")
+    names = eps if isinstance(eps, list) else str(eps).split("|")
+    return ("*" in names or endpoint in names) and rule.get("page") in (None, page)
+
+
+class Recorder:
+    """Request log, counters, gates and faults under one Condition."""
+
+    def __init__(self, cond):
+        self.cond = cond
+        self.log, self.by_endpoint, self.faults, self.gates = [], {}, [], []
+        self.total = self.http = self.blocked = self.connections = 0
+
+    def admit(self, endpoint, page, entry, gate=True):
+        """Logs a request, holds it at a gate, returns its fault (or None)."""
+        with self.cond:
+            entry["i"], self.total = self.total, self.total + 1
+            self.http += entry.get("batch") is None
+            self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
+            if len(self.log) < 200000:
+                self.log.append(entry)
+            self.cond.notify_all()
+            g = None
+            for r in self.gates if gate else ():
+                if match_rule(r, endpoint, page):
+                    if r["skip"] <= 0:
+                        g = r
+                        break
+                    r["skip"] -= 1
+            if g is not None:
+                self.blocked += 1
+                self.cond.notify_all()
+                deadline = time.monotonic() + 120
+                while g in self.gates and time.monotonic() < deadline:
+                    self.cond.wait(1.0)
+                self.blocked -= 1
+                self.cond.notify_all()
+            fault = None
+            for f in self.faults:
+                if match_rule(f, endpoint, page):
+                    if f["skip"] > 0:
+                        f["skip"] -= 1
+                    elif fault is None:
+                        fault = f
+            if fault is not None and fault["times"] > 0:
+                fault["times"] -= 1
+                if fault["times"] == 0:
+                    self.faults.remove(fault)
+            return dict(fault) if fault else None
+
+    def control(self, what, d, kinds):
+        """The plumbing's own POST controls; None if `what` is not one."""
+        if what == "fault":
+            f = dict(d, endpoint=d.get("endpoint", "*"), kind=str(d["kind"]),
+                     times=int(d.get("times", 1)), skip=int(d.get("after", 0)))
+            if f["kind"] not in kinds and not f["kind"].isdigit():
+                raise ValueError("unknown fault kind %r" % f["kind"])
+            self.faults.append(f)
+            return {"faults": len(self.faults)}
+        if what == "gate":
+            self.gates.append({"endpoint": d.get("endpoint", "*"), "page": d.get("page"),
+                               "skip": int(d.get("after", 0))})
+            return {"gates": len(self.gates)}
+        if what == "clear_faults":
+            self.faults = []
+            return {"faults": 0}
+        if what == "release":
+            self.gates = []
+            return {"gates": 0}
+        if what == "clear_log":
+            self.log, self.total, self.http, self.by_endpoint = [], 0, 0, {}
+            return {"ok": True}
+        return None
+
+    def stats(self):
+        return {"total": self.total, "http": self.http, "by_endpoint": dict(self.by_endpoint),
+                "blocked": self.blocked, "connections": self.connections,
+                "faults": len(self.faults), "gates": len(self.gates)}
+
+    def requests(self, q):
+        ep, since = q.get("endpoint"), int(q.get("since", 0))
+        reqs = [dict(r) for r in self.log if r["i"] >= since and ep in (None, r["endpoint"])]
+        return {"count": len(reqs), "total": self.total, "requests": reqs}
+
+    def wait(self, q):
+        """-> (200 | 408 on timeout, stats)."""
+        ep, count, blocked = q.get("endpoint"), int(q.get("count", 0)), int(q.get("blocked", 0))
+        deadline = time.monotonic() + float(q.get("timeout", 30))
+        with self.cond:
+            while True:
+                n = self.by_endpoint.get(ep, 0) if ep else self.total
+                if n >= count and self.blocked >= blocked:
+                    return 200, self.stats()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return 408, self.stats()
+                self.cond.wait(min(left, 1.0))
+
+
+class BaseHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    sys_version = ""
+    fake_name = "fake"
+
+    def setup(self):
+        super().setup()
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        rec = self.server.recorder
+        with rec.cond:
+            rec.connections += 1
+            self.conn_id = rec.connections
+
+    def log_message(self, fmt, *args):
+        if self.server.verbose:
+            sys.stderr.write("%s: %s\n" % (self.fake_name, fmt % args))
+
+    def respond(self, code, body, ctype="application/json; charset=UTF-8", headers=()):
+        """The whole answer in ONE write (Nagle vs delayed ACK otherwise)."""
+        body = body.encode("utf-8") if isinstance(body, str) else body
+        h = ["HTTP/1.1 %d %s" % (code, self.responses.get(code, ("",))[0]),
+             "Content-Type: " + ctype, "Content-Length: %d" % len(body),
+             "Connection: " + ("close" if self.close_connection else "keep-alive")]
+        h += ["%s: %s" % kv for kv in headers]
+        self.status_sent = code
+        if getattr(self, "entry", None) is not None:   # logged before the client sees it
+            self.entry["status"], self.entry["t_end"] = code, time.time()
+        try:
+            self.wfile.write(("\r\n".join(h) + "\r\n\r\n").encode("latin-1") + body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def hangup(self):
+        self.close_connection = True
+        try:
+            self.request.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+
+def write_port_file(path, port):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write("%d\n" % port)
+    os.rename(tmp, path)
+
+
+def watch_parent():
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+# ===========================================================================
+# Graph vocabulary
+
+PLATFORMS = ("messenger", "instagram")
+RATE_CODES = (4, 17, 32, 613, 80001, 80002, 80006)
+RL = " Wait a bit and try again. For more info, please refer to " \
+     "https://developers.facebook.com/docs/graph-api/overview/rate-limiting."
+CANNED = {   # code -> (message, subcode, is_transient)
+    4: ("(#4) Application request limit reached", None, True),
+    17: ("(#17) User request limit reached", None, True),
+    32: ("(#32) Page request limit reached", None, None),
+    613: ("(#613) Calls to this api have exceeded the rate limit.", None, None),
+    80001: ("(#80001) There have been too many calls to this Page account." + RL, None, None),
+    80002: ("(#80002) There have been too many calls to this Instagram account." + RL,
+            None, None),
+    80006: ("(#80006) There have been too many messenger api calls to this Page account." + RL,
+            None, None),
+    190: ("Error validating access token: Session has expired on Saturday, 21-Nov-26 01:00:00"
+          " PST. The current time is Saturday, 21-Nov-26 01:15:02 PST.", 463, None),
+    100: ("(#100) The After Cursor specified exceeds the max limit supported by this endpoint",
+          None, None),
+}
+FAULT_KINDS = ("error", "http", "close", "slow", "truncate", "nonjson", "empty_page", "timeout")
+CONV_FIELDS = "id,updated_time,link,message_count,unread_count,snippet,can_reply," \
+              "is_subscribed,participants,senders,former_participants,scoped_thread_key"
+MSG_FIELDS = "id,created_time,from,to,message,attachments,tags"
+FIRST = ("Alice", "Bob", "Carol", "Dana", "Erik", "Fatima", "Gosia", "Hiro", "Ines", "Zoë")
+LAST = ("Example", "Sample", "Tester", "Müller", "Nowak")
+TEXTS = ("Is the shop open on Sunday? #%d", "Hello, how can we help? (%d)",
+         "Za\u017c\u00f3\u0142\u0107 g\u0119\u015bl\u0105 ja\u017a\u0144 #%d",
+         "emoji \U0001F44B\U0001F3FD and \u4f60\u597d #%d",
+         'quote "%d", backslash \\ and a newline\nsecond line',
+         "Order %d: can I pick it up at 10:00?", "Thanks, see you tomorrow! %d")
+HTML = "<html><body><h1>502 Bad Gateway</h1></body></html>\n"
+SEP = (",", ":")
+
+
+class GraphError(Exception):
+    def __init__(self, code, message, type_="OAuthException", subcode=None, transient=None,
+                 status=400):
+        super().__init__(message)
+        self.code, self.status = code, status
+        self.err = {k: v for k, v in (("message", message), ("type", type_), ("code", code),
+                                      ("error_subcode", subcode), ("is_transient", transient))
+                    if v is not None}
+
+    def body(self, trace):
+        return {"error": dict(self.err, fbtrace_id=trace)}
+
+
+def no_object(oid):
+    return GraphError(100, "Unsupported get request. Object with ID '%s' does not exist, cannot "
+                      "be loaded due to missing permissions, or does not support this operation."
+                      " Please read the Graph API documentation at https://developers.facebook"
+                      ".com/docs/graph-api" % oid, "GraphMethodException", 33)
+
+
+def no_edge(edge, node):
+    return GraphError(100, "(#100) Tried accessing nonexisting field (%s) on node type (%s)"
+                      % (edge, node))
+
+
+def is_error_fault(f):
+    return bool(f) and (f["kind"] == "error" or f["kind"].isdigit())
+
+
+def fault_error(f):
+    code = int(f.get("code", 80006) if f["kind"] == "error" else f["kind"])
+    msg, sub, tr = CANNED.get(code, ("(#%d) Fake error" % code, None, None))
+    return GraphError(code, f.get("message", msg), f.get("type", "OAuthException"),
+                      f.get("error_subcode", sub), f.get("is_transient", tr),
+                      int(f.get("status", 400)))
+
+
+def http_fault_body(f, trace):
+    b = f.get("body", {"error": {"message": "An unexpected error has occurred. Please retry "
+                                 "your request later.", "type": "OAuthException",
+                                 "is_transient": True, "code": 2, "fbtrace_id": trace}})
+    return b if isinstance(b, str) else json.dumps(b, separators=SEP)
+
+
+def gtime(t):
+    return datetime.fromtimestamp(int(t), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+TIME_RX = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:\.\d+)?)?"
+                     r"(Z|z|[+-]\d\d:?\d\d)?$")
+
+
+def parse_time(v):
+    """Epoch (number or digits) or ISO 8601 (naive = UTC) -> epoch seconds."""
+    s = str(v).strip()
+    if not isinstance(v, bool) and re.match(r"^-?\d+(\.\d+)?$", s):
+        return int(float(s))
+    m = TIME_RX.match(s)
+    if not m:
+        raise ValueError("bad time %r" % v)
+    o = (m.group(7) or "Z").replace(":", "")
+    off = 0 if o in "Zz" else (int(o[1:3]) * 60 + int(o[3:5])) * (-1 if o[0] == "-" else 1)
+    dt = datetime(*(int(m.group(i) or 0) for i in range(1, 7)), tzinfo=timezone.utc)
+    return int(dt.timestamp()) - off * 60
+
+
+NAME_RX = re.compile(r"\s*([A-Za-z0-9_]+)\s*")
+MOD_RX = re.compile(r"\.([A-Za-z_]+)\(([^)]*)\)")
+
+
+def parse_fields(s):
+    """'a,b{c},messages.limit(5).after(X){id}' -> [(name, {mod: arg}, sub|None)]."""
+    pos = 0
+
+    def items(closing):
+        nonlocal pos
+        out = []
+        while pos < len(s):
+            if s[pos] == closing:
+                pos += 1
+                return out
+            if s[pos] in ", ":
+                pos += 1
+                continue
+            m = NAME_RX.match(s, pos)
+            if not m:
+                raise GraphError(2500, 'Syntax error "Expected end of string instead of "%s"." '
+                                 'at character %d: %s' % (s[pos], pos, s))
+            name, mods, sub, pos = m.group(1), {}, None, m.end()
+            while pos < len(s) and s[pos] in ".{":
+                if s[pos] == "{":
+                    pos += 1
+                    sub = items("}")
+                    continue
+                m = MOD_RX.match(s, pos)
+                if not m:
+                    raise GraphError(2500, "Syntax error at character %d: %s" % (pos, s))
+                mods[m.group(1)], pos = m.group(2), m.end()
+            out.append((name, mods, sub))
+        if closing:
+            raise GraphError(2500, 'Syntax error "Expected "}" instead of end of string."')
+        return out
+    return items(None)
+
+
+def unparse_fields(spec):
+    return ",".join(n + "".join(".%s(%s)" % kv for kv in mods.items())
+                    + ("{%s}" % unparse_fields(sub) if sub is not None else "")
+                    for n, mods, sub in spec)
+
+
+def enc_cursor(scope, pos, empty=False):
+    raw = json.dumps([scope, pos, int(empty)], separators=SEP).encode()
+    return base64.urlsafe_b64encode(b"AQHR" + raw).decode().rstrip("=")
+
+
+def dec_cursor(c, scope):
+    try:
+        raw = base64.urlsafe_b64decode(c + "=" * (-len(c) % 4))
+        sc, pos, e = json.loads(raw[4:].decode()) if raw[:4] == b"AQHR" else (None, 0, 0)
+    except (ValueError, TypeError):
+        sc = None
+    if sc != scope or not isinstance(pos, list):
+        raise GraphError(100, "(#100) Invalid cursor")
+    return pos, bool(e)
+
+
+def b64id(prefix, payload):
+    return prefix + base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def proof_of(secret, token):
+    return hmac.new(str(secret).encode(), str(token).encode(), hashlib.sha256).hexdigest()
+
+
+def proof_matches(secret, token, proof):
+    return bool(proof) and hmac.compare_digest(proof_of(secret, token).encode(),
+                                               str(proof).lower().encode())
+
+
+def paging_builder(base, token, proof):
+    """-> build(path, pairs, limit, parts): a paging block; URLs as Graph's."""
+    head = [("access_token", token)] + ([("appsecret_proof", proof)] if proof else [])
+
+    def build(path, pairs, limit, pg):
+        keep = [(k, v) for k, v in pairs
+                if k not in ("access_token", "appsecret_proof", "after", "before", "limit")]
+
+        def url(k, c):
+            return "%s/%s?%s" % (base, path, "&".join(
+                "%s=%s" % (quote(a, safe=""), quote(str(b), safe=","))
+                for a, b in head + keep + [("limit", limit), (k, c)]))
+        out = {"cursors": {"before": pg["before"], "after": pg["after"]}}
+        if pg["previous"]:
+            out["previous"] = url("before", pg["before"])
+        if pg["next"]:
+            out["next"] = url("after", pg["after"])
+        return out
+    return build
+
+
+# ===========================================================================
+# The Graph: pages, conversations, messages
+
+class Graph:
+    def __init__(self, args):
+        self.ver, self.cache = 0, {}   # ver bumps on every change: sort caches
+        self.serial = self.userial = 0
+        self.convs, self.msgs, self.pages = {}, {}, {}
+        common = [t for t in args.token or [] if "=" not in t]
+        for pid in args.page or ["1111"]:
+            self.pages[pid] = {"id": pid, "name": "Example Page %s" % pid,
+                               "token": common[-1] if common else "token-%s" % pid,
+                               "ig_id": "178414" + pid.zfill(11)[-11:],
+                               "ig_username": "page%s.shop" % pid}
+        for pid, tok in (t.split("=", 1) for t in args.token or [] if "=" in t):
+            if pid not in self.pages:
+                raise ValueError("--token for unknown page %s" % pid)
+            self.pages[pid]["token"] = tok
+        self.cfg = {"app_secret": args.app_secret, "latency": 0.0, "empty_pages": False,
+                    "max_limit": args.max_limit, "default_limit": 25, "max_batch": 50,
+                    "usage": {}, "ig_detail_limit": 20, "messenger_detail_limit": None,
+                    "cursor_mode": "key", "version": args.version}
+
+    def page_of(self, d):
+        pid = str(d.get("page") or next(iter(self.pages)))
+        if pid not in self.pages:
+            raise ValueError("unknown page %r" % pid)
+        return pid
+
+    def when(self, d):
+        return parse_time(d["at"]) if d.get("at") is not None else int(
+            time.time() - float(d.get("ago") or 0))
+
+    def token_pages(self, token):
+        return [p for p, v in self.pages.items() if token and v["token"] == token]
+
+    # -- building ------------------------------------------------------------
+
+    def new_user(self, platform, given=None):
+        self.userial += 1
+        k = self.userial
+        first, last = FIRST[k % len(FIRST)], LAST[(k // len(FIRST)) % len(LAST)]
+        if platform == "instagram":
+            u = {"username": "%s.%s%d" % (first.lower(), last.lower(), k),
+                 "id": "110" + str(k).zfill(13)}
+        else:
+            u = {"name": "%s %s" % (first, last), "email": None, "id": "671" + str(k).zfill(13)}
+        u.update(given or {})
+        if "email" in u and not (given or {}).get("email"):
+            u["email"] = u["id"] + "@facebook.com"
+        return u
+
+    def page_part(self, c):
+        p = self.pages[c["page"]]
+        if c["platform"] == "instagram":
+            return {"username": p["ig_username"], "id": p["ig_id"]}
+        return {"name": p["name"], "email": p["id"] + "@facebook.com", "id": p["id"]}
+
+    def new_conv(self, pid, platform, t, users=None):
+        self.serial += 1
+        s = self.serial
+        cid = (b64id("", "ig_conversation:%s:%d" % (pid, s)) if platform == "instagram"
+               else "t_%d" % (1200000000000000 + s))
+        c = self.convs[cid] = {
+            "id": cid, "page": pid, "platform": platform, "msgs": [], "extra": {},
+            "users": [self.new_user(platform, u) for u in (users or [None])],
+            "updated": t, "newest": None, "snippet": "", "message_count": 0,
+            "unread_count": 0, "can_reply": True, "is_subscribed": True,
+            "link": "/Page-%s/inbox/%d/" % (pid, 1200000000000100 + s)}
+        self.ver += 1
+        return c
+
+    def add_msg(self, c, t, from_page, text=None, attach=None, read=False, touch=None):
+        self.serial += 1
+        s = self.serial
+        mid = (b64id("", "ig_message:%s:%d" % (c["page"], s)) if c["platform"] == "instagram"
+               else b64id("m_", "msgsync-fake-message-%d" % s))
+        attach = s % 5 == 0 if attach is None else attach
+        if text is None:
+            text = "" if attach and s % 10 == 0 else TEXTS[s % len(TEXTS)] % s
+        m = self.msgs[mid] = {"id": mid, "conv": c["id"], "created": t, "attachments": None,
+                              "from_page": bool(from_page), "text": str(text),
+                              "read": bool(read or from_page)}
+        if attach:
+            aid, cdn = str(1400000000000000 + s), "https://scontent.xx.fbcdn.net/v/t1.15752-9/"
+            m["attachments"] = [{"id": aid, "mime_type": "image/jpeg", "name": "image-" + aid,
+                                 "size": 80000 + s, "image_data": dict(
+                                     width=960, height=720, max_width=960, max_height=720,
+                                     url=cdn + aid + "_n.jpg", preview_url=cdn + aid + "_s.jpg",
+                                     render_as_sticker=False)}]
+        c["msgs"].append(m)
+        c["message_count"] += 1
+        if from_page:
+            c["unread_count"] = 0
+            for x in c["msgs"]:
+                x["read"] = True
+        elif not m["read"]:
+            c["unread_count"] += 1
+        key = (t, mid)
+        if (c["newest"] is None or key > c["newest"]) if touch is None else touch:
+            c["newest"], c["updated"], c["snippet"] = key, t, self.snippet_of(c, m)
+        self.ver += 1
+        return m
+
+    def snippet_of(self, c, m):
+        u = c["users"][0]
+        return (m["text"] if m["text"] or not m["attachments"] else "You sent a photo."
+                if m["from_page"] else "%s sent a photo." % (
+                    u.get("name") or u.get("username") or "").split(" ")[0])
+
+    def seed(self, n, m, mix):
+        now, t = int(time.time()), None
+        for pid in self.pages:
+            for k in range(n):
+                if k % 10 != 9 or t is None:
+                    t = now - (n - k) * 30 * 86400 // (n + 1)
+                c = self.new_conv(pid, "instagram" if mix and k % 3 == 2 else "messenger", t)
+                for back in range(m - 1, -1, -1):
+                    self.add_msg(c, t - back * 97, back % 2 == 1,
+                                 read=not (back == 0 and k % 4 == 0))
+
+    def delete_msgs(self, ids, recompute=False):
+        n = 0
+        for mid in ids:
+            m = self.msgs.pop(mid, None)
+            c = m and self.convs.get(m["conv"])
+            if not c:
+                continue
+            n += 1
+            c["msgs"].remove(m)
+            c["message_count"] = max(0, c["message_count"] - 1)
+            c["unread_count"] = max(0, c["unread_count"] - (not m["read"]))
+            newest = max(c["msgs"], key=lambda x: (x["created"], x["id"]), default=None)
+            if recompute and newest:
+                c["newest"] = (newest["created"], newest["id"])
+                c["updated"], c["snippet"] = newest["created"], self.snippet_of(c, newest)
+        self.ver += 1
+        return n
+
+    def delete_convs(self, ids):
+        gone = [c for c in (self.convs.pop(cid, None) for cid in ids) if c]
+        for m in (m for c in gone for m in c["msgs"]):
+            self.msgs.pop(m["id"], None)
+        self.ver += 1
+        return len(gone)
+
+    def edit_conv(self, cid, fields, d):
+        c = self.convs.get(cid)
+        if c is None:
+            raise ValueError("no conversation %r" % cid)
+        if d.get("at") is not None or d.get("ago") is not None:
+            c["updated"] = self.when(d)
+        for k, v in (fields or {}).items():
+            if k == "id":
+                raise ValueError("id cannot be changed")
+            if k == "updated_time":
+                c["updated"] = parse_time(v)
+            elif k in ("message_count", "unread_count", "snippet", "can_reply",
+                       "is_subscribed", "link"):
+                c[k] = v
+            else:
+                c["extra"][k] = v
+        self.ver += 1
+        return self.dump_conv(c)
+
+    # -- sorted views and paging ----------------------------------------------
+
+    def sorted_view(self, key, items, keyfn):
+        hit = self.cache.get(key)
+        if not hit or hit[0] != self.ver:
+            desc = sorted(items(), key=keyfn, reverse=True)
+            hit = self.cache[key] = (self.ver, desc, [keyfn(x) for x in reversed(desc)])
+        return hit[1], hit[2]
+
+    def convs_desc(self, pid, pf):
+        return self.sorted_view(("c", pid, pf), lambda: [
+            c for c in self.convs.values() if c["page"] == pid and c["platform"] == pf],
+            lambda c: (c["updated"], c["id"]))
+
+    def msgs_desc(self, c):
+        return self.sorted_view(("m", c["id"]), lambda: c["msgs"],
+                                lambda m: (m["created"], m["id"]))
+
+    def detail_limit(self, c):
+        return self.cfg["ig_detail_limit" if c["platform"] == "instagram"
+                        else "messenger_detail_limit"]
+
+    def limit_of(self, v):
+        n = int(v) if re.match(r"^\d+$", str(v)) else 0
+        return min(n if n >= 1 else int(self.cfg["default_limit"]), int(self.cfg["max_limit"]))
+
+    def window(self, desc, asc, scope, after, before, limit, force_empty=False,
+               alternate=True):
+        """One page of a newest-first list -> (items, start, paging parts | None)."""
+        n, e, mode = len(desc), False, self.cfg["cursor_mode"]
+
+        def resolve(pos, side):
+            try:
+                if pos and pos[0] == "o":
+                    return max(0, min(n, int(pos[1])))
+                if len(pos) < 3:
+                    return 0
+                k = (int(pos[1]), str(pos[2]))
+            except (TypeError, ValueError, IndexError):
+                raise GraphError(100, "(#100) Invalid cursor")
+            return n - (bisect_left(asc, k) if side == "after" else bisect_right(asc, k))
+
+        def posof(i, first):   # the cursor position of desc[i]
+            if mode == "offset":
+                return ["o", i if first else i + 1]
+            return ["k"] + ([desc[i].get("updated", desc[i].get("created")), desc[i]["id"]]
+                            if i >= 0 else [])
+
+        if before:
+            end = resolve(dec_cursor(before, scope)[0], "before")
+            start = max(0, end - limit)
+        else:
+            start = 0
+            if after:
+                pos, e = dec_cursor(after, scope)
+                start = resolve(pos, "after")
+            end = min(n, start + limit)
+        if start < n and not before and (force_empty or (
+                alternate and self.cfg["empty_pages"] and after and not e)):
+            return [], start, {"before": enc_cursor(scope, posof(start, True), True),
+                               "after": enc_cursor(scope, posof(start - 1, False), True),
+                               "next": True, "previous": start > 0}
+        items = desc[start:end]
+        return items, start, items and {
+            "before": enc_cursor(scope, posof(start, True)), "previous": start > 0,
+            "after": enc_cursor(scope, posof(end - 1, False)), "next": end < n}
+
+    # -- rendering ---------------------------------------------------------------
+
+    def render_conv(self, c, spec, ctx):
+        out = {}
+        for name, mods, sub in spec:
+            keep = sub and [s[0] for s in sub]
+            if name in c["extra"]:
+                out[name] = c["extra"][name]
+            elif name in ("id", "scoped_thread_key"):
+                out[name] = c["id"]
+            elif name == "updated_time":
+                out[name] = gtime(c["updated"])
+            elif name in ("link", "message_count", "unread_count", "snippet", "can_reply",
+                          "is_subscribed"):
+                out[name] = c[name]
+            elif name in ("participants", "senders"):
+                ps = c["users"] + [self.page_part(c)]
+                if name == "senders" and not any(m["from_page"] for m in c["msgs"]):
+                    ps = ps[:-1]
+                out[name] = {"data": [{k: v for k, v in p.items() if not keep or k in keep}
+                                      for p in ps]}
+            elif name == "former_participants":
+                out[name] = {"data": []}
+            elif name == "messages":
+                out[name] = self.messages_page(c, sub, mods.get("limit"), mods.get("after"),
+                                               mods.get("before"), ctx, nested=True)
+        out.setdefault("id", c["id"])
+        return out
+
+    def render_msg(self, m, spec, full=True):
+        c = self.convs[m["conv"]]
+        user, page = c["users"][0], self.page_part(c)
+        out = {}
+        for name, mods, sub in spec:
+            if not full and name not in ("id", "created_time"):
+                continue
+            keep = sub and [s[0] for s in sub]
+            if name == "id":
+                out[name] = m["id"]
+            elif name == "created_time":
+                out[name] = gtime(m["created"])
+            elif name == "from":
+                out[name] = dict(page if m["from_page"] else user)
+            elif name == "to":
+                out[name] = {"data": [dict(user if m["from_page"] else page)]}
+            elif name == "message":
+                out[name] = m["text"]
+            elif name == "attachments" and m["attachments"]:
+                out[name] = {"data": [{k: v for k, v in a.items() if not keep or k in keep}
+                                      for a in m["attachments"]]}
+            elif name == "tags" and c["platform"] == "messenger":
+                tags = (["inbox", "read", "sent", "source:web"] if m["from_page"] else
+                        ["inbox"] + ["read"] * m["read"] + ["source:chat"])
+                out[name] = {"data": [{"name": t} for t in tags]}
+        out.setdefault("id", m["id"])
+        return out
+
+    def messages_page(self, c, spec, limit, after, before, ctx, nested=False, pairs=()):
+        spec, limit = spec or parse_fields("id,created_time"), self.limit_of(limit)
+        items, start, pg = self.window(*self.msgs_desc(c), "m:" + c["id"], after, before, limit,
+                                       bool(ctx.get("empty_fault")) and not nested, not nested)
+        lim = self.detail_limit(c)
+        out = {"data": [self.render_msg(m, spec, lim is None or start + i < lim)
+                        for i, m in enumerate(items)]}
+        if pg:
+            out["paging"] = ctx["paging"](c["id"] + "/messages", [(
+                "fields", unparse_fields(spec))] if nested else pairs, limit, pg)
+        return out
+
+    def dump_conv(self, c):
+        d = dict(self.render_conv(c, parse_fields(CONV_FIELDS), {}), page=c["page"],
+                 platform=c["platform"], updated_epoch=c["updated"])
+        lim, spec = self.detail_limit(c), parse_fields(MSG_FIELDS)
+        d["messages"] = [dict(self.render_msg(m, spec), created_epoch=m["created"],
+                              from_page=m["from_page"], read=m["read"],
+                              detail=lim is None or i < lim)
+                         for i, m in enumerate(self.msgs_desc(c)[0])]
+        return d
+
+    def state(self):
+        def counts(pid, pf):
+            cs = [c for c in self.convs.values() if c["page"] == pid and c["platform"] == pf]
+            return {"conversations": len(cs), "messages": sum(len(c["msgs"]) for c in cs)}
+        return {"pages": {pid: dict({pf: counts(pid, pf) for pf in PLATFORMS}, name=p["name"],
+                                    ig_id=p["ig_id"]) for pid, p in self.pages.items()},
+                "now": gtime(time.time()), "config": self.config()}
+
+    def config(self):
+        return dict(self.cfg, token={p: v["token"] for p, v in self.pages.items()})
+
+    def set_config(self, d):
+        tok = d.get("token")
+        for pid, t in (tok.items() if isinstance(tok, dict) else
+                       ((p, tok) for p in self.pages) if tok is not None else ()):
+            if str(pid) not in self.pages:
+                raise ValueError("unknown page %r" % pid)
+            self.pages[str(pid)]["token"] = str(t)
+        if d.get("cursor_mode", "key") not in ("key", "offset"):
+            raise ValueError("cursor_mode is key or offset")
+        self.cfg.update((k, v) for k, v in d.items() if k in self.cfg and k != "usage")
+        if "usage" in d:
+            self.cfg["usage"] = dict(self.cfg["usage"], **d["usage"]) if d["usage"] else {}
+        self.ver += 1
+        return self.config()
+
+    # -- the API -------------------------------------------------------------------
+
+    def classify(self, method, parts):
+        """-> (endpoint, page, platform) of a request."""
+        if not parts:
+            return ("batch" if method == "POST" else "other"), None, None
+        x, edge = parts[0], "/".join(parts[1:])
+        if x in self.pages or x == "me":
+            return ({"": "page", "conversations": "conversations"}.get(edge, "other"),
+                    x if x in self.pages else None, None)
+        c = self.convs.get(x) or self.convs.get(self.msgs.get(x, {}).get("conv"))
+        ep = ({"": "conversation", "messages": "messages"} if x in self.convs
+              else {"": "message"} if c else {}).get(edge, "other")
+        return ep, c and c["page"], c and c["platform"]
+
+    def check_auth(self, q):
+        token = q.get("access_token")
+        tp = self.token_pages(token)
+        if not tp:
+            raise GraphError(190, "Invalid OAuth access token - Cannot parse access token")
+        if self.cfg["app_secret"] and not q.get("appsecret_proof"):
+            raise GraphError(100, "API calls from the server require an appsecret_proof argument")
+        if self.cfg["app_secret"] and not proof_matches(self.cfg["app_secret"], token,
+                                                        q["appsecret_proof"]):
+            raise GraphError(100, "Invalid appsecret_proof provided in the API argument")
+        return tp
+
+    def get(self, method, parts, pairs, ctx):
+        """One Graph call -> JSON object; raises GraphError."""
+        q = dict(pairs)
+        tp = self.check_auth(q)
+        if method != "GET" or not parts:
+            raise GraphError(100, "Unsupported %s request." % method.lower(),
+                             "GraphMethodException")
+        fields, x = q.get("fields"), tp[0] if parts[0] == "me" else parts[0]
+        if x in self.pages:
+            if len(parts) == 1:
+                want = {n for n, _, _ in parse_fields(fields or "name,id")}
+                out = dict({n: self.pages[x][n] for n in want if n in ("name", "id")}, id=x)
+                if "instagram_business_account" in want:
+                    out["instagram_business_account"] = {"id": self.pages[x]["ig_id"]}
+                return out
+            if parts[1:] != ["conversations"]:
+                raise no_edge(parts[1], "Page")
+            if x not in tp:
+                raise GraphError(200, "(#200) Permissions error")
+            return self.conversations(x, q, pairs, ctx)
+        c = self.convs.get(x)
+        if c and c["page"] in tp:
+            if len(parts) == 1:
+                return self.render_conv(c, parse_fields(fields or "id,updated_time"), ctx)
+            if parts[1:] != ["messages"]:
+                raise no_edge(parts[1], "UnifiedThread")
+            return self.messages_page(c, fields and parse_fields(fields), q.get("limit"),
+                                      q.get("after"), q.get("before"), ctx, pairs=pairs)
+        m = self.msgs.get(x)
+        c = m and self.convs[m["conv"]]
+        if c and c["page"] in tp and len(parts) == 1:
+            lim = self.detail_limit(c)
+            if lim is not None and self.msgs_desc(c)[0].index(m) >= lim:
+                raise GraphError(100, "(#100) The requested message has been deleted")
+            return self.render_msg(m, parse_fields(fields or "id,created_time"))
+        raise no_object(x)
+
+    def conversations(self, pid, q, pairs, ctx):
+        pf = (q.get("platform") or "messenger").lower()
+        if pf not in PLATFORMS:
+            raise GraphError(100, "(#100) platform must be one of the following values: "
+                                  "MESSENGER, INSTAGRAM")
+        desc, asc = self.convs_desc(pid, pf)
+        if q.get("user_id"):
+            spec = parse_fields(q.get("fields") or "id")
+            return {"data": [self.render_conv(c, spec, ctx) for c in desc
+                             if any(u["id"] == q["user_id"] for u in c["users"])]}
+        spec = parse_fields(q.get("fields") or "id,updated_time")
+        limit = self.limit_of(q.get("limit"))
+        items, _, pg = self.window(desc, asc, "c:%s:%s" % (pid, pf), q.get("after"),
+                                   q.get("before"), limit, bool(ctx.get("empty_fault")))
+        out = {"data": [self.render_conv(c, spec, ctx) for c in items]}
+        if pg:
+            out["paging"] = ctx["paging"](pid + "/conversations", pairs, limit, pg)
+        return out
+
+
+# ===========================================================================
+# Server state and the HTTP handler
+
+class State:
+    def __init__(self, args):
+        self.cond = threading.Condition()
+        self.rec, self.g, self.traces = Recorder(self.cond), Graph(args), 0
+        self.g.seed(args.conversations, args.messages, args.platform_mix)
+
+    def trace(self):
+        self.traces += 1
+        return base64.b64encode(hashlib.sha1(b"%d" % self.traces).digest()).decode()[:11]
+
+    def headers(self, version, page, platform, tp, rate=None, regain=1):
+        u = dict({"call_count": 1, "total_time": 1, "total_cputime": 1,
+                  "estimated_time_to_regain_access": 0}, **self.g.cfg["usage"])
+        app = {k: u[k] for k in ("call_count", "total_time", "total_cputime")}
+        ent = {"type": platform if platform in PLATFORMS else "pages",
+               "call_count": u["call_count"], "total_cputime": u["total_cputime"],
+               "total_time": u["total_time"],
+               "estimated_time_to_regain_access": u["estimated_time_to_regain_access"]}
+        if rate in RATE_CODES:
+            ent["estimated_time_to_regain_access"] = int(regain)
+            (app if rate in (4, 17) else ent)["call_count"] = 100
+        key = page or (tp[0] if tp else None)
+        return [("facebook-api-version", version or self.g.cfg["version"]),
+                ("X-App-Usage", json.dumps(app, separators=SEP)),
+                ("X-Business-Use-Case-Usage", json.dumps({key: [ent]} if key else {},
+                                                         separators=SEP))]
+
+    def call(self, method, version, parts, pairs, fault, base):
+        """One Graph call (HTTP request or batch op) -> (status, headers, body)."""
+        q = dict(pairs)
+        with self.cond:
+            g = self.g
+            ep, page, pf = g.classify(method, parts)
+            pf = (q.get("platform") or "messenger").lower() if ep in ("conversations",) else pf
+            ctx = {"empty_fault": fault and fault["kind"] == "empty_page",
+                   "paging": paging_builder("%s/%s" % (base, version or g.cfg["version"]),
+                                            q.get("access_token"), q.get("appsecret_proof"))}
+            rate, status = None, 200
+            try:
+                if is_error_fault(fault):
+                    raise fault_error(fault)
+                obj = g.get(method, parts, pairs, ctx)
+            except GraphError as e:
+                rate, status, obj = e.code, e.status, e.body(self.trace())
+            return status, self.headers(version, page, pf, g.token_pages(q.get("access_token")),
+                                        rate, (fault or {}).get("regain_minutes", 1)), \
+                json.dumps(obj, separators=SEP)
+
+    def entry(self, method, path, version, endpoint, page, pairs, conn, batch=None):
+        q = dict(pairs)
+        with self.cond:
+            tok = bool(self.g.token_pages(q.get("access_token")))
+            s = self.g.cfg["app_secret"]
+            proof = (proof_matches(s, q.get("access_token"), q.get("appsecret_proof"))
+                     if s else None)
+        return {"method": method, "path": path, "version": version, "endpoint": endpoint,
+                "page": page, "query": {k: "***" if k in ("access_token", "appsecret_proof")
+                                        else v for k, v in pairs},
+                "token_ok": tok, "proof_ok": proof, "batch": batch, "status": None,
+                "conn": conn, "t": time.time(), "t_end": None}
+
+
+def split_path(path):
+    parts = [p for p in path.split("/") if p]
+    version = parts.pop(0) if parts and re.match(r"^v\d+\.\d+$", parts[0]) else None
+    return version, parts
+
+
+class Handler(BaseHandler):
+    fake_name = "fake-facebook"
+    server_version = "fake-facebook/1"
+
+    def dispatch(self, method):
+        self.status_sent = self.entry = None
+        u = urlsplit(self.path)
+        raw = self.read_body()
+        if u.path.startswith("/_control/"):
+            try:
+                d = json.loads(raw) if raw.strip() else {}
+                if not isinstance(d, dict):
+                    raise ValueError("the body must be a JSON object")
+                self.control(method, u.path[len("/_control/"):], d, dict(parse_qsl(u.query)))
+            except (KeyError, ValueError, TypeError, AttributeError) as e:
+                self.respond(400, json.dumps({"error": "%s: %s" % (type(e).__name__, e)}))
+            return
+        try:
+            self.api(method, u, raw)
+        except Exception:
+            traceback.print_exc()
+            if self.status_sent is None:
+                self.close_connection = True
+                self.respond(500, '{"error":{"message":"fake: internal error","code":1}}')
+
+    def api(self, method, u, raw):
+        st = self.server.state
+        version, parts = split_path(u.path)
+        pairs = parse_qsl(u.query, keep_blank_values=True)
+        if method == "POST" and raw:
+            text = raw.decode("utf-8", "replace")
+            if "json" not in (self.headers.get("Content-Type") or ""):
+                pairs += parse_qsl(text, keep_blank_values=True)
+            else:
+                try:
+                    d = json.loads(text)
+                except ValueError:
+                    d = None
+                pairs += [(k, v if isinstance(v, str) else json.dumps(v))
+                          for k, v in (d.items() if isinstance(d, dict) else ())]
+        with st.cond:
+            endpoint, page, _ = st.g.classify(method, parts)
+        entry = self.entry = st.entry(method, u.path, version, endpoint, page, pairs,
+                                      self.conn_id)
+        fault = st.rec.admit(endpoint, page, entry)
+        k = fault and fault["kind"]
+        try:
+            if st.g.cfg["latency"]:
+                time.sleep(float(st.g.cfg["latency"]))
+            if k == "slow":
+                time.sleep(float(fault.get("delay", 5)))
+            elif k == "close":
+                return self.hangup()
+            elif k == "http":
+                return self.respond(int(fault.get("status", 500)),
+                                    http_fault_body(fault, st.trace()))
+            elif k == "nonjson":
+                return self.respond(int(fault.get("status", 200)), HTML, ctype="text/html")
+            base = "http://127.0.0.1:%d" % self.server.server_address[1]
+            if endpoint == "batch":
+                status, headers, body = self.batch(version, pairs, fault, entry, base)
+            else:
+                status, headers, body = st.call(method, version, parts, pairs, fault, base)
+            self.respond(status, body[:max(1, len(body) // 2)] if k == "truncate" else body,
+                         headers=headers)
+        finally:
+            entry["t_end"] = entry["t_end"] or time.time()
+
+    def batch(self, version, pairs, fault, parent, base):
+        st, q = self.server.state, dict(pairs)
+        with st.cond:
+            g, tp, nmax = st.g, st.g.token_pages(q.get("access_token")), int(st.g.cfg["max_batch"])
+            try:
+                g.check_auth(q)
+                try:
+                    ops = json.loads(q.get("batch") or "")
+                except ValueError:
+                    ops = None
+                if not isinstance(ops, list) or not ops:
+                    raise GraphError(100, "(#100) The parameter batch is required and must be a "
+                                          "non-empty JSON array")
+                if len(ops) > nmax:
+                    raise GraphError(1, "Too many requests in batch message. Maximum batch size "
+                                        "is %d" % nmax, "GraphBatchException")
+                if is_error_fault(fault):
+                    raise fault_error(fault)
+            except GraphError as e:
+                return e.status, st.headers(version, None, None, tp, e.code, (fault or {}).get(
+                    "regain_minutes", 1)), json.dumps(e.body(st.trace()), separators=SEP)
+            headers = st.headers(version, None, None, tp)
+        nulls = set()
+        if fault and fault["kind"] == "timeout":
+            nulls = {int(i) % len(ops) for i in fault.get("entries", [-1])}
+        with_headers = str(q.get("include_headers", "true")).lower() != "false"
+        out = [None if i in nulls else self.batch_op(op, q, version, parent, with_headers, base)
+               for i, op in enumerate(ops)]
+        return 200, headers, json.dumps(out, separators=SEP)
+
+    def batch_op(self, op, q, top_version, parent, with_headers, base):
+        st = self.server.state
+        if not isinstance(op, dict) or not isinstance(op.get("relative_url"), str):
+            e = GraphError(100, "(#100) Missing relative_url in batch operation")
+            return {"code": 400, "body": json.dumps(e.body(st.trace()), separators=SEP)}
+        method, u = str(op.get("method", "GET")).upper(), urlsplit(op["relative_url"])
+        version, parts = split_path(u.path)
+        version = version or top_version
+        pairs = parse_qsl(u.query, keep_blank_values=True)
+        own = dict(pairs).get("access_token")
+        if own is None:
+            pairs = [("access_token", q.get("access_token", ""))] + pairs + (
+                [("appsecret_proof", q["appsecret_proof"])] if q.get("appsecret_proof") else [])
+        elif st.g.cfg["app_secret"] and "appsecret_proof" not in dict(pairs):
+            pairs.append(("appsecret_proof", proof_of(st.g.cfg["app_secret"], own)))
+        with st.cond:
+            endpoint, page, _ = st.g.classify(method, parts)
+        entry = st.entry(method, "/" + u.path.lstrip("/"), version, endpoint, page, pairs,
+                         parent["conn"], parent["i"])
+        f = st.rec.admit(endpoint, page, entry, gate=False)
+        k = f and f["kind"]
+        try:
+            if k in ("timeout", "close"):
+                return None
+            if k == "slow":
+                time.sleep(float(f.get("delay", 5)))
+            if k == "http":
+                status, headers = int(f.get("status", 500)), st.headers(version, page, None, [])
+                body = http_fault_body(f, st.trace())
+            else:
+                status, headers, body = st.call(method, version, parts, pairs, f, base)
+                body = (body[:max(1, len(body) // 2)] if k == "truncate"
+                        else HTML if k == "nonjson" else body)
+            entry["status"] = status
+            res = {"code": status}
+            if with_headers:
+                res["headers"] = [{"name": a, "value": b} for a, b in [
+                    ("Content-Type", "text/javascript; charset=UTF-8")] + headers]
+            res["body"] = body
+            return res
+        finally:
+            entry["t_end"] = time.time()
+
+    # -- control API -------------------------------------------------------------
+
+    def control(self, method, what, d, q):
+        st = self.server.state
+        if what == "wait":
+            code, res = st.rec.wait(q)
+            return self.respond(code, json.dumps(res))
+        with st.cond:
+            res = None
+            if what == "stats":
+                res = st.rec.stats()
+            elif what == "requests":
+                res = st.rec.requests(q)
+            elif what == "state":
+                res = st.g.state()
+            elif what == "dump":
+                g = st.g
+                convs = [g.dump_conv(c) for pid in ([q["page"]] if q.get("page") else g.pages)
+                         for pf in ([q["platform"].lower()] if q.get("platform") else PLATFORMS)
+                         for c in g.convs_desc(pid, pf)[0]]
+                res = {"count": len(convs), "conversations": convs}
+            elif method == "POST":
+                res = st.rec.control(what, d, FAULT_KINDS) or self.control_post(what, d)
+                st.cond.notify_all()
+            body = json.dumps(res if res is not None else {"error": "unknown control %r" % what},
+                              ensure_ascii=False)
+        self.respond(200 if res is not None else 404, body)
+
+    def control_post(self, what, d):
+        g = self.server.state.g
+        if what == "conversation":
+            pid, pf = g.page_of(d), str(d.get("platform", "messenger")).lower()
+            if pf not in PLATFORMS:
+                raise ValueError("platform is messenger or instagram")
+            n, t, k = int(d.get("n", 1)), g.when(d), int(d.get("messages", 1))
+            step, cstep = int(d.get("step", 0)), int(d.get("cstep", 0))
+            ids = []
+            for i in range(n):
+                ti = t - (n - 1 - i) * cstep
+                c = g.new_conv(pid, pf, ti, d.get("participants"))
+                for back in range(k - 1, -1, -1):
+                    g.add_msg(c, ti - back * step, (back % 2 == 0) == (d.get("from") == "page"),
+                              d.get("text") if back == 0 else None, read=bool(d.get("read")))
+                ids.append(c["id"])
+            return {"ids": ids}
+        if what == "message":
+            c = g.convs.get(d.get("conversation"))
+            if c is None or (d.get("page") and str(d["page"]) != c["page"]):
+                raise ValueError("no conversation %r on that page" % d.get("conversation"))
+            if d.get("from", "user") not in ("user", "page"):
+                raise ValueError("from is user or page")
+            n, t, step = int(d.get("n", 1)), g.when(d), int(d.get("step", 0))
+            return {"ids": [g.add_msg(c, t - (n - 1 - i) * step, d.get("from") == "page",
+                                      d.get("text"), bool(d.get("attachments", False)),
+                                      bool(d.get("read")), d.get("touch"))["id"]
+                            for i in range(n)]}
+        if what == "edit_conversation":
+            return {"conversation": g.edit_conv(d["id"], d.get("fields"), d)}
+        if what == "delete_message":
+            return {"deleted": g.delete_msgs(d.get("ids") or [d["id"]], bool(d.get("recompute")))}
+        if what == "delete_conversation":
+            return {"deleted": g.delete_convs(d.get("ids") or [d["id"]])}
+        if what == "config":
+            return g.set_config(d)
+        return None
+
+
+for _m in ("GET", "POST", "DELETE", "PUT", "PATCH"):
+    setattr(Handler, "do_" + _m, lambda self, m=_m: self.dispatch(m))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="fake Facebook Graph API for msgsync tests")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--page", action="append", help="a Page id (repeatable; default 1111)")
+    ap.add_argument("--token", action="append",
+                    help="PAGEID=TOKEN, or TOKEN for every page (default token-PAGEID)")
+    ap.add_argument("--app-secret", help="require appsecret_proof")
+    ap.add_argument("--conversations", type=int, default=0, help="initial ones per page")
+    ap.add_argument("--messages", type=int, default=3, help="per initial conversation")
+    ap.add_argument("--platform-mix", action="store_true", help="every 3rd one on Instagram")
+    ap.add_argument("--version", default="v21.0", help="the version of unversioned calls")
+    ap.add_argument("--max-limit", type=int, default=100)
+    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--exit-with-parent", action="store_true",
+                    help="exit when the process that started us goes away")
+    args = ap.parse_args(argv)
+    try:
+        state = State(args)
+    except ValueError as e:
+        ap.error(str(e))
+    srv = Server((args.host, args.port), Handler)
+    srv.state, srv.recorder, srv.verbose = state, state.rec, args.verbose
+    if args.exit_with_parent:
+        watch_parent()
+    if args.port_file:
+        write_port_file(args.port_file, srv.server_address[1])
+    else:
+        print(srv.server_address[1], flush=True)
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
