@@ -28,7 +28,7 @@ struct loader {
 };
 
 static const char *const planned_types[] = {
-	"unipile", "telegram", NULL
+	"telegram", NULL
 };
 
 static int

@@ -20,6 +20,7 @@ static const struct sync_connector *const connectors[] = {
 	&sync_seqapi_connector,
 	&sync_smseagle_connector,
 	&sync_facebook_connector,
+	&sync_unipile_connector,
 	NULL
 };
 

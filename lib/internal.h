@@ -518,7 +518,8 @@ char	       *sync_mark_format(const struct sync_mark *);
 int		sync_mark_cmp(const struct sync_mark *, const struct sync_mark *);
 /*
  * The floor of a pass that continues from w with a lookback (seconds):
- * items at or above it are read again, the walk stops below it.
+ * items at or above it are read again (all of its instant), the walk
+ * stops below it.
  */
 void		sync_mark_floor(const struct sync_mark *w, long long lookback,
 		    struct sync_mark *floor);
@@ -628,6 +629,7 @@ struct sync_connector {
 extern const struct sync_connector sync_seqapi_connector;
 extern const struct sync_connector sync_smseagle_connector;
 extern const struct sync_connector sync_facebook_connector;
+extern const struct sync_connector sync_unipile_connector;
 
 const struct sync_connector *sync_connector_find(const char *);
 /* "seqapi, smseagle, ...": the types this build knows. */

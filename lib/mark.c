@@ -71,8 +71,11 @@ sync_mark_floor(const struct sync_mark *w, long long lookback, struct sync_mark 
 {
 	f->t = w->t - lookback;
 	f->us = w->us;
-	/* With a lookback, everything of that instant; without, after w. */
-	snprintf(f->id, sizeof(f->id), "%s", lookback > 0 ? "" : w->id);
+	/*
+	 * All of that instant, whatever the lookback: an item of the same
+	 * instant whose id sorts below w's may arrive after w was stored.
+	 */
+	f->id[0] = '\0';
 }
 
 char *

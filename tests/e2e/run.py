@@ -1961,6 +1961,7 @@ def disabled_source(ctx):
 # The tests of the other source types register themselves through @test.
 sys.path.insert(0, HERE)
 import smseagle_e2e  # noqa: E402,F401
+import unipile_e2e  # noqa: E402,F401
 import facebook_e2e  # noqa: E402,F401
 import smseagle_faults_e2e  # noqa: E402,F401
 

@@ -1,0 +1,979 @@
+/*
+ * unipile.c -- the connector for Unipile's messaging API v1: one linked
+ * account (`account_id`) of WhatsApp, LinkedIn, Telegram, ... with two
+ * streams.  See ../shared/reference/facebook-unipile.md §B.
+ *
+ *   chats     GET /api/v1/chats, newest activity first: each chat is a
+ *             conversation row, and its attendees (GET
+ *             /api/v1/chats/{id}/attendees) are contacts.
+ *   messages  GET /api/v1/messages, newest first, filtered with `after`.
+ *
+ * Both are keyset watermarks (mark.c) on (timestamp, id), saved only on the
+ * page that ends a walk: the lists run newest first, so a partial walk must
+ * not move them.  Unipile's pagination cursors point further back and live
+ * for one pass only.  The API key travels in the X-API-KEY header, never in
+ * a URL, so the URLs in errors and logs hold no secret.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+
+#define DEFAULT_PAGE	100
+#define DEFAULT_LOOKBACK 3600
+/* How far back (s) in a walk a message's provider id is remembered. */
+#define DEDUP_WINDOW	86400
+
+static const char *const uni_streams[] = { "chats", "messages", NULL };
+
+static const struct sync_keydef uni_keys[] = {
+	{ "account_id", SYNC_KEY_STRING, 1, 0, 0, NULL },
+	{ "streams", SYNC_KEY_STRLIST, 0, 0, 0, uni_streams },
+	{ "page_size", SYNC_KEY_INT, 0, 1, 250, NULL },
+	{ "lookback", SYNC_KEY_INT, 0, 0, 31536000, NULL },
+	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
+};
+
+/* A set of strings (open addressing), for the duplicates of one walk. */
+struct strset {
+	char	       **v;		/* NULL: free slot */
+	uint64_t	*h;
+	size_t		 cap, n;
+};
+
+/*
+ * The messages of a walk already seen, by id and by provider id, in two
+ * generations: when the walk has gone DEDUP_WINDOW (or the lookback, if
+ * longer) below where the newer generation began, the older one is
+ * dropped.  A re-ingested copy carries its original's timestamp, so it
+ * lies next to it in the walk; memory stays bounded by the window, not
+ * by the history.
+ */
+struct dedup {
+	struct strset	 gen[2];	/* [0] the newer */
+	int64_t		 since;		/* where gen[0] began (UTC s) */
+	int		 have_since;
+	int64_t		 window;
+};
+
+/* One walk of a stream, newest first. */
+struct walk {
+	int		 have_floor;
+	struct sync_mark floor;		/* stop below it */
+	int		 have_top;
+	struct sync_mark top;		/* the newest seen: next watermark */
+	char		*cursor;	/* Unipile cursor of the next page */
+	char		 after[32];	/* messages: `after` of every page */
+	char		 before[32];	/* messages: a resumed full walk */
+	struct dedup	 seen;
+};
+
+struct uni {
+	char		*api;		/* base URL ending in /api/v1 */
+	const char	*account;	/* borrowed from the configuration */
+	char		 limit[16];
+	long long	 lookback;
+	struct walk	 w;
+};
+
+static void
+strset_free(struct strset *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->cap; i++)
+		free(s->v[i]);
+	free(s->v);
+	free(s->h);
+	memset(s, 0, sizeof(*s));
+}
+
+static uint64_t
+key_hash(char kind, const char *key)
+{
+	return sync_hash(sync_hash(SYNC_HASH_INIT, &kind, 1), key, strlen(key));
+}
+
+/* Whether "kind:key" is in s. */
+static int
+strset_has(const struct strset *s, char kind, const char *key, uint64_t h)
+{
+	size_t i;
+
+	if (s->cap == 0)
+		return 0;
+	for (i = (size_t)h & (s->cap - 1); s->v[i] != NULL;
+	    i = (i + 1) & (s->cap - 1))
+		if (s->h[i] == h && s->v[i][0] == kind &&
+		    strcmp(s->v[i] + 1, key) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+strset_put(struct strset *s, char *k, uint64_t h)
+{
+	size_t i;
+
+	for (i = (size_t)h & (s->cap - 1); s->v[i] != NULL;
+	    i = (i + 1) & (s->cap - 1))
+		;
+	s->v[i] = k;
+	s->h[i] = h;
+	s->n++;
+}
+
+/* Adds "kind:key" (not yet in s); -1 on ENOMEM. */
+static int
+strset_add(struct strset *s, char kind, const char *key, uint64_t h)
+{
+	size_t len = strlen(key), i;
+	char *k;
+
+	if (2 * (s->n + 1) > s->cap) {
+		struct strset g;
+
+		memset(&g, 0, sizeof(g));
+		g.cap = s->cap ? 2 * s->cap : 64;
+		if ((g.v = calloc(g.cap, sizeof(*g.v))) == NULL ||
+		    (g.h = calloc(g.cap, sizeof(*g.h))) == NULL) {
+			free(g.v);
+			return -1;
+		}
+		for (i = 0; i < s->cap; i++)
+			if (s->v[i] != NULL)
+				strset_put(&g, s->v[i], s->h[i]);
+		free(s->v);
+		free(s->h);
+		*s = g;
+	}
+	if ((k = malloc(len + 2)) == NULL)
+		return -1;
+	k[0] = kind;
+	memcpy(k + 1, key, len + 1);
+	strset_put(s, k, h);
+	return 0;
+}
+
+static void
+dedup_free(struct dedup *d)
+{
+	strset_free(&d->gen[0]);
+	strset_free(&d->gen[1]);
+	d->have_since = 0;
+}
+
+/* Moves the generations on for a message at t (UTC s, -1: unknown). */
+static void
+dedup_at(struct dedup *d, int64_t t)
+{
+	if (t < 0)
+		return;
+	if (!d->have_since) {
+		d->since = t;
+		d->have_since = 1;
+	} else if (t < d->since - d->window) {
+		strset_free(&d->gen[1]);
+		d->gen[1] = d->gen[0];
+		memset(&d->gen[0], 0, sizeof(d->gen[0]));
+		d->since = t;
+	}
+}
+
+/*
+ * Whether a message (id, provider id) was seen before in this walk;
+ * remembers it if not.  *dup is set for a duplicate.  -1 on ENOMEM.
+ */
+static int
+dedup_check(struct dedup *d, const char *id, const char *pid, int *dup)
+{
+	uint64_t hi = key_hash('i', id);
+	uint64_t hp = pid != NULL ? key_hash('p', pid) : 0;
+
+	*dup = strset_has(&d->gen[0], 'i', id, hi) ||
+	    strset_has(&d->gen[1], 'i', id, hi) || (pid != NULL &&
+	    (strset_has(&d->gen[0], 'p', pid, hp) ||
+	    strset_has(&d->gen[1], 'p', pid, hp)));
+	if (*dup)
+		return 0;
+	if (strset_add(&d->gen[0], 'i', id, hi) == -1 ||
+	    (pid != NULL && strset_add(&d->gen[0], 'p', pid, hp) == -1))
+		return -1;
+	return 0;
+}
+
+static enum sync_rc
+nomem(struct sync_err *err)
+{
+	return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+}
+
+static void
+walk_reset(struct uni *p)
+{
+	free(p->w.cursor);
+	dedup_free(&p->w.seen);
+	memset(&p->w, 0, sizeof(p->w));
+	p->w.seen.window = p->lookback > DEDUP_WINDOW ? p->lookback :
+	    DEDUP_WINDOW;
+}
+
+static enum sync_rc
+uni_check(struct sync_source_cfg *src, struct sync_err *err)
+{
+	const char *a = sync_cfg_str(src, "account_id");
+
+	if (a == NULL || *a == '\0')
+		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "source '%s': 'account_id' is empty", src->name);
+	return SYNC_OK;
+}
+
+/* Keeps a bounded, printable copy of an upstream text for a message. */
+static void
+printable(char *out, size_t n, const char *s)
+{
+	size_t i = 0;
+
+	for (; s != NULL && *s != '\0' && i + 1 < n; s++)
+		out[i++] = (unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s;
+	out[i] = '\0';
+}
+
+/*
+ * The type ("errors/..."), title and detail of a Unipile error body, as
+ * bounded printable copies (title and detail may be NULL: not wanted).
+ * Returns 0 when the body has no type.
+ */
+static int
+error_body(const struct sync_http_resp *r, char *type, size_t nt, char *title,
+    size_t nti, char *detail, size_t nd)
+{
+	cJSON *root;
+	const cJSON *v;
+
+	type[0] = '\0';
+	if (title != NULL)
+		title[0] = '\0';
+	if (detail != NULL)
+		detail[0] = '\0';
+	if (r->body.data == NULL || r->body.len == 0 ||
+	    (root = cJSON_ParseWithLength(r->body.data, r->body.len)) == NULL)
+		return 0;
+	if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(root, "type")))
+		printable(type, nt, v->valuestring);
+	if (title != NULL && cJSON_IsString(v =
+	    cJSON_GetObjectItemCaseSensitive(root, "title")))
+		printable(title, nti, v->valuestring);
+	if (detail != NULL && cJSON_IsString(v =
+	    cJSON_GetObjectItemCaseSensitive(root, "detail")))
+		printable(detail, nd, v->valuestring);
+	cJSON_Delete(root);
+	return type[0] != '\0';
+}
+
+/*
+ * Retried answers (429, 5xx) keep their status, but their error message
+ * names Unipile's error type too: "HTTP 503 errors/no_client_session".
+ */
+static enum sync_http_verdict
+uni_classify(struct sync_http *h, const struct sync_http_resp *r, double *wait,
+    char *why, size_t n)
+{
+	char type[80];
+
+	(void)h;
+	(void)wait;
+	if ((r->status == 429 || r->status == 408 || r->status >= 500) &&
+	    error_body(r, type, sizeof(type), NULL, 0, NULL, 0))
+		snprintf(why, n, "HTTP %ld %s", r->status, type);
+	return SYNC_HTTP_DEFAULT;
+}
+
+/* A final non-2xx answer about `what` as ours (reference §B.6). */
+static enum sync_rc
+uni_fail(const struct sync_http_resp *r, const char *safe, const char *what,
+    struct sync_err *err)
+{
+	char type[80], title[120], detail[200];
+
+	if (!error_body(r, type, sizeof(type), title, sizeof(title), detail,
+	    sizeof(detail))) {
+		if (r->status == 404)
+			return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+			    "%s: not found: '%s': HTTP 404", what, safe);
+		if (r->status == 400)
+			return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+			    "%s: request refused: '%s': HTTP 400", what, safe);
+		return sync_http_status_error(r, safe, err);
+	}
+	switch (r->status) {
+	case 401:
+	case 403:
+		return sync_err_set(err, SYNC_EPERM, SYNC_ERR_AUTH,
+		    "%s: credentials rejected: HTTP %ld %s (%s) at '%s'%s%s",
+		    what, r->status, type, title, safe, detail[0] ? ": " : "",
+		    detail);
+	case 404:
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "%s: not found: HTTP 404 %s (%s) at '%s'%s%s", what, type,
+		    title, safe, detail[0] ? ": " : "", detail);
+	case 400:
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "%s: request refused: HTTP 400 %s (%s) at '%s'%s%s", what,
+		    type, title, safe, detail[0] ? ": " : "", detail);
+	default:
+		return sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_HTTP,
+		    "%s: HTTP %ld %s (%s) at '%s'%s%s", what, r->status, type,
+		    title, safe, detail[0] ? ": " : "", detail);
+	}
+}
+
+static enum sync_rc
+uni_begin(struct sync_ctx *ctx, struct sync_err *err)
+{
+	struct uni *p;
+	struct sync_buf b = SYNC_BUF_INIT(0), h = SYNC_BUF_INIT(0);
+	const char *url = ctx->src->url;
+	size_t n = strlen(url);
+	int bad;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return nomem(err);
+	ctx->priv = p;
+	p->account = sync_cfg_str(ctx->src, "account_id");
+	p->lookback = sync_cfg_int(ctx->src, "lookback", DEFAULT_LOOKBACK);
+	snprintf(p->limit, sizeof(p->limit), "%lld",
+	    sync_cfg_int(ctx->src, "page_size", DEFAULT_PAGE));
+	walk_reset(p);
+	/* The DSN as given, or a URL that already ends in /api/v1. */
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	bad = sync_buf_add(&b, url, n) == -1 || ((n < 7 ||
+	    strcmp(b.data + n - 7, "/api/v1") != 0) &&
+	    sync_buf_adds(&b, "/api/v1") == -1);
+	p->api = b.data;
+	/* http.c sends "Accept: application/json" for every source. */
+	bad = bad || sync_buf_addf(&h, "X-API-KEY: %s", ctx->src->token) ==
+	    -1 || sync_http_add_header(ctx->http, h.data) == -1;
+	sync_buf_release(&h);
+	if (bad)
+		return nomem(err);
+	sync_http_set_classify(ctx->http, uni_classify);
+	return SYNC_OK;
+}
+
+static void
+uni_end(struct sync_ctx *ctx)
+{
+	struct uni *p = ctx->priv;
+
+	if (p == NULL)
+		return;
+	walk_reset(p);
+	free(p->api);
+	free(p);
+	ctx->priv = NULL;
+}
+
+/*
+ * GETs one list page: path under the API with the query pairs q (NULL
+ * terminated).  *root gets the answer (the caller deletes it), *items its
+ * array and *next its cursor (the caller frees it; NULL on the last page).
+ * what names the list in errors.  With missing_ok a 404 is an empty last
+ * page.  A cursor equal to prev means the pagination does not advance.
+ */
+static enum sync_rc
+uni_list(struct sync_ctx *ctx, const char *path, const char *const *q,
+    const char *what, const char *prev, int missing_ok, cJSON **root,
+    const cJSON **items, char **next, long *sanitized, struct sync_err *err)
+{
+	struct uni *p = ctx->priv;
+	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
+	const cJSON *cur;
+	char *url = NULL;
+	enum sync_rc rc;
+
+	*root = NULL;
+	*items = NULL;
+	*next = NULL;
+	if ((rc = sync_url_build(p->api, path, q, &url, err)) != SYNC_OK ||
+	    (rc = sync_http_get(ctx->http, url, url, &r, err)) != SYNC_OK)
+		goto out;
+	if (r.status == 404 && missing_ok)
+		goto out;
+	if (r.status < 200 || r.status > 299) {
+		rc = uni_fail(&r, url, what, err);
+		goto out;
+	}
+	if ((rc = sync_http_parse_json(&r, url, root, sanitized, err)) !=
+	    SYNC_OK)
+		goto out;
+	*items = cJSON_GetObjectItemCaseSensitive(*root, "items");
+	if (!cJSON_IsObject(*root) || !cJSON_IsArray(*items)) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "%s: the answer has no 'items' array ('%s')", what, url);
+		goto out;
+	}
+	cur = cJSON_GetObjectItemCaseSensitive(*root, "cursor");
+	if (cur == NULL || cJSON_IsNull(cur))
+		goto out;
+	if (!cJSON_IsString(cur) || cur->valuestring[0] == '\0') {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "%s: the answer's 'cursor' is neither null nor a cursor "
+		    "('%s')", what, url);
+		goto out;
+	}
+	if (prev != NULL && strcmp(prev, cur->valuestring) == 0) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "%s: pagination does not advance (the same cursor twice, "
+		    "'%s')", what, url);
+		goto out;
+	}
+	if ((*next = strdup(cur->valuestring)) == NULL)
+		rc = nomem(err);
+out:
+	if (rc != SYNC_OK) {
+		cJSON_Delete(*root);
+		*root = NULL;
+		*items = NULL;
+	}
+	sync_buf_release(&r.body);
+	free(url);
+	return rc;
+}
+
+/* A whole-number field: its value, -1 when absent or not one. */
+static long long
+json_int(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (cJSON_IsBool(v))
+		return cJSON_IsTrue(v) ? 1 : 0;
+	if (!cJSON_IsNumber(v) ||
+	    !(v->valuedouble >= 0 && v->valuedouble < 9e15))
+		return -1;
+	return (long long)v->valuedouble;
+}
+
+/* A 0/1 flag: 1 when set, 0 when clear, -1 when absent or not a flag. */
+static int
+json_flag(const cJSON *o, const char *key)
+{
+	long long v = json_int(o, key);
+
+	return v < 0 ? -1 : v != 0;
+}
+
+/* The instant of a mark in milliseconds. */
+static int64_t
+mark_ms(const struct sync_mark *m)
+{
+	return m->t * 1000 + m->us / 1000;
+}
+
+/*
+ * Formats ms as Unipile's before/after want it, exactly
+ * YYYY-MM-DDTHH:MM:SS.mmmZ (anything else is a 400); "" before 1970.
+ */
+static void
+format_ms(int64_t ms, char *out, size_t n)
+{
+	char t[32];
+	size_t len;
+
+	out[0] = '\0';
+	if (ms < 0)
+		return;
+	sync_time_format((time_t)(ms / 1000), t, sizeof(t));
+	if ((len = strlen(t)) < 2)
+		return;
+	t[len - 1] = '\0';		/* the Z goes after the fraction */
+	snprintf(out, n, "%s.%03dZ", t, (int)(ms % 1000));
+}
+
+/*
+ * A phone number in an attendee's provider id: a WhatsApp JID
+ * ("48600100200@s.whatsapp.net", also with a ":device" part) or a number
+ * written with its "+".  Other providers' numeric ids are not phones.
+ */
+static const char *
+phone_of(const char *pid, char *out, size_t n)
+{
+	const char *at;
+	size_t len;
+
+	if (pid == NULL)
+		return NULL;
+	if (pid[0] == '+')
+		return pid;
+	if ((at = strchr(pid, '@')) == NULL ||
+	    (strcmp(at, "@s.whatsapp.net") != 0 && strcmp(at, "@c.us") != 0))
+		return NULL;
+	len = strspn(pid, "0123456789");
+	if (len == 0 || (pid[len] != '@' && pid[len] != ':') || len + 2 > n)
+		return NULL;
+	out[0] = '+';
+	memcpy(out + 1, pid, len);
+	out[len + 1] = '\0';
+	return out;
+}
+
+/* An attendee as a contact row. */
+static int
+add_attendee(struct sync_batch *b, const cJSON *a)
+{
+	struct sync_contact k;
+	const cJSON *spec;
+	char num[40], phone[24];
+	const char *pid;
+	long bad = 0;
+
+	if (!cJSON_IsObject(a)) {
+		b->sanitized++;
+		return 0;
+	}
+	memset(&k, 0, sizeof(k));
+	k.external_id = sync_json_str(a, "id", num, sizeof(num), &bad);
+	if (k.external_id == NULL || *k.external_id == '\0' ||
+	    strlen(k.external_id) > SYNC_MAX_ID) {
+		b->sanitized++;
+		return 0;
+	}
+	k.display_name = sync_json_str(a, "name", NULL, 0, &bad);
+	pid = sync_json_str(a, "provider_id", NULL, 0, &bad);
+	/* Instagram's handle is in its specifics; elsewhere the provider id. */
+	spec = cJSON_GetObjectItemCaseSensitive(a, "specifics");
+	k.username = cJSON_IsObject(spec) ? sync_json_str(spec,
+	    "public_identifier", NULL, 0, &bad) : NULL;
+	if (k.username == NULL)
+		k.username = pid;
+	k.phone = phone_of(pid, phone, sizeof(phone));
+	k.raw = a;
+	b->sanitized += bad;
+	return sync_batch_add_contact(b, &k);
+}
+
+/* The attendees of chat id, all their pages, as contacts of page. */
+static enum sync_rc
+chat_attendees(struct sync_ctx *ctx, const char *id, struct sync_page *page,
+    struct sync_err *err)
+{
+	struct sync_buf path = SYNC_BUF_INIT(0), what = SYNC_BUF_INIT(0);
+	char *esc = sync_url_escape(id), *cur = NULL, *next = NULL;
+	const char *q[4];
+	cJSON *root = NULL;
+	const cJSON *items, *a;
+	long sanitized = 0;
+	enum sync_rc rc = SYNC_OK;
+
+	if (esc == NULL ||
+	    sync_buf_addf(&path, "/chats/%s/attendees", esc) == -1 ||
+	    sync_buf_addf(&what, "cannot list the attendees of chat '%s'",
+	    id) == -1)
+		goto nomem;
+	do {
+		q[0] = cur != NULL ? "cursor" : NULL;
+		q[1] = cur;
+		q[2] = NULL;
+		if ((rc = uni_list(ctx, path.data, q, what.data, cur, 1, &root,
+		    &items, &next, &sanitized, err)) != SYNC_OK)
+			goto out;
+		page->side[0].sanitized += sanitized;
+		if (root == NULL) {
+			/* The chat went away since it was listed. */
+			sync_log(LOG_NOTICE, "source '%s': chat '%s' vanished "
+			    "while it was synced (HTTP 404 on its attendees)",
+			    ctx->src->name, id);
+			break;
+		}
+		cJSON_ArrayForEach(a, items)
+			if (add_attendee(&page->side[0], a) == -1)
+				goto nomem;
+		cJSON_Delete(root);
+		root = NULL;
+		free(cur);
+		cur = next;
+		next = NULL;
+	} while (cur != NULL);
+	goto out;
+nomem:
+	rc = nomem(err);
+out:
+	cJSON_Delete(root);
+	sync_buf_release(&path);
+	sync_buf_release(&what);
+	free(esc);
+	free(cur);
+	free(next);
+	return rc;
+}
+
+/* A chat as a conversation row (reference §B.2). */
+static int
+add_chat(struct sync_batch *b, const cJSON *c, const char *id, const char *when)
+{
+	static const char *const kinds[] = { "direct", "group", "channel" };
+	struct sync_conversation cv;
+	char kind[32];
+	const char *at;
+	long long type, unread_count;
+	int unread;
+	long bad = 0;
+	size_t i;
+
+	memset(&cv, 0, sizeof(cv));
+	cv.external_id = id;
+	cv.title = sync_json_str(c, "name", NULL, 0, &bad);
+	type = json_int(c, "type");
+	if (type >= 0 && type <= 2)
+		cv.kind = kinds[type];
+	else if ((at = sync_json_str(c, "account_type", NULL, 0, &bad)) !=
+	    NULL) {
+		/* An unknown chat type: the provider says more than nothing. */
+		for (i = 0; at[i] != '\0' && i + 1 < sizeof(kind); i++)
+			kind[i] = (char)tolower((unsigned char)at[i]);
+		kind[i] = '\0';
+		cv.kind = kind;
+	}
+	unread_count = json_int(c, "unread_count");
+	unread = json_flag(c, "unread");
+	cv.unread_count = unread_count;
+	/* `unread`, where the provider has it, says more than a count. */
+	cv.is_read = unread >= 0 ? !unread : unread_count < 0 ? -1 :
+	    unread_count == 0;
+	cv.last_message_at = when;
+	cv.archived = json_flag(c, "archived");
+	cv.raw = c;
+	b->sanitized += bad;
+	return sync_batch_add_conversation(b, &cv);
+}
+
+/*
+ * The chats stream: one listing page, its chats as conversations and
+ * their attendees as contacts, down to the floor.
+ */
+static enum sync_rc
+chats_fetch(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
+{
+	struct uni *p = ctx->priv;
+	struct walk *w = &p->w;
+	struct sync_buf what = SYNC_BUF_INIT(0);
+	const char *q[8];
+	cJSON *root = NULL;
+	const cJSON *items, *c;
+	char *next = NULL;
+	long sanitized = 0;
+	size_t k = 0;
+	int ended = 0;
+	enum sync_rc rc;
+
+	if (sync_buf_addf(&what, "cannot list the chats of account '%s'",
+	    p->account) == -1)
+		return nomem(err);
+	q[k++] = "account_id";
+	q[k++] = p->account;
+	q[k++] = "limit";
+	q[k++] = p->limit;
+	if (w->cursor != NULL) {
+		q[k++] = "cursor";
+		q[k++] = w->cursor;
+	}
+	q[k] = NULL;
+	if ((rc = uni_list(ctx, "/chats", q, what.data, w->cursor, 0, &root,
+	    &items, &next, &sanitized, err)) != SYNC_OK)
+		goto out;
+	page->side[1].sanitized += sanitized;
+	cJSON_ArrayForEach(c, items) {
+		struct sync_mark m;
+		const char *id, *when;
+		char num[40];
+		long bad = 0;
+		int have_mark;
+
+		page->fetched++;
+		id = cJSON_IsObject(c) ? sync_json_str(c, "id", num,
+		    sizeof(num), &bad) : NULL;
+		if (id == NULL || *id == '\0' || strlen(id) > SYNC_MAX_ID) {
+			page->side[1].sanitized++;
+			continue;
+		}
+		when = sync_json_str(c, "timestamp", NULL, 0, &bad);
+		have_mark = sync_mark_set(&m, when, id) == 0;
+		/* Newest activity first: one below the floor ends the walk. */
+		if (have_mark && w->have_floor &&
+		    sync_mark_cmp(&m, &w->floor) < 0) {
+			ended = 1;
+			break;
+		}
+		if (have_mark &&
+		    (!w->have_top || sync_mark_cmp(&m, &w->top) > 0)) {
+			w->top = m;
+			w->have_top = 1;
+		}
+		page->side[1].sanitized += bad;
+		if (add_chat(&page->side[1], c, id, when) == -1) {
+			rc = nomem(err);
+			goto out;
+		}
+		if ((rc = chat_attendees(ctx, id, page, err)) != SYNC_OK)
+			goto out;
+	}
+	free(w->cursor);
+	w->cursor = NULL;
+	if (!ended) {
+		w->cursor = next;	/* NULL on the last page */
+		next = NULL;
+	}
+	if (w->cursor == NULL) {
+		/* The walk is complete: now, and only now, the watermark. */
+		page->done = 1;
+		if (w->have_top &&
+		    (page->cursor = sync_mark_format(&w->top)) == NULL)
+			rc = nomem(err);
+	}
+out:
+	cJSON_Delete(root);
+	free(next);
+	sync_buf_release(&what);
+	return rc;
+}
+
+/* Appends one message row; a duplicate of the walk is skipped. */
+static int
+add_message(struct walk *w, struct sync_batch *b, const cJSON *mj,
+    const char *id, const char *when, int64_t t)
+{
+	struct sync_message m;
+	const cJSON *att;
+	const char *pid, *type;
+	char num[40], kind[32];
+	long bad = 0;
+	int sender, seen, delivered, dup;
+	size_t i;
+
+	pid = sync_json_str(mj, "provider_id", num, sizeof(num), &bad);
+	if (pid != NULL && *pid == '\0')
+		pid = NULL;
+	dedup_at(&w->seen, t);
+	if (dedup_check(&w->seen, id, pid, &dup) == -1)
+		return -1;
+	if (dup)
+		return 0;	/* a re-ingested copy, or a page overlap */
+	memset(&m, 0, sizeof(m));
+	m.external_id = id;
+	m.conversation_id = sync_json_str(mj, "chat_id", NULL, 0, &bad);
+	m.sender_id = sync_json_str(mj, "sender_attendee_id", NULL, 0, &bad);
+	sender = json_flag(mj, "is_sender");
+	m.direction = sender < 0 ? NULL : sender ? "out" : "in";
+	if (json_flag(mj, "is_event") == 1)
+		m.kind = "event";
+	else if ((type = sync_json_str(mj, "message_type", NULL, 0, &bad)) !=
+	    NULL && *type != '\0' && strlen(type) < sizeof(kind)) {
+		for (i = 0; type[i] != '\0'; i++)
+			kind[i] = (char)tolower((unsigned char)type[i]);
+		kind[i] = '\0';
+		m.kind = kind;
+	} else
+		m.kind = "message";
+	m.body = sync_json_str(mj, "text", NULL, 0, &bad);
+	m.sent_at = when;
+	/* Unipile flags edits but keeps no time of them: raw has the flag. */
+	seen = json_flag(mj, "seen");
+	delivered = json_flag(mj, "delivered");
+	m.status = seen == 1 ? "seen" : delivered == 1 ? "delivered" : NULL;
+	att = cJSON_GetObjectItemCaseSensitive(mj, "attachments");
+	if (cJSON_IsArray(att) && cJSON_GetArraySize(att) > 0)
+		m.attachments = att;
+	m.deleted = json_flag(mj, "deleted") == 1;
+	m.raw = mj;
+	b->sanitized += bad;
+	return sync_batch_add_message(b, &m);
+}
+
+/*
+ * The messages stream: one page of /messages, newest first, above the
+ * floor.  A full walk checkpoints the oldest message of each page and, when
+ * resumed, goes on just before it.
+ */
+static enum sync_rc
+messages_fetch(struct sync_ctx *ctx, struct sync_stream *st,
+    struct sync_page *page, struct sync_err *err)
+{
+	struct uni *p = ctx->priv;
+	struct walk *w = &p->w;
+	struct sync_buf what = SYNC_BUF_INIT(0);
+	struct sync_mark oldest;
+	const char *q[14];
+	cJSON *root = NULL;
+	const cJSON *items, *mj;
+	char *next = NULL;
+	long sanitized = 0;
+	size_t k = 0;
+	int ended = 0, have_oldest = 0;
+	enum sync_rc rc;
+
+	if (sync_buf_addf(&what, "cannot list the messages of account '%s'",
+	    p->account) == -1)
+		return nomem(err);
+	q[k++] = "account_id";
+	q[k++] = p->account;
+	q[k++] = "limit";
+	q[k++] = p->limit;
+	if (w->after[0] != '\0') {
+		q[k++] = "after";
+		q[k++] = w->after;
+	}
+	if (w->before[0] != '\0') {
+		q[k++] = "before";
+		q[k++] = w->before;
+	}
+	if (w->cursor != NULL) {
+		q[k++] = "cursor";
+		q[k++] = w->cursor;
+	}
+	q[k] = NULL;
+	if ((rc = uni_list(ctx, "/messages", q, what.data, w->cursor, 0, &root,
+	    &items, &next, &sanitized, err)) != SYNC_OK)
+		goto out;
+	page->batch.sanitized += sanitized;
+	/*
+	 * A new incoming message makes its conversation unread; not so the
+	 * history a first or full walk brings in, whose read state is the
+	 * chats stream's to say.
+	 */
+	page->batch.unread_on_new = st->mode == SYNC_MODE_INCR && w->have_floor;
+	cJSON_ArrayForEach(mj, items) {
+		struct sync_mark m;
+		const char *id, *when;
+		char num[40];
+		long bad = 0;
+		int have_mark;
+
+		page->fetched++;
+		id = cJSON_IsObject(mj) ? sync_json_str(mj, "id", num,
+		    sizeof(num), &bad) : NULL;
+		if (id == NULL || *id == '\0' || strlen(id) > SYNC_MAX_ID) {
+			page->batch.sanitized++;
+			continue;
+		}
+		when = sync_json_str(mj, "timestamp", NULL, 0, &bad);
+		page->batch.sanitized += bad;
+		have_mark = sync_mark_set(&m, when, id) == 0;
+		/* An API that ignored `after` would walk on below it. */
+		if (have_mark && w->have_floor &&
+		    sync_mark_cmp(&m, &w->floor) < 0) {
+			ended = 1;
+			break;
+		}
+		if (have_mark) {
+			if (!w->have_top || sync_mark_cmp(&m, &w->top) > 0) {
+				w->top = m;
+				w->have_top = 1;
+			}
+			if (!have_oldest || sync_mark_cmp(&m, &oldest) < 0) {
+				oldest = m;
+				have_oldest = 1;
+			}
+		}
+		if (add_message(w, &page->batch, mj, id, when,
+		    have_mark ? m.t : -1) == -1) {
+			rc = nomem(err);
+			goto out;
+		}
+	}
+	free(w->cursor);
+	w->cursor = NULL;
+	if (!ended) {
+		w->cursor = next;	/* NULL on the last page */
+		next = NULL;
+	}
+	if (st->mode == SYNC_MODE_FULL && have_oldest &&
+	    (page->checkpoint = sync_mark_format(&oldest)) == NULL)
+		goto nomem;
+	if (w->cursor == NULL) {
+		/* The walk is complete: now, and only now, the watermark. */
+		page->done = 1;
+		if (w->have_top &&
+		    (page->cursor = sync_mark_format(&w->top)) == NULL)
+			goto nomem;
+	}
+	goto out;
+nomem:
+	rc = nomem(err);
+out:
+	cJSON_Delete(root);
+	free(next);
+	sync_buf_release(&what);
+	return rc;
+}
+
+/*
+ * Where a stream's walk starts.  incr-sync: the stored watermark minus the
+ * lookback (none on the first pass: everything).  full-sync: everything,
+ * or --since; a resumed full walk of messages continues just before its
+ * checkpoint.  Unipile's `after` and `before` are exclusive: the boundary
+ * millisecond is asked for again, and the upserts absorb it.
+ */
+static void
+walk_start(struct uni *p, struct sync_stream *st, int messages)
+{
+	struct walk *w = &p->w;
+	struct sync_mark m;
+
+	walk_reset(p);
+	if (st->mode == SYNC_MODE_INCR &&
+	    sync_mark_parse(st->state.cursor, &m) == 0) {
+		sync_mark_floor(&m, p->lookback, &w->floor);
+		w->have_floor = 1;
+	} else if (st->mode == SYNC_MODE_FULL && st->since > 0) {
+		memset(&w->floor, 0, sizeof(w->floor));
+		w->floor.t = (int64_t)st->since;
+		w->have_floor = 1;
+	}
+	if (!messages)
+		return;
+	if (w->have_floor)
+		format_ms(mark_ms(&w->floor) - 1, w->after, sizeof(w->after));
+	if (st->mode == SYNC_MODE_FULL && !st->restart &&
+	    sync_mark_parse(st->from, &m) == 0)
+		format_ms(mark_ms(&m) + 1, w->before, sizeof(w->before));
+}
+
+static enum sync_rc
+uni_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
+    struct sync_err *err)
+{
+	struct uni *p = ctx->priv;
+	int messages = strcmp(st->name, "messages") == 0;
+
+	sync_batch_init(&page->batch, SYNC_ENT_MESSAGE);
+	if (!messages && strcmp(st->name, "chats") != 0)
+		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "no stream '%s'", st->name);
+	if (st->first)
+		walk_start(p, st, messages);
+	sync_http_set_counts(ctx->http, st->counts);
+	return messages ? messages_fetch(ctx, st, page, err) :
+	    chats_fetch(ctx, page, err);
+}
+
+const struct sync_connector sync_unipile_connector = {
+	.type = "unipile",
+	.keys = uni_keys,
+	.all_streams = uni_streams,
+	.default_streams = uni_streams,
+	.check = uni_check,
+	.begin = uni_begin,
+	.fetch = uni_fetch,
+	.cursor_max = sync_mark_max,
+	.end = uni_end,
+	.no_poll_reason = "source type 'unipile' reports delivery in its "
+	    "messages; there is nothing to poll",
+};
