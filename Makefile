@@ -32,7 +32,7 @@ LDLIBS	 = $(PKG_LIBS) -lm
 LIB_SRCS = lib/batch.c lib/buf.c lib/cli.c lib/config.c lib/cursor.c lib/db.c \
 	   lib/engine.c lib/err.c lib/facebook.c lib/http.c lib/jsonf.c lib/log.c \
 	   lib/mark.c lib/output.c lib/seqapi.c lib/smseagle.c lib/status.c \
-	   lib/time.c lib/unipile.c lib/migrations.c
+	   lib/strmap.c lib/time.c lib/unipile.c lib/migrations.c
 LIB_OBJS = $(LIB_SRCS:.c=.o)
 BINS	 = full-sync incr-sync status-poll sync-status
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)

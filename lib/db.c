@@ -18,13 +18,6 @@
  */
 #define LOCK_SOURCE	1836279668
 
-/* External id -> internal id, for the conversations or contacts of a source. */
-struct idmap {
-	char	       **keys;
-	long long	*vals;
-	size_t		 cap;		/* a power of two, or 0 */
-	size_t		 n;
-};
 
 struct sync_db {
 	PGconn		*conn;
@@ -32,14 +25,14 @@ struct sync_db {
 	int		 staged[3];	/* entities staged in this transaction */
 	int		 cache_source;	/* whose ids the maps hold */
 	int		 all_new;	/* the last page of messages was all new */
-	struct idmap	 ids[2];	/* conversations, contacts */
+	struct sync_strmap ids[2];	/* external -> internal id: conversations,
+					   contacts */
 };
 
 struct sync_rows {
 	PGresult	*res;
 };
 
-static void	idmap_clear(struct idmap *);
 
 /* The stage tables: one page of rows, emptied at every commit. */
 static const char stage_sql[] =
@@ -576,8 +569,8 @@ sync_db_free(struct sync_db *db)
 		return;
 	if (db->conn != NULL)
 		PQfinish(db->conn);
-	idmap_clear(&db->ids[0]);
-	idmap_clear(&db->ids[1]);
+	sync_strmap_clear(&db->ids[0]);
+	sync_strmap_clear(&db->ids[1]);
 	free(db);
 }
 
@@ -816,8 +809,8 @@ sync_db_rollback(struct sync_db *db)
 	db->in_tx = 0;
 	db->all_new = 0;
 	/* Placeholders created in the transaction are gone, and their ids. */
-	idmap_clear(&db->ids[0]);
-	idmap_clear(&db->ids[1]);
+	sync_strmap_clear(&db->ids[0]);
+	sync_strmap_clear(&db->ids[1]);
 }
 
 /*
@@ -875,81 +868,6 @@ add_counts(const PGresult *r, struct sync_counts *c)
 	c->unchanged += distinct - ins - upd;
 }
 
-static void
-idmap_clear(struct idmap *m)
-{
-	size_t i;
-
-	for (i = 0; i < m->cap; i++)
-		free(m->keys[i]);
-	free(m->keys);
-	free(m->vals);
-	memset(m, 0, sizeof(*m));
-}
-
-/* The slot of key: where it is, or where it would go. */
-static size_t
-idmap_slot(const struct idmap *m, const char *key)
-{
-	size_t i = (size_t)sync_hash(SYNC_HASH_INIT, key, strlen(key)) &
-	    (m->cap - 1);
-
-	while (m->keys[i] != NULL && strcmp(m->keys[i], key) != 0)
-		i = (i + 1) & (m->cap - 1);
-	return i;
-}
-
-static int
-idmap_get(const struct idmap *m, const char *key, long long *val)
-{
-	size_t i;
-
-	if (m->cap == 0)
-		return 0;
-	i = idmap_slot(m, key);
-	if (m->keys[i] == NULL)
-		return 0;
-	*val = m->vals[i];
-	return 1;
-}
-
-static int
-idmap_put(struct idmap *m, const char *key, long long val)
-{
-	size_t i;
-
-	if (m->n + 1 > m->cap / 2) {
-		struct idmap g;
-		size_t k;
-
-		g.cap = m->cap ? m->cap * 2 : 1024;
-		g.n = 0;
-		if ((g.keys = calloc(g.cap, sizeof(*g.keys))) == NULL ||
-		    (g.vals = calloc(g.cap, sizeof(*g.vals))) == NULL) {
-			free(g.keys);
-			return -1;
-		}
-		for (k = 0; k < m->cap; k++)
-			if (m->keys[k] != NULL) {
-				i = idmap_slot(&g, m->keys[k]);
-				g.keys[i] = m->keys[k];
-				g.vals[i] = m->vals[k];
-				g.n++;
-			}
-		free(m->keys);
-		free(m->vals);
-		*m = g;
-	}
-	i = idmap_slot(m, key);
-	if (m->keys[i] == NULL) {
-		if ((m->keys[i] = strdup(key)) == NULL)
-			return -1;
-		m->n++;
-	}
-	m->vals[i] = val;
-	return 0;
-}
-
 /* Appends s to a text[] literal: {"a","b\"c"}. */
 static int
 array_add(struct sync_buf *a, const char *s)
@@ -981,7 +899,7 @@ resolve_ids(struct sync_db *db, int id, struct sync_msgrow **rows, size_t n,
 {
 	static const char *const stmt[2] = { "resolve_conversation",
 	    "resolve_contact" };
-	struct idmap *m = &db->ids[which];
+	struct sync_strmap *m = &db->ids[which];
 	struct sync_buf arr = SYNC_BUF_INIT(0);
 	char idbuf[16];
 	const char *v[2] = { idbuf, NULL };
@@ -999,7 +917,7 @@ resolve_ids(struct sync_db *db, int id, struct sync_msgrow **rows, size_t n,
 			const char *key = which == 0 ? rows[i]->conversation_id :
 			    rows[i]->sender_id;
 
-			if (key == NULL || idmap_get(m, key, &dummy))
+			if (key == NULL || sync_strmap_get(m, key, &dummy))
 				continue;
 			missing++;
 			if (array_add(&arr, key) == -1)
@@ -1015,7 +933,7 @@ resolve_ids(struct sync_db *db, int id, struct sync_msgrow **rows, size_t n,
 		    err)) != SYNC_OK)
 			goto out;
 		for (k = 0; k < PQntuples(r); k++)
-			if (idmap_put(m, PQgetvalue(r, k, 0),
+			if (sync_strmap_put(m, PQgetvalue(r, k, 0),
 			    strtoll(PQgetvalue(r, k, 1), NULL, 10)) == -1) {
 				PQclear(r);
 				goto nomem;
@@ -1052,11 +970,11 @@ row_find(const void *key, const void *elem)
 }
 
 static int
-add_id(struct sync_buf *o, const struct idmap *m, const char *key)
+add_id(struct sync_buf *o, const struct sync_strmap *m, const char *key)
 {
 	long long v;
 
-	if (key == NULL || !idmap_get(m, key, &v))
+	if (key == NULL || !sync_strmap_get(m, key, &v))
 		return sync_buf_adds(o, "\t\\N");
 	return sync_buf_addf(o, "\t%lld", v);
 }
@@ -1105,7 +1023,7 @@ mark_unread(struct sync_db *db, struct sync_msgrow **uniq, const unsigned char *
 	for (i = 0; i < n; i++) {
 		if ((state != NULL && state[i] != 0) || !uniq[i]->incoming ||
 		    uniq[i]->conversation_id == NULL ||
-		    !idmap_get(&db->ids[0], uniq[i]->conversation_id, &cid))
+		    !sync_strmap_get(&db->ids[0], uniq[i]->conversation_id, &cid))
 			continue;
 		snprintf(num, sizeof(num), "%lld", cid);
 		if (array_add(&ids, num) == -1) {
@@ -1195,8 +1113,8 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
 	if (db->cache_source != id) {
-		idmap_clear(&db->ids[0]);
-		idmap_clear(&db->ids[1]);
+		sync_strmap_clear(&db->ids[0]);
+		sync_strmap_clear(&db->ids[1]);
 		db->cache_source = id;
 	}
 	rows = calloc((size_t)b->nrows + 1, sizeof(*rows));

@@ -31,6 +31,23 @@ int		sync_buf_addf(struct sync_buf *, const char *, ...)
 void		sync_buf_reset(struct sync_buf *);
 /* strdup() that passes NULL through; NULL also on ENOMEM. */
 char	       *sync_strdup(const char *);
+/* ---- strmap.c: string -> number ------------------------------------- */
+
+struct sync_strmap {
+	char	       **keys;		/* NULL: a free slot */
+	long long	*vals;
+	size_t		 cap;		/* a power of two, or 0 */
+	size_t		 n;
+};
+
+/* 1 and *val if key is in m, else 0. */
+int		sync_strmap_get(const struct sync_strmap *, const char *key,
+		    long long *val);
+/* Sets key (copied) to val; -1 on ENOMEM. */
+int		sync_strmap_put(struct sync_strmap *, const char *key, long long);
+/* Empties m and frees what it holds (a zeroed map is an empty one). */
+void		sync_strmap_clear(struct sync_strmap *);
+
 /*
  * FNV-1a, 64 bits, continuing from h (start with SYNC_HASH_INIT): tells
  * changed data from unchanged, nothing more.

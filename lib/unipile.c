@@ -39,13 +39,6 @@ static const struct sync_keydef uni_keys[] = {
 	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
 };
 
-/* A set of strings (open addressing), for the duplicates of one walk. */
-struct strset {
-	char	       **v;		/* NULL: free slot */
-	uint64_t	*h;
-	size_t		 cap, n;
-};
-
 /*
  * The messages of a walk already seen, by id and by provider id, in two
  * generations: when the walk has gone DEDUP_WINDOW (or the lookback, if
@@ -55,7 +48,8 @@ struct strset {
  * by the history.
  */
 struct dedup {
-	struct strset	 gen[2];	/* [0] the newer */
+	struct sync_strmap ids[2];	/* [0] the newer generation */
+	struct sync_strmap pids[2];
 	int64_t		 since;		/* where gen[0] began (UTC s) */
 	int		 have_since;
 	int64_t		 window;
@@ -82,89 +76,14 @@ struct uni {
 };
 
 static void
-strset_free(struct strset *s)
-{
-	size_t i;
-
-	for (i = 0; i < s->cap; i++)
-		free(s->v[i]);
-	free(s->v);
-	free(s->h);
-	memset(s, 0, sizeof(*s));
-}
-
-static uint64_t
-key_hash(char kind, const char *key)
-{
-	return sync_hash(sync_hash(SYNC_HASH_INIT, &kind, 1), key, strlen(key));
-}
-
-/* Whether "kind:key" is in s. */
-static int
-strset_has(const struct strset *s, char kind, const char *key, uint64_t h)
-{
-	size_t i;
-
-	if (s->cap == 0)
-		return 0;
-	for (i = (size_t)h & (s->cap - 1); s->v[i] != NULL;
-	    i = (i + 1) & (s->cap - 1))
-		if (s->h[i] == h && s->v[i][0] == kind &&
-		    strcmp(s->v[i] + 1, key) == 0)
-			return 1;
-	return 0;
-}
-
-static void
-strset_put(struct strset *s, char *k, uint64_t h)
-{
-	size_t i;
-
-	for (i = (size_t)h & (s->cap - 1); s->v[i] != NULL;
-	    i = (i + 1) & (s->cap - 1))
-		;
-	s->v[i] = k;
-	s->h[i] = h;
-	s->n++;
-}
-
-/* Adds "kind:key" (not yet in s); -1 on ENOMEM. */
-static int
-strset_add(struct strset *s, char kind, const char *key, uint64_t h)
-{
-	size_t len = strlen(key), i;
-	char *k;
-
-	if (2 * (s->n + 1) > s->cap) {
-		struct strset g;
-
-		memset(&g, 0, sizeof(g));
-		g.cap = s->cap ? 2 * s->cap : 64;
-		if ((g.v = calloc(g.cap, sizeof(*g.v))) == NULL ||
-		    (g.h = calloc(g.cap, sizeof(*g.h))) == NULL) {
-			free(g.v);
-			return -1;
-		}
-		for (i = 0; i < s->cap; i++)
-			if (s->v[i] != NULL)
-				strset_put(&g, s->v[i], s->h[i]);
-		free(s->v);
-		free(s->h);
-		*s = g;
-	}
-	if ((k = malloc(len + 2)) == NULL)
-		return -1;
-	k[0] = kind;
-	memcpy(k + 1, key, len + 1);
-	strset_put(s, k, h);
-	return 0;
-}
-
-static void
 dedup_free(struct dedup *d)
 {
-	strset_free(&d->gen[0]);
-	strset_free(&d->gen[1]);
+	int g;
+
+	for (g = 0; g < 2; g++) {
+		sync_strmap_clear(&d->ids[g]);
+		sync_strmap_clear(&d->pids[g]);
+	}
 	d->have_since = 0;
 }
 
@@ -178,9 +97,12 @@ dedup_at(struct dedup *d, int64_t t)
 		d->since = t;
 		d->have_since = 1;
 	} else if (t < d->since - d->window) {
-		strset_free(&d->gen[1]);
-		d->gen[1] = d->gen[0];
-		memset(&d->gen[0], 0, sizeof(d->gen[0]));
+		sync_strmap_clear(&d->ids[1]);
+		sync_strmap_clear(&d->pids[1]);
+		d->ids[1] = d->ids[0];
+		d->pids[1] = d->pids[0];
+		memset(&d->ids[0], 0, sizeof(d->ids[0]));
+		memset(&d->pids[0], 0, sizeof(d->pids[0]));
 		d->since = t;
 	}
 }
@@ -192,17 +114,16 @@ dedup_at(struct dedup *d, int64_t t)
 static int
 dedup_check(struct dedup *d, const char *id, const char *pid, int *dup)
 {
-	uint64_t hi = key_hash('i', id);
-	uint64_t hp = pid != NULL ? key_hash('p', pid) : 0;
+	long long v;
 
-	*dup = strset_has(&d->gen[0], 'i', id, hi) ||
-	    strset_has(&d->gen[1], 'i', id, hi) || (pid != NULL &&
-	    (strset_has(&d->gen[0], 'p', pid, hp) ||
-	    strset_has(&d->gen[1], 'p', pid, hp)));
+	*dup = sync_strmap_get(&d->ids[0], id, &v) ||
+	    sync_strmap_get(&d->ids[1], id, &v) || (pid != NULL &&
+	    (sync_strmap_get(&d->pids[0], pid, &v) ||
+	    sync_strmap_get(&d->pids[1], pid, &v)));
 	if (*dup)
 		return 0;
-	if (strset_add(&d->gen[0], 'i', id, hi) == -1 ||
-	    (pid != NULL && strset_add(&d->gen[0], 'p', pid, hp) == -1))
+	if (sync_strmap_put(&d->ids[0], id, 1) == -1 ||
+	    (pid != NULL && sync_strmap_put(&d->pids[0], pid, 1) == -1))
 		return -1;
 	return 0;
 }
