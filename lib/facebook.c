@@ -122,7 +122,7 @@ make_proof(const char *secret, const char *token)
 
 /* Rate-limit codes (reference §A.6): the answer is HTTP 400 all the same. */
 static int
-rate_code(long code)
+rate_code(long long code)
 {
 	return code == 4 || code == 17 || code == 32 || code == 341 ||
 	    code == 613 || code == 80001 || code == 80002 || code == 80006;
@@ -162,14 +162,6 @@ graph_error(const struct sync_http_resp *r, cJSON **root)
 	return cJSON_IsObject(e) ? e : NULL;
 }
 
-static long
-json_long(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	return cJSON_IsNumber(v) ? (long)v->valuedouble : -1;
-}
-
 /* Graph says what its errors are by error.code, not by HTTP status. */
 static enum sync_http_verdict
 fb_classify(struct sync_http *h, const struct sync_http_resp *r, double *wait,
@@ -178,7 +170,7 @@ fb_classify(struct sync_http *h, const struct sync_http_resp *r, double *wait,
 	const cJSON *e;
 	cJSON *root;
 	enum sync_http_verdict v;
-	long code;
+	long long code;
 
 	if (r->status < 400 || r->status >= 500)
 		return SYNC_HTTP_DEFAULT;
@@ -186,18 +178,18 @@ fb_classify(struct sync_http *h, const struct sync_http_resp *r, double *wait,
 		cJSON_Delete(root);
 		return SYNC_HTTP_DEFAULT;
 	}
-	code = json_long(e, "code");
+	code = sync_json_int(e, "code");
 	if (rate_code(code)) {
 		double w = regain_wait(sync_http_header(h, "x-business-use-case-usage"));
 
 		if (w <= 0)
 			w = regain_wait(sync_http_header(h, "x-app-usage"));
 		*wait = w;
-		snprintf(why, n, "Graph error %ld (rate limit)", code);
+		snprintf(why, n, "Graph error %lld (rate limit)", code);
 		v = SYNC_HTTP_RATE_LIMIT;
 	} else if (code == 1 || code == 2 ||
 	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "is_transient"))) {
-		snprintf(why, n, "Graph error %ld (temporary)", code);
+		snprintf(why, n, "Graph error %lld (temporary)", code);
 		v = SYNC_HTTP_RETRY;
 	} else
 		v = SYNC_HTTP_FINAL;
@@ -211,30 +203,31 @@ graph_fail(const struct sync_http_resp *r, const char *safe, struct sync_err *er
 {
 	const cJSON *e, *m;
 	cJSON *root;
-	long code, sub;
+	long long code, sub;
 	enum sync_rc rc;
-	char msg[200];
+	char msg[200], subs[32] = "";
 
 	if ((e = graph_error(r, &root)) == NULL) {
 		cJSON_Delete(root);
 		return sync_http_status_error(r, safe, err);
 	}
-	code = json_long(e, "code");
-	sub = json_long(e, "error_subcode");
+	code = sync_json_int(e, "code");
+	if ((sub = sync_json_int(e, "error_subcode")) > 0)
+		snprintf(subs, sizeof(subs), " (subcode %lld)", sub);
 	m = cJSON_GetObjectItemCaseSensitive(e, "message");
 	snprintf(msg, sizeof(msg), "%s", cJSON_IsString(m) ? m->valuestring : "");
 	cJSON_Delete(root);
 	if (code == 190 || code == 102 || code == 10 || (code >= 200 && code < 300) ||
 	    (code == 100 && strstr(msg, "appsecret_proof") != NULL))
 		rc = sync_err_set(err, SYNC_EPERM, SYNC_ERR_AUTH,
-		    "'%s': credentials rejected: Graph error %ld%s%.0ld: %s", safe,
-		    code, sub > 0 ? "/" : "", sub > 0 ? sub : 0, msg);
+		    "'%s': credentials rejected: Graph error %lld%s: %s", safe,
+		    code, subs, msg);
 	else if (rate_code(code))
 		rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_RATE_LIMIT,
-		    "'%s': rate limited: Graph error %ld: %s", safe, code, msg);
+		    "'%s': rate limited: Graph error %lld: %s", safe, code, msg);
 	else
 		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': Graph error %ld: %s", safe, code, msg);
+		    "'%s': Graph error %lld%s: %s", safe, code, subs, msg);
 	return rc;
 }
 
@@ -545,7 +538,7 @@ list_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
 			p->top = m;
 			p->have_top = 1;
 		}
-		unread = json_long(c, "unread_count");
+		unread = sync_json_int(c, "unread_count");
 		cv.unread_count = unread;
 		cv.is_read = unread < 0 ? -1 : unread == 0;
 		cv.kind = p->instagram ? "instagram" : "messenger";

@@ -507,6 +507,11 @@ const char     *sync_json_str(const struct cJSON *, const char *key, char *num,
 		    size_t n, long *bad);
 /* A boolean field: 1, 0, or -1 when absent or not a boolean. */
 int		sync_json_bool(const struct cJSON *, const char *key);
+/*
+ * A count or code: a number from 0 up (its whole part), a boolean as 0 or
+ * 1; -1 when absent or anything else.
+ */
+long long	sync_json_int(const struct cJSON *, const char *key);
 
 /* ---- cursor.c: whole-number cursors --------------------------------- */
 

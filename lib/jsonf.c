@@ -39,3 +39,15 @@ sync_json_bool(const cJSON *o, const char *key)
 		return cJSON_IsTrue(v) ? 1 : 0;
 	return -1;
 }
+
+long long
+sync_json_int(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (cJSON_IsBool(v))
+		return cJSON_IsTrue(v) ? 1 : 0;
+	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < 9e15))
+		return -1;
+	return (long long)v->valuedouble;
+}

@@ -136,16 +136,6 @@ seqapi_end(struct sync_ctx *ctx)
 	ctx->priv = NULL;
 }
 
-static long long
-integer(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < 2147483648.0))
-		return -1;
-	return (long long)v->valuedouble;
-}
-
 /*
  * An id that can be stored: present, and short enough for the unique
  * index (a btree entry holds about 2.7 kB; a longer one would fail the
@@ -168,7 +158,7 @@ add_row(struct sync_page *page, int idx, const cJSON *row, time_t since, int *sk
 	*skip = 0;
 	if (idx == 0) {
 		struct sync_conversation c;
-		long long unread = integer(row, "unread_count");
+		long long unread = sync_json_int(row, "unread_count");
 
 		memset(&c, 0, sizeof(c));
 		c.external_id = sync_json_str(row, "id", idn, sizeof(idn), &bad);

@@ -369,25 +369,11 @@ out:
 	return rc;
 }
 
-/* A whole-number field: its value, -1 when absent or not one. */
-static long long
-json_int(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	if (cJSON_IsBool(v))
-		return cJSON_IsTrue(v) ? 1 : 0;
-	if (!cJSON_IsNumber(v) ||
-	    !(v->valuedouble >= 0 && v->valuedouble < 9e15))
-		return -1;
-	return (long long)v->valuedouble;
-}
-
 /* A 0/1 flag: 1 when set, 0 when clear, -1 when absent or not a flag. */
 static int
 json_flag(const cJSON *o, const char *key)
 {
-	long long v = json_int(o, key);
+	long long v = sync_json_int(o, key);
 
 	return v < 0 ? -1 : v != 0;
 }
@@ -552,7 +538,7 @@ add_chat(struct sync_batch *b, const cJSON *c, const char *id, const char *when)
 	memset(&cv, 0, sizeof(cv));
 	cv.external_id = id;
 	cv.title = sync_json_str(c, "name", NULL, 0, &bad);
-	type = json_int(c, "type");
+	type = sync_json_int(c, "type");
 	if (type >= 0 && type <= 2)
 		cv.kind = kinds[type];
 	else if ((at = sync_json_str(c, "account_type", NULL, 0, &bad)) !=
@@ -563,7 +549,7 @@ add_chat(struct sync_batch *b, const cJSON *c, const char *id, const char *when)
 		kind[i] = '\0';
 		cv.kind = kind;
 	}
-	unread_count = json_int(c, "unread_count");
+	unread_count = sync_json_int(c, "unread_count");
 	unread = json_flag(c, "unread");
 	cv.unread_count = unread_count;
 	/* `unread`, where the provider has it, says more than a count. */
