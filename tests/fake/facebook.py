@@ -128,11 +128,11 @@ CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
 
 Endpoint names (log, faults, gates, wait): conversations, conversation (GET
 /{conversation-id}), messages (its /messages edge), message, batch, page
-(/me, /{page-id}), other. Plumbing (Recorder, BaseHandler, Server,
-write_port_file, watch_parent) as in seqapi.py: ThreadingHTTPServer on
-127.0.0.1, HTTP/1.1 keep-alive, TCP_NODELAY, one write per response (the log
-entry gets its status first), --port-file written atomically once listening,
---exit-with-parent. Request bodies need a Content-Length.
+(/me, /{page-id}), other. The server plumbing is tests/fake/fakelib.py's:
+ThreadingHTTPServer on 127.0.0.1, HTTP/1.1 keep-alive, TCP_NODELAY, one write
+per response (the log entry gets its status first), --port-file written
+atomically once listening, --exit-with-parent, the request log, gates,
+faults and the shared controls. Request bodies need a Content-Length.
 """
 
 import argparse
@@ -140,187 +140,14 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
-import socket
 import sys
-import threading
 import time
-import traceback
 from bisect import bisect_left, bisect_right
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, urlsplit
 
-
-# ===========================================================================
-# Generic fake-server plumbing (candidate for tests/fake/fakelib.py)
-
-def match_rule(rule, endpoint, page):
-    eps = rule.get("endpoint", "*")
-    names = eps if isinstance(eps, list) else str(eps).split("|")
-    return ("*" in names or endpoint in names) and rule.get("page") in (None, page)
-
-
-class Recorder:
-    """Request log, counters, gates and faults under one Condition."""
-
-    def __init__(self, cond):
-        self.cond = cond
-        self.log, self.by_endpoint, self.faults, self.gates = [], {}, [], []
-        self.total = self.http = self.blocked = self.connections = 0
-
-    def admit(self, endpoint, page, entry, gate=True):
-        """Logs a request, holds it at a gate, returns its fault (or None)."""
-        with self.cond:
-            entry["i"], self.total = self.total, self.total + 1
-            self.http += entry.get("batch") is None
-            self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
-            if len(self.log) < 200000:
-                self.log.append(entry)
-            self.cond.notify_all()
-            g = None
-            for r in self.gates if gate else ():
-                if match_rule(r, endpoint, page):
-                    if r["skip"] <= 0:
-                        g = r
-                        break
-                    r["skip"] -= 1
-            if g is not None:
-                self.blocked += 1
-                self.cond.notify_all()
-                deadline = time.monotonic() + 120
-                while g in self.gates and time.monotonic() < deadline:
-                    self.cond.wait(1.0)
-                self.blocked -= 1
-                self.cond.notify_all()
-            fault = None
-            for f in self.faults:
-                if match_rule(f, endpoint, page):
-                    if f["skip"] > 0:
-                        f["skip"] -= 1
-                    elif fault is None:
-                        fault = f
-            if fault is not None and fault["times"] > 0:
-                fault["times"] -= 1
-                if fault["times"] == 0:
-                    self.faults.remove(fault)
-            return dict(fault) if fault else None
-
-    def control(self, what, d, kinds):
-        """The plumbing's own POST controls; None if `what` is not one."""
-        if what == "fault":
-            f = dict(d, endpoint=d.get("endpoint", "*"), kind=str(d["kind"]),
-                     times=int(d.get("times", 1)), skip=int(d.get("after", 0)))
-            if f["kind"] not in kinds and not f["kind"].isdigit():
-                raise ValueError("unknown fault kind %r" % f["kind"])
-            self.faults.append(f)
-            return {"faults": len(self.faults)}
-        if what == "gate":
-            self.gates.append({"endpoint": d.get("endpoint", "*"), "page": d.get("page"),
-                               "skip": int(d.get("after", 0))})
-            return {"gates": len(self.gates)}
-        if what == "clear_faults":
-            self.faults = []
-            return {"faults": 0}
-        if what == "release":
-            self.gates = []
-            return {"gates": 0}
-        if what == "clear_log":
-            self.log, self.total, self.http, self.by_endpoint = [], 0, 0, {}
-            return {"ok": True}
-        return None
-
-    def stats(self):
-        return {"total": self.total, "http": self.http, "by_endpoint": dict(self.by_endpoint),
-                "blocked": self.blocked, "connections": self.connections,
-                "faults": len(self.faults), "gates": len(self.gates)}
-
-    def requests(self, q):
-        ep, since = q.get("endpoint"), int(q.get("since", 0))
-        reqs = [dict(r) for r in self.log if r["i"] >= since and ep in (None, r["endpoint"])]
-        return {"count": len(reqs), "total": self.total, "requests": reqs}
-
-    def wait(self, q):
-        """-> (200 | 408 on timeout, stats)."""
-        ep, count, blocked = q.get("endpoint"), int(q.get("count", 0)), int(q.get("blocked", 0))
-        deadline = time.monotonic() + float(q.get("timeout", 30))
-        with self.cond:
-            while True:
-                n = self.by_endpoint.get(ep, 0) if ep else self.total
-                if n >= count and self.blocked >= blocked:
-                    return 200, self.stats()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return 408, self.stats()
-                self.cond.wait(min(left, 1.0))
-
-
-class BaseHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    sys_version = ""
-    fake_name = "fake"
-
-    def setup(self):
-        super().setup()
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        rec = self.server.recorder
-        with rec.cond:
-            rec.connections += 1
-            self.conn_id = rec.connections
-
-    def log_message(self, fmt, *args):
-        if self.server.verbose:
-            sys.stderr.write("%s: %s\n" % (self.fake_name, fmt % args))
-
-    def respond(self, code, body, ctype="application/json; charset=UTF-8", headers=()):
-        """The whole answer in ONE write (Nagle vs delayed ACK otherwise)."""
-        body = body.encode("utf-8") if isinstance(body, str) else body
-        h = ["HTTP/1.1 %d %s" % (code, self.responses.get(code, ("",))[0]),
-             "Content-Type: " + ctype, "Content-Length: %d" % len(body),
-             "Connection: " + ("close" if self.close_connection else "keep-alive")]
-        h += ["%s: %s" % kv for kv in headers]
-        self.status_sent = code
-        if getattr(self, "entry", None) is not None:   # logged before the client sees it
-            self.entry["status"], self.entry["t_end"] = code, time.time()
-        try:
-            self.wfile.write(("\r\n".join(h) + "\r\n\r\n").encode("latin-1") + body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def hangup(self):
-        self.close_connection = True
-        try:
-            self.request.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def read_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-
-def write_port_file(path, port):
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        f.write("%d\n" % port)
-    os.rename(tmp, path)
-
-
-def watch_parent():
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-    threading.Thread(target=watch, daemon=True).start()
+import fakelib
 
 
 # ===========================================================================
@@ -386,22 +213,22 @@ def no_edge(edge, node):
 
 
 def is_error_fault(f):
-    return bool(f) and (f["kind"] == "error" or f["kind"].isdigit())
+    return bool(f) and f["kind"] == "error"
 
 
 def fault_error(f):
-    code = int(f.get("code", 80006) if f["kind"] == "error" else f["kind"])
+    code = int(f.get("code", 80006))
     msg, sub, tr = CANNED.get(code, ("(#%d) Fake error" % code, None, None))
     return GraphError(code, f.get("message", msg), f.get("type", "OAuthException"),
                       f.get("error_subcode", sub), f.get("is_transient", tr),
                       int(f.get("status", 400)))
 
 
-def http_fault_body(f, trace):
-    b = f.get("body", {"error": {"message": "An unexpected error has occurred. Please retry "
-                                 "your request later.", "type": "OAuthException",
-                                 "is_transient": True, "code": 2, "fbtrace_id": trace}})
-    return b if isinstance(b, str) else json.dumps(b, separators=SEP)
+def unexpected_error(trace):
+    """The body of fault http by default."""
+    return {"error": {"message": "An unexpected error has occurred. Please retry your "
+                      "request later.", "type": "OAuthException", "is_transient": True,
+                      "code": 2, "fbtrace_id": trace}}
 
 
 def gtime(t):
@@ -945,11 +772,39 @@ class Graph:
 # ===========================================================================
 # Server state and the HTTP handler
 
-class State:
+class State(fakelib.State):
+    """The Graph beside fakelib's log, gates and faults, under its lock. A
+    log entry gets "i", its index; "http" counts the entries of HTTP
+    requests (not batch ops). Gates and faults match an endpoint list
+    ("a|b" or a list) and, if they have one, the request's "page"."""
+
     def __init__(self, args):
-        self.cond = threading.Condition()
-        self.rec, self.g, self.traces = Recorder(self.cond), Graph(args), 0
+        super().__init__(None)      # tokens are the pages'
+        self.g, self.traces, self.http = Graph(args), 0, 0
         self.g.seed(args.conversations, args.messages, args.platform_mix)
+
+    def matches(self, rule, endpoint, entry):
+        eps = rule["endpoint"]
+        names = eps if isinstance(eps, list) else str(eps).split("|")
+        return ("*" in names or endpoint in names) and rule.get("page") in (None, entry["page"])
+
+    def record(self, endpoint, entry):
+        entry["i"] = self.total
+        self.http += entry["batch"] is None
+        super().record(endpoint, entry)
+
+    def add_fault(self, d, kinds):
+        if str(d.get("kind")).isdigit():        # "80006": kind error, that code
+            d = dict(d, kind="error", code=int(d["kind"]))
+        return super().add_fault(d, kinds)
+
+    def clear_log(self):
+        super().clear_log()
+        self.http = 0
+
+    def stats(self):
+        s = super().stats()
+        return dict({"total": s.pop("total"), "http": self.http}, **s)
 
     def trace(self):
         self.traces += 1
@@ -975,7 +830,7 @@ class State:
     def call(self, method, version, parts, pairs, fault, base):
         """One Graph call (HTTP request or batch op) -> (status, headers, body)."""
         q = dict(pairs)
-        with self.cond:
+        with self.lock:
             g = self.g
             ep, page, pf = g.classify(method, parts)
             pf = (q.get("platform") or "messenger").lower() if ep in ("conversations",) else pf
@@ -995,7 +850,7 @@ class State:
 
     def entry(self, method, path, version, endpoint, page, pairs, conn, batch=None):
         q = dict(pairs)
-        with self.cond:
+        with self.lock:
             tok = bool(self.g.token_pages(q.get("access_token")))
             s = self.g.cfg["app_secret"]
             proof = (proof_matches(s, q.get("access_token"), q.get("appsecret_proof"))
@@ -1013,33 +868,30 @@ def split_path(path):
     return version, parts
 
 
-class Handler(BaseHandler):
-    fake_name = "fake-facebook"
+class Handler(fakelib.Handler):
     server_version = "fake-facebook/1"
+    content_type = "application/json; charset=UTF-8"
+    control_ascii = False
+    fault_kinds = FAULT_KINDS
+    internal_error = {"error": {"message": "fake: internal error", "code": 1}}
 
-    def dispatch(self, method):
-        self.status_sent = self.entry = None
-        u = urlsplit(self.path)
-        raw = self.read_body()
-        if u.path.startswith("/_control/"):
-            try:
-                d = json.loads(raw) if raw.strip() else {}
-                if not isinstance(d, dict):
-                    raise ValueError("the body must be a JSON object")
-                self.control(method, u.path[len("/_control/"):], d, dict(parse_qsl(u.query)))
-            except (KeyError, ValueError, TypeError, AttributeError) as e:
-                self.respond(400, json.dumps({"error": "%s: %s" % (type(e).__name__, e)}))
-            return
-        try:
-            self.api(method, u, raw)
-        except Exception:
-            traceback.print_exc()
-            if self.status_sent is None:
-                self.close_connection = True
-                self.respond(500, '{"error":{"message":"fake: internal error","code":1}}')
+    @property
+    def http_fault_body(self):
+        """fakelib's default body of fault http: Graph's, a new fbtrace_id each time."""
+        return unexpected_error(self.server.state.trace())
 
-    def api(self, method, u, raw):
+    def dumps(self, obj):
+        return json.dumps(obj, separators=SEP)
+
+    def control_error(self, e):
+        return "%s: %s" % (type(e).__name__, e)
+
+    def do_PATCH(self):
+        self.dispatch("PATCH")
+
+    def api(self, method, u):
         st = self.server.state
+        raw = self.read_body()
         version, parts = split_path(u.path)
         pairs = parse_qsl(u.query, keep_blank_values=True)
         if method == "POST" and raw:
@@ -1053,37 +905,29 @@ class Handler(BaseHandler):
                     d = None
                 pairs += [(k, v if isinstance(v, str) else json.dumps(v))
                           for k, v in (d.items() if isinstance(d, dict) else ())]
-        with st.cond:
+        with st.lock:
             endpoint, page, _ = st.g.classify(method, parts)
-        entry = self.entry = st.entry(method, u.path, version, endpoint, page, pairs,
-                                      self.conn_id)
-        fault = st.rec.admit(endpoint, page, entry)
+        entry = st.entry(method, u.path, version, endpoint, page, pairs, self.conn_id)
+        self.serve_logged(endpoint, entry, lambda fault: self.serve_api(
+            method, version, parts, pairs, endpoint, entry, fault))
+
+    def serve_api(self, method, version, parts, pairs, endpoint, entry, fault):
+        st = self.server.state
         k = fault and fault["kind"]
-        try:
-            if st.g.cfg["latency"]:
-                time.sleep(float(st.g.cfg["latency"]))
-            if k == "slow":
-                time.sleep(float(fault.get("delay", 5)))
-            elif k == "close":
-                return self.hangup()
-            elif k == "http":
-                return self.respond(int(fault.get("status", 500)),
-                                    http_fault_body(fault, st.trace()))
-            elif k == "nonjson":
-                return self.respond(int(fault.get("status", 200)), HTML, ctype="text/html")
-            base = "http://127.0.0.1:%d" % self.server.server_address[1]
-            if endpoint == "batch":
-                status, headers, body = self.batch(version, pairs, fault, entry, base)
-            else:
-                status, headers, body = st.call(method, version, parts, pairs, fault, base)
-            self.respond(status, body[:max(1, len(body) // 2)] if k == "truncate" else body,
-                         headers=headers)
-        finally:
-            entry["t_end"] = entry["t_end"] or time.time()
+        if k == "nonjson":          # fakelib's, but with a "status"
+            return self.respond(int(fault.get("status", 200)), HTML, ctype="text/html")
+        if self.answer_fault(fault):
+            return
+        base = "http://127.0.0.1:%d" % self.server.server_address[1]
+        if endpoint == "batch":
+            status, headers, body = self.batch(version, pairs, fault, entry, base)
+        else:
+            status, headers, body = st.call(method, version, parts, pairs, fault, base)
+        self.respond_page(k, body, status, headers)
 
     def batch(self, version, pairs, fault, parent, base):
         st, q = self.server.state, dict(pairs)
-        with st.cond:
+        with st.lock:
             g, tp, nmax = st.g, st.g.token_pages(q.get("access_token")), int(st.g.cfg["max_batch"])
             try:
                 g.check_auth(q)
@@ -1126,11 +970,11 @@ class Handler(BaseHandler):
                 [("appsecret_proof", q["appsecret_proof"])] if q.get("appsecret_proof") else [])
         elif st.g.cfg["app_secret"] and "appsecret_proof" not in dict(pairs):
             pairs.append(("appsecret_proof", proof_of(st.g.cfg["app_secret"], own)))
-        with st.cond:
+        with st.lock:
             endpoint, page, _ = st.g.classify(method, parts)
         entry = st.entry(method, "/" + u.path.lstrip("/"), version, endpoint, page, pairs,
                          parent["conn"], parent["i"])
-        f = st.rec.admit(endpoint, page, entry, gate=False)
+        f = st.admit(endpoint, entry, hold=False)
         k = f and f["kind"]
         try:
             if k in ("timeout", "close"):
@@ -1139,7 +983,8 @@ class Handler(BaseHandler):
                 time.sleep(float(f.get("delay", 5)))
             if k == "http":
                 status, headers = int(f.get("status", 500)), st.headers(version, page, None, [])
-                body = http_fault_body(f, st.trace())
+                body = f.get("body", self.http_fault_body)
+                body = body if isinstance(body, str) else self.dumps(body)
             else:
                 status, headers, body = st.call(method, version, parts, pairs, f, base)
                 body = (body[:max(1, len(body) // 2)] if k == "truncate"
@@ -1156,34 +1001,22 @@ class Handler(BaseHandler):
 
     # -- control API -------------------------------------------------------------
 
-    def control(self, method, what, d, q):
+    def control_get(self, what, q):
         st = self.server.state
-        if what == "wait":
-            code, res = st.rec.wait(q)
-            return self.respond(code, json.dumps(res))
-        with st.cond:
-            res = None
-            if what == "stats":
-                res = st.rec.stats()
-            elif what == "requests":
-                res = st.rec.requests(q)
-            elif what == "state":
-                res = st.g.state()
-            elif what == "dump":
+        with st.lock:
+            if what == "state":
+                return st.g.state()
+            if what == "dump":
                 g = st.g
                 convs = [g.dump_conv(c) for pid in ([q["page"]] if q.get("page") else g.pages)
                          for pf in ([q["platform"].lower()] if q.get("platform") else PLATFORMS)
                          for c in g.convs_desc(pid, pf)[0]]
-                res = {"count": len(convs), "conversations": convs}
-            elif method == "POST":
-                res = st.rec.control(what, d, FAULT_KINDS) or self.control_post(what, d)
-                st.cond.notify_all()
-            body = json.dumps(res if res is not None else {"error": "unknown control %r" % what},
-                              ensure_ascii=False)
-        self.respond(200 if res is not None else 404, body)
+                return {"count": len(convs), "conversations": convs}
+        return None
 
     def control_post(self, what, d):
-        g = self.server.state.g
+        st = self.server.state
+        g = st.g
         if what == "conversation":
             pid, pf = g.page_of(d), str(d.get("platform", "messenger")).lower()
             if pf not in PLATFORMS:
@@ -1217,19 +1050,16 @@ class Handler(BaseHandler):
         if what == "delete_conversation":
             return {"deleted": g.delete_convs(d.get("ids") or [d["id"]])}
         if what == "config":
-            return g.set_config(d)
+            latency = float(d.get("latency", g.cfg["latency"]))   # fakelib waits it
+            res = g.set_config(d)
+            st.latency = latency
+            return res
         return None
-
-
-for _m in ("GET", "POST", "DELETE", "PUT", "PATCH"):
-    setattr(Handler, "do_" + _m, lambda self, m=_m: self.dispatch(m))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="fake Facebook Graph API for msgsync tests")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file")
+    fakelib.add_server_args(ap, token=None)
     ap.add_argument("--page", action="append", help="a Page id (repeatable; default 1111)")
     ap.add_argument("--token", action="append",
                     help="PAGEID=TOKEN, or TOKEN for every page (default token-PAGEID)")
@@ -1239,27 +1069,12 @@ def main(argv=None):
     ap.add_argument("--platform-mix", action="store_true", help="every 3rd one on Instagram")
     ap.add_argument("--version", default="v21.0", help="the version of unversioned calls")
     ap.add_argument("--max-limit", type=int, default=100)
-    ap.add_argument("--verbose", action="store_true")
-    ap.add_argument("--exit-with-parent", action="store_true",
-                    help="exit when the process that started us goes away")
     args = ap.parse_args(argv)
     try:
         state = State(args)
     except ValueError as e:
         ap.error(str(e))
-    srv = Server((args.host, args.port), Handler)
-    srv.state, srv.recorder, srv.verbose = state, state.rec, args.verbose
-    if args.exit_with_parent:
-        watch_parent()
-    if args.port_file:
-        write_port_file(args.port_file, srv.server_address[1])
-    else:
-        print(srv.server_address[1], flush=True)
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return fakelib.serve(args, Handler, state)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ A fake (seqapi.py, smseagle.py, ...) is three pieces on top of this module:
     below say how it answers (content type, fault kinds, fault bodies).
   * main(): argparse with add_server_args(), then serve(args, Handler, state).
 
+A fake whose rules select more than the endpoint (facebook's "page", a
+list of endpoints) overrides State.matches(); one that counts more per
+request (facebook's "i" and "http") overrides State.record().
+
 What every fake gets the same way:
 
   HTTP    HTTP/1.1 keep-alive, TCP_NODELAY, one write per response
@@ -21,9 +25,11 @@ What every fake gets the same way:
           once the socket listens; --exit-with-parent; --verbose logs.
   Log     every API request counts in total and by_endpoint; the first
           log_cap are kept as log entries (dicts the fake builds: at least
-          "endpoint", and "status"/"t_end", which serve_logged() fills).
-  Gates   {"endpoint","after":N} lets N requests to the endpoint ("*": any)
-          through, then holds each further one until /_control/release
+          "endpoint", and "status"/"t_end", which are filled in just before
+          the answer is written, so a client that has its answer finds its
+          status in the log; serve_logged() fills them if none is written).
+  Gates   {"endpoint","after":N, ...} lets N requests to the endpoint ("*":
+          any) through, then holds each further one until /_control/release
           (at most gate_timeout seconds); "blocked" counts the held ones.
   Faults  {"endpoint","kind","times":1 (-1 = forever),"after":0, ...}: the
           first matching fault whose "after" is used up acts on the request,
@@ -77,18 +83,27 @@ class State:
             self.conn_serial += 1
             return self.conn_serial
 
-    def admit(self, endpoint, entry):
-        """Logs a request to endpoint, holds it at a gate, returns a copy of
-        the fault that acts on it (or None). Takes the lock."""
+    def matches(self, rule, endpoint, entry):
+        """Whether a gate or fault (rule) acts on a request to endpoint
+        whose log entry is entry."""
+        return rule["endpoint"] in (endpoint, "*")
+
+    def record(self, endpoint, entry):
+        """Counts a request to endpoint and logs its entry (the lock is held)."""
+        self.total += 1
+        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
+        if len(self.log) < self.log_cap:
+            self.log.append(entry)
+
+    def admit(self, endpoint, entry, hold=True):
+        """Logs a request to endpoint, holds it at a gate (if hold), returns
+        a copy of the fault that acts on it (or None). Takes the lock."""
         with self.cond:
-            self.total += 1
-            self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
-            if len(self.log) < self.log_cap:
-                self.log.append(entry)
+            self.record(endpoint, entry)
             self.cond.notify_all()
             gate = None
-            for g in self.gates:
-                if g["endpoint"] in (endpoint, "*"):
+            for g in self.gates if hold else ():
+                if self.matches(g, endpoint, entry):
                     if g["skip"] > 0:
                         g["skip"] -= 1
                     else:
@@ -104,7 +119,7 @@ class State:
                 self.cond.notify_all()
             fault = None
             for f in self.faults:
-                if f["endpoint"] in (endpoint, "*"):
+                if self.matches(f, endpoint, entry):
                     if f["skip"] > 0:
                         f["skip"] -= 1
                     elif fault is None:
@@ -116,18 +131,20 @@ class State:
             return dict(fault) if fault else None
 
     def add_fault(self, d, kinds):
-        """Adds the fault of a /_control/fault body d; ValueError unless its
-        kind is one of kinds."""
-        f = {"endpoint": d.get("endpoint", "*"), "kind": str(d["kind"]),
-             "times": int(d.get("times", 1)), "skip": int(d.get("after", 0))}
-        f.update((k, v) for k, v in d.items() if k not in ("endpoint", "kind", "times", "after"))
+        """Adds the fault of a /_control/fault body d (its other keys kept);
+        ValueError unless its kind is one of kinds."""
+        f = dict({k: v for k, v in d.items() if k != "after"},
+                 endpoint=d.get("endpoint", "*"), kind=str(d["kind"]),
+                 times=int(d.get("times", 1)), skip=int(d.get("after", 0)))
         if f["kind"] not in kinds:
             raise ValueError("unknown fault kind '%s'" % f["kind"])
         self.faults.append(f)
         return {"faults": len(self.faults)}
 
     def add_gate(self, d):
-        self.gates.append({"endpoint": d.get("endpoint", "*"), "skip": int(d.get("after", 0))})
+        """Adds the gate of a /_control/gate body d (its other keys kept)."""
+        self.gates.append(dict({k: v for k, v in d.items() if k != "after"},
+                               endpoint=d.get("endpoint", "*"), skip=int(d.get("after", 0))))
         return {"gates": len(self.gates)}
 
     def clear_log(self):
@@ -159,6 +176,10 @@ class Handler(BaseHTTPRequestHandler):
     rate_limit_body = '{"error":"rate limited"}'
     nonjson_body = "<html><body>502 Bad Gateway</body></html>\n"
     internal_error = None            # if set: an exception in api() answers 500 with it
+    control_exceptions = (KeyError, ValueError, TypeError, AttributeError)   # -> 400
+    log_answers = False              # --verbose logs every answer too (not only errors)
+    get_only = ()                    # controls that answer GET only (else: any method)
+    entry = None                     # the log entry of the request being answered
 
     def setup(self):
         super().setup()
@@ -173,17 +194,22 @@ class Handler(BaseHTTPRequestHandler):
 
     def _write(self, code, body, ctype, headers, clen):
         """Writes status line, headers and body (bytes) in one write;
-        Content-Length says clen. Records the status in self.status_sent."""
+        Content-Length says clen. Records the status in self.status_sent
+        and, before the write, with t_end in the request's log entry."""
         h = ["HTTP/1.1 %d %s" % (code, self.responses.get(code, ("",))[0]),
              "Content-Type: %s" % ctype,
              "Content-Length: %d" % clen,
              "Connection: %s" % ("close" if self.close_connection else "keep-alive")]
         h += ["%s: %s" % kv for kv in headers]
+        if self.entry is not None:
+            self.entry["status"], self.entry["t_end"] = code, time.time()
         try:
             self.wfile.write(("\r\n".join(h) + "\r\n\r\n").encode("latin-1") + body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         self.status_sent = code
+        if self.log_answers and self.server.verbose:
+            self.log_request(code, len(body))
 
     def respond(self, code, body, ctype=None, headers=(), clen=None):
         """Answers body (str or bytes), gzipped if state.gzip is on, the body
@@ -236,18 +262,18 @@ class Handler(BaseHTTPRequestHandler):
             return False
         return k != "slow"
 
-    def respond_page(self, kind, body):
-        """Answers 200 with body (bytes), cut in half if kind is "truncate"
-        (valid HTTP), or "truncate_conn" (announcing the whole length, then
-        hanging up)."""
+    def respond_page(self, kind, body, code=200, headers=()):
+        """Answers body (bytes, or str of ASCII JSON) with code, cut in half
+        if kind is "truncate" (valid HTTP), or "truncate_conn" (announcing
+        the whole length, then hanging up)."""
         if kind == "truncate":
-            self.respond(200, body[:max(1, len(body) // 2)])
+            self.respond(code, body[:max(1, len(body) // 2)], headers=headers)
         elif kind == "truncate_conn":
             self.close_connection = True
-            self.respond(200, body[:len(body) // 2], clen=len(body))
+            self.respond(code, body[:len(body) // 2], headers=headers, clen=len(body))
             self.hangup()
         else:
-            self.respond(200, body)
+            self.respond(code, body, headers=headers)
 
     # -- requests -------------------------------------------------------------
 
@@ -273,7 +299,7 @@ class Handler(BaseHTTPRequestHandler):
         return {k: v for k, v in self.headers.items() if k.lower() != secret}
 
     def dispatch(self, method):
-        self.status_sent = None
+        self.status_sent = self.entry = None
         u = urlsplit(self.path)
         if u.path.startswith("/_control/"):
             raw = self.read_body()
@@ -283,8 +309,8 @@ class Handler(BaseHTTPRequestHandler):
                     raise ValueError("the body must be a JSON object")
                 q = {k: v[-1] for k, v in parse_qs(u.query).items()}
                 self.control(method, u.path[len("/_control/"):], d, q)
-            except (KeyError, ValueError, TypeError, AttributeError) as e:
-                self.respond(400, json.dumps({"error": self.control_error(e)}))
+            except self.control_exceptions as e:
+                self.respond(400, self.control_dumps({"error": self.control_error(e)}, True))
             return
         try:
             self.api(method, u)
@@ -302,17 +328,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def serve_logged(self, endpoint, entry, serve):
         """Logs the request (entry) under endpoint, holds it at a gate,
-        waits state.latency, calls serve(fault), then records the answer's
-        status and t_end in entry."""
+        waits state.latency, calls serve(fault). The answer's status and
+        t_end go to entry as it is written (an answer to a failed serve()
+        too); without an answer, status None and t_end when serve() ends."""
         st = self.server.state
+        self.entry = entry
         fault = st.admit(endpoint, entry)
         try:
             if st.latency:
                 time.sleep(st.latency)
             serve(fault)
         finally:
-            entry["status"] = self.status_sent
-            entry["t_end"] = time.time()
+            if self.status_sent is None:
+                entry["status"], entry["t_end"] = None, time.time()
 
     # -- control API ----------------------------------------------------------
 
@@ -320,10 +348,16 @@ class Handler(BaseHTTPRequestHandler):
         """The "error" text of a 400 control answer."""
         return str(e)
 
+    def control_dumps(self, obj, error=False):
+        """The JSON text of a control answer (error: of a 400 one)."""
+        return json.dumps(obj, ensure_ascii=error or self.control_ascii)
+
     def control(self, method, what, d, q):
         st = self.server.state
-        code = 200
-        if what == "wait":
+        code, res = 200, None
+        if method != "GET" and what in self.get_only:
+            pass                            # not one of that method's: 404
+        elif what == "wait":
             code, res = self.control_wait(q)
         elif what == "stats":
             with st.lock:
@@ -341,7 +375,7 @@ class Handler(BaseHTTPRequestHandler):
                     st.cond.notify_all()
         if res is None:
             code, res = 404, {"error": "unknown control '%s'" % what}
-        self.respond(code, json.dumps(res, ensure_ascii=self.control_ascii))
+        self.respond(code, self.control_dumps(res))
 
     def control_wait(self, q):
         st = self.server.state
@@ -415,13 +449,15 @@ def watch_parent():
     threading.Thread(target=watch, daemon=True).start()
 
 
-def add_server_args(ap):
-    """The options serve() reads: --host --port --port-file --token
+def add_server_args(ap, token="test-token", token_help=None):
+    """The options serve() reads: --host --port --port-file --token (with
+    that default and help; token None: none, the fake has its own)
     --verbose --exit-with-parent."""
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
-    ap.add_argument("--token", default="test-token")
+    if token is not None:
+        ap.add_argument("--token", default=token, help=token_help)
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--exit-with-parent", action="store_true",
                     help="exit when the process that started us goes away")

@@ -120,9 +120,11 @@ Times: "at" (ISO 8601, naive = UTC, ms kept) or "ago" (seconds), else now;
 
 Endpoints (log, faults, gates, wait): chats, chat, chat_messages, messages,
 message, attendees (chats/{id}/attendees), chat_attendees (list, one), sync,
-other. Plumbing as seqapi.py/smseagle.py: ThreadingHTTPServer on 127.0.0.1,
-HTTP/1.1 keep-alive, TCP_NODELAY, one write per response, the port written
-atomically to --port-file once listening, --exit-with-parent, --verbose.
+other. The server plumbing is tests/fake/fakelib.py's: ThreadingHTTPServer on
+127.0.0.1, HTTP/1.1 keep-alive, TCP_NODELAY, one write per response, the port
+written atomically to --port-file once listening, --exit-with-parent,
+--verbose (every answer logged), the request log, gates, faults and the shared
+controls.
 """
 
 import argparse
@@ -132,210 +134,17 @@ import bisect
 import calendar
 import hashlib
 import json
-import os
 import re
-import socket
 import sys
-import threading
 import time
-import traceback
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
-
-# ===========================================================================
-# Plumbing (generic; meant to move to tests/fake/fakelib.py)
-
-class Traffic:
-    """Request log, gates, faults and the shared controls, under one condition
-    variable that the fake's data uses too (a held gate releases it)."""
-
-    def __init__(self, fault_kinds):
-        self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
-        self.kinds = fault_kinds
-        self.faults, self.gates, self.log, self.by_endpoint = [], [], [], {}
-        self.blocked = self.total = self.conn_serial = 0
-        self.log_cap = 200000
-
-    def admit(self, endpoint, entry):
-        """Logs a request, holds it at a gate, returns its fault (or None)."""
-        with self.cond:
-            self.total += 1
-            self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
-            if len(self.log) < self.log_cap:
-                self.log.append(entry)
-            self.cond.notify_all()
-            gate = None
-            for g in self.gates:
-                if g["endpoint"] in (endpoint, "*"):
-                    if g["skip"] > 0:
-                        g["skip"] -= 1
-                    else:
-                        gate = g
-                        break
-            if gate is not None:
-                self.blocked += 1
-                self.cond.notify_all()
-                deadline = time.monotonic() + 120
-                while gate in self.gates and time.monotonic() < deadline:
-                    self.cond.wait(1.0)
-                self.blocked -= 1
-                self.cond.notify_all()
-            fault = None
-            for f in self.faults:
-                if f["endpoint"] in (endpoint, "*"):
-                    if f["skip"] > 0:
-                        f["skip"] -= 1
-                    elif fault is None:
-                        fault = f
-            if fault is not None and fault["times"] > 0:
-                fault["times"] -= 1
-                if fault["times"] == 0:
-                    self.faults.remove(fault)
-            return dict(fault) if fault else None
-
-    def stats(self):
-        return {"total": self.total, "by_endpoint": dict(self.by_endpoint),
-                "blocked": self.blocked, "connections": self.conn_serial,
-                "faults": len(self.faults), "gates": len(self.gates)}
-
-    def control(self, method, what, d, q):
-        """The shared controls (call with the lock held); None if not one."""
-        if method == "GET" and what == "stats":
-            return self.stats()
-        if method == "GET" and what == "requests":
-            ep, since = q.get("endpoint"), int(q.get("since", 0))
-            reqs = [dict(r) for r in self.log[since:] if ep is None or r["endpoint"] == ep]
-            return {"count": len(reqs), "total": self.total, "requests": reqs}
-        if method != "POST":
-            return None
-        if what == "fault":
-            f = dict(d, endpoint=d.get("endpoint", "*"), kind=str(d["kind"]),
-                     times=int(d.get("times", 1)), skip=int(d.get("after", 0)))
-            if f["kind"] not in self.kinds:
-                raise ValueError("unknown fault kind %r" % f["kind"])
-            self.faults.append(f)
-            return {"faults": len(self.faults)}
-        if what == "gate":
-            self.gates.append({"endpoint": d.get("endpoint", "*"),
-                               "skip": int(d.get("after", 0))})
-            return {"gates": len(self.gates)}
-        if what in ("clear_faults", "release"):
-            setattr(self, "faults" if what == "clear_faults" else "gates", [])
-            return {"faults": len(self.faults), "gates": len(self.gates)}
-        if what == "clear_log":
-            self.log, self.total, self.by_endpoint = [], 0, {}
-            return {"ok": True}
-        return None
-
-    def wait(self, q):
-        """(200, stats) once the endpoint's count >= count and blocked >=
-        blocked, else (408, stats) after timeout seconds. Without the lock."""
-        ep = q.get("endpoint")
-        count, blocked = int(q.get("count", 0)), int(q.get("blocked", 0))
-        deadline = time.monotonic() + float(q.get("timeout", 30))
-        with self.cond:
-            while True:
-                n = self.by_endpoint.get(ep, 0) if ep else self.total
-                if n >= count and self.blocked >= blocked:
-                    return 200, self.stats()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return 408, self.stats()
-                self.cond.wait(min(left, 1.0))
-
-
-class BaseHandler(BaseHTTPRequestHandler):
-    """HTTP/1.1 keep-alive, TCP_NODELAY, every response in ONE write."""
-    protocol_version = "HTTP/1.1"
-    sys_version = ""
-    name = "fake"
-
-    def setup(self):
-        super().setup()
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        tr = self.server.traffic
-        with tr.lock:
-            tr.conn_serial += 1
-            self.conn_id = tr.conn_serial
-
-    def log_message(self, fmt, *args):
-        if self.server.verbose:
-            sys.stderr.write("%s: %s\n" % (self.name, fmt % args))
-
-    def respond(self, code, body, ctype="application/json; charset=utf-8", headers=()):
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        h = ["HTTP/1.1 %d %s" % (code, self.responses.get(code, ("",))[0]),
-             "Content-Type: %s" % ctype, "Content-Length: %d" % len(body),
-             "Connection: %s" % ("close" if self.close_connection else "keep-alive")]
-        h += ["%s: %s" % kv for kv in headers]
-        try:
-            self.wfile.write(("\r\n".join(h) + "\r\n\r\n").encode("latin-1") + body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        self.status_sent = code
-        if self.server.verbose:
-            self.log_request(code, len(body))
-
-    def respond_json(self, code, obj, headers=()):
-        self.respond(code, dumps(obj), headers=headers)
-
-    def hangup(self):
-        self.close_connection = True
-        try:
-            self.request.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def read_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
+import fakelib
 
 
 def dumps(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def write_port_file(path, port):
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        f.write("%d\n" % port)
-    os.rename(tmp, path)
-
-
-def watch_parent():
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def serve(args, handler, traffic, app):
-    srv = Server((args.host, args.port), handler)
-    srv.traffic, srv.app, srv.verbose = traffic, app, args.verbose
-    if args.exit_with_parent:
-        watch_parent()
-    if args.port_file:
-        write_port_file(args.port_file, srv.server_address[1])
-    else:
-        print(srv.server_address[1], flush=True)
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    return 0
 
 
 # ===========================================================================
@@ -707,37 +516,31 @@ def classify(method, parts):
     return "chat_attendees" if p0 == "chat_attendees" and n <= 2 else "other"
 
 
-class Handler(BaseHandler):
-    name = "fake-unipile"
+class Handler(fakelib.Handler):
     server_version = "fake-unipile/1"
+    content_type = "application/json; charset=utf-8"
+    control_ascii = False
+    fault_kinds = FAULT_KINDS
+    nonjson_body = "<html><body><h1>502 Bad Gateway</h1>nginx</body></html>\n"
+    internal_error = ApiError(500, "internal error of the fake", "errors/unexpected_error",
+                              "Unexpected error").body
+    control_exceptions = fakelib.Handler.control_exceptions + (IndexError, ApiError)
+    log_answers = True
+    get_only = ("stats", "requests", "state", "dump")
+    dumps = staticmethod(dumps)
 
-    def dispatch(self, method):
-        self.status_sent = None
-        u = urlsplit(self.path)
-        raw = self.read_body()
-        if u.path.startswith("/_control/"):
-            try:
-                d = json.loads(raw) if raw.strip() else {}
-                if not isinstance(d, dict):
-                    raise ValueError("the body must be a JSON object")
-                q = {k: v[-1] for k, v in parse_qs(u.query).items()}
-                self.control(method, u.path[len("/_control/"):], d, q)
-            except (KeyError, ValueError, TypeError, AttributeError, IndexError,
-                    ApiError) as e:
-                self.respond(400, dumps({"error": "%s: %s" % (type(e).__name__, e)}))
-            return
-        try:
-            self.api(method, u)
-        except Exception:
-            traceback.print_exc()
-            if self.status_sent is None:
-                self.close_connection = True
-                self.respond_json(500, ApiError(500, "internal error of the fake",
-                                                "errors/unexpected_error",
-                                                "Unexpected error").body)
+    def control_dumps(self, obj, error=False):
+        return dumps(obj)
+
+    def control_error(self, e):
+        return "%s: %s" % (type(e).__name__, e)
+
+    def do_PATCH(self):
+        self.dispatch("PATCH")
 
     def api(self, method, u):
-        tr, app = self.server.traffic, self.server.app
+        state = self.server.state
+        self.read_body()
         base = "/api/v1/"
         parts = ([unquote(p) for p in u.path[len(base):].split("/") if p]
                  if u.path.startswith(base) else [])
@@ -745,48 +548,38 @@ class Handler(BaseHandler):
         q = {k: v[-1] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
         key = self.headers.get("X-API-KEY")
         entry = {"method": method, "path": u.path, "endpoint": endpoint, "query": q,
-                 "key_sent": key is not None, "key_ok": key is not None and key == app.token,
-                 "headers": {k: v for k, v in self.headers.items() if k.lower() != "x-api-key"},
+                 "key_sent": key is not None, "key_ok": key is not None and key == state.token,
+                 "headers": self.headers_without("x-api-key"),
                  "status": None, "conn": self.conn_id, "t": time.time(), "t_end": None}
-        fault = tr.admit(endpoint, entry)
-        try:
-            if app.latency:
-                time.sleep(app.latency)
-            self.serve_api(method, u.path, parts, endpoint, q, key, fault)
-        except ApiError as e:
-            self.respond_json(e.body["status"], e.body)
-        finally:
-            entry["status"], entry["t_end"] = self.status_sent, time.time()
+        self.serve_logged(endpoint, entry, lambda fault: self.serve_api(
+            method, u.path, parts, endpoint, q, key, fault))
 
     def serve_api(self, method, path, parts, endpoint, q, key, fault):
-        tr, app = self.server.traffic, self.server.app
+        state = self.server.state
         k = fault["kind"] if fault else None
-        if k == "slow":
-            time.sleep(float(fault.get("delay", 5)))
-        elif k == "close":
-            return self.hangup()
-        elif k in ERR:
+        if k in ERR:
             h = [("Retry-After", str(fault.get("retry_after", 1)))] if k == "429" else []
             return self.respond_json(ERR[k][0], ApiError(k).body, headers=h)
-        elif k == "http":
-            st = int(fault.get("status", 500))
-            b = fault.get("body") or ApiError(st, fault.get("detail", "injected"),
+        if k == "http":
+            code = int(fault.get("status", 500))
+            b = fault.get("body") or ApiError(code, fault.get("detail", "injected"),
                                               fault.get("type", "errors/unexpected_error"),
                                               fault.get("title", "Injected error")).body
-            return self.respond(st, b if isinstance(b, str) else dumps(b))
-        elif k == "nonjson":
-            return self.respond(200, "<html><body><h1>502 Bad Gateway</h1>nginx</body>"
-                                "</html>\n", ctype="text/html")
-        if key is None or key != app.token:
-            raise ApiError("missing" if key is None else "invalid")
-        if endpoint == "other":
-            raise not_found(None, "Cannot %s %s" % (method, path))
-        with tr.lock:
-            obj, resume = getattr(self, "ep_" + endpoint)(parts, q, app.store)
+            return self.respond(code, b if isinstance(b, str) else dumps(b))
+        if self.answer_fault(fault):
+            return
+        try:
+            if key is None or key != state.token:
+                raise ApiError("missing" if key is None else "invalid")
+            if endpoint == "other":
+                raise not_found(None, "Cannot %s %s" % (method, path))
+            with state.lock:
+                obj, resume = getattr(self, "ep_" + endpoint)(parts, q, state.store)
+        except ApiError as e:
+            return self.respond_json(e.body["status"], e.body)
         if k == "empty_page" and "items" in obj:
             obj = dict(obj, items=[], cursor=encode_cursor(resume or {}))
-        body = dumps(obj).encode("utf-8")
-        self.respond(200, body[:max(1, len(body) // 2)] if k == "truncate" else body)
+        self.respond_page(k, dumps(obj).encode("utf-8"))
 
     # -- query parsing ----------------------------------------------------
 
@@ -920,23 +713,22 @@ class Handler(BaseHandler):
 
     # -- control API ------------------------------------------------------
 
-    def control(self, method, what, d, q):
-        tr, app = self.server.traffic, self.server.app
-        if what == "wait":
-            code, res = tr.wait(q)
-            return self.respond(code, dumps(res))
-        with tr.cond:
-            res = tr.control(method, what, d, q)
-            if res is None and method == "GET" and what == "state":
-                res = {"accounts": app.store.state(), "now": fmt_ms(now_ms()),
-                       "config": app.config()}
-            elif res is None and method == "GET" and what == "dump":
-                res = self.dump(q, app.store)
-            elif res is None and method == "POST":
-                res = self.control_post(what, d, app)
-            tr.cond.notify_all()
-            body = dumps(res if res is not None else {"error": "unknown control %r" % what})
-        self.respond(200 if res is not None else 404, body)
+    def control_get(self, what, q):
+        state = self.server.state
+        with state.lock:
+            if what == "state":
+                return {"accounts": state.store.state(), "now": fmt_ms(now_ms()),
+                        "config": state.config()}
+            if what == "dump":
+                return self.dump(q, state.store)
+        return None
+
+    def shared_post(self, what, d):
+        res = super().shared_post(what, d)
+        if what in ("clear_faults", "release"):     # unipile's answer: both counts
+            res = {"faults": len(self.server.state.faults),
+                   "gates": len(self.server.state.gates)}
+        return res
 
     @staticmethod
     def dump(q, st):
@@ -955,8 +747,9 @@ class Handler(BaseHandler):
             raise ValueError("what is chats, messages or attendees")
         return {"what": what, "account": acc, "count": len(items), "items": items}
 
-    def control_post(self, what, d, app):
-        st = app.store
+    def control_post(self, what, d):
+        state = self.server.state
+        st = state.store
 
         def get(table, key="id"):
             if d[key] not in table:
@@ -1064,11 +857,11 @@ class Handler(BaseHandler):
             st.sync[chat] = {"polls": polls, "left": polls, "final": d.get("final", "SYNC_DONE")}
             return {"sync": st.sync[chat]}
         if what == "config":
-            app.token = str(d.get("token", app.token))
-            app.latency = float(d.get("latency", app.latency))
+            state.token = str(d.get("token", state.token))
+            state.latency = float(d.get("latency", state.latency))
             if "max_limit" in d:
                 st.cap = None if d["max_limit"] is None else int(d["max_limit"])
-            return app.config()
+            return state.config()
         return None
 
     @staticmethod
@@ -1086,15 +879,12 @@ class Handler(BaseHandler):
                 it[k] = v
 
 
-for _m in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-    setattr(Handler, "do_" + _m, lambda self, m=_m: self.dispatch(m))
-
-
-class App:
-    """The fake's settings and data (guarded by Traffic.lock)."""
+class State(fakelib.State):
+    """The fake's data beside fakelib's log, gates, faults, token and
+    latency, all under its lock."""
 
     def __init__(self, args):
-        self.token, self.latency = args.token, 0.0
+        super().__init__(args.token)
         self.store = Store(args.max_limit)
         for a in args.account or ["acc-1"]:
             acc, _, type_ = a.partition(":")
@@ -1109,26 +899,20 @@ class App:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="fake Unipile API v1 for msgsync tests")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file")
-    ap.add_argument("--token", default="test-token", help="the X-API-KEY")
+    fakelib.add_server_args(ap, token_help="the X-API-KEY")
     ap.add_argument("--account", action="append", help="ID[:TYPE], repeatable (acc-1)")
     ap.add_argument("--chats", type=int, default=0, help="initial chats per account")
     ap.add_argument("--messages", type=int, default=0, help="initial messages per chat")
     ap.add_argument("--seed-end", help="ISO time the initial 30 days end at (default now)")
     ap.add_argument("--max-limit", type=int, help="silently cap every page at N items")
-    ap.add_argument("--verbose", action="store_true")
-    ap.add_argument("--exit-with-parent", action="store_true",
-                    help="exit when the process that started us goes away")
     args = ap.parse_args(argv)
     if args.max_limit is not None and args.max_limit < 1 or args.chats < 0 or args.messages < 0:
         ap.error("--max-limit must be >= 1, --chats and --messages >= 0")
     try:
-        app = App(args)
+        state = State(args)
     except ValueError as e:
         ap.error(str(e))
-    return serve(args, Handler, Traffic(FAULT_KINDS), app)
+    return fakelib.serve(args, Handler, state)
 
 
 if __name__ == "__main__":
