@@ -432,6 +432,37 @@ phone_of(const char *pid, char *out, size_t n)
 	return out;
 }
 
+/* Where a listed item stands in a walk. */
+enum item {
+	ITEM_BAD,		/* no usable id: skip it */
+	ITEM_BELOW,		/* below the floor: the walk ends */
+	ITEM_TAKE		/* take it; the walk's top follows it */
+};
+
+/*
+ * The id (*id, its text in num when a number) and time (*when, *m when
+ * *have_mark) of a listed item, and whether the walk takes it.
+ */
+static enum item
+walk_item(struct walk *w, const cJSON *o, char *num, size_t n, const char **id,
+    const char **when, struct sync_mark *m, int *have_mark, long *bad)
+{
+	*id = cJSON_IsObject(o) ? sync_json_str(o, "id", num, n, bad) : NULL;
+	if (*id == NULL || **id == '\0' || strlen(*id) > SYNC_MAX_ID)
+		return ITEM_BAD;
+	*when = sync_json_str(o, "timestamp", NULL, 0, bad);
+	*have_mark = sync_mark_set(m, *when, *id) == 0;
+	if (!*have_mark)
+		return ITEM_TAKE;
+	if (w->have_floor && sync_mark_cmp(m, &w->floor) < 0)
+		return ITEM_BELOW;
+	if (!w->have_top || sync_mark_cmp(m, &w->top) > 0) {
+		w->top = *m;
+		w->have_top = 1;
+	}
+	return ITEM_TAKE;
+}
+
 /* An attendee as a contact row. */
 static int
 add_attendee(struct sync_batch *b, const cJSON *a)
@@ -603,26 +634,18 @@ chats_fetch(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 		char num[40];
 		long bad = 0;
 		int have_mark;
+		enum item it;
 
 		page->fetched++;
-		id = cJSON_IsObject(c) ? sync_json_str(c, "id", num,
-		    sizeof(num), &bad) : NULL;
-		if (id == NULL || *id == '\0' || strlen(id) > SYNC_MAX_ID) {
+		/* Newest activity first: one below the floor ends the walk. */
+		if ((it = walk_item(w, c, num, sizeof(num), &id, &when, &m,
+		    &have_mark, &bad)) == ITEM_BAD) {
 			page->side[1].sanitized++;
 			continue;
 		}
-		when = sync_json_str(c, "timestamp", NULL, 0, &bad);
-		have_mark = sync_mark_set(&m, when, id) == 0;
-		/* Newest activity first: one below the floor ends the walk. */
-		if (have_mark && w->have_floor &&
-		    sync_mark_cmp(&m, &w->floor) < 0) {
+		if (it == ITEM_BELOW) {
 			ended = 1;
 			break;
-		}
-		if (have_mark &&
-		    (!w->have_top || sync_mark_cmp(&m, &w->top) > 0)) {
-			w->top = m;
-			w->have_top = 1;
 		}
 		page->side[1].sanitized += bad;
 		if (add_chat(&page->side[1], c, id, when) == -1) {
@@ -762,32 +785,23 @@ messages_fetch(struct sync_ctx *ctx, struct sync_stream *st,
 		char num[40];
 		long bad = 0;
 		int have_mark;
+		enum item it;
 
 		page->fetched++;
-		id = cJSON_IsObject(mj) ? sync_json_str(mj, "id", num,
-		    sizeof(num), &bad) : NULL;
-		if (id == NULL || *id == '\0' || strlen(id) > SYNC_MAX_ID) {
+		/* An API that ignored `after` would walk on below it. */
+		if ((it = walk_item(w, mj, num, sizeof(num), &id, &when, &m,
+		    &have_mark, &bad)) == ITEM_BAD) {
 			page->batch.sanitized++;
 			continue;
 		}
-		when = sync_json_str(mj, "timestamp", NULL, 0, &bad);
 		page->batch.sanitized += bad;
-		have_mark = sync_mark_set(&m, when, id) == 0;
-		/* An API that ignored `after` would walk on below it. */
-		if (have_mark && w->have_floor &&
-		    sync_mark_cmp(&m, &w->floor) < 0) {
+		if (it == ITEM_BELOW) {
 			ended = 1;
 			break;
 		}
-		if (have_mark) {
-			if (!w->have_top || sync_mark_cmp(&m, &w->top) > 0) {
-				w->top = m;
-				w->have_top = 1;
-			}
-			if (!have_oldest || sync_mark_cmp(&m, &oldest) < 0) {
-				oldest = m;
-				have_oldest = 1;
-			}
+		if (have_mark && (!have_oldest || sync_mark_cmp(&m, &oldest) < 0)) {
+			oldest = m;
+			have_oldest = 1;
 		}
 		if (add_message(w, &page->batch, mj, id, when,
 		    have_mark ? m.t : -1) == -1) {

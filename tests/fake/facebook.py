@@ -883,12 +883,6 @@ class Handler(fakelib.Handler):
     def dumps(self, obj):
         return json.dumps(obj, separators=SEP)
 
-    def control_error(self, e):
-        return "%s: %s" % (type(e).__name__, e)
-
-    def do_PATCH(self):
-        self.dispatch("PATCH")
-
     def api(self, method, u):
         st = self.server.state
         raw = self.read_body()

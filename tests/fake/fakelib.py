@@ -289,6 +289,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self):
         self.dispatch("DELETE")
 
+    def do_PATCH(self):
+        self.dispatch("PATCH")
+
     def read_body(self):
         """The request body (Content-Length bytes; none without it)."""
         n = int(self.headers.get("Content-Length") or 0)
@@ -346,7 +349,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def control_error(self, e):
         """The "error" text of a 400 control answer."""
-        return str(e)
+        return "%s: %s" % (type(e).__name__, e)
 
     def control_dumps(self, obj, error=False):
         """The JSON text of a control answer (error: of a 400 one)."""

@@ -575,6 +575,9 @@ class Handler(fakelib.Handler):
     rate_limit_body = '{"error":"rate limited"}'
     nonjson_body = "<html><body>502 Bad Gateway (nginx)</body></html>\n"
 
+    def control_error(self, e):
+        return str(e)
+
     # -- the seqapi surface -----------------------------------------------
 
     def api(self, method, u):

@@ -463,12 +463,6 @@ class Handler(fakelib.Handler):
         esc = bool(self.server.state.dev.quirks.get("escape_unicode"))
         return json.dumps(obj, ensure_ascii=esc, separators=(",", ":"))
 
-    def control_error(self, e):
-        return "%s: %s" % (type(e).__name__, e)
-
-    def do_PATCH(self):
-        self.dispatch("PATCH")
-
     # -- the SMSEagle surface ---------------------------------------------
 
     def api(self, method, u):

@@ -532,12 +532,6 @@ class Handler(fakelib.Handler):
     def control_dumps(self, obj, error=False):
         return dumps(obj)
 
-    def control_error(self, e):
-        return "%s: %s" % (type(e).__name__, e)
-
-    def do_PATCH(self):
-        self.dispatch("PATCH")
-
     def api(self, method, u):
         state = self.server.state
         self.read_body()
