@@ -27,12 +27,13 @@ endif
 ALL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 	     -pthread $(WARN) $(SAN) $(PKG_CFLAGS) -Ilib -Icmd $(CFLAGS)
 ALL_LDFLAGS = $(SAN) -pthread $(LDFLAGS)
-LDLIBS	 = $(PKG_LIBS) -lm
+LDLIBS	 = $(PKG_LIBS) -ldl -lm
 
 LIB_SRCS = lib/batch.c lib/buf.c lib/cli.c lib/config.c lib/cursor.c lib/db.c \
 	   lib/engine.c lib/err.c lib/facebook.c lib/http.c lib/jsonf.c lib/log.c \
 	   lib/mark.c lib/output.c lib/seqapi.c lib/smseagle.c lib/status.c \
-	   lib/strmap.c lib/time.c lib/unipile.c lib/migrations.c
+	   lib/strmap.c lib/tdjson.c lib/telegram.c lib/tgexport.c lib/time.c \
+	   lib/unipile.c lib/migrations.c
 LIB_OBJS = $(LIB_SRCS:.c=.o)
 BINS	 = full-sync incr-sync status-poll sync-status
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
@@ -51,6 +52,8 @@ lib/migrations.c: $(MIGRATIONS) scripts/embed-migrations
 lib/%.o: lib/%.c lib/sync.h lib/internal.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+lib/telegram.o lib/tgexport.o: lib/tgexport.h
+
 cmd/%.o: cmd/%.c lib/sync.h cmd/pass.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -67,6 +70,18 @@ sync-status: cmd/sync-status.o lib/libsync.a
 tests/unit/test_%: tests/unit/test_%.c tests/unit/t.h lib/libsync.a
 	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< lib/libsync.a $(LDLIBS)
 
+# The fake TDLib of the end-to-end tests (never sanitized: it is loaded
+# into sanitized and plain binaries alike).
+FAKE_TDJSON = tests/fake/tdjson/libtdjson.so
+$(FAKE_TDJSON): tests/fake/tdjson/fake_tdjson.c
+	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) \
+	    -O2 -g -fPIC -shared $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS)
+
+# The real TDLib (npm's prebuilt one) for the loading and sign-in tests.
+TDLIB = tests/.tdlib/libtdjson.so
+$(TDLIB):
+	sh scripts/fetch-tdlib tests/.tdlib
+
 # Installs what is missing (scripts/install-deps says what it does).
 deps:
 	@sh scripts/install-deps --check >/dev/null 2>&1 || { \
@@ -74,7 +89,7 @@ deps:
 	    bash scripts/install-deps; }
 
 check: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(FAKE_TDJSON) $(TDLIB)
 	@$(MAKE) --no-print-directory unit e2e
 
 unit: $(UNIT_BINS)
@@ -83,7 +98,7 @@ unit: $(UNIT_BINS)
 	    echo "FAIL $$t"; fi; done; \
 	echo "unit: $$pass passed, $$fail failed"; test $$fail -eq 0
 
-e2e: all
+e2e: all $(FAKE_TDJSON)
 	$(PYTHON) tests/e2e/run.py --top "$(CURDIR)"
 
 lint:
@@ -116,5 +131,6 @@ uninstall:
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
-	rm -f $(BINS) lib/*.o cmd/*.o lib/libsync.a lib/migrations.c $(UNIT_BINS)
+	rm -f $(BINS) lib/*.o cmd/*.o lib/libsync.a lib/migrations.c $(UNIT_BINS) \
+	    $(FAKE_TDJSON)
 	rm -rf tests/e2e/__pycache__ tests/fake/__pycache__

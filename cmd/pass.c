@@ -5,8 +5,48 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "pass.h"
+
+/*
+ * --login's questions, on the terminal (/dev/tty), else on stderr and
+ * stdin; a secret answer is read without echo.
+ */
+static int
+ask(void *arg, const char *question, int secret, char *buf, size_t n)
+{
+	FILE *in = fopen("/dev/tty", "r+"), *out;
+	struct termios old, quiet;
+	int restore = 0, ok;
+	size_t len;
+
+	(void)arg;
+	out = in != NULL ? in : stderr;
+	if (in == NULL)
+		in = stdin;
+	fputs(question, out);
+	fflush(out);
+	if (secret && tcgetattr(fileno(in), &old) == 0) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		restore = tcsetattr(fileno(in), TCSAFLUSH, &quiet) == 0;
+	}
+	ok = fgets(buf, (int)n, in) != NULL;
+	if (restore) {
+		tcsetattr(fileno(in), TCSAFLUSH, &old);
+		fputc('\n', out);
+	}
+	if (in != stdin)
+		fclose(in);
+	if (!ok)
+		return -1;
+	len = strcspn(buf, "\r\n");
+	buf[len] = '\0';
+	return 0;
+}
 
 static int
 finish(int code)
@@ -48,6 +88,16 @@ pass_main(enum sync_cmd cmd, int argc, char **argv)
 		return sync_rc_exit_code(err.rc);
 	}
 	sync_log_setup(cfg, &o);
+	if (o.login) {
+		code = 0;
+		if (sync_login_run(cfg, &o, ask, NULL, &err) != SYNC_OK) {
+			sync_log(LOG_ERR, "%s", err.msg);
+			code = sync_rc_exit_code(err.rc);
+		} else if (!o.quiet)
+			printf("%s: signed in\n", o.sources[0]);
+		sync_config_free(cfg);
+		return finish(code);
+	}
 	if (sync_pass_run(cfg, &o, &res, &err) != SYNC_OK) {
 		sync_log(LOG_ERR, "%s", err.msg);
 		sync_config_free(cfg);

@@ -10,7 +10,8 @@
 
 enum {
 	OPT_SINCE = 256, OPT_RESTART, OPT_STREAM, OPT_DRY_RUN, OPT_MAX_RUNTIME,
-	OPT_CHECK, OPT_MAX_LAG, OPT_MAX_FAILURES, OPT_PROMETHEUS
+	OPT_CHECK, OPT_MAX_LAG, OPT_MAX_FAILURES, OPT_PROMETHEUS, OPT_LOGIN,
+	OPT_IMPORT
 };
 
 /* Which command accepts which long-only option. */
@@ -34,6 +35,8 @@ static const struct {
 	{ { "restart", no_argument, NULL, OPT_RESTART }, F },
 	{ { "stream", required_argument, NULL, OPT_STREAM }, F | I },
 	{ { "dry-run", no_argument, NULL, OPT_DRY_RUN }, F },
+	{ { "login", no_argument, NULL, OPT_LOGIN }, F },
+	{ { "import", required_argument, NULL, OPT_IMPORT }, F },
 	{ { "max-runtime", required_argument, NULL, OPT_MAX_RUNTIME }, F | I | P },
 	{ { "check", no_argument, NULL, OPT_CHECK }, S },
 	{ { "max-lag", required_argument, NULL, OPT_MAX_LAG }, S },
@@ -46,7 +49,9 @@ static const struct {
 static const char usage_full[] =
     "usage: full-sync [-jqvhV] [-c file] [-s source]... [--stream name]...\n"
     "                 [--since date] [--restart] [--dry-run]\n"
-    "                 [--max-runtime seconds]\n";
+    "                 [--max-runtime seconds]\n"
+    "       full-sync [-qv] [-c file] -s source --login\n"
+    "       full-sync [-jqv] [-c file] -s source --import file [--dry-run]\n";
 static const char usage_incr[] =
     "usage: incr-sync [-jqvhV] [-c file] [-s source]... [--stream name]...\n"
     "                 [--max-runtime seconds]\n";
@@ -92,7 +97,11 @@ sync_cli_usage(enum sync_cmd cmd)
 		    "      --since DATE     only items since DATE (YYYY-MM-DD or RFC 3339)\n"
 		    "      --restart        start over instead of resuming the checkpoint\n"
 		    "      --dry-run        fetch and count, write nothing\n"
-		    "      --max-runtime S  stop cleanly at a batch boundary after S seconds\n";
+		    "      --max-runtime S  stop cleanly at a batch boundary after S seconds\n"
+		    "      --login          sign the source in, asking on the terminal\n"
+		    "                       (telegram: phone number, code, password)\n"
+		    "      --import FILE    load an export (telegram: Telegram Desktop's\n"
+		    "                       result.json; - reads standard input)\n";
 		break;
 	case SYNC_CMD_INCR:
 		u = usage_incr;
@@ -212,6 +221,12 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 		case OPT_DRY_RUN:
 			o->dry_run = 1;
 			break;
+		case OPT_LOGIN:
+			o->login = 1;
+			break;
+		case OPT_IMPORT:
+			o->import = optarg;
+			break;
 		case OPT_MAX_RUNTIME:
 			if (parse_num(optarg, 0, 1e9, &o->max_runtime) == -1)
 				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
@@ -252,6 +267,17 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 	if ((o->max_lag != 3600 || o->max_failures != 3) && !o->check)
 		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 		    "--max-lag and --max-failures go with --check");
+	if ((o->login || o->import != NULL) && o->nsources != 1)
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "--%s needs exactly one --source", o->login ? "login" : "import");
+	if (o->login && (o->import != NULL || o->json || o->dry_run ||
+	    o->restart || o->since != NULL || o->nstreams > 0))
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "--login goes with no other option than -c, -s, -q and -v");
+	if (o->import != NULL && (o->restart || o->since != NULL ||
+	    o->nstreams > 0))
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "--import goes with neither --restart, --since nor --stream");
 	if (o->check + o->prometheus + o->json > 1 && cmd == SYNC_CMD_STATUS)
 		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 		    "--check, --prometheus and --json exclude each other");

@@ -27,10 +27,6 @@ struct loader {
 	struct stat	 st;
 };
 
-static const char *const planned_types[] = {
-	"telegram", NULL
-};
-
 static int
 line_of(const config_setting_t *s)
 {
@@ -496,15 +492,9 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 		return cerr(l, g, "source '%s' has no 'type'", src->name);
 	if (get_str(l, s, &src->type) != SYNC_OK)
 		return l->err->rc;
-	if ((src->conn = sync_connector_find(src->type)) == NULL) {
-		for (j = 0; planned_types[j] != NULL; j++)
-			if (strcmp(planned_types[j], src->type) == 0)
-				return cerr(l, s, "source '%s': type '%s' is not "
-				    "supported by this version of msgsync",
-				    src->name, src->type);
+	if ((src->conn = sync_connector_find(src->type)) == NULL)
 		return cerr(l, s, "source '%s': unknown type '%s' (known: %s)",
 		    src->name, src->type, sync_connector_types());
-	}
 	for (j = 0; src->conn->keys[j].name != NULL; j++)
 		src->nvalues++;
 	if ((src->values = calloc(src->nvalues + 1, sizeof(*src->values))) == NULL)
@@ -520,7 +510,10 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 		k = config_setting_name(s);
 		if (strcmp(k, "name") == 0 || strcmp(k, "type") == 0)
 			continue;
-		if (strcmp(k, "url") == 0)
+		if (strcmp(k, "url") == 0 && (src->conn->flags & SYNC_CONN_NO_URL))
+			return cerr(l, s, "source '%s': type %s has no 'url'",
+			    src->name, src->type);
+		else if (strcmp(k, "url") == 0)
 			rc = get_str(l, s, &src->url);
 		else if (strcmp(k, "enabled") == 0)
 			rc = get_bool(l, s, &src->enabled);
@@ -530,6 +523,11 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 			rc = get_str(l, s, &src->ca_file);
 		else if (strcmp(k, "pinned_pubkey") == 0)
 			rc = get_str(l, s, &src->pinned_pubkey);
+		else if ((strcmp(k, "token") == 0 || strcmp(k, "token_file") == 0 ||
+		    strcmp(k, "token_env") == 0) &&
+		    (src->conn->flags & SYNC_CONN_NO_TOKEN))
+			return cerr(l, s, "source '%s': type %s takes no token ('%s')",
+			    src->name, src->type, k);
 		else if (strcmp(k, "token") == 0 || strcmp(k, "token_file") == 0 ||
 		    strcmp(k, "token_env") == 0) {
 			if (config_setting_type(s) != CONFIG_TYPE_STRING)
@@ -553,11 +551,11 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 	if (src->url == NULL && src->conn->default_url != NULL &&
 	    (src->url = strdup(src->conn->default_url)) == NULL)
 		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
-	if (src->url == NULL)
+	if (src->url == NULL && !(src->conn->flags & SYNC_CONN_NO_URL))
 		return cerr(l, g, "source '%s' has no 'url'", src->name);
 	s = config_setting_get_member(g, "url");
-	if (sync_url_check(src->url, src->allow_insecure_http, why, sizeof(why)) !=
-	    SYNC_OK)
+	if (src->url != NULL && sync_url_check(src->url, src->allow_insecure_http,
+	    why, sizeof(why)) != SYNC_OK)
 		return cerr(l, s, "source '%s': url '%s': %s", src->name, src->url,
 		    why);
 	for (j = 0; j < src->nvalues; j++)
@@ -566,6 +564,8 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 			    "type %s)", src->name, src->values[j].def->name,
 			    src->type);
 
+	if (src->conn->flags & SYNC_CONN_NO_TOKEN)
+		goto checked;
 	if (ntok != 1)
 		return cerr(l, ntok > 1 ? tok : g, "source '%s' needs exactly one "
 		    "of 'token', 'token_file', 'token_env'", src->name);
@@ -600,6 +600,7 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 	if (strlen(src->token) < 3)
 		return cerr(l, tok, "source '%s': the token is too short", src->name);
 	sync_secret_add(src->token);
+checked:
 	if (src->conn->check != NULL) {
 		struct sync_err e;
 

@@ -21,6 +21,7 @@ static const struct sync_connector *const connectors[] = {
 	&sync_smseagle_connector,
 	&sync_facebook_connector,
 	&sync_unipile_connector,
+	&sync_telegram_connector,
 	NULL
 };
 
@@ -174,7 +175,7 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 		next.fingerprint = pg->fingerprint;
 	if (pg->checkpoint != NULL)
 		next.checkpoint = pg->checkpoint;
-	if (mode == SYNC_MODE_INCR)
+	if (mode != SYNC_MODE_FULL)
 		how = SYNC_SAVE_INCR;
 	else
 		how = pg->done ? SYNC_SAVE_FULL_DONE : SYNC_SAVE_FULL;
@@ -324,7 +325,8 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	memset(&w, 0, sizeof(w));
 	snprintf(sr->name, sizeof(sr->name), "%s", name);
 	st.name = sr->name;
-	st.mode = o->cmd == SYNC_CMD_FULL ? SYNC_MODE_FULL : SYNC_MODE_INCR;
+	st.mode = o->import != NULL ? SYNC_MODE_IMPORT : o->cmd == SYNC_CMD_FULL ?
+	    SYNC_MODE_FULL : SYNC_MODE_INCR;
 	st.restart = o->restart;
 	st.since = o->since_t;
 	st.first = 1;
@@ -607,6 +609,12 @@ run_source(struct job *j)
 		source_fail(j, &err);
 		goto end;
 	}
+	if (j->ctx.skip[0] != '\0') {
+		r->status = SYNC_ST_SKIPPED;
+		snprintf(r->reason, sizeof(r->reason), "%s", j->ctx.skip);
+		sync_log(LOG_INFO, "source '%s': skipped: %s", src->name, r->reason);
+		goto end;
+	}
 	if (o->cmd == SYNC_CMD_POLL) {
 		if (run_poll(j, &stopped, &err) != SYNC_OK)
 			source_fail(j, &err);
@@ -616,7 +624,8 @@ run_source(struct job *j)
 	    sizeof(r->streams[0]); i++) {
 		struct sync_stream_result *sr;
 
-		if (!want_stream(o, src->streams[i]))
+		if (!want_stream(o, src->streams[i]) || (o->import != NULL &&
+		    strcmp(src->streams[i], src->conn->import_stream) != 0))
 			continue;
 		sr = &r->streams[r->nstreams++];
 		if (run_stream(j, src->streams[i], sr, &stopped, &serr[i]) != SYNC_OK) {
@@ -649,7 +658,9 @@ finish:
 		const struct sync_err *e = serr[i].rc != SYNC_OK ? &serr[i] :
 		    ran[i] ? NULL : &r->err;
 
-		if (!want_stream(o, src->streams[i]) ||
+		if (!want_stream(o, src->streams[i]) || (o->import != NULL &&
+		    strcmp(src->streams[i], src->conn->import_stream) != 0) ||
+		    r->status == SYNC_ST_SKIPPED ||
 		    (e != NULL && (e->rc == SYNC_OK || e->rc == SYNC_EINTR)))
 			continue;
 		sync_err_clear(&scratch);
@@ -749,6 +760,17 @@ run_jobs(struct job *jobs, size_t n, long width)
 	pthread_mutex_destroy(&p.mu);
 }
 
+static int
+has_stream(const struct sync_source_cfg *s, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < s->nstreams; i++)
+		if (strcmp(s->streams[i], name) == 0)
+			return 1;
+	return 0;
+}
+
 static enum sync_rc
 select_sources(const struct sync_config *cfg, const struct sync_opts *o,
     const struct sync_source_cfg **sel, size_t *n, struct sync_err *err)
@@ -809,6 +831,15 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 		free(sel);
 		return rc;
 	}
+	if (o->import != NULL && n == 1 && (sel[0]->conn->import_stream == NULL ||
+	    !has_stream(sel[0], sel[0]->conn->import_stream))) {
+		rc = sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG, "source '%s' "
+		    "(type %s) cannot --import%s", sel[0]->name, sel[0]->type,
+		    sel[0]->conn->import_stream == NULL ? "" :
+		    ": its streams lack the one that imports");
+		free(sel);
+		return rc;
+	}
 	if ((res->sources = calloc(n + 1, sizeof(*res->sources))) == NULL) {
 		free(sel);
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
@@ -855,6 +886,33 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 		res->status = SYNC_ST_OK;
 	res->duration_ms = (long long)llround((sync_now_mono() - t0) * 1000.0);
 	return SYNC_OK;
+}
+
+enum sync_rc
+sync_login_run(const struct sync_config *cfg, const struct sync_opts *o,
+    sync_prompt_fn ask, void *arg, struct sync_err *err)
+{
+	const struct sync_source_cfg *sel[2] = { NULL, NULL }, **all;
+	size_t n;
+	enum sync_rc rc;
+
+	if (o->nsources != 1)
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "--login needs exactly one --source");
+	if ((all = calloc(cfg->nsources + 1, sizeof(*all))) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	rc = select_sources(cfg, o, all, &n, err);
+	sel[0] = n == 1 ? all[0] : NULL;
+	free(all);
+	if (rc != SYNC_OK)
+		return rc;
+	if (sel[0] == NULL || sel[0]->conn->login == NULL)
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG, "source '%s' "
+		    "(type %s) has no --login: its credentials are in the "
+		    "configuration", o->sources[0], sel[0] != NULL ? sel[0]->type :
+		    "?");
+	sync_signals_install();
+	return sel[0]->conn->login(cfg, sel[0], ask, arg, err);
 }
 
 void

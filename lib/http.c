@@ -507,3 +507,16 @@ out:
 	curl_url_cleanup(u);
 	return rc;
 }
+
+int
+sync_http_can_wait(const struct sync_http *h, double wait)
+{
+	return wait <= SYNC_MAX_INLINE_WAIT &&
+	    (h->deadline <= 0 || sync_now_mono() + wait <= h->deadline);
+}
+
+void
+sync_http_note_wait(struct sync_http *h, double wait)
+{
+	h->last_wait = wait;
+}

@@ -227,6 +227,15 @@ void		sync_http_set_classify(struct sync_http *, sync_http_classify_fn);
 /* A header of the last answer, NULL if absent (valid until the next request). */
 const char     *sync_http_header(struct sync_http *, const char *);
 
+/*
+ * Whether a wait of w seconds fits this pass (no longer than a request
+ * may wait inline, and within the deadline).  When it does not, a
+ * connector that meets a rate limit outside HTTP (TDLib) notes it with
+ * sync_http_note_wait() so that the engine remembers it (next_allowed_at).
+ */
+int		sync_http_can_wait(const struct sync_http *, double);
+void		sync_http_note_wait(struct sync_http *, double);
+
 /* Adds a request header such as "Authorization: Bearer ..."; -1 on ENOMEM. */
 int		sync_http_add_header(struct sync_http *, const char *);
 
@@ -513,6 +522,12 @@ int		sync_json_bool(const struct cJSON *, const char *key);
  */
 long long	sync_json_int(const struct cJSON *, const char *key);
 
+/*
+ * An id: a whole number (up to 2^53 in magnitude, either sign) or its
+ * decimal string.  0 and *v on success, -1 when absent or anything else.
+ */
+int		sync_json_id(const struct cJSON *, const char *key, long long *v);
+
 /* ---- cursor.c: whole-number cursors --------------------------------- */
 
 /* A stored cursor as a number: 0 for none (NULL), -1 if it is not one. */
@@ -552,7 +567,8 @@ char	       *sync_mark_max(const char *, const char *);
 
 enum sync_mode {
 	SYNC_MODE_INCR,
-	SYNC_MODE_FULL
+	SYNC_MODE_FULL,
+	SYNC_MODE_IMPORT	/* full-sync --import: saved like INCR */
 };
 
 /* What the engine hands a connector for one stream. */
@@ -592,6 +608,8 @@ struct sync_ctx {
 	struct sync_http *http;
 	struct sync_counts *source_counts;	/* source-level requests */
 	void		*priv;			/* the connector's own */
+	char		 skip[160];		/* set by begin(): skip the
+						   source, saying why */
 };
 
 /*
@@ -646,16 +664,71 @@ struct sync_connector {
 
 	/* MAY: why status-poll has nothing to do for this type (NULL: polls). */
 	const char	*no_poll_reason;
+
+	/* SYNC_CONN_* */
+	unsigned	 flags;
+
+	/*
+	 * MAY: the stream that full-sync --import FILE runs (ctx->opts->import
+	 * names the file); NULL: this type imports nothing.
+	 */
+	const char	*import_stream;
+
+	/*
+	 * MAY: full-sync --login: signs the source in, asking the operator
+	 * through ask (never in a pass).  Errors as for begin().
+	 */
+	enum sync_rc	(*login)(const struct sync_config *,
+			    const struct sync_source_cfg *, sync_prompt_fn ask,
+			    void *arg, struct sync_err *);
 };
+
+#define SYNC_CONN_NO_URL	0x1	/* no `url` key: not an HTTP API */
+#define SYNC_CONN_NO_TOKEN	0x2	/* no token keys */
 
 extern const struct sync_connector sync_seqapi_connector;
 extern const struct sync_connector sync_smseagle_connector;
 extern const struct sync_connector sync_facebook_connector;
 extern const struct sync_connector sync_unipile_connector;
+extern const struct sync_connector sync_telegram_connector;
 
 const struct sync_connector *sync_connector_find(const char *);
 /* "seqapi, smseagle, ...": the types this build knows. */
 const char     *sync_connector_types(void);
+
+/* ---- tdjson.c: TDLib's JSON interface, loaded at run time ---------- */
+
+struct sync_td;
+
+/* Called with each update (an object without @extra) a call receives. */
+typedef void	(*sync_td_update_fn)(void *arg, const struct cJSON *update);
+
+/*
+ * Loads TDLib (path, or NULL: the usual names), quiets its log (verbosity
+ * 0..2 from -v), checks its version (written to version) and creates a
+ * client.  Errors are config errors naming source `name` and the setting.
+ * The caller frees it with sync_td_free().
+ */
+struct sync_td *sync_td_open(const char *name, const char *path, int verbosity,
+		    sync_td_update_fn, void *arg, char *version, size_t,
+		    struct sync_err *);
+/* The library as loaded. */
+const char     *sync_td_path(const struct sync_td *);
+/* td_execute(); the caller frees the answer (NULL: none or ENOMEM). */
+struct cJSON   *sync_td_execute(struct sync_td *, const struct cJSON *);
+/* Sends req (adding its @extra, written to *extra if not NULL). */
+enum sync_rc	sync_td_send(struct sync_td *, struct cJSON *req, long *extra,
+		    struct sync_err *);
+/*
+ * Sends req and waits up to timeout seconds for its answer (the caller
+ * frees *answer; it may be an error object), passing updates on.
+ */
+enum sync_rc	sync_td_call(struct sync_td *, struct cJSON *req, double timeout,
+		    struct cJSON **answer, struct sync_err *);
+/* Waits up to timeout seconds for one object and passes an update on. */
+enum sync_rc	sync_td_pump(struct sync_td *, double timeout, struct sync_err *);
+/* Closes the client (waits up to timeout s for Closed) and frees it. */
+void		sync_td_free(struct sync_td *, double timeout);
 
 /* ---- migrations (generated) -------------------------------------------- */
 

@@ -88,6 +88,8 @@ struct sync_opts {
 	long		 max_lag;
 	long		 max_failures;
 	int		 version;	/* -V was given */
+	int		 login;		/* full-sync --login */
+	const char	*import;	/* full-sync --import FILE */
 };
 
 /*
@@ -198,6 +200,23 @@ int		sync_rc_exit_code(enum sync_rc);
  */
 enum sync_rc	sync_status_report(const struct sync_config *, const struct sync_opts *,
 		    char **out, int *exit_code, struct sync_err *);
+
+/*
+ * Asks the operator a question (a login's phone number, code, password):
+ * secret answers are not echoed.  Writes the answer (without its newline)
+ * to buf; returns 0, or -1 when there is no answer (end of input).
+ */
+typedef int	(*sync_prompt_fn)(void *arg, const char *question, int secret,
+		    char *buf, size_t n);
+
+/*
+ * full-sync --login: signs in the one selected source, asking through ask.
+ * SYNC_OK when it is signed in; errors as for a pass (SYNC_EPERM when the
+ * upstream refused the answers, SYNC_EUSAGE for a source that has no
+ * login).
+ */
+enum sync_rc	sync_login_run(const struct sync_config *, const struct sync_opts *,
+		    sync_prompt_fn ask, void *arg, struct sync_err *);
 
 /* Logging: one function, syslog priorities (LOG_ERR ... LOG_DEBUG). */
 void		sync_log(int, const char *, ...) __attribute__((format(printf, 2, 3)));

@@ -110,7 +110,13 @@ test_bad(void)
 	bad("sources = ( { name = \"a\"; type = \"nosuch\"; } );\n", 0600, 1,
 	    "unknown type 'nosuch'");
 	bad("sources = ( { name = \"a\"; type = \"telegram\"; } );\n", 0600, 1,
-	    "not supported by this version");
+	    "has no 'tdlib_dir' (required for type telegram)");
+	bad("sources = ( { name = \"a\"; type = \"telegram\"; tdlib_dir = \"/x\";\n"
+	    "  api_id = 1; url = \"http://127.0.0.1\"; } );\n", 0600, 2,
+	    "type telegram has no 'url'");
+	bad("sources = ( { name = \"a\"; type = \"telegram\"; tdlib_dir = \"/x\";\n"
+	    "  api_id = 1; } );\n", 0600, 1,
+	    "needs exactly one of 'api_hash_file', 'api_hash_env'");
 	bad("sources = ( { name = \"sms\"; type = \"smseagle\";\n"
 	    "  url = \"http://127.0.0.1/api/v2\"; token = \"t0ken\";\n"
 	    "  token_in = \"body\"; } );\n", 0600, 1,
