@@ -105,7 +105,7 @@ lint:
 	mandoc -Tlint -W warning $(MANS)
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(FAKE_TDJSON)
 	bash scripts/demo
 
 bench: deps

@@ -35,7 +35,9 @@ ask(void *arg, const char *question, int secret, char *buf, size_t n)
 		restore = tcsetattr(fileno(in), TCSAFLUSH, &quiet) == 0;
 	}
 	ok = fgets(buf, (int)n, in) != NULL;
-	if (restore) {
+	if (!isatty(fileno(in)))
+		fputc('\n', out);	/* the answer was not echoed */
+	else if (restore) {
 		tcsetattr(fileno(in), TCSAFLUSH, &old);
 		fputc('\n', out);
 	}

@@ -191,10 +191,13 @@ sync_td_open(const char *name, const char *path, int verbosity,
 	cJSON_Delete(r);
 	if (setlog != NULL)
 		setlog(verbosity, on_td_log);
+	/* -v: TDLib's errors, -vv: its warnings, -vvv: its info. */
 	r = execute_text(td, verbosity <= 0 ?
 	    "{\"@type\":\"setLogVerbosityLevel\",\"new_verbosity_level\":0}" :
 	    verbosity == 1 ?
 	    "{\"@type\":\"setLogVerbosityLevel\",\"new_verbosity_level\":1}" :
+	    verbosity == 2 ?
+	    "{\"@type\":\"setLogVerbosityLevel\",\"new_verbosity_level\":2}" :
 	    "{\"@type\":\"setLogVerbosityLevel\",\"new_verbosity_level\":3}");
 	cJSON_Delete(r);
 	r = execute_text(td, "{\"@type\":\"getOption\",\"name\":\"version\"}");

@@ -797,7 +797,7 @@ tg_open(struct tg *p, const struct sync_config *cfg, int verbose, sync_prompt_fn
 	if ((p->td = sync_td_open(s->name, sync_cfg_str(s, "tdlib_library"),
 	    verbose, on_update, p, version, sizeof(version), err)) == NULL)
 		return err->rc;
-	sync_log(LOG_INFO, "source '%s': TDLib %s from '%s'", s->name, version,
+	sync_log(LOG_DEBUG, "source '%s': TDLib %s from '%s'", s->name, version,
 	    sync_td_path(p->td));
 	return authorize(p, ask, arg, err);
 }

@@ -15,6 +15,10 @@ import time
 
 import __main__ as e2e
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "fake"))
+from tgexport_gen import big_export  # noqa: E402
+
 test, check, eq, Fail = e2e.test, e2e.check, e2e.eq, e2e.Fail
 
 SHIFT = 1 << 20
@@ -800,28 +804,6 @@ def tg_import_other_account_refused(ctx):
     check(str(ME + 7) in r.source("tg")["error"]["message"], "names the user",
           r.desc())
     eq(len(stored(ctx)), len(s.all_messages()), "nothing imported")
-
-
-def big_export(out, chats=4, per_chat=30000):
-    """Writes a whole-account export of chats * per_chat messages to out."""
-    out.write(b'{"about":"generated","personal_information":{"user_id":%d,'
-              b'"first_name":"Me","last_name":"","phone_number":"+1 555 000 1234"},'
-              b'"chats":{"about":"","list":[' % ME)
-    for c in range(chats):
-        out.write(b'%s{"name":"Chat %d","type":"private_supergroup","id":%d,'
-                  b'"messages":[' % (b"," if c else b"", c, 5000 + c))
-        buf = []
-        for i in range(per_chat):
-            buf.append(b'%s{"id":%d,"type":"message","date":"2024-01-01T00:00:00",'
-                       b'"date_unixtime":"%d","from":"Ann","from_id":"user%d",'
-                       b'"text":"message %d of chat %d with some words in it",'
-                       b'"text_entities":[{"type":"plain","text":"message %d"}]}'
-                       % (b"," if i else b"", i + 1, 1700000000 + i, ANN, i, c, i))
-            if len(buf) == 1000:
-                out.write(b"".join(buf))
-                buf = []
-        out.write(b"".join(buf) + b"]}")
-    out.write(b"]}}")
 
 
 @test
