@@ -841,3 +841,64 @@ def tg_import_large_bounded_memory(ctx):
     # AddressSanitizer's shadow memory and quarantine come on top.
     bound = 256 if sanitized else 64
     check(rss_mb < bound, "peak RSS %.1f MB: memory must not grow with the export" % rss_mb)
+
+
+@test
+def tg_two_accounts_in_parallel(ctx):
+    """Two telegram sources in one pass share TDLib's td_receive()."""
+    ctx.cluster.createdb(ctx.db)
+    s = world(ctx, signed_in=False)
+    dirs = {}
+    for name in ("tg", "tg2"):
+        d = os.path.join(ctx.dir, name + "-td")
+        os.makedirs(d)
+        with open(os.path.join(d, "fake-session"), "w") as f:
+            f.write("+15550001234")
+        dirs[name] = d
+    srcs = [tg_source(ctx, name=n).replace(tdlib_dir(ctx), dirs[n]) for n in dirs]
+    ctx.config(sources=srcs, sync={"jobs": 2})
+    r = ctx.run("full-sync", "-j")
+    e2e.ok_pass(r)
+    for n in dirs:
+        assert_exact(ctx, s, source=n)
+    eq(len(s.requests("close")), 2, "both clients closed")
+
+
+@test
+def tg_kill9_then_rerun(ctx):
+    s = tg_setup(ctx)
+    s.d["hang"] = ["getChatHistory"]
+    s.write()
+    p = ctx.start("full-sync", "-j")
+    for _ in range(200):
+        if history_calls(s):
+            break
+        time.sleep(0.05)
+    check(history_calls(s), "the pass never asked for history")
+    p.kill()
+    p.wait()
+    # The lock on the TDLib session went with the process.
+    del s.d["hang"]
+    s.write()
+    r = ctx.run("full-sync", "-j")
+    e2e.ok_pass(r)
+    assert_exact(ctx, s)
+
+
+@test
+def tg_sigterm_while_waiting(ctx):
+    s = tg_setup(ctx)
+    s.d["hang"] = ["getChatHistory"]
+    s.write()
+    p = ctx.start("incr-sync", "-j")
+    for _ in range(200):
+        if history_calls(s):
+            break
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    p.send_signal(15)
+    r = ctx.finish(p)
+    r.expect_rc(143)
+    check(time.monotonic() - t0 < 5, "SIGTERM is honoured while TDLib is silent")
+    eq(r.json["status"], "interrupted", "JSON status")
+    check(s.requests("close"), "TDLib was closed on the way out")
