@@ -1312,7 +1312,8 @@ walk_start(struct tg *p, struct sync_stream *st, struct sync_err *err)
 			    "(message ids are per account); give another account "
 			    "its own source name", p->src->name, p->self, p->cur.me);
 		p->cur.me = p->self;
-	}
+	} else
+		p->self = p->cur.me;	/* a one-chat export does not say */
 	if ((w->order = calloc(p->nchats + 1, sizeof(*w->order))) == NULL)
 		return nomem(err);
 	for (i = 0; i < p->nchats; i++)
@@ -1496,7 +1497,8 @@ fetch_history(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
 			w->chat = w->n > 0 ? w->order[w->n - 1] : 0;
 			return page_position(p, st, pg, err);
 		}
-		c = chat_get(p, w->order[w->pos++], 0);
+		if ((c = chat_get(p, w->order[w->pos++], 0)) == NULL)
+			continue;
 		if ((r = chat_begin(p, st, c)) == -1)
 			return nomem(err);
 	}

@@ -902,3 +902,18 @@ def tg_sigterm_while_waiting(ctx):
     check(time.monotonic() - t0 < 5, "SIGTERM is honoured while TDLib is silent")
     eq(r.json["status"], "interrupted", "JSON status")
     check(s.requests("close"), "TDLib was closed on the way out")
+
+
+@test
+def tg_import_one_chat_knows_its_account(ctx):
+    """A one-chat export does not say whose it is: the source's cursors do."""
+    s = tg_setup(ctx)
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    d = fixture("tdesktop_export_single_chat_result.json")
+    e2e.ok_pass(ctx.run("full-sync", "-j", "-s", "tg", "--import", write_export(ctx, d)))
+    got = stored(ctx)
+    mine = [m for m in d["messages"] if m.get("from_id") == "user%d" % ME]
+    check(mine, "the fixture has no message of the account")
+    for m in mine:
+        eq(got["%d:%d" % (SUPER, m["id"] * SHIFT)]["direction"], "out",
+           "direction of message %d" % m["id"])
