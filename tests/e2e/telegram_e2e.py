@@ -921,3 +921,27 @@ def tg_import_one_chat_knows_its_account(ctx):
     for m in mine:
         eq(got["%d:%d" % (SUPER, m["id"] * SHIFT)]["direction"], "out",
            "direction of message %d" % m["id"])
+
+
+@test
+def tg_poll_status_and_dry_run(ctx):
+    s = tg_setup(ctx)
+    r = ctx.run("status-poll", "-j")
+    r.expect_rc(0)
+    eq(r.source("tg")["status"], "skipped", "status-poll skips a telegram source")
+    d = fixture("tdesktop_export_full_result.json")
+    r = ctx.run("full-sync", "-j", "-s", "tg", "--dry-run", "--import", write_export(ctx, d))
+    e2e.ok_pass(r)
+    eq(r.stream("messages", "tg")["fetched"], 7, "a dry import counts")
+    eq(ctx.count("message"), 0, "... and writes nothing")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    r = ctx.run("sync-status", "-j")
+    r.expect_rc(0)
+    src = [x for x in r.json["sources"] if x["name"] == "tg"][0]
+    streams = {x["stream"]: x for x in src["streams"]}
+    eq(sorted(streams), ["chats", "messages"], "streams in sync-status")
+    check(streams["messages"]["cursor"].startswith("me:%d " % ME), "cursor map shown",
+          streams["messages"])
+    eq(src["rows"]["messages"], len(s.all_messages()), "row count")
+    r = ctx.run("sync-status", "--check")
+    r.expect_rc(0)
