@@ -281,6 +281,11 @@ static const struct {
 	  "UPDATE conversation SET is_read = false, updated_at = now(),"
 	  " seq = nextval('msgsync_seq') WHERE id = ANY($1::bigint[])"
 	  " AND is_read IS DISTINCT FROM false" },
+	{ "mark_deleted",
+	  "UPDATE message SET deleted_at = now(), row_hash = NULL,"
+	  " updated_at = now(), seq = nextval('msgsync_seq')"
+	  " WHERE source_id = $1 AND external_id = ANY($2::text[])"
+	  " AND deleted_at IS NULL" },
 	{ "pending_load", pending_load },
 	{ "pending_claim", pending_claim },
 	{ "pending_settle", pending_settle },
@@ -1244,6 +1249,37 @@ out:
 	sync_buf_release(&arr);
 	sync_buf_release(&fresh);
 	sync_buf_release(&changed);
+	return rc;
+}
+
+enum sync_rc
+sync_db_mark_deleted(struct sync_db *db, int id, char *const *ids, size_t n,
+    struct sync_counts *c, struct sync_err *err)
+{
+	struct sync_buf a = SYNC_BUF_INIT(0);
+	const char *v[2];
+	char sid[16];
+	enum sync_rc rc;
+	PGresult *r = NULL;
+	size_t i;
+
+	if (n == 0)
+		return SYNC_OK;
+	for (i = 0; i < n; i++)
+		if (array_add(&a, ids[i]) == -1)
+			break;
+	if (i < n || array_end(&a) == -1) {
+		sync_buf_release(&a);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	}
+	snprintf(sid, sizeof(sid), "%d", id);
+	v[0] = sid;
+	v[1] = a.data;
+	rc = exec_prep(db, "mark_deleted", 2, v, &r, "mark messages deleted", err);
+	if (rc == SYNC_OK)
+		c->updated += atoll(PQcmdTuples(r));
+	PQclear(r);
+	sync_buf_release(&a);
 	return rc;
 }
 

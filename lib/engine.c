@@ -155,7 +155,9 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 	    SYNC_OK ||
 	    (rc = sync_db_apply(j->db, j->id, &pg->side[0], c, err)) != SYNC_OK ||
 	    (rc = sync_db_apply(j->db, j->id, &pg->side[1], c, err)) != SYNC_OK ||
-	    (rc = sync_db_apply(j->db, j->id, &pg->batch, c, err)) != SYNC_OK)
+	    (rc = sync_db_apply(j->db, j->id, &pg->batch, c, err)) != SYNC_OK ||
+	    (rc = sync_db_mark_deleted(j->db, j->id, pg->deleted, pg->ndeleted, c,
+	    err)) != SYNC_OK)
 		goto fail;
 	if (pg->cursor == NULL)
 		m = stored != NULL ? strdup(stored) : NULL;
@@ -232,6 +234,9 @@ page_release(struct sync_page *pg)
 	sync_batch_release(&pg->batch);
 	sync_batch_release(&pg->side[0]);
 	sync_batch_release(&pg->side[1]);
+	while (pg->ndeleted > 0)
+		free(pg->deleted[--pg->ndeleted]);
+	free(pg->deleted);
 	free(pg->cursor);
 	free(pg->checkpoint);
 	free(pg->fingerprint);

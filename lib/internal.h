@@ -420,6 +420,13 @@ enum sync_rc	sync_db_begin(struct sync_db *, struct sync_err *);
 enum sync_rc	sync_db_commit(struct sync_db *, struct sync_err *);
 void		sync_db_rollback(struct sync_db *);
 
+/*
+ * Marks the messages with these external ids deleted upstream (inside a
+ * transaction), keeping their rows; adds the ones newly marked to updated.
+ */
+enum sync_rc	sync_db_mark_deleted(struct sync_db *, int, char *const *ids, size_t,
+		    struct sync_counts *, struct sync_err *);
+
 /* Writes a batch (inside a transaction): adds to inserted/updated/unchanged. */
 enum sync_rc	sync_db_apply(struct sync_db *, int, struct sync_batch *, struct sync_counts *,
 		    struct sync_err *);
@@ -592,6 +599,12 @@ struct sync_page {
 	 * initialises them; a connector MAY fill them).
 	 */
 	struct sync_batch side[2];
+	/*
+	 * External ids of messages deleted upstream, marked after batch (the
+	 * engine frees them; a connector MAY fill them).
+	 */
+	char	       **deleted;
+	size_t		 ndeleted;
 	char		*cursor;	/* new high-water mark, NULL: unchanged */
 	char		*checkpoint;	/* new full-walk position, NULL: unchanged */
 	int		 force;		/* cursor replaces, not merges (a reset) */

@@ -50,6 +50,7 @@
 #define TG_DEFAULT_PAGE	100
 #define TG_IMPORT_PAGE	1000		/* export messages per transaction */
 #define TG_CLOSE_WAIT	10.0
+#define TG_MAX_NOTED	100000		/* edits, deletions remembered per pass */
 
 static const char *const tg_streams[] = { "chats", "messages", NULL };
 
@@ -274,6 +275,8 @@ struct tg {
 	struct tg_chat	*chats;
 	size_t		 nchats, capchats;
 	cJSON		*users;		/* updateUser objects not yet written */
+	struct sync_strmap edited;	/* "chat:id" TDLib said changed */
+	struct sync_strmap gone;	/* "chat:id" TDLib said deleted */
 	struct cmap	 cur;
 	struct tg_walk	 w;
 	long		 page;
@@ -442,6 +445,31 @@ on_update(void *arg, const cJSON *u)
 			chat_set(c, "last_read_inbox_message_id",
 			    cJSON_GetObjectItemCaseSensitive(u,
 			    "last_read_inbox_message_id"));
+		}
+	} else if (strcmp(t, "updateMessageEdited") == 0 ||
+	    strcmp(t, "updateMessageContent") == 0) {
+		long long mid;
+		char key[48];
+
+		if (sync_json_id(u, "chat_id", &id) == 0 &&
+		    sync_json_id(u, "message_id", &mid) == 0 &&
+		    mid % TG_SERVER_SHIFT == 0 && p->edited.n < TG_MAX_NOTED) {
+			snprintf(key, sizeof(key), "%lld:%lld", id, mid);
+			(void)sync_strmap_put(&p->edited, key, 1);
+		}
+	} else if (strcmp(t, "updateDeleteMessages") == 0) {
+		/* Only real deletions, not messages dropped from TDLib's cache. */
+		if (sync_json_bool(u, "is_permanent") != 1 ||
+		    sync_json_bool(u, "from_cache") == 1 ||
+		    sync_json_id(u, "chat_id", &id) == -1)
+			return;
+		cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(u, "message_ids")) {
+			char key[48];
+
+			if (!cJSON_IsNumber(x) || p->gone.n >= TG_MAX_NOTED)
+				continue;
+			snprintf(key, sizeof(key), "%lld:%.0f", id, x->valuedouble);
+			(void)sync_strmap_put(&p->gone, key, 1);
 		}
 	} else if (strcmp(t, "updateUser") == 0) {
 		x = cJSON_GetObjectItemCaseSensitive(u, "user");
@@ -1212,6 +1240,8 @@ tg_release(struct tg *p)
 		cJSON_Delete(p->chats[i].chat);
 	free(p->chats);
 	cJSON_Delete(p->users);
+	sync_strmap_clear(&p->edited);
+	sync_strmap_clear(&p->gone);
 	cJSON_Delete(p->last_auth);
 	free(p->auth);
 	free(p->w.order);
@@ -1478,6 +1508,73 @@ page_position(struct tg *p, struct sync_stream *st, struct sync_page *pg,
 	return SYNC_OK;
 }
 
+/* Splits a noted "chat:id" key; 0 if it is a chat the source syncs. */
+static int
+noted_key(const struct tg *p, const char *key, long long *chat, long long *id)
+{
+	if (sscanf(key, "%lld:%lld", chat, id) != 2)
+		return -1;
+	return chat_wanted(p->src, *chat) ? 0 : -1;
+}
+
+/*
+ * What TDLib told of during the pass, on the walk's last page: messages
+ * edited (asked for again with getMessage, as their updates carry only
+ * part of them) and messages deleted for good (marked, not removed).
+ * TDLib tells of these only for messages it knows, and for supergroups
+ * and channels only while they are open: this catches what it can, and
+ * full-sync catches every edit.
+ */
+static enum sync_rc
+noted_changes(struct tg *p, struct sync_stream *st, struct sync_page *pg,
+    struct sync_err *err)
+{
+	long long chat, id, v;
+	enum sync_rc rc;
+	size_t i;
+
+	for (i = 0; i < p->edited.cap; i++) {
+		cJSON *req, *a;
+		const char *msg;
+
+		/* Deleted since: nothing to ask for. */
+		if (p->edited.keys[i] == NULL ||
+		    sync_strmap_get(&p->gone, p->edited.keys[i], &v) ||
+		    noted_key(p, p->edited.keys[i], &chat, &id) == -1)
+			continue;
+		if ((req = request("getMessage")) == NULL ||
+		    add_id(req, "chat_id", chat) == -1 ||
+		    add_id(req, "message_id", id) == -1) {
+			cJSON_Delete(req);
+			return nomem(err);
+		}
+		if ((rc = call(p, req, st->counts, &a, err)) != SYNC_OK)
+			return rc;
+		if (td_error(a, &msg) == 0) {
+			pg->fetched++;
+			if (add_message(&pg->batch, chat, a) == -1) {
+				cJSON_Delete(a);
+				return nomem(err);
+			}
+		}
+		cJSON_Delete(a);
+	}
+	sync_strmap_clear(&p->edited);
+	if (p->gone.n > 0 && (pg->deleted = calloc(p->gone.n,
+	    sizeof(*pg->deleted))) == NULL)
+		return nomem(err);
+	for (i = 0; i < p->gone.cap; i++) {
+		if (p->gone.keys[i] == NULL ||
+		    noted_key(p, p->gone.keys[i], &chat, &id) == -1)
+			continue;
+		if ((pg->deleted[pg->ndeleted] = strdup(p->gone.keys[i])) == NULL)
+			return nomem(err);
+		pg->ndeleted++;
+	}
+	sync_strmap_clear(&p->gone);
+	return SYNC_OK;
+}
+
 /* The messages stream from TDLib: one page of one chat per call. */
 static enum sync_rc
 fetch_history(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
@@ -1495,6 +1592,8 @@ fetch_history(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
 		if (w->pos >= w->n) {
 			pg->done = 1;
 			w->chat = w->n > 0 ? w->order[w->n - 1] : 0;
+			if ((rc = noted_changes(p, st, pg, err)) != SYNC_OK)
+				return rc;
 			return page_position(p, st, pg, err);
 		}
 		if ((c = chat_get(p, w->order[w->pos++], 0)) == NULL)

@@ -945,3 +945,43 @@ def tg_poll_status_and_dry_run(ctx):
     eq(src["rows"]["messages"], len(s.all_messages()), "row count")
     r = ctx.run("sync-status", "--check")
     r.expect_rc(0)
+
+
+@test
+def tg_updates_edits_and_deletions(ctx):
+    """Edits and deletions TDLib tells of during a pass are stored; deleted
+    messages keep their rows, marked."""
+    s = tg_setup(ctx)
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    ed = s.chat(GROUP)["messages"][1]
+    ed["content"] = text("edited via update")
+    ed["edit_date"] = NOW
+    gone = s.chat(ANN)["messages"].pop(2)
+    kept = s.chat(ANN)["messages"][2]
+    s.d["updates_on_ready"] = [
+        {"@type": "updateMessageContent", "chat_id": GROUP, "message_id": ed["id"],
+         "new_content": ed["content"]},
+        {"@type": "updateMessageEdited", "chat_id": GROUP, "message_id": ed["id"],
+         "edit_date": NOW, "reply_markup": None},
+        {"@type": "updateDeleteMessages", "chat_id": ANN, "message_ids": [gone["id"]],
+         "is_permanent": True, "from_cache": False},
+        {"@type": "updateDeleteMessages", "chat_id": ANN, "message_ids": [kept["id"]],
+         "is_permanent": False, "from_cache": True},
+    ]
+    s.write()
+    r = ctx.run("incr-sync", "-j")
+    e2e.ok_pass(r)
+    eq(r.stream("messages", "tg")["updated"], 2, "one edit and one deletion")
+    rows = {x["external_id"]: x for x in ctx.sql_json(
+        "SELECT external_id, body, deleted_at IS NOT NULL AS deleted,"
+        " extract(epoch FROM edited_at)::bigint AS edited FROM message")}
+    eq((rows[ext(GROUP, ed)]["body"], rows[ext(GROUP, ed)]["edited"]),
+       ("edited via update", NOW), "the edit")
+    eq((rows[ext(ANN, gone)]["deleted"], rows[ext(ANN, gone)]["body"]),
+       (True, gone["content"]["text"]["text"]), "the deleted message keeps its row")
+    eq(rows[ext(ANN, kept)]["deleted"], False, "a message dropped from TDLib's cache")
+    s.d.pop("updates_on_ready")
+    s.write()
+    r = ctx.run("full-sync", "-j")
+    e2e.ok_pass(r)
+    eq(ctx.count("message", "deleted_at IS NOT NULL"), 1, "still marked after full-sync")
