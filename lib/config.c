@@ -510,10 +510,7 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 		k = config_setting_name(s);
 		if (strcmp(k, "name") == 0 || strcmp(k, "type") == 0)
 			continue;
-		if (strcmp(k, "url") == 0 && (src->conn->flags & SYNC_CONN_NO_URL))
-			return cerr(l, s, "source '%s': type %s has no 'url'",
-			    src->name, src->type);
-		else if (strcmp(k, "url") == 0)
+		if (strcmp(k, "url") == 0)
 			rc = get_str(l, s, &src->url);
 		else if (strcmp(k, "enabled") == 0)
 			rc = get_bool(l, s, &src->enabled);
@@ -554,8 +551,10 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 	if (src->url == NULL && !(src->conn->flags & SYNC_CONN_NO_URL))
 		return cerr(l, g, "source '%s' has no 'url'", src->name);
 	s = config_setting_get_member(g, "url");
-	if (src->url != NULL && sync_url_check(src->url, src->allow_insecure_http,
-	    why, sizeof(why)) != SYNC_OK)
+	/* A type without an HTTP API accepts a url (SPEC §4) and ignores it. */
+	if (src->url != NULL && !(src->conn->flags & SYNC_CONN_NO_URL) &&
+	    sync_url_check(src->url, src->allow_insecure_http, why,
+	    sizeof(why)) != SYNC_OK)
 		return cerr(l, s, "source '%s': url '%s': %s", src->name, src->url,
 		    why);
 	for (j = 0; j < src->nvalues; j++)

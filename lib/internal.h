@@ -696,7 +696,7 @@ struct sync_connector {
 			    void *arg, struct sync_err *);
 };
 
-#define SYNC_CONN_NO_URL	0x1	/* no `url` key: not an HTTP API */
+#define SYNC_CONN_NO_URL	0x1	/* not an HTTP API: `url` optional, unused */
 #define SYNC_CONN_NO_TOKEN	0x2	/* no token keys */
 
 extern const struct sync_connector sync_seqapi_connector;

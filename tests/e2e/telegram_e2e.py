@@ -550,8 +550,6 @@ def tg_config_errors(ctx):
     hf = ctx.token_file("0123456789abcdef", "h")
     cases = [
         ('{ name = "t"; %s }' % base, "api_hash_file"),
-        ('{ name = "t"; %s api_hash_file = "%s"; url = "http://127.0.0.1:1"; }'
-         % (base, hf), "no 'url'"),
         ('{ name = "t"; %s api_hash_file = "%s"; token_file = "%s"; }'
          % (base, hf, hf), "takes no token"),
         ('{ name = "t"; %s api_hash_file = "%s"; chats = ["ops"]; }' % (base, hf),

@@ -112,8 +112,8 @@ test_bad(void)
 	bad("sources = ( { name = \"a\"; type = \"telegram\"; } );\n", 0600, 1,
 	    "has no 'tdlib_dir' (required for type telegram)");
 	bad("sources = ( { name = \"a\"; type = \"telegram\"; tdlib_dir = \"/x\";\n"
-	    "  api_id = 1; url = \"http://127.0.0.1\"; } );\n", 0600, 2,
-	    "type telegram has no 'url'");
+	    "  api_id = 1; token = \"abcd\"; } );\n", 0600, 2,
+	    "type telegram takes no token ('token')");
 	bad("sources = ( { name = \"a\"; type = \"telegram\"; tdlib_dir = \"/x\";\n"
 	    "  api_id = 1; } );\n", 0600, 1,
 	    "needs exactly one of 'api_hash_file', 'api_hash_env'");
