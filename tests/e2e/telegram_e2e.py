@@ -983,3 +983,24 @@ def tg_updates_edits_and_deletions(ctx):
     r = ctx.run("full-sync", "-j")
     e2e.ok_pass(r)
     eq(ctx.count("message", "deleted_at IS NOT NULL"), 1, "still marked after full-sync")
+
+
+@test
+def tg_chat_updates_in_parts(ctx):
+    """TDLib may send a chat's last message and list position after the
+    chat itself; skipping unchanged chats must still work."""
+    s = tg_setup(ctx)
+    s.d["split_chat_updates"] = True
+    s.chat(GROUP)["archived"] = True
+    s.write()
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    assert_exact(ctx, s)
+    conv = {c["external_id"]: c for c in ctx.sql_json(
+        "SELECT external_id, archived, extract(epoch FROM last_message_at)::bigint"
+        " AS last FROM conversation")}
+    eq(conv[str(GROUP)]["archived"], True, "an archived chat")
+    eq(conv[str(ANN)]["archived"], False, "a chat of the main list")
+    eq(conv[str(SUPER)]["last"], s.chat(SUPER)["messages"][-1]["date"], "last_message_at")
+    s.clear_log()
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    eq(history_calls(s), [], "nothing new: no history request")
