@@ -398,7 +398,7 @@ on_update(void *arg, const cJSON *u)
 {
 	struct tg *p = arg;
 	const char *t = type_of(u);
-	const cJSON *x;
+	const cJSON *x, *pos;
 	struct tg_chat *c;
 	long long id;
 
@@ -422,8 +422,8 @@ on_update(void *arg, const cJSON *u)
 		cJSON_Delete(c->chat);
 		c->chat = cJSON_Duplicate(x, 1);
 		chat_last(c, cJSON_GetObjectItemCaseSensitive(x, "last_message"));
-		cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(x, "positions"))
-			chat_position(c, x);
+		cJSON_ArrayForEach(pos, cJSON_GetObjectItemCaseSensitive(x, "positions"))
+			chat_position(c, pos);
 	} else if (strncmp(t, "updateChat", 10) == 0) {
 		if (sync_json_id(u, "chat_id", &id) == -1 ||
 		    (c = chat_get(p, id, 0)) == NULL)
@@ -432,9 +432,9 @@ on_update(void *arg, const cJSON *u)
 			x = cJSON_GetObjectItemCaseSensitive(u, "last_message");
 			chat_last(c, x);
 			chat_set(c, "last_message", x);
-			cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(u,
+			cJSON_ArrayForEach(pos, cJSON_GetObjectItemCaseSensitive(u,
 			    "positions"))
-				chat_position(c, x);
+				chat_position(c, pos);
 		} else if (strcmp(t, "updateChatPosition") == 0)
 			chat_position(c, cJSON_GetObjectItemCaseSensitive(u, "position"));
 		else if (strcmp(t, "updateChatTitle") == 0)
