@@ -50,6 +50,7 @@
 #define TG_DEFAULT_PAGE	100
 #define TG_IMPORT_PAGE	1000		/* export messages per transaction */
 #define TG_CLOSE_WAIT	10.0
+#define TG_CATCH_UP_EVERY 300.0	/* s: full-sync catches up inside a chat */
 #define TG_MAX_NOTED	100000		/* edits, deletions remembered per pass */
 
 static const char *const tg_streams[] = { "chats", "messages", NULL };
@@ -245,11 +246,10 @@ struct tg_chat {
 	int		 listed;	/* in a chat list */
 };
 
-/* Where the messages walk is. */
+/* Where a walk over the chats is. */
 struct tg_walk {
-	int		 started;
-	long long	*order;		/* chat ids, ascending */
-	size_t		 n, pos;
+	int		 full;		/* down to the beginning, not the cursor */
+	size_t		 pos;		/* next chat in tg.order */
 	int		 in_chat;	/* a chat's walk is under way */
 	long long	 chat;
 	long long	 from;		/* from_message_id of the next page */
@@ -278,7 +278,14 @@ struct tg {
 	struct sync_strmap edited;	/* "chat:id" TDLib said changed */
 	struct sync_strmap gone;	/* "chat:id" TDLib said deleted */
 	struct cmap	 cur;
-	struct tg_walk	 w;
+	int		 started;	/* the messages stream has begun */
+	long long	*order;		/* the chats synced, by id */
+	size_t		 norder;
+	struct tg_walk	 w;		/* the pass's walk */
+	struct tg_walk	 sw;		/* full-sync: catching up on the side */
+	int		 sweeping;	/* sw is under way */
+	int		 swept;		/* ... and ended since w's last page */
+	double		 catch_up_at;	/* monotonic: catch up inside a chat */
 	long		 page;
 	long long	 cold_days;
 	/* import */
@@ -357,9 +364,13 @@ chat_last(struct tg_chat *c, const cJSON *msg)
 {
 	long long id;
 
-	if (msg == NULL || sync_json_id(msg, "id", &id) == -1)
+	if (msg == NULL || sync_json_id(msg, "id", &id) == -1 || id <= 0)
 		return;
-	c->last_id = id;
+	/*
+	 * A message not sent yet has a local id above the server message it
+	 * follows: that one is the chat's last as far as cursors go.
+	 */
+	c->last_id = id - id % TG_SERVER_SHIFT;
 	c->last_date = sync_json_int(msg, "date");
 }
 
@@ -1244,7 +1255,7 @@ tg_release(struct tg *p)
 	sync_strmap_clear(&p->gone);
 	cJSON_Delete(p->last_auth);
 	free(p->auth);
-	free(p->w.order);
+	free(p->order);
 	cmap_release(&p->cur);
 	sync_tgx_free(p->x);
 	free(p);
@@ -1329,7 +1340,10 @@ walk_start(struct tg *p, struct sync_stream *st, struct sync_err *err)
 	long long c = 0, l = 0, t = 0;
 	size_t i;
 
-	w->started = 1;
+	p->started = 1;
+	w->full = st->mode == SYNC_MODE_FULL;
+	p->sw.full = 0;
+	p->catch_up_at = sync_now_mono() + TG_CATCH_UP_EVERY;
 	if (st->state.cursor != NULL && cmap_parse(st->state.cursor, &p->cur) == -1)
 		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL, "source '%s': "
 		    "stream 'messages': the stored cursor is not a chat map "
@@ -1344,21 +1358,22 @@ walk_start(struct tg *p, struct sync_stream *st, struct sync_err *err)
 		p->cur.me = p->self;
 	} else
 		p->self = p->cur.me;	/* a one-chat export does not say */
-	if ((w->order = calloc(p->nchats + 1, sizeof(*w->order))) == NULL)
+	if ((p->order = calloc(p->nchats + 1, sizeof(*p->order))) == NULL)
 		return nomem(err);
 	for (i = 0; i < p->nchats; i++)
 		if (chat_wanted(p->src, p->chats[i].id))
-			w->order[w->n++] = p->chats[i].id;
-	qsort(w->order, w->n, sizeof(*w->order), cmp_ll);
+			p->order[p->norder++] = p->chats[i].id;
+	qsort(p->order, p->norder, sizeof(*p->order), cmp_ll);
 	if (st->mode != SYNC_MODE_FULL || st->from == NULL)
 		return SYNC_OK;
 	if (sscanf(st->from, "%lld:%lld:%lld", &c, &l, &t) != 3)
 		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL, "source '%s': "
 		    "stream 'messages': unreadable checkpoint '%s' (full-sync "
 		    "--restart starts over)", p->src->name, st->from);
-	while (w->pos < w->n && w->order[w->pos] < c)
+	while (w->pos < p->norder && p->order[w->pos] < c)
 		w->pos++;
-	if (w->pos < w->n && w->order[w->pos] == c) {
+	w->chat = c;			/* the chats up to c are done */
+	if (w->pos < p->norder && p->order[w->pos] == c) {
 		if (l == 0)
 			w->pos++;		/* that chat is done */
 		else {
@@ -1375,16 +1390,16 @@ walk_start(struct tg *p, struct sync_stream *st, struct sync_err *err)
 	return SYNC_OK;
 }
 
-/* Decides how the walk of chat c goes; 0 if it needs no request. */
+/* Decides how walk w goes through chat c; 0 if it needs no request. */
 static int
-chat_begin(struct tg *p, struct sync_stream *st, const struct tg_chat *c)
+chat_begin(struct tg *p, struct tg_walk *w, struct sync_stream *st,
+    const struct tg_chat *c)
 {
-	struct tg_walk *w = &p->w;
 	long long have = cmap_get(&p->cur, c->id);
 
 	memset(&w->in_chat, 0, sizeof(*w) - offsetof(struct tg_walk, in_chat));
 	w->chat = c->id;
-	if (st->mode == SYNC_MODE_FULL) {
+	if (w->full) {
 		/* Walked even when TDLib knows no last message. */
 		w->below = have;
 		w->passed = have == 0;
@@ -1411,10 +1426,10 @@ chat_begin(struct tg *p, struct sync_stream *st, const struct tg_chat *c)
 	return 1;
 }
 
-/* One getChatHistory page of the current chat into *ans. */
+/* One getChatHistory page of w's chat into *ans (NULL: the chat is gone). */
 static enum sync_rc
-history(struct tg *p, struct sync_ctx *ctx, struct sync_stream *st, cJSON **ans,
-    struct sync_err *err)
+history(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
+    struct sync_stream *st, cJSON **ans, struct sync_err *err)
 {
 	const struct sync_config *cfg = ctx->cfg;
 	long attempt;
@@ -1428,8 +1443,8 @@ history(struct tg *p, struct sync_ctx *ctx, struct sync_stream *st, cJSON **ans,
 
 		if (req == NULL)
 			return nomem(err);
-		if (add_id(req, "chat_id", p->w.chat) == -1 ||
-		    add_id(req, "from_message_id", p->w.from) == -1) {
+		if (add_id(req, "chat_id", w->chat) == -1 ||
+		    add_id(req, "from_message_id", w->from) == -1) {
 			cJSON_Delete(req);
 			return nomem(err);
 		}
@@ -1448,7 +1463,7 @@ history(struct tg *p, struct sync_ctx *ctx, struct sync_stream *st, cJSON **ans,
 		if (code == 400 && strstr(msg, "not found") != NULL) {
 			/* Left or deleted since the list was loaded. */
 			sync_log(LOG_WARNING, "source '%s': chat %lld: %s; skipped",
-			    p->src->name, p->w.chat, msg);
+			    p->src->name, w->chat, msg);
 			cJSON_Delete(a);
 			return SYNC_OK;
 		}
@@ -1457,7 +1472,7 @@ history(struct tg *p, struct sync_ctx *ctx, struct sync_stream *st, cJSON **ans,
 			rc = sync_err_set(err, code == 401 ? SYNC_EPERM : SYNC_EDATA,
 			    code == 401 ? SYNC_ERR_AUTH : SYNC_ERR_PROTOCOL,
 			    "source '%s': chat %lld: getChatHistory: %ld %s",
-			    p->src->name, p->w.chat, code, msg);
+			    p->src->name, w->chat, code, msg);
 			cJSON_Delete(a);
 			return rc;
 		}
@@ -1469,17 +1484,17 @@ history(struct tg *p, struct sync_ctx *ctx, struct sync_stream *st, cJSON **ans,
 				rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_RATE_LIMIT,
 				    "source '%s': chat %lld: rate limited by Telegram "
 				    "(%s): the wait of %.0f s is longer than this pass "
-				    "can afford", p->src->name, p->w.chat, msg, wait);
+				    "can afford", p->src->name, w->chat, msg, wait);
 			} else
 				rc = sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_NETWORK,
 				    "source '%s': chat %lld: getChatHistory: %ld %s "
-				    "after %ld retries", p->src->name, p->w.chat, code,
+				    "after %ld retries", p->src->name, w->chat, code,
 				    msg, attempt);
 			cJSON_Delete(a);
 			return rc;
 		}
 		sync_log(LOG_INFO, "source '%s': chat %lld: %ld %s; retrying in "
-		    "%.0f s", p->src->name, p->w.chat, code, msg, wait);
+		    "%.0f s", p->src->name, w->chat, code, msg, wait);
 		cJSON_Delete(a);
 		if (sync_sleep(wait) == -1)
 			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
@@ -1497,7 +1512,9 @@ page_position(struct tg *p, struct sync_stream *st, struct sync_page *pg,
 
 	if ((pg->cursor = cmap_format(&p->cur)) == NULL)
 		return nomem(err);
-	if (st->mode != SYNC_MODE_FULL)
+	/* Not a full walk, or one that has not reached its first chat. */
+	if (st->mode != SYNC_MODE_FULL || (!w->in_chat && w->chat == 0 &&
+	    w->pos == 0))
 		return SYNC_OK;
 	if (w->in_chat)
 		snprintf(cp, sizeof(cp), "%lld:%lld:%lld", w->chat, w->from, w->top);
@@ -1575,38 +1592,22 @@ noted_changes(struct tg *p, struct sync_stream *st, struct sync_page *pg,
 	return SYNC_OK;
 }
 
-/* The messages stream from TDLib: one page of one chat per call. */
+/* One page of walk w, which is in a chat, into pg. */
 static enum sync_rc
-fetch_history(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
-    struct sync_page *pg, struct sync_err *err)
+walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
+    struct sync_stream *st, struct sync_page *pg, struct sync_err *err)
 {
-	struct tg_walk *w = &p->w;
+	struct tg_chat *c = chat_get(p, w->chat, 0);
 	const cJSON *m, *msgs;
-	struct tg_chat *c;
 	enum sync_rc rc;
 	cJSON *ans = NULL;
-	int n = 0, end = 0, r;
+	int n = 0, end = 0;
 
-	sync_batch_init(&pg->batch, SYNC_ENT_MESSAGE);
-	while (!w->in_chat) {
-		if (w->pos >= w->n) {
-			pg->done = 1;
-			w->chat = w->n > 0 ? w->order[w->n - 1] : 0;
-			if ((rc = noted_changes(p, st, pg, err)) != SYNC_OK)
-				return rc;
-			return page_position(p, st, pg, err);
-		}
-		if ((c = chat_get(p, w->order[w->pos++], 0)) == NULL)
-			continue;
-		if ((r = chat_begin(p, st, c)) == -1)
-			return nomem(err);
-	}
-	c = chat_get(p, w->chat, 0);
-	if ((rc = history(p, ctx, st, &ans, err)) != SYNC_OK)
+	if ((rc = history(p, w, ctx, st, &ans, err)) != SYNC_OK)
 		return rc;
 	if (ans == NULL) {
 		w->in_chat = 0;
-		return page_position(p, st, pg, err);
+		return SYNC_OK;
 	}
 	msgs = cJSON_GetObjectItemCaseSensitive(ans, "messages");
 	cJSON_ArrayForEach(m, msgs) {
@@ -1633,25 +1634,24 @@ fetch_history(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
 			end = 1;
 			continue;
 		}
-		if ((r = add_message(&pg->batch, w->chat, m)) == -1) {
+		if (add_message(&pg->batch, w->chat, m) == -1) {
 			cJSON_Delete(ans);
 			return nomem(err);
 		}
 	}
 	cJSON_Delete(ans);
-	if (n == 0 && w->pages == 0 && !w->retried && c != NULL &&
-	    c->last_id > w->floor) {
-		/* A chat never opened may answer its first call with nothing. */
-		w->retried = 1;
-		return page_position(p, st, pg, err);
-	}
 	if (n == 0 && w->pages == 0 && c != NULL && c->last_id > w->floor) {
+		/* A chat never opened may answer its first call with nothing. */
+		if (!w->retried) {
+			w->retried = 1;
+			return SYNC_OK;
+		}
 		sync_log(LOG_WARNING, "source '%s': chat %lld: TDLib returned no "
 		    "history although its last message is %lld; it is asked "
 		    "again next pass", p->src->name, w->chat, c->last_id);
 		st->counts->gaps++;
 		w->in_chat = 0;
-		return page_position(p, st, pg, err);
+		return SYNC_OK;
 	}
 	w->pages++;
 	if (n == 0)
@@ -1659,16 +1659,89 @@ fetch_history(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
 	if (end) {
 		w->in_chat = 0;
 		/* The walk reached what was stored, the window, or the start. */
-		if (st->mode != SYNC_MODE_FULL || w->passed || n == 0 ||
-		    w->below == 0) {
-			if (w->top > 0 && cmap_raise(&p->cur, w->chat, w->top) == -1)
-				return nomem(err);
-		}
-	} else if (st->mode == SYNC_MODE_FULL && w->passed && w->top > 0 &&
+		if ((!w->full || w->passed || n == 0 || w->below == 0) &&
+		    w->top > 0 && cmap_raise(&p->cur, w->chat, w->top) == -1)
+			return nomem(err);
+	} else if (w->full && w->passed && w->top > 0 &&
 	    cmap_raise(&p->cur, w->chat, w->top) == -1)
 		return nomem(err);
 	if (w->pages == 1 && c != NULL && add_chat(&pg->side[1], c) == -1)
 		return nomem(err);
+	return SYNC_OK;
+}
+
+/*
+ * Moves walk w to its next chat that needs a request; 0 when it has none
+ * left.  A catch-up walk (sw) takes only the chats with a cursor and newer
+ * messages, and not the one the full walk is in.
+ */
+static int
+walk_next(struct tg *p, struct tg_walk *w, struct sync_stream *st)
+{
+	while (!w->in_chat) {
+		struct tg_chat *c;
+		long long have;
+
+		if (w->pos >= p->norder)
+			return 0;
+		if ((c = chat_get(p, p->order[w->pos++], 0)) == NULL)
+			continue;
+		if (w == &p->sw && ((have = cmap_get(&p->cur, c->id)) == 0 ||
+		    c->last_id <= have || (p->w.in_chat && p->w.chat == c->id)))
+			continue;
+		if (chat_begin(p, w, st, c) == -1)
+			return -1;
+	}
+	return 1;
+}
+
+/*
+ * The messages stream from TDLib: one page of one chat per call.  A
+ * full-sync holds TDLib's session for as long as it walks, and incr-sync
+ * cannot run meanwhile: so between two chats, and every
+ * TG_CATCH_UP_EVERY seconds within a long one, it catches up first on the
+ * chats that got new messages, down to their cursors, as incr-sync would.
+ */
+static enum sync_rc
+fetch_history(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
+    struct sync_page *pg, struct sync_err *err)
+{
+	struct tg_walk *w = &p->w;
+	enum sync_rc rc;
+	int r;
+
+	sync_batch_init(&pg->batch, SYNC_ENT_MESSAGE);
+	if (w->full && !p->sweeping && !p->swept &&
+	    (!w->in_chat || sync_now_mono() >= p->catch_up_at)) {
+		p->sweeping = 1;
+		p->sw.pos = 0;
+		p->sw.in_chat = 0;
+	}
+	if (p->sweeping) {
+		if ((r = walk_next(p, &p->sw, st)) == -1)
+			return nomem(err);
+		if (r == 1) {
+			if ((rc = walk_page(p, &p->sw, ctx, st, pg, err)) != SYNC_OK)
+				return rc;
+			goto out;
+		}
+		p->sweeping = 0;
+		p->swept = 1;
+		p->catch_up_at = sync_now_mono() + TG_CATCH_UP_EVERY;
+	}
+	p->swept = 0;
+	if ((r = walk_next(p, w, st)) == -1)
+		return nomem(err);
+	if (r == 0) {
+		pg->done = 1;
+		w->chat = p->norder > 0 ? p->order[p->norder - 1] : 0;
+		if ((rc = noted_changes(p, st, pg, err)) != SYNC_OK)
+			return rc;
+		return page_position(p, st, pg, err);
+	}
+	if ((rc = walk_page(p, w, ctx, st, pg, err)) != SYNC_OK)
+		return rc;
+out:
 	if (flush_users(p, &pg->side[0]) == -1)
 		return nomem(err);
 	return page_position(p, st, pg, err);
@@ -1750,7 +1823,7 @@ tg_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pg,
 
 	if (strcmp(st->name, "chats") == 0)
 		return fetch_chats(p, st, pg, err);
-	if (!p->w.started && (rc = walk_start(p, st, err)) != SYNC_OK)
+	if (!p->started && (rc = walk_start(p, st, err)) != SYNC_OK)
 		return rc;
 	if (p->x != NULL)
 		return fetch_import(p, ctx->opts->import, pg, err);

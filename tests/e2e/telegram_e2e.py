@@ -1004,3 +1004,33 @@ def tg_chat_updates_in_parts(ctx):
     s.clear_log()
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     eq(history_calls(s), [], "nothing new: no history request")
+
+
+@test
+def tg_full_sync_catches_up_on_new_messages(ctx):
+    """incr-sync cannot run while full-sync holds the session, so full-sync
+    catches up between chats on those that got new messages."""
+    s = tg_setup(ctx)
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    # In the next full walk (SUPER, GROUP, ANN), messages arrive in SUPER
+    # while GROUP is walked (its first history call is the 4th).
+    new = [msg(SUPER, 59650 + i, ANN, NOW + i) for i in range(3)]
+    s.d["live"] = [{"after": 4, "chat_id": SUPER, "messages": new}]
+    s.write()
+    s.clear_log()
+    r = ctx.run("full-sync", "-j")
+    e2e.ok_pass(r)
+    got = stored(ctx)
+    for m in new:
+        check(ext(SUPER, m) in got, "a message that arrived mid-walk is missing", ext(SUPER, m))
+    eq(cursor_map(ctx)[str(SUPER)], new[-1]["id"], "the chat's cursor follows")
+    order = [c for c, _ in history_calls(s)]
+    first_ann = order.index(ANN)
+    check(SUPER in order[order.index(GROUP):first_ann],
+          "caught up on SUPER between GROUP and ANN", order)
+    s.add(SUPER, *new)
+    s.d.pop("live")
+    s.write()
+    s.clear_log()
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    eq(history_calls(s), [], "nothing left for incr-sync")

@@ -58,6 +58,11 @@
  *                      calls number after+1 .. after+count fail so
  *   hang               methods never answered (close aborts them)
  *   updates_on_ready   objects sent once, right after Ready
+ *   live               [{"after": N, "chat_id": id, "messages": [...]}]:
+ *                      at the client's N-th getChatHistory call, before it
+ *                      is answered, these messages arrive in that chat,
+ *                      with updateChatLastMessage, as messages arrive
+ *                      while a client runs
  *   split_chat_updates true: updateNewChat without last_message and
  *                      positions, which follow in updateChatLastMessage or
  *                      updateChatPosition, as TDLib may send them
@@ -150,6 +155,7 @@ struct client {
 	int		 split;
 	struct fault	*faults;
 	size_t		 nfaults;
+	long		 history_calls;	/* getChatHistory calls so far */
 	char		*dbdir;
 	char		*phone;
 	cJSON		*hung;		/* [{"e": @extra} or {}] of unanswered requests */
@@ -1275,6 +1281,50 @@ admit(struct client *c, const cJSON *req)
 	return 1;
 }
 
+/* Lets the "live" messages due after the client's history_calls arrive. */
+static void
+arrive_live(struct client *c)
+{
+	const cJSON *e, *x;
+	struct fchat *ch;
+	int64_t chat, id;
+	size_t i, k;
+
+	cJSON_ArrayForEach(e, scen_array(c->scen, "live")) {
+		if (scen_long(e, "after", 0) != c->history_calls ||
+		    scen_id(cJSON_GetObjectItemCaseSensitive(e, "chat_id"), &chat) == -1)
+			continue;
+		for (i = 0, ch = NULL; i < c->nchats; i++)
+			if (c->chats[i].id == chat)
+				ch = &c->chats[i];
+		if (ch == NULL)
+			continue;
+		cJSON_ArrayForEach(x, scen_array(e, "messages")) {
+			struct fmsg *v;
+
+			if (!cJSON_IsObject(x) || scen_id(
+			    cJSON_GetObjectItemCaseSensitive(x, "id"), &id) == -1)
+				continue;
+			if ((v = realloc(ch->msgs, (ch->nmsgs + 1) * sizeof(*v))) == NULL)
+				return;
+			ch->msgs = v;
+			for (k = ch->nmsgs; k > 0 && ch->msgs[k - 1].id < id; k--)
+				ch->msgs[k] = ch->msgs[k - 1];
+			ch->msgs[k].id = id;
+			ch->msgs[k].json = x;
+			ch->nmsgs++;
+		}
+		if (ch->known) {
+			cJSON *u = typed("updateChatLastMessage");
+
+			cJSON_AddNumberToObject(u, "chat_id", (double)ch->id);
+			cJSON_AddItemToObject(u, "last_message", last_message(ch));
+			cJSON_AddItemToObject(u, "positions", positions(ch, ch->listed));
+			emit(c->id, u);
+		}
+	}
+}
+
 /* ---- the methods ---- */
 
 static void
@@ -1796,6 +1846,8 @@ m_get_chat_history(struct client *c, const cJSON *req)
 	}
 	if (!admit(c, req))
 		return;
+	c->history_calls++;
+	arrive_live(c);
 	/* MessagesManager::get_dialog_history's checks, in its order. */
 	if (limit <= 0) {
 		answer_error(c->id, req, 400, "Parameter limit must be positive");
