@@ -70,9 +70,15 @@ static const struct sync_keydef tg_keys[] = {
 
 /* ---- the cursor map ----------------------------------------------------- */
 
+/*
+ * A chat's cursor: everything up to id is stored.  An incremental walk
+ * that could not reach it (a deadline, a long flood wait) leaves a gap:
+ * [low, top] is stored as well, and the next walk goes on below low.
+ */
 struct cmap_ent {
 	long long	 chat;
 	long long	 id;
+	long long	 low, top;	/* 0, 0: no gap */
 };
 
 struct cmap {
@@ -115,6 +121,17 @@ cmap_get(const struct cmap *m, long long chat)
 	return e != NULL ? e->id : 0;
 }
 
+/* Closes e's gap if the cursor reached it. */
+static void
+cmap_close(struct cmap_ent *e)
+{
+	if (e->top > 0 && e->id >= e->low) {
+		if (e->top > e->id)
+			e->id = e->top;
+		e->low = e->top = 0;
+	}
+}
+
 /* Raises chat's cursor to id (never lowers it); -1 on ENOMEM. */
 static int
 cmap_raise(struct cmap *m, long long chat, long long id)
@@ -125,6 +142,7 @@ cmap_raise(struct cmap *m, long long chat, long long id)
 	if (e != NULL) {
 		if (id > e->id)
 			e->id = id;
+		cmap_close(e);
 		return 0;
 	}
 	if (m->n == m->cap) {
@@ -140,7 +158,42 @@ cmap_raise(struct cmap *m, long long chat, long long id)
 		m->v[i] = m->v[i - 1];
 	m->v[i].chat = chat;
 	m->v[i].id = id;
+	m->v[i].low = m->v[i].top = 0;
 	m->n++;
+	return 0;
+}
+
+/* The gap of chat's cursor (*low, *top), or 0 if it has none. */
+static int
+cmap_gap(const struct cmap *m, long long chat, long long *low, long long *top)
+{
+	const struct cmap_ent *e = cmap_find(m, chat);
+
+	if (e == NULL || e->top == 0)
+		return 0;
+	*low = e->low;
+	*top = e->top;
+	return 1;
+}
+
+/*
+ * Records that [low, top] of chat is stored above its cursor.  Of two
+ * gaps the one of the later walk wins: the higher top (it walked on from
+ * the other's low), then the lower low.  -1 on ENOMEM.
+ */
+static int
+cmap_set_gap(struct cmap *m, long long chat, long long low, long long top)
+{
+	struct cmap_ent *e;
+
+	if (cmap_raise(m, chat, 0) == -1 || (e = cmap_find(m, chat)) == NULL)
+		return -1;
+	if (low <= 0 || top < low || e->id >= low)
+		return 0;
+	if (e->top == 0 || top > e->top || (top == e->top && low < e->low)) {
+		e->low = low;
+		e->top = top;
+	}
 	return 0;
 }
 
@@ -172,6 +225,19 @@ cmap_parse(const char *s, struct cmap *m)
 			b = strtoll(s, &end, 10);
 			if (errno != 0 || end == s || b < 0 || cmap_raise(m, a, b) == -1)
 				goto bad;
+			if (*end == '/') {
+				long long lo, hi;
+
+				s = end + 1;
+				lo = strtoll(s, &end, 10);
+				if (errno != 0 || end == s || *end != '/')
+					goto bad;
+				s = end + 1;
+				hi = strtoll(s, &end, 10);
+				if (errno != 0 || end == s ||
+				    cmap_set_gap(m, a, lo, hi) == -1)
+					goto bad;
+			}
 		}
 		if (*end != ' ' && *end != '\0')
 			goto bad;
@@ -193,9 +259,13 @@ cmap_format(const struct cmap *m)
 
 	if (m->me != 0)
 		fail |= sync_buf_addf(&b, "me:%lld", m->me);
-	for (i = 0; i < m->n; i++)
+	for (i = 0; i < m->n; i++) {
 		fail |= sync_buf_addf(&b, "%s%lld:%lld", b.len ? " " : "",
 		    m->v[i].chat, m->v[i].id);
+		if (m->v[i].top > 0)
+			fail |= sync_buf_addf(&b, "/%lld/%lld", m->v[i].low,
+			    m->v[i].top);
+	}
 	if (fail || (b.data == NULL && sync_buf_add(&b, "", 0) == -1)) {
 		sync_buf_release(&b);
 		return NULL;
@@ -224,7 +294,9 @@ tg_cursor_max(const char *a, const char *b)
 	if (x.me == 0)
 		x.me = y.me;
 	for (i = 0; i < y.n; i++)
-		if (cmap_raise(&x, y.v[i].chat, y.v[i].id) == -1) {
+		if (cmap_raise(&x, y.v[i].chat, y.v[i].id) == -1 ||
+		    (y.v[i].top > 0 && cmap_set_gap(&x, y.v[i].chat, y.v[i].low,
+		    y.v[i].top) == -1)) {
 			cmap_release(&x);
 			cmap_release(&y);
 			return NULL;
@@ -260,6 +332,9 @@ struct tg_walk {
 	int		 passed;	/* full: it passed it */
 	int		 pages;		/* pages of this chat so far */
 	int		 retried;	/* the empty-first-page retry was made */
+	int		 bridge;	/* incr: walking down to a gap's top */
+	long long	 gap_low;	/* ... then on from the gap's low */
+	long long	 gap_floor;	/* ... down to the cursor */
 };
 
 struct tg {
@@ -1390,12 +1465,26 @@ walk_start(struct tg *p, struct sync_stream *st, struct sync_err *err)
 	return SYNC_OK;
 }
 
+/* Continues walk w below a gap's low, down to the cursor (or window). */
+static void
+gap_resume(const struct tg *p, struct tg_walk *w, long long low, long long top,
+    long long cursor)
+{
+	w->bridge = 0;
+	w->from = low;
+	if (top > w->top)
+		w->top = top;
+	w->floor = cursor;
+	w->floor_date = cursor > 0 ? 0 :
+	    time(NULL) - (time_t)(p->cold_days * 86400);
+}
+
 /* Decides how walk w goes through chat c; 0 if it needs no request. */
 static int
 chat_begin(struct tg *p, struct tg_walk *w, struct sync_stream *st,
     const struct tg_chat *c)
 {
-	long long have = cmap_get(&p->cur, c->id);
+	long long have = cmap_get(&p->cur, c->id), glow, gtop;
 
 	memset(&w->in_chat, 0, sizeof(*w) - offsetof(struct tg_walk, in_chat));
 	w->chat = c->id;
@@ -1406,6 +1495,15 @@ chat_begin(struct tg *p, struct tg_walk *w, struct sync_stream *st,
 		w->floor_date = st->since;
 		if (st->since > 0 && c->last_date > 0 && c->last_date < st->since)
 			return 0;
+	} else if (cmap_gap(&p->cur, c->id, &glow, &gtop)) {
+		/* An earlier walk stopped short: new messages, then the rest. */
+		if (c->last_id > gtop) {
+			w->bridge = 1;
+			w->floor = gtop;
+			w->gap_low = glow;
+			w->gap_floor = have;
+		} else
+			gap_resume(p, w, glow, gtop, have);
 	} else if (c->last_id <= 0) {
 		return 0;		/* empty, or nothing known */
 	} else if (have > 0) {
@@ -1624,6 +1722,12 @@ walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 		if (id > w->top && id % TG_SERVER_SHIFT == 0)
 			w->top = id;
 		date = sync_json_int(m, "date");
+		if (w->bridge && id <= w->floor) {
+			/* Up to the gap: on below it (this page's rest is older). */
+			gap_resume(p, w, w->gap_low, w->floor, w->gap_floor);
+			w->pages++;
+			goto page;
+		}
 		if (w->floor > 0 && id <= w->floor) {
 			end = 1;	/* stored before */
 			continue;
@@ -1640,6 +1744,7 @@ walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 		}
 	}
 	cJSON_Delete(ans);
+	ans = NULL;
 	if (n == 0 && w->pages == 0 && c != NULL && c->last_id > w->floor) {
 		/* A chat never opened may answer its first call with nothing. */
 		if (!w->retried) {
@@ -1656,6 +1761,9 @@ walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 	w->pages++;
 	if (n == 0)
 		end = 1;		/* only an empty page ends a walk */
+	if (!end && !w->full && !w->bridge && w->top > 0 &&
+	    cmap_set_gap(&p->cur, w->chat, w->from, w->top) == -1)
+		return nomem(err);	/* an interrupted walk goes on from here */
 	if (end) {
 		w->in_chat = 0;
 		/* The walk reached what was stored, the window, or the start. */
@@ -1665,6 +1773,8 @@ walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 	} else if (w->full && w->passed && w->top > 0 &&
 	    cmap_raise(&p->cur, w->chat, w->top) == -1)
 		return nomem(err);
+page:
+	cJSON_Delete(ans);
 	if (w->pages == 1 && c != NULL && add_chat(&pg->side[1], c) == -1)
 		return nomem(err);
 	return SYNC_OK;
@@ -1673,21 +1783,22 @@ walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 /*
  * Moves walk w to its next chat that needs a request; 0 when it has none
  * left.  A catch-up walk (sw) takes only the chats with a cursor and newer
- * messages, and not the one the full walk is in.
+ * messages, or with a gap, and not the one the full walk is in.
  */
 static int
 walk_next(struct tg *p, struct tg_walk *w, struct sync_stream *st)
 {
 	while (!w->in_chat) {
 		struct tg_chat *c;
-		long long have;
+		long long have, low, top;
 
 		if (w->pos >= p->norder)
 			return 0;
 		if ((c = chat_get(p, p->order[w->pos++], 0)) == NULL)
 			continue;
-		if (w == &p->sw && ((have = cmap_get(&p->cur, c->id)) == 0 ||
-		    c->last_id <= have || (p->w.in_chat && p->w.chat == c->id)))
+		if (w == &p->sw && ((p->w.in_chat && p->w.chat == c->id) ||
+		    (!cmap_gap(&p->cur, c->id, &low, &top) &&
+		    ((have = cmap_get(&p->cur, c->id)) == 0 || c->last_id <= have))))
 			continue;
 		if (chat_begin(p, w, st, c) == -1)
 			return -1;
