@@ -1320,7 +1320,7 @@ tg_release(struct tg *p)
 	if (p == NULL)
 		return;
 	sync_td_free(p->td, TG_CLOSE_WAIT);
-	if (p->lockfd > 0)
+	if (p->lockfd >= 0)
 		close(p->lockfd);
 	for (i = 0; i < p->nchats; i++)
 		cJSON_Delete(p->chats[i].chat);
