@@ -188,8 +188,13 @@ cmap_set_gap(struct cmap *m, long long chat, long long low, long long top)
 
 	if (cmap_raise(m, chat, 0) == -1 || (e = cmap_find(m, chat)) == NULL)
 		return -1;
-	if (low <= 0 || top < low || e->id >= low)
+	if (low <= 0 || top < low)
 		return 0;
+	if (e->id >= low) {		/* the cursor reaches it: no gap */
+		if (top > e->id)
+			e->id = top;
+		return 0;
+	}
 	if (e->top == 0 || top > e->top || (top == e->top && low < e->low)) {
 		e->low = low;
 		e->top = top;
