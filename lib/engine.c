@@ -897,7 +897,7 @@ enum sync_rc
 sync_login_run(const struct sync_config *cfg, const struct sync_opts *o,
     sync_prompt_fn ask, void *arg, struct sync_err *err)
 {
-	const struct sync_source_cfg *sel[2] = { NULL, NULL }, **all;
+	const struct sync_source_cfg **all, *src;
 	size_t n;
 	enum sync_rc rc;
 
@@ -907,17 +907,16 @@ sync_login_run(const struct sync_config *cfg, const struct sync_opts *o,
 	if ((all = calloc(cfg->nsources + 1, sizeof(*all))) == NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
 	rc = select_sources(cfg, o, all, &n, err);
-	sel[0] = n == 1 ? all[0] : NULL;
+	src = all[0];
 	free(all);
 	if (rc != SYNC_OK)
 		return rc;
-	if (sel[0] == NULL || sel[0]->conn->login == NULL)
+	if (src->conn->login == NULL)
 		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG, "source '%s' "
 		    "(type %s) has no --login: its credentials are in the "
-		    "configuration", o->sources[0], sel[0] != NULL ? sel[0]->type :
-		    "?");
+		    "configuration", src->name, src->type);
 	sync_signals_install();
-	return sel[0]->conn->login(cfg, sel[0], ask, arg, err);
+	return src->conn->login(cfg, src, ask, arg, err);
 }
 
 void

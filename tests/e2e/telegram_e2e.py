@@ -1072,3 +1072,19 @@ def tg_incr_resumes_below_a_gap(ctx):
     assert_exact(ctx, s)
     eq(ctx.cursor("messages", "tg"), "me:%d %d:%d" % (ME, SUPER, 53 * SHIFT),
        "the gap is closed")
+
+
+@test
+def tg_login_and_import_need_the_right_source(ctx):
+    tg_setup(ctx)
+    wa = ('  { name = "wa"; type = "seqapi"; url = "http://127.0.0.1:9";'
+          ' integration_id = "i"; token_file = "%s"; }' % ctx.token_file("tok-123", "wa"))
+    ctx.config(sources=[tg_source(ctx), wa])
+    r = ctx.run("full-sync", "-s", "wa", "--login")
+    r.expect_rc(64)
+    check("has no --login" in r.err, "login on a source without one", r.err)
+    r = ctx.run("full-sync", "-s", "wa", "--import", "/dev/null")
+    r.expect_rc(64)
+    check("cannot --import" in r.err, "import into a source without one", r.err)
+    r = ctx.run("full-sync", "-s", "nosuch", "--login")
+    r.expect_rc(64)
