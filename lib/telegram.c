@@ -357,6 +357,7 @@ struct tg {
 	cJSON		*users;		/* updateUser objects not yet written */
 	struct sync_strmap edited;	/* "chat:id" TDLib said changed */
 	struct sync_strmap gone;	/* "chat:id" TDLib said deleted */
+	struct sync_strmap sender_chats; /* chats written as senders */
 	struct cmap	 cur;
 	int		 started;	/* the messages stream has begun */
 	long long	*order;		/* the chats synced, by id */
@@ -1288,6 +1289,36 @@ add_message(struct sync_batch *b, long long chat, const cJSON *m)
 	return rc;
 }
 
+/*
+ * A message sent on behalf of a chat (a channel's posts, an anonymous
+ * admin): that chat, when known, as a contact with its title, so that the
+ * sender has a name.  Once per chat and pass.
+ */
+static int
+add_sender_chat(struct tg *p, struct sync_batch *b, const cJSON *m)
+{
+	const cJSON *sender = cJSON_GetObjectItemCaseSensitive(m, "sender_id");
+	struct sync_contact v;
+	struct tg_chat *c;
+	char id[32];
+	long long who, seen;
+
+	if (!is_type(sender, "messageSenderChat") ||
+	    sync_json_id(sender, "chat_id", &who) == -1 ||
+	    (c = chat_get(p, who, 0)) == NULL || c->chat == NULL)
+		return 0;
+	snprintf(id, sizeof(id), "%lld", who);
+	if (sync_strmap_get(&p->sender_chats, id, &seen))
+		return 0;
+	if (sync_strmap_put(&p->sender_chats, id, 1) == -1)
+		return -1;
+	memset(&v, 0, sizeof(v));
+	v.external_id = id;
+	v.display_name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c->chat,
+	    "title"));
+	return sync_batch_add_contact(b, &v) == -1 ? -1 : 0;
+}
+
 /* ---- the connector ------------------------------------------------------- */
 
 static enum sync_rc
@@ -1333,6 +1364,7 @@ tg_release(struct tg *p)
 	cJSON_Delete(p->users);
 	sync_strmap_clear(&p->edited);
 	sync_strmap_clear(&p->gone);
+	sync_strmap_clear(&p->sender_chats);
 	cJSON_Delete(p->last_auth);
 	free(p->auth);
 	free(p->order);
@@ -1743,7 +1775,8 @@ walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 			end = 1;
 			continue;
 		}
-		if (add_message(&pg->batch, w->chat, m) == -1) {
+		if (add_message(&pg->batch, w->chat, m) == -1 ||
+		    add_sender_chat(p, &pg->side[0], m) == -1) {
 			cJSON_Delete(ans);
 			return nomem(err);
 		}

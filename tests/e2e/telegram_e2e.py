@@ -1088,3 +1088,17 @@ def tg_login_and_import_need_the_right_source(ctx):
     check("cannot --import" in r.err, "import into a source without one", r.err)
     r = ctx.run("full-sync", "-s", "nosuch", "--login")
     r.expect_rc(64)
+
+
+@test
+def tg_channel_posts_name_their_sender(ctx):
+    s = tg_setup(ctx)
+    post = msg(SUPER, 59800, ANN, NOW - 1)
+    post["sender_id"] = {"@type": "messageSenderChat", "chat_id": SUPER}
+    s.add(SUPER, post)
+    s.write()
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    row = stored(ctx)[ext(SUPER, post)]
+    eq(row["sender"], str(SUPER), "the chat is the sender")
+    eq(ctx.sql("SELECT display_name FROM contact WHERE external_id = '%d'" % SUPER),
+       "Ops team", "... with its title")
