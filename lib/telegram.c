@@ -820,12 +820,12 @@ authorize(struct tg *p, sync_prompt_fn ask, void *arg, struct sync_err *err)
 				return sync_err_set(err, SYNC_EPERM, SYNC_ERR_AUTH,
 				    "source '%s': sign-in failed: too many attempts",
 				    s->name);
-			if (st[22] == 'P' && st[23] == 'h') {
+			if (strcmp(st, "authorizationStateWaitPhoneNumber") == 0) {
 				snprintf(prompt, sizeof(prompt), "Phone number, in "
 				    "international format (+15550001234): ");
 				req = request("setAuthenticationPhoneNumber");
 				q = "phone_number";
-			} else if (st[22] == 'C') {
+			} else if (strcmp(st, "authorizationStateWaitCode") == 0) {
 				snprintf(prompt, sizeof(prompt), "Code sent by %s: ",
 				    code_via(p->code_info));
 				req = request("checkAuthenticationCode");
