@@ -354,6 +354,7 @@ struct tg {
 	long long	 self;
 	struct tg_chat	*chats;
 	size_t		 nchats, capchats;
+	struct sync_strmap chat_index;	/* chat id -> its place in chats */
 	cJSON		*users;		/* updateUser objects not yet written */
 	struct sync_strmap edited;	/* "chat:id" TDLib said changed */
 	struct sync_strmap gone;	/* "chat:id" TDLib said deleted */
@@ -419,11 +420,12 @@ chat_wanted(const struct sync_source_cfg *src, long long id)
 static struct tg_chat *
 chat_get(struct tg *p, long long id, int create)
 {
-	size_t i;
+	char key[32];
+	long long i;
 
-	for (i = 0; i < p->nchats; i++)
-		if (p->chats[i].id == id)
-			return &p->chats[i];
+	snprintf(key, sizeof(key), "%lld", id);
+	if (sync_strmap_get(&p->chat_index, key, &i))
+		return &p->chats[i];
 	if (!create)
 		return NULL;
 	if (p->nchats == p->capchats) {
@@ -435,6 +437,8 @@ chat_get(struct tg *p, long long id, int create)
 		p->chats = v;
 		p->capchats = cap;
 	}
+	if (sync_strmap_put(&p->chat_index, key, (long long)p->nchats) == -1)
+		return NULL;
 	memset(&p->chats[p->nchats], 0, sizeof(p->chats[0]));
 	p->chats[p->nchats].id = id;
 	return &p->chats[p->nchats++];
@@ -1361,6 +1365,7 @@ tg_release(struct tg *p)
 	for (i = 0; i < p->nchats; i++)
 		cJSON_Delete(p->chats[i].chat);
 	free(p->chats);
+	sync_strmap_clear(&p->chat_index);
 	cJSON_Delete(p->users);
 	sync_strmap_clear(&p->edited);
 	sync_strmap_clear(&p->gone);
@@ -1575,6 +1580,7 @@ history(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 		const char *msg;
 		double wait;
 		long code;
+		int flood;
 
 		if (req == NULL)
 			return nomem(err);
@@ -1602,8 +1608,8 @@ history(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 			cJSON_Delete(a);
 			return SYNC_OK;
 		}
-		wait = flood_wait(a);
-		if (wait < 0 && code != 406 && code < 500) {
+		flood = (wait = flood_wait(a)) >= 0;
+		if (!flood && code != 406 && code < 500) {
 			rc = sync_err_set(err, code == 401 ? SYNC_EPERM : SYNC_EDATA,
 			    code == 401 ? SYNC_ERR_AUTH : SYNC_ERR_PROTOCOL,
 			    "source '%s': chat %lld: getChatHistory: %ld %s",
@@ -1611,10 +1617,10 @@ history(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 			cJSON_Delete(a);
 			return rc;
 		}
-		if (wait < 0)
+		if (!flood)
 			wait = cfg->backoff * (double)(1L << (attempt < 6 ? attempt : 6));
 		if (attempt >= cfg->retries || !sync_http_can_wait(ctx->http, wait)) {
-			if (code == 429 || flood_wait(a) >= 0) {
+			if (flood) {
 				sync_http_note_wait(ctx->http, wait);
 				rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_RATE_LIMIT,
 				    "source '%s': chat %lld: rate limited by Telegram "

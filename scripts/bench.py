@@ -41,37 +41,18 @@ def wait_port(path, proc):
     sys.exit("bench: the fake upstream did not start")
 
 
-# Linux keeps a child's peak RSS across exec, so a child forked from this
-# (large) interpreter would report at least its size: a fresh, small one
-# forks and execs the command, and reports the figures.
-SPAWN = ("import os, sys\npid = os.fork()\nif pid == 0:\n"
-         "    os.execv(sys.argv[2], sys.argv[2:])\n"
-         "_, st, ru = os.wait4(pid, 0)\n"
-         "open(sys.argv[1], 'w').write('%d %f' % (ru.ru_maxrss, ru.ru_utime + ru.ru_stime))\n"
-         "sys.exit(os.waitstatus_to_exitcode(st))\n")
+sys.path.insert(0, os.path.join(TOP, "tests", "fake"))
+from measure import run_measured  # noqa: E402
 
 
 def run_timed(cmd, env, feed=None):
     """Runs cmd (feed(stdin) writes its input); returns (wall seconds, peak
     RSS in MB of that process, its CPU seconds)."""
-    fig = tempfile.mktemp(prefix="msgsync-bench-rss-")
-    t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-c", SPAWN, fig] + cmd, env=env,
-                         stdout=subprocess.DEVNULL,
-                         stdin=subprocess.PIPE if feed else subprocess.DEVNULL)
-    if feed:
-        try:
-            feed(p.stdin)
-        finally:
-            p.stdin.close()
-    p.wait()
-    wall = time.monotonic() - t0
-    if p.returncode != 0:
-        sys.exit("bench: %s exited %d" % (cmd[0], p.returncode))
-    with open(fig) as f:
-        rss, cpu = f.read().split()
-    os.unlink(fig)
-    return wall, int(rss) / 1024.0, float(cpu)
+    rc, err, wall, rss, cpu = run_measured(cmd, env, feed)
+    if rc != 0:
+        sys.exit("bench: %s exited %d: %s" % (cmd[0], rc,
+                                              err[-500:].decode("utf-8", "replace")))
+    return wall, rss, cpu
 
 
 def main():
@@ -168,7 +149,6 @@ def main():
         print("peak RSS over both runs: %.1f MB" % max(rss, rss2))
 
         # 5. A Telegram Desktop export of n messages, piped in as generated.
-        sys.path.insert(0, os.path.join(TOP, "tests", "fake"))
         from tgexport_gen import big_export
         hf = os.path.join(tmp, "api_hash")
         with open(hf, "w") as f:

@@ -18,6 +18,7 @@ import __main__ as e2e
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "fake"))
 from tgexport_gen import big_export  # noqa: E402
+from measure import run_measured  # noqa: E402
 
 test, check, eq, Fail = e2e.test, e2e.check, e2e.eq, e2e.Fail
 
@@ -208,6 +209,14 @@ def cursor_map(ctx, source="tg"):
 
 def newest(s, cid):
     return max(m["id"] for m in s.chat(cid)["messages"])
+
+
+def wait_for_history(s, timeout=10):
+    """Polls the fake's request log until a history request is in it."""
+    end = time.monotonic() + timeout
+    while not history_calls(s):
+        check(time.monotonic() < end, "the pass never asked for history")
+        time.sleep(0.05)
 
 
 def history_calls(s, cid=None):
@@ -809,14 +818,6 @@ def tg_import_large_bounded_memory(ctx):
     import_setup(ctx)
     chats, per = 4, 30000
     argv = ctx.argv("full-sync", ["-q", "-s", "tg", "--import", "-"], None)
-    # The peak RSS of a child counts what its parent had when it forked
-    # (Linux keeps the hiwater mark across exec), so the binary is started
-    # by a fresh, small interpreter that reports it.
-    rss = os.path.join(ctx.dir, "maxrss")
-    spawn = ("import os, sys\npid = os.fork()\nif pid == 0:\n"
-             "    os.execv(sys.argv[2], sys.argv[2:])\n"
-             "_, st, ru = os.wait4(pid, 0)\nopen(sys.argv[1], 'w').write(str(ru.ru_maxrss))\n"
-             "sys.exit(os.waitstatus_to_exitcode(st))\n")
     with open(argv[0], "rb") as f:
         sanitized = b"__asan_init" in f.read()
     env = ctx.proc_env(None)
@@ -824,20 +825,10 @@ def tg_import_large_bounded_memory(ctx):
         # AddressSanitizer holds up to 256 MB of freed memory in quarantine.
         env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"),
                                                      "quarantine_size_mb=16"]))
-    p = subprocess.Popen([sys.executable, "-c", spawn, rss] + argv, stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    t0 = time.monotonic()
-    try:
-        big_export(p.stdin, chats, per)
-    finally:
-        p.stdin.close()
-    err = p.stderr.read()
-    p.wait()
-    dt = time.monotonic() - t0
-    eq(p.returncode, 0, "exit status (%s)" % err[-500:])
+    rc, err, dt, rss_mb, _ = run_measured(argv, env,
+                                          feed=lambda w: big_export(w, chats, per))
+    eq(rc, 0, "exit status (%s)" % err[-500:])
     eq(ctx.count("message"), chats * per, "messages imported")
-    with open(rss) as f:
-        rss_mb = int(f.read()) / 1024.0
     print("    import: %d messages in %.1f s (%.0f/s), peak RSS %.1f MB"
           % (chats * per, dt, chats * per / dt, rss_mb))
     # AddressSanitizer's shadow memory and allocator come on top.
@@ -872,11 +863,7 @@ def tg_kill9_then_rerun(ctx):
     s.d["hang"] = ["getChatHistory"]
     s.write()
     p = ctx.start("full-sync", "-j")
-    for _ in range(200):
-        if history_calls(s):
-            break
-        time.sleep(0.05)
-    check(history_calls(s), "the pass never asked for history")
+    wait_for_history(s)
     p.kill()
     p.wait()
     # The lock on the TDLib session went with the process.
@@ -893,10 +880,7 @@ def tg_sigterm_while_waiting(ctx):
     s.d["hang"] = ["getChatHistory"]
     s.write()
     p = ctx.start("incr-sync", "-j")
-    for _ in range(200):
-        if history_calls(s):
-            break
-        time.sleep(0.05)
+    wait_for_history(s)
     t0 = time.monotonic()
     p.send_signal(15)
     r = ctx.finish(p)
