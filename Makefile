@@ -30,10 +30,11 @@ ALL_LDFLAGS = $(SAN) -pthread $(LDFLAGS)
 LDLIBS	 = $(PKG_LIBS) -ldl -lm
 
 LIB_SRCS = lib/batch.c lib/buf.c lib/cli.c lib/config.c lib/cursor.c lib/db.c \
-	   lib/engine.c lib/err.c lib/facebook.c lib/http.c lib/jsonf.c lib/log.c \
-	   lib/mark.c lib/output.c lib/seqapi.c lib/smseagle.c lib/status.c \
-	   lib/strmap.c lib/tdjson.c lib/telegram.c lib/tgexport.c lib/time.c \
-	   lib/unipile.c lib/migrations.c
+	   lib/engine.c lib/err.c lib/http.c lib/jsonf.c lib/log.c lib/mark.c \
+	   lib/output.c lib/registry.c lib/signals.c lib/status.c lib/strmap.c \
+	   lib/time.c lib/migrations.c $(CONN_SRCS)
+# Connectors: one file each, discovered; telegram has its own directory.
+CONN_SRCS = $(sort $(wildcard lib/connectors/*.c lib/connectors/*/*.c))
 LIB_OBJS = $(LIB_SRCS:.c=.o)
 BINS	 = full-sync incr-sync status-poll sync-status
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
@@ -42,17 +43,25 @@ MIGRATIONS = $(sort $(wildcard migrations/*.sql))
 MANS	 = man/full-sync.1 man/incr-sync.1 man/status-poll.1 man/sync-status.1 \
 	   man/msgsync.conf.5 man/msgsync.7
 
-.PHONY: all check unit e2e install uninstall demo bench clean deps lint
+.PHONY: all check boundary unit e2e install uninstall demo bench clean deps lint
 
 all: $(BINS)
 
 lib/migrations.c: $(MIGRATIONS) scripts/embed-migrations
 	sh scripts/embed-migrations $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
 
-lib/%.o: lib/%.c lib/sync.h lib/internal.h
+lib/%.o: lib/%.c lib/sync.h lib/connector.h lib/internal.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-lib/telegram.o lib/tgexport.o: lib/tgexport.h
+# A connector includes connector.h and nothing else of lib/ (make check
+# refuses one that reaches for internal.h).
+lib/connectors/%.o: lib/connectors/%.c lib/sync.h lib/connector.h
+	$(CC) $(ALL_CFLAGS) -iquote $(dir $<) -c -o $@ $<
+
+lib/connectors/telegram/telegram.o lib/connectors/telegram/tgexport.o: \
+    lib/connectors/telegram/tgexport.h
+lib/connectors/telegram/telegram.o lib/connectors/telegram/tdjson.o: \
+    lib/connectors/telegram/tdjson.h
 
 cmd/%.o: cmd/%.c lib/sync.h cmd/pass.h
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -68,7 +77,7 @@ sync-status: cmd/sync-status.o lib/libsync.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< lib/libsync.a $(LDLIBS)
 
 tests/unit/test_%: tests/unit/test_%.c tests/unit/t.h lib/libsync.a
-	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< lib/libsync.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -Ilib/connectors/telegram $(ALL_LDFLAGS) -o $@ $< lib/libsync.a $(LDLIBS)
 
 # The fake TDLib of the end-to-end tests (never sanitized: it is loaded
 # into sanitized and plain binaries alike).
@@ -88,7 +97,7 @@ deps:
 	    echo "make: some dependencies are missing; running scripts/install-deps"; \
 	    bash scripts/install-deps; }
 
-check: deps
+check: deps boundary
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(FAKE_TDJSON) $(TDLIB)
 	@$(MAKE) --no-print-directory unit e2e
 
@@ -100,6 +109,12 @@ unit: $(UNIT_BINS)
 
 e2e: all $(FAKE_TDJSON)
 	$(PYTHON) tests/e2e/run.py --top "$(CURDIR)"
+
+# A connector sees lib/connector.h and nothing else of the engine.
+boundary:
+	@bad=$$(grep -lE '#include "(internal|db)\.h"|<(curl/curl|libpq-fe|pthread)\.h>' \
+	    lib/connectors/*.c $$(ls lib/connectors/*/*.c | grep -v /tdjson.c) || true); \
+	if [ -n "$$bad" ]; then echo "boundary: these connectors reach past connector.h: $$bad"; exit 1; fi
 
 lint:
 	mandoc -Tlint -W warning $(MANS)
@@ -131,6 +146,6 @@ uninstall:
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
-	rm -f $(BINS) lib/*.o cmd/*.o lib/libsync.a lib/migrations.c $(UNIT_BINS) \
+	rm -f $(BINS) lib/*.o lib/connectors/*.o lib/connectors/*/*.o cmd/*.o lib/libsync.a lib/migrations.c $(UNIT_BINS) \
 	    $(FAKE_TDJSON)
 	rm -rf tests/e2e/__pycache__ tests/fake/__pycache__

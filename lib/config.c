@@ -837,3 +837,9 @@ sync_cfg_stream_int(const struct sync_source_cfg *src, const char *key,
 			return v->ints[j];
 	return v->i >= 0 ? v->i : dflt;
 }
+
+double
+sync_config_timeout(const struct sync_config *cfg)
+{
+	return cfg->http_timeout > 0 ? (double)cfg->http_timeout : 30;
+}

@@ -14,83 +14,6 @@
 
 #include "internal.h"
 
-volatile sig_atomic_t sync_stop_signal;
-
-static const struct sync_connector *const connectors[] = {
-	&sync_seqapi_connector,
-	&sync_smseagle_connector,
-	&sync_facebook_connector,
-	&sync_unipile_connector,
-	&sync_telegram_connector,
-	NULL
-};
-
-const struct sync_connector *
-sync_connector_find(const char *type)
-{
-	size_t i;
-
-	for (i = 0; connectors[i] != NULL; i++)
-		if (strcmp(connectors[i]->type, type) == 0)
-			return connectors[i];
-	return NULL;
-}
-
-const char *
-sync_connector_types(void)
-{
-	static char names[128];
-	size_t i, n = 0;
-
-	if (names[0] == '\0')
-		for (i = 0; connectors[i] != NULL && n < sizeof(names); i++)
-			n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%s",
-			    i ? ", " : "", connectors[i]->type);
-	return names;
-}
-
-static void
-on_signal(int signo)
-{
-	sync_stop_signal = signo;
-}
-
-void
-sync_signals_install(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-}
-
-int
-sync_sleep(double secs)
-{
-	struct timespec ts;
-	double end = sync_now_mono() + secs, left;
-
-	/*
-	 * In slices: a signal may be delivered to another thread of the pass,
-	 * and this one must still notice it soon.
-	 */
-	while (!sync_stop_signal && (left = end - sync_now_mono()) > 0) {
-		if (left > 0.1)
-			left = 0.1;
-		ts.tv_sec = (time_t)left;
-		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
-		if (nanosleep(&ts, NULL) == -1 && errno != EINTR)
-			break;
-	}
-	return sync_stop_signal ? -1 : 0;
-}
-
 static void
 counts_add(struct sync_counts *a, const struct sync_counts *b)
 {
@@ -375,7 +298,9 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		memset(&pg, 0, sizeof(pg));
 		sync_batch_init(&pg.side[0], SYNC_ENT_CONTACT);
 		sync_batch_init(&pg.side[1], SYNC_ENT_CONVERSATION);
+		sync_http_set_counts(j->ctx.http, st.counts);
 		rc = j->src->conn->fetch(&j->ctx, &st, &pg, err);
+		sync_http_set_counts(j->ctx.http, &j->source_counts);
 		/* The previous page must have committed before this one goes. */
 		if ((wrc = writer_join(&w, sr, &committed, err)) != SYNC_OK)
 			rc = wrc;
@@ -610,6 +535,8 @@ run_source(struct job *j)
 		goto finish;
 	}
 	sync_http_set_deadline(j->ctx.http, j->deadline);
+	/* Requests outside a stream's pages count for the source. */
+	sync_http_set_counts(j->ctx.http, &j->source_counts);
 	if (src->conn->begin != NULL && src->conn->begin(&j->ctx, &err) != SYNC_OK) {
 		source_fail(j, &err);
 		goto end;

@@ -278,16 +278,11 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 				rc = SYNC_EUNAVAIL;
 			}
 		}
-		if (attempt >= h->retries) {
+		if (!sync_http_retry_wait(h, attempt, &wait)) {
 			if (kind == SYNC_ERR_RATE_LIMIT)
 				h->last_wait = wait > 0 ? wait : h->backoff;
 			return sync_err_set(err, rc, kind, "cannot fetch '%s': %s "
 			    "after %ld retries", safe, why, attempt);
-		}
-		if (wait < 0) {
-			wait = h->backoff * pow(2.0, (double)attempt) * jitter(h);
-			if (wait > SYNC_MAX_BACKOFF)
-				wait = SYNC_MAX_BACKOFF;
 		}
 		if (wait > SYNC_MAX_INLINE_WAIT ||
 		    (h->deadline > 0 && sync_now_mono() + wait > h->deadline)) {
@@ -506,6 +501,19 @@ out:
 	curl_free(user);
 	curl_url_cleanup(u);
 	return rc;
+}
+
+int
+sync_http_retry_wait(struct sync_http *h, long attempt, double *wait)
+{
+	if (attempt >= h->retries)
+		return 0;
+	if (*wait < 0) {
+		*wait = h->backoff * pow(2.0, (double)attempt) * jitter(h);
+		if (*wait > SYNC_MAX_BACKOFF)
+			*wait = SYNC_MAX_BACKOFF;
+	}
+	return 1;
 }
 
 int

@@ -5,95 +5,14 @@
 #define SYNC_INTERNAL_H
 
 #include <signal.h>
-#include <stdint.h>
 #include <syslog.h>
 
-#include "sync.h"
+#include "connector.h"
 
-struct cJSON;
 
-/* ---- buf.c: growable byte buffers with a hard cap ---------------------- */
+/* ---- signals.c -------------------------------------------------------- */
 
-struct sync_buf {
-	char		*data;
-	size_t		 len;
-	size_t		 cap;		/* allocated */
-	size_t		 max;		/* 0: unlimited */
-};
-
-#define SYNC_BUF_INIT(m) { NULL, 0, 0, (m) }
-
-/* Appends n bytes; keeps data NUL-terminated.  -1 on ENOMEM or over max. */
-int		sync_buf_add(struct sync_buf *, const void *, size_t);
-int		sync_buf_adds(struct sync_buf *, const char *);
-int		sync_buf_addf(struct sync_buf *, const char *, ...)
-		    __attribute__((format(printf, 2, 3)));
-void		sync_buf_reset(struct sync_buf *);
-/* strdup() that passes NULL through; NULL also on ENOMEM. */
-char	       *sync_strdup(const char *);
-/* ---- strmap.c: string -> number ------------------------------------- */
-
-struct sync_strmap {
-	char	       **keys;		/* NULL: a free slot */
-	long long	*vals;
-	size_t		 cap;		/* a power of two, or 0 */
-	size_t		 n;
-};
-
-/* 1 and *val if key is in m, else 0. */
-int		sync_strmap_get(const struct sync_strmap *, const char *key,
-		    long long *val);
-/* Sets key (copied) to val; -1 on ENOMEM. */
-int		sync_strmap_put(struct sync_strmap *, const char *key, long long);
-/* Empties m and frees what it holds (a zeroed map is an empty one). */
-void		sync_strmap_clear(struct sync_strmap *);
-
-/*
- * FNV-1a, 64 bits, continuing from h (start with SYNC_HASH_INIT): tells
- * changed data from unchanged, nothing more.
- */
-#define SYNC_HASH_INIT	14695981039346656037ULL
-uint64_t	sync_hash(uint64_t h, const void *, size_t);
-/* The hash as 16 hex digits and a NUL. */
-void		sync_hash_hex(uint64_t, char out[17]);
-void		sync_buf_release(struct sync_buf *);
-
-/*
- * Makes a JSON text safe to parse and store: invalid UTF-8 sequences become
- * U+FFFD, and inside strings the escapes \u0000 and lone UTF-16 surrogates
- * become \ufffd (PostgreSQL's text and jsonb reject both).  Rewrites b in
- * place (it may grow).  Returns the number of replacements, -1 on ENOMEM.
- */
-long		sync_json_sanitize(struct sync_buf *);
-
-/* ---- err.c: errors and secret redaction -------------------------------- */
-
-/* Registers a secret so that every error and log line masks it. */
-void		sync_secret_add(const char *);
-/* Masks every registered secret in s (in place). */
-void		sync_redact(char *);
-void		sync_secrets_clear(void);
-
-/* ---- time.c ----------------------------------------------------------- */
-
-/*
- * Parses an RFC 3339 / ISO 8601 timestamp ("2026-11-22T10:00:00Z",
- * "+02:00" offsets, fractions, a space for T) into UTC seconds and
- * microseconds.  Returns 0 on success, -1 if s is not a valid timestamp.
- */
-int		sync_time_parse(const char *, int64_t *, int *);
-/* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into out (at least 32 bytes). */
-void		sync_time_format(time_t, char *, size_t);
-/* Normalises a timestamp to "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"; -1 if bad. */
-int		sync_time_normalize(const char *, char *, size_t);
-double		sync_now_mono(void);
-
-/* ---- signals (engine.c) ------------------------------------------------ */
-
-extern volatile sig_atomic_t sync_stop_signal;
 void		sync_signals_install(void);
-/* Sleeps up to secs; returns -1 early when a stop signal arrived. */
-int		sync_sleep(double);
 
 /* ---- names (cli.c, output.c) ---------------------------------------- */
 
@@ -101,57 +20,6 @@ const char     *sync_cmd_name(enum sync_cmd);
 const char     *sync_status_name(enum sync_status);
 
 /* ---- config.c --------------------------------------------------------- */
-
-enum sync_keytype {
-	SYNC_KEY_STRING,
-	SYNC_KEY_INT,
-	SYNC_KEY_BOOL,
-	SYNC_KEY_STRLIST,
-	SYNC_KEY_INT_PER_STREAM,	/* an int, or a group of ints by stream */
-	SYNC_KEY_SECRET_FILE,	/* a file's path; the value is its first line */
-	SYNC_KEY_SECRET_ENV	/* a variable's name; the value is its content */
-};
-
-/* A type-specific configuration key, declared by its connector. */
-struct sync_keydef {
-	const char	*name;
-	enum sync_keytype type;
-	int		 required;
-	long long	 min, max;	/* for ints (both 0: unchecked) */
-	const char *const *allowed;	/* for string lists: allowed items */
-};
-
-struct sync_value {
-	const struct sync_keydef *def;
-	int		 set;
-	int		 line;
-	char		*s;
-	long long	 i;		/* also the default of per-stream */
-	char	       **list;
-	size_t		 nlist;
-	char	       **names;		/* per-stream: stream names */
-	long long	*ints;		/* per-stream: values */
-	size_t		 nints;
-};
-
-struct sync_connector;
-
-struct sync_source_cfg {
-	char		*name;
-	char		*type;
-	char		*url;
-	char		*token;		/* resolved secret; never printed */
-	char		*ca_file;
-	char		*pinned_pubkey;
-	int		 enabled;
-	int		 allow_insecure_http;
-	int		 line;
-	const struct sync_connector *conn;
-	struct sync_value *values;	/* one per conn->keys entry */
-	size_t		 nvalues;
-	char	       **streams;	/* the streams this source syncs */
-	size_t		 nstreams;
-};
 
 struct sync_config {
 	char		*path;
@@ -172,25 +40,11 @@ struct sync_config {
 	size_t		 nsources;
 };
 
-/* Type-specific values, looked up by key name (NULL/dflt if unset). */
-const char     *sync_cfg_str(const struct sync_source_cfg *, const char *);
-long long	sync_cfg_int(const struct sync_source_cfg *, const char *, long long);
-/* Per-stream int: the stream's own value, else the plain int, else dflt. */
-long long	sync_cfg_stream_int(const struct sync_source_cfg *, const char *,
-		    const char *, long long);
-
 /* ---- log.c ------------------------------------------------------------ */
 
 void		sync_log_prog(const char *);
 
-/* ---- http.c: one libcurl handle per source ----------------------------- */
-
-struct sync_http;
-
-struct sync_http_resp {
-	long		 status;
-	struct sync_buf	 body;
-};
+/* ---- http.c: the engine's side ---------------------------------------- */
 
 /*
  * Creates the HTTP client of one source: a reused handle (keep-alive,
@@ -206,192 +60,9 @@ void		sync_http_set_deadline(struct sync_http *, double);
 /* The wait (seconds) that the last rate-limit error asked for, or -1. */
 double		sync_http_last_wait(const struct sync_http *);
 void		sync_http_global(int);
-/*
- * What a connector makes of an answer, for APIs whose status codes do not
- * say it all (Graph sends rate limits as HTTP 400 with error.code):
- * DEFAULT leaves it to the status, FINAL returns it to the caller as it
- * is, RETRY retries it with backoff, RATE_LIMIT waits *wait seconds (if
- * set > 0, else backoff) or, if that is longer than the pass can afford,
- * fails with kind rate_limit.  A classifier may rewrite why ("HTTP 400")
- * to say more.
- */
-enum sync_http_verdict {
-	SYNC_HTTP_DEFAULT,
-	SYNC_HTTP_FINAL,
-	SYNC_HTTP_RETRY,
-	SYNC_HTTP_RATE_LIMIT
-};
-typedef enum sync_http_verdict (*sync_http_classify_fn)(struct sync_http *,
-		    const struct sync_http_resp *, double *wait, char *why, size_t);
-void		sync_http_set_classify(struct sync_http *, sync_http_classify_fn);
-/* A header of the last answer, NULL if absent (valid until the next request). */
-const char     *sync_http_header(struct sync_http *, const char *);
-
-/*
- * Whether a wait of w seconds fits this pass (no longer than a request
- * may wait inline, and within the deadline).  When it does not, a
- * connector that meets a rate limit outside HTTP (TDLib) notes it with
- * sync_http_note_wait() so that the engine remembers it (next_allowed_at).
- */
-int		sync_http_can_wait(const struct sync_http *, double);
-void		sync_http_note_wait(struct sync_http *, double);
-
-/* Adds a request header such as "Authorization: Bearer ..."; -1 on ENOMEM. */
-int		sync_http_add_header(struct sync_http *, const char *);
-
-/*
- * GETs url, retrying network errors, 408, 429 and 5xx with backoff and
- * jitter (Retry-After wins).  safe is the URL as it may be logged.  On
- * SYNC_OK, *resp holds the final answer, whatever its status (the caller
- * releases resp->body).  A wait longer than the deadline allows returns
- * SYNC_ETEMP with kind rate_limit (sync_http_last_wait() says how long).
- */
-enum sync_rc	sync_http_get(struct sync_http *, const char *url, const char *safe,
-		    struct sync_http_resp *, struct sync_err *);
-
-/*
- * GETs url and parses a 2xx answer as JSON (after sync_json_sanitize()).
- * Any other status becomes an error by sync_http_status_error().  The
- * caller owns *json on SYNC_OK.  *sanitized (may be NULL) gets the number
- * of replaced characters.
- */
-enum sync_rc	sync_http_get_json(struct sync_http *, const char *url, const char *safe,
-		    struct cJSON **, long *sanitized, struct sync_err *);
-/*
- * Parses an answer's body as JSON (after sync_json_sanitize()), whatever
- * its status.  The caller owns *json on SYNC_OK.
- */
-enum sync_rc	sync_http_parse_json(struct sync_http_resp *, const char *safe,
-		    struct cJSON **, long *sanitized, struct sync_err *);
-/* Turns a non-2xx answer into an error of the right kind. */
-enum sync_rc	sync_http_status_error(const struct sync_http_resp *, const char *safe,
-		    struct sync_err *);
-
-/*
- * Builds base + path (path segments already escaped) + query pairs (NULL
- * terminated: key, value, key, value, ..., values are URL-encoded).  The
- * caller frees *out with free().
- */
-enum sync_rc	sync_url_build(const char *base, const char *path,
-		    const char *const *query, char **out, struct sync_err *);
-/* URL-encodes s for a path segment; caller frees. NULL on ENOMEM. */
-char	       *sync_url_escape(const char *);
-/* Validates a source URL: scheme, host, http:// only to loopback. */
-enum sync_rc	sync_url_check(const char *, int allow_insecure, char *why, size_t);
-
-/* ---- batch.c: rows of one page, as COPY text for the store ------------ */
-
-/* The longest external id stored; rows with longer ones are skipped. */
-#define SYNC_MAX_ID	1024
-
-enum sync_entity {
-	SYNC_ENT_CONTACT,
-	SYNC_ENT_CONVERSATION,
-	SYNC_ENT_MESSAGE
-};
-
-struct sync_contact {
-	const char	*external_id;
-	const char	*display_name;
-	const char	*phone;
-	const char	*username;
-	const struct cJSON *raw;
-};
-
-struct sync_conversation {
-	const char	*external_id;
-	const char	*title;
-	const char	*kind;
-	int		 is_read;	/* -1 unknown */
-	long long	 unread_count;	/* -1 unknown */
-	const char	*last_message_at;
-	int		 archived;	/* -1 unknown */
-	const struct cJSON *raw;
-};
-
-/* Whether an outgoing message's delivery status is still to be followed. */
-enum sync_track {
-	SYNC_TRACK_NONE,	/* not an outgoing message with a status */
-	SYNC_TRACK_PENDING,	/* not final yet: followed until track_until */
-	SYNC_TRACK_FINAL	/* final: no longer followed */
-};
-
-struct sync_message {
-	const char	*external_id;
-	const char	*conversation_id;	/* upstream id, may be NULL */
-	const char	*sender_id;		/* upstream id, may be NULL */
-	const char	*direction;		/* "in" or "out" */
-	const char	*kind;
-	const char	*body;
-	const char	*sent_at;
-	const char	*edited_at;
-	const char	*status;
-	const char	*status_at;
-	const char	*validity_expires_at;
-	const char	*folder;
-	const struct cJSON *attachments;
-	const struct cJSON *raw;
-	int		 deleted;
-	const char	*deleted_at;
-	enum sync_track	 track;			/* delivery-status tracking */
-	int64_t		 track_until;		/* pending: until when (UTC s) */
-};
-
-/*
- * One message row of a batch: its keys, unescaped, and where its line
- * lies in the batch's COPY text.  The line is "ord, external_id,
- * conversation, sender" and then `rest`: the message table's own columns
- * ending with row_hash, a hash of everything on the line after ord, by
- * which the store tells an unchanged row without parsing it.
- */
-struct sync_msgrow {
-	char		*external_id;
-	char		*conversation_id;
-	char		*sender_id;
-	size_t		 line;		/* offset of the line */
-	size_t		 rest;		/* offset of the rest */
-	size_t		 end;		/* offset after its newline */
-	char		 hash[17];
-	enum sync_track	 track;
-	int64_t		 track_until;
-	int		 incoming;	/* direction "in" */
-};
-
-struct sync_batch {
-	enum sync_entity entity;
-	struct sync_buf	 copy;		/* COPY text rows */
-	long		 nrows;
-	long		 sanitized;	/* fields nulled or repaired */
-	struct sync_msgrow *rows;	/* messages only */
-	size_t		 rowcap;
-	long		 ntrack;	/* rows with a tracking state */
-	int		 notrack;	/* the caller settles tracking itself */
-	int		 unread_on_new;	/* a new incoming message makes its
-					   conversation unread */
-};
-
-void		sync_batch_init(struct sync_batch *, enum sync_entity);
-void		sync_batch_release(struct sync_batch *);
-/* Keeps only the rows i with keep[i] set, in order. */
-void		sync_batch_filter(struct sync_batch *, const unsigned char *keep);
-/* Each appends one row; -1 on ENOMEM.  Bad timestamps become NULL. */
-int		sync_batch_add_contact(struct sync_batch *, const struct sync_contact *);
-int		sync_batch_add_conversation(struct sync_batch *,
-		    const struct sync_conversation *);
-int		sync_batch_add_message(struct sync_batch *, const struct sync_message *);
-/* Normalises a phone number to E.164 into out; -1 when it is not one. */
-int		sync_phone_e164(const char *, char *, size_t);
-
 /* ---- db.c: the only user of libpq -------------------------------------- */
 
 struct sync_db;
-
-struct sync_state {
-	char		*cursor;
-	char		*checkpoint;
-	char		*fingerprint;
-	int		 exists;
-};
 
 /*
  * Connects (applying migrations on first use, under an advisory lock) and
@@ -453,27 +124,6 @@ enum sync_rc	sync_db_stream_outcome(struct sync_db *, int, const char *,
 		    const struct sync_err *, struct sync_err *);
 
 /*
- * status-poll: the messages of a source whose delivery status is followed
- * (pending_message), soonest expiry first.
- */
-struct sync_pending {
-	char		*external_id;
-	char		*folder;	/* where it was last seen, may be NULL */
-	char		 key[64];	/* position for the next chunk */
-	char		 seq[24];	/* the message's seq when loaded */
-	int		 expired;	/* its tracking window has closed */
-	int		 claimed;	/* unchanged since loaded, and locked */
-	int		 found;		/* set by the connector's poll() */
-	enum sync_track	 track;		/* set by the connector's poll() */
-	long		 row;		/* its row in the batch, -1: none */
-};
-
-struct sync_pending_list {
-	struct sync_pending *v;
-	size_t		 n;
-};
-
-/*
  * Loads up to max pending messages of source id that come after position
  * `after` (NULL: from the start) in expiry order.  The caller releases the
  * list with sync_pending_release().
@@ -512,192 +162,7 @@ int		sync_rows_count(const struct sync_rows *);
 const char     *sync_rows_get(const struct sync_rows *, int, int);
 void		sync_rows_free(struct sync_rows *);
 
-/* ---- jsonf.c: fields of upstream JSON objects ------------------------- */
-
-/*
- * A string field; a number is accepted as its decimal form (written into
- * num, n bytes) when num is not NULL (ids vary between APIs).  Absent or
- * null: NULL.  Any other type: NULL, and *bad is incremented.
- */
-const char     *sync_json_str(const struct cJSON *, const char *key, char *num,
-		    size_t n, long *bad);
-/* A boolean field: 1, 0, or -1 when absent or not a boolean. */
-int		sync_json_bool(const struct cJSON *, const char *key);
-/*
- * A count or code: a number from 0 up (its whole part), a boolean as 0 or
- * 1; -1 when absent or anything else.
- */
-long long	sync_json_int(const struct cJSON *, const char *key);
-
-/*
- * An id: a whole number (up to 2^53 in magnitude, either sign) or its
- * decimal string.  0 and *v on success, -1 when absent or anything else.
- */
-int		sync_json_id(const struct cJSON *, const char *key, long long *v);
-
-/* ---- cursor.c: whole-number cursors --------------------------------- */
-
-/* A stored cursor as a number: 0 for none (NULL), -1 if it is not one. */
-long long	sync_cursor_int(const char *);
-/* The cursor text of v; the caller frees it (NULL on ENOMEM). */
-char	       *sync_cursor_from_int(long long);
-/* The later of two number cursors (for sync_connector.cursor_max). */
-char	       *sync_cursor_max_int(const char *, const char *);
-
-/* ---- mark.c: keyset watermarks (timestamp, id) ----------------------- */
-
-struct sync_mark {
-	int64_t		 t;		/* UTC seconds */
-	int		 us;		/* microseconds */
-	char		 id[256];	/* compared after the time */
-};
-
-/* Sets m from a timestamp and an id; -1 if the timestamp is not one. */
-int		sync_mark_set(struct sync_mark *, const char *when, const char *id);
-/* Parses a stored mark "TIME|id"; -1 if it is not one. */
-int		sync_mark_parse(const char *, struct sync_mark *);
-/* The stored form of m; the caller frees it (NULL on ENOMEM). */
-char	       *sync_mark_format(const struct sync_mark *);
-/* <0, 0, >0 as a is before, at, after b: time first, then id. */
-int		sync_mark_cmp(const struct sync_mark *, const struct sync_mark *);
-/*
- * The floor of a pass that continues from w with a lookback (seconds):
- * items at or above it are read again (all of its instant), the walk
- * stops below it.
- */
-void		sync_mark_floor(const struct sync_mark *w, long long lookback,
-		    struct sync_mark *floor);
-/* The later of two stored marks (for sync_connector.cursor_max). */
-char	       *sync_mark_max(const char *, const char *);
-
-/* ---- connectors -------------------------------------------------------- */
-
-enum sync_mode {
-	SYNC_MODE_INCR,
-	SYNC_MODE_FULL,
-	SYNC_MODE_IMPORT	/* full-sync --import: saved like INCR */
-};
-
-/* What the engine hands a connector for one stream. */
-struct sync_stream {
-	const char	*name;
-	enum sync_mode	 mode;
-	int		 restart;	/* full-sync --restart */
-	time_t		 since;		/* full-sync --since, 0 if none */
-	struct sync_state state;	/* as stored (owned by the engine) */
-	const char	*from;		/* where this page starts, NULL: beginning */
-	int		 first;		/* no page fetched yet in this pass */
-	struct sync_counts *counts;
-};
-
-/* What a connector returns for one page. */
-struct sync_page {
-	struct sync_batch batch;	/* the rows (the connector initialises) */
-	/*
-	 * Rows of the other entities the page names, written before batch in
-	 * the same transaction: contacts, then conversations (the engine
-	 * initialises them; a connector MAY fill them).
-	 */
-	struct sync_batch side[2];
-	/*
-	 * External ids of messages deleted upstream, marked after batch (the
-	 * engine frees them; a connector MAY fill them).
-	 */
-	char	       **deleted;
-	size_t		 ndeleted;
-	char		*cursor;	/* new high-water mark, NULL: unchanged */
-	char		*checkpoint;	/* new full-walk position, NULL: unchanged */
-	int		 force;		/* cursor replaces, not merges (a reset) */
-	char		*fingerprint;	/* identifies the row at cursor, NULL: none */
-	int		 done;		/* nothing more to fetch in this walk */
-	long		 fetched;	/* items received (including skipped) */
-};
-
-/* Per-source, per-pass context. */
-struct sync_ctx {
-	const struct sync_config *cfg;
-	const struct sync_source_cfg *src;
-	const struct sync_opts *opts;
-	struct sync_http *http;
-	struct sync_counts *source_counts;	/* source-level requests */
-	void		*priv;			/* the connector's own */
-	char		 skip[160];		/* set by begin(): skip the
-						   source, saying why */
-};
-
-/*
- * A connector describes one API.  The engine does locking, transactions,
- * cursors, retries, deadlines and counters; a connector only turns its
- * API's pages into rows.
- */
-struct sync_connector {
-	const char	*type;
-	const char	*default_url;		/* when a source gives none */
-	const struct sync_keydef *keys;		/* type-specific keys */
-	const char *const *all_streams;		/* the streams it knows */
-	const char *const *default_streams;
-
-	/* MAY: checks the source's values at load time; errors are config. */
-	enum sync_rc	(*check)(struct sync_source_cfg *, struct sync_err *);
-
-	/*
-	 * MAY: starts a pass (set auth headers, preflight requests).  ctx->priv
-	 * is the connector's; end() MUST free it.  A failure fails the source.
-	 */
-	enum sync_rc	(*begin)(struct sync_ctx *, struct sync_err *);
-
-	/*
-	 * MUST: fetches the next page of stream st into page.  The engine owns
-	 * page and frees page->cursor/checkpoint.  On error nothing of the
-	 * page is written and the stream stops.
-	 */
-	enum sync_rc	(*fetch)(struct sync_ctx *, struct sync_stream *,
-			    struct sync_page *, struct sync_err *);
-
-	/*
-	 * MAY: the later of two cursors (caller frees the result; NULL on
-	 * ENOMEM).  Without it a new cursor simply replaces the stored one.
-	 * The engine uses it so that a backfill and an incremental pass
-	 * running side by side never move a cursor backwards.
-	 */
-	char		*(*cursor_max)(const char *, const char *);
-
-	/* MAY: ends a pass; frees ctx->priv.  Called whenever begin was. */
-	void		(*end)(struct sync_ctx *);
-
-	/*
-	 * MAY (status-poll): looks the pending messages p->v[0..n-1] up
-	 * upstream.  For each one it finds it MUST add its current row (with
-	 * its tracking state) to *batch, set `found` and `track`; the ones it
-	 * does not find stay as they are.  Requests count in ctx's counts.  On
-	 * error nothing of the batch is written.
-	 */
-	enum sync_rc	(*poll)(struct sync_ctx *, struct sync_pending_list *,
-			    struct sync_batch *, struct sync_err *);
-
-	/* MAY: why status-poll has nothing to do for this type (NULL: polls). */
-	const char	*no_poll_reason;
-
-	/* SYNC_CONN_* */
-	unsigned	 flags;
-
-	/*
-	 * MAY: the stream that full-sync --import FILE runs (ctx->opts->import
-	 * names the file); NULL: this type imports nothing.
-	 */
-	const char	*import_stream;
-
-	/*
-	 * MAY: full-sync --login: signs the source in, asking the operator
-	 * through ask (never in a pass).  Errors as for begin().
-	 */
-	enum sync_rc	(*login)(const struct sync_config *,
-			    const struct sync_source_cfg *, sync_prompt_fn ask,
-			    void *arg, struct sync_err *);
-};
-
-#define SYNC_CONN_NO_URL	0x1	/* not an HTTP API: `url` optional, unused */
-#define SYNC_CONN_NO_TOKEN	0x2	/* no token keys */
+/* ---- registry.c: the connectors this build knows ---------------------- */
 
 extern const struct sync_connector sync_seqapi_connector;
 extern const struct sync_connector sync_smseagle_connector;
@@ -708,40 +173,6 @@ extern const struct sync_connector sync_telegram_connector;
 const struct sync_connector *sync_connector_find(const char *);
 /* "seqapi, smseagle, ...": the types this build knows. */
 const char     *sync_connector_types(void);
-
-/* ---- tdjson.c: TDLib's JSON interface, loaded at run time ---------- */
-
-struct sync_td;
-
-/* Called with each update (an object without @extra) a call receives. */
-typedef void	(*sync_td_update_fn)(void *arg, const struct cJSON *update);
-
-/*
- * Loads TDLib (path, or NULL: the usual names), quiets its log (verbosity
- * 0..2 from -v), checks its version (written to version) and creates a
- * client.  Errors are config errors naming source `name` and the setting.
- * The caller frees it with sync_td_free().
- */
-struct sync_td *sync_td_open(const char *name, const char *path, int verbosity,
-		    sync_td_update_fn, void *arg, char *version, size_t,
-		    struct sync_err *);
-/* The library as loaded. */
-const char     *sync_td_path(const struct sync_td *);
-/* td_execute(); the caller frees the answer (NULL: none or ENOMEM). */
-struct cJSON   *sync_td_execute(struct sync_td *, const struct cJSON *);
-/* Sends req (adding its @extra, written to *extra if not NULL). */
-enum sync_rc	sync_td_send(struct sync_td *, struct cJSON *req, long *extra,
-		    struct sync_err *);
-/*
- * Sends req and waits up to timeout seconds for its answer (the caller
- * frees *answer; it may be an error object), passing updates on.
- */
-enum sync_rc	sync_td_call(struct sync_td *, struct cJSON *req, double timeout,
-		    struct cJSON **answer, struct sync_err *);
-/* Waits up to timeout seconds for one object and passes an update on. */
-enum sync_rc	sync_td_pump(struct sync_td *, double timeout, struct sync_err *);
-/* Closes the client (waits up to timeout s for Closed) and frees it. */
-void		sync_td_free(struct sync_td *, double timeout);
 
 /* ---- migrations (generated) -------------------------------------------- */
 

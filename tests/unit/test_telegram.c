@@ -1,5 +1,5 @@
 /*
- * test_telegram -- the telegram source's cursor map (lib/telegram.c), as
+ * test_telegram -- the telegram source's cursor map (lib/connectors/telegram/telegram.c), as
  * the engine merges it (sync_connector.cursor_max): chat by chat, never
  * back, gaps of interrupted walks kept, closed or replaced.
  */

@@ -1,6 +1,6 @@
 /*
  * test_tgexport -- the streaming reader of Telegram Desktop exports and its
- * rows (lib/tgexport.c): the fixtures item by item, hostile inputs, and a
+ * rows (lib/connectors/telegram/tgexport.c): the fixtures item by item, hostile inputs, and a
  * generated export of 1,000,000 messages through a pipe in bounded memory.
  */
 #include <errno.h>

@@ -20,7 +20,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "tdjson.h"
 
 typedef int	(*create_fn)(void);
 typedef void	(*send_fn)(int, const char *);

@@ -22,7 +22,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "connector.h"
 
 #define DEFAULT_PAGE	100
 #define DEFAULT_LOOKBACK 3600
@@ -880,7 +880,6 @@ uni_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
 		    "no stream '%s'", st->name);
 	if (st->first)
 		walk_start(p, st, messages);
-	sync_http_set_counts(ctx->http, st->counts);
 	return messages ? messages_fetch(ctx, st, page, err) :
 	    chats_fetch(ctx, page, err);
 }

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "connector.h"
 
 struct cJSON;
 

@@ -59,7 +59,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "connector.h"
 #include "tgexport.h"
 
 #define TGX_BUFSZ	(256 * 1024)	/* fread() buffer */

@@ -20,7 +20,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "internal.h"
+#include "connector.h"
 
 #define PAGE_LIMIT	100	/* conversations or messages per request */
 #define IG_READABLE	20	/* Instagram: messages readable per conversation */
@@ -249,7 +249,6 @@ learn_self(struct sync_ctx *ctx, struct sync_err *err)
 	enum sync_rc rc;
 
 	snprintf(path, sizeof(path), "/%s", p->page);
-	sync_http_set_counts(ctx->http, ctx->source_counts);
 	if ((rc = graph_get(ctx, path, q, &root, NULL, err)) != SYNC_OK)
 		return rc;
 	id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root,
@@ -469,8 +468,7 @@ title_of(const cJSON *conv, const char *page)
  * messages; one below it ends the walk.
  */
 static enum sync_rc
-list_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
-    struct sync_err *err)
+list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 {
 	struct fb *p = ctx->priv;
 	char path[300], lim[16];
@@ -495,7 +493,6 @@ list_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
 		q[k++] = p->conv_after;
 	}
 	q[k] = NULL;
-	sync_http_set_counts(ctx->http, st->counts);
 	if ((rc = graph_get(ctx, path, q, &root, &sanitized, err)) != SYNC_OK)
 		goto out;
 	page->side[1].sanitized += sanitized;
@@ -588,8 +585,7 @@ out:
 
 /* One page of a due conversation's messages, newest first, down to the floor. */
 static enum sync_rc
-messages_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
-    struct sync_err *err)
+messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 {
 	struct fb *p = ctx->priv;
 	struct due *d = &p->due[p->idue];
@@ -618,7 +614,6 @@ messages_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pa
 		q[k++] = p->msg_after;
 	}
 	q[k] = NULL;
-	sync_http_set_counts(ctx->http, st->counts);
 	sync_batch_init(&page->batch, SYNC_ENT_MESSAGE);
 	if ((rc = graph_get(ctx, path, q, &root, &sanitized, err)) != SYNC_OK)
 		goto out;
@@ -751,14 +746,14 @@ fb_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
 		struct sync_mark done = p->due[p->idue].mark;
 		size_t before = p->idue;
 
-		if ((rc = messages_page(ctx, st, page, err)) != SYNC_OK)
+		if ((rc = messages_page(ctx, page, err)) != SYNC_OK)
 			return rc;
 		if (st->mode == SYNC_MODE_FULL && p->idue > before &&
 		    (page->checkpoint = checkpoint_of(p, &done)) == NULL)
 			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
 			    "out of memory");
 	} else if (!p->conv_end) {
-		if ((rc = list_page(ctx, st, page, err)) != SYNC_OK)
+		if ((rc = list_page(ctx, page, err)) != SYNC_OK)
 			return rc;
 	}
 	if (p->conv_end && p->idue >= p->ndue) {

@@ -12,7 +12,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "connector.h"
 
 /* cJSON keeps numbers as doubles: seqs above 2^53 would lose digits. */
 #define SEQ_MAX 9007199254740991LL
@@ -106,7 +106,6 @@ seqapi_begin(struct sync_ctx *ctx, struct sync_err *err)
 	snprintf(path, sizeof(path), "/sync/status/%s", p->id_esc);
 	if ((rc = sync_url_build(ctx->src->url, path, NULL, &url, err)) != SYNC_OK)
 		return rc;
-	sync_http_set_counts(ctx->http, ctx->source_counts);
 	rc = sync_http_get_json(ctx->http, url, url, &root, NULL, err);
 	if (rc == SYNC_OK && !cJSON_IsObject(root))
 		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
@@ -283,7 +282,6 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 	q[4] = NULL;
 	if ((rc = sync_url_build(ctx->src->url, path, q, &url, err)) != SYNC_OK)
 		return rc;
-	sync_http_set_counts(ctx->http, st->counts);
 	if ((rc = sync_http_get_json(ctx->http, url, url, &root, &sanitized, err)) !=
 	    SYNC_OK)
 		goto out;

@@ -43,8 +43,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "connector.h"
 #include "tgexport.h"
+#include "tdjson.h"
 
 #define TG_SERVER_SHIFT	1048576LL	/* TDLib id = server id << 20 */
 #define TG_DEFAULT_PAGE	100
@@ -906,7 +907,7 @@ tg_open(struct tg *p, const struct sync_config *cfg, int verbose, sync_prompt_fn
 	enum sync_rc rc;
 	int busy;
 
-	p->timeout = cfg->http_timeout > 0 ? (double)cfg->http_timeout : 30;
+	p->timeout = sync_config_timeout(cfg);
 	if ((rc = lock_dir(p, sync_cfg_str(s, "tdlib_dir"), &busy, err)) != SYNC_OK)
 		return rc;
 	if (busy) {
@@ -1571,7 +1572,6 @@ static enum sync_rc
 history(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
     struct sync_stream *st, cJSON **ans, struct sync_err *err)
 {
-	const struct sync_config *cfg = ctx->cfg;
 	long attempt;
 	enum sync_rc rc;
 
@@ -1618,8 +1618,9 @@ history(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 			return rc;
 		}
 		if (!flood)
-			wait = cfg->backoff * (double)(1L << (attempt < 6 ? attempt : 6));
-		if (attempt >= cfg->retries || !sync_http_can_wait(ctx->http, wait)) {
+			wait = -1;
+		if (!sync_http_retry_wait(ctx->http, attempt, &wait) ||
+		    !sync_http_can_wait(ctx->http, wait)) {
 			if (flood) {
 				sync_http_note_wait(ctx->http, wait);
 				rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_RATE_LIMIT,

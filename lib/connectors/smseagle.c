@@ -21,7 +21,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "connector.h"
 
 /* cJSON keeps numbers as doubles. */
 #define ID_MAX		9007199254740991LL
@@ -665,7 +665,6 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	    (days = sync_cfg_int(ctx->src, "cold_start_days", 7)) > 0)
 		/* A folder's first incremental pass reads the recent days only. */
 		qr.date_from = time(NULL) - (time_t)(days * 86400);
-	sync_http_set_counts(ctx->http, st->counts);
 	if ((rc = get_folder(ctx, folder, &qr, &arr, &sanitized, err)) != SYNC_OK)
 		goto out;
 	page->batch.sanitized += sanitized;
