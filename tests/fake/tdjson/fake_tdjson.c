@@ -27,7 +27,8 @@
  *    getChats (loads what it lists), getChat, getChatHistory (TDLib's
  *    checks; from_message_id excluded at offset 0, -offset newer ones
  *    otherwise; total_count is the number returned), getMessage, getMe,
- *    getUser, openChat, closeChat, getOption, setOption, setLogStream,
+ *    getUser, getContacts (users: updateUser for the ones not told of
+ *    yet, then their ids), openChat, closeChat, getOption, setOption, setLogStream,
  *    setLogVerbosityLevel, getAuthorizationState;
  *  - integers of 1e15 and more go out as digits (cJSON prints 1e+15).
  * It does not imitate: the network, files, sending, secret chats, folders,
@@ -43,6 +44,8 @@
  *   auth               {"code": "12345", "password": null, "phone": null};
  *                      a password adds WaitPassword, a phone refuses others
  *   me, users          user objects, sent as updateUser just before Ready
+ *   contacts           user objects of the address book, told of (updateUser)
+ *                      only when getContacts loads them, unless in users
  *   chats              [{"chat": {chat object with "id"}, "archived": false,
  *                      "messages": [message objects, any order]}]; the fake
  *                      computes last_message and positions and fills in a
@@ -148,6 +151,8 @@ struct client {
 	const char	*version;
 	const char	*code, *password, *phone_want;
 	const cJSON	*me, *users, *on_ready, *hang;
+	const cJSON	*contacts;	/* the address book (user objects) */
+	int		 contacts_told;	/* their updateUser were sent */
 	struct fchat	*chats;
 	size_t		 nchats;
 	long		 load_page;	/* 0: no cap */
@@ -819,6 +824,7 @@ load_scenario(struct client *c, char *warn, size_t wn)
 	if (!cJSON_IsObject(c->me))
 		c->me = NULL;
 	c->users = scen_array(c->scen, "users");
+	c->contacts = scen_array(c->scen, "contacts");
 	c->on_ready = scen_array(c->scen, "updates_on_ready");
 	c->hang = scen_array(c->scen, "hang");
 	c->load_page = scen_long(c->scen, "load_chats_page", 0);
@@ -1650,7 +1656,64 @@ m_get_user(struct client *c, const cJSON *req)
 			answer(c->id, req, cJSON_Duplicate(x, 1));
 			return;
 		}
+	cJSON_ArrayForEach(x, c->contacts)
+		if (scen_id(cJSON_GetObjectItemCaseSensitive(x, "id"), &id) == 0 &&
+		    id == want) {
+			answer(c->id, req, cJSON_Duplicate(x, 1));
+			return;
+		}
 	answer_error(c->id, req, 400, "User not found");
+}
+
+/* Whether user id was told of at Ready (me or users). */
+static int
+user_known(const struct client *c, int64_t want)
+{
+	const cJSON *x;
+	int64_t id;
+
+	if (c->me != NULL && scen_id(cJSON_GetObjectItemCaseSensitive(c->me,
+	    "id"), &id) == 0 && id == want)
+		return 1;
+	cJSON_ArrayForEach(x, c->users)
+		if (scen_id(cJSON_GetObjectItemCaseSensitive(x, "id"), &id) == 0 &&
+		    id == want)
+			return 1;
+	return 0;
+}
+
+/*
+ * getContacts: TDLib tells of every user (updateUser) before it names
+ * one, so the address book's users not told of yet come first.
+ */
+static void
+m_get_contacts(struct client *c, const cJSON *req)
+{
+	const cJSON *x;
+	cJSON *r, *ids, *u;
+	int64_t id;
+	int n = 0;
+
+	if (!admit(c, req))
+		return;
+	r = typed("users");
+	ids = cJSON_CreateArray();
+	cJSON_ArrayForEach(x, c->contacts) {
+		if (!cJSON_IsObject(x) ||
+		    scen_id(cJSON_GetObjectItemCaseSensitive(x, "id"), &id) == -1)
+			continue;
+		if (!c->contacts_told && !user_known(c, id)) {
+			u = typed("updateUser");
+			cJSON_AddItemToObject(u, "user", cJSON_Duplicate(x, 1));
+			emit(c->id, u);
+		}
+		cJSON_AddItemToArray(ids, cJSON_CreateNumber((double)id));
+		n++;
+	}
+	c->contacts_told = 1;
+	cJSON_AddNumberToObject(r, "total_count", n);
+	cJSON_AddItemToObject(r, "user_ids", ids);
+	answer(c->id, req, r);
 }
 
 /*
@@ -1956,6 +2019,7 @@ static const struct method methods[] = {
 	{ "logOut", m_log_out, GATE_INIT },
 	{ "getMe", m_get_me, GATE_READY },
 	{ "getUser", m_get_user, GATE_READY },
+	{ "getContacts", m_get_contacts, GATE_READY },
 	{ "loadChats", m_load_chats, GATE_READY },
 	{ "getChats", m_get_chats, GATE_READY },
 	{ "getChat", m_get_chat, GATE_READY },
