@@ -650,6 +650,67 @@ flood_wait(const cJSON *a)
 	return code == 429 ? 0 : -1;
 }
 
+/*
+ * Sends req (a template, not consumed) until TDLib answers other than
+ * with a flood wait or a transient error (406, 5xx), waiting between the
+ * attempts by the engine's one retry policy, as for HTTP
+ * (sync_http_retry_wait: a flood wait's own length, else backoff; a wait
+ * longer than the pass can afford is a rate_limit error remembered by the
+ * engine).  On SYNC_OK, *ans is the answer, which may be an error of
+ * another kind for the caller to judge.  Retries count in c; what names
+ * the request in errors and logs.
+ */
+static enum sync_rc
+call_retry(struct tg *p, struct sync_ctx *ctx, const cJSON *req,
+    struct sync_counts *c, const char *what, cJSON **ans, struct sync_err *err)
+{
+	long attempt;
+	enum sync_rc rc;
+
+	*ans = NULL;
+	for (attempt = 0;; attempt++) {
+		const char *msg;
+		double wait;
+		long code;
+		int flood;
+		cJSON *a;
+
+		if (attempt > 0 && c != NULL)
+			c->retries++;
+		if ((rc = call(p, cJSON_Duplicate(req, 1), c, &a, err)) != SYNC_OK)
+			return rc;
+		code = td_error(a, &msg);
+		flood = (wait = flood_wait(a)) >= 0;
+		if (code == 0 || (!flood && code != 406 && code < 500)) {
+			*ans = a;
+			return SYNC_OK;
+		}
+		if (!flood)
+			wait = -1;
+		if (!sync_http_retry_wait(ctx->http, attempt, &wait) ||
+		    !sync_http_can_wait(ctx->http, wait)) {
+			if (flood) {
+				sync_http_note_wait(ctx->http, wait);
+				rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_RATE_LIMIT,
+				    "source '%s': %s: rate limited by Telegram "
+				    "(%s): the wait of %.0f s is longer than this pass "
+				    "can afford", p->src->name, what, msg, wait);
+			} else
+				rc = sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_NETWORK,
+				    "source '%s': %s: %ld %s after %ld retries",
+				    p->src->name, what, code, msg, attempt);
+			cJSON_Delete(a);
+			return rc;
+		}
+		sync_log(LOG_INFO, "source '%s': %s: %ld %s; retrying in %.0f s",
+		    p->src->name, what, code, msg, wait);
+		cJSON_Delete(a);
+		if (sync_sleep(wait) == -1)
+			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+			    "interrupted by signal %d", (int)sync_stop_signal);
+	}
+}
+
 /* ---- authorization ------------------------------------------------------- */
 
 static enum sync_rc
@@ -954,51 +1015,48 @@ static enum sync_rc
 load_chats(struct tg *p, struct sync_ctx *ctx, const char *list,
     struct sync_err *err)
 {
+	cJSON *req = request("loadChats"), *l = request(list), *a;
+	char what[64];
 	enum sync_rc rc;
 	int i;
 
+	if (req == NULL || l == NULL) {
+		cJSON_Delete(req);
+		cJSON_Delete(l);
+		return nomem(err);
+	}
+	cJSON_AddItemToObject(req, "chat_list", l);
+	if (cJSON_AddNumberToObject(req, "limit", 100) == NULL) {
+		cJSON_Delete(req);
+		return nomem(err);
+	}
+	snprintf(what, sizeof(what), "loadChats (%s)", list);
 	for (i = 0; i < 100000; i++) {
-		cJSON *req = request("loadChats"), *l = request(list), *a;
 		const char *msg;
 		long code;
-		double w;
 
-		if (req == NULL || l == NULL) {
-			cJSON_Delete(req);
-			cJSON_Delete(l);
-			return nomem(err);
-		}
-		cJSON_AddItemToObject(req, "chat_list", l);
-		cJSON_AddNumberToObject(req, "limit", 100);
-		if ((rc = call(p, req, ctx->source_counts, &a, err)) != SYNC_OK)
-			return rc;
+		if ((rc = call_retry(p, ctx, req, ctx->source_counts, what, &a,
+		    err)) != SYNC_OK)
+			break;
 		code = td_error(a, &msg);
-		w = flood_wait(a);
-		if (code == 404) {
+		if (code == 404) {		/* all loaded */
 			cJSON_Delete(a);
-			return SYNC_OK;
-		}
-		if (w >= 0 && !sync_http_can_wait(ctx->http, w))
-			sync_http_note_wait(ctx->http, w);
-		else if (w >= 0) {
-			cJSON_Delete(a);
-			if (sync_sleep(w) == -1)
-				return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-				    "interrupted by signal %d", (int)sync_stop_signal);
-			continue;
+			break;
 		}
 		if (code != 0) {
-			rc = sync_err_set(err, w >= 0 ? SYNC_ETEMP : SYNC_EUNAVAIL,
-			    w >= 0 ? SYNC_ERR_RATE_LIMIT : SYNC_ERR_PROTOCOL,
-			    "source '%s': loadChats (%s): %ld %s", p->src->name, list,
-			    code, msg);
+			rc = sync_err_set(err, code == 401 ? SYNC_EPERM : SYNC_EDATA,
+			    code == 401 ? SYNC_ERR_AUTH : SYNC_ERR_PROTOCOL,
+			    "source '%s': %s: %ld %s", p->src->name, what, code, msg);
 			cJSON_Delete(a);
-			return rc;
+			break;
 		}
 		cJSON_Delete(a);
 	}
-	return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL, "source '%s': "
-	    "loadChats never said that all chats are loaded", p->src->name);
+	cJSON_Delete(req);
+	if (i == 100000)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL, "source '%s': "
+		    "loadChats never said that all chats are loaded", p->src->name);
+	return rc;
 }
 
 /* ---- rows ---------------------------------------------------------------- */
@@ -1572,76 +1630,43 @@ static enum sync_rc
 history(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
     struct sync_stream *st, cJSON **ans, struct sync_err *err)
 {
-	long attempt;
+	cJSON *req = request("getChatHistory"), *a;
+	const char *msg;
+	char what[64];
 	enum sync_rc rc;
+	long code;
 
-	for (attempt = 0;; attempt++) {
-		cJSON *req = request("getChatHistory"), *a;
-		const char *msg;
-		double wait;
-		long code;
-		int flood;
-
-		if (req == NULL)
-			return nomem(err);
-		if (add_id(req, "chat_id", w->chat) == -1 ||
-		    add_id(req, "from_message_id", w->from) == -1) {
-			cJSON_Delete(req);
-			return nomem(err);
-		}
-		cJSON_AddNumberToObject(req, "offset", 0);
-		cJSON_AddNumberToObject(req, "limit",
-		    (double)sync_cfg_int(p->src, "page_size", TG_DEFAULT_PAGE));
-		cJSON_AddBoolToObject(req, "only_local", 0);
-		if (attempt > 0)
-			st->counts->retries++;
-		if ((rc = call(p, req, st->counts, &a, err)) != SYNC_OK)
-			return rc;
-		if ((code = td_error(a, &msg)) == 0) {
-			*ans = a;
-			return SYNC_OK;
-		}
-		if (code == 400 && strstr(msg, "not found") != NULL) {
-			/* Left or deleted since the list was loaded. */
-			sync_log(LOG_WARNING, "source '%s': chat %lld: %s; skipped",
-			    p->src->name, w->chat, msg);
-			cJSON_Delete(a);
-			return SYNC_OK;
-		}
-		flood = (wait = flood_wait(a)) >= 0;
-		if (!flood && code != 406 && code < 500) {
-			rc = sync_err_set(err, code == 401 ? SYNC_EPERM : SYNC_EDATA,
-			    code == 401 ? SYNC_ERR_AUTH : SYNC_ERR_PROTOCOL,
-			    "source '%s': chat %lld: getChatHistory: %ld %s",
-			    p->src->name, w->chat, code, msg);
-			cJSON_Delete(a);
-			return rc;
-		}
-		if (!flood)
-			wait = -1;
-		if (!sync_http_retry_wait(ctx->http, attempt, &wait) ||
-		    !sync_http_can_wait(ctx->http, wait)) {
-			if (flood) {
-				sync_http_note_wait(ctx->http, wait);
-				rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_RATE_LIMIT,
-				    "source '%s': chat %lld: rate limited by Telegram "
-				    "(%s): the wait of %.0f s is longer than this pass "
-				    "can afford", p->src->name, w->chat, msg, wait);
-			} else
-				rc = sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_NETWORK,
-				    "source '%s': chat %lld: getChatHistory: %ld %s "
-				    "after %ld retries", p->src->name, w->chat, code,
-				    msg, attempt);
-			cJSON_Delete(a);
-			return rc;
-		}
-		sync_log(LOG_INFO, "source '%s': chat %lld: %ld %s; retrying in "
-		    "%.0f s", p->src->name, w->chat, code, msg, wait);
-		cJSON_Delete(a);
-		if (sync_sleep(wait) == -1)
-			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-			    "interrupted by signal %d", (int)sync_stop_signal);
+	*ans = NULL;
+	if (req == NULL || add_id(req, "chat_id", w->chat) == -1 ||
+	    add_id(req, "from_message_id", w->from) == -1 ||
+	    cJSON_AddNumberToObject(req, "offset", 0) == NULL ||
+	    cJSON_AddNumberToObject(req, "limit", (double)sync_cfg_int(p->src,
+	    "page_size", TG_DEFAULT_PAGE)) == NULL ||
+	    cJSON_AddBoolToObject(req, "only_local", 0) == NULL) {
+		cJSON_Delete(req);
+		return nomem(err);
 	}
+	snprintf(what, sizeof(what), "chat %lld: getChatHistory", w->chat);
+	rc = call_retry(p, ctx, req, st->counts, what, &a, err);
+	cJSON_Delete(req);
+	if (rc != SYNC_OK)
+		return rc;
+	if ((code = td_error(a, &msg)) == 0) {
+		*ans = a;
+		return SYNC_OK;
+	}
+	if (code == 400 && strstr(msg, "not found") != NULL) {
+		/* Left or deleted since the list was loaded. */
+		sync_log(LOG_WARNING, "source '%s': chat %lld: %s; skipped",
+		    p->src->name, w->chat, msg);
+		cJSON_Delete(a);
+		return SYNC_OK;
+	}
+	rc = sync_err_set(err, code == 401 ? SYNC_EPERM : SYNC_EDATA,
+	    code == 401 ? SYNC_ERR_AUTH : SYNC_ERR_PROTOCOL, "source '%s': %s: "
+	    "%ld %s", p->src->name, what, code, msg);
+	cJSON_Delete(a);
+	return rc;
 }
 
 /* The page's cursor and checkpoint, from the walk. */
