@@ -1107,8 +1107,19 @@ def tg_contacts_from_the_address_book(ctx):
                                 "phone": "+15550004444", "username": "carol"},
        "the address book's contact")
     eq(people[str(ANN)]["display_name"], "Ann Example", "a contact also chatted with")
-    js = r.stream("chats", "tg")
-    eq(js["inserted"], 3, "the chats stream counts its chats only")
+    eq(r.stream("chats", "tg")["fetched"], 3, "the chats stream fetches chats")
+    # A contact written earlier in the pass (with a messages page) is
+    # asked for by id, and nothing else is.
+    ctx.config(sources=[tg_source(ctx, extra='streams = ["messages", "chats"];')])
+    s.add(ANN, msg(ANN, 120, ANN, NOW - 1))
+    s.write()
+    s.clear_log()
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    eq([r["user_id"] for r in s.requests("getUser")], [ANN], "getUser for Ann only")
+    eq(ctx.sql("SELECT display_name FROM contact WHERE external_id = '%d'" % CAROL),
+       "Carol Book", "Carol still there")
+    eq(ctx.sql("SELECT display_name FROM contact WHERE external_id = '%d'" % CAROL),
+       "Carol Book", "the address book's contact again")
 
 
 @test
@@ -1191,13 +1202,20 @@ def tg_messages_count_only_messages(ctx):
     check(ctx.count("contact") > 0, "contacts came along with the messages")
     check(js["inserted"] <= js["fetched"], "inserted > fetched", js)
     eq(js["inserted"], n, "messages inserted")
-    import_setup(ctx)
     d = fixture("tdesktop_export_full_result.json")
     ctx.sql("DELETE FROM message")
     r = ctx.run("full-sync", "-j", "-s", "tg", "--import", write_export(ctx, d))
     e2e.ok_pass(r)
     js = r.stream("messages", "tg")
     check(js["inserted"] <= js["fetched"], "import: inserted > fetched", js)
+    # The chats stream too: its contacts are no chats.
+    s.d["contacts"] = [user(CAROL, "Carol", "Book", "15550004444", "carol")]
+    s.write()
+    ctx.config(sources=[tg_source(ctx)])
+    r = ctx.run("incr-sync", "-j")
+    e2e.ok_pass(r)
+    js = r.stream("chats", "tg")
+    check(js["inserted"] <= js["fetched"], "chats: inserted > fetched", js)
 
 
 @test

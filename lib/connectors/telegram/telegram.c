@@ -52,7 +52,6 @@
 #define TG_IMPORT_PAGE	1000		/* export messages per transaction */
 #define TG_CLOSE_WAIT	10.0
 #define TG_CATCH_UP_EVERY 300.0	/* s: full-sync catches up inside a chat */
-#define TG_MAX_NOTED	100000		/* edits, deletions remembered per pass */
 
 static const char *const tg_streams[] = { "chats", "messages", NULL };
 
@@ -357,8 +356,13 @@ struct tg {
 	size_t		 nchats, capchats;
 	struct sync_strmap chat_index;	/* chat id -> its place in chats */
 	cJSON		*users;		/* updateUser objects not yet written */
+	/*
+	 * What TDLib tells of during a pass, kept until the walk's last page
+	 * (noted_changes) and no longer: as many as the pass brings.
+	 */
 	struct sync_strmap edited;	/* "chat:id" TDLib said changed */
 	struct sync_strmap gone;	/* "chat:id" TDLib said deleted */
+	int		 oom;		/* an update could not be kept */
 	struct sync_strmap sender_chats; /* chats written as senders */
 	struct cmap	 cur;
 	int		 started;	/* the messages stream has begun */
@@ -550,9 +554,10 @@ on_update(void *arg, const cJSON *u)
 
 		if (sync_json_id(u, "chat_id", &id) == 0 &&
 		    sync_json_id(u, "message_id", &mid) == 0 &&
-		    mid % TG_SERVER_SHIFT == 0 && p->edited.n < TG_MAX_NOTED) {
+		    mid % TG_SERVER_SHIFT == 0) {
 			snprintf(key, sizeof(key), "%lld:%lld", id, mid);
-			(void)sync_strmap_put(&p->edited, key, 1);
+			if (sync_strmap_put(&p->edited, key, 1) == -1)
+				p->oom = 1;
 		}
 	} else if (strcmp(t, "updateDeleteMessages") == 0) {
 		/* Only real deletions, not messages dropped from TDLib's cache. */
@@ -563,16 +568,25 @@ on_update(void *arg, const cJSON *u)
 		cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(u, "message_ids")) {
 			char key[48];
 
-			if (!cJSON_IsNumber(x) || p->gone.n >= TG_MAX_NOTED)
+			if (!cJSON_IsNumber(x))
 				continue;
 			snprintf(key, sizeof(key), "%lld:%.0f", id, x->valuedouble);
-			(void)sync_strmap_put(&p->gone, key, 1);
+			if (sync_strmap_put(&p->gone, key, 1) == -1)
+				p->oom = 1;
 		}
 	} else if (strcmp(t, "updateUser") == 0) {
+		cJSON *d;
+
 		x = cJSON_GetObjectItemCaseSensitive(u, "user");
-		if (x != NULL && (p->users != NULL ||
-		    (p->users = cJSON_CreateArray()) != NULL))
-			cJSON_AddItemToArray(p->users, cJSON_Duplicate(x, 1));
+		if (x == NULL)
+			return;
+		if ((p->users == NULL && (p->users = cJSON_CreateArray()) == NULL) ||
+		    (d = cJSON_Duplicate(x, 1)) == NULL)
+			p->oom = 1;
+		else if (!cJSON_AddItemToArray(p->users, d)) {
+			cJSON_Delete(d);
+			p->oom = 1;
+		}
 	}
 }
 
@@ -1475,11 +1489,87 @@ tg_begin(struct sync_ctx *ctx, struct sync_err *err)
 	return SYNC_OK;
 }
 
-/* The chats stream: every chat and every user, in one page. */
+/*
+ * The address book (getContacts), so that contacts never chatted with
+ * are stored too: TDLib names its users by id, having told of each one
+ * (updateUser) first, so they are in p->users unless written earlier in
+ * the pass; those are asked for again (getUser) into b.
+ */
 static enum sync_rc
-fetch_chats(struct tg *p, struct sync_stream *st, struct sync_page *pg,
-    struct sync_err *err)
+address_book(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
+    struct sync_batch *b, struct sync_err *err)
 {
+	struct sync_strmap told = { NULL, NULL, 0, 0 };
+	cJSON *req = request("getContacts"), *a = NULL, *u;
+	const cJSON *x;
+	const char *msg;
+	char key[32];
+	enum sync_rc rc;
+	long long id, v;
+	long code;
+
+	if (req == NULL)
+		return nomem(err);
+	rc = call_retry(p, ctx, req, st->counts, "getContacts", &a, err);
+	cJSON_Delete(req);
+	if (rc != SYNC_OK)
+		return rc;
+	if ((code = td_error(a, &msg)) != 0) {
+		rc = sync_err_set(err, code == 401 ? SYNC_EPERM : SYNC_EDATA,
+		    code == 401 ? SYNC_ERR_AUTH : SYNC_ERR_PROTOCOL, "source '%s': "
+		    "getContacts: %ld %s", p->src->name, code, msg);
+		goto out;
+	}
+	cJSON_ArrayForEach(x, p->users)
+		if (sync_json_id(x, "id", &id) == 0) {
+			snprintf(key, sizeof(key), "%lld", id);
+			if (sync_strmap_put(&told, key, 1) == -1) {
+				rc = nomem(err);
+				goto out;
+			}
+		}
+	cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(a, "user_ids")) {
+		/* int53: a JSON number. */
+		if (!cJSON_IsNumber(x) || x->valuedouble <= 0 ||
+		    x->valuedouble > 9007199254740992.0)
+			continue;
+		id = (long long)x->valuedouble;
+		snprintf(key, sizeof(key), "%lld", id);
+		if (sync_strmap_get(&told, key, &v))
+			continue;
+		if ((req = request("getUser")) == NULL ||
+		    add_id(req, "user_id", id) == -1) {
+			cJSON_Delete(req);
+			rc = nomem(err);
+			goto out;
+		}
+		rc = call_retry(p, ctx, req, st->counts, "getUser", &u, err);
+		cJSON_Delete(req);
+		if (rc != SYNC_OK)
+			goto out;
+		/* One gone since (deleted account): nothing to write. */
+		if (td_error(u, &msg) == 0 && add_user(b, u) == -1) {
+			cJSON_Delete(u);
+			rc = nomem(err);
+			goto out;
+		}
+		cJSON_Delete(u);
+	}
+out:
+	sync_strmap_clear(&told);
+	cJSON_Delete(a);
+	return rc;
+}
+
+/*
+ * The chats stream: every chat in one page, with every user TDLib told
+ * of and the address book as contact rows.
+ */
+static enum sync_rc
+fetch_chats(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
+    struct sync_page *pg, struct sync_err *err)
+{
+	enum sync_rc rc;
 	size_t i;
 
 	sync_batch_init(&pg->batch, SYNC_ENT_CONVERSATION);
@@ -1493,7 +1583,8 @@ fetch_chats(struct tg *p, struct sync_stream *st, struct sync_page *pg,
 		if (add_chat(&pg->batch, &p->chats[i]) == -1)
 			return nomem(err);
 	}
-	(void)st;
+	if ((rc = address_book(ctx, p, st, &pg->side[0], err)) != SYNC_OK)
+		return rc;
 	return flush_users(p, &pg->side[0]) == -1 ? nomem(err) : SYNC_OK;
 }
 
@@ -1717,6 +1808,10 @@ noted_changes(struct tg *p, struct sync_stream *st, struct sync_page *pg,
 	enum sync_rc rc;
 	size_t i;
 
+	if (p->edited.n > 0 || p->gone.n > 0)
+		sync_log(LOG_INFO, "source '%s': TDLib told of %zu edited and %zu "
+		    "deleted messages during this pass", p->src->name,
+		    p->edited.n, p->gone.n);
 	for (i = 0; i < p->edited.cap; i++) {
 		cJSON *req, *a;
 		const char *msg;
@@ -2003,12 +2098,18 @@ tg_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pg,
 	enum sync_rc rc;
 
 	if (strcmp(st->name, "chats") == 0)
-		return fetch_chats(p, st, pg, err);
-	if (!p->started && (rc = walk_start(p, st, err)) != SYNC_OK)
+		rc = fetch_chats(ctx, p, st, pg, err);
+	else if (!p->started && (rc = walk_start(p, st, err)) != SYNC_OK)
 		return rc;
-	if (p->x != NULL)
-		return fetch_import(p, ctx->opts->import, pg, err);
-	return fetch_history(ctx, p, st, pg, err);
+	else if (p->x != NULL)
+		rc = fetch_import(p, ctx->opts->import, pg, err);
+	else
+		rc = fetch_history(ctx, p, st, pg, err);
+	/* An update TDLib told of and that could not be kept is not lost quietly. */
+	if (rc == SYNC_OK && p->oom)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of "
+		    "memory keeping TDLib's updates");
+	return rc;
 }
 
 static enum sync_rc
