@@ -352,6 +352,7 @@ struct tg {
 	const cJSON	*code_info;	/* of WaitCode (in last_auth) */
 	cJSON		*last_auth;
 	long long	 self;
+	long long	 session_me;	/* import: the session's account, 0: none */
 	struct tg_chat	*chats;
 	size_t		 nchats, capchats;
 	struct sync_strmap chat_index;	/* chat id -> its place in chats */
@@ -1458,6 +1459,50 @@ tg_end(struct sync_ctx *ctx)
 	ctx->priv = NULL;
 }
 
+/*
+ * An import needs no TDLib, but a signed-in session knows whose account
+ * this is, which a one-chat export does not say: when tdlib_dir exists,
+ * the session is asked (getMe, never prompting) and let go at once.  No
+ * library, no session or one in use leave it to the stored `me`.
+ */
+static enum sync_rc
+session_me(struct tg *p, struct sync_ctx *ctx, struct sync_err *err)
+{
+	const char *dir = sync_cfg_str(p->src, "tdlib_dir");
+	char skip[160] = "";
+	struct sync_err e;
+	struct stat sb;
+	cJSON *me = NULL;
+	enum sync_rc rc;
+
+	if (dir == NULL || stat(dir, &sb) == -1 || !S_ISDIR(sb.st_mode))
+		return SYNC_OK;
+	memset(&e, 0, sizeof(e));
+	if ((rc = tg_open(p, ctx->cfg, ctx->opts->verbose, NULL, NULL, skip,
+	    sizeof(skip), &e)) == SYNC_OK && skip[0] == '\0')
+		rc = get_me(p, ctx->source_counts, &me, &e);
+	if (rc == SYNC_OK && skip[0] == '\0') {
+		p->session_me = p->self;
+		sync_log(LOG_INFO, "source '%s': the Telegram session is user %lld's",
+		    p->src->name, p->session_me);
+	} else
+		sync_log(LOG_INFO, "source '%s': whose account this is comes from "
+		    "the stored cursors, not the Telegram session: %s",
+		    p->src->name, skip[0] != '\0' ? skip : e.msg);
+	cJSON_Delete(me);
+	sync_td_free(p->td, TG_CLOSE_WAIT);
+	p->td = NULL;
+	if (p->lockfd >= 0)
+		close(p->lockfd);
+	p->lockfd = -1;
+	p->self = 0;
+	cJSON_Delete(p->users);		/* an import writes no TDLib users */
+	p->users = NULL;
+	if (rc == SYNC_ENOMEM || p->oom)
+		return nomem(err);
+	return SYNC_OK;
+}
+
 static enum sync_rc
 tg_begin(struct sync_ctx *ctx, struct sync_err *err)
 {
@@ -1475,7 +1520,7 @@ tg_begin(struct sync_ctx *ctx, struct sync_err *err)
 		/* An export needs neither TDLib nor its session. */
 		if ((p->x = sync_tgx_open(ctx->opts->import, err)) == NULL)
 			return err->rc;
-		return SYNC_OK;
+		return session_me(p, ctx, err);
 	}
 	if ((rc = tg_open(p, ctx->cfg, ctx->opts->verbose, NULL, NULL, ctx->skip,
 	    sizeof(ctx->skip), err)) != SYNC_OK || ctx->skip[0] != '\0')
@@ -1623,8 +1668,17 @@ walk_start(struct tg *p, struct sync_stream *st, struct sync_err *err)
 			    "(message ids are per account); give another account "
 			    "its own source name", p->src->name, p->self, p->cur.me);
 		p->cur.me = p->self;
+	} else if (p->session_me != 0) {
+		/* A one-chat export does not say whose it is: the session does. */
+		if (p->cur.me != 0 && p->cur.me != p->session_me)
+			return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+			    "source '%s': the Telegram session is signed in as user "
+			    "%lld, but this source's cursors belong to user %lld "
+			    "(message ids are per account)", p->src->name,
+			    p->session_me, p->cur.me);
+		p->self = p->cur.me = p->session_me;
 	} else
-		p->self = p->cur.me;	/* a one-chat export does not say */
+		p->self = p->cur.me;	/* ... nor, without one, the cursors */
 	if ((p->order = calloc(p->nchats + 1, sizeof(*p->order))) == NULL)
 		return nomem(err);
 	for (i = 0; i < p->nchats; i++)
