@@ -4,8 +4,9 @@
  * (tgexport.c).  See ../shared/reference/smseagle-telegram.md §B.
  *
  *   chats     every chat of the main and archive lists (TDLib's loadChats
- *             until its 404) as a conversation, and every user TDLib
- *             tells of (updateUser) as a contact.
+ *             until its 404) as a conversation, and as contacts every
+ *             user TDLib tells of (updateUser) and the address book
+ *             (getContacts), side rows of the page.
  *   messages  per chat, getChatHistory newest first: incr-sync down to the
  *             chat's cursor, full-sync down to the beginning.
  *
