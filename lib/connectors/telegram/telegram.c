@@ -1856,8 +1856,8 @@ noted_key(const struct tg *p, const char *key, long long *chat, long long *id)
  * full-sync catches every edit.
  */
 static enum sync_rc
-noted_changes(struct tg *p, struct sync_stream *st, struct sync_page *pg,
-    struct sync_err *err)
+noted_changes(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
+    struct sync_page *pg, struct sync_err *err)
 {
 	long long chat, id, v;
 	enum sync_rc rc;
@@ -1882,8 +1882,11 @@ noted_changes(struct tg *p, struct sync_stream *st, struct sync_page *pg,
 			cJSON_Delete(req);
 			return nomem(err);
 		}
-		if ((rc = call(p, req, st->counts, &a, err)) != SYNC_OK)
+		rc = call_retry(p, ctx, req, st->counts, "getMessage", &a, err);
+		cJSON_Delete(req);
+		if (rc != SYNC_OK)
 			return rc;
+		/* Gone since (not found): its deletion is told of, or was. */
 		if (td_error(a, &msg) == 0) {
 			pg->fetched++;
 			if (add_message(&pg->batch, chat, a) == -1) {
@@ -2066,7 +2069,7 @@ fetch_history(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
 	if (r == 0) {
 		pg->done = 1;
 		w->chat = p->norder > 0 ? p->order[p->norder - 1] : 0;
-		if ((rc = noted_changes(p, st, pg, err)) != SYNC_OK)
+		if ((rc = noted_changes(ctx, p, st, pg, err)) != SYNC_OK)
 			return rc;
 		return page_position(p, st, pg, err);
 	}
