@@ -74,8 +74,16 @@ long		sync_json_sanitize(struct sync_buf *);
 
 /* ---- err.c: errors and secret redaction -------------------------------- */
 
-/* Registers a secret so that every error and log line masks it. */
-void		sync_secret_add(const char *);
+/* The shortest secret masked (config.c refuses shorter tokens). */
+#define SYNC_SECRET_MIN	8
+
+/*
+ * Registers a secret so that every error and log line masks it, also
+ * JSON-escaped or URL-encoded; 0, or -1 on ENOMEM.  Thread-safe, but a
+ * secret is best registered before the pass's threads start (see the
+ * connector's `secrets` operation).
+ */
+int		sync_secret_add(const char *);
 /* Masks every registered secret in s (in place). */
 void		sync_redact(char *);
 void		sync_secrets_clear(void);
