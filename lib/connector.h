@@ -575,6 +575,15 @@ struct sync_connector {
 	enum sync_rc	(*login)(const struct sync_config *,
 			    const struct sync_source_cfg *, sync_prompt_fn ask,
 			    void *arg, struct sync_err *);
+
+	/*
+	 * MAY: registers with sync_secret_add() the secrets a source derives
+	 * from its configuration (an HMAC proof of its token, say), so that
+	 * they are masked like the token.  Called once per source at load
+	 * time, after check(), before any thread starts.  A failure (ENOMEM)
+	 * fails the load.
+	 */
+	enum sync_rc	(*secrets)(const struct sync_source_cfg *, struct sync_err *);
 };
 
 #define SYNC_CONN_NO_URL	0x1	/* not an HTTP API: `url` optional, unused */
