@@ -101,7 +101,7 @@ pass_main(enum sync_cmd cmd, int argc, char **argv)
 		return finish(code);
 	}
 	if (sync_pass_run(cfg, &o, &res, &err) != SYNC_OK) {
-		sync_log(LOG_ERR, "%s", err.msg);
+		sync_log_failure("%s", err.msg);	/* on stderr too (SPEC §2) */
 		sync_config_free(cfg);
 		return sync_rc_exit_code(err.rc);
 	}

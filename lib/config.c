@@ -3,6 +3,9 @@
  * that a pass never starts on a bad one.  The only user of libconfig.
  */
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include <ctype.h>
 #include <stddef.h>
@@ -285,13 +288,32 @@ load_log(struct loader *l, const config_setting_t *g, struct sync_config *c)
 	return SYNC_OK;
 }
 
-/* Reads a token file: the first line, without trailing white space. */
+/*
+ * Refuses a file holding a secret (st is its status) that group or others
+ * may read, naming the file and the chmod that fixes it (SPEC §4).
+ */
 static enum sync_rc
-read_token_file(struct loader *l, const config_setting_t *s, const char *file,
-    char **out)
+check_private(struct loader *l, const config_setting_t *s, const char *src,
+    const char *what, const char *file, const struct stat *st)
+{
+	if ((st->st_mode & (S_IRWXG | S_IRWXO)) == 0)
+		return SYNC_OK;
+	return cerr(l, s, "source '%s': %s '%s' is readable by group or others "
+	    "(mode %04o): chmod 600 %s", src, what, file,
+	    (unsigned)(st->st_mode & 07777), file);
+}
+
+/*
+ * Reads a secret file (token_file, app_secret_file, api_hash_file): the
+ * first line, without trailing white space.  The file must be private.
+ */
+static enum sync_rc
+read_token_file(struct loader *l, const config_setting_t *s, const char *src,
+    const char *file, char **out)
 {
 	char buf[8193], path[4096];
 	const char *slash;
+	struct stat st;
 	ssize_t n;
 	size_t len;
 	int fd;
@@ -304,6 +326,14 @@ read_token_file(struct loader *l, const config_setting_t *s, const char *file,
 	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) == -1)
 		return cerr(l, s, "cannot read %s '%s': %s",
 		    config_setting_name(s), file, strerror(errno));
+	if (fstat(fd, &st) == -1 || check_private(l, s, src,
+	    config_setting_name(s), file, &st) != SYNC_OK) {
+		close(fd);
+		if (l->err->rc == SYNC_OK)
+			return cerr(l, s, "cannot read %s '%s': %s",
+			    config_setting_name(s), file, strerror(errno));
+		return l->err->rc;
+	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0)
@@ -316,7 +346,9 @@ read_token_file(struct loader *l, const config_setting_t *s, const char *file,
 	buf[len] = '\0';
 	if (len == 0)
 		return cerr(l, s, "%s '%s' is empty", config_setting_name(s), file);
-	if ((*out = strdup(buf)) == NULL)
+	*out = strdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	if (*out == NULL)
 		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
 	return SYNC_OK;
 }
@@ -346,7 +378,8 @@ load_value(struct loader *l, config_setting_t *s, struct sync_value *v,
 		if (get_str(l, s, &name) != SYNC_OK)
 			return l->err->rc;
 		if (d->type == SYNC_KEY_SECRET_FILE) {
-			enum sync_rc rc = read_token_file(l, s, name, &v->s);
+			enum sync_rc rc = read_token_file(l, s, src->name, name,
+			    &v->s);
 
 			free(name);
 			if (rc != SYNC_OK)
@@ -363,7 +396,13 @@ load_value(struct loader *l, config_setting_t *s, struct sync_value *v,
 				return sync_err_set(l->err, SYNC_ENOMEM,
 				    SYNC_ERR_CONFIG, "out of memory");
 		}
-		sync_secret_add(v->s);
+		if (strlen(v->s) < SYNC_SECRET_MIN)
+			return cerr(l, s, "source '%s': '%s' is too short (%zu "
+			    "characters; at least %d)", src->name, d->name,
+			    strlen(v->s), SYNC_SECRET_MIN);
+		if (sync_secret_add(v->s) == -1)
+			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
+			    "out of memory");
 		return SYNC_OK;
 	}
 	case SYNC_KEY_BOOL: {
@@ -569,17 +608,26 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 		return cerr(l, ntok > 1 ? tok : g, "source '%s' needs exactly one "
 		    "of 'token', 'token_file', 'token_env'", src->name);
 	if (strcmp(tokkey, "token") == 0) {
-		if (l->st.st_mode & (S_IRWXG | S_IRWXO))
+		/* The file that holds it: this one, or one it includes. */
+		const char *f = config_setting_source_file(tok);
+		struct stat st = l->st;
+
+		if (f == NULL)
+			f = l->path;
+		else if (stat(f, &st) == -1)
+			return cerr(l, tok, "source '%s': cannot check '%s': %s",
+			    src->name, f, strerror(errno));
+		if (st.st_mode & (S_IRWXG | S_IRWXO))
 			return cerr(l, tok, "source '%s': inline 'token' refused "
-			    "because '%s' is readable by group or others (chmod "
-			    "600 it, or use token_file or token_env)", src->name,
-			    l->path);
+			    "because '%s' is readable by group or others (mode "
+			    "%04o): chmod 600 %s, or use token_file or token_env",
+			    src->name, f, (unsigned)(st.st_mode & 07777), f);
 		if ((src->token = strdup(config_setting_get_string(tok))) == NULL)
 			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
 			    "out of memory");
 	} else if (strcmp(tokkey, "token_file") == 0) {
-		if (read_token_file(l, tok, config_setting_get_string(tok),
-		    &src->token) != SYNC_OK)
+		if (read_token_file(l, tok, src->name,
+		    config_setting_get_string(tok), &src->token) != SYNC_OK)
 			return l->err->rc;
 	} else {
 		const char *env = config_setting_get_string(tok);
@@ -596,9 +644,14 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 		if ((unsigned char)src->token[j] < 0x20 || src->token[j] == 0x7f)
 			return cerr(l, tok, "source '%s': the token contains "
 			    "control characters", src->name);
-	if (strlen(src->token) < 3)
-		return cerr(l, tok, "source '%s': the token is too short", src->name);
-	sync_secret_add(src->token);
+	/* Shorter ones are not masked (err.c); an upstream would refuse them. */
+	if (strlen(src->token) < SYNC_SECRET_MIN)
+		return cerr(l, tok, "source '%s': the token is too short (%zu "
+		    "characters; at least %d)", src->name, strlen(src->token),
+		    SYNC_SECRET_MIN);
+	if (sync_secret_add(src->token) == -1)
+		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
+		    "out of memory");
 checked:
 	if (src->conn->check != NULL) {
 		struct sync_err e;
@@ -606,6 +659,15 @@ checked:
 		sync_err_clear(&e);
 		if (src->conn->check(src, &e) != SYNC_OK)
 			return cerr(l, g, "%s", e.msg);
+	}
+	/* Derived secrets, registered before any thread of a pass starts. */
+	if (src->conn->secrets != NULL) {
+		struct sync_err e;
+
+		sync_err_clear(&e);
+		if (src->conn->secrets(src, &e) != SYNC_OK)
+			return sync_err_set(l->err, e.rc, SYNC_ERR_CONFIG, "%s",
+			    e.msg);
 	}
 	return SYNC_OK;
 }
@@ -672,6 +734,10 @@ sync_config_load(const struct sync_opts *o, struct sync_config **out,
 	enum sync_rc rc = SYNC_OK;
 
 	*out = NULL;
+#ifdef __linux__
+	/* Before any secret is read: no core dump, no ptrace by others. */
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#endif
 	path = o->config_path;
 	if (path == NULL && (path = getenv("MSGSYNC_CONFIG")) != NULL && *path == '\0')
 		path = NULL;

@@ -74,8 +74,16 @@ long		sync_json_sanitize(struct sync_buf *);
 
 /* ---- err.c: errors and secret redaction -------------------------------- */
 
-/* Registers a secret so that every error and log line masks it. */
-void		sync_secret_add(const char *);
+/* The shortest secret masked (config.c refuses shorter tokens). */
+#define SYNC_SECRET_MIN	8
+
+/*
+ * Registers a secret so that every error and log line masks it, also
+ * JSON-escaped or URL-encoded; 0, or -1 on ENOMEM.  Thread-safe, but a
+ * secret is best registered before the pass's threads start (see the
+ * connector's `secrets` operation).
+ */
+int		sync_secret_add(const char *);
 /* Masks every registered secret in s (in place). */
 void		sync_redact(char *);
 void		sync_secrets_clear(void);
@@ -567,6 +575,15 @@ struct sync_connector {
 	enum sync_rc	(*login)(const struct sync_config *,
 			    const struct sync_source_cfg *, sync_prompt_fn ask,
 			    void *arg, struct sync_err *);
+
+	/*
+	 * MAY: registers with sync_secret_add() the secrets a source derives
+	 * from its configuration (an HMAC proof of its token, say), so that
+	 * they are masked like the token.  Called once per source at load
+	 * time, after check(), before any thread starts.  A failure (ENOMEM)
+	 * fails the load.
+	 */
+	enum sync_rc	(*secrets)(const struct sync_source_cfg *, struct sync_err *);
 };
 
 #define SYNC_CONN_NO_URL	0x1	/* not an HTTP API: `url` optional, unused */

@@ -637,8 +637,12 @@ out:
 
 		/* Some messages name their source already. */
 		snprintf(who, sizeof(who), "source '%s': ", src->name);
-		sync_log(r->err.rc == SYNC_EINTR ? LOG_NOTICE : LOG_ERR, "%s%s",
-		    strncmp(r->err.msg, who, strlen(who)) == 0 ? "" : who, r->err.msg);
+		if (r->err.rc == SYNC_EINTR)
+			sync_log(LOG_NOTICE, "%s%s", strncmp(r->err.msg, who,
+			    strlen(who)) == 0 ? "" : who, r->err.msg);
+		else		/* the summary line cron mails (SPEC §2) */
+			sync_log_failure("%s%s", strncmp(r->err.msg, who,
+			    strlen(who)) == 0 ? "" : who, r->err.msg);
 	}
 }
 
@@ -674,21 +678,27 @@ static void
 run_jobs(struct job *jobs, size_t n, long width)
 {
 	struct pool p;
-	pthread_t tids[64];
-	size_t i, nt = 0;
+	pthread_t *tids = NULL;
+	size_t i, nt = 0, want;
 
 	p.jobs = jobs;
 	p.n = n;
 	p.next = 0;
 	pthread_mutex_init(&p.mu, NULL);
-	if (width > 64)
-		width = 64;
-	for (i = 1; i < (size_t)width && i < n; i++)
+	/* This thread works too: up to width - 1 more, one per source. */
+	want = width > 1 ? (size_t)width - 1 : 0;
+	if (n > 0 && want > n - 1)
+		want = n - 1;
+	if (want > 0 && (tids = calloc(want, sizeof(*tids))) == NULL)
+		sync_log(LOG_WARNING, "out of memory: running the sources one "
+		    "at a time");
+	for (i = 0; tids != NULL && i < want; i++)
 		if (pthread_create(&tids[nt], NULL, pool_worker, &p) == 0)
 			nt++;
-	pool_worker(&p);		/* this thread works too */
+	pool_worker(&p);
 	for (i = 0; i < nt; i++)
 		pthread_join(tids[i], NULL);
+	free(tids);
 	pthread_mutex_destroy(&p.mu);
 }
 
@@ -750,7 +760,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	const struct sync_source_cfg **sel;
 	struct job *jobs;
 	double t0 = sync_now_mono(), maxrt;
-	size_t i, n, nok = 0, nfail = 0, nskip = 0, npart = 0;
+	size_t i, n, nok = 0, nfail = 0, nskip = 0, npart = 0, nintr = 0;
 	enum sync_rc rc;
 
 	memset(res, 0, sizeof(*res));
@@ -799,6 +809,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 		case SYNC_ST_OK:	nok++; break;
 		case SYNC_ST_SKIPPED:	nskip++; break;
 		case SYNC_ST_PARTIAL:	npart++; break;
+		case SYNC_ST_INTERRUPTED: nintr++; break;
 		default:		nfail++; break;
 		}
 	}
@@ -806,10 +817,11 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	sync_http_global(0);
 	free(sel);
 	res->signo = (int)sync_stop_signal;
-	if (res->signo != 0)
+	/* SPEC §5: any failure makes the pass failed, whatever else ran. */
+	if (nfail > 0)
+		res->status = SYNC_ST_FAILED;
+	else if (res->signo != 0 || nintr > 0)
 		res->status = SYNC_ST_INTERRUPTED;
-	else if (nfail > 0)
-		res->status = nok + npart + nskip > 0 ? SYNC_ST_PARTIAL : SYNC_ST_FAILED;
 	else if (npart > 0)
 		res->status = SYNC_ST_PARTIAL;
 	else if (nok == 0 && nskip > 0)

@@ -322,16 +322,24 @@ enum sync_rc
 sync_http_status_error(const struct sync_http_resp *r, const char *safe,
     struct sync_err *err)
 {
-	char snip[161];
+	char snip[161], win[2048];
 	size_t i, n = 0;
 
-	/* A short, printable excerpt of the body helps the operator. */
+	/*
+	 * A short, printable excerpt of the body helps the operator.  It is
+	 * redacted before it is cut, so that a secret the upstream echoes
+	 * across the cut is masked whole.
+	 */
 	if (r->body.data != NULL)
-		for (i = 0; i < r->body.len && n < sizeof(snip) - 1; i++) {
+		for (i = 0; i < r->body.len && n < sizeof(win) - 1; i++) {
 			unsigned char c = (unsigned char)r->body.data[i];
 
-			snip[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : ' ';
+			win[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : ' ';
 		}
+	win[n] = '\0';
+	sync_redact(win);
+	n = strlen(win) < sizeof(snip) - 1 ? strlen(win) : sizeof(snip) - 1;
+	memcpy(snip, win, n);
 	snip[n] = '\0';
 	if (r->status == 401 || r->status == 403)
 		return sync_err_set(err, SYNC_EPERM, SYNC_ERR_AUTH,

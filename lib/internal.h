@@ -5,6 +5,7 @@
 #define SYNC_INTERNAL_H
 
 #include <signal.h>
+#include <stdarg.h>
 #include <syslog.h>
 
 #include "connector.h"
@@ -39,6 +40,15 @@ struct sync_config {
 	struct sync_source_cfg *sources;
 	size_t		 nsources;
 };
+
+/* ---- err.c ------------------------------------------------------------ */
+
+/*
+ * Formats into out (size bytes) with every secret masked before the text
+ * is cut to size, so that a secret across the cut is masked whole.
+ */
+void		sync_vformat_redacted(char *out, size_t size, const char *fmt,
+		    va_list);
 
 /* ---- log.c ------------------------------------------------------------ */
 

@@ -62,24 +62,14 @@ pri_name(int pri)
 	}
 }
 
-void
-sync_log(int pri, const char *fmt, ...)
+/* Writes msg (redacted) to stderr, as text or as a JSON object. */
+static void
+to_stderr(int pri, const char *msg)
 {
-	char msg[2048], ts[32];
-	va_list ap;
+	char ts[32];
 	cJSON *o;
 	char *s;
 
-	if (pri > level)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	sync_redact(msg);
-	if (use_syslog) {
-		syslog(pri, "%s", msg);
-		return;
-	}
 	if (!use_json) {
 		fprintf(stderr, "%s: %s\n", prog, msg);
 		return;
@@ -96,4 +86,35 @@ sync_log(int pri, const char *fmt, ...)
 		cJSON_free(s);
 	}
 	cJSON_Delete(o);
+}
+
+void
+sync_log(int pri, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	if (pri > level)
+		return;
+	va_start(ap, fmt);
+	sync_vformat_redacted(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (use_syslog)
+		syslog(pri, "%s", msg);
+	else
+		to_stderr(pri, msg);
+}
+
+void
+sync_log_failure(const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	sync_vformat_redacted(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (use_syslog)
+		syslog(LOG_ERR, "%s", msg);
+	to_stderr(LOG_ERR, msg);
 }

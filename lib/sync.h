@@ -220,5 +220,11 @@ enum sync_rc	sync_login_run(const struct sync_config *, const struct sync_opts *
 
 /* Logging: one function, syslog priorities (LOG_ERR ... LOG_DEBUG). */
 void		sync_log(int, const char *, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * A failure's summary line (LOG_ERR): also written on stderr when logs go
+ * to syslog, so that cron mails every failure, even under -q (SPEC §2).
+ */
+void		sync_log_failure(const char *, ...)
+		    __attribute__((format(printf, 1, 2)));
 
 #endif /* SYNC_H */

@@ -120,6 +120,31 @@ make_proof(const char *secret, const char *token)
 	return hex;
 }
 
+/*
+ * The proof is a secret of its own (it authenticates requests): registered
+ * at load time, before the pass's threads start, so that fb_begin() in a
+ * worker only computes the same value again.
+ */
+static enum sync_rc
+fb_secrets(const struct sync_source_cfg *src, struct sync_err *err)
+{
+	const char *secret = sync_cfg_str(src, "app_secret_file");
+	char *proof;
+	int r;
+
+	if (secret == NULL)
+		secret = sync_cfg_str(src, "app_secret_env");
+	if (secret == NULL || src->token == NULL)
+		return SYNC_OK;
+	if ((proof = make_proof(secret, src->token)) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	r = sync_secret_add(proof);
+	free(proof);
+	if (r == -1)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	return SYNC_OK;
+}
+
 /* Rate-limit codes (reference §A.6): the answer is HTTP 400 all the same. */
 static int
 rate_code(long long code)
@@ -287,9 +312,9 @@ fb_begin(struct sync_ctx *ctx, struct sync_err *err)
 		goto nomem;
 	p->base = b.data;
 	if (secret != NULL) {
+		/* Registered as a secret at load time (fb_secrets). */
 		if ((p->proof = make_proof(secret, ctx->src->token)) == NULL)
 			goto nomem;
-		sync_secret_add(p->proof);
 	}
 	sync_http_set_classify(ctx->http, fb_classify);
 	if ((p->self = strdup(sync_cfg_str(ctx->src, "page_id"))) == NULL)
@@ -784,6 +809,7 @@ const struct sync_connector sync_facebook_connector = {
 	.fetch = fb_fetch,
 	.cursor_max = sync_mark_max,
 	.end = fb_end,
+	.secrets = fb_secrets,
 	.no_poll_reason = "source type 'facebook' reports delivery in its "
 	    "messages; there is nothing to poll",
 };

@@ -1939,10 +1939,65 @@ def two_sources(ctx):
     check(r.rc in (1, 77), "exit with one source failing on auth: %s" % r.rc, r.desc())
     st = {s["name"]: s["status"] for s in r.json["sources"]}
     eq(st, {"wa": "ok", "wb": "ok", "wc": "failed"}, "source statuses")
-    # Top-level status of a mixed pass: not fixed by the SPEC ("failed" or "partial").
-    check(r.json.get("status") in ("failed", "partial"), "top-level status %r"
-          % r.json.get("status"))
+    # SPEC §5: one failed source makes the pass "failed", whatever else ran.
+    eq(r.json.get("status"), "failed", "top-level status of a mixed pass")
     assert_exact(ctx, source="wa", integration="int-a")
+
+
+def _down_source(ctx, name="down"):
+    """A seqapi source whose upstream refuses connections."""
+    tf = ctx.token_file("e2e-token-" + name, name + ".token")
+    return ('  { name = "%s"; type = "seqapi"; url = "http://127.0.0.1:1"; '
+            'integration_id = "int-1"; token_file = "%s"; }' % (name, tf))
+
+
+@test
+def quiet_syslog_failure(ctx):
+    # SPEC §2: a failed pass prints one line per failed source on stderr,
+    # even with -q and with the logs going to syslog.
+    ctx.setup(conversations=2, messages=20, contacts=2)
+    ctx.config(sources=[ctx.source_cfg(page_size=PS), _down_source(ctx)],
+               log={"target": "syslog"}, http={"retries": 1})
+    r = ctx.run("incr-sync", "-q")
+    r.expect_rc(1)
+    eq(r.out, "", "stdout under -q")
+    lines = [x for x in r.err.splitlines() if x.strip()]
+    eq(len(lines), 1, "stderr lines under -q with syslog (%r)" % lines)
+    check("'down'" in lines[0] and "'wa'" not in lines[0],
+          "the line does not name the failed source alone", lines[0])
+    # The same with --json: the result on stdout, the line on stderr.
+    r = ctx.run("incr-sync", "-q", "-j")
+    r.expect_rc(1)
+    eq(r.json.get("status"), "failed", "top-level status")
+    eq(len([x for x in r.err.splitlines() if x.strip()]), 1, "stderr lines with -j")
+    # Every selected source failing: one line each.
+    ctx.config(sources=[_down_source(ctx, "down"), _down_source(ctx, "gone")],
+               log={"target": "syslog"}, http={"retries": 1})
+    r = ctx.run("incr-sync", "-q")
+    r.expect_rc(69)
+    lines = sorted(x for x in r.err.splitlines() if x.strip())
+    eq(len(lines), 2, "stderr lines, two failed sources (%r)" % lines)
+    check("'down'" in lines[0] and "'gone'" in lines[1], "lines name their sources", lines)
+    # Success under -q and syslog: nothing at all.
+    ctx.config(sources=[ctx.source_cfg(page_size=PS)], log={"target": "syslog"})
+    r = ctx.run("incr-sync", "-q")
+    r.expect_rc(0)
+    eq((r.out, r.err), ("", ""), "output of a quiet successful pass")
+
+
+@test
+def jobs_above_64(ctx):
+    # sync.jobs accepts up to 256; the engine runs with what it was given.
+    ctx.setup(conversations=3, messages=40, contacts=3, integrations=["int-a", "int-b"])
+    ctx.config(sources=[ctx.source_cfg(name="wa", integration="int-a", page_size=PS),
+                        ctx.source_cfg(name="wb", integration="int-b", page_size=PS)],
+               sync={"jobs": 100})
+    ok_pass(ctx.run("full-sync", "-j"))
+    assert_exact(ctx, source="wa", integration="int-a")
+    assert_exact(ctx, source="wb", integration="int-b")
+    ctx.config(sources=[ctx.source_cfg(name="wa", integration="int-a", page_size=PS)],
+               sync={"jobs": 257})
+    ctx.run("incr-sync").expect_rc(78)
 
 
 @test

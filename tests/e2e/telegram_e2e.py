@@ -1062,7 +1062,7 @@ def tg_incr_resumes_below_a_gap(ctx):
 def tg_login_and_import_need_the_right_source(ctx):
     tg_setup(ctx)
     wa = ('  { name = "wa"; type = "seqapi"; url = "http://127.0.0.1:9";'
-          ' integration_id = "i"; token_file = "%s"; }' % ctx.token_file("tok-123", "wa"))
+          ' integration_id = "i"; token_file = "%s"; }' % ctx.token_file("tok-12345", "wa"))
     ctx.config(sources=[tg_source(ctx), wa])
     r = ctx.run("full-sync", "-s", "wa", "--login")
     r.expect_rc(64)

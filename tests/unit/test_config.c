@@ -1,8 +1,14 @@
 /* test_config -- loading and validating configuration (lib/config.c). */
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include <stdlib.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "internal.h"
 #include "t.h"
@@ -26,9 +32,10 @@ load(const char *text, mode_t mode, struct sync_config **cfg, struct sync_err *e
 	return sync_config_load(&o, cfg, e);
 }
 
-/* Expects a configuration error at the given line, mentioning what. */
+/* Expects a configuration error at file:line, mentioning what. */
 static void
-bad(const char *text, mode_t mode, int line, const char *what)
+bad_at(const char *text, mode_t mode, const char *file, int line,
+    const char *what)
 {
 	struct sync_config *cfg;
 	struct sync_err e;
@@ -36,12 +43,38 @@ bad(const char *text, mode_t mode, int line, const char *what)
 
 	CHECK(load(text, mode, &cfg, &e) == SYNC_ECONFIG);
 	CHECK(cfg == NULL);
-	snprintf(want, sizeof(want), "%s:%d: ", path, line);
+	snprintf(want, sizeof(want), "%s:%d: ", file, line);
 	CHECK(strncmp(e.msg, want, strlen(want)) == 0);
 	CHECK(strstr(e.msg, what) != NULL);
 	if (strncmp(e.msg, want, strlen(want)) != 0 || strstr(e.msg, what) == NULL)
 		fprintf(stderr, "  got: %s\n  want: %s...%s\n", e.msg, want, what);
 	sync_config_free(cfg);
+}
+
+/* Expects a configuration error at the given line, mentioning what. */
+static void
+bad(const char *text, mode_t mode, int line, const char *what)
+{
+	bad_at(text, mode, path, line, what);
+}
+
+/* Writes text to a file of that mode; returns its path (static). */
+static const char *
+put(const char *name, const char *text, mode_t mode)
+{
+	static char p[8][256];
+	static int k;
+	char *f = p[k++ % 8];
+	FILE *fp;
+
+	snprintf(f, sizeof(p[0]), "%s.%s", path, name);
+	unlink(f);
+	if ((fp = fopen(f, "w")) != NULL) {
+		fputs(text, fp);
+		fclose(fp);
+	}
+	chmod(f, mode);
+	return f;
 }
 
 #define SRC "sources = ( { name = \"wa\"; type = \"seqapi\";\n" \
@@ -95,16 +128,16 @@ test_bad(void)
 	bad("http = { retries = -1; };\n", 0600, 1, "between");
 	bad("log = { level = \"loud\"; };\n", 0600, 1, "'level' must be one of");
 	bad("sync = { jobs = ; };\n", 0600, 1, "syntax error");
-	bad(SRC "  token = \"t0ken\"; } );\n", 0644, 3, "readable by group or others");
+	bad(SRC "  token = \"t0ken-123\"; } );\n", 0644, 3, "readable by group or others");
 	bad(SRC "  token_env = \"MSGSYNC_NO_SUCH_VAR\"; } );\n", 0600, 3,
 	    "'MSGSYNC_NO_SUCH_VAR' (token_env) is not set");
-	bad(SRC "  token = \"t0ken\"; token_env = \"X\"; } );\n", 0600, 3,
+	bad(SRC "  token = \"t0ken-123\"; token_env = \"X\"; } );\n", 0600, 3,
 	    "exactly one of");
-	bad(SRC "  token = \"t0ken\";\n  colour = \"blue\"; } );\n", 0600, 4,
+	bad(SRC "  token = \"t0ken-123\";\n  colour = \"blue\"; } );\n", 0600, 4,
 	    "unknown key 'colour' in source 'wa'");
 	bad("sources = ( { name = \"wa\"; type = \"seqapi\";\n"
 	    "  url = \"http://gw.example\"; integration_id = \"i1\";\n"
-	    "  token = \"t0ken\"; } );\n", 0600, 2, "loopback");
+	    "  token = \"t0ken-123\"; } );\n", 0600, 2, "loopback");
 	bad("sources = ( { name = \"Bad Name\"; type = \"seqapi\"; } );\n", 0600, 1,
 	    "must match [a-z0-9_-]+");
 	bad("sources = ( { name = \"a\"; type = \"nosuch\"; } );\n", 0600, 1,
@@ -118,40 +151,40 @@ test_bad(void)
 	    "  api_id = 1; } );\n", 0600, 1,
 	    "needs exactly one of 'api_hash_file', 'api_hash_env'");
 	bad("sources = ( { name = \"sms\"; type = \"smseagle\";\n"
-	    "  url = \"http://127.0.0.1/api/v2\"; token = \"t0ken\";\n"
+	    "  url = \"http://127.0.0.1/api/v2\"; token = \"t0ken-123\";\n"
 	    "  token_in = \"body\"; } );\n", 0600, 1,
 	    "'token_in' must be \"header\" or \"query\"");
 	bad("sources = ( { name = \"sms\"; type = \"smseagle\";\n"
-	    "  url = \"http://127.0.0.1\"; token = \"t0ken\";\n"
+	    "  url = \"http://127.0.0.1\"; token = \"t0ken-123\";\n"
 	    "  folders = [ \"inbox\", \"drafts\" ]; } );\n", 0600, 3, "drafts");
 	bad("sources = ( { name = \"sms\"; type = \"smseagle\";\n"
-	    "  url = \"http://127.0.0.1\"; token = \"t0ken\";\n"
+	    "  url = \"http://127.0.0.1\"; token = \"t0ken-123\";\n"
 	    "  cold_start_days = -1; } );\n", 0600, 3, "cold_start_days");
 	bad("sources = ( { name = \"fb\"; type = \"facebook\";\n"
-	    "  token = \"t0ken\"; } );\n", 0600, 1, "has no 'page_id'");
+	    "  token = \"t0ken-123\"; } );\n", 0600, 1, "has no 'page_id'");
 	bad("sources = ( { name = \"fb\"; type = \"facebook\"; page_id = \"1\";\n"
-	    "  token = \"t0ken\"; platform = \"whatsapp\"; } );\n", 0600, 1,
+	    "  token = \"t0ken-123\"; platform = \"whatsapp\"; } );\n", 0600, 1,
 	    "'platform' must be");
 	bad("sources = ( { name = \"fb\"; type = \"facebook\"; page_id = \"1\";\n"
-	    "  token = \"t0ken\"; graph_version = \"21\"; } );\n", 0600, 1,
+	    "  token = \"t0ken-123\"; graph_version = \"21\"; } );\n", 0600, 1,
 	    "'graph_version' must look like");
 	bad("sources = ( { name = \"fb\"; type = \"facebook\"; page_id = \"1\";\n"
-	    "  token = \"t0ken\";\n  app_secret_file = \"/nonexistent/s\"; } );\n",
+	    "  token = \"t0ken-123\";\n  app_secret_file = \"/nonexistent/s\"; } );\n",
 	    0600, 3, "cannot read app_secret_file '/nonexistent/s'");
 	bad("sources = ( { name = \"fb\"; type = \"facebook\"; page_id = \"1\";\n"
-	    "  token = \"t0ken\";\n  app_secret_env = \"MSGSYNC_NO_SUCH_VAR\"; } );\n",
+	    "  token = \"t0ken-123\";\n  app_secret_env = \"MSGSYNC_NO_SUCH_VAR\"; } );\n",
 	    0600, 3, "'MSGSYNC_NO_SUCH_VAR' (app_secret_env) is not set");
-	bad(SRC "  token = \"t0ken\"; },\n"
+	bad(SRC "  token = \"t0ken-123\"; },\n"
 	    "  { name = \"wa\"; type = \"seqapi\"; } );\n", 0600, 4,
 	    "duplicate source name 'wa'");
 	bad("sources = ( { name = \"wa\"; type = \"seqapi\";\n"
-	    "  url = \"http://127.0.0.1:9\"; token = \"t0ken\"; } );\n", 0600, 1,
+	    "  url = \"http://127.0.0.1:9\"; token = \"t0ken-123\"; } );\n", 0600, 1,
 	    "no 'integration_id'");
-	bad(SRC "  token = \"t0ken\";\n  streams = [ \"messages\", \"calls\" ]; } );\n",
+	bad(SRC "  token = \"t0ken-123\";\n  streams = [ \"messages\", \"calls\" ]; } );\n",
 	    0600, 4, "cannot contain \"calls\"");
-	bad(SRC "  token = \"t0ken\";\n  page_size = { letters = 5; }; } );\n", 0600,
+	bad(SRC "  token = \"t0ken-123\";\n  page_size = { letters = 5; }; } );\n", 0600,
 	    4, "no stream named 'letters'");
-	bad(SRC "  token = \"t0ken\";\n  page_size = 0; } );\n", 0600, 4, "between 1");
+	bad(SRC "  token = \"t0ken-123\";\n  page_size = 0; } );\n", 0600, 4, "between 1");
 	bad(SRC "  token_file = \"/nonexistent/token\"; } );\n", 0600, 3,
 	    "cannot read token_file");
 }
@@ -170,6 +203,114 @@ test_missing_file(void)
 	CHECK(strstr(e.msg, "/nonexistent/msgsync.conf: cannot read") == e.msg);
 }
 
+/*
+ * Secret files readable by group or others are refused, naming the file
+ * and the chmod that fixes it; so is an inline token in an included file
+ * that others can read, whatever file includes it (SPEC §4).
+ */
+static void
+test_modes(void)
+{
+	char text[1024], want[400];
+	const char *f, *inc;
+	struct sync_config *cfg;
+	struct sync_err e;
+
+	f = put("tok", "file-token-123\n", 0644);
+	snprintf(text, sizeof(text), SRC "  token_file = \"%s\"; } );\n", f);
+	snprintf(want, sizeof(want), "'%s' is readable by group or others "
+	    "(mode 0644): chmod 600 %s", f, f);
+	bad(text, 0600, 3, want);
+	chmod(f, 0600);
+	CHECK(load(text, 0600, &cfg, &e) == SYNC_OK);
+	sync_config_free(cfg);
+
+	f = put("appsecret", "app-secret-4567\n", 0640);
+	snprintf(text, sizeof(text), "sources = ( { name = \"fb\"; type = "
+	    "\"facebook\"; page_id = \"1\";\n  token = \"t0ken-123\";\n"
+	    "  app_secret_file = \"%s\"; } );\n", f);
+	snprintf(want, sizeof(want), "chmod 600 %s", f);
+	bad(text, 0600, 3, want);
+
+	f = put("apihash", "0123456789abcdef0123456789abcdef\n", 0604);
+	snprintf(text, sizeof(text), "sources = ( { name = \"tg\"; type = "
+	    "\"telegram\"; tdlib_dir = \"/x\";\n  api_id = 1;\n"
+	    "  api_hash_file = \"%s\"; } );\n", f);
+	snprintf(want, sizeof(want), "chmod 600 %s", f);
+	bad(text, 0600, 3, want);
+
+	/* An inline token in an included file that others can read. */
+	inc = put("inc", SRC "  token = \"inline-token-9\"; } );\n", 0644);
+	snprintf(text, sizeof(text), "log = { level = \"info\"; };\n"
+	    "@include \"%s\"\n", inc);
+	snprintf(want, sizeof(want), "chmod 600 %s", inc);
+	bad_at(text, 0600, inc, 3, want);
+	/* Private: accepted, though the main file is world-readable. */
+	chmod(inc, 0600);
+	CHECK(load(text, 0644, &cfg, &e) == SYNC_OK);
+	if (cfg == NULL)
+		fprintf(stderr, "  %s\n", e.msg);
+	sync_config_free(cfg);
+	unlink(inc);
+	unlink(f);
+}
+
+/* Tokens and secrets too short to be masked are refused. */
+static void
+test_short(void)
+{
+	char text[1024];
+	const char *f;
+
+	bad(SRC "  token = \"abc\"; } );\n", 0600, 3,
+	    "source 'wa': the token is too short (3 characters; at least 8)");
+	f = put("short", "abcdefg\n", 0600);
+	snprintf(text, sizeof(text), SRC "  token_file = \"%s\"; } );\n", f);
+	bad(text, 0600, 3, "source 'wa': the token is too short");
+	setenv("MSGSYNC_TEST_SHORT", "abc", 1);
+	bad("sources = ( { name = \"fb\"; type = \"facebook\"; page_id = \"1\";\n"
+	    "  token = \"t0ken-123\";\n  app_secret_env = \"MSGSYNC_TEST_SHORT\"; } );\n",
+	    0600, 3, "source 'fb': 'app_secret_env' is too short");
+	unlink(f);
+}
+
+/*
+ * A secret a source derives (Facebook's appsecret_proof) is registered
+ * while the configuration loads, before any thread starts; the process
+ * is no longer dumpable.
+ */
+static void
+test_derived(void)
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int n = 0, i;
+	char proof[2 * EVP_MAX_MD_SIZE + 1], line[300], text[1024];
+	struct sync_config *cfg;
+	struct sync_err e;
+	const char *f;
+
+	sync_secrets_clear();
+	f = put("appsecret2", "app-secret-4567\n", 0600);
+	snprintf(text, sizeof(text), "sources = ( { name = \"fb\"; type = "
+	    "\"facebook\"; page_id = \"1\";\n  token = \"fb-token-abcdef\";\n"
+	    "  app_secret_file = \"%s\"; } );\n", f);
+	CHECK(load(text, 0600, &cfg, &e) == SYNC_OK);
+	if (cfg == NULL)
+		fprintf(stderr, "  %s\n", e.msg);
+	sync_config_free(cfg);
+	HMAC(EVP_sha256(), "app-secret-4567", 15,
+	    (const unsigned char *)"fb-token-abcdef", 15, mac, &n);
+	for (i = 0; i < n; i++)
+		snprintf(proof + 2 * i, 3, "%02x", mac[i]);
+	snprintf(line, sizeof(line), "GET /x?appsecret_proof=%s&y=1", proof);
+	sync_redact(line);
+	CHECK_STR(line, "GET /x?appsecret_proof=***&y=1");
+	unlink(f);
+#ifdef __linux__
+	CHECK(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0);
+#endif
+}
+
 int
 main(void)
 {
@@ -181,6 +322,9 @@ main(void)
 	test_good();
 	test_bad();
 	test_missing_file();
+	test_modes();
+	test_short();
+	test_derived();
 	unlink(path);
 	sync_secrets_clear();
 	return t_done("test_config");

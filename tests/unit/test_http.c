@@ -45,10 +45,43 @@ test_check(void)
 	CHECK(sync_url_check("not a url", 0, why, sizeof(why)) == SYNC_ECONFIG);
 }
 
+/*
+ * The body excerpt of an error masks a secret the upstream echoes, also
+ * JSON-escaped, and also where the excerpt's cut falls inside it.
+ */
+static void
+test_excerpt(void)
+{
+	struct sync_http_resp r;
+	struct sync_err e;
+	char body[400];
+
+	sync_secret_add("excerpt-secret-0123456789");
+	sync_secret_add("tok\"en\\quoted-77");
+	memset(&r, 0, sizeof(r));
+	r.status = 500;
+	memset(body, 'a', 150);
+	snprintf(body + 150, sizeof(body) - 150, "excerpt-secret-0123456789 tail");
+	r.body.data = body;
+	r.body.len = strlen(body);
+	sync_err_clear(&e);
+	sync_http_status_error(&r, "/x", &e);
+	CHECK(strstr(e.msg, "excerpt") == NULL);
+	CHECK(strstr(e.msg, "HTTP 500 aaaa") != NULL);
+	snprintf(body, sizeof(body), "{\"error\":\"bad token tok\\\"en\\\\quoted-77\"}");
+	r.status = 401;
+	r.body.len = strlen(body);
+	sync_err_clear(&e);
+	sync_http_status_error(&r, "/x", &e);
+	CHECK_STR(e.msg, "'/x': credentials rejected: HTTP 401 {\"error\":\"bad token ***\"}");
+	sync_secrets_clear();
+}
+
 int
 main(void)
 {
 	test_build();
 	test_check();
+	test_excerpt();
 	return t_done("test_http");
 }
