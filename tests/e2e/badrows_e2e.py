@@ -136,7 +136,7 @@ def badrow_seqapi_quarantine(ctx):
 def badrow_seqapi_dry_run(ctx):
     """A dry run counts a quarantined row but writes nothing."""
     cur, seq = seqapi_poisoned(ctx, extra=QUARANTINE)
-    r = ctx.run("incr-sync", "-j", "--dry-run")
+    r = ctx.run("full-sync", "-j", "--dry-run")
     e2e.ok_pass(r)
     eq(r.stream("messages").get("rejected"), 1, "rejected in a dry run")
     eq(ctx.count("rejected_row"), 0, "rejected rows written by a dry run")
