@@ -600,5 +600,11 @@ struct sync_connector {
 
 #define SYNC_CONN_NO_URL	0x1	/* not an HTTP API: `url` optional, unused */
 #define SYNC_CONN_NO_TOKEN	0x2	/* no token keys */
+/*
+ * Its rows have positions of their own (a seq), given to sync_page_reject()
+ * and sync_page_stored().  Without it a rejected row's position is its
+ * page's, and a later page read from there that stores items resolves it.
+ */
+#define SYNC_CONN_ROW_POSITIONS	0x4
 
 #endif /* SYNC_CONNECTOR_H */

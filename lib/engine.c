@@ -330,6 +330,10 @@ bad_rows(struct job *j, const struct sync_stream *st, struct sync_page *pg,
 	const struct sync_reject *r;
 	size_t i;
 
+	/* Positions are pages': this one stores items where rows were rejected. */
+	if (!(j->src->conn->flags & SYNC_CONN_ROW_POSITIONS) && pg->batch.nrows > 0 &&
+	    sync_page_stored(pg, here) == -1)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
 	if (pg->nrejects == 0)
 		return SYNC_OK;
 	for (i = 0; i < pg->nrejects; i++)

@@ -392,4 +392,5 @@ const struct sync_connector sync_seqapi_connector = {
 	.cursor_max = sync_cursor_max_int,
 	.end = seqapi_end,
 	.no_poll_reason = "source type 'seqapi' has no delivery status to poll",
+	.flags = SYNC_CONN_ROW_POSITIONS,
 };
