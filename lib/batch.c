@@ -358,8 +358,10 @@ sync_page_reject(struct sync_page *pg, const char *position, const char *field,
 	r = &v[pg->nrejects];
 	memset(r, 0, sizeof(*r));
 	if (sync_buf_addf(&reason, "field '%s': %s", field != NULL ? field : "?",
-	    why != NULL ? why : "unusable") == -1)
+	    why != NULL ? why : "unusable") == -1) {
+		sync_buf_release(&reason);
 		return -1;
+	}
 	text = raw != NULL ? cJSON_PrintUnformatted(raw) : NULL;
 	r->raw = sync_strdup(text != NULL ? text : "null");
 	if (text != NULL)
