@@ -603,7 +603,8 @@ struct sync_connector {
 /*
  * Its rows have positions of their own (a seq), given to sync_page_reject()
  * and sync_page_stored().  Without it a rejected row's position is its
- * page's, and a later page read from there that stores items resolves it.
+ * page's, and a later page read from there that stores items and moves the
+ * cursor (checkpoint) on resolves it.
  */
 #define SYNC_CONN_ROW_POSITIONS	0x4
 

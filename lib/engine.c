@@ -326,13 +326,17 @@ static enum sync_rc
 bad_rows(struct job *j, const struct sync_stream *st, struct sync_page *pg,
     struct sync_stream_result *sr, struct sync_err *err)
 {
-	const char *here = st->from != NULL ? st->from : "start";
+	const char *here = st->from != NULL ? st->from : "start", *next;
 	const struct sync_reject *r;
 	size_t i;
 
-	/* Positions are pages': this one stores items where rows were rejected. */
+	/*
+	 * Positions are pages': a page read from where rows were rejected,
+	 * which stores items and moves on from there, read them again.
+	 */
+	next = st->mode == SYNC_MODE_FULL ? pg->checkpoint : pg->cursor;
 	if (!(j->src->conn->flags & SYNC_CONN_ROW_POSITIONS) && pg->batch.nrows > 0 &&
-	    sync_page_stored(pg, here) == -1)
+	    next != NULL && strcmp(next, here) != 0 && sync_page_stored(pg, here) == -1)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
 	if (pg->nrejects == 0)
 		return SYNC_OK;

@@ -177,7 +177,14 @@ def badrow_smseagle_quarantine(ctx):
     rows = rejected_rows(ctx, "sms")
     eq([(x["stream"], x["resolved"]) for x in rows], [("inbox", False)], "rejected rows")
     check('"x"' in rows[0]["raw"], "raw as received", rows[0]["raw"])
+    eq(rows[0]["position"], "start", "position: the page's (the start of the folder)")
     eq(status_source(ctx, "sms").get("rejected"), 1, "sync-status rejected")
+    # The next full walk reads that page again, fixed: resolved.
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    eq([x["resolved"] for x in rejected_rows(ctx, "sms")], [True],
+       "resolved by a walk that stored the page read at the same position")
+    eq(status_source(ctx, "sms").get("rejected"), 0, "sync-status rejected once resolved")
+    smsf.assert_exact(ctx, fake)
 
 
 @test
