@@ -306,3 +306,108 @@ sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 		b->ntrack++;
 	return 0;
 }
+
+/* ---- rows that cannot be stored (SPEC §7.9) ------------------------------ */
+
+#define STR_(x)		#x
+#define STR(x)		STR_(x)
+
+const char *
+sync_id_problem(const cJSON *o, const char *key)
+{
+	const cJSON *v;
+
+	if (!cJSON_IsObject(o))
+		return "the row is not an object";
+	v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (v == NULL)
+		return "missing";
+	if (cJSON_IsNull(v))
+		return "null";
+	if (cJSON_IsObject(v))
+		return "an object, not a string or number";
+	if (cJSON_IsArray(v))
+		return "an array, not a string or number";
+	if (cJSON_IsBool(v))
+		return "a boolean, not a string or number";
+	if (cJSON_IsString(v)) {
+		size_t n = strlen(v->valuestring);
+
+		if (n == 0)
+			return "empty";
+		if (n > SYNC_MAX_ID)
+			return "longer than " STR(SYNC_MAX_ID) " bytes";
+		return NULL;
+	}
+	if (cJSON_IsNumber(v))
+		return NULL;
+	return "not a string or number";
+}
+
+int
+sync_page_reject(struct sync_page *pg, const char *position, const char *field,
+    const char *why, const cJSON *raw)
+{
+	struct sync_reject *v, *r;
+	struct sync_buf reason = SYNC_BUF_INIT(0);
+	char *text;
+
+	if ((v = realloc(pg->rejects, (pg->nrejects + 1) * sizeof(*v))) == NULL)
+		return -1;
+	pg->rejects = v;
+	r = &v[pg->nrejects];
+	memset(r, 0, sizeof(*r));
+	if (sync_buf_addf(&reason, "field '%s': %s", field != NULL ? field : "?",
+	    why != NULL ? why : "unusable") == -1) {
+		sync_buf_release(&reason);
+		return -1;
+	}
+	text = raw != NULL ? cJSON_PrintUnformatted(raw) : NULL;
+	r->raw = sync_strdup(text != NULL ? text : "null");
+	if (text != NULL)
+		cJSON_free(text);
+	r->reason = reason.data;
+	r->position = sync_strdup(position);
+	pg->nrejects++;		/* freed by the engine from here on */
+	if (r->raw == NULL || r->reason == NULL || (position != NULL &&
+	    r->position == NULL))
+		return -1;
+	return 0;
+}
+
+int
+sync_page_stored(struct sync_page *pg, const char *position)
+{
+	char **v;
+	long long one;
+
+	if (pg->open == NULL || position == NULL ||
+	    !sync_strmap_get(pg->open, position, &one))
+		return 0;
+	if ((v = realloc(pg->resolves, (pg->nresolves + 1) * sizeof(*v))) == NULL)
+		return -1;
+	pg->resolves = v;
+	if ((v[pg->nresolves] = strdup(position)) == NULL)
+		return -1;
+	pg->nresolves++;
+	return 0;
+}
+
+void
+sync_page_rejects_release(struct sync_page *pg)
+{
+	size_t i;
+
+	for (i = 0; i < pg->nrejects; i++) {
+		free(pg->rejects[i].position);
+		free(pg->rejects[i].reason);
+		free(pg->rejects[i].raw);
+	}
+	free(pg->rejects);
+	for (i = 0; i < pg->nresolves; i++)
+		free(pg->resolves[i]);
+	free(pg->resolves);
+	pg->rejects = NULL;
+	pg->resolves = NULL;
+	pg->nrejects = pg->nresolves = 0;
+}

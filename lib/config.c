@@ -559,6 +559,15 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 			rc = get_str(l, s, &src->ca_file);
 		else if (strcmp(k, "pinned_pubkey") == 0)
 			rc = get_str(l, s, &src->pinned_pubkey);
+		else if (strcmp(k, "on_bad_row") == 0) {
+			const char *v = config_setting_get_string(s);
+
+			if (v == NULL || (strcmp(v, "fail") != 0 &&
+			    strcmp(v, "quarantine") != 0))
+				return cerr(l, s, "source '%s': 'on_bad_row' must be "
+				    "\"fail\" or \"quarantine\"", src->name);
+			src->quarantine = strcmp(v, "quarantine") == 0;
+		}
 		else if ((strcmp(k, "token") == 0 || strcmp(k, "token_file") == 0 ||
 		    strcmp(k, "token_env") == 0) &&
 		    (src->conn->flags & SYNC_CONN_NO_TOKEN))

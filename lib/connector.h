@@ -153,6 +153,7 @@ struct sync_source_cfg {
 	char		*pinned_pubkey;
 	int		 enabled;
 	int		 allow_insecure_http;
+	int		 quarantine;	/* on_bad_row = "quarantine" */
 	int		 line;
 	const struct sync_connector *conn;
 	struct sync_value *values;	/* one per conn->keys entry */
@@ -262,7 +263,7 @@ enum sync_rc	sync_url_check(const char *, int allow_insecure, char *why, size_t)
 
 /* ---- batch.c: rows of one page, as COPY text for the store ------------ */
 
-/* The longest external id stored; rows with longer ones are skipped. */
+/* The longest external id stored; rows with longer ones are rejected. */
 #define SYNC_MAX_ID	1024
 
 enum sync_entity {
@@ -492,7 +493,35 @@ struct sync_page {
 	char		*fingerprint;	/* identifies the row at cursor, NULL: none */
 	int		 done;		/* nothing more to fetch in this walk */
 	long		 fetched;	/* items received (including skipped) */
+	/* The engine's: see sync_page_reject() and sync_page_stored(). */
+	struct sync_reject *rejects;
+	size_t		 nrejects;
+	char	       **resolves;
+	size_t		 nresolves;
+	const struct sync_strmap *open;	/* unresolved positions, or NULL */
 };
+
+/*
+ * A row of the page that cannot be stored (no usable id: missing, of the
+ * wrong type, empty, longer than SYNC_MAX_ID): the connector MUST NOT add
+ * it to a batch nor count it as sanitized, and MUST call this instead.
+ * position is where the row was read (its seq where the upstream numbers
+ * rows; NULL: the page's own position), field the field at fault, why
+ * what is wrong with it, raw the row as received (copied).  The engine
+ * applies the source's on_bad_row: "fail" fails the page with a data
+ * error (nothing of it is written, the cursor stays), "quarantine" stores
+ * the row in rejected_row with the rest of the page.  -1 on ENOMEM.
+ */
+int		sync_page_reject(struct sync_page *, const char *position,
+		    const char *field, const char *why, const struct cJSON *raw);
+/*
+ * MAY: an item read at position (as given to sync_page_reject()) is in the
+ * page: it resolves a row rejected there by an earlier pass.  Cheap when
+ * nothing is unresolved.  -1 on ENOMEM.
+ */
+int		sync_page_stored(struct sync_page *, const char *position);
+/* What is wrong with an id field of o (NULL: it is usable) for a rejection. */
+const char     *sync_id_problem(const struct cJSON *o, const char *key);
 
 /* Per-source, per-pass context. */
 struct sync_ctx {
@@ -588,5 +617,12 @@ struct sync_connector {
 
 #define SYNC_CONN_NO_URL	0x1	/* not an HTTP API: `url` optional, unused */
 #define SYNC_CONN_NO_TOKEN	0x2	/* no token keys */
+/*
+ * Its rows have positions of their own (a seq), given to sync_page_reject()
+ * and sync_page_stored().  Without it a rejected row's position is its
+ * page's, and a later page read from there that stores items and moves the
+ * cursor (checkpoint) on resolves it.
+ */
+#define SYNC_CONN_ROW_POSITIONS	0x4
 
 #endif /* SYNC_CONNECTOR_H */

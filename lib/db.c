@@ -336,8 +336,8 @@ static const struct {
 	{ "run_finish",
 	  "UPDATE sync_run SET finished_at = now(), updated_at = now(), status = $2,"
 	  " fetched = $3, inserted = $4, updated = $5, unchanged = $6,"
-	  " api_calls = $7, retries = $8, error_kind = $9, error_message = $10"
-	  " WHERE id = $1" },
+	  " api_calls = $7, retries = $8, error_kind = $9, error_message = $10,"
+	  " rejected = $11 WHERE id = $1" },
 	{ "lock", "SELECT pg_try_advisory_lock($1::integer, $2::integer)" },
 	{ "unlock", "SELECT pg_advisory_unlock($1::integer, $2::integer)" },
 	{ "next_allowed",
@@ -1503,8 +1503,8 @@ enum sync_rc
 sync_db_run_finish(struct sync_db *db, long long run_id,
     const struct sync_source_result *s, struct sync_err *err)
 {
-	char n[7][24];
-	const char *v[10];
+	char n[8][24];
+	const char *v[11];
 	int i;
 
 	snprintf(n[0], sizeof(n[0]), "%lld", run_id);
@@ -1520,7 +1520,97 @@ sync_db_run_finish(struct sync_db *db, long long run_id,
 		v[i + 1] = n[i];
 	v[8] = s->err.rc != SYNC_OK ? sync_errkind_name(s->err.kind) : NULL;
 	v[9] = s->err.rc != SYNC_OK ? s->err.msg : NULL;
-	return exec_prep(db, "run_finish", 10, v, NULL, "record the run's end", err);
+	snprintf(n[7], sizeof(n[7]), "%lld", s->totals.rejected);
+	v[10] = n[7];
+	return exec_prep(db, "run_finish", 11, v, NULL, "record the run's end", err);
+}
+
+/* ---- rejected_row (SPEC §7.9) ------------------------------------------ */
+
+static enum sync_rc
+exec_params(struct sync_db *db, const char *sql, int n, const char *const *v,
+    PGresult **out, const char *what, struct sync_err *err)
+{
+	PGresult *r = PQexecParams(db->conn, sql, n, NULL, v, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(r);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		enum sync_rc rc = db_err(db, r, err, what);
+
+		PQclear(r);
+		return rc;
+	}
+	if (out != NULL)
+		*out = r;
+	else
+		PQclear(r);
+	return SYNC_OK;
+}
+
+enum sync_rc
+sync_db_rejected_open(struct sync_db *db, int id, const char *stream,
+    struct sync_strmap *open, struct sync_err *err)
+{
+	char sid[16];
+	const char *v[2] = { sid, stream };
+	PGresult *r = NULL;
+	enum sync_rc rc;
+	int i;
+
+	snprintf(sid, sizeof(sid), "%d", id);
+	if ((rc = exec_params(db, "SELECT DISTINCT position FROM rejected_row"
+	    " WHERE source_id = $1 AND stream = $2 AND resolved_at IS NULL", 2, v,
+	    &r, "load the unresolved rejected rows", err)) != SYNC_OK)
+		return rc;
+	for (i = 0; i < PQntuples(r); i++)
+		if (sync_strmap_put(open, PQgetvalue(r, i, 0), 1) == -1) {
+			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE,
+			    "out of memory");
+			break;
+		}
+	PQclear(r);
+	return rc;
+}
+
+enum sync_rc
+sync_db_reject(struct sync_db *db, int id, const char *stream,
+    const struct sync_reject *rj, struct sync_err *err)
+{
+	char sid[16];
+	const char *v[5] = { sid, stream, rj->position, rj->reason, rj->raw };
+	PGresult *r = NULL;
+	enum sync_rc rc;
+	int bumped;
+
+	snprintf(sid, sizeof(sid), "%d", id);
+	/* The same rejection seen again is counted, not repeated. */
+	if ((rc = exec_params(db, "UPDATE rejected_row SET times_seen = times_seen + 1,"
+	    " last_seen_at = now(), updated_at = now(), seq = nextval('msgsync_seq')"
+	    " WHERE source_id = $1 AND stream = $2 AND position = $3 AND reason = $4"
+	    " AND raw = $5 AND resolved_at IS NULL", 5, v, &r,
+	    "record a rejected row", err)) != SYNC_OK)
+		return rc;
+	bumped = strcmp(PQcmdTuples(r), "0") != 0;
+	PQclear(r);
+	if (bumped)
+		return SYNC_OK;
+	return exec_params(db, "INSERT INTO rejected_row (source_id, stream, position,"
+	    " reason, raw) VALUES ($1, $2, $3, $4, $5)", 5, v, NULL,
+	    "record a rejected row", err);
+}
+
+enum sync_rc
+sync_db_rejected_resolve(struct sync_db *db, int id, const char *stream,
+    const char *position, struct sync_err *err)
+{
+	char sid[16];
+	const char *v[3] = { sid, stream, position };
+
+	snprintf(sid, sizeof(sid), "%d", id);
+	return exec_params(db, "UPDATE rejected_row SET resolved_at = now(),"
+	    " updated_at = now(), seq = nextval('msgsync_seq') WHERE source_id = $1"
+	    " AND stream = $2 AND position = $3 AND resolved_at IS NULL", 3, v, NULL,
+	    "resolve a rejected row", err);
 }
 
 enum sync_rc

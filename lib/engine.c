@@ -25,6 +25,7 @@ counts_add(struct sync_counts *a, const struct sync_counts *b)
 	a->retries += b->retries;
 	a->gaps += b->gaps;
 	a->sanitized += b->sanitized;
+	a->rejected += b->rejected;
 }
 
 static int
@@ -54,6 +55,78 @@ struct job {
 };
 
 /*
+ * The entity a stream counts as its own (SPEC §5): the one its name says
+ * (contacts; conversations or chats), else that of its page's batch.
+ */
+static enum sync_entity
+own_entity(const char *stream, const struct sync_page *pg)
+{
+	if (strcmp(stream, "contacts") == 0)
+		return SYNC_ENT_CONTACT;
+	if (strcmp(stream, "conversations") == 0 || strcmp(stream, "chats") == 0)
+		return SYNC_ENT_CONVERSATION;
+	return pg->batch.entity;
+}
+
+/*
+ * Writes a page's side rows: those of the stream's own entity count in c,
+ * the others in rel (SPEC §5: a stream counts only its own entity).
+ */
+static enum sync_rc
+apply_side(struct job *j, const char *stream, struct sync_page *pg,
+    struct sync_counts *c, struct sync_related *rel, struct sync_err *err)
+{
+	enum sync_entity own = own_entity(stream, pg);
+	struct sync_counts sc;
+	enum sync_rc rc;
+	int k;
+
+	for (k = 0; k < 2; k++) {
+		struct sync_batch *b = &pg->side[k];
+		int r = b->entity == SYNC_ENT_CONTACT ? SYNC_REL_CONTACTS :
+		    SYNC_REL_CONVERSATIONS;
+
+		if (b->entity == own) {
+			if ((rc = sync_db_apply(j->db, j->id, b, c, err)) != SYNC_OK)
+				return rc;
+			continue;
+		}
+		memset(&sc, 0, sizeof(sc));
+		if ((rc = sync_db_apply(j->db, j->id, b, &sc, err)) != SYNC_OK)
+			return rc;
+		rel[r].inserted += sc.inserted;
+		rel[r].updated += sc.updated;
+	}
+	return SYNC_OK;
+}
+
+/*
+ * Writes a page's quarantined rows and resolves the earlier rejections at
+ * the positions of the items it stores (but not at those it rejects again).
+ */
+static enum sync_rc
+apply_rejects(struct job *j, const char *stream, const struct sync_page *pg,
+    struct sync_err *err)
+{
+	enum sync_rc rc;
+	size_t i, k;
+
+	for (i = 0; i < pg->nresolves; i++) {
+		for (k = 0; k < pg->nrejects; k++)
+			if (strcmp(pg->rejects[k].position, pg->resolves[i]) == 0)
+				break;
+		if (k == pg->nrejects && (rc = sync_db_rejected_resolve(j->db, j->id,
+		    stream, pg->resolves[i], err)) != SYNC_OK)
+			return rc;
+	}
+	for (k = 0; k < pg->nrejects; k++)
+		if ((rc = sync_db_reject(j->db, j->id, stream, &pg->rejects[k],
+		    err)) != SYNC_OK)
+			return rc;
+	return SYNC_OK;
+}
+
+/*
  * Writes one page and the stream's new position in one transaction.  The
  * stored cursor is read under a row lock (which also serialises writers of
  * the stream) and merged with the page's, so that a backfill and an
@@ -63,7 +136,7 @@ struct job {
 static enum sync_rc
 commit_page(struct job *j, const char *stream, enum sync_mode mode,
     const struct sync_state *base, struct sync_page *pg, struct sync_counts *c,
-    char **merged, struct sync_err *err)
+    struct sync_related *rel, char **merged, struct sync_err *err)
 {
 	const struct sync_connector *conn = j->src->conn;
 	struct sync_state next = *base;
@@ -76,9 +149,9 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 		return rc;
 	if ((rc = sync_db_state_cursor(j->db, j->id, stream, &stored, &fp, err)) !=
 	    SYNC_OK ||
-	    (rc = sync_db_apply(j->db, j->id, &pg->side[0], c, err)) != SYNC_OK ||
-	    (rc = sync_db_apply(j->db, j->id, &pg->side[1], c, err)) != SYNC_OK ||
+	    (rc = apply_side(j, stream, pg, c, rel, err)) != SYNC_OK ||
 	    (rc = sync_db_apply(j->db, j->id, &pg->batch, c, err)) != SYNC_OK ||
+	    (rc = apply_rejects(j, stream, pg, err)) != SYNC_OK ||
 	    (rc = sync_db_mark_deleted(j->db, j->id, pg->deleted, pg->ndeleted, c,
 	    err)) != SYNC_OK)
 		goto fail;
@@ -136,6 +209,7 @@ struct writer {
 	struct sync_state base;		/* borrowed: fingerprint, checkpoint */
 	struct sync_page pg;		/* owned while running */
 	struct sync_counts counts;
+	struct sync_related related[SYNC_REL_N];
 	char		*merged;
 	enum sync_rc	 rc;
 	struct sync_err	 err;
@@ -147,7 +221,7 @@ writer_main(void *arg)
 	struct writer *w = arg;
 
 	w->rc = commit_page(w->j, w->stream, w->mode, &w->base, &w->pg, &w->counts,
-	    &w->merged, &w->err);
+	    w->related, &w->merged, &w->err);
 	return NULL;
 }
 
@@ -157,6 +231,7 @@ page_release(struct sync_page *pg)
 	sync_batch_release(&pg->batch);
 	sync_batch_release(&pg->side[0]);
 	sync_batch_release(&pg->side[1]);
+	sync_page_rejects_release(pg);
 	while (pg->ndeleted > 0)
 		free(pg->deleted[--pg->ndeleted]);
 	free(pg->deleted);
@@ -171,6 +246,8 @@ static enum sync_rc
 writer_join(struct writer *w, struct sync_stream_result *sr, char **committed,
     struct sync_err *err)
 {
+	int k;
+
 	if (!w->running)
 		return SYNC_OK;
 	if (w->threaded)
@@ -181,6 +258,11 @@ writer_join(struct writer *w, struct sync_stream_result *sr, char **committed,
 	sr->c.updated += w->counts.updated;
 	sr->c.unchanged += w->counts.unchanged;
 	memset(&w->counts, 0, sizeof(w->counts));
+	for (k = 0; k < SYNC_REL_N; k++) {
+		w->j->res->related[k].inserted += w->related[k].inserted;
+		w->j->res->related[k].updated += w->related[k].updated;
+	}
+	memset(w->related, 0, sizeof(w->related));
 	if (w->rc != SYNC_OK)
 		return sync_err_set(err, w->rc, w->err.kind, "%s", w->err.msg);
 	free(*committed);
@@ -235,6 +317,50 @@ replace(char **dst, const char *src, struct sync_err *err)
 }
 
 /*
+ * Applies the source's on_bad_row to the rows of pg that cannot be stored
+ * (SPEC §7.9): "fail" fails the page (nothing of it is written), while
+ * "quarantine" keeps them for the page's transaction and counts them.
+ * Rejections without a position of their own get the page's.
+ */
+static enum sync_rc
+bad_rows(struct job *j, const struct sync_stream *st, struct sync_page *pg,
+    struct sync_stream_result *sr, struct sync_err *err)
+{
+	const char *here = st->from != NULL ? st->from : "start", *next;
+	const struct sync_reject *r;
+	size_t i;
+
+	/*
+	 * Positions are pages': a page read from where rows were rejected,
+	 * which stores items and moves on from there, read them again.
+	 */
+	next = st->mode == SYNC_MODE_FULL ? pg->checkpoint : pg->cursor;
+	if (!(j->src->conn->flags & SYNC_CONN_ROW_POSITIONS) && pg->batch.nrows > 0 &&
+	    next != NULL && strcmp(next, here) != 0 && sync_page_stored(pg, here) == -1)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	if (pg->nrejects == 0)
+		return SYNC_OK;
+	for (i = 0; i < pg->nrejects; i++)
+		if (pg->rejects[i].position == NULL &&
+		    (pg->rejects[i].position = strdup(here)) == NULL)
+			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+			    "out of memory");
+	r = &pg->rejects[0];
+	if (!j->src->quarantine)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA, "source '%s': "
+		    "stream '%s': the row at position '%s' cannot be stored: %s%s; "
+		    "nothing of its page was stored (on_bad_row = \"fail\"; "
+		    "\"quarantine\" keeps such rows in rejected_row)", j->src->name,
+		    st->name, r->position, r->reason, pg->nrejects > 1 ?
+		    " (and more rows of the page)" : "");
+	sr->c.rejected += (long long)pg->nrejects;
+	sync_log(LOG_WARNING, "source '%s': stream '%s': %zu row(s) that cannot be "
+	    "stored kept in rejected_row (the first at position '%s': %s)",
+	    j->src->name, st->name, pg->nrejects, r->position, r->reason);
+	return SYNC_OK;
+}
+
+/*
  * Runs one stream to its end, the deadline or the first error.  Returns
  * SYNC_OK (also when stopped by the deadline: *stopped is set).
  */
@@ -245,12 +371,14 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	const struct sync_opts *o = j->opts;
 	struct sync_stream st;
 	struct sync_page pg;
+	struct sync_strmap open;
 	struct writer w;
 	char *committed = NULL;
 	enum sync_rc rc, wrc;
 
 	memset(&st, 0, sizeof(st));
 	memset(&w, 0, sizeof(w));
+	memset(&open, 0, sizeof(open));
 	snprintf(sr->name, sizeof(sr->name), "%s", name);
 	st.name = sr->name;
 	st.mode = o->import != NULL ? SYNC_MODE_IMPORT : o->cmd == SYNC_CMD_FULL ?
@@ -263,6 +391,10 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		return rc;
 	sr->cursor_before = sync_strdup(st.state.cursor);
 	committed = sync_strdup(st.state.cursor);
+	/* Rows rejected earlier, which items stored at their place resolve. */
+	if (!o->dry_run && (rc = sync_db_rejected_open(j->db, j->id, name, &open,
+	    err)) != SYNC_OK)
+		goto out;
 
 	if (st.mode == SYNC_MODE_FULL) {
 		if (st.restart || st.state.checkpoint == NULL) {
@@ -298,6 +430,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		memset(&pg, 0, sizeof(pg));
 		sync_batch_init(&pg.side[0], SYNC_ENT_CONTACT);
 		sync_batch_init(&pg.side[1], SYNC_ENT_CONVERSATION);
+		pg.open = open.n > 0 ? &open : NULL;
 		sync_http_set_counts(j->ctx.http, st.counts);
 		rc = j->src->conn->fetch(&j->ctx, &st, &pg, err);
 		sync_http_set_counts(j->ctx.http, &j->source_counts);
@@ -311,8 +444,9 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		if (rc == SYNC_OK && sanitized > 0)
 			sync_log(LOG_NOTICE, "source '%s': stream '%s': %ld "
 			    "field(s) sanitised (invalid UTF-8, NUL bytes, bad "
-			    "timestamps, rows without a usable id)", j->src->name, name,
-			    sanitized);
+			    "timestamps)", j->src->name, name, sanitized);
+		if (rc == SYNC_OK)
+			rc = bad_rows(j, &st, &pg, sr, err);
 		if (rc != SYNC_OK) {
 			page_release(&pg);
 			break;
@@ -349,6 +483,7 @@ out:
 		committed = NULL;
 	}
 	free(committed);
+	sync_strmap_clear(&open);
 	sync_state_release(&st.state);
 	return rc;
 }

@@ -157,6 +157,29 @@ enum sync_rc	sync_db_pending_settle(struct sync_db *, int,
 		    const struct sync_pending_list *, struct sync_poll_counts *,
 		    struct sync_err *);
 
+/* A row that could not be stored (SPEC §7.9), as sync_page_reject() keeps it. */
+struct sync_reject {
+	char		*position;	/* NULL: the page's, filled by the engine */
+	char		*reason;	/* "field 'id': an object" */
+	char		*raw;		/* the row as received, JSON text */
+};
+
+/* Frees a page's rejections and resolutions (batch.c). */
+void		sync_page_rejects_release(struct sync_page *);
+
+/* Adds the positions of the stream's unresolved rejected rows to *open. */
+enum sync_rc	sync_db_rejected_open(struct sync_db *, int, const char *stream,
+		    struct sync_strmap *open, struct sync_err *);
+/*
+ * Records a rejected row (inside the page's transaction): the same one,
+ * unresolved, seen again bumps times_seen and last_seen_at.
+ */
+enum sync_rc	sync_db_reject(struct sync_db *, int, const char *stream,
+		    const struct sync_reject *, struct sync_err *);
+/* Resolves the unresolved rejected rows read at position (inside a transaction). */
+enum sync_rc	sync_db_rejected_resolve(struct sync_db *, int, const char *stream,
+		    const char *position, struct sync_err *);
+
 /* sync_run rows: start (marks abandoned runs), finish. */
 enum sync_rc	sync_db_run_start(struct sync_db *, int, const char *, long long *,
 		    struct sync_err *);

@@ -37,6 +37,29 @@ add_counts(cJSON *o, const struct sync_counts *c, int extra)
 		bad |= cJSON_AddNumberToObject(o, "gaps", (double)c->gaps) == NULL;
 		bad |= cJSON_AddNumberToObject(o, "sanitized",
 		    (double)c->sanitized) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "rejected",
+		    (double)c->rejected) == NULL;
+	}
+	return bad ? -1 : 0;
+}
+
+/* The source's rows of other entities than its streams' own (SPEC §5). */
+static int
+add_related(cJSON *o, const struct sync_source_result *s)
+{
+	static const char *const names[SYNC_REL_N] = { "contacts", "conversations" };
+	cJSON *rel, *e;
+	int k, bad = 0;
+
+	if ((rel = cJSON_AddObjectToObject(o, "related")) == NULL)
+		return -1;
+	for (k = 0; k < SYNC_REL_N; k++) {
+		if ((e = cJSON_AddObjectToObject(rel, names[k])) == NULL)
+			return -1;
+		bad |= cJSON_AddNumberToObject(e, "inserted",
+		    (double)s->related[k].inserted) == NULL;
+		bad |= cJSON_AddNumberToObject(e, "updated",
+		    (double)s->related[k].updated) == NULL;
 	}
 	return bad ? -1 : 0;
 }
@@ -107,6 +130,8 @@ source_json(const struct sync_result *res, const struct sync_source_result *s)
 	}
 	if (!bad && ((t = cJSON_AddObjectToObject(o, "totals")) == NULL ||
 	    add_counts(t, &s->totals, 0) == -1))
+		bad = 1;
+	if (!bad && add_related(o, s) == -1)
 		bad = 1;
 	if (bad) {
 		cJSON_Delete(o);
@@ -187,9 +212,13 @@ format_text(const struct sync_result *res)
 			const struct sync_stream_result *r = &s->streams[k];
 
 			bad |= sync_buf_addf(&b, "  %-14s %lld fetched: %lld new, "
-			    "%lld updated, %lld unchanged; cursor %s -> %s\n",
-			    r->name, r->c.fetched, r->c.inserted, r->c.updated,
-			    r->c.unchanged, r->cursor_before ? r->cursor_before : "-",
+			    "%lld updated, %lld unchanged", r->name, r->c.fetched,
+			    r->c.inserted, r->c.updated, r->c.unchanged);
+			if (r->c.rejected > 0)
+				bad |= sync_buf_addf(&b, ", %lld rejected",
+				    r->c.rejected);
+			bad |= sync_buf_addf(&b, "; cursor %s -> %s\n",
+			    r->cursor_before ? r->cursor_before : "-",
 			    r->cursor_after ? r->cursor_after : "-");
 		}
 	}

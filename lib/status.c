@@ -25,7 +25,9 @@ static const char q_counts[] =
     " (SELECT count(*) FROM pending_message WHERE source_id = $1),"
     " (SELECT count(*) FROM sync_run WHERE source_id = $1 AND status = 'failed'"
     "  AND id > coalesce((SELECT max(id) FROM sync_run WHERE source_id = $1"
-    "  AND status IN ('ok', 'partial')), 0))";
+    "  AND status IN ('ok', 'partial')), 0)),"
+    " (SELECT count(*) FROM rejected_row WHERE source_id = $1"
+    "  AND resolved_at IS NULL)";
 
 static const char q_run[] =
     "SELECT command, status, " TS("started_at") ", " TS("finished_at") ","
@@ -104,6 +106,7 @@ gather_source(struct sync_db *db, const struct sync_source_cfg *src, cJSON *o,
 	cJSON_AddItemToObject(o, "rows", rows);
 	cJSON_AddItemToObject(o, "consecutive_failures",
 	    jnum(r ? sync_rows_get(r, 0, 4) : "0"));
+	cJSON_AddItemToObject(o, "rejected", jnum(r ? sync_rows_get(r, 0, 5) : "0"));
 	sync_rows_free(r);
 	r = NULL;
 
@@ -193,9 +196,18 @@ format_check(const cJSON *root, const struct sync_opts *o, struct sync_buf *b)
 	static const char *const names[] = { "OK", "WARNING", "CRITICAL", "UNKNOWN" };
 
 	cJSON_ArrayForEach(src, cJSON_GetObjectItemCaseSensitive(root, "sources")) {
+		double rej = num(src, "rejected", 0);
+
 		if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(src, "enabled")))
 			continue;
 		nsrc++;
+		/* SPEC §2: a warning while rejected rows are unresolved. */
+		if (rej > 0) {
+			if (state < 1)
+				state = 1;
+			sync_buf_addf(&why, "%s%s: %.0f rejected row(s) unresolved",
+			    why.len ? "; " : "", sval(src, "name"), rej);
+		}
 		cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(src, "streams")) {
 			double lag = num(st, "lag_seconds", -1);
 			double f = num(st, "consecutive_failures", 0);
@@ -274,6 +286,8 @@ format_prometheus(const cJSON *root, struct sync_buf *b)
 		  "Outgoing messages whose delivery status is still tracked.", 0 },
 		{ "msgsync_source_consecutive_failures", "consecutive_failures",
 		  "Failed passes of the source since its last success.", 0 },
+		{ "msgsync_source_rejected_rows", "rejected",
+		  "Rows that could not be stored, quarantined and not yet resolved.", 0 },
 	};
 	static const char *const tables[] = { "contacts", "conversations", "messages" };
 	const cJSON *src, *st;
@@ -321,11 +335,11 @@ format_text(const cJSON *root, struct sync_buf *b)
 		const cJSON *rows = cJSON_GetObjectItemCaseSensitive(src, "rows");
 
 		sync_buf_addf(b, "%s (%s)%s: %.0f messages, %.0f conversations, "
-		    "%.0f contacts, %.0f pending\n", sval(src, "name"),
+		    "%.0f contacts, %.0f pending, %.0f rejected\n", sval(src, "name"),
 		    sval(src, "type"), cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(src,
 		    "enabled")) ? "" : " [disabled]", num(rows, "messages", 0),
 		    num(rows, "conversations", 0), num(rows, "contacts", 0),
-		    num(src, "pending", 0));
+		    num(src, "pending", 0), num(src, "rejected", 0));
 		run = cJSON_GetObjectItemCaseSensitive(src, "last_run");
 		if (cJSON_IsObject(run))
 			sync_buf_addf(b, "  last run: %s %s at %s\n", sval(run, "command"),

@@ -133,6 +133,19 @@ struct sync_counts {
 	long long	 retries;
 	long long	 gaps;
 	long long	 sanitized;
+	long long	 rejected;	/* rows quarantined (on_bad_row) */
+};
+
+/* Rows of another entity written along with a stream's pages (SPEC §5). */
+struct sync_related {
+	long long	 inserted;
+	long long	 updated;
+};
+
+enum {
+	SYNC_REL_CONTACTS,
+	SYNC_REL_CONVERSATIONS,
+	SYNC_REL_N
 };
 
 struct sync_stream_result {
@@ -160,6 +173,7 @@ struct sync_source_result {
 	struct sync_stream_result streams[16];
 	size_t		 nstreams;
 	struct sync_counts totals;	/* streams plus source-level calls */
+	struct sync_related related[SYNC_REL_N];	/* contacts, conversations */
 	struct sync_poll_counts poll;
 };
 

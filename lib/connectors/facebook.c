@@ -437,11 +437,13 @@ next_cursor(const cJSON *root, const char *prev, char **out, const char *what,
 	return SYNC_OK;
 }
 
-/* A person of participants/from/to as a contact row. */
+/* A person of participants/from/to as a contact row of page. */
 static int
-add_person(struct sync_batch *b, const cJSON *u)
+add_person(struct sync_page *page, const cJSON *u)
 {
+	struct sync_batch *b = &page->side[0];
 	struct sync_contact k;
+	const char *why;
 	char num[40];
 	long bad = 0;
 
@@ -454,10 +456,9 @@ add_person(struct sync_batch *b, const cJSON *u)
 	if (k.display_name == NULL)
 		k.display_name = k.username;
 	k.raw = u;
-	if (k.external_id == NULL || strlen(k.external_id) > SYNC_MAX_ID) {
-		b->sanitized++;
-		return 0;
-	}
+	if ((why = sync_id_problem(u, "id")) != NULL || k.external_id == NULL)
+		return sync_page_reject(page, NULL, "id", why != NULL ? why :
+		    "not a usable id", u);
 	b->sanitized += bad;
 	return sync_batch_add_contact(b, &k);
 }
@@ -536,6 +537,7 @@ list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 		struct sync_conversation cv;
 		struct sync_mark m;
 		const cJSON *u;
+		const char *why;
 		char *title;
 		long bad = 0;
 		long long unread;
@@ -546,9 +548,15 @@ list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 		cv.external_id = cJSON_IsObject(c) ? sync_json_str(c, "id", NULL, 0,
 		    &bad) : NULL;
 		cv.last_message_at = sync_json_str(c, "updated_time", NULL, 0, &bad);
-		if (cv.external_id == NULL || strlen(cv.external_id) > SYNC_MAX_ID ||
+		if ((why = sync_id_problem(c, "id")) != NULL || cv.external_id == NULL ||
 		    sync_mark_set(&m, cv.last_message_at, cv.external_id) == -1) {
-			page->side[1].sanitized++;
+			/* Not storable: no usable id, or no time to walk by. */
+			if (why == NULL && cv.external_id == NULL)
+				why = "not a usable id";
+			if (sync_page_reject(page, NULL, why != NULL ? "id" :
+			    "updated_time", why != NULL ? why : "not a timestamp",
+			    c) == -1)
+				goto nomem;
 			continue;
 		}
 		/* Newest first: the first one below the floor ends the walk. */
@@ -575,7 +583,7 @@ list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 		page->side[1].sanitized += bad;
 		cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(
 		    cJSON_GetObjectItemCaseSensitive(c, "participants"), "data"))
-			if (add_person(&page->side[0], u) == -1)
+			if (add_person(page, u) == -1)
 				goto nomem;
 		/*
 		 * A resumed full walk: a conversation above where the
@@ -654,21 +662,28 @@ messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err
 		struct sync_message m;
 		struct sync_mark mm;
 		const cJSON *from, *att;
+		const char *why;
 		char num[40];
 		long bad = 0;
 
 		page->fetched++;
-		if (!cJSON_IsObject(mj))
-			continue;
 		memset(&m, 0, sizeof(m));
-		m.external_id = sync_json_str(mj, "id", NULL, 0, &bad);
-		m.sent_at = sync_json_str(mj, "created_time", NULL, 0, &bad);
-		if (m.external_id == NULL || strlen(m.external_id) > SYNC_MAX_ID) {
-			page->batch.sanitized++;
-			continue;
-		}
-		if (sync_mark_set(&mm, m.sent_at, m.external_id) == -1) {
-			page->batch.sanitized++;
+		m.external_id = cJSON_IsObject(mj) ? sync_json_str(mj, "id", NULL, 0,
+		    &bad) : NULL;
+		m.sent_at = cJSON_IsObject(mj) ? sync_json_str(mj, "created_time",
+		    NULL, 0, &bad) : NULL;
+		/* Not storable: no usable id, or no time to walk by. */
+		if ((why = sync_id_problem(mj, "id")) != NULL || m.external_id == NULL ||
+		    sync_mark_set(&mm, m.sent_at, m.external_id) == -1) {
+			if (why == NULL && m.external_id == NULL)
+				why = "not a usable id";
+			if (sync_page_reject(page, NULL, why != NULL ? "id" :
+			    "created_time", why != NULL ? why : "not a timestamp",
+			    mj) == -1) {
+				rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+				    "out of memory");
+				goto out;
+			}
 			continue;
 		}
 		if (p->have_floor && sync_mark_cmp(&mm, &p->floor) < 0) {

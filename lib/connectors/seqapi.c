@@ -143,12 +143,15 @@ seqapi_end(struct sync_ctx *ctx)
 static int
 usable_id(const char *id)
 {
-	return id != NULL && strlen(id) <= SYNC_MAX_ID;
+	return id != NULL && *id != '\0' && strlen(id) <= SYNC_MAX_ID;
 }
 
+/* Adds the row read at seq pos to the page; *skip: it is not stored. */
 static int
-add_row(struct sync_page *page, int idx, const cJSON *row, time_t since, int *skip)
+add_row(struct sync_page *page, int idx, const cJSON *row, const char *pos,
+    time_t since, int *skip)
 {
+	const char *why;
 	struct sync_batch *b = &page->batch;
 	char idn[40], cid[40], sid[40];
 	long bad = 0;
@@ -223,10 +226,11 @@ add_row(struct sync_page *page, int idx, const cJSON *row, time_t since, int *sk
 	b->sanitized += bad;
 	return rc;
 noid:
-	/* A row without a usable id cannot be stored: count it and go on. */
-	b->sanitized++;
+	/* A row without a usable id cannot be stored: the engine's to judge. */
 	*skip = 1;
-	return 0;
+	why = sync_id_problem(row, "id");
+	return sync_page_reject(page, pos, "id", why != NULL ? why :
+	    "not a usable id", row);
 }
 
 static enum sync_rc
@@ -237,7 +241,7 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 	    SYNC_ENT_MESSAGE, SYNC_ENT_CONTACT };
 	struct seqapi *p = ctx->priv;
 	const char *name = ctx->src->name;
-	char path[600], since_s[24], limit_s[24], *url = NULL;
+	char path[600], since_s[24], limit_s[24], seq_s[24], *url = NULL;
 	const char *q[5];
 	cJSON *root = NULL, *rows, *row, *latest_j, *more_j;
 	long long since, cursor, prev, last, latest, seq, limit;
@@ -327,7 +331,9 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 		if (seq != prev + 1)
 			st->counts->gaps++;
 		prev = seq;
-		if (add_row(page, idx, row, st->since, &skip) == -1) {
+		snprintf(seq_s, sizeof(seq_s), "%lld", seq);
+		if (add_row(page, idx, row, seq_s, st->since, &skip) == -1 ||
+		    (!skip && sync_page_stored(page, seq_s) == -1)) {
 			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
 			    "out of memory building a batch");
 			goto out;
@@ -386,4 +392,5 @@ const struct sync_connector sync_seqapi_connector = {
 	.cursor_max = sync_cursor_max_int,
 	.end = seqapi_end,
 	.no_poll_reason = "source type 'seqapi' has no delivery status to poll",
+	.flags = SYNC_CONN_ROW_POSITIONS,
 };

@@ -434,10 +434,11 @@ row_cmp(const void *a, const void *b)
 
 /*
  * The rows of an answer in id order (the device promises none); rows
- * without a usable id are counted in *bad.  The caller frees *out.
+ * without a usable id are rejected (sync_page_reject()).  The caller frees
+ * *out.
  */
 static int
-sorted_rows(const cJSON *rows, struct row **out, size_t *n, long *bad)
+sorted_rows(const cJSON *rows, struct row **out, size_t *n, struct sync_page *page)
 {
 	const cJSON *r;
 	size_t cap = (size_t)cJSON_GetArraySize(rows) + 1, k = 0;
@@ -449,7 +450,11 @@ sorted_rows(const cJSON *rows, struct row **out, size_t *n, long *bad)
 		long long id = cJSON_IsObject(r) ? json_id(r) : -1;
 
 		if (id < 0) {
-			(*bad)++;
+			const char *why = sync_id_problem(r, "id");
+
+			if (sync_page_reject(page, NULL, "id", why != NULL ? why :
+			    "not a positive whole number", r) == -1)
+				return -1;
 			continue;
 		}
 		(*out)[k].id = id;
@@ -635,7 +640,7 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	struct row *rows = NULL;
 	cJSON *arr = NULL;
 	long long cursor, from, limit, last, days;
-	long sanitized = 0, bad = 0;
+	long sanitized = 0;
 	size_t n = 0, i;
 	enum sync_rc rc;
 
@@ -669,9 +674,8 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 		goto out;
 	page->batch.sanitized += sanitized;
 	page->fetched = cJSON_GetArraySize(arr);
-	if (sorted_rows(arr, &rows, &n, &bad) == -1)
+	if (sorted_rows(arr, &rows, &n, page) == -1)
 		goto nomem;
-	page->batch.sanitized += bad;
 
 	last = from;
 	for (i = 0; i < n; i++) {

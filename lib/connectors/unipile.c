@@ -434,7 +434,7 @@ phone_of(const char *pid, char *out, size_t n)
 
 /* Where a listed item stands in a walk. */
 enum item {
-	ITEM_BAD,		/* no usable id: skip it */
+	ITEM_BAD,		/* no usable id: reject it */
 	ITEM_BELOW,		/* below the floor: the walk ends */
 	ITEM_TAKE		/* take it; the walk's top follows it */
 };
@@ -463,27 +463,34 @@ walk_item(struct walk *w, const cJSON *o, char *num, size_t n, const char **id,
 	return ITEM_TAKE;
 }
 
-/* An attendee as a contact row. */
+/* Rejects item o of page, which has no usable id (sync_page_reject()). */
 static int
-add_attendee(struct sync_batch *b, const cJSON *a)
+reject_item(struct sync_page *page, const cJSON *o)
 {
+	const char *why = sync_id_problem(o, "id");
+
+	return sync_page_reject(page, NULL, "id", why != NULL ? why :
+	    "not a usable id", o);
+}
+
+/* An attendee as a contact row of page. */
+static int
+add_attendee(struct sync_page *page, const cJSON *a)
+{
+	struct sync_batch *b = &page->side[0];
 	struct sync_contact k;
 	const cJSON *spec;
 	char num[40], phone[24];
 	const char *pid;
 	long bad = 0;
 
-	if (!cJSON_IsObject(a)) {
-		b->sanitized++;
-		return 0;
-	}
+	if (!cJSON_IsObject(a))
+		return reject_item(page, a);
 	memset(&k, 0, sizeof(k));
 	k.external_id = sync_json_str(a, "id", num, sizeof(num), &bad);
 	if (k.external_id == NULL || *k.external_id == '\0' ||
-	    strlen(k.external_id) > SYNC_MAX_ID) {
-		b->sanitized++;
-		return 0;
-	}
+	    strlen(k.external_id) > SYNC_MAX_ID)
+		return reject_item(page, a);
 	k.display_name = sync_json_str(a, "name", NULL, 0, &bad);
 	pid = sync_json_str(a, "provider_id", NULL, 0, &bad);
 	/* Instagram's handle is in its specifics; elsewhere the provider id. */
@@ -532,7 +539,7 @@ chat_attendees(struct sync_ctx *ctx, const char *id, struct sync_page *page,
 			break;
 		}
 		cJSON_ArrayForEach(a, items)
-			if (add_attendee(&page->side[0], a) == -1)
+			if (add_attendee(page, a) == -1)
 				goto nomem;
 		cJSON_Delete(root);
 		root = NULL;
@@ -640,7 +647,10 @@ chats_fetch(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 		/* Newest activity first: one below the floor ends the walk. */
 		if ((it = walk_item(w, c, num, sizeof(num), &id, &when, &m,
 		    &have_mark, &bad)) == ITEM_BAD) {
-			page->side[1].sanitized++;
+			if (reject_item(page, c) == -1) {
+				rc = nomem(err);
+				goto out;
+			}
 			continue;
 		}
 		if (it == ITEM_BELOW) {
@@ -791,7 +801,10 @@ messages_fetch(struct sync_ctx *ctx, struct sync_stream *st,
 		/* An API that ignored `after` would walk on below it. */
 		if ((it = walk_item(w, mj, num, sizeof(num), &id, &when, &m,
 		    &have_mark, &bad)) == ITEM_BAD) {
-			page->batch.sanitized++;
+			if (reject_item(page, mj) == -1) {
+				rc = nomem(err);
+				goto out;
+			}
 			continue;
 		}
 		page->batch.sanitized += bad;

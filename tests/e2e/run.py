@@ -2020,6 +2020,7 @@ import unipile_e2e  # noqa: E402,F401
 import facebook_e2e  # noqa: E402,F401
 import smseagle_faults_e2e  # noqa: E402,F401
 import telegram_e2e  # noqa: E402,F401
+import badrows_e2e  # noqa: E402,F401
 
 
 def main():

@@ -722,8 +722,15 @@ def tg_import_then_incr(ctx):
     e2e.ok_pass(r, "full-sync")
     js = r.stream("messages", "tg")
     n = sum(len(c["messages"]) for c in d["chats"]["list"])
-    # inserted also counts the chats and senders written beside them.
-    eq((js["fetched"], ctx.count("message")), (n, n), "fetched and stored")
+    # A stream counts its own entity only (SPEC §5): the chats and senders
+    # written beside the messages are the source's `related` rows.
+    eq((js["fetched"], js["inserted"], ctx.count("message")), (n, n, n),
+       "fetched, inserted and stored")
+    rel = r.source("tg")["related"]
+    check(rel["contacts"]["inserted"] > 0 and rel["conversations"]["inserted"] > 0,
+          "related rows of an import", rel)
+    eq(rel["conversations"]["inserted"], ctx.count("conversation"),
+       "related conversations inserted")
     eq([x["stream"] for x in r.source("tg")["streams"]], ["messages"],
        "an import runs the messages stream only")
     got = stored(ctx)

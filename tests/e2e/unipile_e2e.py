@@ -619,11 +619,23 @@ def uni_hostile_pages(ctx):
            '"text":"\\udfff","is_sender":1,"message_type":"INMAIL","attachments":[{"id":1}],'
            '"sender_attendee_id":{"x":1},"provider_id":12345678901234567890}]}'
            % ("x" * 5000, chat, chat, fmt_ms(mark_ms(cur) - 1000)))
+    # Rows without a usable id (null, not objects, "", 5000 bytes) cannot be
+    # stored: under on_bad_row = fail the page fails, nothing of it stored.
+    fake.fault("messages", "http", status=200, body=bad)
+    r = ctx.run("incr-sync", "-j", "--stream", "messages")
+    r.expect_rc(65)
+    eq(r.source("uni")["error"]["kind"], "data", "a page with unstorable rows")
+    eq(ctx.cursor("messages", "uni"), cur, "cursor after a page with unstorable rows")
+    # Quarantined, they are kept aside and the rest of the page is stored.
+    uni_config(ctx, extra='on_bad_row = "quarantine";')
     fake.fault("messages", "http", status=200, body=bad)
     r = ctx.run("incr-sync", "-j", "--stream", "messages")
     e2e.ok_pass(r)
     check(r.stream("messages", "uni")["sanitized"] > 0, "nothing counted as sanitised",
           r.stream("messages", "uni"))
+    eq(r.stream("messages", "uni")["rejected"], 5, "rows without a usable id quarantined")
+    eq(ctx.count("rejected_row", "stream = 'messages' AND resolved_at IS NULL"), 5,
+       "rejected rows of the messages stream")
     got = stored_messages(ctx, where="m.external_id IN ('5', 'ok-1', 'ok-2')")
     eq(sorted(got), ["5", "ok-1", "ok-2"], "sanitised rows stored")
     eq(got["ok-2"]["kind"], "inmail", "message_type as kind")
@@ -643,6 +655,8 @@ def uni_hostile_pages(ctx):
         '{"id":"a-4","provider_id":"5100000001"},{"id":"a-5","provider_id":7},"x",{}]}'))
     r = ctx.run("full-sync", "-j", "--stream", "chats")
     e2e.ok_pass(r)
+    check(r.stream("chats", "uni")["rejected"] >= 2, "attendees without an id quarantined",
+          r.stream("chats", "uni"))
     convs = stored_convs(ctx)
     eq((convs["c-x"]["kind"], convs["c-x"]["is_read"], convs["c-x"]["unread_count"],
         convs["c-x"]["title"], convs["c-x"]["last_message_at"], convs["c-x"]["archived"]),

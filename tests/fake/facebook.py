@@ -109,7 +109,8 @@ CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
        "regain_minutes":1) or just the code ("80006") | http (+"status","body")
        | close | slow (+"delay":5) | truncate (JSON cut in half) | nonjson (200
        text/html) | empty_page | timeout (batch: "entries":[i..] null, default
-       the last; an op: null)
+       the last; an op: null) | bad_row (a list answer's middle item gets an
+       id that is an object)
   POST clear_faults | gate {"endpoint","page"?,"after":N} (hold requests after
        the Nth until release) | release | clear_log
   POST config {"token":"T"|{"PAGE":"T"},"app_secret":S|null,"latency":s,
@@ -172,7 +173,8 @@ CANNED = {   # code -> (message, subcode, is_transient)
     100: ("(#100) The After Cursor specified exceeds the max limit supported by this endpoint",
           None, None),
 }
-FAULT_KINDS = ("error", "http", "close", "slow", "truncate", "nonjson", "empty_page", "timeout")
+FAULT_KINDS = ("error", "http", "close", "slow", "truncate", "nonjson", "empty_page", "timeout",
+               "bad_row")
 CONV_FIELDS = "id,updated_time,link,message_count,unread_count,snippet,can_reply," \
               "is_subscribed,participants,senders,former_participants,scoped_thread_key"
 MSG_FIELDS = "id,created_time,from,to,message,attachments,tags"
@@ -214,6 +216,20 @@ def no_edge(edge, node):
 
 def is_error_fault(f):
     return bool(f) and f["kind"] == "error"
+
+
+def bad_row(body):
+    """Fault bad_row: the middle item of a list answer gets an id that is an
+    object (a row that cannot be stored); other answers are left alone."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return body
+    data = obj.get("data") if isinstance(obj, dict) else None
+    if not isinstance(data, list) or not data or not isinstance(data[len(data) // 2], dict):
+        return body
+    data[len(data) // 2]["id"] = {"bad": True}
+    return json.dumps(obj)
 
 
 def fault_error(f):
@@ -917,6 +933,8 @@ class Handler(fakelib.Handler):
             status, headers, body = self.batch(version, pairs, fault, entry, base)
         else:
             status, headers, body = st.call(method, version, parts, pairs, fault, base)
+        if k == "bad_row":
+            body = bad_row(body.decode() if isinstance(body, bytes) else body)
         self.respond_page(k, body, status, headers)
 
     def batch(self, version, pairs, fault, parent, base):
@@ -982,7 +1000,8 @@ class Handler(fakelib.Handler):
             else:
                 status, headers, body = st.call(method, version, parts, pairs, f, base)
                 body = (body[:max(1, len(body) // 2)] if k == "truncate"
-                        else HTML if k == "nonjson" else body)
+                        else HTML if k == "nonjson" else bad_row(body) if k == "bad_row"
+                        else body)
             entry["status"] = status
             res = {"code": status}
             if with_headers:

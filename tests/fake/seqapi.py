@@ -36,6 +36,10 @@ Control API for tests (JSON bodies; none of these are logged as requests):
                                  | "slow"      (+"delay":seconds, then the normal answer)
                                  | "close"     (drop the connection, no answer)
                                  | "bad_row"   (one row with a wrong type: "seq":"x")
+                                 | "bad_id"    (the page's middle row, or the row of
+                                               +"seq":N wherever it comes, gets
+                                               "id":{"bad":true}, its seq kept: a
+                                               row that cannot be stored)
                                  | "disorder"  (the page's first two rows swapped)
                                  | "latest_ahead" (latest_seq = last row + "by" (1000),
                                                has_more true: trusting it skips rows)
@@ -570,7 +574,7 @@ class Handler(fakelib.Handler):
     server_version = "fake-seqapi/1"
     encode_errors = "surrogateescape"   # invalid UTF-8 travels as surrogate escapes
     fault_kinds = ("http", "429", "truncate", "truncate_conn", "nonjson", "stuck", "huge",
-                   "slow", "close", "bad_row", "disorder", "latest_ahead")
+                   "slow", "close", "bad_row", "disorder", "latest_ahead", "bad_id")
     http_fault_body = '{"error":"internal error"}'
     rate_limit_body = '{"error":"rate limited"}'
     nonjson_body = "<html><body>502 Bad Gateway (nginx)</body></html>\n"
@@ -650,6 +654,13 @@ class Handler(fakelib.Handler):
         elif k == "bad_row" and rendered:
             rendered[len(rendered) // 2] = re.sub(rb'"seq":\d+', b'"seq":"x"',
                                                   rendered[len(rendered) // 2], count=1)
+            body = page_json(endpoint, rendered, latest, has_more, total, st.total_count)
+        elif k == "bad_id" and rendered:
+            at = [j for j, (sq, _) in enumerate(rows) if sq == int(fault["seq"])] \
+                if "seq" in fault else [len(rendered) // 2]
+            for j in at:
+                rendered[j] = re.sub(rb'"id":"[^"]*"', b'"id":{"bad":true}', rendered[j],
+                                     count=1)
             body = page_json(endpoint, rendered, latest, has_more, total, st.total_count)
         else:
             body = page_json(endpoint, rendered, latest, has_more, total, st.total_count)

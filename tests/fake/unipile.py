@@ -103,7 +103,8 @@ Times: "at" (ISO 8601, naive = UTC, ms kept) or "ago" (seconds), else now;
                (+"status","type","title","detail" | "body") | truncate (200,
                JSON cut in half) | nonjson (200 text/html) | close (no answer)
                | slow (+"delay":5, then the answer) | empty_page (lists: items
-               [] and a cursor resuming where the request started). Faults and
+               [] and a cursor resuming where the request started) | bad_row
+               (lists: the middle item's id is an object). Faults and
                gates act before the key check.
   POST gate    {"endpoint","after":N}: hold requests after the Nth until
   POST release; clear_faults; clear_log
@@ -173,7 +174,7 @@ ERR = {  # fault kind | name -> (status, type, title, detail), texts of the fixt
                 "The provided credentials are invalid."),
 }
 FAULT_KINDS = ("429", "503", "504", "401", "403", "500", "http", "truncate", "nonjson",
-               "close", "slow", "empty_page")
+               "close", "slow", "empty_page", "bad_row")
 NAMES = ("Alice Example", "Bob Zażółć", "Chloé Martin", "Dmitri Иванов", "Eve 李",
          "Frank O'Brien", 'Grace "G" Hopper', "Hana 🌸", "Ivo Novák", "Jun Tanaka")
 TEXTS = ("Is the shop open on Sunday? #%d", "Grüße aus Köln, Nachricht %d",
@@ -573,6 +574,11 @@ class Handler(fakelib.Handler):
             return self.respond_json(e.body["status"], e.body)
         if k == "empty_page" and "items" in obj:
             obj = dict(obj, items=[], cursor=encode_cursor(resume or {}))
+        if k == "bad_row" and obj.get("items"):
+            # The middle item gets an id that is an object: it cannot be stored.
+            items = list(obj["items"])
+            items[len(items) // 2] = dict(items[len(items) // 2], id={"bad": True})
+            obj = dict(obj, items=items)
         self.respond_page(k, dumps(obj).encode("utf-8"))
 
     # -- query parsing ----------------------------------------------------

@@ -1,4 +1,6 @@
 /* test_batch -- COPY text of a page's rows (lib/batch.c). */
+#include <stdlib.h>
+
 #include <cjson/cJSON.h>
 
 #include "internal.h"
@@ -94,11 +96,69 @@ test_phone(void)
 	CHECK(sync_phone_e164("+0123456789", out, sizeof(out)) == -1);
 }
 
+/* Rows that cannot be stored: what is wrong with their id, and their record. */
+static void
+test_reject(void)
+{
+	struct sync_page pg;
+	struct sync_strmap open;
+	cJSON *o = cJSON_Parse("[{\"id\":{\"a\":1}},{\"id\":\"\"},{\"x\":1},"
+	    "{\"id\":null},{\"id\":[1]},{\"id\":true},{\"id\":\"ok\"},{\"id\":7},7]");
+	char *big = malloc(SYNC_MAX_ID + 20), *txt;
+	cJSON *b;
+
+	CHECK(o != NULL && big != NULL);
+	if (o == NULL || big == NULL)
+		return;
+	memset(big, 'x', SYNC_MAX_ID + 1);
+	big[SYNC_MAX_ID + 1] = '\0';
+	CHECK_STR(sync_id_problem(cJSON_GetArrayItem(o, 0), "id"),
+	    "an object, not a string or number");
+	CHECK_STR(sync_id_problem(cJSON_GetArrayItem(o, 1), "id"), "empty");
+	CHECK_STR(sync_id_problem(cJSON_GetArrayItem(o, 2), "id"), "missing");
+	CHECK_STR(sync_id_problem(cJSON_GetArrayItem(o, 3), "id"), "null");
+	CHECK(strstr(sync_id_problem(cJSON_GetArrayItem(o, 4), "id"), "array") != NULL);
+	CHECK(strstr(sync_id_problem(cJSON_GetArrayItem(o, 5), "id"), "boolean") != NULL);
+	CHECK(sync_id_problem(cJSON_GetArrayItem(o, 6), "id") == NULL);
+	CHECK(sync_id_problem(cJSON_GetArrayItem(o, 7), "id") == NULL);
+	CHECK_STR(sync_id_problem(cJSON_GetArrayItem(o, 8), "id"),
+	    "the row is not an object");
+	b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "id", big);
+	CHECK(strstr(sync_id_problem(b, "id"), "longer than 1024") != NULL);
+
+	memset(&pg, 0, sizeof(pg));
+	memset(&open, 0, sizeof(open));
+	CHECK(sync_page_reject(&pg, "42", "id", "an object, not a string or number",
+	    cJSON_GetArrayItem(o, 0)) == 0);
+	CHECK(sync_page_reject(&pg, NULL, "id", "empty", cJSON_GetArrayItem(o, 1)) == 0);
+	CHECK(pg.nrejects == 2);
+	CHECK_STR(pg.rejects[0].position, "42");
+	CHECK_STR(pg.rejects[0].reason, "field 'id': an object, not a string or number");
+	CHECK_STR(pg.rejects[0].raw, "{\"id\":{\"a\":1}}");
+	CHECK(pg.rejects[1].position == NULL);		/* the engine's to fill */
+	/* Stored positions matter only where rows were rejected before. */
+	CHECK(sync_page_stored(&pg, "42") == 0 && pg.nresolves == 0);
+	CHECK(sync_strmap_put(&open, "42", 1) == 0);
+	pg.open = &open;
+	CHECK(sync_page_stored(&pg, "41") == 0 && pg.nresolves == 0);
+	CHECK(sync_page_stored(&pg, "42") == 0 && pg.nresolves == 1);
+	txt = pg.resolves[0];
+	CHECK_STR(txt, "42");
+	sync_page_rejects_release(&pg);
+	CHECK(pg.nrejects == 0 && pg.rejects == NULL && pg.resolves == NULL);
+	sync_strmap_clear(&open);
+	cJSON_Delete(b);
+	cJSON_Delete(o);
+	free(big);
+}
+
 int
 main(void)
 {
 	test_escaping();
 	test_rows();
 	test_phone();
+	test_reject();
 	return t_done("test_batch");
 }

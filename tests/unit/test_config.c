@@ -115,7 +115,19 @@ test_good(void)
 	if (cfg != NULL) {
 		CHECK(cfg->sources[0].nstreams == 3);
 		CHECK(cfg->sources[0].enabled == 1);
+		CHECK(cfg->sources[0].quarantine == 0);	/* on_bad_row = fail */
 	}
+	sync_config_free(cfg);
+
+	/* on_bad_row, a generic key of every source type. */
+	CHECK(load(SRC "  token = \"t0ken\"; on_bad_row = \"quarantine\"; },\n"
+	    "  { name = \"sms\"; type = \"smseagle\"; url = \"http://127.0.0.1\";\n"
+	    "    token = \"t0ken\"; on_bad_row = \"fail\"; } );\n", 0600, &cfg,
+	    &e) == SYNC_OK);
+	if (cfg != NULL)
+		CHECK(cfg->sources[0].quarantine == 1 && cfg->sources[1].quarantine == 0);
+	else
+		fprintf(stderr, "  %s\n", e.msg);
 	sync_config_free(cfg);
 }
 
@@ -187,6 +199,10 @@ test_bad(void)
 	bad(SRC "  token = \"t0ken-123\";\n  page_size = 0; } );\n", 0600, 4, "between 1");
 	bad(SRC "  token_file = \"/nonexistent/token\"; } );\n", 0600, 3,
 	    "cannot read token_file");
+	bad(SRC "  token = \"t0ken\";\n  on_bad_row = \"drop\"; } );\n", 0600, 4,
+	    "'on_bad_row' must be \"fail\" or \"quarantine\"");
+	bad(SRC "  token = \"t0ken\";\n  on_bad_row = 1; } );\n", 0600, 4,
+	    "'on_bad_row' must be");
 }
 
 static void

@@ -1325,10 +1325,14 @@ content(const cJSON *ct, char *kind, size_t kn, const char **body, cJSON **att)
 	return kind;
 }
 
-/* A TDLib message as a row; 1 if it is skipped (local, no id). */
+/*
+ * A TDLib message as a row of pg; 1 if it is skipped (local), or rejected
+ * (no usable id: sync_page_reject()).
+ */
 static int
-add_message(struct sync_batch *b, long long chat, const cJSON *m)
+add_message(struct sync_page *pg, long long chat, const cJSON *m)
 {
+	struct sync_batch *b = &pg->batch;
 	const cJSON *sender = cJSON_GetObjectItemCaseSensitive(m, "sender_id");
 	char ext[64], conv[32], sid[32], kind[64], sent[40], edited[40];
 	struct sync_message v;
@@ -1337,8 +1341,11 @@ add_message(struct sync_batch *b, long long chat, const cJSON *m)
 	long long id, who;
 	int rc;
 
-	if (sync_json_id(m, "id", &id) == -1 || id <= 0 || id % TG_SERVER_SHIFT != 0)
-		return 1;
+	if (sync_json_id(m, "id", &id) == -1 || id <= 0)
+		return sync_page_reject(pg, NULL, "id", "not a positive whole number",
+		    m) == -1 ? -1 : 1;
+	if (id % TG_SERVER_SHIFT != 0)
+		return 1;	/* a local message, not (yet) on the server */
 	snprintf(ext, sizeof(ext), "%lld:%lld", chat, id);
 	snprintf(conv, sizeof(conv), "%lld", chat);
 	sid[0] = '\0';
@@ -1889,7 +1896,7 @@ noted_changes(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
 		/* Gone since (not found): its deletion is told of, or was. */
 		if (td_error(a, &msg) == 0) {
 			pg->fetched++;
-			if (add_message(&pg->batch, chat, a) == -1) {
+			if (add_message(pg, chat, a) == -1) {
 				cJSON_Delete(a);
 				return nomem(err);
 			}
@@ -1960,7 +1967,7 @@ walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 			end = 1;
 			continue;
 		}
-		if (add_message(&pg->batch, w->chat, m) == -1 ||
+		if (add_message(pg, w->chat, m) == -1 ||
 		    add_sender_chat(p, &pg->side[0], m) == -1) {
 			cJSON_Delete(ans);
 			return nomem(err);
@@ -2133,7 +2140,10 @@ fetch_import(struct tg *p, const char *path, struct sync_page *pg,
 			pg->fetched++;
 			r = sync_tgx_add_message(&it, p->self, &pg->batch,
 			    &pg->side[0], &id);
-			if (r == -1)
+			/* A message of the export without a usable id. */
+			if (r == -1 || (r == 1 && it.chat_id != 0 &&
+			    sync_page_reject(pg, NULL, "id",
+			    "not a positive message id", it.json) == -1))
 				return nomem(err);
 			if (r == 0 && cmap_raise(&p->cur, it.chat_id, id) == -1)
 				return nomem(err);
