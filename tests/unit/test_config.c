@@ -120,9 +120,9 @@ test_good(void)
 	sync_config_free(cfg);
 
 	/* on_bad_row, a generic key of every source type. */
-	CHECK(load(SRC "  token = \"t0ken\"; on_bad_row = \"quarantine\"; },\n"
+	CHECK(load(SRC "  token = \"t0ken-long\"; on_bad_row = \"quarantine\"; },\n"
 	    "  { name = \"sms\"; type = \"smseagle\"; url = \"http://127.0.0.1\";\n"
-	    "    token = \"t0ken\"; on_bad_row = \"fail\"; } );\n", 0600, &cfg,
+	    "    token = \"t0ken-long\"; on_bad_row = \"fail\"; } );\n", 0600, &cfg,
 	    &e) == SYNC_OK);
 	if (cfg != NULL)
 		CHECK(cfg->sources[0].quarantine == 1 && cfg->sources[1].quarantine == 0);
