@@ -397,11 +397,14 @@ exec_simple(struct sync_db *db, const char *sql, const char *what,
 }
 
 /* Runs a prepared statement; *out (may be NULL) gets the result. */
+/*
+ * Checks a statement's result: an error becomes err (naming what); on
+ * success *out gets r (out NULL: r is cleared).
+ */
 static enum sync_rc
-exec_prep(struct sync_db *db, const char *name, int n, const char *const *v,
-    PGresult **out, const char *what, struct sync_err *err)
+exec_result(struct sync_db *db, PGresult *r, PGresult **out, const char *what,
+    struct sync_err *err)
 {
-	PGresult *r = PQexecPrepared(db->conn, name, n, v, NULL, NULL, 0);
 	ExecStatusType st = PQresultStatus(r);
 
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
@@ -415,6 +418,14 @@ exec_prep(struct sync_db *db, const char *name, int n, const char *const *v,
 	else
 		PQclear(r);
 	return SYNC_OK;
+}
+
+static enum sync_rc
+exec_prep(struct sync_db *db, const char *name, int n, const char *const *v,
+    PGresult **out, const char *what, struct sync_err *err)
+{
+	return exec_result(db, PQexecPrepared(db->conn, name, n, v, NULL, NULL, 0),
+	    out, what, err);
 }
 
 static enum sync_rc
@@ -1531,20 +1542,8 @@ static enum sync_rc
 exec_params(struct sync_db *db, const char *sql, int n, const char *const *v,
     PGresult **out, const char *what, struct sync_err *err)
 {
-	PGresult *r = PQexecParams(db->conn, sql, n, NULL, v, NULL, NULL, 0);
-	ExecStatusType st = PQresultStatus(r);
-
-	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		enum sync_rc rc = db_err(db, r, err, what);
-
-		PQclear(r);
-		return rc;
-	}
-	if (out != NULL)
-		*out = r;
-	else
-		PQclear(r);
-	return SYNC_OK;
+	return exec_result(db, PQexecParams(db->conn, sql, n, NULL, v, NULL, NULL,
+	    0), out, what, err);
 }
 
 enum sync_rc
