@@ -429,7 +429,8 @@ add_person(struct sync_batch *b, const cJSON *u)
 	if (k.display_name == NULL)
 		k.display_name = k.username;
 	k.raw = u;
-	if (k.external_id == NULL || strlen(k.external_id) > SYNC_MAX_ID) {
+	if (k.external_id == NULL || *k.external_id == '\0' ||
+	    strlen(k.external_id) > SYNC_MAX_ID) {
 		b->sanitized++;
 		return 0;
 	}
@@ -521,7 +522,8 @@ list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 		cv.external_id = cJSON_IsObject(c) ? sync_json_str(c, "id", NULL, 0,
 		    &bad) : NULL;
 		cv.last_message_at = sync_json_str(c, "updated_time", NULL, 0, &bad);
-		if (cv.external_id == NULL || strlen(cv.external_id) > SYNC_MAX_ID ||
+		if (cv.external_id == NULL || *cv.external_id == '\0' ||
+		    strlen(cv.external_id) > SYNC_MAX_ID ||
 		    sync_mark_set(&m, cv.last_message_at, cv.external_id) == -1) {
 			page->side[1].sanitized++;
 			continue;
@@ -638,7 +640,8 @@ messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err
 		memset(&m, 0, sizeof(m));
 		m.external_id = sync_json_str(mj, "id", NULL, 0, &bad);
 		m.sent_at = sync_json_str(mj, "created_time", NULL, 0, &bad);
-		if (m.external_id == NULL || strlen(m.external_id) > SYNC_MAX_ID) {
+		if (m.external_id == NULL || *m.external_id == '\0' ||
+		    strlen(m.external_id) > SYNC_MAX_ID) {
 			page->batch.sanitized++;
 			continue;
 		}

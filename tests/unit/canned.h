@@ -22,6 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "internal.h"
 
 #define CT_UNUSED	__attribute__((unused))
@@ -38,6 +40,7 @@ struct ct {
 	int		 begun;
 	int		 own_cfg;	/* ct_close() frees cfg */
 	long		 rows;		/* rows of the pages ct_walk() read */
+	long		 side_rows[2];	/* their contacts, conversations */
 	long		 fetched;
 	char		 bad[256];	/* the first broken rule, "" if none */
 };
@@ -67,6 +70,11 @@ ct_load(const char *text, struct sync_config **cfg, struct sync_err *err)
 	o.max_runtime = -1;
 	rc = sync_config_load(&o, cfg, err);
 	unlink(path);
+	if (rc == SYNC_OK) {
+		/* Hostile pages make warnings by the thousand: errors only. */
+		(*cfg)->log_level = LOG_ERR;
+		sync_log_setup(*cfg, NULL);
+	}
 	return rc;
 }
 
@@ -108,6 +116,146 @@ ct_open(struct ct *t, const char *text, struct sync_err *err)
 	rc = ct_init(t, cfg, err);
 	t->own_cfg = 1;
 	return rc;
+}
+
+/* A fixture file's text (the caller frees it), or NULL. */
+static CT_UNUSED char *
+ct_fixture(const char *path)
+{
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	char chunk[4096];
+	size_t n;
+	FILE *f;
+
+	if ((f = fopen(path, "rb")) == NULL) {
+		fprintf(stderr, "cannot open fixture %s\n", path);
+		return NULL;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (sync_buf_add(&b, chunk, n) == -1)
+			break;
+	fclose(f);
+	if (b.data == NULL && sync_buf_add(&b, "", 0) == -1)
+		return NULL;
+	return b.data;
+}
+
+/*
+ * The n-th value of j in document order (j itself is 0), or NULL; *parent
+ * gets its parent.
+ */
+static CT_UNUSED cJSON *
+ct_node(cJSON *j, long *n, cJSON **parent)
+{
+	cJSON *c, *r;
+
+	if ((*n)-- == 0)
+		return j;
+	for (c = j->child; c != NULL; c = c->next) {
+		*parent = j;
+		if ((r = ct_node(c, n, parent)) != NULL)
+			return r;
+	}
+	return NULL;
+}
+
+/*
+ * The i-th hostile variant of a valid page (the caller frees *out), or -1
+ * when there are no more: the page cut short at eight points; a NUL byte,
+ * a stray 0xff and a lone UTF-8 lead byte at seven points; nested 2000
+ * deep (past cJSON's limit); and for each value in document order, that
+ * value made a huge number, a negative one, an object, a string, null,
+ * and an array 900 deep (within the limit).
+ */
+static CT_UNUSED int
+ct_mutate(const char *valid, long i, char **out, size_t *outlen)
+{
+	static const char bytes[] = { '\0', (char)0xff, (char)0xc3 };
+	size_t len = strlen(valid), k;
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	cJSON *root, *node, *rep, *parent = NULL;
+	long n;
+
+	*out = NULL;
+	*outlen = 0;
+	if (i < 8) {			/* truncated */
+		k = len * (size_t)i / 8;
+		if (sync_buf_add(&b, valid, k) == -1)
+			return -1;
+		goto done;
+	}
+	i -= 8;
+	if (i < 21) {			/* NUL, 0xff, a lone lead byte */
+		k = len * (size_t)(i / 3 + 1) / 8;
+		if (sync_buf_add(&b, valid, len) == -1)
+			return -1;
+		b.data[k] = bytes[i % 3];
+		goto done;
+	}
+	i -= 21;
+	if (i == 0) {			/* nested past the limit */
+		for (k = 0; k < 2000; k++)
+			if (sync_buf_add(&b, "[", 1) == -1)
+				return -1;
+		if (sync_buf_adds(&b, valid) == -1)
+			return -1;
+		for (k = 0; k < 2000; k++)
+			if (sync_buf_add(&b, "]", 1) == -1)
+				return -1;
+		goto done;
+	}
+	i--;
+	if ((root = cJSON_Parse(valid)) == NULL)
+		return -1;
+	n = i / 6 + 1;			/* not the root itself */
+	if ((node = ct_node(root, &n, &parent)) == NULL) {
+		cJSON_Delete(root);
+		return -1;
+	}
+	switch (i % 6) {
+	case 0:
+		rep = cJSON_CreateRaw("123456789012345678901234567890");
+		break;
+	case 1:
+		rep = cJSON_CreateRaw("-1e400");
+		break;
+	case 2:
+		rep = cJSON_CreateObject();
+		break;
+	case 3:
+		rep = cJSON_CreateString("\xe2\x80\xae" "x\\y\"z\t");
+		break;
+	case 4:
+		rep = cJSON_CreateNull();
+		break;
+	default:
+		if (sync_buf_add(&b, "", 0) == -1)
+			return -1;
+		for (k = 0; k < 900; k++)
+			sync_buf_add(&b, "[", 1);
+		for (k = 0; k < 900; k++)
+			sync_buf_add(&b, "]", 1);
+		rep = cJSON_CreateRaw(b.data);
+		sync_buf_reset(&b);
+		break;
+	}
+	if (rep == NULL || !cJSON_ReplaceItemViaPointer(parent, node, rep)) {
+		cJSON_Delete(rep);
+		cJSON_Delete(root);
+		sync_buf_release(&b);
+		return -1;
+	}
+	*out = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	sync_buf_release(&b);
+	if (*out == NULL)
+		return -1;
+	*outlen = strlen(*out);
+	return 0;
+done:
+	*outlen = b.len;
+	*out = b.data;
+	return 0;
 }
 
 /* Queues one answer with a body that is a C string. */
@@ -270,6 +418,17 @@ ct_check_batch(struct ct *t, const struct sync_batch *b, const char *name)
 	if (b->copy.data != NULL && !ct_utf8((const unsigned char *)b->copy.data,
 	    b->copy.len))
 		ct_bad(t, "invalid UTF-8 in the COPY text", name);
+	/* A line is "ord, external_id, ...": the id is there, not empty. */
+	for (i = 0; b->copy.data != NULL && i < b->copy.len; i++) {
+		const char *l = b->copy.data + i, *id = strchr(l, '\t');
+
+		if (id == NULL || id[1] == '\t' || id[1] == '\n' ||
+		    strncmp(id + 1, "\\N\t", 3) == 0)
+			ct_bad(t, "a row without an external id", name);
+		if ((l = strchr(l, '\n')) == NULL)
+			break;
+		i = (size_t)(l - b->copy.data);
+	}
 	if (b->entity != SYNC_ENT_MESSAGE)
 		return;
 	for (r = 0; r < b->nrows; r++) {
@@ -375,6 +534,8 @@ ct_walk(struct ct *t, const char *name, enum sync_mode mode, const char *from,
 		rc = ct_fetch(t, &st, &pg, err);
 		if (rc == SYNC_OK) {
 			t->rows += pg.batch.nrows;
+			t->side_rows[0] += pg.side[0].nrows;
+			t->side_rows[1] += pg.side[1].nrows;
 			t->fetched += pg.fetched;
 		}
 		done = pg.done;
@@ -406,6 +567,55 @@ ct_close(struct ct *t)
 	if (t->own_cfg)
 		sync_config_free(t->cfg);
 	memset(t, 0, sizeof(*t));
+}
+
+/*
+ * Runs stream `name` (mode, stored cursor from) of cfg's first source over
+ * every hostile variant of page (ct_mutate()), each answered after the
+ * answers in pre (NULL-terminated: what begin() and earlier pages ask
+ * for).  Each run must end in an error with a message or in pages that
+ * pass ct_check_page(); the variants that do not are printed.  Returns
+ * how many broke a rule; *runs gets how many variants ran, *errors how
+ * many ended in an error.
+ */
+static CT_UNUSED long
+ct_hostile(struct sync_config *cfg, const char *const *pre, const char *name,
+    enum sync_mode mode, const char *from, const char *page, long *runs,
+    long *errors)
+{
+	struct sync_err err;
+	struct ct t;
+	char *body;
+	size_t len, k;
+	long i, broken = 0;
+
+	*runs = *errors = 0;
+	for (i = 0; ct_mutate(page, i, &body, &len) == 0; i++) {
+		enum sync_rc rc;
+
+		if (ct_init(&t, cfg, &err) != SYNC_OK) {
+			free(body);
+			return broken + 1;
+		}
+		for (k = 0; pre != NULL && pre[k] != NULL; k++)
+			ct_answer(&t, 200, NULL, pre[k]);
+		sync_http_canned_add(t.ctx.http, 200, NULL, body, len);
+		if ((rc = ct_begin(&t, &err)) == SYNC_OK)
+			rc = ct_walk(&t, name, mode, from, 4, NULL, &err);
+		(*runs)++;
+		if (rc != SYNC_OK) {
+			(*errors)++;
+			if (err.msg[0] == '\0')
+				ct_bad(&t, "an error without a message", NULL);
+		}
+		if (t.bad[0] != '\0') {
+			fprintf(stderr, "  %s: variant %ld: %s\n", name, i, t.bad);
+			broken++;
+		}
+		ct_close(&t);
+		free(body);
+	}
+	return broken;
 }
 
 #endif /* CANNED_H */
