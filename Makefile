@@ -151,7 +151,7 @@ fuzz: fuzz-build
 	        fail=$$((fail + 1)); echo "FAIL fuzz_$$n (log: $(FUZZ_DIR)/$$n.log)"; \
 	        grep -E '^(==[0-9]+==|SUMMARY|fuzz:|.*runtime error)' $(FUZZ_DIR)/$$n.log | head -n 8; \
 	    else \
-	        tail -n 1 $(FUZZ_DIR)/$$n.log | sed 's/^/  /'; fi; \
+	        grep -E '^Done [0-9]+ runs' $(FUZZ_DIR)/$$n.log | sed 's/^/  /'; fi; \
 	done; \
 	echo "fuzz: $(words $(FUZZ_NAMES)) targets, $$fail failed"; test $$fail -eq 0
 
