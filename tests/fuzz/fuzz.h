@@ -39,9 +39,13 @@ fz_setup(const char *conf)
 	}
 }
 
-/* Runs begin(), the walks and end() over the input's answers. */
+/*
+ * Runs begin(), the walks, then (if not NULL) more(), and end() over the
+ * input's answers.
+ */
 static CT_UNUSED int
-fz_run(const struct fz_walk *w, const uint8_t *data, size_t size)
+fz_run_then(const struct fz_walk *w, void (*more)(struct ct *),
+    const uint8_t *data, size_t size)
 {
 	struct ct t;
 	struct sync_err err;
@@ -51,10 +55,12 @@ fz_run(const struct fz_walk *w, const uint8_t *data, size_t size)
 		fprintf(stderr, "fuzz: %s\n", err.msg);
 		abort();
 	}
-	if (ct_begin(&t, &err) == SYNC_OK)
+	if (ct_begin(&t, &err) == SYNC_OK) {
 		for (; w->stream != NULL; w++)
 			ct_walk(&t, w->stream, w->mode, w->from, FZ_PAGES, NULL, &err);
-	else if (err.msg[0] == '\0')
+		if (more != NULL)
+			more(&t);
+	} else if (err.msg[0] == '\0')
 		ct_bad(&t, "begin() failed without a message", NULL);
 	if (t.bad[0] != '\0') {
 		fprintf(stderr, "fuzz: %s\n", t.bad);
@@ -62,6 +68,12 @@ fz_run(const struct fz_walk *w, const uint8_t *data, size_t size)
 	}
 	ct_close(&t);
 	return 0;
+}
+
+static CT_UNUSED int
+fz_run(const struct fz_walk *w, const uint8_t *data, size_t size)
+{
+	return fz_run_then(w, NULL, data, size);
 }
 
 #endif /* FUZZ_H */

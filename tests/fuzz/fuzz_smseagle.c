@@ -20,8 +20,20 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* status-poll's lookups, after the walks, over what answers are left. */
+static void
+poll(struct ct *t)
+{
+	static const char *const ids[] = { "3", "1001", "x", "1197" };
+	static const char *const folders[] = { "outbox", "sent", NULL, "error" };
+	struct sync_err err;
+	long found;
+
+	ct_poll(t, ids, folders, 4, &found, &err);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	return fz_run(walks, data, size);
+	return fz_run_then(walks, poll, data, size);
 }

@@ -557,6 +557,57 @@ ct_walk(struct ct *t, const char *name, enum sync_mode mode, const char *from,
 	return rc;
 }
 
+/*
+ * status-poll: asks the connector's poll() about the pending messages ids
+ * (last seen in folders[i], NULL: unknown), n of them at most 16, and
+ * checks what it returns: a storable batch, each found message pointing
+ * at its own row.  *found gets how many were found.
+ */
+static CT_UNUSED enum sync_rc
+ct_poll(struct ct *t, const char *const *ids, const char *const *folders,
+    size_t n, long *found, struct sync_err *err)
+{
+	struct sync_pending v[16];
+	struct sync_pending_list l;
+	struct sync_batch b;
+	enum sync_rc rc;
+	size_t i;
+
+	*found = 0;
+	sync_err_clear(err);
+	if (n > 16 || t->conn->poll == NULL)
+		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG, "no poll");
+	memset(v, 0, sizeof(v));
+	for (i = 0; i < n; i++) {
+		v[i].external_id = (char *)ids[i];
+		v[i].folder = (char *)folders[i];
+		v[i].claimed = 1;
+		v[i].row = -1;
+	}
+	l.v = v;
+	l.n = n;
+	sync_batch_init(&b, SYNC_ENT_MESSAGE);
+	rc = t->conn->poll(&t->ctx, &l, &b, err);
+	if (rc != SYNC_OK) {
+		if (err->msg[0] == '\0')
+			ct_bad(t, "an error without a message", NULL);
+	} else {
+		ct_check_batch(t, &b, "poll");
+		for (i = 0; i < n; i++) {
+			if (!v[i].found)
+				continue;
+			(*found)++;
+			if (v[i].row < 0 || v[i].row >= b.nrows ||
+			    strcmp(b.rows[v[i].row].external_id, ids[i]) != 0)
+				ct_bad(t, "a found message is not its row", "poll");
+		}
+		if (b.nrows > (long)n)
+			ct_bad(t, "more rows than pending messages", "poll");
+	}
+	sync_batch_release(&b);
+	return rc;
+}
+
 /* Ends the pass (if begun) and frees everything; NULL-safe on a zeroed t. */
 static CT_UNUSED void
 ct_close(struct ct *t)

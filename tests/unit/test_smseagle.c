@@ -134,6 +134,53 @@ test_hostile_rows(void)
 	ct_close(&t);
 }
 
+/* status-poll: a pending message not in the sent items is in the errors. */
+static void
+test_poll(void)
+{
+	static const char *const ids[] = { "1197", "1300" };
+	static const char *const folders[] = { "sent", NULL };
+	struct sync_err e;
+	struct ct t;
+	char *body;
+	size_t len;
+	long found, i, broken = 0;
+	enum sync_rc rc;
+	const char *u;
+
+	if (start(&t, CONF("")) == -1)
+		return;
+	ct_answer(&t, 404, NULL, "{\"message\":\"Resource(s) not found\"}");
+	ct_answer(&t, 200, NULL, errpage);
+	rc = ct_poll(&t, ids, folders, 2, &found, &e);
+	CHECK(rc == SYNC_OK && found == 1);
+	CHECK(t.bad[0] == '\0');
+	u = sync_http_canned_url(t.ctx.http, 0);
+	CHECK(u != NULL && strstr(u, "/messages/sent?id_from=1197&id_to=1300") !=
+	    NULL);
+	u = sync_http_canned_url(t.ctx.http, 1);
+	CHECK(u != NULL && strstr(u, "/messages/error?") != NULL);
+	ct_close(&t);
+
+	/* Hostile answers to the lookup: an error, or rows that are theirs. */
+	for (i = 0; ct_mutate(errpage, i, &body, &len) == 0; i++) {
+		if (start(&t, CONF("")) == -1) {
+			free(body);
+			return;
+		}
+		ct_answer(&t, 200, NULL, "[]");
+		sync_http_canned_add(t.ctx.http, 200, NULL, body, len);
+		ct_poll(&t, ids, folders, 2, &found, &e);
+		if (t.bad[0] != '\0') {
+			fprintf(stderr, "  poll variant %ld: %s\n", i, t.bad);
+			broken++;
+		}
+		ct_close(&t);
+		free(body);
+	}
+	CHECK(broken == 0 && i > 100);
+}
+
 static void
 test_hostile_variants(void)
 {
@@ -163,6 +210,7 @@ main(void)
 	test_walk();
 	test_errors();
 	test_hostile_rows();
+	test_poll();
 	test_hostile_variants();
 	free(inbox);
 	free(errpage);
