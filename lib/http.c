@@ -693,6 +693,10 @@ canned_get(struct sync_http *h, const char *url, const char *safe,
 		return SYNC_OK;
 	if (v == SYNC_HTTP_RATE_LIMIT || (v == SYNC_HTTP_DEFAULT &&
 	    a->status == 429)) {
+		const char *ra = canned_header(h, "retry-after");
+
+		if (wait <= 0 && ra != NULL)
+			wait = strtod(ra, NULL);	/* seconds only */
 		h->last_wait = wait > 0 ? wait : h->backoff;
 		return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_RATE_LIMIT,
 		    "cannot fetch '%s': %s after 0 retries", safe, why);

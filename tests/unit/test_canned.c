@@ -38,6 +38,7 @@ test_answers(void)
 	CHECK(sync_http_get(t.ctx.http, "http://h/2", "h/2", &r, &e) == SYNC_ETEMP);
 	CHECK(e.kind == SYNC_ERR_RATE_LIMIT && strstr(e.msg, "HTTP 429") != NULL);
 	CHECK_STR(sync_http_header(t.ctx.http, "retry-after"), "7");
+	CHECK(sync_http_last_wait(t.ctx.http) == 7);
 	CHECK_STR(sync_http_header(t.ctx.http, "x-two"), "two ");
 	CHECK(sync_http_header(t.ctx.http, "x-tw") == NULL);
 
