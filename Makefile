@@ -111,6 +111,8 @@ FUZZ_NAMES = $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRCS))
 FUZZ_BINS = $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_NAMES))
 FUZZ_LIB_OBJS = $(addprefix $(FUZZ_DIR)/,$(LIB_OBJS))
 .SECONDARY: $(FUZZ_LIB_OBJS)
+# fuzz_telegram serves its input through the fake TDLib.
+$(FUZZ_DIR)/fuzz_telegram: $(FAKE_TDJSON)
 
 $(FUZZ_DIR)/lib/%.o: lib/%.c lib/sync.h lib/connector.h lib/internal.h
 	@mkdir -p $(dir $@)
