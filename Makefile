@@ -1,5 +1,6 @@
 # msgsync -- build, test, install, demo, bench.
 #   make [WERROR=1] [SANITIZE=address,undefined] [all|check|install|demo|bench]
+#   make fuzz [FUZZ_SECONDS=30]
 
 PREFIX	?= /usr/local
 BINDIR	?= $(PREFIX)/bin
@@ -43,7 +44,8 @@ MIGRATIONS = $(sort $(wildcard migrations/*.sql))
 MANS	 = man/full-sync.1 man/incr-sync.1 man/status-poll.1 man/sync-status.1 \
 	   man/msgsync.conf.5 man/msgsync.7
 
-.PHONY: all check boundary unit e2e install uninstall demo bench clean deps lint
+.PHONY: all check boundary unit e2e install uninstall demo bench clean deps lint \
+	fuzz fuzz-build fuzz-toolchain
 
 all: $(BINS)
 
@@ -76,7 +78,7 @@ full-sync incr-sync status-poll: %: cmd/%.o cmd/pass.o lib/libsync.a
 sync-status: cmd/sync-status.o lib/libsync.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< lib/libsync.a $(LDLIBS)
 
-tests/unit/test_%: tests/unit/test_%.c tests/unit/t.h lib/libsync.a
+tests/unit/test_%: tests/unit/test_%.c tests/unit/t.h tests/unit/canned.h lib/libsync.a
 	$(CC) $(ALL_CFLAGS) -Itests/unit -Ilib/connectors/telegram $(ALL_LDFLAGS) -o $@ $< lib/libsync.a $(LDLIBS)
 
 # The fake TDLib of the end-to-end tests (never sanitized: it is loaded
@@ -90,6 +92,70 @@ $(FAKE_TDJSON): tests/fake/tdjson/fake_tdjson.c
 TDLIB = tests/.tdlib/libtdjson.so
 $(TDLIB):
 	sh scripts/fetch-tdlib tests/.tdlib
+
+# Fuzzing (tests/fuzz/, tests/README): libFuzzer targets built with clang,
+# ASan and UBSan, from library objects of their own in $(FUZZ_DIR) (never
+# mixed with the build above).  make fuzz runs each target for
+# FUZZ_SECONDS over its seed corpus (tests/fuzz/corpus/NAME); what it
+# finds goes to $(FUZZ_DIR)/corpus/NAME, a crash to $(FUZZ_DIR)/crash-*.
+FUZZ_CC	?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_DIR = tests/fuzz/build
+FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	   -fno-omit-frame-pointer
+FUZZ_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -pthread \
+	      $(WARN) $(PKG_CFLAGS) -Ilib -g -O1 $(FUZZ_SAN) \
+	      -fsanitize=fuzzer-no-link
+FUZZ_SRCS = $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES = $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRCS))
+FUZZ_BINS = $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_NAMES))
+FUZZ_LIB_OBJS = $(addprefix $(FUZZ_DIR)/,$(LIB_OBJS))
+.SECONDARY: $(FUZZ_LIB_OBJS)
+# fuzz_telegram serves its input through the fake TDLib.
+$(FUZZ_DIR)/fuzz_telegram: $(FAKE_TDJSON)
+
+$(FUZZ_DIR)/lib/%.o: lib/%.c lib/sync.h lib/connector.h lib/internal.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -iquote $(dir $<) -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/unit/canned.h \
+    $(FUZZ_LIB_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Itests/unit -fsanitize=fuzzer -o $@ $< \
+	    $(FUZZ_LIB_OBJS) $(LDLIBS)
+
+# Says what is missing rather than failing in the middle of a build.
+fuzz-toolchain:
+	@mkdir -p $(FUZZ_DIR)
+	@printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n)\n{ (void)d; (void)n; return 0; }\n' \
+	    > $(FUZZ_DIR)/probe.c
+	@$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $(FUZZ_DIR)/probe \
+	    $(FUZZ_DIR)/probe.c >$(FUZZ_DIR)/probe.log 2>&1 || { \
+	    echo "make fuzz: '$(FUZZ_CC)' cannot build libFuzzer targets" \
+	        "(-fsanitize=fuzzer,address,undefined):"; \
+	    sed 's/^/  /' $(FUZZ_DIR)/probe.log | head -n 5; \
+	    echo "make fuzz: it needs clang and its runtime libraries (Debian and" \
+	        "Ubuntu: clang libclang-rt-dev; Fedora: clang compiler-rt);" \
+	        "scripts/install-deps installs them"; exit 1; }
+
+fuzz-build: fuzz-toolchain lib/migrations.c
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@fail=0; for n in $(FUZZ_NAMES); do \
+	    mkdir -p $(FUZZ_DIR)/corpus/$$n; \
+	    echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	    if ! LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp \
+	        $(FUZZ_DIR)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) \
+	        -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+	        -artifact_prefix=$(FUZZ_DIR)/crash-$$n- \
+	        $(FUZZ_DIR)/corpus/$$n tests/fuzz/corpus/$$n \
+	        >$(FUZZ_DIR)/$$n.log 2>&1; then \
+	        fail=$$((fail + 1)); echo "FAIL fuzz_$$n (log: $(FUZZ_DIR)/$$n.log)"; \
+	        grep -E '^(==[0-9]+==|SUMMARY|fuzz:|.*runtime error)' $(FUZZ_DIR)/$$n.log | head -n 8; \
+	    else \
+	        grep -E '^Done [0-9]+ runs' $(FUZZ_DIR)/$$n.log | sed 's/^/  /'; fi; \
+	done; \
+	echo "fuzz: $(words $(FUZZ_NAMES)) targets, $$fail failed"; test $$fail -eq 0
 
 # Installs what is missing (scripts/install-deps says what it does).
 deps:
@@ -148,4 +214,4 @@ uninstall:
 clean:
 	rm -f $(BINS) lib/*.o lib/connectors/*.o lib/connectors/*/*.o cmd/*.o lib/libsync.a lib/migrations.c $(UNIT_BINS) \
 	    $(FAKE_TDJSON)
-	rm -rf tests/e2e/__pycache__ tests/fake/__pycache__
+	rm -rf tests/e2e/__pycache__ tests/fake/__pycache__ $(FUZZ_DIR)

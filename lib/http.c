@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -33,7 +34,13 @@ struct sync_http {
 	unsigned	 rng;
 	double		 last_wait;
 	sync_http_classify_fn classify;
+	struct canned	*canned;	/* test only: no network */
 };
+
+static enum sync_rc canned_get(struct sync_http *, const char *, const char *,
+		    struct sync_http_resp *, struct sync_err *);
+static const char *canned_header(struct sync_http *, const char *);
+static void	canned_free(struct canned *);
 
 void
 sync_http_global(int on)
@@ -152,6 +159,7 @@ sync_http_free(struct sync_http *h)
 		return;
 	curl_easy_cleanup(h->curl);
 	curl_slist_free_all(h->headers);
+	canned_free(h->canned);
 	free(h);
 }
 
@@ -175,6 +183,8 @@ sync_http_add_header(struct sync_http *h, const char *line)
 	if ((l = curl_slist_append(h->headers, line)) == NULL)
 		return -1;
 	h->headers = l;
+	if (h->curl == NULL)		/* canned */
+		return 0;
 	return curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers) ==
 	    CURLE_OK ? 0 : -1;
 }
@@ -218,6 +228,8 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 	h->last_wait = -1;
 	if (resp->body.max == 0)
 		resp->body.max = h->max_body + 1;
+	if (h->canned != NULL)
+		return canned_get(h, url, safe, resp, err);
 	if (curl_easy_setopt(h->curl, CURLOPT_URL, url) != CURLE_OK)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK,
 		    "cannot set URL '%s'", safe);
@@ -312,6 +324,8 @@ sync_http_header(struct sync_http *h, const char *name)
 {
 	struct curl_header *hdr = NULL;
 
+	if (h->canned != NULL)
+		return canned_header(h, name);
 	if (curl_easy_header(h->curl, name, 0, CURLH_HEADER, -1, &hdr) != CURLHE_OK ||
 	    hdr == NULL)
 		return NULL;
@@ -535,4 +549,189 @@ void
 sync_http_note_wait(struct sync_http *h, double wait)
 {
 	h->last_wait = wait;
+}
+
+/* ---- canned answers (tests only) ---------------------------------------- */
+
+struct canned_answer {
+	long		 status;
+	char		*headers;	/* "Name: value\n" lines, may be NULL */
+	char		*body;
+	size_t		 len;
+};
+
+struct canned {
+	struct canned_answer *v;
+	size_t		 n, next;
+	char	       **urls;		/* asked, in order */
+	size_t		 nurls;
+	const char	*headers;	/* of the last answer */
+	struct sync_buf	 value;		/* sync_http_header()'s */
+};
+
+static void
+canned_free(struct canned *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->n; i++) {
+		free(c->v[i].headers);
+		free(c->v[i].body);
+	}
+	for (i = 0; i < c->nurls; i++)
+		free(c->urls[i]);
+	free(c->v);
+	free(c->urls);
+	sync_buf_release(&c->value);
+	free(c);
+}
+
+struct sync_http *
+sync_http_new_canned(const struct sync_config *cfg)
+{
+	struct sync_http *h;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return NULL;
+	if ((h->canned = calloc(1, sizeof(*h->canned))) == NULL) {
+		free(h);
+		return NULL;
+	}
+	h->retries = cfg->retries;
+	h->backoff = cfg->backoff;
+	h->max_body = (size_t)cfg->max_body;
+	h->counts = &h->scratch;
+	h->last_wait = -1;
+	return h;
+}
+
+int
+sync_http_canned_add(struct sync_http *h, long status, const char *headers,
+    const void *body, size_t len)
+{
+	struct canned *c = h->canned;
+	struct canned_answer *a, *v;
+
+	if ((v = realloc(c->v, (c->n + 1) * sizeof(*v))) == NULL)
+		return -1;
+	c->v = v;
+	a = &v[c->n];
+	a->status = status;
+	a->len = len;
+	a->headers = sync_strdup(headers);
+	if ((a->body = malloc(len + 1)) == NULL || (headers != NULL &&
+	    a->headers == NULL)) {
+		free(a->body);
+		free(a->headers);
+		return -1;
+	}
+	if (len > 0)
+		memcpy(a->body, body, len);
+	a->body[len] = '\0';
+	c->n++;
+	return 0;
+}
+
+size_t
+sync_http_canned_asked(const struct sync_http *h)
+{
+	return h->canned->nurls;
+}
+
+const char *
+sync_http_canned_url(const struct sync_http *h, size_t i)
+{
+	return i < h->canned->nurls ? h->canned->urls[i] : NULL;
+}
+
+const char *
+sync_http_canned_sent(const struct sync_http *h, const char *prefix)
+{
+	const struct curl_slist *l;
+
+	for (l = h->headers; l != NULL; l = l->next)
+		if (strncasecmp(l->data, prefix, strlen(prefix)) == 0)
+			return l->data;
+	return NULL;
+}
+
+/* The next answer, as sync_http_get() would return it after its retries. */
+static enum sync_rc
+canned_get(struct sync_http *h, const char *url, const char *safe,
+    struct sync_http_resp *resp, struct sync_err *err)
+{
+	struct canned *c = h->canned;
+	struct canned_answer *a;
+	enum sync_http_verdict v = SYNC_HTTP_DEFAULT;
+	double wait = -1;
+	char why[128], **u;
+
+	if ((u = realloc(c->urls, (c->nurls + 1) * sizeof(*u))) == NULL ||
+	    (u[c->nurls] = strdup(url)) == NULL) {
+		if (u != NULL)
+			c->urls = u;
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK,
+		    "out of memory");
+	}
+	c->urls = u;
+	c->nurls++;
+	h->counts->api_calls++;
+	c->headers = NULL;
+	sync_buf_reset(&resp->body);
+	if (c->next >= c->n)
+		return sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_NETWORK,
+		    "cannot fetch '%s': no canned answer left", safe);
+	a = &c->v[c->next++];
+	c->headers = a->headers;
+	if (a->len > h->max_body)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "'%s': response larger than max_body (%zu bytes)", safe,
+		    h->max_body);
+	if (sync_buf_add(&resp->body, a->body, a->len) == -1)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK,
+		    "out of memory");
+	resp->status = a->status;
+	snprintf(why, sizeof(why), "HTTP %ld", a->status);
+	if (h->classify != NULL)
+		v = h->classify(h, resp, &wait, why, sizeof(why));
+	if (v == SYNC_HTTP_FINAL || (v == SYNC_HTTP_DEFAULT && a->status != 429 &&
+	    a->status != 408 && a->status < 500))
+		return SYNC_OK;
+	if (v == SYNC_HTTP_RATE_LIMIT || (v == SYNC_HTTP_DEFAULT &&
+	    a->status == 429)) {
+		const char *ra = canned_header(h, "retry-after");
+
+		if (wait <= 0 && ra != NULL)
+			wait = strtod(ra, NULL);	/* seconds only */
+		h->last_wait = wait > 0 ? wait : h->backoff;
+		return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_RATE_LIMIT,
+		    "cannot fetch '%s': %s after 0 retries", safe, why);
+	}
+	return sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_HTTP,
+	    "cannot fetch '%s': %s after 0 retries", safe, why);
+}
+
+static const char *
+canned_header(struct sync_http *h, const char *name)
+{
+	struct canned *c = h->canned;
+	const char *p, *e, *v;
+	size_t n = strlen(name);
+
+	for (p = c->headers; p != NULL && *p != '\0'; p = *e ? e + 1 : e) {
+		if ((e = strchr(p, '\n')) == NULL)
+			e = p + strlen(p);
+		if ((size_t)(e - p) <= n || strncasecmp(p, name, n) != 0 ||
+		    p[n] != ':')
+			continue;
+		for (v = p + n + 1; v < e && (*v == ' ' || *v == '\t'); v++)
+			;
+		sync_buf_reset(&c->value);
+		if (sync_buf_add(&c->value, v, (size_t)(e - v)) == -1)
+			return NULL;
+		return c->value.data;
+	}
+	return NULL;
 }

@@ -70,6 +70,24 @@ void		sync_http_set_deadline(struct sync_http *, double);
 /* The wait (seconds) that the last rate-limit error asked for, or -1. */
 double		sync_http_last_wait(const struct sync_http *);
 void		sync_http_global(int);
+
+/*
+ * Tests only: a client that makes no request.  Each GET takes the next
+ * answer given with sync_http_canned_add() -- its status as it is, no
+ * retry (a 408, 429 or 5xx fails as after the last retry; the connector's
+ * classifier runs as usual) -- and records the URL asked; with none left
+ * it fails as an unreachable upstream would.  headers: "Name: value\n"
+ * lines for sync_http_header(), or NULL.  Freed with sync_http_free().
+ */
+struct sync_http *sync_http_new_canned(const struct sync_config *);
+/* Queues one answer (copied); -1 on ENOMEM. */
+int		sync_http_canned_add(struct sync_http *, long status,
+		    const char *headers, const void *body, size_t);
+/* How many requests were made; the URL of request i (NULL past them). */
+size_t		sync_http_canned_asked(const struct sync_http *);
+const char     *sync_http_canned_url(const struct sync_http *, size_t);
+/* The request header line that starts with prefix (any case), or NULL. */
+const char     *sync_http_canned_sent(const struct sync_http *, const char *);
 /* ---- db.c: the only user of libpq -------------------------------------- */
 
 struct sync_db;

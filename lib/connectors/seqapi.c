@@ -136,9 +136,9 @@ seqapi_end(struct sync_ctx *ctx)
 }
 
 /*
- * An id that can be stored: present, and short enough for the unique
- * index (a btree entry holds about 2.7 kB; a longer one would fail the
- * whole page on every pass).
+ * An id that can be stored: present, not empty (every such row would land
+ * on one), and short enough for the unique index (a btree entry holds
+ * about 2.7 kB; a longer one would fail the whole page on every pass).
  */
 static int
 usable_id(const char *id)

@@ -1,0 +1,182 @@
+/*
+ * test_facebook -- the Facebook Graph connector's page reader over canned
+ * pages (tests/fixtures/facebook/, and hostile variants of them).
+ */
+#include "canned.h"
+#include "t.h"
+
+#define FIX "tests/fixtures/facebook/"
+#define CONF "sources = ( { name = \"fb\"; type = \"facebook\";\n" \
+	"  url = \"http://127.0.0.1:9\"; token = \"fb-page-token\";\n" \
+	"  page_id = \"104000000000001\"; } );\n"
+
+/* A watermark older than every fixture (a first pass may have a window). */
+#define OLD "2026-11-01T00:00:00Z|a"
+
+static char *list1, *list2, *msgs, *nested;
+
+static int
+start(struct ct *t)
+{
+	struct sync_err e;
+
+	if (ct_open(t, CONF, &e) != SYNC_OK) {
+		fprintf(stderr, "  %s\n", e.msg);
+		CHECK(!"ct_open");
+		return -1;
+	}
+	CHECK(ct_begin(t, &e) == SYNC_OK);
+	return 0;
+}
+
+/* Two listing pages, three conversations, two messages each. */
+static void
+test_walk(void)
+{
+	struct sync_err e;
+	struct ct t;
+	char *cursor = NULL;
+	const char *u;
+	size_t i;
+
+	if (start(&t) == -1)
+		return;
+	ct_answer(&t, 200, NULL, list1);
+	ct_answer(&t, 200, NULL, msgs);
+	ct_answer(&t, 200, NULL, msgs);
+	ct_answer(&t, 200, NULL, list2);
+	ct_answer(&t, 200, NULL, msgs);
+	CHECK(ct_walk(&t, "conversations", SYNC_MODE_INCR, OLD, 20, &cursor, &e) ==
+	    SYNC_OK);
+	if (t.bad[0] != '\0' || e.msg[0] != '\0')
+		fprintf(stderr, "  %s %s\n", t.bad, e.msg);
+	CHECK(t.bad[0] == '\0');
+	CHECK(t.rows == 6);
+	CHECK(sync_http_canned_asked(t.ctx.http) == 5);
+	/* The newest conversation is the watermark. */
+	CHECK(cursor != NULL && strstr(cursor, "t_1200000000000001") != NULL);
+	u = sync_http_canned_url(t.ctx.http, 0);
+	CHECK(u != NULL && strstr(u, "/v21.0/104000000000001/conversations?") !=
+	    NULL && strstr(u, "access_token=fb-page-token") != NULL);
+	u = sync_http_canned_url(t.ctx.http, 3);
+	CHECK(u != NULL && strstr(u, "after=") != NULL);
+	for (i = 1; i < 5; i++)
+		if (i != 3) {
+			u = sync_http_canned_url(t.ctx.http, i);
+			CHECK(u != NULL && strstr(u, "/messages?") != NULL);
+		}
+	free(cursor);
+	ct_close(&t);
+}
+
+/* Graph's errors: by error.code, whatever the HTTP status. */
+static void
+test_errors(void)
+{
+	static const struct {
+		const char	*fixture;
+		enum sync_rc	 rc;
+		enum sync_errkind kind;
+	} c[] = {
+		{ FIX "error_app_rate_limit_code4.json", SYNC_ETEMP,
+		    SYNC_ERR_RATE_LIMIT },
+		{ FIX "error_invalid_token_code190.json", SYNC_EPERM, SYNC_ERR_AUTH },
+	};
+	struct sync_err e;
+	struct ct t;
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char *body = ct_fixture(c[i].fixture);
+		enum sync_rc rc;
+
+		if (body == NULL || start(&t) == -1) {
+			free(body);
+			CHECK(!"fixture");
+			return;
+		}
+		ct_answer(&t, 400, "x-app-usage: {\"call_count\":100}\n", body);
+		rc = ct_walk(&t, "conversations", SYNC_MODE_INCR, NULL, 2, NULL, &e);
+		CHECK(rc == c[i].rc && e.kind == c[i].kind);
+		CHECK(strstr(e.msg, "fb-page-token") == NULL);
+		CHECK(t.bad[0] == '\0');
+		ct_close(&t);
+		free(body);
+	}
+}
+
+/*
+ * An empty id is no id (fuzz_facebook's rule): not for a conversation, a
+ * message or a person; the row is skipped or the page fails as data.
+ */
+static void
+test_empty_id(void)
+{
+	static const char list[] = "{\"data\":[{\"id\":\"\","
+	    "\"updated_time\":\"2026-11-21T09:15:02+0000\"},{\"id\":\"t_1\","
+	    "\"updated_time\":\"2026-11-21T09:15:01+0000\",\"participants\":"
+	    "{\"data\":[{\"id\":\"\",\"name\":\"Nobody\"}]}}]}";
+	static const char page[] = "{\"data\":[{\"id\":\"\","
+	    "\"created_time\":\"2026-11-21T09:15:01+0000\",\"from\":"
+	    "{\"id\":\"7\"},\"message\":\"x\"},{\"id\":\"m_1\","
+	    "\"created_time\":\"2026-11-21T09:15:00+0000\",\"from\":"
+	    "{\"id\":\"\"},\"message\":\"y\"}]}";
+	struct sync_err e;
+	struct ct t;
+	enum sync_rc rc;
+
+	if (start(&t) == -1)
+		return;
+	ct_answer(&t, 200, NULL, list);
+	ct_answer(&t, 200, NULL, page);
+	rc = ct_walk(&t, "conversations", SYNC_MODE_INCR, OLD, 5, NULL, &e);
+	CHECK(t.bad[0] == '\0');
+	if (t.bad[0] != '\0')
+		fprintf(stderr, "  %s\n", t.bad);
+	CHECK(rc == SYNC_OK ? t.rows == 1 && t.side_rows[1] == 1 : rc == SYNC_EDATA);
+	ct_close(&t);
+}
+
+static void
+test_hostile_variants(void)
+{
+	const char *pre[] = { NULL, NULL };
+	struct sync_config *cfg;
+	struct sync_err e;
+	long runs, errors;
+
+	CHECK(ct_load(CONF, &cfg, &e) == SYNC_OK);
+	if (cfg == NULL)
+		return;
+	CHECK(ct_hostile(cfg, NULL, "conversations", SYNC_MODE_INCR, NULL, list2,
+	    &runs, &errors) == 0);
+	CHECK(runs > 100 && errors > 10);
+	pre[0] = list2;
+	CHECK(ct_hostile(cfg, pre, "conversations", SYNC_MODE_INCR, NULL, msgs,
+	    &runs, &errors) == 0);
+	CHECK(runs > 100);
+	CHECK(ct_hostile(cfg, pre, "conversations", SYNC_MODE_FULL, NULL, nested,
+	    &runs, &errors) == 0);
+	CHECK(runs > 100);
+	sync_config_free(cfg);
+}
+
+int
+main(void)
+{
+	list1 = ct_fixture(FIX "conversations_messenger_page1.json");
+	list2 = ct_fixture(FIX "conversations_messenger_page2_last.json");
+	msgs = ct_fixture(FIX "conversation_messages_edge_last_page.json");
+	nested = ct_fixture(FIX "conversation_messages_nested_page1.json");
+	if (list1 == NULL || list2 == NULL || msgs == NULL || nested == NULL)
+		return 1;
+	test_walk();
+	test_errors();
+	test_empty_id();
+	test_hostile_variants();
+	free(list1);
+	free(list2);
+	free(msgs);
+	free(nested);
+	return t_done("test_facebook");
+}

@@ -1,0 +1,179 @@
+/*
+ * test_unipile -- the Unipile connector's page reader over canned pages
+ * (tests/fixtures/unipile/, and hostile variants of them).
+ */
+#include "canned.h"
+#include "t.h"
+
+#define FIX "tests/fixtures/unipile/"
+#define CONF "sources = ( { name = \"uni\"; type = \"unipile\";\n" \
+	"  url = \"http://127.0.0.1:9\"; token = \"unipile-key\";\n" \
+	"  account_id = \"acc 1\"; page_size = 5; } );\n"
+/* A watermark older than every fixture (a first pass may have a window). */
+#define OLD "2026-11-01T00:00:00Z|a"
+
+static char *chats1, *chats2, *att, *msgs, *cmsgs;
+
+static int
+start(struct ct *t)
+{
+	struct sync_err e;
+
+	if (ct_open(t, CONF, &e) != SYNC_OK) {
+		fprintf(stderr, "  %s\n", e.msg);
+		CHECK(!"ct_open");
+		return -1;
+	}
+	CHECK(ct_begin(t, &e) == SYNC_OK);
+	return 0;
+}
+
+static void
+test_chats(void)
+{
+	struct sync_err e;
+	struct ct t;
+	char *cursor = NULL;
+	const char *u;
+	enum sync_rc rc;
+
+	if (start(&t) == -1)
+		return;
+	ct_answer(&t, 200, NULL, chats1);
+	ct_answer(&t, 200, NULL, att);
+	ct_answer(&t, 200, NULL, att);
+	ct_answer(&t, 200, NULL, chats2);
+	ct_answer(&t, 200, NULL, att);
+	ct_answer(&t, 200, NULL, att);
+	rc = ct_walk(&t, "chats", SYNC_MODE_INCR, OLD, 20, &cursor, &e);
+	CHECK(rc == SYNC_OK);
+	if (rc != SYNC_OK || t.bad[0] != '\0')
+		fprintf(stderr, "  %s %s\n", e.msg, t.bad);
+	CHECK(t.bad[0] == '\0');
+	/* Chats are conversations, their attendees contacts. */
+	CHECK(t.rows == 0 && t.fetched == 4);
+	CHECK(t.side_rows[1] == 4 && t.side_rows[0] >= 2);
+	CHECK(sync_http_canned_asked(t.ctx.http) == 6);
+	CHECK(cursor != NULL && strstr(cursor, "Kp2Rq8StUv4WxYz6Ab0CdE") != NULL);
+	u = sync_http_canned_url(t.ctx.http, 0);
+	CHECK(u != NULL && strncmp(u, "http://127.0.0.1:9/api/v1/chats?", 32) == 0 &&
+	    strstr(u, "account_id=acc+1") != NULL);
+	u = sync_http_canned_url(t.ctx.http, 1);
+	CHECK(u != NULL && strstr(u, "/chats/Kp2Rq8StUv4WxYz6Ab0CdE/attendees") !=
+	    NULL);
+	CHECK_STR(sync_http_canned_sent(t.ctx.http, "X-API-KEY:"),
+	    "X-API-KEY: unipile-key");
+	free(cursor);
+	ct_close(&t);
+}
+
+static void
+test_messages(void)
+{
+	struct sync_err e;
+	struct ct t;
+	char *cursor = NULL;
+	enum sync_rc rc;
+
+	if (start(&t) == -1)
+		return;
+	ct_answer(&t, 200, NULL, msgs);
+	rc = ct_walk(&t, "messages", SYNC_MODE_INCR, OLD, 20, &cursor, &e);
+	CHECK(rc == SYNC_OK);
+	if (rc != SYNC_OK || t.bad[0] != '\0')
+		fprintf(stderr, "  %s %s\n", e.msg, t.bad);
+	CHECK(t.bad[0] == '\0');
+	CHECK(t.rows == 5 && t.fetched == 5);
+	CHECK(cursor != NULL && strstr(cursor, "Ms7aBc8dEf9gHi0jKl1mNo") != NULL);
+	free(cursor);
+	ct_close(&t);
+}
+
+static void
+test_errors(void)
+{
+	static const struct {
+		long		 status;
+		const char	*fixture;
+		enum sync_rc	 rc;
+		enum sync_errkind kind;
+	} c[] = {
+		{ 429, FIX "error_429_too_many_requests.json", SYNC_ETEMP,
+		    SYNC_ERR_RATE_LIMIT },
+		{ 401, FIX "error_401_disconnected_account.json", SYNC_EPERM,
+		    SYNC_ERR_AUTH },
+	};
+	struct sync_err e;
+	struct ct t;
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char *body = ct_fixture(c[i].fixture);
+		enum sync_rc rc;
+
+		if (body == NULL || start(&t) == -1) {
+			free(body);
+			CHECK(!"fixture");
+			return;
+		}
+		ct_answer(&t, c[i].status, "Retry-After: 3\n", body);
+		rc = ct_walk(&t, "messages", SYNC_MODE_INCR, NULL, 2, NULL, &e);
+		CHECK(rc == c[i].rc && e.kind == c[i].kind);
+		if (rc != c[i].rc || e.kind != c[i].kind)
+			fprintf(stderr, "  case %zu: rc %d kind %d: %s\n", i, (int)rc,
+			    (int)e.kind, e.msg);
+		CHECK(t.bad[0] == '\0');
+		ct_close(&t);
+		free(body);
+	}
+}
+
+static void
+test_hostile_variants(void)
+{
+	const char *pre[] = { NULL, NULL };
+	struct sync_config *cfg;
+	struct sync_err e;
+	long runs, errors;
+
+	CHECK(ct_load(CONF, &cfg, &e) == SYNC_OK);
+	if (cfg == NULL)
+		return;
+	CHECK(ct_hostile(cfg, NULL, "messages", SYNC_MODE_INCR, NULL, msgs, &runs,
+	    &errors) == 0);
+	CHECK(runs > 100 && errors > 10);
+	CHECK(ct_hostile(cfg, NULL, "messages", SYNC_MODE_FULL, NULL, cmsgs, &runs,
+	    &errors) == 0);
+	CHECK(runs > 100);
+	CHECK(ct_hostile(cfg, NULL, "chats", SYNC_MODE_INCR, NULL, chats2, &runs,
+	    &errors) == 0);
+	CHECK(runs > 100);
+	pre[0] = chats2;
+	CHECK(ct_hostile(cfg, pre, "chats", SYNC_MODE_INCR, NULL, att, &runs,
+	    &errors) == 0);
+	CHECK(runs > 50);
+	sync_config_free(cfg);
+}
+
+int
+main(void)
+{
+	chats1 = ct_fixture(FIX "chats_page1.json");
+	chats2 = ct_fixture(FIX "chats_page2_last.json");
+	att = ct_fixture(FIX "chat_attendees.json");
+	msgs = ct_fixture(FIX "messages_all_after_page1.json");
+	cmsgs = ct_fixture(FIX "chat_messages_page1.json");
+	if (chats1 == NULL || chats2 == NULL || att == NULL || msgs == NULL ||
+	    cmsgs == NULL)
+		return 1;
+	test_chats();
+	test_messages();
+	test_errors();
+	test_hostile_variants();
+	free(chats1);
+	free(chats2);
+	free(att);
+	free(msgs);
+	free(cmsgs);
+	return t_done("test_unipile");
+}
