@@ -394,9 +394,19 @@ sync_page_stored(struct sync_page *pg, const char *position)
 }
 
 void
-sync_page_rejects_release(struct sync_page *pg)
+sync_page_release(struct sync_page *pg)
 {
 	size_t i;
+
+	sync_batch_release(&pg->batch);
+	sync_batch_release(&pg->side[0]);
+	sync_batch_release(&pg->side[1]);
+	while (pg->ndeleted > 0)
+		free(pg->deleted[--pg->ndeleted]);
+	free(pg->deleted);
+	free(pg->cursor);
+	free(pg->checkpoint);
+	free(pg->fingerprint);
 
 	for (i = 0; i < pg->nrejects; i++) {
 		free(pg->rejects[i].position);
@@ -407,7 +417,5 @@ sync_page_rejects_release(struct sync_page *pg)
 	for (i = 0; i < pg->nresolves; i++)
 		free(pg->resolves[i]);
 	free(pg->resolves);
-	pg->rejects = NULL;
-	pg->resolves = NULL;
-	pg->nrejects = pg->nresolves = 0;
+	memset(pg, 0, sizeof(*pg));
 }

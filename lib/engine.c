@@ -225,22 +225,6 @@ writer_main(void *arg)
 	return NULL;
 }
 
-static void
-page_release(struct sync_page *pg)
-{
-	sync_batch_release(&pg->batch);
-	sync_batch_release(&pg->side[0]);
-	sync_batch_release(&pg->side[1]);
-	sync_page_rejects_release(pg);
-	while (pg->ndeleted > 0)
-		free(pg->deleted[--pg->ndeleted]);
-	free(pg->deleted);
-	free(pg->cursor);
-	free(pg->checkpoint);
-	free(pg->fingerprint);
-	memset(pg, 0, sizeof(*pg));
-}
-
 /* Waits for the page in flight; its counts and cursor go to sr. */
 static enum sync_rc
 writer_join(struct writer *w, struct sync_stream_result *sr, char **committed,
@@ -253,7 +237,7 @@ writer_join(struct writer *w, struct sync_stream_result *sr, char **committed,
 	if (w->threaded)
 		pthread_join(w->tid, NULL);
 	w->running = 0;
-	page_release(&w->pg);
+	sync_page_release(&w->pg);
 	sr->c.inserted += w->counts.inserted;
 	sr->c.updated += w->counts.updated;
 	sr->c.unchanged += w->counts.unchanged;
@@ -448,7 +432,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		if (rc == SYNC_OK)
 			rc = bad_rows(j, &st, &pg, sr, err);
 		if (rc != SYNC_OK) {
-			page_release(&pg);
+			sync_page_release(&pg);
 			break;
 		}
 		done = pg.done;
@@ -463,7 +447,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		    pg.fingerprint, err)) != SYNC_OK)
 			break;
 		if (o->dry_run)
-			page_release(&pg);
+			sync_page_release(&pg);
 		else {
 			w.base = st.state;
 			writer_start(&w, &pg);

@@ -183,7 +183,8 @@ struct sync_reject {
 };
 
 /* Frees a page's rejections and resolutions (batch.c). */
-void		sync_page_rejects_release(struct sync_page *);
+/* Frees everything a page holds and empties it (a zeroed page is empty). */
+void		sync_page_release(struct sync_page *);
 
 /* Adds the positions of the stream's unresolved rejected rows to *open. */
 enum sync_rc	sync_db_rejected_open(struct sync_db *, int, const char *stream,

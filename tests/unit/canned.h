@@ -334,22 +334,6 @@ ct_begin(struct ct *t, struct sync_err *err)
 	return t->conn->begin(&t->ctx, err);
 }
 
-/* Frees what a page holds (as the engine does). */
-static CT_UNUSED void
-ct_page_release(struct sync_page *pg)
-{
-	sync_batch_release(&pg->batch);
-	sync_batch_release(&pg->side[0]);
-	sync_batch_release(&pg->side[1]);
-	while (pg->ndeleted > 0)
-		free(pg->deleted[--pg->ndeleted]);
-	free(pg->deleted);
-	free(pg->cursor);
-	free(pg->checkpoint);
-	free(pg->fingerprint);
-	memset(pg, 0, sizeof(*pg));
-}
-
 /* Whether s[0..n-1] is valid UTF-8 (no overlongs, surrogates, > U+10FFFF). */
 static CT_UNUSED int
 ct_utf8(const unsigned char *s, size_t n)
@@ -542,7 +526,7 @@ ct_walk(struct ct *t, const char *name, enum sync_mode mode, const char *from,
 		ct_take(&st.state.cursor, &pg.cursor);
 		ct_take(&st.state.checkpoint, &pg.checkpoint);
 		ct_take(&st.state.fingerprint, &pg.fingerprint);
-		ct_page_release(&pg);
+		sync_page_release(&pg);
 		if (rc != SYNC_OK || done)
 			break;
 		st.first = 0;

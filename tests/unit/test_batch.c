@@ -145,7 +145,7 @@ test_reject(void)
 	CHECK(sync_page_stored(&pg, "42") == 0 && pg.nresolves == 1);
 	txt = pg.resolves[0];
 	CHECK_STR(txt, "42");
-	sync_page_rejects_release(&pg);
+	sync_page_release(&pg);
 	CHECK(pg.nrejects == 0 && pg.rejects == NULL && pg.resolves == NULL);
 	sync_strmap_clear(&open);
 	cJSON_Delete(b);

@@ -133,7 +133,7 @@ test_hostile_cases(void)
 			fprintf(stderr, "  case %zu: rc %d, '%s' %s\n", i, (int)rc,
 			    e.msg, t.bad);
 		CHECK(t.bad[0] == '\0');
-		ct_page_release(&pg);
+		sync_page_release(&pg);
 		ct_close(&t);
 	}
 }
@@ -160,7 +160,7 @@ test_nul_byte(void)
 	rc = ct_fetch(&t, &st, &pg, &e);
 	CHECK(rc == SYNC_OK || e.msg[0] != '\0');
 	CHECK(t.bad[0] == '\0');
-	ct_page_release(&pg);
+	sync_page_release(&pg);
 	ct_close(&t);
 }
 
