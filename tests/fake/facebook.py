@@ -109,7 +109,8 @@ CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
        "regain_minutes":1) or just the code ("80006") | http (+"status","body")
        | close | slow (+"delay":5) | truncate (JSON cut in half) | nonjson (200
        text/html) | empty_page | timeout (batch: "entries":[i..] null, default
-       the last; an op: null)
+       the last; an op: null) | 429 (+"retry_after":1: HTTP 429 with
+       Retry-After, as a proxy in front of the Graph API answers)
   POST clear_faults | gate {"endpoint","page"?,"after":N} (hold requests after
        the Nth until release) | release | clear_log
   POST config {"token":"T"|{"PAGE":"T"},"app_secret":S|null,"latency":s,
@@ -172,7 +173,8 @@ CANNED = {   # code -> (message, subcode, is_transient)
     100: ("(#100) The After Cursor specified exceeds the max limit supported by this endpoint",
           None, None),
 }
-FAULT_KINDS = ("error", "http", "close", "slow", "truncate", "nonjson", "empty_page", "timeout")
+FAULT_KINDS = ("error", "http", "close", "slow", "truncate", "nonjson", "empty_page", "timeout",
+               "429")
 CONV_FIELDS = "id,updated_time,link,message_count,unread_count,snippet,can_reply," \
               "is_subscribed,participants,senders,former_participants,scoped_thread_key"
 MSG_FIELDS = "id,created_time,from,to,message,attachments,tags"

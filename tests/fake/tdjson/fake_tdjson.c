@@ -55,7 +55,11 @@
  *   faults             [{"method", "after": 0, "count": 1 (-1: for ever),
  *                      "code": 429, "message": "Too Many Requests: retry
  *                      after 1", "chat_id": null}]: a client's matching
- *                      calls number after+1 .. after+count fail so
+ *                      calls number after+1 .. after+count fail so;
+ *                      with "pause_file": PATH they are not failed but
+ *                      held (the whole library with them) until PATH
+ *                      exists, then served: a test kills the client or
+ *                      stops its database at a known call
  *   hang               methods never answered (close aborts them)
  *   updates_on_ready   objects sent once, right after Ready
  *   live               [{"after": N, "chat_id": id, "messages": [...]}]:
@@ -139,6 +143,7 @@ struct fault {
 	int64_t		 chat_id;
 	int		 code;
 	const char	*message;
+	const char	*pause_file;	/* hold, don't fail, until it exists */
 };
 
 struct client {
@@ -885,6 +890,8 @@ load_scenario(struct client *c, char *warn, size_t wn)
 			    "Too Many Requests: retry after 1" : "Fault injected";
 		f->has_chat = scen_id(cJSON_GetObjectItemCaseSensitive(e, "chat_id"),
 		    &f->chat_id) == 0;
+		f->pause_file = cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(e, "pause_file"));
 		c->nfaults++;
 	}
 	return 0;
@@ -1259,6 +1266,14 @@ admit(struct client *c, const cJSON *req)
 		if (hit == NULL && f->seen > f->after && (f->count < 0 ||
 		    f->seen <= f->after + f->count))
 			hit = f;
+	}
+	if (hit != NULL && hit->pause_file != NULL) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		/* The lock stays held: nothing moves until the file exists. */
+		while (access(hit->pause_file, F_OK) != 0)
+			nanosleep(&ts, NULL);
+		hit = NULL;
 	}
 	if (hit != NULL) {
 		answer_error(c->id, req, hit->code, "%s", hit->message);
