@@ -1987,11 +1987,12 @@ if __name__ == "__main__":
 
 def run_suite(label, tests, xfail=()):
     """Runs tests (functions of a Ctx) on one throwaway PostgreSQL: one line
-    per test (PASS, FAIL, SKIP; for the names in xfail XFAIL or XPASS, which
-    do not fail the run), then "<label>: N passed, N failed". TOP, KEEP,
-    SEED, VERBOSE are set. Returns the exit status (1 if any test failed)."""
+    per test (PASS, FAIL, SKIP; for the names in xfail, a set or a dict of
+    name -> what it waits for, XFAIL or XPASS, which do not fail the run),
+    then "<label>: N passed, N failed". TOP, KEEP, SEED, VERBOSE are set.
+    Returns the exit status (1 if any test failed)."""
     global ROOT, PG
-    xfail = set(xfail)
+    xfail = xfail if isinstance(xfail, dict) else dict.fromkeys(xfail, "")
 
     def on_term(signo, frame):
         raise KeyboardInterrupt("signal %d" % signo)
@@ -2028,8 +2029,11 @@ def run_suite(label, tests, xfail=()):
             except Fail as e:
                 if name in xfail:
                     xfailed += 1
-                    print("XFAIL %-26s %5.1fs  %s" % (name, time.monotonic() - t0,
-                                                      str(e).split("\n")[0][:160]), flush=True)
+                    why = str(e.args[0] if e.args else e).split("\n")[0][:160]
+                    print("XFAIL %-26s %5.1fs  %s%s" % (
+                        name, time.monotonic() - t0, why,
+                        "\n" + " " * 11 + "(waits for %s)" % xfail[name] if xfail[name] else ""),
+                        flush=True)
                     continue
                 failed += 1
                 print("FAIL %-26s %5.1fs  %s" % (name, time.monotonic() - t0,
