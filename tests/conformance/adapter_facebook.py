@@ -52,6 +52,9 @@ class Adapter(Base):
             self.fake.post("message", conversation=c, n=rnd.randrange(1, 4))
         self.fake.post("conversation", n=1, messages=3)
 
+    def upstream_ids(self):
+        return [m["id"] for c in self.fake.dump("1111", "messenger") for m in c["messages"]]
+
     def truth(self, cursor=True):
         fe.assert_fb_exact(self.ctx, self.fake, source=self.source)
 

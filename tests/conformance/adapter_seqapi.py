@@ -38,6 +38,9 @@ class Adapter(Base):
         self.fake.edit("messages", indexes=[rnd.randrange(0, n) for _ in range(3)])
         self.fake.add("contacts", 1)
 
+    def upstream_ids(self):
+        return [r["id"] for r in self.fake.dump("messages")]
+
     def truth(self, cursor=True):
         h.assert_exact(self.ctx, self.fake, check_cursor=cursor)
 

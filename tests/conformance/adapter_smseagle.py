@@ -37,6 +37,9 @@ class Adapter(Base):
     def outlier(self):
         self.fake.inbox(n=1, id=(1 << 53) - 1)
 
+    def upstream_ids(self):
+        return list(se.expected(self.fake))
+
     def truth(self, cursor=True):
         if cursor:
             sf.assert_exact(self.ctx, self.fake)

@@ -73,6 +73,9 @@ class Adapter(Base):
             self.add(cid, rnd.randrange(1, 15), time.time() - 100, 1)
         self.s.write()
 
+    def upstream_ids(self):
+        return [te.ext(c, m) for c, m in self.s.all_messages()]
+
     def truth(self, cursor=True):
         te.assert_exact(self.ctx, self.s, source=self.source)
 

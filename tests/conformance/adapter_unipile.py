@@ -40,6 +40,9 @@ class Adapter(Base):
         for c in rnd.sample(chats, min(3, len(chats))):
             self.fake.message(c, n=rnd.randrange(1, 6))
 
+    def upstream_ids(self):
+        return [m["id"] for m in self.fake.dump()]
+
     def truth(self, cursor=True):
         ue.assert_exact(self.ctx, self.fake, source=self.source, check_cursor=cursor)
 

@@ -62,6 +62,10 @@ class Adapter:
         the right content (cursor: and each cursor is the upstream's newest)."""
         raise NotImplementedError
 
+    def upstream_ids(self):
+        """The external ids the upstream's messages are stored under."""
+        raise NotImplementedError
+
     def secrets(self):
         return [SECRET]
 
@@ -112,6 +116,15 @@ class Adapter:
         r = self.run(cmd, *args, **kw)
         h.ok_pass(r)
         return r
+
+    def assert_subset(self, what):
+        """What a pass that died or failed left is whole rows of upstream
+        items, each once (nothing half-written, nothing made up)."""
+        got = self.stored_ids()
+        check(len(got) == len(set(got)), "%s: a message stored twice" % what)
+        extra = set(got) - set(self.upstream_ids())
+        check(not extra, "%s: %d stored messages the upstream does not have" % (what, len(extra)),
+              sorted(extra)[:5])
 
     def stored_ids(self, table="message"):
         return [r["external_id"] for r in self.ctx.sql_json(

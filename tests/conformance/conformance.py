@@ -108,6 +108,7 @@ def case_kill9(ad):
         else:
             r.expect_rc(0)
         h.wait_unlocked(ctx)
+        ad.assert_subset("after run %d (kill point %d)" % (tries, k))
     print("    kill9 %s: seed %d, kills at (f|i)@request %s" % (ad.type, h.SEED,
                                                               " ".join(points)))
     check(kills >= KILLS, "only %d of %d kills landed in %d runs" % (kills, KILLS, tries))
@@ -134,6 +135,7 @@ def case_pg_restart(ad):
     if r.rc == 75:
         eq((r.source(ad.source).get("error") or {}).get("kind"), "database", "error kind")
     h.wait_unlocked(ctx)
+    ad.assert_subset("after the restart")
     ad.ok("full-sync")
     ad.ok("incr-sync")
     ad.truth()
@@ -170,6 +172,7 @@ def case_truncated(ad):
     r.expect_rc(65)
     check((r.source(ad.source).get("error") or {}).get("kind") in ("data", "protocol"),
           "error kind", r.desc())
+    ad.assert_subset("after the truncated page")
     ad.clear_faults()
     ad.ok("incr-sync")
     ad.truth()
