@@ -17,7 +17,7 @@ METHOD = "getChatHistory"
 class Adapter(Base):
     type = "telegram"
     source = "tg"
-    FAULTS = {"5xx": None, "429": None, "slow": None}     # see fault()
+    FAULTS = {"5xx": None, "429": None, "slow": None, "bad_row": None}   # see fault()
     NO_MEANING = {
         "truncate": "TDLib hands its answers over in-process as whole JSON objects: "
                     "there is no page on a wire to cut",
@@ -113,6 +113,8 @@ class Adapter(Base):
         elif kind == "429":
             f = {"code": 429, "message": "Too Many Requests: retry after %d"
                  % kw.get("retry_after", 1)}
+        elif kind == "bad_row":
+            f = {"bad_message": True}
         elif kind == "slow":
             # Never answered (the fake has no delay): a hang.
             self.s.d["hang"] = [METHOD]
