@@ -1,5 +1,5 @@
 # msgsync -- build, test, install, demo, bench.
-#   make [WERROR=1] [SANITIZE=address,undefined] [all|check|install|demo|bench]
+#   make [WERROR=1] [SANITIZE=address,undefined] [all|check|conformance|install|demo|bench]
 
 PREFIX	?= /usr/local
 BINDIR	?= $(PREFIX)/bin
