@@ -1,5 +1,5 @@
 # msgsync -- build, test, install, demo, bench.
-#   make [WERROR=1] [SANITIZE=address,undefined] [all|check|install|demo|bench]
+#   make [WERROR=1] [SANITIZE=address,undefined] [all|check|conformance|install|demo|bench]
 #   make fuzz [FUZZ_SECONDS=30]
 
 PREFIX	?= /usr/local
@@ -44,7 +44,7 @@ MIGRATIONS = $(sort $(wildcard migrations/*.sql))
 MANS	 = man/full-sync.1 man/incr-sync.1 man/status-poll.1 man/sync-status.1 \
 	   man/msgsync.conf.5 man/msgsync.7
 
-.PHONY: all check boundary unit e2e install uninstall demo bench clean deps lint \
+.PHONY: all check boundary unit e2e conformance install uninstall demo bench clean deps lint \
 	fuzz fuzz-build fuzz-toolchain
 
 all: $(BINS)
@@ -165,7 +165,7 @@ deps:
 
 check: deps boundary
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(FAKE_TDJSON) $(TDLIB)
-	@$(MAKE) --no-print-directory unit e2e
+	@$(MAKE) --no-print-directory unit e2e conformance
 
 unit: $(UNIT_BINS)
 	@pass=0; fail=0; for t in $(UNIT_BINS); do \
@@ -175,6 +175,10 @@ unit: $(UNIT_BINS)
 
 e2e: all $(FAKE_TDJSON)
 	$(PYTHON) tests/e2e/run.py --top "$(CURDIR)"
+
+# Every connector through the same fault matrix (tests/conformance/).
+conformance: all $(FAKE_TDJSON)
+	$(PYTHON) tests/conformance/conformance.py --top "$(CURDIR)"
 
 # A connector sees lib/connector.h and nothing else of the engine.
 boundary:
@@ -214,4 +218,4 @@ uninstall:
 clean:
 	rm -f $(BINS) lib/*.o lib/connectors/*.o lib/connectors/*/*.o cmd/*.o lib/libsync.a lib/migrations.c $(UNIT_BINS) \
 	    $(FAKE_TDJSON)
-	rm -rf tests/e2e/__pycache__ tests/fake/__pycache__ $(FUZZ_DIR)
+	rm -rf tests/e2e/__pycache__ tests/fake/__pycache__ tests/conformance/__pycache__ $(FUZZ_DIR)

@@ -109,8 +109,11 @@ CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
        "regain_minutes":1) or just the code ("80006") | http (+"status","body")
        | close | slow (+"delay":5) | truncate (JSON cut in half) | nonjson (200
        text/html) | empty_page | timeout (batch: "entries":[i..] null, default
-       the last; an op: null) | bad_row (a list answer's middle item gets an
-       id that is an object)
+       the last; an op: null) | 429 (+"retry_after":1: HTTP 429 with
+       Retry-After, as a proxy in front of the Graph API answers) | bad_row
+       (a list answer's middle item gets an id that is an object) | cycle
+       (lists; "after":1,"times":-1: the first faulted request's after
+       cursor A is answered normally, every other one with next = A)
   POST clear_faults | gate {"endpoint","page"?,"after":N} (hold requests after
        the Nth until release) | release | clear_log
   POST config {"token":"T"|{"PAGE":"T"},"app_secret":S|null,"latency":s,
@@ -174,7 +177,7 @@ CANNED = {   # code -> (message, subcode, is_transient)
           None, None),
 }
 FAULT_KINDS = ("error", "http", "close", "slow", "truncate", "nonjson", "empty_page", "timeout",
-               "bad_row")
+               "429", "bad_row", "cycle")
 CONV_FIELDS = "id,updated_time,link,message_count,unread_count,snippet,can_reply," \
               "is_subscribed,participants,senders,former_participants,scoped_thread_key"
 MSG_FIELDS = "id,created_time,from,to,message,attachments,tags"
@@ -858,11 +861,33 @@ class State(fakelib.State):
                 if is_error_fault(fault):
                     raise fault_error(fault)
                 obj = g.get(method, parts, pairs, ctx)
+                obj = self.row_faults(fault, q, obj)
             except GraphError as e:
                 rate, status, obj = e.code, e.status, e.body(self.trace())
             return status, self.headers(version, page, pf, g.token_pages(q.get("access_token")),
                                         rate, (fault or {}).get("regain_minutes", 1)), \
                 json.dumps(obj, separators=SEP)
+
+    def row_faults(self, fault, q, obj):
+        """Faults on a list's answer (the lock is held): cycle (with
+        "after":1 and "times":-1) remembers the first faulted request's after
+        cursor A, answers it normally (B) and every other one with A as its
+        next.  (bad_row acts on the answer's text: see bad_row().)"""
+        k = fault and fault["kind"]
+        if k != "cycle" or not isinstance(obj, dict):
+            return obj
+        pg = obj.get("paging") or {}
+        if k == "cycle" and pg.get("next"):
+            after = q.get("after") or ""
+            if getattr(self, "cycle_from", None) is None:
+                self.cycle_from = after
+            first = self.cycle_from
+            if after != first:
+                nxt = re.sub(r"([?&]after=)[^&]*", lambda m: m.group(1) + quote(first, safe=","),
+                             pg["next"])
+                obj = dict(obj, paging=dict(pg, next=nxt,
+                                            cursors=dict(pg.get("cursors") or {}, after=first)))
+        return obj
 
     def entry(self, method, path, version, endpoint, page, pairs, conn, batch=None):
         q = dict(pairs)

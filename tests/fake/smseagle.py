@@ -66,8 +66,9 @@ Times: "ago" (seconds before now) or "at" (ISO, naive = device-local), else
 now. inbox and send also take "fields" (applied as by set).
 
   POST /_control/inbox  {"n":1,"number","text","ago"|"at","step":0,"read":false,
-                         "modem_no":1,"fields"} -> {"ids":[..]}; message k of n
-                         is dated t - (n-1-k)*step
+                         "modem_no":1,"fields","id"} -> {"ids":[..]}; message k of n
+                         is dated t - (n-1-k)*step; "id" (n 1): that id, an
+                         outlier, the sequence going on below it
   POST /_control/send   {"n":1,"number","text","validity":"max","ago"|"at","step",
                          "status":"reserved","sender_name":"apiuser","modem_no":1,
                          "fields"} -> {"ids"}: outbox rows, insert = sending =
@@ -659,6 +660,12 @@ class Handler(fakelib.Handler):
                     ids.append(dev.add_inbox(tk, d.get("number"), d.get("text"),
                                              bool(d.get("read", False)),
                                              int(d.get("modem_no", 1)), d.get("fields")))
+                    if d.get("id") is not None and n == 1:
+                        # A bogus id: this row only, the sequence goes on below it.
+                        r = dev.inbox.pop(ids[-1])
+                        r["id"] = ids[-1] = int(d["id"])
+                        dev.inbox[r["id"]] = r
+                        dev.seq["inbox"][0] -= 1
                 else:
                     ids.append(dev.add_out(tk, d.get("number"), d.get("text"),
                                            d.get("validity", "max"), d.get("status", "reserved"),

@@ -58,7 +58,14 @@
  *   faults             [{"method", "after": 0, "count": 1 (-1: for ever),
  *                      "code": 429, "message": "Too Many Requests: retry
  *                      after 1", "chat_id": null}]: a client's matching
- *                      calls number after+1 .. after+count fail so
+ *                      calls number after+1 .. after+count fail so;
+ *                      with "pause_file": PATH they are not failed but
+ *                      held (the whole library with them) until PATH
+ *                      exists, then served: a test kills the client or
+ *                      stops its database at a known call; with
+ *                      "bad_message": true they are served, and the next
+ *                      answer with messages has its middle one's "id"
+ *                      replaced by {"unexpected": "object"}
  *   hang               methods never answered (close aborts them)
  *   updates_on_ready   objects sent once, right after Ready
  *   live               [{"after": N, "chat_id": id, "messages": [...]}]:
@@ -142,6 +149,8 @@ struct fault {
 	int64_t		 chat_id;
 	int		 code;
 	const char	*message;
+	const char	*pause_file;	/* hold, don't fail, until it exists */
+	int		 bad_message;	/* serve, with one message's id broken */
 };
 
 struct client {
@@ -187,6 +196,7 @@ static struct client	*clients;
 static int		 last_id;
 static char		*recv_buf, *exec_buf;	/* what td_receive/td_execute returned */
 static int		 log_level;
+static int		 corrupt_next;	/* a "bad_message" fault fired */
 static void		(*log_cb)(int, const char *);
 
 /* ---- JSON helpers ---- */
@@ -616,6 +626,17 @@ add_extra(cJSON *j, const cJSON *req)
 static void
 answer(int cid, const cJSON *req, cJSON *j)
 {
+	cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "messages");
+	int n = cJSON_GetArraySize(ms);
+
+	if (corrupt_next && n > 0) {
+		cJSON *bad = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(bad, "unexpected", "object");
+		cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetArrayItem(ms, n / 2),
+		    "id", bad);
+		corrupt_next = 0;
+	}
 	add_extra(j, req);
 	emit(cid, j);
 }
@@ -891,6 +912,10 @@ load_scenario(struct client *c, char *warn, size_t wn)
 			    "Too Many Requests: retry after 1" : "Fault injected";
 		f->has_chat = scen_id(cJSON_GetObjectItemCaseSensitive(e, "chat_id"),
 		    &f->chat_id) == 0;
+		f->pause_file = cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(e, "pause_file"));
+		f->bad_message = cJSON_IsTrue(
+		    cJSON_GetObjectItemCaseSensitive(e, "bad_message"));
 		c->nfaults++;
 	}
 	return 0;
@@ -1265,6 +1290,18 @@ admit(struct client *c, const cJSON *req)
 		if (hit == NULL && f->seen > f->after && (f->count < 0 ||
 		    f->seen <= f->after + f->count))
 			hit = f;
+	}
+	if (hit != NULL && hit->pause_file != NULL) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		/* The lock stays held: nothing moves until the file exists. */
+		while (access(hit->pause_file, F_OK) != 0)
+			nanosleep(&ts, NULL);
+		hit = NULL;
+	}
+	if (hit != NULL && hit->bad_message) {
+		corrupt_next = 1;
+		hit = NULL;
 	}
 	if (hit != NULL) {
 		answer_error(c->id, req, hit->code, "%s", hit->message);

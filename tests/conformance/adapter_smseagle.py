@@ -1,0 +1,48 @@
+"""smseagle: the fake device tests/fake/smseagle.py (four id-keyed folders)."""
+
+import smseagle_e2e as se
+import smseagle_faults_e2e as sf
+
+from base import SECRET, Adapter as Base
+
+
+class Adapter(Base):
+    type = "smseagle"
+    source = "sms"
+    hold_endpoint = "*"
+    fault_endpoint = "inbox"
+    FAULTS = dict(Base.FAULTS, bad_row=("bad_row", {}))
+    NO_MEANING = {
+        "loop": "a folder is walked by id ranges it chooses itself (id_from/id_to), "
+                "never by a cursor the device hands out",
+        "cycle": "a folder is walked by id ranges it chooses itself, no cursor to cycle",
+        "empty": "an empty id range is the device's 404, the end of the walk"}
+
+    def start(self, n, secret=False):
+        self.ctx.cluster.createdb(self.ctx.db)
+        self.fake = self.ctx.fake = self.ctx.new_fake(
+            kind=se.SmsFake, inbox=n // 2, sent=n // 2 - 10, outbox=10,
+            token=SECRET if secret else "conf-token")
+        self.span = n // 20 + 4
+        self.config()
+        return self
+
+    def source_cfg(self, extra=""):
+        return se.sms_source(self.ctx, extra="page_size = 20; " + extra)
+
+    def grow(self, rnd):
+        self.fake.inbox(n=rnd.randrange(3, 30))
+        self.fake.send(n=2)
+
+    def outlier(self):
+        self.fake.inbox(n=1, id=(1 << 53) - 1)
+
+    def upstream_ids(self):
+        return list(se.expected(self.fake))
+
+    def truth(self, cursor=True):
+        if cursor:
+            sf.assert_exact(self.ctx, self.fake)
+        else:
+            se.assert_folders(self.ctx, self.fake, check_cursor=False)
+            sf.no_duplicates(self.ctx)

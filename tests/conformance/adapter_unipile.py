@@ -1,0 +1,56 @@
+"""unipile: the fake Unipile API tests/fake/unipile.py (chats, messages,
+attendees; a (timestamp, id) watermark)."""
+
+import time
+
+import unipile_e2e as ue
+
+from base import SECRET, Adapter as Base
+
+
+class Adapter(Base):
+    type = "unipile"
+    source = "uni"
+    hold_endpoint = "messages"
+    fault_endpoint = "messages"
+    FAULTS = dict(Base.FAULTS, bad_row=("bad_row", {}), empty=("empty_fresh", {}),
+                  cycle=("cycle", {}))
+    NO_MEANING = {"loop": "a cursor that does not advance is the cursor_cycle case "
+                          "(A -> B -> A, the general form)",
+                  "outlier": "ids are opaque strings; the cursor is a time (future_time)"}
+
+    def start(self, n, secret=False):
+        self.ctx.cluster.createdb(self.ctx.db)
+        chats = max(5, n // 40)
+        self.fake = self.ctx.fake = self.ctx.new_fake(
+            kind=ue.UniFake, chats=chats, messages=n // chats,
+            token=SECRET if secret else "conf-token")
+        self.span = n // 25 + 2
+        self.config()
+        return self
+
+    def source_cfg(self, extra=""):
+        return ue.uni_source(self.ctx, extra="page_size = 25; " + extra)
+
+    def chats(self):
+        return [c["id"] for c in self.fake.dump("chats")]
+
+    def grow(self, rnd):
+        chats = self.chats()
+        for c in rnd.sample(chats, min(3, len(chats))):
+            self.fake.message(c, n=rnd.randrange(1, 6))
+
+    def upstream_ids(self):
+        return [m["id"] for m in self.fake.dump()]
+
+    def truth(self, cursor=True):
+        ue.assert_exact(self.ctx, self.fake, source=self.source, check_cursor=cursor)
+
+    def redeliver(self):
+        m = self.fake.dump()[len(self.fake.dump()) // 2]
+        self.fake.post("duplicate", id=m["id"],
+                       fields={"timestamp": ue.fmt_ms(int(time.time() * 1000))})
+        return m["provider_id"]
+
+    def future(self):
+        self.fake.message(self.chats()[0], n=1, at="2100-01-01T00:00:00.000Z")

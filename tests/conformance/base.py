@@ -1,0 +1,170 @@
+"""What every conformance adapter shares: the harness (tests/e2e/run.py,
+imported as the module `run`, with the per-connector e2e files it finds)
+and the adapter interface, with the HTTP fakes' side of it implemented once
+(tests/fake/fakelib.py gives every HTTP fake the same gates and faults).
+
+An adapter (tests/conformance/adapter_<type>.py, class Adapter) says, for
+one source type: how to start its fake with about N items and write its
+source's config (start, config), how the upstream changes between passes
+(grow), what "the store equals the fake's truth" means (truth), how to hold
+the binary at its k-th request (hold, wait_held, release) and how to inject
+each fault (fault; raise Skip("why") where a fault has no meaning for it).
+"""
+
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fake"))
+
+import run as h  # noqa: E402  -- the e2e harness, as a module
+
+h.import_e2e_modules(h)
+
+Fail, Skip, check, eq = h.Fail, h.Skip, h.check, h.eq
+
+# Secrets the -vvv case looks for in every output (each adapter adds its own).
+SECRET = "Cf-S3cr3t-T0k3n-9d2e7b41"
+
+
+class Adapter:
+    type = None             # the source type
+    source = None           # the source's name in the config
+    hold_endpoint = "*"     # what hold() counts
+    fault_endpoint = "*"    # where fault() acts
+    span = 10               # about how many hold_endpoint requests a first full pass makes
+    cold_start = True       # the type has cold_start_days
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.fake = None
+        self.extra = ""     # extra source settings (every config written)
+
+    # -- to implement ---------------------------------------------------
+
+    def start(self, n, secret=False):
+        """A fresh database and a fake with about n items (secret: the
+        fake wants SECRET and every secret the source has); writes the
+        config. Returns self."""
+        raise NotImplementedError
+
+    def source_cfg(self, extra=""):
+        raise NotImplementedError
+
+    def grow(self, rnd):
+        """The upstream changes between passes: new items, some edits."""
+        raise NotImplementedError
+
+    def truth(self, cursor=True):
+        """Fail unless the store holds every upstream item exactly once, with
+        the right content (cursor: and each cursor is the upstream's newest)."""
+        raise NotImplementedError
+
+    def upstream_ids(self):
+        """The external ids the upstream's messages are stored under."""
+        raise NotImplementedError
+
+    def secrets(self):
+        return [SECRET]
+
+    # Where a case has no meaning for a source type, the adapter says why
+    # (NO_MEANING: fault kind or hook -> reason); a case calls require()
+    # for what it needs before it starts anything.
+
+    NO_MEANING = {}
+    HOOKS = {"redeliver": "an item has no provider identity beside its id",
+             "future": "the cursor is not a time",
+             "outlier": "the fake cannot make an outlier id yet"}
+
+    def require(self, what):
+        """Skip unless the adapter can do `what` (a fault kind, a hook, "latency")."""
+        if what in self.NO_MEANING:
+            raise Skip("%s: %s" % (self.type, self.NO_MEANING[what]))
+        if what in self.HOOKS:
+            if getattr(type(self), what) is getattr(Adapter, what):
+                raise Skip("%s: %s" % (self.type, self.HOOKS[what]))
+        elif what != "latency" and what not in self.FAULTS:
+            raise Skip("%s: the fake has no '%s' fault yet" % (self.type, what))
+
+    def redeliver(self):
+        """Delivers an item again under a new id with the same provider
+        identity; returns that identity (raw->>'provider_id')."""
+        self.require("redeliver")
+
+    def future(self):
+        """Adds one item dated in the year 2100."""
+        self.require("future")
+
+    def outlier(self):
+        """Makes the upstream announce one id far beyond what it holds."""
+        self.require("outlier")
+
+    # -- shared ---------------------------------------------------------
+
+    def config(self, http=None, sync=None, extra="", name="msgsync.conf", log=None):
+        http = dict({"timeout": 5, "connect_timeout": 2, "retries": 3, "backoff": 0.01},
+                    **(http or {}))
+        return self.ctx.config(sources=[self.source_cfg(self.extra + " " + extra)],
+                               http=http, sync=sync, log=log, name=name)
+
+    def run(self, cmd, *args, **kw):
+        return self.ctx.run(cmd, "-j", *args, **kw)
+
+    def ok(self, cmd, *args, **kw):
+        r = self.run(cmd, *args, **kw)
+        h.ok_pass(r)
+        return r
+
+    def assert_subset(self, what):
+        """What a pass that died or failed left is whole rows of upstream
+        items, each once (nothing half-written, nothing made up)."""
+        got = self.stored_ids()
+        check(len(got) == len(set(got)), "%s: a message stored twice" % what)
+        extra = set(got) - set(self.upstream_ids())
+        check(not extra, "%s: %d stored messages the upstream does not have" % (what, len(extra)),
+              sorted(extra)[:5])
+
+    def stored_ids(self, table="message"):
+        return [r["external_id"] for r in self.ctx.sql_json(
+            "SELECT t.external_id FROM %s t JOIN source s ON s.id = t.source_id "
+            "WHERE s.name = '%s'" % (table, self.source))]
+
+    # Holds: the binary is stopped at a known request, by the fake.
+
+    def hold(self, after):
+        """Lets `after` further requests (of hold_endpoint) through and holds
+        the next one until release()."""
+        self.fake.call("gate", {"endpoint": self.hold_endpoint, "after": after})
+
+    def wait_held(self, p, timeout=40):
+        """True once a request is held, False if p ended first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.fake.wait(blocked=1, timeout=0.2) is not None:
+                return True
+            if p.poll() is not None:
+                return False
+        raise Fail("%s never reached the held request" % os.path.basename(p.argv[0]))
+
+    def release(self):
+        self.fake.call("release", {})
+
+    # Faults (the kinds of fakelib; an adapter maps its own).
+
+    FAULTS = {"5xx": ("http", {"status": 503}), "429": ("429", {}),
+              "truncate": ("truncate", {}), "slow": ("slow", {})}
+
+    def fault(self, kind, after=0, times=1, **kw):
+        self.require(kind)
+        k, d = self.FAULTS[kind]
+        kw = dict(d, **kw)
+        ep = kw.pop("endpoint", self.fault_endpoint)
+        self.fake.fault(ep, k, after=after, times=times, **kw)
+
+    def clear_faults(self):
+        self.fake.call("clear_faults", {})
+
+    def latency(self, s):
+        self.fake.call("config", {"latency": s})
