@@ -422,10 +422,13 @@ char	       *sync_cursor_max_int(const char *, const char *);
 struct sync_mark {
 	int64_t		 t;		/* UTC seconds */
 	int		 us;		/* microseconds */
-	char		 id[256];	/* compared after the time */
+	char		 id[SYNC_MAX_ID + 1];	/* compared after the time */
 };
 
-/* Sets m from a timestamp and an id; -1 if the timestamp is not one. */
+/*
+ * Sets m from a timestamp and an id; -1 if the timestamp is not one or
+ * the id is longer than SYNC_MAX_ID.
+ */
 int		sync_mark_set(struct sync_mark *, const char *when, const char *id);
 /* Parses a stored mark "TIME|id"; -1 if it is not one. */
 int		sync_mark_parse(const char *, struct sync_mark *);
