@@ -25,6 +25,7 @@ counts_add(struct sync_counts *a, const struct sync_counts *b)
 	a->retries += b->retries;
 	a->gaps += b->gaps;
 	a->sanitized += b->sanitized;
+	a->outliers += b->outliers;
 }
 
 static int

@@ -133,6 +133,7 @@ struct sync_counts {
 	long long	 retries;
 	long long	 gaps;
 	long long	 sanitized;
+	long long	 outliers;	/* times beyond now + max_clock_skew */
 };
 
 struct sync_stream_result {

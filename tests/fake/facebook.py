@@ -108,8 +108,10 @@ CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
        "error_subcode","message","type","is_transient","status":400,
        "regain_minutes":1) or just the code ("80006") | http (+"status","body")
        | close | slow (+"delay":5) | truncate (JSON cut in half) | nonjson (200
-       text/html) | empty_page | timeout (batch: "entries":[i..] null, default
-       the last; an op: null)
+       text/html) | empty_page (+"fresh":true: a new 'after' string every
+       time, the same place) | cycle (lists: the first two 'after' cursors
+       are real, then they alternate: A, B, A, B, ...) | timeout (batch:
+       "entries":[i..] null, default the last; an op: null)
   POST clear_faults | gate {"endpoint","page"?,"after":N} (hold requests after
        the Nth until release) | release | clear_log
   POST config {"token":"T"|{"PAGE":"T"},"app_secret":S|null,"latency":s,
@@ -172,7 +174,8 @@ CANNED = {   # code -> (message, subcode, is_transient)
     100: ("(#100) The After Cursor specified exceeds the max limit supported by this endpoint",
           None, None),
 }
-FAULT_KINDS = ("error", "http", "close", "slow", "truncate", "nonjson", "empty_page", "timeout")
+FAULT_KINDS = ("error", "http", "close", "slow", "truncate", "nonjson", "empty_page", "timeout",
+               "cycle")
 CONV_FIELDS = "id,updated_time,link,message_count,unread_count,snippet,can_reply," \
               "is_subscribed,participants,senders,former_participants,scoped_thread_key"
 MSG_FIELDS = "id,created_time,from,to,message,attachments,tags"
@@ -782,6 +785,26 @@ class State(fakelib.State):
         super().__init__(None)      # tokens are the pages'
         self.g, self.traces, self.http = Graph(args), 0, 0
         self.g.seed(args.conversations, args.messages, args.platform_mix)
+        self.cycles, self.nonce = {}, 0
+
+    def reroute(self, endpoint, fault, obj):
+        """The cycle and fresh empty_page faults rewrite a list's 'after'."""
+        k = fault and fault["kind"]
+        cur = (obj.get("paging") or {}).get("cursors") if isinstance(obj, dict) else None
+        if not cur or not cur.get("after"):
+            return
+        if k == "empty_page" and fault.get("fresh"):
+            raw = base64.urlsafe_b64decode(cur["after"] + "=" * (-len(cur["after"]) % 4))
+            sc, pos, e = json.loads(raw[4:].decode())
+            self.nonce += 1
+            cur["after"] = enc_cursor(sc, pos[:3] + [self.nonce], e)
+        elif k == "cycle":
+            seen = self.cycles.setdefault(endpoint, [])
+            if len(seen) < 2:
+                seen.append(cur["after"])
+            else:
+                cur["after"] = seen[len(seen) % 2]
+                seen.append(cur["after"])
 
     def matches(self, rule, endpoint, entry):
         eps = rule["endpoint"]
@@ -842,6 +865,7 @@ class State(fakelib.State):
                 if is_error_fault(fault):
                     raise fault_error(fault)
                 obj = g.get(method, parts, pairs, ctx)
+                self.reroute(ep, fault, obj)
             except GraphError as e:
                 rate, status, obj = e.code, e.status, e.body(self.trace())
             return status, self.headers(version, page, pf, g.token_pages(q.get("access_token")),

@@ -103,8 +103,10 @@ Times: "at" (ISO 8601, naive = UTC, ms kept) or "ago" (seconds), else now;
                (+"status","type","title","detail" | "body") | truncate (200,
                JSON cut in half) | nonjson (200 text/html) | close (no answer)
                | slow (+"delay":5, then the answer) | empty_page (lists: items
-               [] and a cursor resuming where the request started). Faults and
-               gates act before the key check.
+               [] and a cursor resuming where the request started; +"fresh":
+               true: a new cursor string each time) | cycle (lists: the first
+               two cursors are real, then they alternate: A, B, A, B, ...).
+               Faults and gates act before the key check.
   POST gate    {"endpoint","after":N}: hold requests after the Nth until
   POST release; clear_faults; clear_log
   POST config  {"token","latency":s,"max_limit":N|null} -> the config
@@ -173,7 +175,7 @@ ERR = {  # fault kind | name -> (status, type, title, detail), texts of the fixt
                 "The provided credentials are invalid."),
 }
 FAULT_KINDS = ("429", "503", "504", "401", "403", "500", "http", "truncate", "nonjson",
-               "close", "slow", "empty_page")
+               "close", "slow", "empty_page", "cycle")
 NAMES = ("Alice Example", "Bob Zażółć", "Chloé Martin", "Dmitri Иванов", "Eve 李",
          "Frank O'Brien", 'Grace "G" Hopper', "Hana 🌸", "Ivo Novák", "Jun Tanaka")
 TEXTS = ("Is the shop open on Sunday? #%d", "Grüße aus Köln, Nachricht %d",
@@ -572,7 +574,18 @@ class Handler(fakelib.Handler):
         except ApiError as e:
             return self.respond_json(e.body["status"], e.body)
         if k == "empty_page" and "items" in obj:
-            obj = dict(obj, items=[], cursor=encode_cursor(resume or {}))
+            r = dict(resume or {})
+            if fault.get("fresh"):
+                with state.lock:
+                    state.nonce = getattr(state, "nonce", 0) + 1
+                    r["n"] = state.nonce
+            obj = dict(obj, items=[], cursor=encode_cursor(r))
+        if k == "cycle" and obj.get("cursor"):
+            with state.lock:
+                seen = state.__dict__.setdefault("cycles", {}).setdefault(endpoint, [])
+                if len(seen) >= 2:
+                    obj = dict(obj, cursor=seen[len(seen) % 2])
+                seen.append(obj["cursor"])
         self.respond_page(k, dumps(obj).encode("utf-8"))
 
     # -- query parsing ----------------------------------------------------
