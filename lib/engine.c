@@ -290,7 +290,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	w.mode = st.mode;
 	for (;;) {
 		long sanitized;
-		int done;
+		int done, cut = 0;
 
 		if (must_stop(j, stopped, &rc, err))
 			break;
@@ -302,6 +302,12 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		sync_http_set_counts(j->ctx.http, st.counts);
 		rc = j->src->conn->fetch(&j->ctx, &st, &pg, err);
 		sync_http_set_counts(j->ctx.http, &j->source_counts);
+		if (rc != SYNC_OK && sync_http_cut(j->ctx.http)) {
+			/* The deadline cut the request in flight: a clean stop. */
+			sync_err_clear(err);
+			rc = SYNC_OK;
+			cut = 1;
+		}
 		/* The previous page must have committed before this one goes. */
 		if ((wrc = writer_join(&w, sr, &committed, err)) != SYNC_OK)
 			rc = wrc;
@@ -314,8 +320,10 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 			    "field(s) sanitised (invalid UTF-8, NUL bytes, bad "
 			    "timestamps, rows without a usable id)", j->src->name, name,
 			    sanitized);
-		if (rc != SYNC_OK) {
+		if (rc != SYNC_OK || cut) {
 			page_release(&pg);
+			if (cut && rc == SYNC_OK)
+				*stopped = 1;
 			break;
 		}
 		done = pg.done;

@@ -792,3 +792,25 @@ def uni_endless_empty_pages(ctx):
     """Empty pages, each with a new cursor, without end: a protocol error."""
     uni_loop(ctx, "messages", "messages", kind="empty_page", fresh=True)
 
+
+@test
+def uni_deadline_cuts_request(ctx):
+    """--max-runtime also bounds the request in flight: a hanging answer is
+    cut at the deadline, not at http.timeout, and the pass ends partial
+    with what was committed before it kept."""
+    fake = uni_setup(ctx, chats=2, messages=5)
+    ctx.config(sources=[uni_source(ctx, extra="cold_start_days = 0;")],
+               http={"timeout": 20})
+    fake.fault("messages", "slow", delay=30, times=-1)
+    t0 = time.monotonic()
+    r = ctx.run("incr-sync", "-j", "--max-runtime", "3", timeout=60)
+    dt = time.monotonic() - t0
+    r.expect_rc(0)
+    check(dt < 6, "--max-runtime 3 with http.timeout 20 ran %.1fs" % dt)
+    eq(r.json["status"], "partial", "status")
+    eq(r.source("uni")["status"], "partial", "source status")
+    eq(r.source("uni")["error"], None, "source error")
+    fake.call("clear_faults", {})
+    check(ctx.cursor("chats", "uni") is not None, "the chats committed before the cut")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    assert_exact(ctx, fake)
