@@ -682,8 +682,9 @@ def uni_cold_start(ctx):
     t1 = time.time()
     got = set(stored_messages(ctx))
     msgs = fake.dump("messages")
-    inside = {m["id"] for m in msgs if ms_of(m["timestamp"]) > (t1 - 7 * 86400) * 1000}
-    outside = {m["id"] for m in msgs if ms_of(m["timestamp"]) < (t0 - 7 * 86400) * 1000}
+    # The window starts at a whole second: a margin either side.
+    inside = {m["id"] for m in msgs if ms_of(m["timestamp"]) > (t1 + 2 - 7 * 86400) * 1000}
+    outside = {m["id"] for m in msgs if ms_of(m["timestamp"]) < (t0 - 2 - 7 * 86400) * 1000}
     check(inside and outside, "the fake's history spans the window")
     eq(inside - got, set(), "messages of the last 7 days not stored")
     eq(outside & got, set(), "messages older than 7 days stored")
