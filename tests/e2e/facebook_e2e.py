@@ -521,3 +521,14 @@ def fb_cursor_cycle_messages(ctx):
 def fb_endless_empty_pages(ctx):
     """Empty pages, each with a new 'after', without end: a protocol error."""
     fb_loop(ctx, "conversations", kind="empty_page", fresh=True)
+
+
+@test
+def fb_long_page_id(ctx):
+    """A Page id whose request path passes 300 bytes is sent whole (the
+    paths were cut in fixed buffers)."""
+    page = "9" * 300
+    fake = fb_setup(ctx, pages=(page,), conversations=3, messages=2)
+    fb_config(ctx, page=page, extra="cold_start_days = 0;")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    assert_fb_exact(ctx, fake, page=page)
