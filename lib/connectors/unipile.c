@@ -10,9 +10,10 @@
  *
  * Both are keyset walks of the engine (walk.c) on (timestamp, id): floor,
  * top, cold start, and a walk cut short that goes on below what it stored
- * (Unipile lists below a time with `before`).  Unipile's pagination cursors
- * point further back and live for one pass only.  The API key travels in the X-API-KEY header, never in
- * a URL, so the URLs in errors and logs hold no secret.
+ * (Unipile lists below a time with `before`).  Unipile's pagination
+ * cursors point further back and live for one pass only.  The API key
+ * travels in the X-API-KEY header, never in a URL, so the URLs in errors
+ * and logs hold no secret.
  */
 #include <ctype.h>
 #include <stdio.h>
