@@ -262,6 +262,7 @@ sync_walk_begin(struct sync_walk *w, const struct sync_ctx *ctx,
 	const char *saved = st->mode == SYNC_MODE_FULL ? st->from : st->state.cursor;
 	long long days;
 	time_t now = time(NULL);
+	char when[32];
 
 	sync_walk_release(w);
 	memset(w, 0, sizeof(*w));
@@ -289,8 +290,9 @@ sync_walk_begin(struct sync_walk *w, const struct sync_ctx *ctx,
 		w->have_floor = 1;
 		if (w->have_base && sync_mark_cmp(&w->floor, &w->base) < 0)
 			w->floor = w->base;
+		sync_time_format((time_t)o.low.t, when, sizeof(when));
 		sync_log(LOG_INFO, "source '%s': stream '%s': continuing the walk "
-		    "that has reached '%s'", w->source, w->stream, o.low.id);
+		    "stored down to %s", w->source, w->stream, when);
 		return;
 	}
 	if (!w->full && sync_mark_parse(saved, &m) == 0) {
