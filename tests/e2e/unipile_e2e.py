@@ -815,3 +815,16 @@ def uni_deadline_cuts_request(ctx):
     check(ctx.cursor("chats", "uni") is not None, "the chats committed before the cut")
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     assert_exact(ctx, fake)
+
+
+@test
+def uni_clock_skew_key(ctx):
+    """max_clock_skew sets how far ahead of now a time is still believed."""
+    fake = uni_setup(ctx, chats=2, messages=2)
+    uni_config(ctx, extra="cold_start_days = 0; max_clock_skew = 2592000;")
+    ahead = iso_ms((time.time() + 27 * 86400) * 1000)
+    fake.message(fake.dump("chats")[0]["id"], at=ahead)
+    r = ctx.run("incr-sync", "-j", "--stream", "messages")
+    e2e.ok_pass(r)
+    eq(r.stream("messages", "uni")["outliers"], 0, "outliers within a 30-day skew")
+    eq(ctx.cursor("messages", "uni")[:10], ahead[:10], "the watermark")
