@@ -431,10 +431,13 @@ char	       *sync_cursor_max_int(const char *, const char *);
 struct sync_mark {
 	int64_t		 t;		/* UTC seconds */
 	int		 us;		/* microseconds */
-	char		 id[256];	/* compared after the time */
+	char		 id[SYNC_MAX_ID + 1];	/* compared after the time */
 };
 
-/* Sets m from a timestamp and an id; -1 if the timestamp is not one. */
+/*
+ * Sets m from a timestamp and an id; -1 if the timestamp is not one or
+ * the id is longer than SYNC_MAX_ID.
+ */
 int		sync_mark_set(struct sync_mark *, const char *when, const char *id);
 /* Parses a stored mark "TIME|id"; -1 if it is not one. */
 int		sync_mark_parse(const char *, struct sync_mark *);
@@ -451,6 +454,117 @@ void		sync_mark_floor(const struct sync_mark *w, long long lookback,
 		    struct sync_mark *floor);
 /* The later of two stored marks (for sync_connector.cursor_max). */
 char	       *sync_mark_max(const char *, const char *);
+
+/* ---- walk.c: keyset walks of lists served newest first ---------------- */
+
+struct sync_ctx;
+struct sync_stream;
+struct sync_page;
+
+/*
+ * The guard of one pagination: a cursor seen before in it (A, B, A, ...)
+ * or more than SYNC_WALK_MAX_EMPTY empty pages in a row is a protocol
+ * error, not an endless pass.  A zeroed pager is a new one.
+ */
+#define SYNC_WALK_MAX_EMPTY	20
+
+struct sync_pager {
+	uint64_t	*seen;		/* hashes of the cursors given, open set */
+	size_t		 n, cap;
+	int		 empty;		/* empty pages in a row */
+	const char	*stream;	/* named in errors (borrowed), may be NULL */
+};
+
+/*
+ * After a page of nitems items whose next page is at cursor next (NULL:
+ * the last page): SYNC_OK, or a protocol error naming what.
+ */
+enum sync_rc	sync_pager_next(struct sync_pager *, const char *what,
+		    const char *next, long nitems, struct sync_err *);
+/* Forgets the cursors (a new pagination; the stream stays); frees them. */
+void		sync_pager_reset(struct sync_pager *);
+
+/*
+ * One walk of a stream over (time, id) marks, newest first (SPEC §2,
+ * §7.7): its floor (the watermark minus the lookback, the cold-start
+ * window of a stream without one, or --since), its top (the next
+ * watermark), and its progress, which an incremental walk keeps in its
+ * cursor and a full walk in its checkpoint, so that a walk cut short is
+ * continued, never started over.  Times later than now plus the source's
+ * max_clock_skew are data that no watermark follows.  The connector reads
+ * the fields below; the functions change them.
+ */
+struct sync_walk {
+	const char	*source, *stream;	/* borrowed, for messages */
+	struct sync_counts *counts;
+	int		 full;
+	int		 from_mark;	/* incremental, from a watermark: what
+					   it finds is new, not history */
+	int		 by_before;	/* the API lists below a given mark */
+	long long	 lookback;
+	int64_t		 limit;		/* later times are outliers */
+	int		 have_floor;
+	struct sync_mark floor;		/* items below it end this listing */
+	int		 have_base;
+	struct sync_mark base;		/* the floor of the whole walk */
+	int		 have_top;
+	struct sync_mark top;		/* the newest seen: the next watermark */
+	int		 have_low;
+	struct sync_mark low;		/* everything from top down to it is in */
+	int		 resumed;	/* above the range an earlier pass stored */
+	int		 below;		/* below the top of that range */
+	struct sync_mark rtop, rlow;	/* that range */
+	int		 have_before;
+	struct sync_mark before;	/* by_before: list only items below it */
+	int		 restart;
+	long		 outliers, page_outliers;
+	struct sync_pager pager;	/* the listing's pagination */
+};
+
+/*
+ * Starts the walk of stream st for a pass (a zeroed or released w).
+ * by_before: the API can list items below a mark (sync_walk_listed() then
+ * starts the listing over below the stored range instead of reading
+ * through it).
+ */
+void		sync_walk_begin(struct sync_walk *, const struct sync_ctx *,
+		    const struct sync_stream *, long long lookback, int by_before);
+void		sync_walk_release(struct sync_walk *);
+
+enum sync_walk_at {
+	SYNC_WALK_TAKE,		/* store it */
+	SYNC_WALK_BELOW		/* below the floor: this listing ends here */
+};
+
+/* Where a listed item with mark m stands; a taken one may raise the top. */
+enum sync_walk_at sync_walk_item(struct sync_walk *, const struct sync_mark *);
+/* Whether m is older than the whole walk goes (for nested lists). */
+int		sync_walk_older(const struct sync_walk *, const struct sync_mark *);
+/*
+ * Whether the item at m (listed below the stored range's top by an API
+ * without by_before) was stored by an earlier pass of this walk: its
+ * nested lists need not be read again.
+ */
+int		sync_walk_stored(const struct sync_walk *, const struct sync_mark *);
+/*
+ * Everything listed from the top down to m is in the pages handed to the
+ * engine (this one included).
+ */
+void		sync_walk_reached(struct sync_walk *, const struct sync_mark *);
+/*
+ * The listing has ended (its last page, or an item below the floor).  1:
+ * the walk goes on with a new listing (from the top, below w->before);
+ * 0: the listing is complete.
+ */
+int		sync_walk_listed(struct sync_walk *);
+/*
+ * At the end of a page: complete, the page ends the walk and carries the
+ * watermark; else the walk's progress, if it has some to keep.
+ */
+enum sync_rc	sync_walk_save(struct sync_walk *, struct sync_page *,
+		    int complete, struct sync_err *);
+/* The later of two stored walk positions (sync_connector.cursor_max). */
+char	       *sync_walk_max(const char *, const char *);
 
 /* ---- connectors -------------------------------------------------------- */
 

@@ -26,6 +26,7 @@ counts_add(struct sync_counts *a, const struct sync_counts *b)
 	a->gaps += b->gaps;
 	a->sanitized += b->sanitized;
 	a->rejected += b->rejected;
+	a->outliers += b->outliers;
 }
 
 static int
@@ -405,7 +406,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	w.mode = st.mode;
 	for (;;) {
 		long sanitized;
-		int done;
+		int done, cut = 0;
 
 		if (must_stop(j, stopped, &rc, err))
 			break;
@@ -418,6 +419,12 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		sync_http_set_counts(j->ctx.http, st.counts);
 		rc = j->src->conn->fetch(&j->ctx, &st, &pg, err);
 		sync_http_set_counts(j->ctx.http, &j->source_counts);
+		if (rc != SYNC_OK && sync_http_cut(j->ctx.http)) {
+			/* The deadline cut the request in flight: a clean stop. */
+			sync_err_clear(err);
+			rc = SYNC_OK;
+			cut = 1;
+		}
 		/* The previous page must have committed before this one goes. */
 		if ((wrc = writer_join(&w, sr, &committed, err)) != SYNC_OK)
 			rc = wrc;
@@ -431,8 +438,10 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 			    "timestamps)", j->src->name, name, sanitized);
 		if (rc == SYNC_OK)
 			rc = bad_rows(j, &st, &pg, sr, err);
-		if (rc != SYNC_OK) {
+		if (rc != SYNC_OK || cut) {
 			sync_page_release(&pg);
+			if (cut && rc == SYNC_OK)
+				*stopped = 1;
 			break;
 		}
 		done = pg.done;

@@ -27,6 +27,8 @@ struct sync_http {
 	double		 backoff;
 	size_t		 max_body;
 	double		 deadline;	/* monotonic; 0: none */
+	long		 timeout_ms;	/* http.timeout */
+	int		 cut;		/* the deadline cut the last request */
 	struct sync_counts *counts;
 	struct sync_counts scratch;
 	struct sync_buf	*wbuf;		/* body being received */
@@ -111,6 +113,7 @@ sync_http_new(const struct sync_config *cfg, const struct sync_source_cfg *src,
 	h->retries = cfg->retries;
 	h->backoff = cfg->backoff;
 	h->max_body = (size_t)cfg->max_body;
+	h->timeout_ms = cfg->http_timeout * 1000;
 	h->counts = &h->scratch;
 	h->rng = (unsigned)time(NULL) ^ (unsigned)(size_t)h;
 	ca = src->ca_file != NULL ? src->ca_file : cfg->ca_file;
@@ -176,6 +179,38 @@ sync_http_set_deadline(struct sync_http *h, double d)
 }
 
 int
+sync_http_cut(const struct sync_http *h)
+{
+	return h->cut;
+}
+
+/*
+ * Bounds the next request by http.timeout and by the time left to the
+ * deadline.  *by_deadline is set when the deadline is the nearer; -1 when
+ * none is left.
+ */
+static int
+bound_request(struct sync_http *h, int *by_deadline)
+{
+	long ms = h->timeout_ms;
+
+	*by_deadline = 0;
+	if (h->deadline > 0) {
+		double left = h->deadline - sync_now_mono();
+
+		if (left <= 0)
+			return -1;
+		if (ms <= 0 || left * 1000 < (double)ms) {
+			ms = (long)(left * 1000) + 1;
+			*by_deadline = 1;
+		}
+	}
+	if (ms > 0)
+		curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, ms);
+	return 0;
+}
+
+int
 sync_http_add_header(struct sync_http *h, const char *line)
 {
 	struct curl_slist *l;
@@ -226,6 +261,7 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 
 	resp->status = 0;
 	h->last_wait = -1;
+	h->cut = 0;
 	if (resp->body.max == 0)
 		resp->body.max = h->max_body + 1;
 	if (h->canned != NULL)
@@ -237,10 +273,16 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 	for (attempt = 0;; attempt++) {
 		double wait = -1;
 		curl_off_t ra = -1;
+		int by_deadline;
 
 		if (sync_stop_signal)
 			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
 			    "interrupted by signal %d", (int)sync_stop_signal);
+		if (bound_request(h, &by_deadline) == -1) {
+			h->cut = 1;
+			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_NETWORK,
+			    "'%s': not fetched: the pass's run time is up", safe);
+		}
 		h->counts->api_calls++;
 		if (attempt > 0)
 			h->counts->retries++;
@@ -253,6 +295,12 @@ sync_http_get(struct sync_http *h, const char *url, const char *safe,
 			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
 			    "interrupted by signal %d while fetching '%s'",
 			    (int)sync_stop_signal, safe);
+		if (cc == CURLE_OPERATION_TIMEDOUT && by_deadline) {
+			/* Not the upstream's fault: the pass's time is up. */
+			h->cut = 1;
+			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_NETWORK,
+			    "'%s': cut at the pass's run time limit", safe);
+		}
 		if (h->too_big || cc == CURLE_FILESIZE_EXCEEDED)
 			return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
 			    "'%s': response larger than max_body (%zu bytes)",

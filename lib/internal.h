@@ -67,6 +67,11 @@ struct sync_http *sync_http_new(const struct sync_config *,
 void		sync_http_free(struct sync_http *);
 void		sync_http_set_counts(struct sync_http *, struct sync_counts *);
 void		sync_http_set_deadline(struct sync_http *, double);
+/*
+ * Whether the last request failed because the deadline cut it (or left no
+ * time for it): a clean stop, not an upstream failure.
+ */
+int		sync_http_cut(const struct sync_http *);
 /* The wait (seconds) that the last rate-limit error asked for, or -1. */
 double		sync_http_last_wait(const struct sync_http *);
 void		sync_http_global(int);

@@ -17,12 +17,16 @@ sync_mark_set(struct sync_mark *m, const char *when, const char *id)
 {
 	int64_t t;
 	int us;
+	size_t n = id != NULL ? strlen(id) : 0;
 
-	if (when == NULL || sync_time_parse(when, &t, &us) == -1)
+	/* Every id that can be stored fits; a longer one is not an id. */
+	if (when == NULL || sync_time_parse(when, &t, &us) == -1 ||
+	    n >= sizeof(m->id))
 		return -1;
 	m->t = t;
 	m->us = us;
-	snprintf(m->id, sizeof(m->id), "%s", id != NULL ? id : "");
+	memcpy(m->id, n > 0 ? id : "", n);
+	m->id[n] = '\0';
 	return 0;
 }
 

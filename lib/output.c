@@ -37,6 +37,8 @@ add_counts(cJSON *o, const struct sync_counts *c, int extra)
 		bad |= cJSON_AddNumberToObject(o, "gaps", (double)c->gaps) == NULL;
 		bad |= cJSON_AddNumberToObject(o, "sanitized",
 		    (double)c->sanitized) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "outliers",
+		    (double)c->outliers) == NULL;
 		bad |= cJSON_AddNumberToObject(o, "rejected",
 		    (double)c->rejected) == NULL;
 	}

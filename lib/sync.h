@@ -133,6 +133,7 @@ struct sync_counts {
 	long long	 retries;
 	long long	 gaps;
 	long long	 sanitized;
+	long long	 outliers;	/* times beyond now + max_clock_skew */
 	long long	 rejected;	/* rows quarantined (on_bad_row) */
 };
 

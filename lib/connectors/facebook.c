@@ -5,11 +5,13 @@
  * for each conversation changed since the watermark, its messages newest
  * first.  See ../shared/reference/facebook-unipile.md §A.
  *
- * The walk is a keyset watermark (mark.c): it stops below the stored
- * (updated_time, id) minus `lookback`, and the new watermark is saved only
- * when the walk is complete.  Graph's paging cursors live in memory for
- * one pass only, and its `next` URLs (which carry the token) are never
- * used or logged: the next page is asked for with `after`.
+ * The walk is the engine's keyset walk (walk.c) over the conversations'
+ * (updated_time, id): floor, top, cold start, and a walk cut short that is
+ * continued.  Graph lists no conversations below a given time, so a walk
+ * continued reads the listing again from the top and skips the messages
+ * of the conversations an earlier pass stored.  Graph's paging cursors
+ * live in memory for one pass only, and its `next` URLs (which carry the
+ * token) are never used or logged: the next page is asked for with `after`.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,8 @@ static const struct sync_keydef fb_keys[] = {
 	{ "app_secret_file", SYNC_KEY_SECRET_FILE, 0, 0, 0, NULL },
 	{ "app_secret_env", SYNC_KEY_SECRET_ENV, 0, 0, 0, NULL },
 	{ "lookback", SYNC_KEY_INT, 0, 0, 31536000, NULL },
+	{ "cold_start_days", SYNC_KEY_INT, 0, 0, 36500, NULL },
+	{ "max_clock_skew", SYNC_KEY_INT, 0, 0, 31536000, NULL },
 	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
 };
 
@@ -42,6 +46,7 @@ static const struct sync_keydef fb_keys[] = {
 struct due {
 	char		*id;
 	struct sync_mark mark;		/* (updated_time, id) */
+	int		 stored;	/* its messages are in already */
 };
 
 struct fb {
@@ -55,19 +60,13 @@ struct fb {
 
 	/* The walk of this pass. */
 	int		 started;
-	int		 have_floor;
-	struct sync_mark floor;		/* stop below it */
-	int		 have_top;
-	struct sync_mark top;		/* the newest seen: the next watermark */
+	struct sync_walk w;		/* the engine's walk of the listing */
 	char		*conv_after;	/* Graph cursor of the next listing page */
 	int		 conv_end;	/* no listing page left (or below floor) */
-	struct due	*due;		/* conversations whose messages are due */
+	struct due	*due;		/* conversations of the listing page */
 	size_t		 ndue, idue;
 	char		*msg_after;	/* cursor in due[idue]'s messages */
-	/* full-sync resume: conversations above `resumed` were done */
-	int		 have_resumed;
-	struct sync_mark resumed;
-	long long	 walk_start;	/* when this walk began (UTC s) */
+	struct sync_pager msg_pager;	/* of due[idue]'s messages */
 	long		 unreadable;	/* Instagram messages beyond the limit */
 };
 
@@ -268,13 +267,16 @@ learn_self(struct sync_ctx *ctx, struct sync_err *err)
 {
 	struct fb *p = ctx->priv;
 	const char *q[] = { "fields", "instagram_business_account", NULL };
-	char path[300];
+	struct sync_buf path = SYNC_BUF_INIT(0);
 	cJSON *root = NULL;
 	const cJSON *id;
 	enum sync_rc rc;
 
-	snprintf(path, sizeof(path), "/%s", p->page);
-	if ((rc = graph_get(ctx, path, q, &root, NULL, err)) != SYNC_OK)
+	if (sync_buf_addf(&path, "/%s", p->page) == -1)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	rc = graph_get(ctx, path.data, q, &root, NULL, err);
+	sync_buf_release(&path);
+	if (rc != SYNC_OK)
 		return rc;
 	id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root,
 	    "instagram_business_account"), "id");
@@ -346,6 +348,8 @@ fb_end(struct sync_ctx *ctx)
 	if (p == NULL)
 		return;
 	due_clear(p);
+	sync_walk_release(&p->w);
+	sync_pager_reset(&p->msg_pager);
 	free(p->conv_after);
 	free(p->msg_after);
 	free(p->base);
@@ -369,16 +373,20 @@ graph_get(struct sync_ctx *ctx, const char *path, const char **q, cJSON **json,
 	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
 	struct sync_buf full = SYNC_BUF_INIT(0);
 	char *url = NULL, *safe = NULL;
-	const char *qq[24];
+	const char **qq;
 	enum sync_rc rc;
 	size_t n = 0, k;
 
 	*json = NULL;
-	if (sync_buf_addf(&full, "%s%s", p->base, path) == -1) {
+	for (k = 0; q[k] != NULL; k++)
+		;
+	/* The pairs given, the token and the proof, and the NULL. */
+	if ((qq = calloc(k + 5, sizeof(*qq))) == NULL ||
+	    sync_buf_addf(&full, "%s%s", p->base, path) == -1) {
 		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
 		goto out;
 	}
-	for (k = 0; q[k] != NULL && n < 18; k++)
+	for (k = 0; q[k] != NULL; k++)
 		qq[n++] = q[k];
 	qq[n] = NULL;
 	if ((rc = sync_url_build(ctx->src->url, full.data, qq, &safe, err)) != SYNC_OK)
@@ -405,6 +413,7 @@ graph_get(struct sync_ctx *ctx, const char *path, const char **q, cJSON **json,
 out:
 	sync_buf_release(&r.body);
 	sync_buf_release(&full);
+	free(qq);
 	free(url);
 	free(safe);
 	return rc;
@@ -412,12 +421,16 @@ out:
 
 /*
  * The cursor of the next page, or NULL at the end (no `next`).  A cursor
- * that does not move is a protocol error, not an endless walk.
+ * seen before in the pagination, or endless empty pages, are a protocol
+ * error, not an endless walk (the pager's).
  */
 static enum sync_rc
-next_cursor(const cJSON *root, const char *prev, char **out, const char *what,
-    struct sync_err *err)
+next_cursor(const cJSON *root, struct sync_pager *pager, char **out,
+    const char *what, struct sync_err *err)
 {
+	const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+	enum sync_rc rc;
+
 	const cJSON *pg = cJSON_GetObjectItemCaseSensitive(root, "paging");
 	const cJSON *cur = cJSON_GetObjectItemCaseSensitive(
 	    cJSON_GetObjectItemCaseSensitive(pg, "cursors"), "after");
@@ -428,10 +441,9 @@ next_cursor(const cJSON *root, const char *prev, char **out, const char *what,
 	if (!cJSON_IsString(cur) || cur->valuestring[0] == '\0')
 		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
 		    "%s: a page with 'next' but no 'after' cursor", what);
-	if (prev != NULL && strcmp(prev, cur->valuestring) == 0)
-		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "%s: pagination does not advance (the same 'after' cursor "
-		    "twice)", what);
+	if ((rc = sync_pager_next(pager, what, cur->valuestring,
+	    (long)cJSON_GetArraySize(data), err)) != SYNC_OK)
+		return rc;
 	if ((*out = strdup(cur->valuestring)) == NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
 	return SYNC_OK;
@@ -497,7 +509,8 @@ static enum sync_rc
 list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 {
 	struct fb *p = ctx->priv;
-	char path[300], lim[16];
+	struct sync_buf path = SYNC_BUF_INIT(0);
+	char lim[16];
 	const char *q[12];
 	cJSON *root = NULL;
 	const cJSON *data, *c;
@@ -505,7 +518,8 @@ list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 	size_t k = 0, cap;
 	enum sync_rc rc;
 
-	snprintf(path, sizeof(path), "/%s/conversations", p->page);
+	if (sync_buf_addf(&path, "/%s/conversations", p->page) == -1)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
 	snprintf(lim, sizeof(lim), "%d", PAGE_LIMIT);
 	q[k++] = "platform";
 	q[k++] = p->instagram ? "instagram" : "messenger";
@@ -519,7 +533,7 @@ list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 		q[k++] = p->conv_after;
 	}
 	q[k] = NULL;
-	if ((rc = graph_get(ctx, path, q, &root, &sanitized, err)) != SYNC_OK)
+	if ((rc = graph_get(ctx, path.data, q, &root, &sanitized, err)) != SYNC_OK)
 		goto out;
 	page->side[1].sanitized += sanitized;
 	data = cJSON_GetObjectItemCaseSensitive(root, "data");
@@ -560,13 +574,9 @@ list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 			continue;
 		}
 		/* Newest first: the first one below the floor ends the walk. */
-		if (p->have_floor && sync_mark_cmp(&m, &p->floor) < 0) {
+		if (sync_walk_item(&p->w, &m) == SYNC_WALK_BELOW) {
 			p->conv_end = 1;
 			break;
-		}
-		if (!p->have_top || sync_mark_cmp(&m, &p->top) > 0) {
-			p->top = m;
-			p->have_top = 1;
 		}
 		unread = sync_json_int(c, "unread_count");
 		cv.unread_count = unread;
@@ -586,21 +596,18 @@ list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 			if (add_person(page, u) == -1)
 				goto nomem;
 		/*
-		 * A resumed full walk: a conversation above where the
-		 * interrupted one got to, and unchanged since it began, had
-		 * its messages read then.
+		 * A walk continued: a conversation that an earlier pass of
+		 * it stored, and unchanged since, had its messages read then.
 		 */
-		if (p->have_resumed && sync_mark_cmp(&m, &p->resumed) > 0 &&
-		    m.t < p->walk_start - p->lookback)
-			continue;
 		if ((p->due[p->ndue].id = strdup(cv.external_id)) == NULL)
 			goto nomem;
+		p->due[p->ndue].stored = sync_walk_stored(&p->w, &m);
 		p->due[p->ndue++].mark = m;
 	}
 	if (!p->conv_end) {
 		char *next = NULL;
 
-		if ((rc = next_cursor(root, p->conv_after, &next, "conversations",
+		if ((rc = next_cursor(root, &p->w.pager, &next, "conversations",
 		    err)) != SYNC_OK)
 			goto out;
 		free(p->conv_after);
@@ -608,11 +615,14 @@ list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 		if (next == NULL)
 			p->conv_end = 1;
 	}
+	if (p->conv_end)
+		sync_walk_listed(&p->w);	/* Graph: no listing below a time */
 	goto out;
 nomem:
 	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
 out:
 	cJSON_Delete(root);
+	sync_buf_release(&path);
 	return rc;
 }
 
@@ -623,7 +633,8 @@ messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err
 	struct fb *p = ctx->priv;
 	struct due *d = &p->due[p->idue];
 	const char *page_id = sync_cfg_str(ctx->src, "page_id");
-	char path[1200], lim[16];
+	struct sync_buf path = SYNC_BUF_INIT(0);
+	char lim[16];
 	const char *q[10];
 	cJSON *root = NULL;
 	const cJSON *data, *mj;
@@ -633,9 +644,11 @@ messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err
 	enum sync_rc rc;
 	char *esc = sync_url_escape(d->id), *next = NULL;
 
-	if (esc == NULL)
+	if (esc == NULL || sync_buf_addf(&path, "/%s/messages", esc) == -1) {
+		free(esc);
+		sync_buf_release(&path);
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
-	snprintf(path, sizeof(path), "/%s/messages", esc);
+	}
 	free(esc);
 	snprintf(lim, sizeof(lim), "%d", PAGE_LIMIT);
 	q[k++] = "fields";
@@ -648,7 +661,7 @@ messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err
 	}
 	q[k] = NULL;
 	sync_batch_init(&page->batch, SYNC_ENT_MESSAGE);
-	if ((rc = graph_get(ctx, path, q, &root, &sanitized, err)) != SYNC_OK)
+	if ((rc = graph_get(ctx, path.data, q, &root, &sanitized, err)) != SYNC_OK)
 		goto out;
 	page->batch.sanitized += sanitized;
 	data = cJSON_GetObjectItemCaseSensitive(root, "data");
@@ -686,7 +699,7 @@ messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err
 			}
 			continue;
 		}
-		if (p->have_floor && sync_mark_cmp(&mm, &p->floor) < 0) {
+		if (sync_walk_older(&p->w, &mm)) {
 			ended = 1;
 			break;
 		}
@@ -716,60 +729,21 @@ messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err
 			goto out;
 		}
 	}
-	if (!ended && (rc = next_cursor(root, p->msg_after, &next, "messages",
+	if (!ended && (rc = next_cursor(root, &p->msg_pager, &next, "messages",
 	    err)) != SYNC_OK)
 		goto out;
 	free(p->msg_after);
 	p->msg_after = next;
 	if (next == NULL) {
 		/* This conversation is done. */
+		sync_walk_reached(&p->w, &d->mark);
+		sync_pager_reset(&p->msg_pager);
 		p->idue++;
 	}
 out:
 	cJSON_Delete(root);
+	sync_buf_release(&path);
 	return rc;
-}
-
-/* The checkpoint of a full walk: "walk start|mark of the last done one". */
-static char *
-checkpoint_of(const struct fb *p, const struct sync_mark *done)
-{
-	struct sync_buf b = SYNC_BUF_INIT(0);
-	char *m = sync_mark_format(done);
-
-	if (m == NULL || sync_buf_addf(&b, "%lld|%s", p->walk_start, m) == -1) {
-		free(m);
-		sync_buf_release(&b);
-		return NULL;
-	}
-	free(m);
-	return b.data;
-}
-
-static void
-start_walk(struct sync_ctx *ctx, struct sync_stream *st)
-{
-	struct fb *p = ctx->priv;
-	struct sync_mark w;
-	const char *bar;
-
-	p->started = 1;
-	p->walk_start = (long long)time(NULL);
-	if (st->mode == SYNC_MODE_INCR && sync_mark_parse(st->state.cursor, &w) == 0) {
-		sync_mark_floor(&w, p->lookback, &p->floor);
-		p->have_floor = 1;
-	} else if (st->mode == SYNC_MODE_FULL && st->since > 0) {
-		memset(&p->floor, 0, sizeof(p->floor));
-		p->floor.t = st->since;
-		p->have_floor = 1;
-	}
-	/* A full walk resumed: it began at the checkpoint's time. */
-	if (st->mode == SYNC_MODE_FULL && st->from != NULL &&
-	    (bar = strchr(st->from, '|')) != NULL &&
-	    sync_mark_parse(bar + 1, &p->resumed) == 0) {
-		p->have_resumed = 1;
-		p->walk_start = strtoll(st->from, NULL, 10);
-	}
 }
 
 static enum sync_rc
@@ -778,37 +752,36 @@ fb_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
 {
 	struct fb *p = ctx->priv;
 	enum sync_rc rc;
+	int complete;
 
 	sync_batch_init(&page->batch, SYNC_ENT_MESSAGE);
-	if (!p->started)
-		start_walk(ctx, st);
+	if (!p->started) {
+		p->started = 1;
+		sync_walk_begin(&p->w, ctx, st, p->lookback, 0);
+		p->msg_pager.stream = st->name;
+	}
+	/* Conversations whose messages an earlier pass stored: passed. */
+	while (p->idue < p->ndue && p->due[p->idue].stored)
+		sync_walk_reached(&p->w, &p->due[p->idue++].mark);
 	if (p->idue < p->ndue) {
-		struct sync_mark done = p->due[p->idue].mark;
-		size_t before = p->idue;
-
 		if ((rc = messages_page(ctx, page, err)) != SYNC_OK)
 			return rc;
-		if (st->mode == SYNC_MODE_FULL && p->idue > before &&
-		    (page->checkpoint = checkpoint_of(p, &done)) == NULL)
-			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
-			    "out of memory");
 	} else if (!p->conv_end) {
 		if ((rc = list_page(ctx, page, err)) != SYNC_OK)
 			return rc;
 	}
-	if (p->conv_end && p->idue >= p->ndue) {
-		/* The walk is complete: now, and only now, the watermark. */
-		page->done = 1;
-		if (p->have_top && (page->cursor = sync_mark_format(&p->top)) == NULL)
-			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
-			    "out of memory");
-		if (p->unreadable > 0) {
-			st->counts->gaps += p->unreadable;
-			sync_log(LOG_WARNING, "source '%s': %ld message(s) could "
-			    "not be read: Instagram details only the newest %d of a "
-			    "conversation (sync more often, or use webhooks)",
-			    ctx->src->name, p->unreadable, IG_READABLE);
-		}
+	while (p->idue < p->ndue && p->due[p->idue].stored)
+		sync_walk_reached(&p->w, &p->due[p->idue++].mark);
+	/* The walk is complete: now, and only now, the watermark. */
+	complete = p->conv_end && p->idue >= p->ndue;
+	if ((rc = sync_walk_save(&p->w, page, complete, err)) != SYNC_OK)
+		return rc;
+	if (complete && p->unreadable > 0) {
+		st->counts->gaps += p->unreadable;
+		sync_log(LOG_WARNING, "source '%s': %ld message(s) could "
+		    "not be read: Instagram details only the newest %d of a "
+		    "conversation (sync more often, or use webhooks)",
+		    ctx->src->name, p->unreadable, IG_READABLE);
 	}
 	return SYNC_OK;
 }
@@ -822,7 +795,7 @@ const struct sync_connector sync_facebook_connector = {
 	.check = fb_check,
 	.begin = fb_begin,
 	.fetch = fb_fetch,
-	.cursor_max = sync_mark_max,
+	.cursor_max = sync_walk_max,
 	.end = fb_end,
 	.secrets = fb_secrets,
 	.no_poll_reason = "source type 'facebook' reports delivery in its "

@@ -8,11 +8,12 @@
  *             /api/v1/chats/{id}/attendees) are contacts.
  *   messages  GET /api/v1/messages, newest first, filtered with `after`.
  *
- * Both are keyset watermarks (mark.c) on (timestamp, id), saved only on the
- * page that ends a walk: the lists run newest first, so a partial walk must
- * not move them.  Unipile's pagination cursors point further back and live
- * for one pass only.  The API key travels in the X-API-KEY header, never in
- * a URL, so the URLs in errors and logs hold no secret.
+ * Both are keyset walks of the engine (walk.c) on (timestamp, id): floor,
+ * top, cold start, and a walk cut short that goes on below what it stored
+ * (Unipile lists below a time with `before`).  Unipile's pagination
+ * cursors point further back and live for one pass only.  The API key
+ * travels in the X-API-KEY header, never in a URL, so the URLs in errors
+ * and logs hold no secret.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -36,6 +37,8 @@ static const struct sync_keydef uni_keys[] = {
 	{ "streams", SYNC_KEY_STRLIST, 0, 0, 0, uni_streams },
 	{ "page_size", SYNC_KEY_INT, 0, 1, 250, NULL },
 	{ "lookback", SYNC_KEY_INT, 0, 0, 31536000, NULL },
+	{ "cold_start_days", SYNC_KEY_INT, 0, 0, 36500, NULL },
+	{ "max_clock_skew", SYNC_KEY_INT, 0, 0, 31536000, NULL },
 	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
 };
 
@@ -57,13 +60,8 @@ struct dedup {
 
 /* One walk of a stream, newest first. */
 struct walk {
-	int		 have_floor;
-	struct sync_mark floor;		/* stop below it */
-	int		 have_top;
-	struct sync_mark top;		/* the newest seen: next watermark */
+	struct sync_walk sw;		/* the engine's walk */
 	char		*cursor;	/* Unipile cursor of the next page */
-	char		 after[32];	/* messages: `after` of every page */
-	char		 before[32];	/* messages: a resumed full walk */
 	struct dedup	 seen;
 };
 
@@ -139,6 +137,7 @@ walk_reset(struct uni *p)
 {
 	free(p->w.cursor);
 	dedup_free(&p->w.seen);
+	sync_walk_release(&p->w.sw);
 	memset(&p->w, 0, sizeof(p->w));
 	p->w.seen.window = p->lookback > DEDUP_WINDOW ? p->lookback :
 	    DEDUP_WINDOW;
@@ -307,11 +306,11 @@ uni_end(struct sync_ctx *ctx)
  * terminated).  *root gets the answer (the caller deletes it), *items its
  * array and *next its cursor (the caller frees it; NULL on the last page).
  * what names the list in errors.  With missing_ok a 404 is an empty last
- * page.  A cursor equal to prev means the pagination does not advance.
+ * page.  The pager checks that the pagination moves on.
  */
 static enum sync_rc
 uni_list(struct sync_ctx *ctx, const char *path, const char *const *q,
-    const char *what, const char *prev, int missing_ok, cJSON **root,
+    const char *what, struct sync_pager *pager, int missing_ok, cJSON **root,
     const cJSON **items, char **next, long *sanitized, struct sync_err *err)
 {
 	struct uni *p = ctx->priv;
@@ -350,14 +349,13 @@ uni_list(struct sync_ctx *ctx, const char *path, const char *const *q,
 		    "('%s')", what, url);
 		goto out;
 	}
-	if (prev != NULL && strcmp(prev, cur->valuestring) == 0) {
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "%s: pagination does not advance (the same cursor twice, "
-		    "'%s')", what, url);
-		goto out;
-	}
 	if ((*next = strdup(cur->valuestring)) == NULL)
 		rc = nomem(err);
+	else if (pager != NULL && (rc = sync_pager_next(pager, what, *next,
+	    (long)cJSON_GetArraySize(*items), err)) != SYNC_OK) {
+		free(*next);
+		*next = NULL;
+	}
 out:
 	if (rc != SYNC_OK) {
 		cJSON_Delete(*root);
@@ -454,13 +452,29 @@ walk_item(struct walk *w, const cJSON *o, char *num, size_t n, const char **id,
 	*have_mark = sync_mark_set(m, *when, *id) == 0;
 	if (!*have_mark)
 		return ITEM_TAKE;
-	if (w->have_floor && sync_mark_cmp(m, &w->floor) < 0)
-		return ITEM_BELOW;
-	if (!w->have_top || sync_mark_cmp(m, &w->top) > 0) {
-		w->top = *m;
-		w->have_top = 1;
-	}
-	return ITEM_TAKE;
+	return sync_walk_item(&w->sw, m) == SYNC_WALK_BELOW ? ITEM_BELOW :
+	    ITEM_TAKE;
+}
+
+/*
+ * The end of a listing page (next: its cursor, NULL on the last page;
+ * ended: an item below the floor ended it): the walk goes on, starts a
+ * new listing, or is complete.
+ */
+static enum sync_rc
+walk_page(struct walk *w, struct sync_page *page, char **next, int ended,
+    struct sync_err *err)
+{
+	int complete = 0;
+
+	free(w->cursor);
+	w->cursor = NULL;
+	if (!ended && *next != NULL) {
+		w->cursor = *next;
+		*next = NULL;
+	} else
+		complete = !sync_walk_listed(&w->sw);
+	return sync_walk_save(&w->sw, page, complete, err);
 }
 
 /* Rejects item o of page, which has no usable id (sync_page_reject()). */
@@ -511,6 +525,7 @@ chat_attendees(struct sync_ctx *ctx, const char *id, struct sync_page *page,
     struct sync_err *err)
 {
 	struct sync_buf path = SYNC_BUF_INIT(0), what = SYNC_BUF_INIT(0);
+	struct sync_pager pager = { NULL, 0, 0, 0, NULL };
 	char *esc = sync_url_escape(id), *cur = NULL, *next = NULL;
 	const char *q[4];
 	cJSON *root = NULL;
@@ -527,7 +542,7 @@ chat_attendees(struct sync_ctx *ctx, const char *id, struct sync_page *page,
 		q[0] = cur != NULL ? "cursor" : NULL;
 		q[1] = cur;
 		q[2] = NULL;
-		if ((rc = uni_list(ctx, path.data, q, what.data, cur, 1, &root,
+		if ((rc = uni_list(ctx, path.data, q, what.data, &pager, 1, &root,
 		    &items, &next, &sanitized, err)) != SYNC_OK)
 			goto out;
 		page->side[0].sanitized += sanitized;
@@ -552,6 +567,7 @@ nomem:
 	rc = nomem(err);
 out:
 	cJSON_Delete(root);
+	sync_pager_reset(&pager);
 	sync_buf_release(&path);
 	sync_buf_release(&what);
 	free(esc);
@@ -610,10 +626,10 @@ chats_fetch(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 	struct uni *p = ctx->priv;
 	struct walk *w = &p->w;
 	struct sync_buf what = SYNC_BUF_INIT(0);
-	const char *q[8];
+	const char *q[10];
 	cJSON *root = NULL;
 	const cJSON *items, *c;
-	char *next = NULL;
+	char *next = NULL, before[32];
 	long sanitized = 0;
 	size_t k = 0;
 	int ended = 0;
@@ -626,12 +642,18 @@ chats_fetch(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 	q[k++] = p->account;
 	q[k++] = "limit";
 	q[k++] = p->limit;
+	if (w->sw.have_before) {
+		/* Exclusive: the boundary millisecond is asked for again. */
+		format_ms(mark_ms(&w->sw.before) + 1, before, sizeof(before));
+		q[k++] = "before";
+		q[k++] = before;
+	}
 	if (w->cursor != NULL) {
 		q[k++] = "cursor";
 		q[k++] = w->cursor;
 	}
 	q[k] = NULL;
-	if ((rc = uni_list(ctx, "/chats", q, what.data, w->cursor, 0, &root,
+	if ((rc = uni_list(ctx, "/chats", q, what.data, &w->sw.pager, 0, &root,
 	    &items, &next, &sanitized, err)) != SYNC_OK)
 		goto out;
 	page->side[1].sanitized += sanitized;
@@ -664,20 +686,10 @@ chats_fetch(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 		}
 		if ((rc = chat_attendees(ctx, id, page, err)) != SYNC_OK)
 			goto out;
+		if (have_mark)
+			sync_walk_reached(&w->sw, &m);
 	}
-	free(w->cursor);
-	w->cursor = NULL;
-	if (!ended) {
-		w->cursor = next;	/* NULL on the last page */
-		next = NULL;
-	}
-	if (w->cursor == NULL) {
-		/* The walk is complete: now, and only now, the watermark. */
-		page->done = 1;
-		if (w->have_top &&
-		    (page->cursor = sync_mark_format(&w->top)) == NULL)
-			rc = nomem(err);
-	}
+	rc = walk_page(w, page, &next, ended, err);
 out:
 	cJSON_Delete(root);
 	free(next);
@@ -743,20 +755,19 @@ add_message(struct walk *w, struct sync_batch *b, const cJSON *mj,
  * resumed, goes on just before it.
  */
 static enum sync_rc
-messages_fetch(struct sync_ctx *ctx, struct sync_stream *st,
-    struct sync_page *page, struct sync_err *err)
+messages_fetch(struct sync_ctx *ctx, struct sync_page *page,
+    struct sync_err *err)
 {
 	struct uni *p = ctx->priv;
 	struct walk *w = &p->w;
 	struct sync_buf what = SYNC_BUF_INIT(0);
-	struct sync_mark oldest;
 	const char *q[14];
 	cJSON *root = NULL;
 	const cJSON *items, *mj;
-	char *next = NULL;
+	char *next = NULL, after[32], before[32];
 	long sanitized = 0;
 	size_t k = 0;
-	int ended = 0, have_oldest = 0;
+	int ended = 0;
 	enum sync_rc rc;
 
 	if (sync_buf_addf(&what, "cannot list the messages of account '%s'",
@@ -766,21 +777,26 @@ messages_fetch(struct sync_ctx *ctx, struct sync_stream *st,
 	q[k++] = p->account;
 	q[k++] = "limit";
 	q[k++] = p->limit;
-	if (w->after[0] != '\0') {
-		q[k++] = "after";
-		q[k++] = w->after;
+	/* Unipile's `after` and `before` are exclusive: the boundary ms again. */
+	if (w->sw.have_floor) {
+		format_ms(mark_ms(&w->sw.floor) - 1, after, sizeof(after));
+		if (after[0] != '\0') {
+			q[k++] = "after";
+			q[k++] = after;
+		}
 	}
-	if (w->before[0] != '\0') {
+	if (w->sw.have_before) {
+		format_ms(mark_ms(&w->sw.before) + 1, before, sizeof(before));
 		q[k++] = "before";
-		q[k++] = w->before;
+		q[k++] = before;
 	}
 	if (w->cursor != NULL) {
 		q[k++] = "cursor";
 		q[k++] = w->cursor;
 	}
 	q[k] = NULL;
-	if ((rc = uni_list(ctx, "/messages", q, what.data, w->cursor, 0, &root,
-	    &items, &next, &sanitized, err)) != SYNC_OK)
+	if ((rc = uni_list(ctx, "/messages", q, what.data, &w->sw.pager, 0,
+	    &root, &items, &next, &sanitized, err)) != SYNC_OK)
 		goto out;
 	page->batch.sanitized += sanitized;
 	/*
@@ -788,7 +804,7 @@ messages_fetch(struct sync_ctx *ctx, struct sync_stream *st,
 	 * history a first or full walk brings in, whose read state is the
 	 * chats stream's to say.
 	 */
-	page->batch.unread_on_new = st->mode == SYNC_MODE_INCR && w->have_floor;
+	page->batch.unread_on_new = w->sw.from_mark;
 	cJSON_ArrayForEach(mj, items) {
 		struct sync_mark m;
 		const char *id, *when;
@@ -812,35 +828,15 @@ messages_fetch(struct sync_ctx *ctx, struct sync_stream *st,
 			ended = 1;
 			break;
 		}
-		if (have_mark && (!have_oldest || sync_mark_cmp(&m, &oldest) < 0)) {
-			oldest = m;
-			have_oldest = 1;
-		}
 		if (add_message(w, &page->batch, mj, id, when,
 		    have_mark ? m.t : -1) == -1) {
 			rc = nomem(err);
 			goto out;
 		}
+		if (have_mark)
+			sync_walk_reached(&w->sw, &m);
 	}
-	free(w->cursor);
-	w->cursor = NULL;
-	if (!ended) {
-		w->cursor = next;	/* NULL on the last page */
-		next = NULL;
-	}
-	if (st->mode == SYNC_MODE_FULL && have_oldest &&
-	    (page->checkpoint = sync_mark_format(&oldest)) == NULL)
-		goto nomem;
-	if (w->cursor == NULL) {
-		/* The walk is complete: now, and only now, the watermark. */
-		page->done = 1;
-		if (w->have_top &&
-		    (page->cursor = sync_mark_format(&w->top)) == NULL)
-			goto nomem;
-	}
-	goto out;
-nomem:
-	rc = nomem(err);
+	rc = walk_page(w, page, &next, ended, err);
 out:
 	cJSON_Delete(root);
 	free(next);
@@ -848,43 +844,20 @@ out:
 	return rc;
 }
 
-/*
- * Where a stream's walk starts.  incr-sync: the stored watermark minus the
- * lookback (none on the first pass: everything).  full-sync: everything,
- * or --since; a resumed full walk of messages continues just before its
- * checkpoint.  Unipile's `after` and `before` are exclusive: the boundary
- * millisecond is asked for again, and the upserts absorb it.
- */
+/* Where a stream's walk starts: the engine's walk (Unipile lists `before`). */
 static void
-walk_start(struct uni *p, struct sync_stream *st, int messages)
+walk_start(struct sync_ctx *ctx, struct sync_stream *st)
 {
-	struct walk *w = &p->w;
-	struct sync_mark m;
+	struct uni *p = ctx->priv;
 
 	walk_reset(p);
-	if (st->mode == SYNC_MODE_INCR &&
-	    sync_mark_parse(st->state.cursor, &m) == 0) {
-		sync_mark_floor(&m, p->lookback, &w->floor);
-		w->have_floor = 1;
-	} else if (st->mode == SYNC_MODE_FULL && st->since > 0) {
-		memset(&w->floor, 0, sizeof(w->floor));
-		w->floor.t = (int64_t)st->since;
-		w->have_floor = 1;
-	}
-	if (!messages)
-		return;
-	if (w->have_floor)
-		format_ms(mark_ms(&w->floor) - 1, w->after, sizeof(w->after));
-	if (st->mode == SYNC_MODE_FULL && !st->restart &&
-	    sync_mark_parse(st->from, &m) == 0)
-		format_ms(mark_ms(&m) + 1, w->before, sizeof(w->before));
+	sync_walk_begin(&p->w.sw, ctx, st, p->lookback, 1);
 }
 
 static enum sync_rc
 uni_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
     struct sync_err *err)
 {
-	struct uni *p = ctx->priv;
 	int messages = strcmp(st->name, "messages") == 0;
 
 	sync_batch_init(&page->batch, SYNC_ENT_MESSAGE);
@@ -892,8 +865,8 @@ uni_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
 		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
 		    "no stream '%s'", st->name);
 	if (st->first)
-		walk_start(p, st, messages);
-	return messages ? messages_fetch(ctx, st, page, err) :
+		walk_start(ctx, st);
+	return messages ? messages_fetch(ctx, page, err) :
 	    chats_fetch(ctx, page, err);
 }
 
@@ -905,7 +878,7 @@ const struct sync_connector sync_unipile_connector = {
 	.check = uni_check,
 	.begin = uni_begin,
 	.fetch = uni_fetch,
-	.cursor_max = sync_mark_max,
+	.cursor_max = sync_walk_max,
 	.end = uni_end,
 	.no_poll_reason = "source type 'unipile' reports delivery in its "
 	    "messages; there is nothing to poll",

@@ -165,7 +165,7 @@ def fb_full_sync_exact(ctx):
 @test
 def fb_incr_new_messages(ctx):
     fake = fb_setup(ctx, conversations=30, messages=3)
-    fb_config(ctx, extra="lookback = 60;")
+    fb_config(ctx, extra="lookback = 60; cold_start_days = 0;")
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     convs = fake.dump("1111", "messenger")
     old = convs[-1]["id"]           # the oldest conversation gets new messages
@@ -384,7 +384,7 @@ def fb_kill9_mid_walk(ctx):
 @test
 def fb_graph_errors(ctx):
     fake = fb_setup(ctx, conversations=4)
-    fb_config(ctx)
+    fb_config(ctx, extra="cold_start_days = 0;")
     fake.post("fault", endpoint="conversations", kind="error", code=190, error_subcode=463,
               times=-1)
     r = ctx.run("incr-sync", "-j")
@@ -400,3 +400,135 @@ def fb_graph_errors(ctx):
     r.expect_rc(65)
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     assert_fb_exact(ctx, fake)
+
+
+# -- the engine's walk: cold start, walks continued, outliers, loops ------------
+
+def ts_of(s):
+    """A stored mark's or a walk's time ("YYYY-MM-DDTHH:MM:SS.ffffffZ") in s."""
+    return datetime.strptime(s[:19], "%Y-%m-%dT%H:%M:%S").replace(
+        tzinfo=timezone.utc).timestamp() + int(s[20:26]) / 1e6
+
+
+@test
+def fb_cold_start(ctx):
+    """A new source's first incr-sync takes the cold-start window
+    (cold_start_days, default 7), not the whole history of 30 days."""
+    fake = fb_setup(ctx, conversations=40, messages=3)
+    fb_config(ctx)
+    t0 = time.time()
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    t1 = time.time()
+    convs = fake.dump("1111", "messenger")
+    inside = {c["id"] for c in convs if c["updated_epoch"] > t1 + 2 - 7 * 86400}
+    outside = {c["id"] for c in convs if c["updated_epoch"] < t0 - 7 * 86400 - 300}
+    check(inside and outside, "the fake's history spans the window")
+    got = set(stored_convs(ctx))
+    eq(inside - got, set(), "conversations of the last 7 days not stored")
+    eq(outside & got, set(), "conversations older than 7 days stored")
+    msgs = {m["id"] for c in convs for m in c["messages"] if c["id"] in inside}
+    eq(msgs - set(stored_msgs(ctx)), set(), "their messages not stored")
+    check(not watermark(ctx).startswith("~"), "the watermark after the walk")
+
+
+@test
+def fb_cold_start_continued(ctx):
+    """A first walk longer than one pass (--max-runtime) keeps its work and
+    completes over later passes: every message once; each conversation's
+    messages read once (the listing is read again: Graph cannot list below
+    a time)."""
+    fake = fb_setup(ctx, conversations=150, messages=2)
+    fb_config(ctx)
+    fake.post("config", latency=0.1)
+    fake.post("clear_log")
+    passes = 0
+    while passes < 15:
+        passes += 1
+        r = ctx.run("incr-sync", "-j", "--max-runtime", "1")
+        r.expect_rc(0)
+        if passes == 1:
+            eq(r.json["status"], "partial", "the first pass is cut short")
+            floor = ts_of(watermark(ctx)[1:])
+        if r.json["status"] == "ok":
+            break
+    eq(r.json["status"], "ok", "the walk never completed (%d passes)" % passes)
+    check(passes >= 3, "the walk took %d passes" % passes)
+    convs = [c for c in fake.dump("1111", "messenger") if c["updated_epoch"] >= floor]
+    want = {m["id"] for c in convs for m in c["messages"] if m["created_epoch"] >= floor}
+    eq(set(stored_msgs(ctx)), want, "messages stored")
+    top = max((graph_time(c["updated_time"]), c["id"]) for c in convs)
+    eq(watermark(ctx), top[0].strftime("%Y-%m-%dT%H:%M:%S.000000Z") + "|" + top[1],
+       "the watermark after the walk")
+    # Each pass reads again those within the lookback (300 s) of the top,
+    # and may lose the request the deadline cut.
+    near = len([c for c in convs if c["updated_epoch"] >= top[0].timestamp() - 300])
+    reqs = len(fake.api_requests("messages"))
+    check(reqs <= len(convs) + passes * (near + 1), "%d message requests for %d "
+          "conversations in %d passes" % (reqs, len(convs), passes))
+
+
+@test
+def fb_future_outlier(ctx):
+    """A message dated in 2100 (or 27 days ahead) moves its conversation
+    there: both are stored and reported, the watermark stays where the rest
+    of the data puts it, and new conversations and messages are found."""
+    fake = fb_setup(ctx, conversations=4, messages=2)
+    fb_config(ctx, extra="cold_start_days = 0;")
+    convs = fake.dump("1111", "messenger")
+    fake.post("message", conversation=convs[0]["id"], at="2100-01-01T00:00:00Z")
+    fake.post("message", conversation=convs[1]["id"], ago=-27 * 86400)
+    r = ctx.run("incr-sync", "-j")
+    e2e.ok_pass(r)
+    eq(r.stream("conversations", "fb")["outliers"], 2, "outliers")
+    check("max_clock_skew" in r.err, "the outlier is not logged", r.err)
+    check(watermark(ctx)[:4] == time.strftime("%Y", time.gmtime()),
+          "the watermark follows the outlier", watermark(ctx))
+    fake.post("message", conversation=convs[2]["id"], n=2)
+    fake.post("conversation", messages=2)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    assert_fb_exact(ctx, fake)
+
+
+def fb_loop(ctx, endpoint, **fault):
+    fake = fb_setup(ctx, conversations=12, messages=12)
+    fb_config(ctx, extra="cold_start_days = 0;")
+    fake.post("config", max_limit=3)
+    fake.post("fault", endpoint=endpoint, times=-1, **fault)
+    r = ctx.run("incr-sync", "-j", timeout=60)
+    r.expect_rc(65)
+    err = r.source("fb")["error"]
+    eq(err["kind"], "protocol", "error kind")
+    check("pagination does not advance" in err["message"] and
+          "stream 'conversations'" in err["message"],
+          "the message names the loop and the stream", err)
+    cur = watermark(ctx)
+    check(cur is None or cur.startswith("~"), "a watermark after a looping walk", cur)
+
+
+@test
+def fb_cursor_cycle(ctx):
+    """'after' cursors that come back (A, B, A, ...), in the listing or in a
+    conversation's messages: a protocol error, not an endless pass."""
+    fb_loop(ctx, "conversations", kind="cycle")
+
+
+@test
+def fb_cursor_cycle_messages(ctx):
+    fb_loop(ctx, "messages", kind="cycle")
+
+
+@test
+def fb_endless_empty_pages(ctx):
+    """Empty pages, each with a new 'after', without end: a protocol error."""
+    fb_loop(ctx, "conversations", kind="empty_page", fresh=True)
+
+
+@test
+def fb_long_page_id(ctx):
+    """A Page id whose request path passes 300 bytes is sent whole (the
+    paths were cut in fixed buffers)."""
+    page = "9" * 300
+    fake = fb_setup(ctx, pages=(page,), conversations=3, messages=2)
+    fb_config(ctx, page=page, extra="cold_start_days = 0;")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    assert_fb_exact(ctx, fake, page=page)

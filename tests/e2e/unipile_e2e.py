@@ -284,10 +284,11 @@ def uni_incr_new_and_after(ctx):
     """incr-sync reads only what follows its watermark minus the lookback:
     `after` is exactly that minus 1 ms, in the one format Unipile takes."""
     fake = uni_setup(ctx, chats=12, messages=5)
-    uni_config(ctx, extra="page_size = 5;")
+    uni_config(ctx, extra="page_size = 5; cold_start_days = 0;")
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     check(after_params(fake) and all(a is None for a in after_params(fake)),
-          "a first pass without a watermark used `after`", after_params(fake))
+          "a first pass without a watermark (cold_start_days = 0) used `after`",
+          after_params(fake))
     assert_exact(ctx, fake)
     for rnd in range(2):
         w = ctx.cursor("messages", "uni")
@@ -469,7 +470,7 @@ def uni_auth_errors(ctx):
     """401 disconnected_account and a wrong key: exit 77, kind auth, the
     Unipile type and title in the message; 404 and 400 are data errors."""
     fake = uni_setup(ctx, chats=2, messages=5)
-    uni_config(ctx)
+    uni_config(ctx, extra="cold_start_days = 0;")
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     cur = {s: ctx.cursor(s, "uni") for s in ("chats", "messages")}
     fake.message(fake.dump("chats")[0]["id"], n=2)
@@ -490,7 +491,7 @@ def uni_auth_errors(ctx):
     check("errors/invalid_credentials" in r.source("uni")["error"]["message"],
           "invalid_credentials", r.source("uni")["error"])
     fake.fault("messages", "403", times=-1)
-    uni_config(ctx)
+    uni_config(ctx, extra="cold_start_days = 0;")
     r = ctx.run("incr-sync", "-j", "--stream", "messages")
     r.expect_rc(77)
     check("errors/feature_not_subscribed" in r.source("uni")["error"]["message"], "403 type")
@@ -502,7 +503,7 @@ def uni_auth_errors(ctx):
     eq(r.source("uni")["error"]["kind"], "data", "404 error kind")
     check("errors/resource_not_found" in r.source("uni")["error"]["message"], "404 type")
     # A 400 (a parameter it refuses): protocol.
-    uni_config(ctx)
+    uni_config(ctx, extra="cold_start_days = 0;")
     fake.fault("messages", "http", status=400, type="errors/invalid_parameters",
                title="Invalid parameters", detail="after must match pattern", times=-1)
     r = ctx.run("incr-sync", "-j", "--stream", "messages")
@@ -550,15 +551,22 @@ def uni_kill9_resume(ctx):
     cp = st["full_checkpoint"]
     check(cp is not None, "no checkpoint after the kill")
     eq(st["cursor"], None, "the watermark of an unfinished walk")
-    cp_key = (mark_ms(cp), cp.split("|", 1)[1])
+    # "~FLOOR TOP LOW": everything from the top down to low is stored.
+    check(cp.startswith("~- "), "the checkpoint of a walk under way", cp)
+    low = cp.split(" ")[2]
+    cp_key = (mark_ms(low), low.split("|", 1)[1])
     assert_messages(ctx, fake, expected_messages(fake, upto=cp_key))
     check(len(stored_messages(ctx)) >= 400, "too few rows before the kill")
     # The world goes on meanwhile.
     fake.message(fake.dump("chats")[0]["id"], n=3)
     fake.clear_log()
     e2e.ok_pass(ctx.run("full-sync", "-j"))
-    first = fake.api_requests("messages")[0]["query"]
-    eq(first.get("before"), fmt_ms(cp_key[0] + 1), "the resumed walk's `before`")
+    # What is newer than the walk's top first, then on below its low.
+    befores = [q["query"].get("before") for q in fake.api_requests("messages")]
+    eq(befores[0], None, "the resumed walk's first request")
+    check(fmt_ms(cp_key[0] + 1) in befores, "the resumed walk's `before`", befores)
+    # 40 pages in all, 10 of them stored before the kill.
+    check(len(befores) <= 33, "the resumed walk read again what it had", len(befores))
     eq(ctx.state_row("messages", "uni")["full_checkpoint"], None, "checkpoint after the walk")
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     assert_exact(ctx, fake)
@@ -666,3 +674,171 @@ def uni_hostile_pages(ctx):
     eq({k: ks[k]["phone"] for k in ("a-1", "a-2", "a-3", "a-4", "a-5")},
        {"a-1": "+33612345678", "a-2": None, "a-3": "+4915112345678", "a-4": None,
         "a-5": None}, "phones from provider ids")
+
+
+# -- the engine's walk: cold start, walks continued, outliers, loops ------------
+
+def floor_ms_of(cursor):
+    """The floor of a walk under way ("~FLOOR TOP LOW") in epoch ms."""
+    check(cursor is not None and cursor.startswith("~"), "a walk under way", cursor)
+    return ms_of(cursor[1:].split(" ", 1)[0][:23] + "Z")
+
+
+@test
+def uni_cold_start(ctx):
+    """A new source's first incr-sync takes the cold-start window
+    (cold_start_days, default 7), not the whole history of 30 days."""
+    fake = uni_setup(ctx, chats=6, messages=20)
+    a_chat(fake, at=iso_ms((time.time() - 20 * 86400) * 1000), messages=2)
+    uni_config(ctx)
+    t0 = time.time()
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    t1 = time.time()
+    got = set(stored_messages(ctx))
+    msgs = fake.dump("messages")
+    # The window starts at a whole second: a margin either side.
+    inside = {m["id"] for m in msgs if ms_of(m["timestamp"]) > (t1 + 2 - 7 * 86400) * 1000}
+    outside = {m["id"] for m in msgs if ms_of(m["timestamp"]) < (t0 - 2 - 7 * 86400) * 1000}
+    check(inside and outside, "the fake's history spans the window")
+    eq(inside - got, set(), "messages of the last 7 days not stored")
+    eq(outside & got, set(), "messages older than 7 days stored")
+    convs = set(stored_convs(ctx))
+    old_chats = {c["id"] for c in fake.dump("chats")
+                 if ms_of(c["timestamp"]) < (t0 - 7 * 86400) * 1000}
+    check(old_chats, "the fake has chats older than 7 days")
+    eq(old_chats & convs, set(), "chats older than 7 days stored")
+    check(not ctx.cursor("messages", "uni").startswith("~"), "the watermark after the walk")
+    # cold_start_days = 0: the whole history.
+    ctx.config(sources=[uni_source(ctx, name="uni2", extra="cold_start_days = 0;")],
+               name="all.conf")
+    e2e.ok_pass(ctx.run("incr-sync", "-j", cfg=os.path.join(ctx.dir, "all.conf")))
+    eq(set(stored_messages(ctx, source="uni2")), {m["id"] for m in msgs},
+       "cold_start_days = 0 stores everything")
+
+
+@test
+def uni_cold_start_continued(ctx):
+    """A first walk longer than one pass (--max-runtime) keeps its work and
+    completes over later passes: every message once, no page read twice
+    but the few a pass reads above what it stored."""
+    fake = uni_setup(ctx, chats=4, messages=100)
+    uni_config(ctx, extra="page_size = 10;")
+    fake.call("config", {"latency": 0.3})
+    fake.clear_log()
+    inserted, passes, cursor = 0, 0, None
+    while passes < 12:
+        passes += 1
+        r = ctx.run("incr-sync", "-j", "--stream", "messages", "--max-runtime", "1")
+        r.expect_rc(0)
+        inserted += r.stream("messages", "uni")["inserted"]
+        cursor = ctx.cursor("messages", "uni")
+        if passes == 1:
+            eq(r.json["status"], "partial", "the first pass is cut short")
+            floor = floor_ms_of(cursor)
+        if r.json["status"] == "ok":
+            break
+    eq(r.json["status"], "ok", "the walk never completed (%d passes)" % passes)
+    check(passes >= 3, "the walk took %d passes" % passes)
+    msgs = fake.dump("messages")
+    want = {m["id"] for m in msgs if ms_of(m["timestamp"]) >= floor}
+    eq(set(stored_messages(ctx)), want, "messages stored")
+    eq(inserted, len(want), "messages inserted over the passes")
+    eq(cursor, mark(max(msgs, key=key)), "the watermark after the walk")
+    pages = -(-len(want) // 10)
+    reqs = len(fake.api_requests("messages"))
+    check(reqs <= pages + 2 * passes, "%d page requests for %d pages in %d passes"
+          % (reqs, pages, passes))
+
+
+@test
+def uni_future_outlier(ctx):
+    """A message dated in 2100 (or 27 days ahead) is stored and reported;
+    the watermarks stay where the rest of the data puts them, so what
+    comes next is still found."""
+    fake = uni_setup(ctx, chats=3, messages=4)
+    uni_config(ctx, extra="cold_start_days = 0;")
+    chats = fake.dump("chats")
+    fake.message(chats[0]["id"], at="2100-01-01T00:00:00.000Z")
+    fake.message(chats[1]["id"], at=iso_ms((time.time() + 27 * 86400) * 1000))
+    r = ctx.run("incr-sync", "-j")
+    e2e.ok_pass(r)
+    eq(r.stream("messages", "uni")["outliers"], 2, "messages outliers")
+    check(r.stream("chats", "uni")["outliers"] >= 2, "chats outliers", r.stream("chats", "uni"))
+    check("max_clock_skew" in r.err, "the outlier is not logged", r.err)
+    for s in ("chats", "messages"):
+        check(ctx.cursor(s, "uni")[:4] == time.strftime("%Y", time.gmtime()),
+              "the %s watermark follows the outlier" % s, ctx.cursor(s, "uni"))
+    fake.message(chats[2]["id"], n=2)
+    a_chat(fake, messages=2)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    assert_chats(ctx, fake)
+    assert_messages(ctx, fake)
+
+
+def uni_loop(ctx, stream, endpoint, **fault):
+    fake = uni_setup(ctx, chats=12, messages=5, max_limit=3)
+    uni_config(ctx, extra="cold_start_days = 0;")
+    fake.fault(endpoint, times=-1, **fault)
+    r = ctx.run("incr-sync", "-j", "--stream", stream, timeout=60)
+    r.expect_rc(65)
+    err = r.source("uni")["error"]
+    eq(err["kind"], "protocol", "error kind")
+    check("pagination does not advance" in err["message"] and
+          "stream '%s'" % stream in err["message"],
+          "the message names the loop and the stream", err)
+    cur = ctx.cursor(stream, "uni")
+    check(cur is None or cur.startswith("~"), "a watermark after a looping walk", cur)
+
+
+@test
+def uni_cursor_cycle(ctx):
+    """Cursors that come back (A, B, A, ...) end the walk with a protocol
+    error instead of an endless pass holding the lock."""
+    uni_loop(ctx, "messages", "messages", kind="cycle")
+    ctx.fake.call("clear_faults", {})
+    ctx.fake.fault("chats", kind="cycle", times=-1)
+    r = ctx.run("incr-sync", "-j", "--stream", "chats", timeout=60)
+    r.expect_rc(65)
+    eq(r.source("uni")["error"]["kind"], "protocol", "chats error kind")
+
+
+@test
+def uni_endless_empty_pages(ctx):
+    """Empty pages, each with a new cursor, without end: a protocol error."""
+    uni_loop(ctx, "messages", "messages", kind="empty_page", fresh=True)
+
+
+@test
+def uni_deadline_cuts_request(ctx):
+    """--max-runtime also bounds the request in flight: a hanging answer is
+    cut at the deadline, not at http.timeout, and the pass ends partial
+    with what was committed before it kept."""
+    fake = uni_setup(ctx, chats=2, messages=5)
+    ctx.config(sources=[uni_source(ctx, extra="cold_start_days = 0;")],
+               http={"timeout": 20})
+    fake.fault("messages", "slow", delay=30, times=-1)
+    t0 = time.monotonic()
+    r = ctx.run("incr-sync", "-j", "--max-runtime", "3", timeout=60)
+    dt = time.monotonic() - t0
+    r.expect_rc(0)
+    check(dt < 6, "--max-runtime 3 with http.timeout 20 ran %.1fs" % dt)
+    eq(r.json["status"], "partial", "status")
+    eq(r.source("uni")["status"], "partial", "source status")
+    eq(r.source("uni")["error"], None, "source error")
+    fake.call("clear_faults", {})
+    check(ctx.cursor("chats", "uni") is not None, "the chats committed before the cut")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    assert_exact(ctx, fake)
+
+
+@test
+def uni_clock_skew_key(ctx):
+    """max_clock_skew sets how far ahead of now a time is still believed."""
+    fake = uni_setup(ctx, chats=2, messages=2)
+    uni_config(ctx, extra="cold_start_days = 0; max_clock_skew = 2592000;")
+    ahead = iso_ms((time.time() + 27 * 86400) * 1000)
+    fake.message(fake.dump("chats")[0]["id"], at=ahead)
+    r = ctx.run("incr-sync", "-j", "--stream", "messages")
+    e2e.ok_pass(r)
+    eq(r.stream("messages", "uni")["outliers"], 0, "outliers within a 30-day skew")
+    eq(ctx.cursor("messages", "uni")[:10], ahead[:10], "the watermark")

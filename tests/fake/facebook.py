@@ -108,12 +108,13 @@ CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
        "error_subcode","message","type","is_transient","status":400,
        "regain_minutes":1) or just the code ("80006") | http (+"status","body")
        | close | slow (+"delay":5) | truncate (JSON cut in half) | nonjson (200
-       text/html) | empty_page | timeout (batch: "entries":[i..] null, default
-       the last; an op: null) | 429 (+"retry_after":1: HTTP 429 with
-       Retry-After, as a proxy in front of the Graph API answers) | bad_row
-       (a list answer's middle item gets an id that is an object) | cycle
-       (lists; "after":1,"times":-1: the first faulted request's after
-       cursor A is answered normally, every other one with next = A)
+       text/html) | empty_page (+"fresh":true: a new 'after' string every
+       time, the same place) | cycle (lists: the first two 'after' cursors
+       are real, then they alternate: A, B, A, B, ...) | timeout (batch:
+       "entries":[i..] null, default the last; an op: null) | 429
+       (+"retry_after":1: HTTP 429 with Retry-After, as a proxy in front of
+       the Graph API answers) | bad_row (a list answer's middle item gets an
+       id that is an object)
   POST clear_faults | gate {"endpoint","page"?,"after":N} (hold requests after
        the Nth until release) | release | clear_log
   POST config {"token":"T"|{"PAGE":"T"},"app_secret":S|null,"latency":s,
@@ -801,6 +802,26 @@ class State(fakelib.State):
         super().__init__(None)      # tokens are the pages'
         self.g, self.traces, self.http = Graph(args), 0, 0
         self.g.seed(args.conversations, args.messages, args.platform_mix)
+        self.cycles, self.nonce = {}, 0
+
+    def reroute(self, endpoint, fault, obj):
+        """The cycle and fresh empty_page faults rewrite a list's 'after'."""
+        k = fault and fault["kind"]
+        cur = (obj.get("paging") or {}).get("cursors") if isinstance(obj, dict) else None
+        if not cur or not cur.get("after"):
+            return
+        if k == "empty_page" and fault.get("fresh"):
+            raw = base64.urlsafe_b64decode(cur["after"] + "=" * (-len(cur["after"]) % 4))
+            sc, pos, e = json.loads(raw[4:].decode())
+            self.nonce += 1
+            cur["after"] = enc_cursor(sc, pos[:3] + [self.nonce], e)
+        elif k == "cycle":
+            seen = self.cycles.setdefault(endpoint, [])
+            if len(seen) < 2:
+                seen.append(cur["after"])
+            else:
+                cur["after"] = seen[len(seen) % 2]
+                seen.append(cur["after"])
 
     def matches(self, rule, endpoint, entry):
         eps = rule["endpoint"]
@@ -861,33 +882,12 @@ class State(fakelib.State):
                 if is_error_fault(fault):
                     raise fault_error(fault)
                 obj = g.get(method, parts, pairs, ctx)
-                obj = self.row_faults(fault, q, obj)
+                self.reroute(ep, fault, obj)
             except GraphError as e:
                 rate, status, obj = e.code, e.status, e.body(self.trace())
             return status, self.headers(version, page, pf, g.token_pages(q.get("access_token")),
                                         rate, (fault or {}).get("regain_minutes", 1)), \
                 json.dumps(obj, separators=SEP)
-
-    def row_faults(self, fault, q, obj):
-        """Faults on a list's answer (the lock is held): cycle (with
-        "after":1 and "times":-1) remembers the first faulted request's after
-        cursor A, answers it normally (B) and every other one with A as its
-        next.  (bad_row acts on the answer's text: see bad_row().)"""
-        k = fault and fault["kind"]
-        if k != "cycle" or not isinstance(obj, dict):
-            return obj
-        pg = obj.get("paging") or {}
-        if k == "cycle" and pg.get("next"):
-            after = q.get("after") or ""
-            if getattr(self, "cycle_from", None) is None:
-                self.cycle_from = after
-            first = self.cycle_from
-            if after != first:
-                nxt = re.sub(r"([?&]after=)[^&]*", lambda m: m.group(1) + quote(first, safe=","),
-                             pg["next"])
-                obj = dict(obj, paging=dict(pg, next=nxt,
-                                            cursors=dict(pg.get("cursors") or {}, after=first)))
-        return obj
 
     def entry(self, method, path, version, endpoint, page, pairs, conn, batch=None):
         q = dict(pairs)

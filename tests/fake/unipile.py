@@ -103,14 +103,12 @@ Times: "at" (ISO 8601, naive = UTC, ms kept) or "ago" (seconds), else now;
                (+"status","type","title","detail" | "body") | truncate (200,
                JSON cut in half) | nonjson (200 text/html) | close (no answer)
                | slow (+"delay":5, then the answer) | empty_page (lists: items
-               [] and a cursor resuming where the request started) | bad_row
-               (the middle item of a list gets "id":{"unexpected":"object"})
-               | cycle (lists, with "after":1,"times":-1: the first faulted
-               request's cursor A is remembered and answered normally (B);
-               every other one answers cursor A: A -> B -> A ...) |
-               empty_fresh (as empty_page, each cursor a new string: an
-               extra key "n" the fake ignores). Faults and
-               gates act before the key check.
+               [] and a cursor resuming where the request started; +"fresh":
+               true: a new cursor string each time) | empty_fresh (empty_page
+               with "fresh") | bad_row (the middle item of a list gets
+               "id":{"unexpected":"object"}) | cycle (lists: the first two
+               cursors are real, then they alternate: A, B, A, B, ...).
+               Faults and gates act before the key check.
   POST gate    {"endpoint","after":N}: hold requests after the Nth until
   POST release; clear_faults; clear_log
   POST config  {"token","latency":s,"max_limit":N|null} -> the config
@@ -179,7 +177,7 @@ ERR = {  # fault kind | name -> (status, type, title, detail), texts of the fixt
                 "The provided credentials are invalid."),
 }
 FAULT_KINDS = ("429", "503", "504", "401", "403", "500", "http", "truncate", "nonjson",
-               "close", "slow", "empty_page", "bad_row", "cycle", "empty_fresh")
+               "close", "slow", "empty_page", "empty_fresh", "bad_row", "cycle")
 NAMES = ("Alice Example", "Bob Zażółć", "Chloé Martin", "Dmitri Иванов", "Eve 李",
          "Frank O'Brien", 'Grace "G" Hopper', "Hana 🌸", "Ivo Novák", "Jun Tanaka")
 TEXTS = ("Is the shop open on Sunday? #%d", "Grüße aus Köln, Nachricht %d",
@@ -581,19 +579,19 @@ class Handler(fakelib.Handler):
             items = list(obj["items"])
             items[len(items) // 2] = dict(items[len(items) // 2], id={"unexpected": "object"})
             obj = dict(obj, items=items)
+        if k in ("empty_page", "empty_fresh") and "items" in obj:
+            r = dict(resume or {})
+            if fault.get("fresh") or k == "empty_fresh":
+                with state.lock:
+                    state.nonce = getattr(state, "nonce", 0) + 1
+                    r["n"] = state.nonce
+            obj = dict(obj, items=[], cursor=encode_cursor(r))
         if k == "cycle" and obj.get("cursor"):
             with state.lock:
-                first = state.cycle_from = getattr(state, "cycle_from", None) or \
-                    q.get("cursor") or ""
-            if q.get("cursor") != first:
-                obj = dict(obj, cursor=first)
-        if k == "empty_page" and "items" in obj:
-            obj = dict(obj, items=[], cursor=encode_cursor(resume or {}))
-        if k == "empty_fresh" and "items" in obj:
-            with state.lock:
-                state.fresh = getattr(state, "fresh", 0) + 1
-                n = state.fresh
-            obj = dict(obj, items=[], cursor=encode_cursor(dict(resume or {}, n=n)))
+                seen = state.__dict__.setdefault("cycles", {}).setdefault(endpoint, [])
+                if len(seen) >= 2:
+                    obj = dict(obj, cursor=seen[len(seen) % 2])
+                seen.append(obj["cursor"])
         self.respond_page(k, dumps(obj).encode("utf-8"))
 
     # -- query parsing ----------------------------------------------------

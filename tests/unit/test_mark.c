@@ -1,5 +1,6 @@
 /* test_mark -- keyset watermarks (lib/mark.c). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "t.h"
@@ -7,8 +8,8 @@
 int
 main(void)
 {
-	struct sync_mark a, b, f;
-	char *s, *m;
+	static struct sync_mark a, b, f;
+	char *s, *m, id[SYNC_MAX_ID + 2];
 
 	CHECK(sync_mark_set(&a, "2026-11-21T09:15:02+0000", "t_1") == 0);
 	CHECK(sync_mark_set(&b, "2026-11-21T11:15:02+02:00", "t_2") == 0);
@@ -38,5 +39,24 @@ main(void)
 	CHECK_STR(m, s);
 	free(m);
 	free(s);
+
+	/* Every id that can be stored is kept whole, also past 255 bytes. */
+	memset(id, 'x', SYNC_MAX_ID);
+	id[SYNC_MAX_ID] = '\0';
+	id[0] = '|';
+	CHECK(sync_mark_set(&a, "2026-11-21T09:15:02Z", id) == 0);
+	CHECK(strlen(a.id) == SYNC_MAX_ID);
+	s = sync_mark_format(&a);
+	CHECK(s != NULL && sync_mark_parse(s, &b) == 0);
+	CHECK_STR(b.id, id);
+	CHECK(sync_mark_cmp(&a, &b) == 0);
+	id[299] = 'y';				/* differs past byte 255 */
+	CHECK(sync_mark_set(&f, "2026-11-21T09:15:02Z", id) == 0);
+	CHECK(sync_mark_cmp(&a, &f) < 0);
+	free(s);
+	/* A longer one is not an id that could have been stored. */
+	id[SYNC_MAX_ID] = 'x';
+	id[SYNC_MAX_ID + 1] = '\0';
+	CHECK(sync_mark_set(&a, "2026-11-21T09:15:02Z", id) == -1);
 	return t_done("test_mark");
 }
