@@ -217,6 +217,17 @@ int		sync_http_can_wait(const struct sync_http *, double);
  */
 int		sync_http_retry_wait(struct sync_http *, long attempt, double *wait);
 void		sync_http_note_wait(struct sync_http *, double);
+/*
+ * For a request outside HTTP (TDLib's calls): how long it may wait, at
+ * most timeout seconds (0: unbounded) and never past the pass's deadline;
+ * -1 when no time is left.  *by_deadline is set when the deadline is the
+ * nearer.  A request that the deadline cut (it timed out with *by_deadline
+ * set, or no time was left) is a clean stop of the pass, not a failure:
+ * the connector says so with sync_http_note_cut() and returns its error.
+ */
+double		sync_http_time_left(const struct sync_http *, double timeout,
+		    int *by_deadline);
+void		sync_http_note_cut(struct sync_http *);
 
 /* Adds a request header such as "Authorization: Bearer ..."; -1 on ENOMEM. */
 int		sync_http_add_header(struct sync_http *, const char *);

@@ -192,22 +192,37 @@ sync_http_cut(const struct sync_http *h)
 static int
 bound_request(struct sync_http *h, int *by_deadline)
 {
-	long ms = h->timeout_ms;
+	double t = sync_http_time_left(h, (double)h->timeout_ms / 1000.0,
+	    by_deadline);
 
+	if (t < 0)
+		return -1;
+	if (t > 0)
+		curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, (long)(t * 1000) + 1);
+	return 0;
+}
+
+double
+sync_http_time_left(const struct sync_http *h, double timeout, int *by_deadline)
+{
 	*by_deadline = 0;
 	if (h->deadline > 0) {
 		double left = h->deadline - sync_now_mono();
 
 		if (left <= 0)
 			return -1;
-		if (ms <= 0 || left * 1000 < (double)ms) {
-			ms = (long)(left * 1000) + 1;
+		if (timeout <= 0 || left < timeout) {
 			*by_deadline = 1;
+			return left;
 		}
 	}
-	if (ms > 0)
-		curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, ms);
-	return 0;
+	return timeout;
+}
+
+void
+sync_http_note_cut(struct sync_http *h)
+{
+	h->cut = 1;
 }
 
 int

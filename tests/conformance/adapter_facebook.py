@@ -14,7 +14,7 @@ class Adapter(Base):
     hold_endpoint = "messages"
     fault_endpoint = "messages"
     FAULTS = dict(Base.FAULTS, empty=("empty_page", {}),
-                  bad_row=("bad_row", {"endpoint": "conversations"}),
+                  bad_row=("bad_row", {"endpoint": "conversations", "first": True}),
                   cycle=("cycle", {"endpoint": "conversations"}))
     NO_MEANING = {"loop": "a cursor that does not advance is the cursor_cycle case "
                           "(A -> B -> A, the general form)",
@@ -33,6 +33,18 @@ class Adapter(Base):
         self.span = n // per
         self.config()
         return self
+
+    def fault(self, kind, after=0, times=1, **kw):
+        if kind == "cycle":
+            # The fake's cycle alternates the first two cursors of the
+            # faulted requests (A, B, A, ...): pages small enough to have
+            # them.
+            self.fake.call("config", {"max_limit": 5})
+        super().fault(kind, after=after, times=times, **kw)
+
+    def clear_faults(self):
+        super().clear_faults()
+        self.fake.call("config", {"max_limit": 25})
 
     def source_cfg(self, extra=""):
         return fe.fb_source(self.ctx, extra=extra)

@@ -13,7 +13,7 @@ class Adapter(Base):
     cold_start = False
     # Its own faults beside fakelib's: a row of the wrong type, a page that
     # does not advance, a latest_seq far beyond the rows.
-    FAULTS = dict(Base.FAULTS, bad_row=("bad_row", {}), loop=("stuck", {}),
+    FAULTS = dict(Base.FAULTS, bad_row=("bad_id", {}), loop=("stuck", {}),
                   outlier=("latest_ahead", {"by": 1 << 40}))
     NO_MEANING = {
         "cycle": "the next since_seq comes from the page's rows: a cursor that does "

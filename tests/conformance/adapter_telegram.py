@@ -125,6 +125,18 @@ class Adapter(Base):
         f.update(method=METHOD, after=after, count=times)
         self.s.d["faults"] = [f]
         self.s.write()
+        # The fake counts a fault's calls per client, and every pass is a
+        # new client: a fault for a number of calls lasts one pass here,
+        # as the HTTP fakes' faults, counted across passes, do.
+        self.one_pass = times != -1
+
+    def run(self, cmd, *args, **kw):
+        try:
+            return super().run(cmd, *args, **kw)
+        finally:
+            if getattr(self, "one_pass", False):
+                self.one_pass = False
+                self.clear_faults()
 
     def clear_faults(self):
         self.s.d["faults"] = []

@@ -41,25 +41,8 @@ LOOP_TIMEOUT = 6    # seconds a pass may take against a loop or a hang
 EXPECTED_TO_FAIL = [
     ("429", "facebook", "issue 10: one retry policy in the engine (an HTTP 429 with "
      "Retry-After is a Graph error 'protocol' today)"),
-    ("bad_row_fail", "seqapi", "issue 10: a bad row is a 'data' error (SPEC 7.9), "
-     "'protocol' today"),
-    ("bad_row_fail", "smseagle", "issue 10: on_bad_row, a bad row is not only counted"),
-    ("bad_row_fail", "unipile", "issue 10: on_bad_row, a bad row is not only counted"),
-    ("bad_row_fail", "facebook", "issue 10: on_bad_row, a bad row is not only counted"),
-    ("bad_row_fail", "telegram", "issue 10: on_bad_row, a message whose id cannot be "
-     "stored is a data error (not reported today)"),
-    ("bad_row_quarantine", "*", "issue 10: on_bad_row = quarantine, rejected_row"),
     ("redelivered", "unipile", "issue 10: one item, one row across passes (SPEC 7.10)"),
-    ("cursor_cycle", "unipile", "issue 10: walks detect a repeated cursor"),
-    ("cursor_cycle", "facebook", "issue 10: a repeated cursor is a protocol error, "
-     "not a quiet end of the walk"),
-    ("empty_pages", "unipile", "issue 10: walks bound consecutive empty pages"),
-    ("hang_max_runtime", "*", "issue 10: a deadline shortens the request in flight"),
     ("outlier_id", "smseagle", "issue 10: a cursor never moves on an outlier id"),
-    ("future_time", "unipile", "issue 10: a cursor never moves on an outlier"),
-    ("future_time", "facebook", "issue 10: a cursor never moves on an outlier"),
-    ("cold_start_max_runtime", "unipile", "issue 10: cold start kept over passes"),
-    ("cold_start_max_runtime", "facebook", "issue 10: cold start kept over passes"),
 ]
 # ===========================================================================
 

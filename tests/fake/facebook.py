@@ -113,8 +113,8 @@ CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
        are real, then they alternate: A, B, A, B, ...) | timeout (batch:
        "entries":[i..] null, default the last; an op: null) | 429
        (+"retry_after":1: HTTP 429 with Retry-After, as a proxy in front of
-       the Graph API answers) | bad_row (a list answer's middle item gets an
-       id that is an object)
+       the Graph API answers) | bad_row (a list answer's middle item, with
+       +"first":true its first, gets an id that is an object)
   POST clear_faults | gate {"endpoint","page"?,"after":N} (hold requests after
        the Nth until release) | release | clear_log
   POST config {"token":"T"|{"PAGE":"T"},"app_secret":S|null,"latency":s,
@@ -222,17 +222,19 @@ def is_error_fault(f):
     return bool(f) and f["kind"] == "error"
 
 
-def bad_row(body):
-    """Fault bad_row: the middle item of a list answer gets an id that is an
-    object (a row that cannot be stored); other answers are left alone."""
+def bad_row(body, first=False):
+    """Fault bad_row: the middle item of a list answer (with "first": the
+    first, the newest, which every walk reads) gets an id that is an object
+    (a row that cannot be stored); other answers are left alone."""
     try:
         obj = json.loads(body)
     except ValueError:
         return body
     data = obj.get("data") if isinstance(obj, dict) else None
-    if not isinstance(data, list) or not data or not isinstance(data[len(data) // 2], dict):
+    i = 0 if first else len(data) // 2 if isinstance(data, list) else 0
+    if not isinstance(data, list) or not data or not isinstance(data[i], dict):
         return body
-    data[len(data) // 2]["id"] = {"bad": True}
+    data[i]["id"] = {"bad": True}
     return json.dumps(obj)
 
 
@@ -959,7 +961,8 @@ class Handler(fakelib.Handler):
         else:
             status, headers, body = st.call(method, version, parts, pairs, fault, base)
         if k == "bad_row":
-            body = bad_row(body.decode() if isinstance(body, bytes) else body)
+            body = bad_row(body.decode() if isinstance(body, bytes) else body,
+                           fault.get("first", False))
         self.respond_page(k, body, status, headers)
 
     def batch(self, version, pairs, fault, parent, base):
@@ -1025,7 +1028,8 @@ class Handler(fakelib.Handler):
             else:
                 status, headers, body = st.call(method, version, parts, pairs, f, base)
                 body = (body[:max(1, len(body) // 2)] if k == "truncate"
-                        else HTML if k == "nonjson" else bad_row(body) if k == "bad_row"
+                        else HTML if k == "nonjson" else bad_row(body, f.get("first", False))
+                        if k == "bad_row"
                         else body)
             entry["status"] = status
             res = {"code": status}

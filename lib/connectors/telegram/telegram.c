@@ -348,6 +348,7 @@ struct tg {
 	struct sync_td	*td;
 	int		 lockfd;
 	double		 timeout;
+	struct sync_http *http;		/* the pass's (deadline), NULL: --login */
 	char		*auth;		/* authorization state @type */
 	unsigned	 auth_gen;	/* bumped on each change */
 	const cJSON	*code_info;	/* of WaitCode (in last_auth) */
@@ -625,15 +626,28 @@ static enum sync_rc
 call(struct tg *p, cJSON *req, struct sync_counts *c, cJSON **ans,
     struct sync_err *err)
 {
+	double timeout = p->timeout;
+	int by_deadline = 0;
 	enum sync_rc rc;
 
 	*ans = NULL;
 	if (req == NULL)
 		return nomem(err);
+	/* A pass's request ends at its deadline (--max-runtime) too. */
+	if (p->http != NULL &&
+	    (timeout = sync_http_time_left(p->http, p->timeout, &by_deadline)) < 0) {
+		cJSON_Delete(req);
+		sync_http_note_cut(p->http);
+		return sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_NETWORK,
+		    "source '%s': no time left for a TDLib request",
+		    p->src->name);
+	}
 	if (c != NULL)
 		c->api_calls++;
-	rc = sync_td_call(p->td, req, p->timeout, ans, err);
+	rc = sync_td_call(p->td, req, timeout, ans, err);
 	cJSON_Delete(req);
+	if (rc != SYNC_OK && rc != SYNC_EINTR && by_deadline)
+		sync_http_note_cut(p->http);
 	return rc;
 }
 
@@ -1522,6 +1536,7 @@ tg_begin(struct sync_ctx *ctx, struct sync_err *err)
 		return nomem(err);
 	ctx->priv = p;
 	p->src = ctx->src;
+	p->http = ctx->http;
 	p->lockfd = -1;
 	p->cold_days = sync_cfg_int(ctx->src, "cold_start_days", 7);
 	if (ctx->opts->import != NULL) {
@@ -1941,10 +1956,19 @@ walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 		long long id;
 		int64_t date;
 
-		if (cJSON_IsNull(m) || sync_json_id(m, "id", &id) == -1)
+		if (cJSON_IsNull(m))
 			continue;
 		n++;
 		pg->fetched++;
+		if (sync_json_id(m, "id", &id) == -1) {
+			/* Not skipped: the engine's bad-row policy decides. */
+			if (sync_page_reject(pg, NULL, "id", "not a whole number",
+			    m) == -1) {
+				cJSON_Delete(ans);
+				return nomem(err);
+			}
+			continue;
+		}
 		if (w->from == 0 || id < w->from)
 			w->from = id;
 		/* A local message (not sent yet) is no cursor. */
