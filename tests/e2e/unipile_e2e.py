@@ -439,6 +439,39 @@ def uni_duplicate_stored_once(ctx):
 
 
 @test
+def uni_redelivered_later_pass(ctx):
+    """SPEC 7.10: a message stored by one pass and re-delivered in a later
+    pass under a new id with the same provider_id (here newer than the
+    watermark, so the later pass meets the copy alone) stays one row: the
+    row first stored keeps its id, the copy is counted unchanged. A copy
+    and its original on one page are one row too."""
+    fake = uni_setup(ctx, chats=3, messages=4)
+    uni_config(ctx, extra="page_size = 5; lookback = 0;")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    before = len(stored_messages(ctx))
+    m = fake.dump()[2]
+    pid = m["provider_id"]
+    now = fmt_ms(int(time.time() * 1000))
+    copy = fake.post("duplicate", id=m["id"], fields={"timestamp": now})["ids"][0]
+    r = ctx.run("incr-sync", "-j", "--stream", "messages")
+    e2e.ok_pass(r)
+    rows = ctx.sql_json("SELECT external_id, provider_id FROM message"
+                        " WHERE raw->>'provider_id' = '%s'" % pid)
+    eq([(x["external_id"], x["provider_id"]) for x in rows], [(m["id"], pid)],
+       "rows of provider id %s (copy %s)" % (pid, copy))
+    s = r.stream("messages", "uni")
+    eq((s["inserted"], s["unchanged"] >= 1), (0, True), "the copy's counters")
+    eq(len(stored_messages(ctx)), before, "messages stored")
+    # A second copy and the first on one page, in a later full walk.
+    fake.post("duplicate", id=m["id"], fields={"timestamp": now})
+    for cmd in ("incr-sync", "full-sync"):
+        e2e.ok_pass(ctx.run(cmd, "-j"))
+        eq(ctx.count("message", "raw->>'provider_id' = '%s'" % pid), 1,
+           "rows of provider id %s after %s" % (pid, cmd))
+        eq(len(stored_messages(ctx)), before, "messages stored after %s" % cmd)
+
+
+@test
 def uni_rate_limit_retry(ctx):
     """429 with Retry-After is waited for and retried; a DSN URL that already
     ends in /api/v1 is used as it is."""
