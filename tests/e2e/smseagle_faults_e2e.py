@@ -707,6 +707,41 @@ def sms_shared_id_race(ctx):
     assert_exact(ctx, fake)
 
 
+@test
+def sms_outlier_id(ctx):
+    """SPEC 7.7: a bogus id far beyond what the device holds (2^53 - 1 in
+    the inbox; 123 in the sent items of a device holding 50 messages) is
+    stored and reported, and the cursor stays where the rest of the data
+    puts it: the messages that come after it are stored, pass after pass.
+    Both used to move the cursor there, skipping every new message while
+    the passes exited 0."""
+    fake = sms_setup(ctx, inbox=30, sent=20)
+    cfg(ctx, "cold_start_days = 0;")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    eq(cursors(ctx, ("inbox", "sent")), {"inbox": "30", "sent": "20"}, "cursors")
+    big = 2 ** 53 - 1
+    eq(fake.inbox(1, id=big), [big], "the bogus inbox id")
+    eq(fake.send(1, id=123), [123], "the bogus outgoing id")
+    fake.move([123])
+    for rnd in range(2):
+        new_in, new_out = fake.inbox(2), fake.send(2)
+        fake.move(new_out)
+        r = ctx.run("incr-sync", "-j")
+        e2e.ok_pass(r)
+        ids = stored_ids(ctx)
+        for i in ["in:%d" % big, "123"] + ["in:%d" % i for i in new_in] + [
+                str(i) for i in new_out]:
+            check(i in ids, "round %d: message %s not stored" % (rnd, i))
+        eq(cursors(ctx, ("inbox", "sent")),
+           {"inbox": str(max(new_in)), "sent": str(max(new_out))},
+           "round %d: cursors" % rnd)
+        eq(r.stream("inbox", "sms")["cursor_after"], str(max(new_in)), "inbox cursor_after")
+        for i in (big, 123):
+            check(re.search(r"id %d is \d+ above the id below it" % i, r.err),
+                  "round %d: outlier %d not reported" % (rnd, i), r.err)
+    no_duplicates(ctx)
+
+
 # ---------------------------------------------------------------------------
 # 11. SIGTERM mid-pass
 
