@@ -1161,42 +1161,11 @@ by_provider(struct sync_msgrow **uniq, size_t n, size_t *np)
 }
 
 /*
- * One item, one row (SPEC §7.10): of the page's rows that name the same
- * provider identity, the first stays; the others leave uniq.  Returns how
- * many left, -1 on ENOMEM.
- */
-static long
-drop_provider_doubles(struct sync_msgrow **uniq, size_t *n)
-{
-	struct sync_msgrow ***v;
-	const char *kept = NULL;
-	size_t i, np, k = 0;
-	long gone = 0;
-
-	if ((v = by_provider(uniq, *n, &np)) == NULL)
-		return -1;
-	for (i = 0; i < np; i++) {
-		if (kept != NULL && strcmp((*v[i])->provider_id, kept) == 0)
-			*v[i] = NULL;
-		else
-			kept = (*v[i])->provider_id;
-	}
-	free(v);
-	for (i = 0; i < *n; i++) {
-		if (uniq[i] == NULL) {
-			gone++;
-			continue;
-		}
-		uniq[k++] = uniq[i];
-	}
-	*n = k;
-	return gone;
-}
-
-/*
- * Marks (state 3) the rows new by external id whose provider identity is
- * stored already under another external id: that row is the item, and it
- * keeps its external id.
+ * One item, one row (SPEC §7.10).  Of the page's rows that name one
+ * provider identity, one stored already by its external id is the item,
+ * else the first on the page; the others are doubles (state 3).  A row
+ * left new whose identity is stored under another external id is a
+ * double too: that row is the item and keeps its external id.
  */
 static enum sync_rc
 probe_providers(struct sync_db *db, const char *idbuf, struct sync_msgrow **uniq,
@@ -1207,17 +1176,24 @@ probe_providers(struct sync_db *db, const char *idbuf, struct sync_msgrow **uniq
 	const char *p[2] = { idbuf, NULL };
 	enum sync_rc rc = SYNC_OK;
 	PGresult *r = NULL;
-	size_t i, np, asked = 0;
-	int k;
+	size_t i, j, g, np, asked = 0;
+	int k, stored;
 
 	if ((v = by_provider(uniq, n, &np)) == NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
-	for (i = 0; i < np; i++) {
-		if (state[v[i] - uniq] != 0)
-			continue;
-		asked++;
-		if (array_add(&arr, (*v[i])->provider_id) == -1)
-			goto nomem;
+	for (i = 0; i < np; i = j) {
+		stored = 0;
+		for (j = i; j < np && strcmp((*v[j])->provider_id,
+		    (*v[i])->provider_id) == 0; j++)
+			stored |= state[v[j] - uniq] != 0;
+		for (g = i; g < j; g++)
+			if (state[v[g] - uniq] == 0 && (stored || g > i))
+				state[v[g] - uniq] = 3;
+		if (state[v[i] - uniq] == 0) {
+			asked++;
+			if (array_add(&arr, (*v[i])->provider_id) == -1)
+				goto nomem;
+		}
 	}
 	if (asked == 0)
 		goto out;
@@ -1231,9 +1207,15 @@ probe_providers(struct sync_db *db, const char *idbuf, struct sync_msgrow **uniq
 		struct sync_msgrow ***hit = bsearch(PQgetvalue(r, k, 0), v, np,
 		    sizeof(*v), pid_find);
 
-		if (hit != NULL && state[*hit - uniq] == 0 &&
-		    strcmp(PQgetvalue(r, k, 1), (**hit)->external_id) != 0)
-			state[*hit - uniq] = 3;
+		if (hit == NULL)
+			continue;
+		/* The group's first row is the one asked for. */
+		for (i = (size_t)(hit - v); i > 0 && strcmp((*v[i - 1])->provider_id,
+		    (**hit)->provider_id) == 0; i--)
+			;
+		if (state[v[i] - uniq] == 0 &&
+		    strcmp(PQgetvalue(r, k, 1), (*v[i])->external_id) != 0)
+			state[v[i] - uniq] = 3;
 	}
 	goto out;
 nomem:
@@ -1271,8 +1253,7 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 	const char *v[2] = { idbuf, NULL };
 	enum sync_rc rc = SYNC_OK;
 	PGresult *r = NULL;
-	size_t i, n = 0, nnew = 0, nchanged = 0, ndouble = 0;
-	long doubles = 0;
+	size_t i, n = 0, nnew = 0, nchanged = 0;
 	int k, tries, npid = 0;
 
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
@@ -1295,9 +1276,6 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 	for (i = 0; i < (size_t)b->nrows; i++)
 		if (n == 0 || strcmp(uniq[n - 1]->external_id, rows[i]->external_id) != 0)
 			uniq[n++] = rows[i];
-	if (npid > 0 && (doubles = drop_provider_doubles(uniq, &n)) == -1)
-		goto nomem;
-	c->unchanged += doubles;
 
 	if ((rc = resolve_ids(db, id, uniq, n, 0, err)) != SYNC_OK ||
 	    (rc = resolve_ids(db, id, uniq, n, 1, err)) != SYNC_OK)
@@ -1340,7 +1318,7 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 		int clash = 0;
 
 		memset(state, 0, n);
-		nnew = nchanged = ndouble = 0;
+		nnew = nchanged = 0;
 		sync_buf_reset(&fresh);
 		sync_buf_reset(&changed);
 		if ((rc = exec_prep(db, "probe_message", 2, v, &r, "look up the "
@@ -1364,12 +1342,8 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 		for (i = 0; i < n; i++) {
 			const struct sync_msgrow *m = uniq[i];
 
-			if (state[i] == 1)
+			if (state[i] == 1 || state[i] == 3)
 				continue;
-			if (state[i] == 3) {
-				ndouble++;
-				continue;
-			}
 			if (state[i] == 2) {
 				nchanged++;
 				if (sync_buf_add(&changed, b->copy.data + m->line,

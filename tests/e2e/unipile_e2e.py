@@ -469,6 +469,15 @@ def uni_redelivered_later_pass(ctx):
         eq(ctx.count("message", "raw->>'provider_id' = '%s'" % pid), 1,
            "rows of provider id %s after %s" % (pid, cmd))
         eq(len(stored_messages(ctx)), before, "messages stored after %s" % cmd)
+    # The original changes and sits right after its newer copies on one
+    # page: the stored row takes the change, the copies stay out.
+    uni_config(ctx, extra="page_size = 50; lookback = 0;")
+    fake.post("edit_message", id=m["id"],
+              fields={"text": "changed", "timestamp": fmt_ms(ms_of(now) - 1)})
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    got = stored_messages(ctx, where="m.raw->>'provider_id' = '%s'" % pid)
+    eq([(k, v["body"]) for k, v in got.items()], [(m["id"], "changed")],
+       "the row of provider id %s after its original changed" % pid)
 
 
 @test
