@@ -481,6 +481,34 @@ def uni_redelivered_later_pass(ctx):
 
 
 @test
+def uni_provider_id_migration(ctx):
+    """Migration 4 on a database stored by an earlier version: the unipile
+    rows get their provider_id (a double stored before keeps none, and the
+    unique index still builds), and a copy delivered afterwards is known."""
+    fake = uni_setup(ctx, chats=2, messages=3)
+    uni_config(ctx, extra="lookback = 0;")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    m = fake.dump()[1]
+    ctx.sql("DELETE FROM schema_migrations WHERE version = 4;"
+            " DROP INDEX message_provider_idx; ALTER TABLE message DROP COLUMN provider_id;"
+            " INSERT INTO message (source_id, external_id, raw, row_hash)"
+            " SELECT source_id, external_id || '-double', raw, row_hash FROM message"
+            " WHERE external_id = '%s'" % m["id"])
+    now = fmt_ms(int(time.time() * 1000))
+    fake.post("duplicate", id=m["id"], fields={"timestamp": now})
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    rows = ctx.sql_json("SELECT external_id, provider_id FROM message"
+                        " WHERE raw->>'provider_id' = '%s' ORDER BY id" % m["provider_id"])
+    eq([(r["external_id"], r["provider_id"]) for r in rows],
+       [(m["id"], m["provider_id"]), (m["id"] + "-double", None)],
+       "rows of provider id %s" % m["provider_id"])
+    eq(ctx.count("message", "provider_id IS NULL"), 1, "rows without provider_id")
+    eq(ctx.sql("SELECT col_description('message'::regclass, attnum) IS NOT NULL"
+               " FROM pg_attribute WHERE attrelid = 'message'::regclass"
+               " AND attname = 'provider_id'"), "t", "provider_id has a COMMENT")
+
+
+@test
 def uni_rate_limit_retry(ctx):
     """429 with Retry-After is waited for and retried; a DSN URL that already
     ends in /api/v1 is used as it is."""
