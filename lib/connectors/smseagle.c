@@ -695,7 +695,7 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	cJSON *arr = NULL;
 	long long cursor, from, limit, last, days, prev, held = -2;
 	long sanitized = 0, bad = 0;
-	size_t n = 0, i, k, nout = 0;
+	size_t n = 0, i, k, nout = 0, nread;
 	enum sync_rc rc;
 
 	if (fi < 0)
@@ -766,6 +766,7 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 			last = rows[i].id;
 	}
 	/* The rest of the data: what places the cursor and the fingerprint. */
+	nread = n;
 	for (i = 0, k = 0; i < n; i++)
 		if (!rows[i].outlier)
 			rows[k++] = rows[i];
@@ -779,7 +780,7 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 		goto out;
 	}
 	page->done = page->fetched < limit || last <= from;
-	if (n == 0 && st->first && st->mode == SYNC_MODE_INCR && fi != 1 &&
+	if (nread == 0 && st->first && st->mode == SYNC_MODE_INCR && fi != 1 &&
 	    (rc = check_restart(ctx, st, err)) != SYNC_OK)
 		goto out;
 	if (last > from) {
