@@ -27,6 +27,7 @@ free_rows(struct sync_batch *b)
 		free(b->rows[i].external_id);
 		free(b->rows[i].conversation_id);
 		free(b->rows[i].sender_id);
+		free(b->rows[i].provider_id);
 	}
 }
 
@@ -56,6 +57,7 @@ sync_batch_filter(struct sync_batch *b, const unsigned char *keep)
 			free(r->external_id);
 			free(r->conversation_id);
 			free(r->sender_id);
+			free(r->provider_id);
 			if (r->track != SYNC_TRACK_NONE)
 				b->ntrack--;
 			continue;
@@ -235,6 +237,8 @@ sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 {
 	static const char now[] = "now";
 	const char *dir = m->direction, *deleted_at = NULL;
+	const char *pid = m->provider_id != NULL && *m->provider_id != '\0' ?
+	    m->provider_id : NULL;
 	struct sync_msgrow *r;
 	size_t line = b->copy.len, keys, rest;
 
@@ -283,7 +287,8 @@ sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 	r = &b->rows[b->nrows];
 	sync_hash_hex(sync_hash(SYNC_HASH_INIT, b->copy.data + keys,
 	    b->copy.len - keys), r->hash);
-	if (field(b, r->hash, 0) == -1 || row_end(b) == -1)
+	if (field(b, r->hash, 0) == -1 || field(b, pid, 0) == -1 ||
+	    row_end(b) == -1)
 		return -1;
 	r->line = line;
 	r->rest = rest;
@@ -294,11 +299,14 @@ sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 	r->external_id = sync_strdup(m->external_id);
 	r->conversation_id = sync_strdup(m->conversation_id);
 	r->sender_id = sync_strdup(m->sender_id);
+	r->provider_id = sync_strdup(pid);
 	if (r->external_id == NULL || (m->conversation_id != NULL &&
-	    r->conversation_id == NULL) || (m->sender_id != NULL && r->sender_id == NULL)) {
+	    r->conversation_id == NULL) || (m->sender_id != NULL &&
+	    r->sender_id == NULL) || (pid != NULL && r->provider_id == NULL)) {
 		free(r->external_id);
 		free(r->conversation_id);
 		free(r->sender_id);
+		free(r->provider_id);
 		b->nrows--;		/* row_end counted it */
 		return -1;
 	}

@@ -328,19 +328,28 @@ struct sync_message {
 	const char	*deleted_at;
 	enum sync_track	 track;			/* delivery-status tracking */
 	int64_t		 track_until;		/* pending: until when (UTC s) */
+	/*
+	 * The provider's own identity of the item, may be NULL (SPEC §7.10).
+	 * A connector that names it opts into "one item, one row": the store
+	 * keeps one row per provider_id and source, whatever external_id the
+	 * upstream delivers it under (the first stored keeps the row).
+	 */
+	const char	*provider_id;
 };
 
 /*
  * One message row of a batch: its keys, unescaped, and where its line
  * lies in the batch's COPY text.  The line is "ord, external_id,
  * conversation, sender" and then `rest`: the message table's own columns
- * ending with row_hash, a hash of everything on the line after ord, by
- * which the store tells an unchanged row without parsing it.
+ * ending with row_hash, a hash of everything on the line after ord and
+ * before it, by which the store tells an unchanged row without parsing
+ * it, and provider_id (not hashed: it never changes).
  */
 struct sync_msgrow {
 	char		*external_id;
 	char		*conversation_id;
 	char		*sender_id;
+	char		*provider_id;	/* may be NULL */
 	size_t		 line;		/* offset of the line */
 	size_t		 rest;		/* offset of the rest */
 	size_t		 end;		/* offset after its newline */

@@ -48,7 +48,7 @@ static const char stage_sql[] =
     " direction text, kind text, body text, sent_at timestamptz,"
     " edited_at timestamptz, status text, status_at timestamptz,"
     " validity_expires_at timestamptz, folder text, attachments jsonb,"
-    " raw jsonb, deleted_at timestamptz, row_hash text)"
+    " raw jsonb, deleted_at timestamptz, row_hash text, provider_id text)"
     " ON COMMIT DELETE ROWS;";
 
 static const char *const copy_sql[3] = {
@@ -161,6 +161,15 @@ static const char probe_message[] =
     "  AND o.external_id = k.x OFFSET 0) o";
 
 /*
+ * Which of a page's provider identities ($2, of rows new by external id)
+ * are stored already, and under which external id.
+ */
+static const char probe_provider[] =
+    "SELECT k.p, o.external_id FROM unnest($2::text[]) AS k(p) CROSS JOIN"
+    " LATERAL (SELECT external_id FROM message o WHERE o.source_id = $1"
+    "  AND o.provider_id = k.p OFFSET 0) o";
+
+/*
  * New messages are copied straight into the table (see sync_db_apply());
  * changed ones are staged and updated here.  The result row: distinct
  * staged, inserted, updated.
@@ -172,7 +181,8 @@ static const char upsert_message[] =
     "   c.source_id = $1 AND c.external_id = s.conversation_ext) AS conv_id,"
     "  (SELECT k.id FROM contact k WHERE k.source_id = $1"
     "   AND k.external_id = s.sender_ext) AS sender_cid FROM s),"
-    " src AS MATERIALIZED (SELECT s.*, o.id AS old_id, o.deleted_at AS old_deleted"
+    " src AS MATERIALIZED (SELECT s.*, o.id AS old_id, o.deleted_at AS old_deleted,"
+    "  o.provider_id AS old_pid"
     "  FROM r s LEFT JOIN LATERAL (SELECT * FROM message o WHERE o.source_id = $1"
     "   AND o.external_id = s.external_id OFFSET 0) o ON true"
     "  WHERE o.id IS NULL OR o.row_hash IS DISTINCT FROM s.row_hash"
@@ -181,10 +191,10 @@ static const char upsert_message[] =
     " ins AS (INSERT INTO message (source_id, external_id, conversation_id,"
     "  sender_contact_id, direction, kind, body, sent_at, edited_at, status,"
     "  status_at, validity_expires_at, folder, attachments, raw, deleted_at,"
-    "  row_hash)"
+    "  row_hash, provider_id)"
     "  SELECT $1, external_id, conv_id, sender_cid, direction, kind, body,"
     "  sent_at, edited_at, status, status_at, validity_expires_at, folder,"
-    "  attachments, raw, deleted_at, row_hash"
+    "  attachments, raw, deleted_at, row_hash, provider_id"
     "  FROM src WHERE old_id IS NULL RETURNING 1),"
     " upd AS (UPDATE message t SET conversation_id = u.conv_id,"
     "  sender_contact_id = u.sender_cid, direction = u.direction, kind = u.kind,"
@@ -192,6 +202,9 @@ static const char upsert_message[] =
     "  status = u.status, status_at = u.status_at,"
     "  validity_expires_at = u.validity_expires_at, folder = u.folder,"
     "  attachments = u.attachments, raw = u.raw, row_hash = u.row_hash,"
+    "  provider_id = CASE WHEN u.old_pid IS NULL AND NOT EXISTS (SELECT 1"
+    "   FROM message z WHERE z.source_id = $1 AND z.provider_id = u.provider_id)"
+    "   THEN u.provider_id ELSE u.old_pid END,"
     "  deleted_at = CASE WHEN u.deleted_at IS NOT NULL THEN"
     "   coalesce(u.old_deleted, u.deleted_at) END,"
     "  updated_at = now(), seq = nextval('msgsync_seq')"
@@ -290,6 +303,7 @@ static const struct {
 	{ "pending_claim", pending_claim },
 	{ "pending_settle", pending_settle },
 	{ "probe_message", probe_message },
+	{ "probe_provider", probe_provider },
 	{ "state_load",
 	  "SELECT cursor, full_checkpoint, fingerprint FROM sync_state"
 	  " WHERE source_id = $1 AND stream = $2" },
@@ -1010,8 +1024,8 @@ add_id(struct sync_buf *o, const struct sync_strmap *m, const char *key)
 static const char copy_message[] =
     "COPY message (source_id, external_id, conversation_id, sender_contact_id,"
     " direction, kind, body, sent_at, edited_at, status, status_at,"
-    " validity_expires_at, folder, attachments, raw, deleted_at, row_hash)"
-    " FROM STDIN";
+    " validity_expires_at, folder, attachments, raw, deleted_at, row_hash,"
+    " provider_id) FROM STDIN";
 
 /* The line of a new row for copy_message, from its batch line. */
 static int
@@ -1118,11 +1132,125 @@ out:
 	return rc;
 }
 
+static int
+pid_cmp(const void *a, const void *b)
+{
+	const struct sync_msgrow *x = **(const struct sync_msgrow *const *const *)a;
+	const struct sync_msgrow *y = **(const struct sync_msgrow *const *const *)b;
+	int c = strcmp(x->provider_id, y->provider_id);
+
+	if (c != 0)
+		return c;
+	return x->line < y->line ? -1 : x->line > y->line;	/* first first */
+}
+
+static int
+pid_find(const void *key, const void *elem)
+{
+	return strcmp(key, (**(const struct sync_msgrow *const *const *)elem)->
+	    provider_id);
+}
+
+/*
+ * The slots of uniq[0..n-1] that name a provider identity, sorted by it
+ * (the page's first row of an identity first); *np gets how many.
+ */
+static struct sync_msgrow ***
+by_provider(struct sync_msgrow **uniq, size_t n, size_t *np)
+{
+	struct sync_msgrow ***v;
+	size_t i;
+
+	*np = 0;
+	if ((v = calloc(n + 1, sizeof(*v))) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (uniq[i]->provider_id != NULL)
+			v[(*np)++] = &uniq[i];
+	qsort(v, *np, sizeof(*v), pid_cmp);
+	return v;
+}
+
+/*
+ * One item, one row (SPEC §7.10).  Of the page's rows that name one
+ * provider identity, one stored already by its external id is the item,
+ * else the first on the page; the others are doubles (state 3).  A row
+ * left new whose identity is stored under another external id is a
+ * double too: that row is the item and keeps its external id.
+ */
+static enum sync_rc
+probe_providers(struct sync_db *db, const char *idbuf, struct sync_msgrow **uniq,
+    size_t n, unsigned char *state, struct sync_err *err)
+{
+	struct sync_buf arr = SYNC_BUF_INIT(0);
+	struct sync_msgrow ***v;
+	const char *p[2] = { idbuf, NULL };
+	enum sync_rc rc = SYNC_OK;
+	PGresult *r = NULL;
+	size_t i, j, g, np, asked = 0;
+	int k, stored;
+
+	if ((v = by_provider(uniq, n, &np)) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	for (i = 0; i < np; i = j) {
+		stored = 0;
+		for (j = i; j < np && strcmp((*v[j])->provider_id,
+		    (*v[i])->provider_id) == 0; j++)
+			stored |= state[v[j] - uniq] != 0;
+		for (g = i; g < j; g++)
+			if (state[v[g] - uniq] == 0 && (stored || g > i))
+				state[v[g] - uniq] = 3;
+		if (state[v[i] - uniq] == 0) {
+			asked++;
+			if (array_add(&arr, (*v[i])->provider_id) == -1)
+				goto nomem;
+		}
+	}
+	if (asked == 0)
+		goto out;
+	if (array_end(&arr) == -1)
+		goto nomem;
+	p[1] = arr.data;
+	if ((rc = exec_prep(db, "probe_provider", 2, p, &r,
+	    "look up the page's provider identities", err)) != SYNC_OK)
+		goto out;
+	for (k = 0; k < PQntuples(r); k++) {
+		struct sync_msgrow ***hit = bsearch(PQgetvalue(r, k, 0), v, np,
+		    sizeof(*v), pid_find);
+
+		if (hit == NULL)
+			continue;
+		/* The group's first row is the one asked for. */
+		for (i = (size_t)(hit - v); i > 0 && strcmp((*v[i - 1])->provider_id,
+		    (**hit)->provider_id) == 0; i--)
+			;
+		if (state[v[i] - uniq] == 0 &&
+		    strcmp(PQgetvalue(r, k, 1), (*v[i])->external_id) != 0)
+			state[v[i] - uniq] = 3;
+	}
+	goto out;
+nomem:
+	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+out:
+	PQclear(r);
+	free(v);
+	sync_buf_release(&arr);
+	return rc;
+}
+
 /*
  * A page of messages.  The page's rows are told apart by one probe of the
  * unique index: new rows are copied straight into the table (COPY's bulk
  * insertion, nothing staged); rows whose hash differs are staged and
- * updated; unchanged rows are not touched at all, not even parsed.
+ * updated; unchanged rows are not touched at all, not even parsed.  Rows
+ * naming a provider identity stored under another external id are that
+ * stored row (SPEC §7.10) and not written.
+ *
+ * Another pass may insert one of the new rows meanwhile (SMSEagle folders
+ * share ids, and a backfill runs beside the incremental passes, SPEC §8):
+ * the COPY then waits for that pass and fails on the unique index once it
+ * commits.  The page goes back to a savepoint and is probed again, and
+ * now sees that row.
  */
 static enum sync_rc
 apply_messages(struct sync_db *db, int id, struct sync_batch *b,
@@ -1131,13 +1259,13 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 	struct sync_msgrow **rows, **uniq;
 	struct sync_buf arr = SYNC_BUF_INIT(0), fresh = SYNC_BUF_INIT(0),
 	    changed = SYNC_BUF_INIT(0);
-	unsigned char *state = NULL;		/* 0 new, 1 same, 2 changed */
+	unsigned char *state = NULL;	/* 0 new, 1 same, 2 changed, 3 double */
 	char idbuf[16];
 	const char *v[2] = { idbuf, NULL };
 	enum sync_rc rc = SYNC_OK;
 	PGresult *r = NULL;
 	size_t i, n = 0, nnew = 0, nchanged = 0;
-	int k;
+	int k, tries, npid = 0;
 
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
 	if (db->cache_source != id) {
@@ -1150,8 +1278,10 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 	state = calloc((size_t)b->nrows + 1, 1);
 	if (rows == NULL || uniq == NULL || state == NULL)
 		goto nomem;
-	for (i = 0; i < (size_t)b->nrows; i++)
+	for (i = 0; i < (size_t)b->nrows; i++) {
 		rows[i] = &b->rows[i];
+		npid += rows[i]->provider_id != NULL;
+	}
 	/* One row per id, the page's last. */
 	qsort(rows, (size_t)b->nrows, sizeof(*rows), row_cmp);
 	for (i = 0; i < (size_t)b->nrows; i++)
@@ -1195,41 +1325,64 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 	if (array_end(&arr) == -1)
 		goto nomem;
 	v[1] = arr.data;
-	if ((rc = exec_prep(db, "probe_message", 2, v, &r, "look up the page's "
-	    "messages", err)) != SYNC_OK)
-		goto out;
-	for (k = 0; k < PQntuples(r); k++) {
-		struct sync_msgrow **hit = bsearch(PQgetvalue(r, k, 0), uniq, n,
-		    sizeof(*uniq), row_find);
+	for (tries = 0;; tries++) {
+		int clash = 0;
 
-		if (hit == NULL)
-			continue;
-		state[hit - uniq] = !PQgetisnull(r, k, 1) &&
-		    strcmp(PQgetvalue(r, k, 1), (*hit)->hash) == 0 ? 1 : 2;
-	}
-	PQclear(r);
-	r = NULL;
+		memset(state, 0, n);
+		nnew = nchanged = 0;
+		sync_buf_reset(&fresh);
+		sync_buf_reset(&changed);
+		if ((rc = exec_prep(db, "probe_message", 2, v, &r, "look up the "
+		    "page's messages", err)) != SYNC_OK)
+			goto out;
+		for (k = 0; k < PQntuples(r); k++) {
+			struct sync_msgrow **hit = bsearch(PQgetvalue(r, k, 0), uniq,
+			    n, sizeof(*uniq), row_find);
 
-	for (i = 0; i < n; i++) {
-		const struct sync_msgrow *m = uniq[i];
-
-		if (state[i] == 1)
-			continue;
-		if (state[i] == 2) {
-			nchanged++;
-			if (sync_buf_add(&changed, b->copy.data + m->line,
-			    m->end - m->line) == -1)
-				goto nomem;
-			continue;
+			if (hit == NULL)
+				continue;
+			state[hit - uniq] = !PQgetisnull(r, k, 1) &&
+			    strcmp(PQgetvalue(r, k, 1), (*hit)->hash) == 0 ? 1 : 2;
 		}
-		nnew++;
-		if (fresh_line(&fresh, db, id, b, m) == -1)
-			goto nomem;
+		PQclear(r);
+		r = NULL;
+		if (npid > 0 && (rc = probe_providers(db, idbuf, uniq, n, state,
+		    err)) != SYNC_OK)
+			goto out;
+
+		for (i = 0; i < n; i++) {
+			const struct sync_msgrow *m = uniq[i];
+
+			if (state[i] == 1 || state[i] == 3)
+				continue;
+			if (state[i] == 2) {
+				nchanged++;
+				if (sync_buf_add(&changed, b->copy.data + m->line,
+				    m->end - m->line) == -1)
+					goto nomem;
+				continue;
+			}
+			nnew++;
+			if (fresh_line(&fresh, db, id, b, m) == -1)
+				goto nomem;
+		}
+		if (nnew == 0)
+			break;
+		if ((rc = exec_simple(db, "SAVEPOINT fresh", "set a savepoint",
+		    err)) != SYNC_OK || (rc = copy_run(db, copy_message, &fresh,
+		    tries < 3, &clash, err)) != SYNC_OK)
+			goto out;
+		if (!clash)
+			break;
+		sync_log(LOG_DEBUG, "another pass stored some of the page's "
+		    "messages meanwhile: probing them again");
+		if ((rc = exec_simple(db, "ROLLBACK TO SAVEPOINT fresh",
+		    "roll back to the savepoint", err)) != SYNC_OK)
+			goto out;
 	}
 	db->all_new = nnew == n;
-	if (nnew > 0 && ((rc = copy_in(db, copy_message, &fresh, err)) != SYNC_OK ||
-	    (b->unread_on_new && (rc = mark_unread(db, uniq, state, n, err)) !=
-	    SYNC_OK)))
+	if (nnew > 0 && b->unread_on_new &&
+	    (rc = mark_unread(db, uniq, state, n, err)) != SYNC_OK)
 		goto out;
 	c->inserted += (long long)nnew;
 	c->unchanged += (long long)(n - nnew - nchanged);

@@ -27,6 +27,8 @@
 #define ID_MAX		9007199254740991LL
 #define DEFAULT_PAGE	500
 #define DEFAULT_HORIZON	(72 * 3600)
+/* A gap in a folder's ids up to this is never questioned (no request). */
+#define OUTLIER_GAP	64
 
 static const char *const smseagle_folders[] = {
 	"inbox", "outbox", "sent", "error", "delivered", NULL
@@ -61,6 +63,7 @@ struct smseagle {
 struct row {
 	long long	 id;
 	const cJSON	*j;
+	int		 outlier;	/* far beyond what the device holds */
 };
 
 static int
@@ -424,6 +427,62 @@ out:
 	return rc;
 }
 
+/*
+ * How many messages the device holds in all (GET /messages/count: inbox,
+ * outbox, sent and error), in *held; -1 when it does not say (the request
+ * failed, or no count is a number), which is logged, not an error: the
+ * pass goes on, taking ids as they come.
+ */
+static enum sync_rc
+device_holds(struct sync_ctx *ctx, long long *held, struct sync_err *err)
+{
+	static const char *const keys[] = { "inbox", "outbox", "sent", "error",
+	    NULL };
+	struct smseagle *p = ctx->priv;
+	const char *q[3] = { "access_token", ctx->src->token, NULL };
+	char *url = NULL, *safe = NULL;
+	cJSON *j = NULL;
+	const cJSON *v;
+	struct sync_err e;
+	enum sync_rc rc;
+	long long n;
+	size_t i;
+
+	*held = -1;
+	sync_err_clear(&e);
+	if ((rc = sync_url_build(p->api, "/messages/count", q + 2, &safe, err)) !=
+	    SYNC_OK || (p->token_query && (rc = sync_url_build(p->api,
+	    "/messages/count", q, &url, err)) != SYNC_OK))
+		goto out;
+	if (sync_http_get_json(ctx->http, url != NULL ? url : safe, safe, &j, NULL,
+	    &e) != SYNC_OK) {
+		if (e.rc == SYNC_ENOMEM || e.rc == SYNC_EINTR) {
+			rc = sync_err_set(err, e.rc, e.kind, "%s", e.msg);
+			goto out;
+		}
+		sync_log(LOG_NOTICE, "source '%s': cannot tell how many messages the "
+		    "device holds (%s): message ids taken as they come",
+		    ctx->src->name, e.msg);
+		goto out;
+	}
+	for (i = 0; keys[i] != NULL; i++) {
+		v = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
+		n = cJSON_IsString(v) ? sync_cursor_int(v->valuestring) :
+		    cJSON_IsNumber(v) && v->valuedouble >= 0 &&
+		    v->valuedouble <= (double)ID_MAX ? (long long)v->valuedouble : -1;
+		if (n >= 0)
+			*held = (*held < 0 ? 0 : *held) + n;
+	}
+	if (*held < 0)
+		sync_log(LOG_NOTICE, "source '%s': '%s' holds no message count: "
+		    "message ids taken as they come", ctx->src->name, safe);
+out:
+	cJSON_Delete(j);
+	free(url);
+	free(safe);
+	return rc;
+}
+
 static int
 row_cmp(const void *a, const void *b)
 {
@@ -639,9 +698,9 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	struct query qr;
 	struct row *rows = NULL;
 	cJSON *arr = NULL;
-	long long cursor, from, limit, last, days;
+	long long cursor, from, limit, last, days, prev, held = -2;
 	long sanitized = 0;
-	size_t n = 0, i;
+	size_t n = 0, i, k, nout = 0, nread;
 	enum sync_rc rc;
 
 	if (fi < 0)
@@ -677,23 +736,56 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	if (sorted_rows(arr, &rows, &n, page) == -1)
 		goto nomem;
 
+	/*
+	 * SPEC §7.7: an outlier is stored but moves nothing.  A row is one
+	 * when more ids lie between it and the id below it (the page's
+	 * previous row, else the position the walk goes on from; the first
+	 * row of a walk from the start has none) than OUTLIER_GAP and than
+	 * the messages the device holds in all: the ids in between would all
+	 * have been given out and deleted.  The rows above it are measured
+	 * from it, so one that follows it in line takes the cursor past it.
+	 */
 	last = from;
+	prev = from > 0 ? from : -1;
 	for (i = 0; i < n; i++) {
 		if (add_message(ctx, &page->batch, folder, rows[i].id, rows[i].j) == -1)
 			goto nomem;
-		if (rows[i].id > last)
+		if (prev >= 0 && rows[i].id - prev > OUTLIER_GAP) {
+			if (held == -2 && (rc = device_holds(ctx, &held, err)) !=
+			    SYNC_OK)
+				goto out;
+			if (held >= 0 && rows[i].id - prev > held) {
+				sync_log(LOG_WARNING, "source '%s': folder '%s': "
+				    "message id %lld is %lld above the id below it "
+				    "(%lld), more than the %lld messages the device "
+				    "holds: stored, but the cursor stays below it",
+				    ctx->src->name, folder, rows[i].id,
+				    rows[i].id - prev, prev, held);
+				rows[i].outlier = 1;
+				nout++;
+			}
+		}
+		prev = rows[i].id;
+		if (!rows[i].outlier && rows[i].id > last)
 			last = rows[i].id;
 	}
+	st->counts->outliers += (long long)nout;
+	/* The rest of the data: what places the cursor and the fingerprint. */
+	nread = n;
+	for (i = 0, k = 0; i < n; i++)
+		if (!rows[i].outlier)
+			rows[k++] = rows[i];
+	n = k;
 	/* A device that ignores id_from would hand out the same page forever. */
-	if (page->fetched >= limit && last <= from) {
+	if (page->fetched >= limit && last <= from && nout == 0) {
 		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
 		    "folder '%s': pagination does not advance: a full page of %ld "
 		    "messages, none above id %lld (does the device ignore id_from?)",
 		    folder, page->fetched, from);
 		goto out;
 	}
-	page->done = page->fetched < limit;
-	if (n == 0 && st->first && st->mode == SYNC_MODE_INCR && fi != 1 &&
+	page->done = page->fetched < limit || last <= from;
+	if (nread == 0 && st->first && st->mode == SYNC_MODE_INCR && fi != 1 &&
 	    (rc = check_restart(ctx, st, err)) != SYNC_OK)
 		goto out;
 	if (last > from) {

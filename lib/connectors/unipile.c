@@ -27,8 +27,6 @@
 
 #define DEFAULT_PAGE	100
 #define DEFAULT_LOOKBACK 3600
-/* How far back (s) in a walk a message's provider id is remembered. */
-#define DEDUP_WINDOW	86400
 
 static const char *const uni_streams[] = { "chats", "messages", NULL };
 
@@ -42,27 +40,10 @@ static const struct sync_keydef uni_keys[] = {
 	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
 };
 
-/*
- * The messages of a walk already seen, by id and by provider id, in two
- * generations: when the walk has gone DEDUP_WINDOW (or the lookback, if
- * longer) below where the newer generation began, the older one is
- * dropped.  A re-ingested copy carries its original's timestamp, so it
- * lies next to it in the walk; memory stays bounded by the window, not
- * by the history.
- */
-struct dedup {
-	struct sync_strmap ids[2];	/* [0] the newer generation */
-	struct sync_strmap pids[2];
-	int64_t		 since;		/* where gen[0] began (UTC s) */
-	int		 have_since;
-	int64_t		 window;
-};
-
 /* One walk of a stream, newest first. */
 struct walk {
 	struct sync_walk sw;		/* the engine's walk */
 	char		*cursor;	/* Unipile cursor of the next page */
-	struct dedup	 seen;
 };
 
 struct uni {
@@ -72,59 +53,6 @@ struct uni {
 	long long	 lookback;
 	struct walk	 w;
 };
-
-static void
-dedup_free(struct dedup *d)
-{
-	int g;
-
-	for (g = 0; g < 2; g++) {
-		sync_strmap_clear(&d->ids[g]);
-		sync_strmap_clear(&d->pids[g]);
-	}
-	d->have_since = 0;
-}
-
-/* Moves the generations on for a message at t (UTC s, -1: unknown). */
-static void
-dedup_at(struct dedup *d, int64_t t)
-{
-	if (t < 0)
-		return;
-	if (!d->have_since) {
-		d->since = t;
-		d->have_since = 1;
-	} else if (t < d->since - d->window) {
-		sync_strmap_clear(&d->ids[1]);
-		sync_strmap_clear(&d->pids[1]);
-		d->ids[1] = d->ids[0];
-		d->pids[1] = d->pids[0];
-		memset(&d->ids[0], 0, sizeof(d->ids[0]));
-		memset(&d->pids[0], 0, sizeof(d->pids[0]));
-		d->since = t;
-	}
-}
-
-/*
- * Whether a message (id, provider id) was seen before in this walk;
- * remembers it if not.  *dup is set for a duplicate.  -1 on ENOMEM.
- */
-static int
-dedup_check(struct dedup *d, const char *id, const char *pid, int *dup)
-{
-	long long v;
-
-	*dup = sync_strmap_get(&d->ids[0], id, &v) ||
-	    sync_strmap_get(&d->ids[1], id, &v) || (pid != NULL &&
-	    (sync_strmap_get(&d->pids[0], pid, &v) ||
-	    sync_strmap_get(&d->pids[1], pid, &v)));
-	if (*dup)
-		return 0;
-	if (sync_strmap_put(&d->ids[0], id, 1) == -1 ||
-	    (pid != NULL && sync_strmap_put(&d->pids[0], pid, 1) == -1))
-		return -1;
-	return 0;
-}
 
 static enum sync_rc
 nomem(struct sync_err *err)
@@ -136,11 +64,8 @@ static void
 walk_reset(struct uni *p)
 {
 	free(p->w.cursor);
-	dedup_free(&p->w.seen);
 	sync_walk_release(&p->w.sw);
 	memset(&p->w, 0, sizeof(p->w));
-	p->w.seen.window = p->lookback > DEDUP_WINDOW ? p->lookback :
-	    DEDUP_WINDOW;
 }
 
 static enum sync_rc
@@ -697,29 +622,27 @@ out:
 	return rc;
 }
 
-/* Appends one message row; a duplicate of the walk is skipped. */
+/*
+ * Appends one message row.  Its provider_id names the item: a copy that
+ * Unipile re-ingests under a new id, and a message that page overlaps or
+ * the lookback deliver again, stay one row (the store's, SPEC §7.10).
+ */
 static int
-add_message(struct walk *w, struct sync_batch *b, const cJSON *mj,
-    const char *id, const char *when, int64_t t)
+add_message(struct sync_batch *b, const cJSON *mj, const char *id,
+    const char *when)
 {
 	struct sync_message m;
 	const cJSON *att;
 	const char *pid, *type;
 	char num[40], kind[32];
 	long bad = 0;
-	int sender, seen, delivered, dup;
+	int sender, seen, delivered;
 	size_t i;
 
 	pid = sync_json_str(mj, "provider_id", num, sizeof(num), &bad);
-	if (pid != NULL && *pid == '\0')
-		pid = NULL;
-	dedup_at(&w->seen, t);
-	if (dedup_check(&w->seen, id, pid, &dup) == -1)
-		return -1;
-	if (dup)
-		return 0;	/* a re-ingested copy, or a page overlap */
 	memset(&m, 0, sizeof(m));
 	m.external_id = id;
+	m.provider_id = pid;
 	m.conversation_id = sync_json_str(mj, "chat_id", NULL, 0, &bad);
 	m.sender_id = sync_json_str(mj, "sender_attendee_id", NULL, 0, &bad);
 	sender = json_flag(mj, "is_sender");
@@ -828,8 +751,7 @@ messages_fetch(struct sync_ctx *ctx, struct sync_page *page,
 			ended = 1;
 			break;
 		}
-		if (add_message(w, &page->batch, mj, id, when,
-		    have_mark ? m.t : -1) == -1) {
+		if (add_message(&page->batch, mj, id, when) == -1) {
 			rc = nomem(err);
 			goto out;
 		}

@@ -41,8 +41,6 @@ LOOP_TIMEOUT = 6    # seconds a pass may take against a loop or a hang
 EXPECTED_TO_FAIL = [
     ("429", "facebook", "issue 10: one retry policy in the engine (an HTTP 429 with "
      "Retry-After is a Graph error 'protocol' today)"),
-    ("redelivered", "unipile", "issue 10: one item, one row across passes (SPEC 7.10)"),
-    ("outlier_id", "smseagle", "issue 10: a cursor never moves on an outlier id"),
 ]
 # ===========================================================================
 

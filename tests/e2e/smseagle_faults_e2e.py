@@ -14,6 +14,7 @@ import random
 import re
 import signal
 import socket
+import subprocess
 import time
 
 import __main__ as e2e
@@ -623,6 +624,124 @@ def sms_overlap(ctx):
     eq(by_endpoint(fake).get("inbox"), 3, "inbox requests (the losers fetch nothing)")
     assert_exact(ctx, fake)
     tracking_consistent(ctx, "after the overlap")
+
+
+class HeldLock:
+    """A psql session of the test that holds `lock` (SQL run in an open
+    transaction) until release()."""
+
+    def __init__(self, ctx, lock):
+        env = dict(os.environ)
+        env.update(ctx.cluster.env)
+        env["PGDATABASE"] = ctx.db
+        self.p = subprocess.Popen(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, env=env, text=True)
+        ctx.cleanup.append(self.release)
+        self.p.stdin.write("BEGIN; %s; SELECT 'held';\n" % lock)
+        self.p.stdin.flush()
+        line = self.p.stdout.readline().strip()
+        if line != "held":
+            raise Fail("cannot hold %s: %s" % (lock, line))
+
+    def release(self):
+        if self.p.poll() is None:
+            self.p.stdin.write("COMMIT;\n")
+            self.p.stdin.close()
+            self.p.wait(timeout=30)
+
+
+def wait_lock_wait(ctx, where, what, procs, timeout=30):
+    """Waits until a backend waits for a lock matching `where` (on
+    pg_locks); fails if one of procs ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ctx.count("pg_locks", "NOT granted AND %s" % where) > 0:
+            return
+        for p in procs:
+            if p.poll() is not None:
+                raise Fail("%s ended before %s" % (os.path.basename(p.argv[0]), what),
+                           ctx.finish(p).desc())
+        time.sleep(0.02)
+    raise Fail("never saw %s" % what, ctx.sql(
+        "SELECT string_agg(wait_event_type || ':' || wait_event || ' ' || left(query, 60),"
+        " '; ') FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid()"))
+
+
+@test
+def sms_shared_id_race(ctx):
+    """SPEC 8: a full-sync walking 'sent' and an incr-sync walking 'error'
+    meet the same new message (one id, two folders). The pass that loses
+    the race to insert it must take the other's row, not fail on the
+    unique key (it exited 75). Made deterministic with gates and a lock,
+    no sleeps: both passes are held at the device until both have
+    connected; then the test locks pending_message, which stops whichever
+    inserts first after its insert and before its commit, and the other's
+    insert waits for it; both waits are seen in pg_locks before the lock
+    goes."""
+    fake = sms_setup(ctx, sent=10)
+    cfg(ctx, "cold_start_days = 0;")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    number = fake.dump("sent")[0]["number"]
+    x = fake.send(1, number=number)
+    fake.move(x, status="sending_error", error_code=350)
+    eq([r["id"] for r in fake.dump("error")], x, "the error folder")
+    fake.call("gate", {"endpoint": "error", "after": 0})
+    fake.call("gate", {"endpoint": "sent", "after": 0})
+    incr = ctx.start("incr-sync", "-j", "--stream", "error")
+    full = ctx.start("full-sync", "-j", "--stream", "sent")
+    check(fake.wait(blocked=2, timeout=30) is not None, "the passes never reached the device")
+    hold = HeldLock(ctx, "LOCK TABLE pending_message IN EXCLUSIVE MODE")
+    fake.call("release", {})
+    wait_lock_wait(ctx, "relation = 'pending_message'::regclass",
+                   "a pass waiting after its insert", [incr, full])
+    wait_lock_wait(ctx, "locktype = 'transactionid'",
+                   "the other pass's insert waiting for it", [incr, full])
+    hold.release()
+    for r in (ctx.finish(incr), ctx.finish(full)):
+        e2e.ok_pass(r)
+    no_duplicates(ctx)
+    got = stored(ctx, where="m.external_id = '%d'" % x[0])
+    eq([(g["folder"], g["status"]) for g in got.values()], [("error", "sending_error")],
+       "the message both passes met")
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    assert_exact(ctx, fake)
+
+
+@test
+def sms_outlier_id(ctx):
+    """SPEC 7.7: a bogus id far beyond what the device holds (2^53 - 1 in
+    the inbox; 123 in the sent items of a device holding 50 messages) is
+    stored and reported, and the cursor stays where the rest of the data
+    puts it: the messages that come after it are stored, pass after pass.
+    Both used to move the cursor there, skipping every new message while
+    the passes exited 0."""
+    fake = sms_setup(ctx, inbox=30, sent=20)
+    cfg(ctx, "cold_start_days = 0;")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    eq(cursors(ctx, ("inbox", "sent")), {"inbox": "30", "sent": "20"}, "cursors")
+    big = 2 ** 53 - 1
+    eq(fake.inbox(1, id=big), [big], "the bogus inbox id")
+    eq(fake.send(1, id=123), [123], "the bogus outgoing id")
+    fake.move([123])
+    for rnd in range(2):
+        new_in, new_out = fake.inbox(2), fake.send(2)
+        fake.move(new_out)
+        r = ctx.run("incr-sync", "-j")
+        e2e.ok_pass(r)
+        ids = stored_ids(ctx)
+        for i in ["in:%d" % big, "123"] + ["in:%d" % i for i in new_in] + [
+                str(i) for i in new_out]:
+            check(i in ids, "round %d: message %s not stored" % (rnd, i))
+        eq(cursors(ctx, ("inbox", "sent")),
+           {"inbox": str(max(new_in)), "sent": str(max(new_out))},
+           "round %d: cursors" % rnd)
+        eq(r.stream("inbox", "sms")["cursor_after"], str(max(new_in)), "inbox cursor_after")
+        for i in (big, 123):
+            check(re.search(r"id %d is \d+ above the id below it" % i, r.err),
+                  "round %d: outlier %d not reported" % (rnd, i), r.err)
+    no_duplicates(ctx)
 
 
 # ---------------------------------------------------------------------------

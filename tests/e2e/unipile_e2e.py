@@ -440,6 +440,76 @@ def uni_duplicate_stored_once(ctx):
 
 
 @test
+def uni_redelivered_later_pass(ctx):
+    """SPEC 7.10: a message stored by one pass and re-delivered in a later
+    pass under a new id with the same provider_id (here newer than the
+    watermark, so the later pass meets the copy alone) stays one row: the
+    row first stored keeps its id, the copy is counted unchanged. A copy
+    and its original on one page are one row too."""
+    fake = uni_setup(ctx, chats=3, messages=4)
+    uni_config(ctx, extra="page_size = 5; lookback = 0;")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    before = len(stored_messages(ctx))
+    m = fake.dump()[2]
+    pid = m["provider_id"]
+    now = fmt_ms(int(time.time() * 1000))
+    copy = fake.post("duplicate", id=m["id"], fields={"timestamp": now})["ids"][0]
+    r = ctx.run("incr-sync", "-j", "--stream", "messages")
+    e2e.ok_pass(r)
+    rows = ctx.sql_json("SELECT external_id, provider_id FROM message"
+                        " WHERE raw->>'provider_id' = '%s'" % pid)
+    eq([(x["external_id"], x["provider_id"]) for x in rows], [(m["id"], pid)],
+       "rows of provider id %s (copy %s)" % (pid, copy))
+    s = r.stream("messages", "uni")
+    eq((s["inserted"], s["unchanged"] >= 1), (0, True), "the copy's counters")
+    eq(len(stored_messages(ctx)), before, "messages stored")
+    # A second copy and the first on one page, in a later full walk.
+    fake.post("duplicate", id=m["id"], fields={"timestamp": now})
+    for cmd in ("incr-sync", "full-sync"):
+        e2e.ok_pass(ctx.run(cmd, "-j"))
+        eq(ctx.count("message", "raw->>'provider_id' = '%s'" % pid), 1,
+           "rows of provider id %s after %s" % (pid, cmd))
+        eq(len(stored_messages(ctx)), before, "messages stored after %s" % cmd)
+    # The original changes and sits right after its newer copies on one
+    # page: the stored row takes the change, the copies stay out.
+    uni_config(ctx, extra="page_size = 50; lookback = 0;")
+    fake.post("edit_message", id=m["id"],
+              fields={"text": "changed", "timestamp": fmt_ms(ms_of(now) - 1)})
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    got = stored_messages(ctx, where="m.raw->>'provider_id' = '%s'" % pid)
+    eq([(k, v["body"]) for k, v in got.items()], [(m["id"], "changed")],
+       "the row of provider id %s after its original changed" % pid)
+
+
+@test
+def uni_provider_id_migration(ctx):
+    """Migration 4 on a database stored by an earlier version: the unipile
+    rows get their provider_id (a double stored before keeps none, and the
+    unique index still builds), and a copy delivered afterwards is known."""
+    fake = uni_setup(ctx, chats=2, messages=3)
+    uni_config(ctx, extra="lookback = 0;")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    m = fake.dump()[1]
+    ctx.sql("DELETE FROM schema_migrations WHERE version = 4;"
+            " DROP INDEX message_provider_idx; ALTER TABLE message DROP COLUMN provider_id;"
+            " INSERT INTO message (source_id, external_id, raw, row_hash)"
+            " SELECT source_id, external_id || '-double', raw, row_hash FROM message"
+            " WHERE external_id = '%s'" % m["id"])
+    now = fmt_ms(int(time.time() * 1000))
+    fake.post("duplicate", id=m["id"], fields={"timestamp": now})
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    rows = ctx.sql_json("SELECT external_id, provider_id FROM message"
+                        " WHERE raw->>'provider_id' = '%s' ORDER BY id" % m["provider_id"])
+    eq([(r["external_id"], r["provider_id"]) for r in rows],
+       [(m["id"], m["provider_id"]), (m["id"] + "-double", None)],
+       "rows of provider id %s" % m["provider_id"])
+    eq(ctx.count("message", "provider_id IS NULL"), 1, "rows without provider_id")
+    eq(ctx.sql("SELECT col_description('message'::regclass, attnum) IS NOT NULL"
+               " FROM pg_attribute WHERE attrelid = 'message'::regclass"
+               " AND attname = 'provider_id'"), "t", "provider_id has a COMMENT")
+
+
+@test
 def uni_rate_limit_retry(ctx):
     """429 with Retry-After is waited for and retried; a DSN URL that already
     ends in /api/v1 is used as it is."""

@@ -67,12 +67,12 @@ now. inbox and send also take "fields" (applied as by set).
 
   POST /_control/inbox  {"n":1,"number","text","ago"|"at","step":0,"read":false,
                          "modem_no":1,"fields","id"} -> {"ids":[..]}; message k of n
-                         is dated t - (n-1-k)*step; "id" (n 1): that id, an
-                         outlier, the sequence going on below it
+                         is dated t - (n-1-k)*step. "id" (n = 1): the message
+                         gets that id, outside the id sequence (an outlier)
   POST /_control/send   {"n":1,"number","text","validity":"max","ago"|"at","step",
                          "status":"reserved","sender_name":"apiuser","modem_no":1,
-                         "fields"} -> {"ids"}: outbox rows, insert = sending =
-                         update = t
+                         "fields","id"} -> {"ids"}: outbox rows, insert = sending =
+                         update = t; "id" as for inbox
   POST /_control/move   {"ids","status":"sending_ok","error_code":null,"ago"|"at"}
                          outbox -> sent, same id: sets sending_date, update_date,
                          smsc -> {"ids"}; an id not in the outbox is an error
@@ -233,9 +233,14 @@ class Device:
             return int(parse_date(d["at"], self.off))
         return int(self.now() - float(d.get("ago") or 0))
 
-    def _new(self, which, text, number):
+    def _new(self, which, text, number, at_id=None):
         c = self.seq[which]
-        i, c[0] = c[0], c[0] + 1
+        if at_id is not None:
+            i = int(at_id)
+            if i < 1 or i in self.inbox or i in self.out:
+                raise ValueError("id %s is taken or not positive" % at_id)
+        else:
+            i, c[0] = c[0], c[0] + 1
         self.serial += 1
         s = self.serial
         if text is None:
@@ -245,8 +250,9 @@ class Device:
                    else None, "attachments": None, "udh": None, "class": 255,
                    "encoding": "standard" if text.isascii() else "unicode", "raw": {}}
 
-    def add_inbox(self, t, number=None, text=None, read=False, modem_no=1, fields=None):
-        i, r = self._new("inbox", text, number)
+    def add_inbox(self, t, number=None, text=None, read=False, modem_no=1, fields=None,
+                  at_id=None):
+        i, r = self._new("inbox", text, number, at_id)
         r.update(smsc=SMSC, processed=True, read=read, oid=None, modem_no=modem_no,
                  update_date=t + 1, receive_date=t)
         self.inbox[i] = r
@@ -254,8 +260,8 @@ class Device:
         return i
 
     def add_out(self, t, number=None, text=None, validity="max", status="reserved",
-                sender="apiuser", modem_no=1, fields=None, encoding=None):
-        i, r = self._new("outgoing", text, number)
+                sender="apiuser", modem_no=1, fields=None, encoding=None, at_id=None):
+        i, r = self._new("outgoing", text, number, at_id)
         r.update(smsc=None, validity=validity, sender_name=sender, modem_no=modem_no,
                  status=status, error_code=None, update_date=t, insert_date=t,
                  sending_date=t, delivery_date=None, loc="outbox")
@@ -656,21 +662,18 @@ class Handler(fakelib.Handler):
             ids = []
             for k in range(n):
                 tk = t - (n - 1 - k) * step
+                at_id = d.get("id") if n == 1 else None
                 if what == "inbox":
                     ids.append(dev.add_inbox(tk, d.get("number"), d.get("text"),
                                              bool(d.get("read", False)),
-                                             int(d.get("modem_no", 1)), d.get("fields")))
-                    if d.get("id") is not None and n == 1:
-                        # A bogus id: this row only, the sequence goes on below it.
-                        r = dev.inbox.pop(ids[-1])
-                        r["id"] = ids[-1] = int(d["id"])
-                        dev.inbox[r["id"]] = r
-                        dev.seq["inbox"][0] -= 1
+                                             int(d.get("modem_no", 1)), d.get("fields"),
+                                             at_id=at_id))
                 else:
                     ids.append(dev.add_out(tk, d.get("number"), d.get("text"),
                                            d.get("validity", "max"), d.get("status", "reserved"),
                                            d.get("sender_name", "apiuser"),
-                                           int(d.get("modem_no", 1)), d.get("fields")))
+                                           int(d.get("modem_no", 1)), d.get("fields"),
+                                           at_id=at_id))
             return {"ids": ids}
         if what == "move":
             rows, t = rows_of(dev.out, "outbox"), dev.when(d)

@@ -59,12 +59,17 @@ test_rows(void)
 	CHECK(strcmp(b.rows[0].hash, b.rows[1].hash) == 0);
 	CHECK(strcmp(b.rows[0].hash, b.rows[2].hash) != 0);
 	CHECK(strlen(b.rows[0].hash) == 16);
-	/* Lines are contiguous, each ends with its hash and a newline. */
+	/*
+	 * Lines are contiguous, each ends with its hash, its provider id
+	 * (none: \N) and a newline.
+	 */
 	CHECK(b.rows[0].line == 0 && b.rows[1].line == b.rows[0].end);
 	CHECK(b.rows[2].end == b.copy.len);
-	memcpy(h0, b.copy.data + b.rows[0].end - 17, 16);
+	memcpy(h0, b.copy.data + b.rows[0].end - 20, 16);
 	h0[16] = '\0';
 	CHECK_STR(h0, b.rows[0].hash);
+	CHECK(strncmp(b.copy.data + b.rows[0].end - 4, "\t\\N\n", 4) == 0);
+	CHECK(b.rows[0].provider_id == NULL);
 	CHECK(strncmp(b.copy.data + b.rows[0].rest, "\\N\t\\N\thello\t", 12) == 0);
 	/* A deleted message without a time: the store's time, a stable hash. */
 	m.deleted = 1;
@@ -76,6 +81,15 @@ test_rows(void)
 	m.conversation_id = "c2";
 	CHECK(sync_batch_add_message(&b, &m) == 0);
 	CHECK(strcmp(b.rows[4].hash, b.rows[5].hash) != 0);
+	/* The provider identity is carried, not hashed; empty is none. */
+	m.provider_id = "p\t1";
+	CHECK(sync_batch_add_message(&b, &m) == 0);
+	CHECK_STR(b.rows[6].provider_id, "p\t1");
+	CHECK(strcmp(b.rows[5].hash, b.rows[6].hash) == 0);
+	CHECK(strncmp(b.copy.data + b.rows[6].end - 6, "\tp\\t1\n", 6) == 0);
+	m.provider_id = "";
+	CHECK(sync_batch_add_message(&b, &m) == 0);
+	CHECK(b.rows[7].provider_id == NULL);
 	sync_batch_release(&b);
 }
 
