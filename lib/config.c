@@ -669,14 +669,17 @@ checked:
 		if (src->conn->check(src, &e) != SYNC_OK)
 			return cerr(l, g, "%s", e.msg);
 	}
-	/* Derived secrets, registered before any thread of a pass starts. */
-	if (src->conn->secrets != NULL) {
+	/* A derived credential, masked before any thread of a pass starts. */
+	if (src->conn->proof != NULL && src->token != NULL) {
 		struct sync_err e;
 
 		sync_err_clear(&e);
-		if (src->conn->secrets(src, &e) != SYNC_OK)
+		if (src->conn->proof(src, &src->proof, &e) != SYNC_OK)
 			return sync_err_set(l->err, e.rc, SYNC_ERR_CONFIG, "%s",
 			    e.msg);
+		if (src->proof != NULL && sync_secret_add(src->proof) == -1)
+			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
+			    "out of memory");
 	}
 	return SYNC_OK;
 }
@@ -861,6 +864,9 @@ sync_config_free(struct sync_config *c)
 		if (s->token != NULL)
 			explicit_bzero(s->token, strlen(s->token));
 		free(s->token);
+		if (s->proof != NULL)
+			explicit_bzero(s->proof, strlen(s->proof));
+		free(s->proof);
 		free(s->ca_file);
 		free(s->pinned_pubkey);
 	}

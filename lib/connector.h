@@ -149,6 +149,7 @@ struct sync_source_cfg {
 	char		*type;
 	char		*url;
 	char		*token;		/* resolved secret; never printed */
+	char		*proof;		/* derived from it (conn->proof), or NULL */
 	char		*ca_file;
 	char		*pinned_pubkey;
 	int		 enabled;
@@ -229,17 +230,16 @@ double		sync_http_time_left(const struct sync_http *, double timeout,
 		    int *by_deadline);
 void		sync_http_note_cut(struct sync_http *);
 
-/* Adds a request header such as "Authorization: Bearer ..."; -1 on ENOMEM. */
-int		sync_http_add_header(struct sync_http *, const char *);
-
 /*
  * GETs url, retrying network errors, 408, 429 and 5xx with backoff and
- * jitter (Retry-After wins).  safe is the URL as it may be logged.  On
- * SYNC_OK, *resp holds the final answer, whatever its status (the caller
- * releases resp->body).  A wait longer than the deadline allows returns
- * SYNC_ETEMP with kind rate_limit (sync_http_last_wait() says how long).
+ * jitter (Retry-After wins).  url never holds a credential: the engine
+ * adds the source's own (sync_connector.auth) to the request it sends,
+ * and names url as given in logs and errors.  On SYNC_OK, *resp holds
+ * the final answer, whatever its status (the caller releases
+ * resp->body).  A wait longer than the deadline allows returns SYNC_ETEMP
+ * with kind rate_limit (sync_http_last_wait() says how long).
  */
-enum sync_rc	sync_http_get(struct sync_http *, const char *url, const char *safe,
+enum sync_rc	sync_http_get(struct sync_http *, const char *url,
 		    struct sync_http_resp *, struct sync_err *);
 
 /*
@@ -248,7 +248,7 @@ enum sync_rc	sync_http_get(struct sync_http *, const char *url, const char *safe
  * caller owns *json on SYNC_OK.  *sanitized (may be NULL) gets the number
  * of replaced characters.
  */
-enum sync_rc	sync_http_get_json(struct sync_http *, const char *url, const char *safe,
+enum sync_rc	sync_http_get_json(struct sync_http *, const char *url,
 		    struct cJSON **, long *sanitized, struct sync_err *);
 /*
  * Parses an answer's body as JSON (after sync_json_sanitize()), whatever
@@ -670,6 +670,23 @@ struct sync_ctx {
 };
 
 /*
+ * Where a source's token travels; the engine places it on every request
+ * (a connector never handles it): in the header "header: prefix TOKEN",
+ * or as the query parameter query=TOKEN added to every URL sent (never
+ * to the URL logged or put in an error).  With both, the source's key
+ * `choice` says which: "query", or else the header.  proof_query names a
+ * credential derived from the token (sync_connector.proof) that is sent
+ * with it, as a query parameter.
+ */
+struct sync_auth {
+	const char	*header;	/* NULL: not in a header */
+	const char	*prefix;	/* before the token, may be NULL */
+	const char	*query;		/* NULL: not in the query */
+	const char	*choice;	/* the key choosing between the two */
+	const char	*proof_query;	/* NULL: none */
+};
+
+/*
  * A connector describes one API.  The engine does locking, transactions,
  * cursors, retries, deadlines and counters; a connector only turns its
  * API's pages into rows.
@@ -684,9 +701,12 @@ struct sync_connector {
 	/* MAY: checks the source's values at load time; errors are config. */
 	enum sync_rc	(*check)(struct sync_source_cfg *, struct sync_err *);
 
+	/* How its token travels (nothing for SYNC_CONN_NO_TOKEN). */
+	struct sync_auth auth;
+
 	/*
-	 * MAY: starts a pass (set auth headers, preflight requests).  ctx->priv
-	 * is the connector's; end() MUST free it.  A failure fails the source.
+	 * MAY: starts a pass (preflight requests).  ctx->priv is the
+	 * connector's; end() MUST free it.  A failure fails the source.
 	 */
 	enum sync_rc	(*begin)(struct sync_ctx *, struct sync_err *);
 
@@ -740,13 +760,15 @@ struct sync_connector {
 			    void *arg, struct sync_err *);
 
 	/*
-	 * MAY: registers with sync_secret_add() the secrets a source derives
-	 * from its configuration (an HMAC proof of its token, say), so that
-	 * they are masked like the token.  Called once per source at load
-	 * time, after check(), before any thread starts.  A failure (ENOMEM)
-	 * fails the load.
+	 * MAY (with auth.proof_query): the credential a source derives from
+	 * its configuration (an HMAC proof of its token, say) into *out (the
+	 * engine frees it), or *out NULL for none.  Called once per source at
+	 * load time, after check(), before any thread starts; the engine
+	 * masks it like the token and sends it with the token.  A failure
+	 * (ENOMEM) fails the load.
 	 */
-	enum sync_rc	(*secrets)(const struct sync_source_cfg *, struct sync_err *);
+	enum sync_rc	(*proof)(const struct sync_source_cfg *, char **out,
+			    struct sync_err *);
 };
 
 #define SYNC_CONN_NO_URL	0x1	/* not an HTTP API: `url` optional, unused */

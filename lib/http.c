@@ -36,11 +36,14 @@ struct sync_http {
 	unsigned	 rng;
 	double		 last_wait;
 	sync_http_classify_fn classify;
+	/* Query credentials (name, value, ..., NULL), borrowed from the source. */
+	const char	*cred[5];
 	struct canned	*canned;	/* test only: no network */
 };
 
 static enum sync_rc canned_get(struct sync_http *, const char *, const char *,
 		    struct sync_http_resp *, struct sync_err *);
+static int	auth_place(struct sync_http *, const struct sync_source_cfg *);
 static const char *canned_header(struct sync_http *, const char *);
 static void	canned_free(struct canned *);
 
@@ -147,7 +150,8 @@ sync_http_new(const struct sync_config *cfg, const struct sync_source_cfg *src,
 	if (src->pinned_pubkey != NULL && *src->pinned_pubkey != '\0')
 		bad |= curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY,
 		    src->pinned_pubkey) != CURLE_OK;
-	if (bad || sync_http_add_header(h, "Accept: application/json") == -1) {
+	if (bad || sync_http_add_header(h, "Accept: application/json") == -1 ||
+	    auth_place(h, src) == -1) {
 		setopt_failed(err);
 		sync_http_free(h);
 		return NULL;
@@ -264,8 +268,118 @@ jitter(struct sync_http *h)
 	return 0.5 + (double)((h->rng >> 8) & 0xffff) / 65536.0;
 }
 
+/*
+ * The source's credentials as its connector declares them (auth): the
+ * header now, the query parameters in h->cred for sync_http_get().
+ */
+static int
+auth_place(struct sync_http *h, const struct sync_source_cfg *src)
+{
+	const struct sync_auth *a;
+	const char *how;
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	size_t n = 0;
+	int r;
+
+	if (src->conn == NULL || src->token == NULL)
+		return 0;
+	a = &src->conn->auth;
+	how = a->choice != NULL ? sync_cfg_str(src, a->choice) : NULL;
+	if (a->query != NULL && (a->header == NULL ||
+	    (how != NULL && strcmp(how, "query") == 0))) {
+		h->cred[n++] = a->query;
+		h->cred[n++] = src->token;
+	} else if (a->header != NULL) {
+		r = sync_buf_addf(&b, "%s: %s%s", a->header,
+		    a->prefix != NULL ? a->prefix : "", src->token) == -1 ||
+		    sync_http_add_header(h, b.data) == -1 ? -1 : 0;
+		if (b.data != NULL)
+			explicit_bzero(b.data, b.len);
+		sync_buf_release(&b);
+		if (r == -1)
+			return -1;
+	}
+	if (a->proof_query != NULL && src->proof != NULL) {
+		h->cred[n++] = a->proof_query;
+		h->cred[n++] = src->proof;
+	}
+	h->cred[n] = NULL;
+	return 0;
+}
+
+/*
+ * url with the query credentials added (URL-encoded) into *out, which
+ * the caller wipes and frees; SYNC_OK, or an error naming url.
+ */
+static enum sync_rc
+with_cred(struct sync_http *h, const char *url, char **out, struct sync_err *err)
+{
+	struct sync_buf q = SYNC_BUF_INIT(0);
+	char *s = NULL;
+	enum sync_rc rc = SYNC_OK;
+	CURLU *u;
+	size_t i;
+
+	*out = NULL;
+	if ((u = curl_url()) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+		rc = sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "bad URL '%s'", url);
+		goto out;
+	}
+	for (i = 0; h->cred[i] != NULL; i += 2) {
+		sync_buf_reset(&q);
+		if (sync_buf_addf(&q, "%s=%s", h->cred[i], h->cred[i + 1]) == -1 ||
+		    curl_url_set(u, CURLUPART_QUERY, q.data,
+		    CURLU_APPENDQUERY | CURLU_URLENCODE) != CURLUE_OK)
+			goto nomem;
+	}
+	if (curl_url_get(u, CURLUPART_URL, &s, 0) != CURLUE_OK ||
+	    (*out = strdup(s)) == NULL)
+		goto nomem;
+	goto out;
+nomem:
+	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK,
+	    "cannot add the credentials to '%s'", url);
+out:
+	if (q.data != NULL)
+		explicit_bzero(q.data, q.len);
+	sync_buf_release(&q);
+	if (s != NULL)
+		explicit_bzero(s, strlen(s));
+	curl_free(s);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+static enum sync_rc	http_get(struct sync_http *, const char *, const char *,
+			    struct sync_http_resp *, struct sync_err *);
+
 enum sync_rc
-sync_http_get(struct sync_http *h, const char *url, const char *safe,
+sync_http_get(struct sync_http *h, const char *url, struct sync_http_resp *resp,
+    struct sync_err *err)
+{
+	char *sent = NULL;
+	enum sync_rc rc;
+
+	if (h->cred[0] != NULL && (rc = with_cred(h, url, &sent, err)) != SYNC_OK) {
+		resp->status = 0;
+		h->last_wait = -1;
+		h->cut = 0;
+		return rc;
+	}
+	rc = http_get(h, sent != NULL ? sent : url, url, resp, err);
+	if (sent != NULL) {
+		explicit_bzero(sent, strlen(sent));
+		free(sent);
+	}
+	return rc;
+}
+
+/* GETs url, named safe in logs and errors. */
+static enum sync_rc
+http_get(struct sync_http *h, const char *url, const char *safe,
     struct sync_http_resp *resp, struct sync_err *err)
 {
 	char why[CURL_ERROR_SIZE + 64];
@@ -452,18 +566,18 @@ sync_http_parse_json(struct sync_http_resp *r, const char *safe, cJSON **json,
 }
 
 enum sync_rc
-sync_http_get_json(struct sync_http *h, const char *url, const char *safe,
-    cJSON **json, long *sanitized, struct sync_err *err)
+sync_http_get_json(struct sync_http *h, const char *url, cJSON **json,
+    long *sanitized, struct sync_err *err)
 {
 	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
 	enum sync_rc rc;
 
 	*json = NULL;
-	if ((rc = sync_http_get(h, url, safe, &r, err)) == SYNC_OK) {
+	if ((rc = sync_http_get(h, url, &r, err)) == SYNC_OK) {
 		if (r.status < 200 || r.status > 299)
-			rc = sync_http_status_error(&r, safe, err);
+			rc = sync_http_status_error(&r, url, err);
 		else
-			rc = sync_http_parse_json(&r, safe, json, sanitized, err);
+			rc = sync_http_parse_json(&r, url, json, sanitized, err);
 	}
 	sync_buf_release(&r.body);
 	return rc;
@@ -652,7 +766,8 @@ canned_free(struct canned *c)
 }
 
 struct sync_http *
-sync_http_new_canned(const struct sync_config *cfg)
+sync_http_new_canned(const struct sync_config *cfg,
+    const struct sync_source_cfg *src)
 {
 	struct sync_http *h;
 
@@ -667,6 +782,10 @@ sync_http_new_canned(const struct sync_config *cfg)
 	h->max_body = (size_t)cfg->max_body;
 	h->counts = &h->scratch;
 	h->last_wait = -1;
+	if (src != NULL && auth_place(h, src) == -1) {
+		sync_http_free(h);
+		return NULL;
+	}
 	return h;
 }
 

@@ -65,6 +65,11 @@ void		sync_log_prog(const char *);
 struct sync_http *sync_http_new(const struct sync_config *,
 		    const struct sync_source_cfg *, struct sync_err *);
 void		sync_http_free(struct sync_http *);
+/*
+ * Adds a request header line; -1 on ENOMEM.  A source's credentials are
+ * placed by sync_http_new() as its connector declares (sync_auth).
+ */
+int		sync_http_add_header(struct sync_http *, const char *);
 void		sync_http_set_counts(struct sync_http *, struct sync_counts *);
 void		sync_http_set_deadline(struct sync_http *, double);
 /*
@@ -80,11 +85,13 @@ void		sync_http_global(int);
  * Tests only: a client that makes no request.  Each GET takes the next
  * answer given with sync_http_canned_add() -- its status as it is, no
  * retry (a 408, 429 or 5xx fails as after the last retry; the connector's
- * classifier runs as usual) -- and records the URL asked; with none left
- * it fails as an unreachable upstream would.  headers: "Name: value\n"
+ * classifier runs as usual) -- and records the URL asked (as sent, with
+ * the credentials of src, which may be NULL: none); with none left it
+ * fails as an unreachable upstream would.  headers: "Name: value\n"
  * lines for sync_http_header(), or NULL.  Freed with sync_http_free().
  */
-struct sync_http *sync_http_new_canned(const struct sync_config *);
+struct sync_http *sync_http_new_canned(const struct sync_config *,
+		    const struct sync_source_cfg *);
 /* Queues one answer (copied); -1 on ENOMEM. */
 int		sync_http_canned_add(struct sync_http *, long status,
 		    const char *headers, const void *body, size_t);

@@ -52,7 +52,6 @@ struct due {
 struct fb {
 	char		*base;		/* url + "/" + version */
 	char		*page;		/* the page id, escaped */
-	char		*proof;		/* appsecret_proof, or NULL */
 	int		 instagram;
 	char		*self;		/* who the Page is in messages: its id,
 					   or its Instagram account's */
@@ -120,26 +119,18 @@ make_proof(const char *secret, const char *token)
 }
 
 /*
- * The proof is a secret of its own (it authenticates requests): registered
- * at load time, before the pass's threads start, so that fb_begin() in a
- * worker only computes the same value again.
+ * The proof, with an app secret: computed once at load time; the engine
+ * masks it and sends it with the token (auth.proof_query).
  */
 static enum sync_rc
-fb_secrets(const struct sync_source_cfg *src, struct sync_err *err)
+fb_proof(const struct sync_source_cfg *src, char **out, struct sync_err *err)
 {
 	const char *secret = sync_cfg_str(src, "app_secret_file");
-	char *proof;
-	int r;
 
 	if (secret == NULL)
 		secret = sync_cfg_str(src, "app_secret_env");
-	if (secret == NULL || src->token == NULL)
-		return SYNC_OK;
-	if ((proof = make_proof(secret, src->token)) == NULL)
-		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
-	r = sync_secret_add(proof);
-	free(proof);
-	if (r == -1)
+	*out = NULL;
+	if (secret != NULL && (*out = make_proof(secret, src->token)) == NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
 	return SYNC_OK;
 }
@@ -300,24 +291,16 @@ fb_begin(struct sync_ctx *ctx, struct sync_err *err)
 	struct sync_buf b = SYNC_BUF_INIT(0);
 	const char *ver = sync_cfg_str(ctx->src, "graph_version");
 	const char *plat = sync_cfg_str(ctx->src, "platform");
-	const char *secret = sync_cfg_str(ctx->src, "app_secret_file");
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
 	ctx->priv = p;
-	if (secret == NULL)
-		secret = sync_cfg_str(ctx->src, "app_secret_env");
 	p->instagram = plat != NULL && strcmp(plat, "instagram") == 0;
 	p->lookback = sync_cfg_int(ctx->src, "lookback", 300);
 	if (sync_buf_addf(&b, "/%s", ver != NULL ? ver : "v21.0") == -1 ||
 	    (p->page = sync_url_escape(sync_cfg_str(ctx->src, "page_id"))) == NULL)
 		goto nomem;
 	p->base = b.data;
-	if (secret != NULL) {
-		/* Registered as a secret at load time (fb_secrets). */
-		if ((p->proof = make_proof(secret, ctx->src->token)) == NULL)
-			goto nomem;
-	}
 	sync_http_set_classify(ctx->http, fb_classify);
 	if ((p->self = strdup(sync_cfg_str(ctx->src, "page_id"))) == NULL)
 		goto nomem;
@@ -354,7 +337,6 @@ fb_end(struct sync_ctx *ctx)
 	free(p->msg_after);
 	free(p->base);
 	free(p->page);
-	free(p->proof);
 	free(p->self);
 	free(p);
 	ctx->priv = NULL;
@@ -362,8 +344,7 @@ fb_end(struct sync_ctx *ctx)
 
 /*
  * GETs path (under the version) with query pairs q; *json gets the
- * answer.  The token and proof go in the URL that is sent, never in the
- * one that is logged.
+ * answer.  The engine adds the token and the proof (auth).
  */
 static enum sync_rc
 graph_get(struct sync_ctx *ctx, const char *path, const char **q, cJSON **json,
@@ -372,50 +353,30 @@ graph_get(struct sync_ctx *ctx, const char *path, const char **q, cJSON **json,
 	struct fb *p = ctx->priv;
 	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
 	struct sync_buf full = SYNC_BUF_INIT(0);
-	char *url = NULL, *safe = NULL;
-	const char **qq;
+	char *url = NULL;
 	enum sync_rc rc;
-	size_t n = 0, k;
 
 	*json = NULL;
-	for (k = 0; q[k] != NULL; k++)
-		;
-	/* The pairs given, the token and the proof, and the NULL. */
-	if ((qq = calloc(k + 5, sizeof(*qq))) == NULL ||
-	    sync_buf_addf(&full, "%s%s", p->base, path) == -1) {
+	if (sync_buf_addf(&full, "%s%s", p->base, path) == -1) {
 		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
 		goto out;
 	}
-	for (k = 0; q[k] != NULL; k++)
-		qq[n++] = q[k];
-	qq[n] = NULL;
-	if ((rc = sync_url_build(ctx->src->url, full.data, qq, &safe, err)) != SYNC_OK)
-		goto out;
-	qq[n++] = "access_token";
-	qq[n++] = ctx->src->token;
-	if (p->proof != NULL) {
-		qq[n++] = "appsecret_proof";
-		qq[n++] = p->proof;
-	}
-	qq[n] = NULL;
-	if ((rc = sync_url_build(ctx->src->url, full.data, qq, &url, err)) != SYNC_OK ||
-	    (rc = sync_http_get(ctx->http, url, safe, &r, err)) != SYNC_OK)
+	if ((rc = sync_url_build(ctx->src->url, full.data, q, &url, err)) != SYNC_OK ||
+	    (rc = sync_http_get(ctx->http, url, &r, err)) != SYNC_OK)
 		goto out;
 	if (r.status < 200 || r.status > 299)
-		rc = graph_fail(&r, safe, err);
-	else if ((rc = sync_http_parse_json(&r, safe, json, sanitized, err)) ==
+		rc = graph_fail(&r, url, err);
+	else if ((rc = sync_http_parse_json(&r, url, json, sanitized, err)) ==
 	    SYNC_OK && !cJSON_IsObject(*json)) {
 		cJSON_Delete(*json);
 		*json = NULL;
 		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': the answer is not a JSON object", safe);
+		    "'%s': the answer is not a JSON object", url);
 	}
 out:
 	sync_buf_release(&r.body);
 	sync_buf_release(&full);
-	free(qq);
 	free(url);
-	free(safe);
 	return rc;
 }
 
@@ -790,6 +751,7 @@ const struct sync_connector sync_facebook_connector = {
 	.type = "facebook",
 	.default_url = "https://graph.facebook.com",
 	.keys = fb_keys,
+	.auth = { .query = "access_token", .proof_query = "appsecret_proof" },
 	.all_streams = fb_streams,
 	.default_streams = fb_streams,
 	.check = fb_check,
@@ -797,7 +759,7 @@ const struct sync_connector sync_facebook_connector = {
 	.fetch = fb_fetch,
 	.cursor_max = sync_walk_max,
 	.end = fb_end,
-	.secrets = fb_secrets,
+	.proof = fb_proof,
 	.no_poll_reason = "source type 'facebook' reports delivery in its "
 	    "messages; there is nothing to poll",
 };

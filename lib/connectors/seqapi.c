@@ -81,7 +81,6 @@ static enum sync_rc
 seqapi_begin(struct sync_ctx *ctx, struct sync_err *err)
 {
 	struct seqapi *p;
-	struct sync_buf hdr = SYNC_BUF_INIT(0);
 	char path[512], *url = NULL;
 	cJSON *root = NULL;
 	enum sync_rc rc;
@@ -95,18 +94,12 @@ seqapi_begin(struct sync_ctx *ctx, struct sync_err *err)
 	if ((p->id_esc = sync_url_escape(sync_cfg_str(ctx->src, "integration_id"))) ==
 	    NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
-	if (sync_buf_addf(&hdr, "Authorization: Bearer %s", ctx->src->token) == -1 ||
-	    sync_http_add_header(ctx->http, hdr.data) == -1) {
-		sync_buf_release(&hdr);
-		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
-	}
-	sync_buf_release(&hdr);
 
 	/* The backend's latest seqs: a cursor above them means a reset. */
 	snprintf(path, sizeof(path), "/sync/status/%s", p->id_esc);
 	if ((rc = sync_url_build(ctx->src->url, path, NULL, &url, err)) != SYNC_OK)
 		return rc;
-	rc = sync_http_get_json(ctx->http, url, url, &root, NULL, err);
+	rc = sync_http_get_json(ctx->http, url, &root, NULL, err);
 	if (rc == SYNC_OK && !cJSON_IsObject(root))
 		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
 		    "'%s': the status is not a JSON object", url);
@@ -286,7 +279,7 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 	q[4] = NULL;
 	if ((rc = sync_url_build(ctx->src->url, path, q, &url, err)) != SYNC_OK)
 		return rc;
-	if ((rc = sync_http_get_json(ctx->http, url, url, &root, &sanitized, err)) !=
+	if ((rc = sync_http_get_json(ctx->http, url, &root, &sanitized, err)) !=
 	    SYNC_OK)
 		goto out;
 	page->batch.sanitized += sanitized;
@@ -384,6 +377,7 @@ out:
 const struct sync_connector sync_seqapi_connector = {
 	.type = "seqapi",
 	.keys = seqapi_keys,
+	.auth = { .header = "Authorization", .prefix = "Bearer " },
 	.all_streams = seqapi_streams,
 	.default_streams = seqapi_streams,
 	.check = seqapi_check,

@@ -54,7 +54,6 @@ static const char *const final_statuses[] = {
 
 struct smseagle {
 	char		*api;		/* the API's base URL */
-	int		 token_query;	/* the token goes in the query */
 	long long	 walk_max[5];	/* full-sync --restart: highest id seen */
 	char		*walk_fp[5];	/* and its fingerprint */
 };
@@ -276,14 +275,12 @@ smseagle_begin(struct sync_ctx *ctx, struct sync_err *err)
 {
 	struct smseagle *p;
 	struct sync_buf b = SYNC_BUF_INIT(0);
-	const char *t = sync_cfg_str(ctx->src, "token_in");
 	const char *url = ctx->src->url;
 	size_t n = strlen(url);
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
 	ctx->priv = p;
-	p->token_query = t != NULL && strcmp(t, "query") == 0;
 	/*
 	 * The configured URL decides the base path: ".../api/v2" or
 	 * ".../index.php/api/v2" as given, a bare device URL gets "/api/v2".
@@ -296,16 +293,6 @@ smseagle_begin(struct sync_ctx *ctx, struct sync_err *err)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
 	}
 	p->api = b.data;
-	if (!p->token_query) {
-		struct sync_buf h = SYNC_BUF_INIT(0);
-		int bad = sync_buf_addf(&h, "access-token: %s", ctx->src->token) == -1 ||
-		    sync_http_add_header(ctx->http, h.data) == -1;
-
-		sync_buf_release(&h);
-		if (bad)
-			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK,
-			    "out of memory");
-	}
 	return SYNC_OK;
 }
 
@@ -352,8 +339,8 @@ get_folder(struct sync_ctx *ctx, const char *folder, const struct query *qr,
 	static const char *const names[] = { "id_from", "id_to", "limit" };
 	struct smseagle *p = ctx->priv;
 	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
-	char path[64], num[3][24], date[32], *url = NULL, *safe = NULL;
-	const char *q[12];
+	char path[64], num[3][24], date[32], *url = NULL;
+	const char *q[9];
 	const long long v[3] = { qr->id_from, qr->id_to, qr->limit };
 	const cJSON *msg;
 	enum sync_rc rc;
@@ -374,27 +361,15 @@ get_folder(struct sync_ctx *ctx, const char *folder, const struct query *qr,
 	q[n] = NULL;
 	*rows = NULL;
 	snprintf(path, sizeof(path), "/messages/%s", folder);
-	/* The URL as logged never has the token. */
-	if ((rc = sync_url_build(p->api, path, q, &safe, err)) != SYNC_OK)
-		goto out;
-	if (p->token_query) {
-		q[n] = "access_token";
-		q[n + 1] = ctx->src->token;
-		q[n + 2] = NULL;
-		rc = sync_url_build(p->api, path, q, &url, err);
-		q[n] = NULL;
-		if (rc != SYNC_OK)
-			goto out;
-	}
-	if ((rc = sync_http_get(ctx->http, url != NULL ? url : safe, safe, &r, err)) !=
-	    SYNC_OK)
+	if ((rc = sync_url_build(p->api, path, q, &url, err)) != SYNC_OK ||
+	    (rc = sync_http_get(ctx->http, url, &r, err)) != SYNC_OK)
 		goto out;
 	if (r.status == 404) {
 		cJSON *j = NULL;
 		struct sync_err e2;
 
 		sync_err_clear(&e2);
-		if (sync_http_parse_json(&r, safe, &j, NULL, &e2) == SYNC_OK &&
+		if (sync_http_parse_json(&r, url, &j, NULL, &e2) == SYNC_OK &&
 		    cJSON_IsObject(j) &&
 		    cJSON_IsString(msg = cJSON_GetObjectItemCaseSensitive(j, "message")) &&
 		    says_not_found(msg->valuestring)) {
@@ -405,25 +380,24 @@ get_folder(struct sync_ctx *ctx, const char *folder, const struct query *qr,
 			goto out;
 		}
 		cJSON_Delete(j);
-		rc = sync_http_status_error(&r, safe, err);
+		rc = sync_http_status_error(&r, url, err);
 		goto out;
 	}
 	if (r.status < 200 || r.status > 299) {
-		rc = sync_http_status_error(&r, safe, err);
+		rc = sync_http_status_error(&r, url, err);
 		goto out;
 	}
-	if ((rc = sync_http_parse_json(&r, safe, rows, sanitized, err)) != SYNC_OK)
+	if ((rc = sync_http_parse_json(&r, url, rows, sanitized, err)) != SYNC_OK)
 		goto out;
 	if (!cJSON_IsArray(*rows)) {
 		cJSON_Delete(*rows);
 		*rows = NULL;
 		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': the answer is not an array of messages", safe);
+		    "'%s': the answer is not an array of messages", url);
 	}
 out:
 	sync_buf_release(&r.body);
 	free(url);
-	free(safe);
 	return rc;
 }
 
@@ -439,8 +413,7 @@ device_holds(struct sync_ctx *ctx, long long *held, struct sync_err *err)
 	static const char *const keys[] = { "inbox", "outbox", "sent", "error",
 	    NULL };
 	struct smseagle *p = ctx->priv;
-	const char *q[3] = { "access_token", ctx->src->token, NULL };
-	char *url = NULL, *safe = NULL;
+	char *url = NULL;
 	cJSON *j = NULL;
 	const cJSON *v;
 	struct sync_err e;
@@ -450,12 +423,10 @@ device_holds(struct sync_ctx *ctx, long long *held, struct sync_err *err)
 
 	*held = -1;
 	sync_err_clear(&e);
-	if ((rc = sync_url_build(p->api, "/messages/count", q + 2, &safe, err)) !=
-	    SYNC_OK || (p->token_query && (rc = sync_url_build(p->api,
-	    "/messages/count", q, &url, err)) != SYNC_OK))
+	if ((rc = sync_url_build(p->api, "/messages/count", NULL, &url, err)) !=
+	    SYNC_OK)
 		goto out;
-	if (sync_http_get_json(ctx->http, url != NULL ? url : safe, safe, &j, NULL,
-	    &e) != SYNC_OK) {
+	if (sync_http_get_json(ctx->http, url, &j, NULL, &e) != SYNC_OK) {
 		if (e.rc == SYNC_ENOMEM || e.rc == SYNC_EINTR) {
 			rc = sync_err_set(err, e.rc, e.kind, "%s", e.msg);
 			goto out;
@@ -475,11 +446,10 @@ device_holds(struct sync_ctx *ctx, long long *held, struct sync_err *err)
 	}
 	if (*held < 0)
 		sync_log(LOG_NOTICE, "source '%s': '%s' holds no message count: "
-		    "message ids taken as they come", ctx->src->name, safe);
+		    "message ids taken as they come", ctx->src->name, url);
 out:
 	cJSON_Delete(j);
 	free(url);
-	free(safe);
 	return rc;
 }
 
@@ -947,6 +917,8 @@ smseagle_poll(struct sync_ctx *ctx, struct sync_pending_list *l,
 const struct sync_connector sync_smseagle_connector = {
 	.type = "smseagle",
 	.keys = smseagle_keys,
+	.auth = { .header = "access-token", .query = "access_token",
+	    .choice = "token_in" },
 	.all_streams = smseagle_folders,
 	.default_streams = smseagle_default,
 	.check = smseagle_check,

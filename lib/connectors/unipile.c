@@ -183,7 +183,7 @@ static enum sync_rc
 uni_begin(struct sync_ctx *ctx, struct sync_err *err)
 {
 	struct uni *p;
-	struct sync_buf b = SYNC_BUF_INIT(0), h = SYNC_BUF_INIT(0);
+	struct sync_buf b = SYNC_BUF_INIT(0);
 	const char *url = ctx->src->url;
 	size_t n = strlen(url);
 	int bad;
@@ -203,10 +203,6 @@ uni_begin(struct sync_ctx *ctx, struct sync_err *err)
 	    strcmp(b.data + n - 7, "/api/v1") != 0) &&
 	    sync_buf_adds(&b, "/api/v1") == -1);
 	p->api = b.data;
-	/* http.c sends "Accept: application/json" for every source. */
-	bad = bad || sync_buf_addf(&h, "X-API-KEY: %s", ctx->src->token) ==
-	    -1 || sync_http_add_header(ctx->http, h.data) == -1;
-	sync_buf_release(&h);
 	if (bad)
 		return nomem(err);
 	sync_http_set_classify(ctx->http, uni_classify);
@@ -248,7 +244,7 @@ uni_list(struct sync_ctx *ctx, const char *path, const char *const *q,
 	*items = NULL;
 	*next = NULL;
 	if ((rc = sync_url_build(p->api, path, q, &url, err)) != SYNC_OK ||
-	    (rc = sync_http_get(ctx->http, url, url, &r, err)) != SYNC_OK)
+	    (rc = sync_http_get(ctx->http, url, &r, err)) != SYNC_OK)
 		goto out;
 	if (r.status == 404 && missing_ok)
 		goto out;
@@ -795,6 +791,7 @@ uni_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
 const struct sync_connector sync_unipile_connector = {
 	.type = "unipile",
 	.keys = uni_keys,
+	.auth = { .header = "X-API-KEY" },
 	.all_streams = uni_streams,
 	.default_streams = uni_streams,
 	.check = uni_check,

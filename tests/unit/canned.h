@@ -97,7 +97,7 @@ ct_init(struct ct *t, struct sync_config *cfg, struct sync_err *err)
 	t->ctx.src = t->src;
 	t->ctx.opts = &t->opts;
 	t->ctx.source_counts = &t->counts;
-	if ((t->ctx.http = sync_http_new_canned(cfg)) == NULL)
+	if ((t->ctx.http = sync_http_new_canned(cfg, t->src)) == NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
 	sync_http_set_counts(t->ctx.http, &t->counts);
 	return SYNC_OK;
