@@ -447,7 +447,7 @@ def uni_redelivered_later_pass(ctx):
     row first stored keeps its id, the copy is counted unchanged. A copy
     and its original on one page are one row too."""
     fake = uni_setup(ctx, chats=3, messages=4)
-    uni_config(ctx, extra="page_size = 5; lookback = 0;")
+    uni_config(ctx, extra="page_size = 5; lookback = 0; cold_start_days = 0;")
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     before = len(stored_messages(ctx))
     m = fake.dump()[2]
@@ -487,7 +487,7 @@ def uni_provider_id_migration(ctx):
     rows get their provider_id (a double stored before keeps none, and the
     unique index still builds), and a copy delivered afterwards is known."""
     fake = uni_setup(ctx, chats=2, messages=3)
-    uni_config(ctx, extra="lookback = 0;")
+    uni_config(ctx, extra="lookback = 0; cold_start_days = 0;")
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     m = fake.dump()[1]
     ctx.sql("DELETE FROM schema_migrations WHERE version = 4;"
