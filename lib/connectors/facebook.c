@@ -186,7 +186,11 @@ graph_error(const struct sync_http_resp *r, cJSON **root)
 	return cJSON_IsObject(e) ? e : NULL;
 }
 
-/* Graph says what its errors are by error.code, not by HTTP status. */
+/*
+ * Graph says what its errors are by error.code, not by HTTP status.  An
+ * HTTP 429 (what a proxy or gateway in front of the Graph API answers,
+ * whatever its body) is the engine's: retried, its Retry-After honoured.
+ */
 static enum sync_http_verdict
 fb_classify(struct sync_http *h, const struct sync_http_resp *r, double *wait,
     char *why, size_t n)
@@ -204,14 +208,21 @@ fb_classify(struct sync_http *h, const struct sync_http_resp *r, double *wait,
 	}
 	code = sync_json_int(e, "code");
 	if (rate_code(code)) {
-		double w = regain_wait(sync_http_header(h, "x-business-use-case-usage"));
+		double w = -1;
 
-		if (w <= 0)
-			w = regain_wait(sync_http_header(h, "x-app-usage"));
+		/* Retry-After, when there is one, wins (the engine reads it). */
+		if (r->status != 429 || sync_http_header(h, "retry-after") == NULL) {
+			w = regain_wait(sync_http_header(h,
+			    "x-business-use-case-usage"));
+			if (w <= 0)
+				w = regain_wait(sync_http_header(h, "x-app-usage"));
+		}
 		*wait = w;
 		snprintf(why, n, "Graph error %lld (rate limit)", code);
 		v = SYNC_HTTP_RATE_LIMIT;
-	} else if (code == 1 || code == 2 ||
+	} else if (r->status == 429)
+		v = SYNC_HTTP_DEFAULT;
+	else if (code == 1 || code == 2 ||
 	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "is_transient"))) {
 		snprintf(why, n, "Graph error %lld (temporary)", code);
 		v = SYNC_HTTP_RETRY;

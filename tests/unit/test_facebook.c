@@ -106,6 +106,28 @@ test_errors(void)
 }
 
 /*
+ * An HTTP 429 is a rate limit whatever the body a gateway in front of the
+ * Graph API sends (here one whose error.code is not a Graph code).
+ */
+static void
+test_gateway_429(void)
+{
+	static const char body[] = "{\"error\":{\"code\":429,\"status\":"
+	    "\"RESOURCE_EXHAUSTED\",\"message\":\"Quota exceeded\"}}";
+	struct sync_err e;
+	struct ct t;
+	enum sync_rc rc;
+
+	if (start(&t) == -1)
+		return;
+	ct_answer(&t, 429, "retry-after: 2\n", body);
+	rc = ct_walk(&t, "conversations", SYNC_MODE_INCR, NULL, 2, NULL, &e);
+	CHECK(rc == SYNC_ETEMP && e.kind == SYNC_ERR_RATE_LIMIT);
+	CHECK(sync_http_last_wait(t.ctx.http) == 2);
+	ct_close(&t);
+}
+
+/*
  * An empty id is no id (fuzz_facebook's rule): not for a conversation, a
  * message or a person; the row is skipped or the page fails as data.
  */
@@ -172,6 +194,7 @@ main(void)
 		return 1;
 	test_walk();
 	test_errors();
+	test_gateway_429();
 	test_empty_id();
 	test_hostile_variants();
 	free(list1);
