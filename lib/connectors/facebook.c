@@ -250,7 +250,9 @@ graph_fail(const struct sync_http_resp *r, const char *safe, struct sync_err *er
 	if ((sub = sync_json_int(e, "error_subcode")) > 0)
 		snprintf(subs, sizeof(subs), " (subcode %lld)", sub);
 	m = cJSON_GetObjectItemCaseSensitive(e, "message");
-	snprintf(msg, sizeof(msg), "%s", cJSON_IsString(m) ? m->valuestring : "");
+	/* Redacted before it is cut: a token Graph echoes is masked whole. */
+	sync_redact_excerpt(msg, sizeof(msg), cJSON_IsString(m) ? m->valuestring :
+	    NULL);
 	cJSON_Delete(root);
 	if (code == 190 || code == 102 || code == 10 || (code >= 200 && code < 300) ||
 	    (code == 100 && strstr(msg, "appsecret_proof") != NULL))

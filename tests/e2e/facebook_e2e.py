@@ -337,6 +337,24 @@ def fb_token_never_shown(ctx):
 
 
 @test
+def fb_error_echo_across_cut(ctx):
+    """A token that Graph echoes in its error message across the point where
+    the connector cuts that message (200 bytes) is masked whole: no prefix
+    of it in the JSON error or on stderr."""
+    token = "fb-T0KEN-across-the-cut"
+    fake = fb_setup(ctx, conversations=2, token=token)
+    fb_config(ctx, extra="cold_start_days = 0;")
+    fake.post("fault", endpoint="conversations", kind="error", code=100, times=-1,
+              message="x" * 193 + token + " is not valid for this call")
+    r = ctx.run("incr-sync", "-j", "-vv")
+    r.expect_rc(65)
+    msg = r.source("fb")["error"]["message"]
+    check("x***" in msg, "the echoed token is not masked", msg)
+    for text in (msg, r.out, r.err):
+        check("x" + token[:3] not in text, "a prefix of the token in the output", r.desc())
+
+
+@test
 def fb_instagram_limit(ctx):
     fake = fb_setup(ctx, conversations=0)
     fb_config(ctx, extra='platform = "instagram";')

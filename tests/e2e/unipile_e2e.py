@@ -599,6 +599,27 @@ def uni_token_secret(ctx):
 
 
 @test
+def uni_error_echo_across_cut(ctx):
+    """A token that Unipile echoes in an error's detail (or title) across
+    the point where the connector cuts it (200 / 120 bytes) is masked
+    whole: no prefix of it in the JSON error or on stderr."""
+    token = "uni-T0KEN-across-the-cut"
+    fake = uni_setup(ctx, chats=2, messages=2, token=token)
+    uni_config(ctx, extra="cold_start_days = 0;")
+    fake.fault("*", "http", status=400, times=-1, body={
+        "status": 400, "type": "errors/invalid_parameters",
+        "title": "t" * 115 + token, "detail": "x" * 195 + token + " is not valid"})
+    r = ctx.run("incr-sync", "-j", "-vv")
+    r.expect_rc(65)
+    msg = r.source("uni")["error"]["message"]
+    check("x***" in msg and "t***" in msg, "the echoed token is not masked", msg)
+    for text in (msg, r.out, r.err):
+        for c in "xt":
+            check(c + token[:3] not in text, "a prefix of the token in the output",
+                  r.desc())
+
+
+@test
 def uni_hostile_pages(ctx):
     """Malformed pages are clear errors; wrong types, NUL bytes, lone
     surrogates and absurd values are sanitised rows, never a crash."""

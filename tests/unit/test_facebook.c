@@ -128,6 +128,36 @@ test_gateway_429(void)
 }
 
 /*
+ * A token that Graph echoes in its error message across the point where
+ * the message is cut is masked whole, not left with its prefix.
+ */
+static void
+test_echo_across_cut(void)
+{
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	struct sync_err e;
+	struct ct t;
+	enum sync_rc rc;
+	int i;
+
+	if (start(&t) == -1)
+		return;
+	sync_buf_adds(&b, "{\"error\":{\"code\":100,\"message\":\"");
+	for (i = 0; i < 193; i++)
+		sync_buf_adds(&b, "x");
+	sync_buf_adds(&b, "fb-page-token is not valid here\"}}");
+	ct_answer(&t, 400, NULL, b.data);
+	rc = ct_walk(&t, "conversations", SYNC_MODE_INCR, NULL, 2, NULL, &e);
+	CHECK(rc == SYNC_EDATA && e.kind == SYNC_ERR_PROTOCOL);
+	CHECK(strstr(e.msg, "xfb") == NULL);
+	CHECK(strstr(e.msg, "xxx***") != NULL);
+	if (strstr(e.msg, "xxx***") == NULL)
+		fprintf(stderr, "  %s\n", e.msg);
+	sync_buf_release(&b);
+	ct_close(&t);
+}
+
+/*
  * An empty id is no id (fuzz_facebook's rule): not for a conversation, a
  * message or a person; the row is skipped or the page fails as data.
  */
@@ -195,6 +225,7 @@ main(void)
 	test_walk();
 	test_errors();
 	test_gateway_429();
+	test_echo_across_cut();
 	test_empty_id();
 	test_hostile_variants();
 	free(list1);
