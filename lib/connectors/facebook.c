@@ -144,12 +144,16 @@ fb_secrets(const struct sync_source_cfg *src, struct sync_err *err)
 	return SYNC_OK;
 }
 
-/* Rate-limit codes (reference §A.6): the answer is HTTP 400 all the same. */
+/*
+ * Rate-limit codes (reference §A.6): the answer is HTTP 400 all the same.
+ * 80000-80014 are the business use case limits (Pages, Instagram,
+ * Messenger, ...).
+ */
 static int
 rate_code(long long code)
 {
 	return code == 4 || code == 17 || code == 32 || code == 341 ||
-	    code == 613 || code == 80001 || code == 80002 || code == 80006;
+	    code == 613 || (code >= 80000 && code <= 80014);
 }
 
 /* The longest estimated_time_to_regain_access in a usage header, seconds. */

@@ -127,6 +127,29 @@ test_gateway_429(void)
 	ct_close(&t);
 }
 
+/* Every business use case limit (80000-80014) is a rate limit. */
+static void
+test_buc_codes(void)
+{
+	static const long long codes[] = { 80001, 80004, 80008, 80014 };
+	char body[160];
+	struct sync_err e;
+	struct ct t;
+	size_t i;
+
+	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		if (start(&t) == -1)
+			return;
+		snprintf(body, sizeof(body), "{\"error\":{\"message\":\"(#%lld) "
+		    "There have been too many calls\",\"code\":%lld}}", codes[i],
+		    codes[i]);
+		ct_answer(&t, 400, NULL, body);
+		CHECK(ct_walk(&t, "conversations", SYNC_MODE_INCR, NULL, 2, NULL,
+		    &e) == SYNC_ETEMP && e.kind == SYNC_ERR_RATE_LIMIT);
+		ct_close(&t);
+	}
+}
+
 /*
  * A token that Graph echoes in its error message across the point where
  * the message is cut is masked whole, not left with its prefix.
@@ -225,6 +248,7 @@ main(void)
 	test_walk();
 	test_errors();
 	test_gateway_429();
+	test_buc_codes();
 	test_echo_across_cut();
 	test_empty_id();
 	test_hostile_variants();
