@@ -412,10 +412,7 @@ sync_http_status_error(const struct sync_http_resp *r, const char *safe,
 			win[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : ' ';
 		}
 	win[n] = '\0';
-	sync_redact(win);
-	n = strlen(win) < sizeof(snip) - 1 ? strlen(win) : sizeof(snip) - 1;
-	memcpy(snip, win, n);
-	snip[n] = '\0';
+	sync_redact_excerpt(snip, sizeof(snip), win);
 	if (r->status == 401 || r->status == 403)
 		return sync_err_set(err, SYNC_EPERM, SYNC_ERR_AUTH,
 		    "'%s': credentials rejected: HTTP %ld %s", safe, r->status, snip);
