@@ -812,6 +812,9 @@ sync_config_load(const struct sync_opts *o, struct sync_config **out,
 	}
 	if (c->conninfo == NULL && (c->conninfo = strdup("")) == NULL)
 		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+	/* The database password is a secret like any token. */
+	else if (sync_db_conninfo_secrets(c->conninfo) == -1)
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
 out:
 	config_destroy(&cf);
 	if (rc != SYNC_OK) {

@@ -86,6 +86,13 @@ long		sync_json_sanitize(struct sync_buf *);
 int		sync_secret_add(const char *);
 /* Masks every registered secret in s (in place). */
 void		sync_redact(char *);
+/*
+ * An excerpt of an upstream text s for an error message: at most size - 1
+ * bytes into out (cut at a UTF-8 character boundary), control characters
+ * as spaces, and every secret masked before the cut, so that a secret the
+ * upstream echoes across it is masked whole.  s may be NULL ("").
+ */
+void		sync_redact_excerpt(char *out, size_t size, const char *s);
 void		sync_secrets_clear(void);
 
 /* ---- time.c ----------------------------------------------------------- */

@@ -533,6 +533,26 @@ on_notice(void *arg, const char *msg)
 	sync_log(LOG_DEBUG, "database: %s", msg);
 }
 
+int
+sync_db_conninfo_secrets(const char *conninfo)
+{
+	PQconninfoOption *opts, *o;
+	int rc = 0;
+
+	if (sync_secret_add(getenv("PGPASSWORD")) == -1)
+		rc = -1;
+	/* Not parsable: libpq says so at connect, without the password. */
+	if (conninfo == NULL || *conninfo == '\0' ||
+	    (opts = PQconninfoParse(conninfo, NULL)) == NULL)
+		return rc;
+	for (o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val != NULL &&
+		    sync_secret_add(o->val) == -1)
+			rc = -1;
+	PQconninfoFree(opts);
+	return rc;
+}
+
 struct sync_db *
 sync_db_open(const struct sync_config *cfg, struct sync_err *err)
 {

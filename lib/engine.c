@@ -536,6 +536,15 @@ run_poll(struct job *j, int *stopped, struct sync_err *err)
 		b.notrack = 1;
 		sync_http_set_counts(j->ctx.http, &c);
 		rc = j->src->conn->poll(&j->ctx, &l, &b, err);
+		if (rc != SYNC_OK && sync_http_cut(j->ctx.http)) {
+			/* The deadline cut a request: a clean stop. */
+			sync_err_clear(err);
+			rc = SYNC_OK;
+			*stopped = 1;
+			sync_batch_release(&b);
+			sync_pending_release(&l);
+			break;
+		}
 		memset(&wc, 0, sizeof(wc));
 		memset(&settled, 0, sizeof(settled));
 		/*
@@ -666,6 +675,12 @@ run_source(struct job *j)
 	/* Requests outside a stream's pages count for the source. */
 	sync_http_set_counts(j->ctx.http, &j->source_counts);
 	if (src->conn->begin != NULL && src->conn->begin(&j->ctx, &err) != SYNC_OK) {
+		if (sync_http_cut(j->ctx.http)) {
+			/* The deadline cut a request of begin: a clean stop. */
+			sync_err_clear(&err);
+			stopped = 1;
+			goto stop;
+		}
 		source_fail(j, &err);
 		goto end;
 	}

@@ -211,6 +211,41 @@ cut_partial_locked(char *s)
 }
 
 void
+sync_redact_excerpt(char *out, size_t size, const char *s)
+{
+	size_t i, n = s != NULL ? strlen(s) : 0;
+	char *c;
+
+	if (size == 0)
+		return;
+	/* Out of memory: what fits, with a secret's cut-off start dropped. */
+	if ((c = malloc(n + 1)) == NULL) {
+		n = n < size - 1 ? n : size - 1;
+		c = out;
+	}
+	for (i = 0; i < n; i++)
+		c[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+	c[n] = '\0';
+	pthread_mutex_lock(&secrets_mu);
+	redact_locked(c);
+	if (c == out)
+		cut_partial_locked(c);
+	pthread_mutex_unlock(&secrets_mu);
+	if (c == out)
+		return;
+	n = strlen(c);
+	if (n > size - 1) {
+		n = size - 1;
+		while (n > 0 && ((unsigned char)c[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(out, c, n);
+	out[n] = '\0';
+	explicit_bzero(c, strlen(c));
+	free(c);
+}
+
+void
 sync_vformat_redacted(char *out, size_t size, const char *fmt, va_list ap)
 {
 	char local[1024], *s = local, *big = NULL;

@@ -480,8 +480,21 @@ http_get(struct sync_http *h, const char *url, const char *safe,
 				return sync_err_set(err, SYNC_ETEMP, kind,
 				    "'%s': rate limited (%s): the wait of %.0f s is "
 				    "longer than this pass can afford", safe, why, wait);
-			return sync_err_set(err, rc, kind, "cannot fetch '%s': %s; "
-			    "no time left for another attempt", safe, why);
+			if (wait > SYNC_MAX_INLINE_WAIT)
+				return sync_err_set(err, rc, kind, "cannot fetch "
+				    "'%s': %s; the wait of %.0f s before another "
+				    "attempt is too long", safe, why, wait);
+			/*
+			 * Another attempt would come after the deadline: the
+			 * pass stops there cleanly (SPEC §2), as when the
+			 * deadline cuts a request; the next pass retries.
+			 */
+			h->cut = 1;
+			sync_log(LOG_NOTICE, "'%s': %s; no time left before the "
+			    "run time limit for another attempt", safe, why);
+			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_NETWORK,
+			    "'%s': %s; not retried: the pass's run time is up",
+			    safe, why);
 		}
 		sync_log(LOG_INFO, "'%s': %s; retrying in %.2f s", safe, why, wait);
 		if (sync_sleep(wait) == -1)
@@ -528,10 +541,7 @@ sync_http_status_error(const struct sync_http_resp *r, const char *safe,
 			win[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : ' ';
 		}
 	win[n] = '\0';
-	sync_redact(win);
-	n = strlen(win) < sizeof(snip) - 1 ? strlen(win) : sizeof(snip) - 1;
-	memcpy(snip, win, n);
-	snip[n] = '\0';
+	sync_redact_excerpt(snip, sizeof(snip), win);
 	if (r->status == 401 || r->status == 403)
 		return sync_err_set(err, SYNC_EPERM, SYNC_ERR_AUTH,
 		    "'%s': credentials rejected: HTTP %ld %s", safe, r->status, snip);

@@ -110,6 +110,12 @@ struct sync_db;
  */
 struct sync_db *sync_db_open(const struct sync_config *, struct sync_err *);
 void		sync_db_free(struct sync_db *);
+/*
+ * Registers as secrets the password of a libpq conninfo (key=value or
+ * URI, as libpq reads it) and PGPASSWORD's: config.c calls it at load, so
+ * every error and log line masks them.  0, or -1 on ENOMEM.
+ */
+int		sync_db_conninfo_secrets(const char *);
 /* Ensures the source row exists; *id gets its id. */
 enum sync_rc	sync_db_source(struct sync_db *, const struct sync_source_cfg *, int *,
 		    struct sync_err *);

@@ -135,12 +135,16 @@ fb_proof(const struct sync_source_cfg *src, char **out, struct sync_err *err)
 	return SYNC_OK;
 }
 
-/* Rate-limit codes (reference §A.6): the answer is HTTP 400 all the same. */
+/*
+ * Rate-limit codes (reference §A.6): the answer is HTTP 400 all the same.
+ * 80000-80014 are the business use case limits (Pages, Instagram,
+ * Messenger, ...).
+ */
 static int
 rate_code(long long code)
 {
 	return code == 4 || code == 17 || code == 32 || code == 341 ||
-	    code == 613 || code == 80001 || code == 80002 || code == 80006;
+	    code == 613 || (code >= 80000 && code <= 80014);
 }
 
 /* The longest estimated_time_to_regain_access in a usage header, seconds. */
@@ -177,7 +181,11 @@ graph_error(const struct sync_http_resp *r, cJSON **root)
 	return cJSON_IsObject(e) ? e : NULL;
 }
 
-/* Graph says what its errors are by error.code, not by HTTP status. */
+/*
+ * Graph says what its errors are by error.code, not by HTTP status.  An
+ * HTTP 429 (what a proxy or gateway in front of the Graph API answers,
+ * whatever its body) is the engine's: retried, its Retry-After honoured.
+ */
 static enum sync_http_verdict
 fb_classify(struct sync_http *h, const struct sync_http_resp *r, double *wait,
     char *why, size_t n)
@@ -195,14 +203,21 @@ fb_classify(struct sync_http *h, const struct sync_http_resp *r, double *wait,
 	}
 	code = sync_json_int(e, "code");
 	if (rate_code(code)) {
-		double w = regain_wait(sync_http_header(h, "x-business-use-case-usage"));
+		double w = -1;
 
-		if (w <= 0)
-			w = regain_wait(sync_http_header(h, "x-app-usage"));
+		/* Retry-After, when there is one, wins (the engine reads it). */
+		if (r->status != 429 || sync_http_header(h, "retry-after") == NULL) {
+			w = regain_wait(sync_http_header(h,
+			    "x-business-use-case-usage"));
+			if (w <= 0)
+				w = regain_wait(sync_http_header(h, "x-app-usage"));
+		}
 		*wait = w;
 		snprintf(why, n, "Graph error %lld (rate limit)", code);
 		v = SYNC_HTTP_RATE_LIMIT;
-	} else if (code == 1 || code == 2 ||
+	} else if (r->status == 429)
+		v = SYNC_HTTP_DEFAULT;
+	else if (code == 1 || code == 2 ||
 	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "is_transient"))) {
 		snprintf(why, n, "Graph error %lld (temporary)", code);
 		v = SYNC_HTTP_RETRY;
@@ -230,7 +245,9 @@ graph_fail(const struct sync_http_resp *r, const char *safe, struct sync_err *er
 	if ((sub = sync_json_int(e, "error_subcode")) > 0)
 		snprintf(subs, sizeof(subs), " (subcode %lld)", sub);
 	m = cJSON_GetObjectItemCaseSensitive(e, "message");
-	snprintf(msg, sizeof(msg), "%s", cJSON_IsString(m) ? m->valuestring : "");
+	/* Redacted before it is cut: a token Graph echoes is masked whole. */
+	sync_redact_excerpt(msg, sizeof(msg), cJSON_IsString(m) ? m->valuestring :
+	    NULL);
 	cJSON_Delete(root);
 	if (code == 190 || code == 102 || code == 10 || (code >= 200 && code < 300) ||
 	    (code == 100 && strstr(msg, "appsecret_proof") != NULL))

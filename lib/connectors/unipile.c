@@ -79,21 +79,10 @@ uni_check(struct sync_source_cfg *src, struct sync_err *err)
 	return SYNC_OK;
 }
 
-/* Keeps a bounded, printable copy of an upstream text for a message. */
-static void
-printable(char *out, size_t n, const char *s)
-{
-	size_t i = 0;
-
-	for (; s != NULL && *s != '\0' && i + 1 < n; s++)
-		out[i++] = (unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s;
-	out[i] = '\0';
-}
-
 /*
  * The type ("errors/..."), title and detail of a Unipile error body, as
- * bounded printable copies (title and detail may be NULL: not wanted).
- * Returns 0 when the body has no type.
+ * bounded printable copies, redacted before they are cut (title and
+ * detail may be NULL: not wanted).  Returns 0 when the body has no type.
  */
 static int
 error_body(const struct sync_http_resp *r, char *type, size_t nt, char *title,
@@ -111,13 +100,13 @@ error_body(const struct sync_http_resp *r, char *type, size_t nt, char *title,
 	    (root = cJSON_ParseWithLength(r->body.data, r->body.len)) == NULL)
 		return 0;
 	if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(root, "type")))
-		printable(type, nt, v->valuestring);
+		sync_redact_excerpt(type, nt, v->valuestring);
 	if (title != NULL && cJSON_IsString(v =
 	    cJSON_GetObjectItemCaseSensitive(root, "title")))
-		printable(title, nti, v->valuestring);
+		sync_redact_excerpt(title, nti, v->valuestring);
 	if (detail != NULL && cJSON_IsString(v =
 	    cJSON_GetObjectItemCaseSensitive(root, "detail")))
-		printable(detail, nd, v->valuestring);
+		sync_redact_excerpt(detail, nd, v->valuestring);
 	cJSON_Delete(root);
 	return type[0] != '\0';
 }

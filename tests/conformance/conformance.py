@@ -39,8 +39,6 @@ LOOP_TIMEOUT = 6    # seconds a pass may take against a loop or a hang
 # The integrator removes a line when its fix lands (the case then reports
 # XPASS until then: flip it).
 EXPECTED_TO_FAIL = [
-    ("429", "facebook", "issue 10: one retry policy in the engine (an HTTP 429 with "
-     "Retry-After is a Graph error 'protocol' today)"),
 ]
 # ===========================================================================
 

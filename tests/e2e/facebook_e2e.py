@@ -337,6 +337,24 @@ def fb_token_never_shown(ctx):
 
 
 @test
+def fb_error_echo_across_cut(ctx):
+    """A token that Graph echoes in its error message across the point where
+    the connector cuts that message (200 bytes) is masked whole: no prefix
+    of it in the JSON error or on stderr."""
+    token = "fb-T0KEN-across-the-cut"
+    fake = fb_setup(ctx, conversations=2, token=token)
+    fb_config(ctx, extra="cold_start_days = 0;")
+    fake.post("fault", endpoint="conversations", kind="error", code=100, times=-1,
+              message="x" * 193 + token + " is not valid for this call")
+    r = ctx.run("incr-sync", "-j", "-vv")
+    r.expect_rc(65)
+    msg = r.source("fb")["error"]["message"]
+    check("x***" in msg, "the echoed token is not masked", msg)
+    for text in (msg, r.out, r.err):
+        check("x" + token[:3] not in text, "a prefix of the token in the output", r.desc())
+
+
+@test
 def fb_instagram_limit(ctx):
     fake = fb_setup(ctx, conversations=0)
     fb_config(ctx, extra='platform = "instagram";')
@@ -532,3 +550,62 @@ def fb_long_page_id(ctx):
     fb_config(ctx, page=page, extra="cold_start_days = 0;")
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     assert_fb_exact(ctx, fake, page=page)
+
+
+# -- --max-runtime: a clean stop at the deadline -------------------------------
+
+@test
+def fb_deadline_retry_clean_stop(ctx):
+    """A failed request whose retry would come after --max-runtime's
+    deadline is a clean stop (partial, exit 0, the work before it kept), not
+    a failed source (69); a rate limit longer than the pass can afford stays
+    rate_limit (75) with next_allowed_at remembered."""
+    fake = fb_setup(ctx, conversations=8, messages=2)
+    ctx.config(sources=[fb_source(ctx, extra="cold_start_days = 0;")],
+               http={"backoff": 20, "timeout": 20})
+    fake.post("fault", endpoint="messages", kind="http", status=503, after=3, times=-1)
+    t0 = time.monotonic()
+    r = ctx.run("incr-sync", "-j", "--max-runtime", "5", timeout=60)
+    dt = time.monotonic() - t0
+    r.expect_rc(0)
+    eq(r.json["status"], "partial", "status")
+    eq(r.source("fb")["status"], "partial", "source status")
+    eq(r.source("fb")["error"], None, "source error")
+    check(dt < 4, "the pass waited %.1fs for a retry it could not make" % dt)
+    eq(len(stored_msgs(ctx)), 6, "the messages stored before the stop")
+    check(ctx.sql("SELECT next_allowed_at FROM source WHERE name = 'fb'") in (None, ""),
+          "next_allowed_at after a clean stop")
+    fake.call("clear_faults", {})
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    assert_fb_exact(ctx, fake)
+    # A rate limit that asks for longer than the pass has left.
+    fake.post("message", conversation=fake.dump("1111", "messenger")[0]["id"])
+    fake.post("fault", endpoint="conversations", kind="429", retry_after=30, times=-1)
+    r = ctx.run("incr-sync", "-j", "--max-runtime", "5", timeout=60)
+    r.expect_rc(75)
+    eq(r.source("fb")["error"]["kind"], "rate_limit", "error kind")
+    until = ctx.sql("SELECT extract(epoch FROM next_allowed_at - now())::int FROM source "
+                    "WHERE name = 'fb'")
+    check(until and 20 <= int(until) <= 31, "next_allowed_at is not 30 s ahead: %r" % until)
+
+
+@test
+def fb_deadline_learn_self(ctx):
+    """The request at the start of an Instagram pass (the Page's Instagram
+    account) cut by --max-runtime is a clean stop too (partial, exit 0)."""
+    fake = fb_setup(ctx, conversations=0)
+    ctx.config(sources=[fb_source(ctx, extra='platform = "instagram";')],
+               http={"timeout": 20})
+    fake.post("conversation", platform="instagram", messages=3)
+    fake.post("fault", endpoint="page", kind="slow", delay=10, times=-1)
+    t0 = time.monotonic()
+    r = ctx.run("incr-sync", "-j", "--max-runtime", "2", timeout=60)
+    dt = time.monotonic() - t0
+    r.expect_rc(0)
+    check(dt < 5, "--max-runtime 2 ran %.1fs" % dt)
+    eq(r.json["status"], "partial", "status")
+    eq(r.source("fb")["status"], "partial", "source status")
+    eq(r.source("fb")["error"], None, "source error")
+    fake.call("clear_faults", {})
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    assert_fb_exact(ctx, fake, platform="instagram")

@@ -643,6 +643,43 @@ def uni_kill9_resume(ctx):
 
 
 @test
+def uni_resumed_full_sync_watermark(ctx):
+    """A full walk killed twice and resumed: when it completes, each
+    stream's watermark is the top of the whole walk (what the killed
+    passes stored included), not of the part the last pass read, so the
+    cursor is not lower than what is stored before any incr-sync."""
+    fake = uni_setup(ctx, chats=10, messages=200)
+    uni_config(ctx, extra="page_size = 50; lookback = 0;")
+    for k in (10, 20):
+        fake.clear_log()
+        fake.call("gate", {"endpoint": "messages", "after": k})
+        p = ctx.start("full-sync", "-j")
+        check(fake.wait("messages", count=k + 1, blocked=1, timeout=30) is not None,
+              "the walk did not reach the gate")
+        os.kill(p.pid, signal.SIGKILL)
+        ctx.finish(p)
+        fake.call("release", {})
+        e2e.wait_unlocked(ctx)
+        cp = ctx.state_row("messages", "uni")["full_checkpoint"]
+        check(cp is not None, "no checkpoint after the kill")
+        eq(ctx.cursor("messages", "uni"), None, "the watermark of an unfinished walk")
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    msgs, chats = fake.dump("messages"), fake.dump("chats")
+    eq(ctx.cursor("messages", "uni"), mark(max(msgs, key=key)),
+       "the messages watermark after the resumed walk")
+    eq(ctx.cursor("chats", "uni"), mark(max(chats, key=key)),
+       "the chats watermark after the resumed walk")
+    assert_messages(ctx, fake)
+    # The next incr-sync reads nothing below the top again.
+    fake.clear_log()
+    r = ctx.run("incr-sync", "-j")
+    e2e.ok_pass(r)
+    eq(r.stream("messages", "uni")["inserted"], 0, "messages inserted by the incr-sync")
+    check(len(fake.api_requests("messages")) <= 1, "the incr-sync walked again",
+          len(fake.api_requests("messages")))
+
+
+@test
 def uni_token_secret(ctx):
     """The X-API-KEY value never shows in stdout or stderr, whatever fails."""
     token = "uK+/=s3cr3t&x"
@@ -666,6 +703,27 @@ def uni_token_secret(ctx):
                   % spelled, r.desc())
     check(all("s3cr3t" not in str(q["query"]) for q in fake.api_requests()),
           "the token in a query")
+
+
+@test
+def uni_error_echo_across_cut(ctx):
+    """A token that Unipile echoes in an error's detail (or title) across
+    the point where the connector cuts it (200 / 120 bytes) is masked
+    whole: no prefix of it in the JSON error or on stderr."""
+    token = "uni-T0KEN-across-the-cut"
+    fake = uni_setup(ctx, chats=2, messages=2, token=token)
+    uni_config(ctx, extra="cold_start_days = 0;")
+    fake.fault("*", "http", status=400, times=-1, body={
+        "status": 400, "type": "errors/invalid_parameters",
+        "title": "t" * 115 + token, "detail": "x" * 195 + token + " is not valid"})
+    r = ctx.run("incr-sync", "-j", "-vv")
+    r.expect_rc(65)
+    msg = r.source("uni")["error"]["message"]
+    check("x***" in msg and "t***" in msg, "the echoed token is not masked", msg)
+    for text in (msg, r.out, r.err):
+        for c in "xt":
+            check(c + token[:3] not in text, "a prefix of the token in the output",
+                  r.desc())
 
 
 @test

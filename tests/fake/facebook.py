@@ -113,8 +113,9 @@ CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
        are real, then they alternate: A, B, A, B, ...) | timeout (batch:
        "entries":[i..] null, default the last; an op: null) | 429
        (+"retry_after":1: HTTP 429 with Retry-After, as a proxy in front of
-       the Graph API answers) | bad_row (a list answer's middle item, with
-       +"first":true its first, gets an id that is an object)
+       the Graph API answers: {"error":{"code":429,"status":...,"message":..}})
+       | bad_row (a list answer's middle item, with +"first":true its first,
+       gets an id that is an object)
   POST clear_faults | gate {"endpoint","page"?,"after":N} (hold requests after
        the Nth until release) | release | clear_log
   POST config {"token":"T"|{"PAGE":"T"},"app_secret":S|null,"latency":s,
@@ -836,7 +837,8 @@ class State(fakelib.State):
         super().record(endpoint, entry)
 
     def add_fault(self, d, kinds):
-        if str(d.get("kind")).isdigit():        # "80006": kind error, that code
+        # "80006": kind error, that code ("429" is a kind of its own: HTTP 429)
+        if str(d.get("kind")).isdigit() and str(d.get("kind")) not in kinds:
             d = dict(d, kind="error", code=int(d["kind"]))
         return super().add_fault(d, kinds)
 
@@ -917,6 +919,10 @@ class Handler(fakelib.Handler):
     control_ascii = False
     fault_kinds = FAULT_KINDS
     internal_error = {"error": {"message": "fake: internal error", "code": 1}}
+    # Fault 429: a gateway in front of the Graph API (Google-style error
+    # object, whose code is the HTTP status, not a Graph error code).
+    rate_limit_body = json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                                            "message": "Quota exceeded: too many requests"}})
 
     @property
     def http_fault_body(self):

@@ -327,6 +327,51 @@ test_derived(void)
 #endif
 }
 
+/*
+ * The database password of database.conninfo, in any form libpq reads, is
+ * a secret: masked in every error and log line once the file is loaded.
+ */
+static void
+test_conninfo_password(void)
+{
+	static const struct {
+		const char	*conninfo, *password;
+	} c[] = {
+		{ "host=/tmp dbname=x password=kv-Passw0rd-1", "kv-Passw0rd-1" },
+		{ "dbname=x password = 'quoted pass\\\\'w0rd'", "quoted pass'w0rd" },
+		{ "postgresql://msgsync:uri-Pa%40ss-2@db.example:5432/x",
+		    "uri-Pa@ss-2" },
+	};
+	struct sync_config *cfg;
+	struct sync_err e;
+	char text[256], line[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		snprintf(text, sizeof(text), "database = { conninfo = \"%s\"; };\n",
+		    c[i].conninfo);
+		CHECK(load(text, 0600, &cfg, &e) == SYNC_OK);
+		if (cfg == NULL) {
+			fprintf(stderr, "  %s\n", e.msg);
+			continue;
+		}
+		sync_err_clear(&e);
+		sync_err_set(&e, SYNC_ETEMP, SYNC_ERR_DATABASE, "cannot connect: "
+		    "password \"%s\"", c[i].password);
+		CHECK_STR(e.msg, "cannot connect: password \"***\"");
+		/* As the URI spells it, too. */
+		snprintf(line, sizeof(line), "%s", cfg->conninfo);
+		sync_redact(line);
+		CHECK(i != 2 || strcmp(line, "postgresql://msgsync:***@db.example:5432/x")
+		    == 0);
+		snprintf(line, sizeof(line), "password %s.", c[i].password);
+		sync_redact(line);
+		CHECK_STR(line, "password ***.");
+		sync_config_free(cfg);
+		sync_secrets_clear();
+	}
+}
+
 int
 main(void)
 {
@@ -341,6 +386,7 @@ main(void)
 	test_modes();
 	test_short();
 	test_derived();
+	test_conninfo_password();
 	unlink(path);
 	sync_secrets_clear();
 	return t_done("test_config");

@@ -118,12 +118,39 @@ test_forms(void)
 	sync_secrets_clear();
 }
 
+/* An excerpt of an upstream text is redacted before it is cut. */
+static void
+test_excerpt(void)
+{
+	char out[24], tiny[4];
+
+	sync_secret_add("excerpt-secret-42");
+	sync_redact_excerpt(out, sizeof(out), "0123456789abcexcerpt-secret-42 x");
+	CHECK_STR(out, "0123456789abc*** x");
+	/* Across the cut: masked whole, nothing of its start left. */
+	sync_redact_excerpt(out, sizeof(out), "0123456789abcdefghexcerpt-secret-42");
+	CHECK_STR(out, "0123456789abcdefgh***");
+	sync_redact_excerpt(out, sizeof(out), "0123456789abcdefghijexcerpt-secret-42");
+	CHECK_STR(out, "0123456789abcdefghij***");
+	sync_redact_excerpt(out, sizeof(out), "0123456789abcdefghijkexcerpt-secret-42");
+	CHECK_STR(out, "0123456789abcdefghijk**");
+	/* Control characters as spaces; a character is not cut in two. */
+	sync_redact_excerpt(out, sizeof(out), "a\nb\tc");
+	CHECK_STR(out, "a b c");
+	sync_redact_excerpt(tiny, sizeof(tiny), "ab\xc5\xbc");
+	CHECK_STR(tiny, "ab");
+	sync_redact_excerpt(tiny, sizeof(tiny), NULL);
+	CHECK_STR(tiny, "");
+	sync_secrets_clear();
+}
+
 int
 main(void)
 {
 	struct sync_err e;
 	char line[128];
 
+	test_excerpt();
 	sync_err_clear(&e);
 	CHECK(sync_err_set(&e, SYNC_EPERM, SYNC_ERR_AUTH, "first %d", 1) == SYNC_EPERM);
 	CHECK(sync_err_set(&e, SYNC_ETEMP, SYNC_ERR_DATABASE, "second") == SYNC_ETEMP);

@@ -106,6 +106,81 @@ test_errors(void)
 }
 
 /*
+ * An HTTP 429 is a rate limit whatever the body a gateway in front of the
+ * Graph API sends (here one whose error.code is not a Graph code).
+ */
+static void
+test_gateway_429(void)
+{
+	static const char body[] = "{\"error\":{\"code\":429,\"status\":"
+	    "\"RESOURCE_EXHAUSTED\",\"message\":\"Quota exceeded\"}}";
+	struct sync_err e;
+	struct ct t;
+	enum sync_rc rc;
+
+	if (start(&t) == -1)
+		return;
+	ct_answer(&t, 429, "retry-after: 2\n", body);
+	rc = ct_walk(&t, "conversations", SYNC_MODE_INCR, NULL, 2, NULL, &e);
+	CHECK(rc == SYNC_ETEMP && e.kind == SYNC_ERR_RATE_LIMIT);
+	CHECK(sync_http_last_wait(t.ctx.http) == 2);
+	ct_close(&t);
+}
+
+/* Every business use case limit (80000-80014) is a rate limit. */
+static void
+test_buc_codes(void)
+{
+	static const long long codes[] = { 80001, 80004, 80008, 80014 };
+	char body[160];
+	struct sync_err e;
+	struct ct t;
+	size_t i;
+
+	for (i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		if (start(&t) == -1)
+			return;
+		snprintf(body, sizeof(body), "{\"error\":{\"message\":\"(#%lld) "
+		    "There have been too many calls\",\"code\":%lld}}", codes[i],
+		    codes[i]);
+		ct_answer(&t, 400, NULL, body);
+		CHECK(ct_walk(&t, "conversations", SYNC_MODE_INCR, NULL, 2, NULL,
+		    &e) == SYNC_ETEMP && e.kind == SYNC_ERR_RATE_LIMIT);
+		ct_close(&t);
+	}
+}
+
+/*
+ * A token that Graph echoes in its error message across the point where
+ * the message is cut is masked whole, not left with its prefix.
+ */
+static void
+test_echo_across_cut(void)
+{
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	struct sync_err e;
+	struct ct t;
+	enum sync_rc rc;
+	int i;
+
+	if (start(&t) == -1)
+		return;
+	sync_buf_adds(&b, "{\"error\":{\"code\":100,\"message\":\"");
+	for (i = 0; i < 193; i++)
+		sync_buf_adds(&b, "x");
+	sync_buf_adds(&b, "fb-page-token is not valid here\"}}");
+	ct_answer(&t, 400, NULL, b.data);
+	rc = ct_walk(&t, "conversations", SYNC_MODE_INCR, NULL, 2, NULL, &e);
+	CHECK(rc == SYNC_EDATA && e.kind == SYNC_ERR_PROTOCOL);
+	CHECK(strstr(e.msg, "xfb") == NULL);
+	CHECK(strstr(e.msg, "xxx***") != NULL);
+	if (strstr(e.msg, "xxx***") == NULL)
+		fprintf(stderr, "  %s\n", e.msg);
+	sync_buf_release(&b);
+	ct_close(&t);
+}
+
+/*
  * An empty id is no id (fuzz_facebook's rule): not for a conversation, a
  * message or a person; the row is skipped or the page fails as data.
  */
@@ -172,6 +247,9 @@ main(void)
 		return 1;
 	test_walk();
 	test_errors();
+	test_gateway_429();
+	test_buc_codes();
+	test_echo_across_cut();
 	test_empty_id();
 	test_hostile_variants();
 	free(list1);
