@@ -211,20 +211,22 @@ void		sync_http_set_classify(struct sync_http *, sync_http_classify_fn);
 const char     *sync_http_header(struct sync_http *, const char *);
 
 /*
- * Whether a wait of w seconds fits this pass (no longer than a request
- * may wait inline, and within the deadline).  When it does not, a
- * connector that meets a rate limit outside HTTP (TDLib) notes it with
- * sync_http_note_wait() so that the engine remembers it (next_allowed_at).
- */
-int		sync_http_can_wait(const struct sync_http *, double);
-/*
  * The engine's one retry policy, for every request of a pass (HTTP, and
- * TDLib's calls): whether the failed attempt (0-based) may be followed by
- * another.  *wait is the upstream's own hint (Retry-After, a flood wait),
- * or -1 for none, which gets exponential backoff with jitter.
+ * TDLib's calls), after attempt (0-based) failed: why says how ("HTTP
+ * 503", "500 Internal Server Error"), what names the request in messages
+ * ("cannot fetch 'URL'", "source 'tg': loadChats"), rate_limited says the
+ * upstream limited the rate, wait is its own hint (Retry-After, a flood
+ * wait; -1: none, which gets exponential backoff with jitter).
+ * Returns SYNC_OK after waiting: try again.  Otherwise the request fails
+ * with err set: rc/kind when the retries are spent or the wait is longer
+ * than any request may wait; kind rate_limit (the wait is remembered as
+ * next_allowed_at) for a rate limit longer than the pass can afford; a
+ * clean stop of the pass (sync_http_note_cut()) when no time is left
+ * before the deadline; SYNC_EINTR on a signal.
  */
-int		sync_http_retry_wait(struct sync_http *, long attempt, double *wait);
-void		sync_http_note_wait(struct sync_http *, double);
+enum sync_rc	sync_http_retry(struct sync_http *, long attempt, int rate_limited,
+		    double wait, const char *what, const char *why, enum sync_rc rc,
+		    enum sync_errkind kind, struct sync_err *err);
 /*
  * For a request outside HTTP (TDLib's calls): how long it may wait, at
  * most timeout seconds (0: unbounded) and never past the pass's deadline;

@@ -382,6 +382,7 @@ static enum sync_rc
 http_get(struct sync_http *h, const char *url, const char *safe,
     struct sync_http_resp *resp, struct sync_err *err)
 {
+	char what[1100];
 	char why[CURL_ERROR_SIZE + 64];
 	enum sync_rc rc;
 	enum sync_errkind kind;
@@ -467,39 +468,10 @@ http_get(struct sync_http *h, const char *url, const char *safe,
 				rc = SYNC_EUNAVAIL;
 			}
 		}
-		if (!sync_http_retry_wait(h, attempt, &wait)) {
-			if (kind == SYNC_ERR_RATE_LIMIT)
-				h->last_wait = wait > 0 ? wait : h->backoff;
-			return sync_err_set(err, rc, kind, "cannot fetch '%s': %s "
-			    "after %ld retries", safe, why, attempt);
-		}
-		if (wait > SYNC_MAX_INLINE_WAIT ||
-		    (h->deadline > 0 && sync_now_mono() + wait > h->deadline)) {
-			h->last_wait = wait;
-			if (kind == SYNC_ERR_RATE_LIMIT)
-				return sync_err_set(err, SYNC_ETEMP, kind,
-				    "'%s': rate limited (%s): the wait of %.0f s is "
-				    "longer than this pass can afford", safe, why, wait);
-			if (wait > SYNC_MAX_INLINE_WAIT)
-				return sync_err_set(err, rc, kind, "cannot fetch "
-				    "'%s': %s; the wait of %.0f s before another "
-				    "attempt is too long", safe, why, wait);
-			/*
-			 * Another attempt would come after the deadline: the
-			 * pass stops there cleanly (SPEC §2), as when the
-			 * deadline cuts a request; the next pass retries.
-			 */
-			h->cut = 1;
-			sync_log(LOG_NOTICE, "'%s': %s; no time left before the "
-			    "run time limit for another attempt", safe, why);
-			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_NETWORK,
-			    "'%s': %s; not retried: the pass's run time is up",
-			    safe, why);
-		}
-		sync_log(LOG_INFO, "'%s': %s; retrying in %.2f s", safe, why, wait);
-		if (sync_sleep(wait) == -1)
-			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-			    "interrupted by signal %d", (int)sync_stop_signal);
+		snprintf(what, sizeof(what), "cannot fetch '%s'", safe);
+		if ((rc = sync_http_retry(h, attempt, kind == SYNC_ERR_RATE_LIMIT,
+		    wait, what, why, rc, kind, err)) != SYNC_OK)
+			return rc;
 	}
 }
 
@@ -712,30 +684,49 @@ out:
 	return rc;
 }
 
-int
-sync_http_retry_wait(struct sync_http *h, long attempt, double *wait)
+enum sync_rc
+sync_http_retry(struct sync_http *h, long attempt, int rate_limited, double wait,
+    const char *what, const char *why, enum sync_rc rc, enum sync_errkind kind,
+    struct sync_err *err)
 {
-	if (attempt >= h->retries)
-		return 0;
-	if (*wait < 0) {
-		*wait = h->backoff * pow(2.0, (double)attempt) * jitter(h);
-		if (*wait > SYNC_MAX_BACKOFF)
-			*wait = SYNC_MAX_BACKOFF;
+	if (attempt >= h->retries) {
+		if (rate_limited)
+			h->last_wait = wait > 0 ? wait : h->backoff;
+		return sync_err_set(err, rc, kind, "%s: %s after %ld retries", what,
+		    why, attempt);
 	}
-	return 1;
-}
-
-int
-sync_http_can_wait(const struct sync_http *h, double wait)
-{
-	return wait <= SYNC_MAX_INLINE_WAIT &&
-	    (h->deadline <= 0 || sync_now_mono() + wait <= h->deadline);
-}
-
-void
-sync_http_note_wait(struct sync_http *h, double wait)
-{
-	h->last_wait = wait;
+	if (wait < 0) {
+		wait = h->backoff * pow(2.0, (double)attempt) * jitter(h);
+		if (wait > SYNC_MAX_BACKOFF)
+			wait = SYNC_MAX_BACKOFF;
+	}
+	if (wait > SYNC_MAX_INLINE_WAIT ||
+	    (h->deadline > 0 && sync_now_mono() + wait > h->deadline)) {
+		h->last_wait = wait;
+		if (rate_limited)
+			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_RATE_LIMIT,
+			    "%s: rate limited (%s): the wait of %.0f s is longer "
+			    "than this pass can afford", what, why, wait);
+		if (wait > SYNC_MAX_INLINE_WAIT)
+			return sync_err_set(err, rc, kind, "%s: %s; the wait of "
+			    "%.0f s before another attempt is too long", what, why,
+			    wait);
+		/*
+		 * Another attempt would come after the deadline: the pass
+		 * stops there cleanly (SPEC §2), as when the deadline cuts a
+		 * request; the next pass retries.
+		 */
+		h->cut = 1;
+		sync_log(LOG_NOTICE, "%s: %s; no time left before the run time "
+		    "limit for another attempt", what, why);
+		return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_NETWORK, "%s: %s; not "
+		    "retried: the pass's run time is up", what, why);
+	}
+	sync_log(LOG_INFO, "%s: %s; retrying in %.2f s", what, why, wait);
+	if (sync_sleep(wait) == -1)
+		return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+		    "interrupted by signal %d", (int)sync_stop_signal);
+	return SYNC_OK;
 }
 
 /* ---- canned answers (tests only) ---------------------------------------- */

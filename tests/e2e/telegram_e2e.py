@@ -1258,3 +1258,20 @@ def tg_load_chats_uses_the_retry_policy(ctx):
     r.expect_rc(69)
     eq(r.source("tg")["error"]["kind"], "network", "error kind")
     check("after" in r.source("tg")["error"]["message"], "says it retried", r.desc())
+
+
+@test
+def tg_retry_past_the_deadline_is_a_clean_stop(ctx):
+    """A transient TDLib error whose retry would come after --max-runtime
+    stops the pass cleanly (partial, exit 0, work kept), as for HTTP: the
+    one retry policy decides for both."""
+    s = tg_setup(ctx)
+    ctx.config(sources=[tg_source(ctx)], http={"backoff": 30.0, "retries": 4})
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    s.d["faults"] = [{"method": "getChatHistory", "count": -1, "code": 500,
+                      "message": "Internal Server Error"}]
+    s.write()
+    r = ctx.run("full-sync", "-j", "--restart", "--max-runtime", "5")
+    r.expect_rc(0)
+    eq(r.source("tg")["status"], "partial", "source status")
+    check(r.dt < 5, "the pass waited for a retry past its deadline", r.desc())

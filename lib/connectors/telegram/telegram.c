@@ -684,9 +684,9 @@ flood_wait(const cJSON *a)
  * Sends req (a template, not consumed) until TDLib answers other than
  * with a flood wait or a transient error (406, 5xx), waiting between the
  * attempts by the engine's one retry policy, as for HTTP
- * (sync_http_retry_wait: a flood wait's own length, else backoff; a wait
+ * (sync_http_retry(): a flood wait's own length, else backoff; a wait
  * longer than the pass can afford is a rate_limit error remembered by the
- * engine).  On SYNC_OK, *ans is the answer, which may be an error of
+ * engine; no time left before the deadline is a clean stop).  On SYNC_OK, *ans is the answer, which may be an error of
  * another kind for the caller to judge.  Retries count in c; what names
  * the request in errors and logs.
  */
@@ -699,6 +699,7 @@ call_retry(struct tg *p, struct sync_ctx *ctx, const cJSON *req,
 
 	*ans = NULL;
 	for (attempt = 0;; attempt++) {
+		char who[160], why[300];
 		const char *msg;
 		double wait;
 		long code;
@@ -715,29 +716,13 @@ call_retry(struct tg *p, struct sync_ctx *ctx, const cJSON *req,
 			*ans = a;
 			return SYNC_OK;
 		}
-		if (!flood)
-			wait = -1;
-		if (!sync_http_retry_wait(ctx->http, attempt, &wait) ||
-		    !sync_http_can_wait(ctx->http, wait)) {
-			if (flood) {
-				sync_http_note_wait(ctx->http, wait);
-				rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_RATE_LIMIT,
-				    "source '%s': %s: rate limited by Telegram "
-				    "(%s): the wait of %.0f s is longer than this pass "
-				    "can afford", p->src->name, what, msg, wait);
-			} else
-				rc = sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_NETWORK,
-				    "source '%s': %s: %ld %s after %ld retries",
-				    p->src->name, what, code, msg, attempt);
-			cJSON_Delete(a);
-			return rc;
-		}
-		sync_log(LOG_INFO, "source '%s': %s: %ld %s; retrying in %.0f s",
-		    p->src->name, what, code, msg, wait);
+		snprintf(who, sizeof(who), "source '%s': %s", p->src->name, what);
+		snprintf(why, sizeof(why), "%ld %s", code, msg);
 		cJSON_Delete(a);
-		if (sync_sleep(wait) == -1)
-			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-			    "interrupted by signal %d", (int)sync_stop_signal);
+		if ((rc = sync_http_retry(ctx->http, attempt, flood, flood ? wait :
+		    -1, who, why, flood ? SYNC_ETEMP : SYNC_EUNAVAIL, flood ?
+		    SYNC_ERR_RATE_LIMIT : SYNC_ERR_NETWORK, err)) != SYNC_OK)
+			return rc;
 	}
 }
 
