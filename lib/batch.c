@@ -145,7 +145,7 @@ field_json(struct sync_batch *b, const cJSON *j)
 
 	if (j == NULL || cJSON_IsNull(j))
 		return field(b, NULL, 0);
-	if ((s = cJSON_PrintUnformatted(j)) == NULL)
+	if ((s = sync_json_print(j)) == NULL)
 		return -1;
 	rc = field(b, s, 0);
 	cJSON_free(s);
@@ -370,7 +370,7 @@ sync_page_reject(struct sync_page *pg, const char *position, const char *field,
 		sync_buf_release(&reason);
 		return -1;
 	}
-	text = raw != NULL ? cJSON_PrintUnformatted(raw) : NULL;
+	text = raw != NULL ? sync_json_print(raw) : NULL;
 	r->raw = sync_strdup(text != NULL ? text : "null");
 	if (text != NULL)
 		cJSON_free(text);

@@ -204,6 +204,13 @@ struct sync_reject {
 /* Frees everything a page holds and empties it (a zeroed page is empty). */
 void		sync_page_release(struct sync_page *);
 
+/*
+ * cJSON_PrintUnformatted() of j, but whole numbers from 10^15 up keep all
+ * their digits (raw rows hold big ids).  j is changed during the call and
+ * restored.  The caller frees the text with cJSON_free(); NULL on ENOMEM.
+ */
+char	       *sync_json_print(const struct cJSON *);
+
 /* Adds the positions of the stream's unresolved rejected rows to *open. */
 enum sync_rc	sync_db_rejected_open(struct sync_db *, int, const char *stream,
 		    struct sync_strmap *open, struct sync_err *);

@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cjson/cJSON.h>
 
@@ -77,4 +79,67 @@ sync_json_id(const cJSON *o, const char *key, long long *v)
 		return -1;
 	*v = n;
 	return 0;
+}
+
+/* The nodes exact_numbers() changed, to be changed back. */
+struct changed {
+	cJSON	       **v;
+	size_t		 n, cap;
+};
+
+/*
+ * Whole numbers from 10^15 up (ids, mostly) are printed by cJSON with 15
+ * significant digits, which loses the last ones (2^53 - 1 comes out as
+ * ...990): each becomes, for the time of one print, a raw node holding
+ * its exact digits.  -1 on ENOMEM.
+ */
+static int
+exact_numbers(cJSON *j, struct changed *c)
+{
+	char digits[32], *s;
+	cJSON **v;
+
+	for (; j != NULL; j = j->next) {
+		double d = j->valuedouble;
+
+		if (cJSON_IsNumber(j) && fabs(d) >= 1e15 && fabs(d) < 1e19 &&
+		    floor(d) == d) {
+			snprintf(digits, sizeof(digits), "%.0f", d);
+			if (c->n == c->cap) {
+				size_t cap = c->cap ? 2 * c->cap : 8;
+
+				if ((v = realloc(c->v, cap * sizeof(*v))) == NULL)
+					return -1;
+				c->v = v;
+				c->cap = cap;
+			}
+			if ((s = strdup(digits)) == NULL)
+				return -1;
+			j->valuestring = s;
+			j->type = cJSON_Raw | (j->type & ~0xff);
+			c->v[c->n++] = j;
+		}
+		if (j->child != NULL && exact_numbers(j->child, c) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+char *
+sync_json_print(const cJSON *j)
+{
+	struct changed c = { NULL, 0, 0 };
+	char *s = NULL;
+	size_t i;
+
+	/* The tree is changed for the print only, and back before return. */
+	if (exact_numbers((cJSON *)(uintptr_t)j, &c) == 0)
+		s = cJSON_PrintUnformatted(j);
+	for (i = 0; i < c.n; i++) {
+		free(c.v[i]->valuestring);
+		c.v[i]->valuestring = NULL;
+		c.v[i]->type = cJSON_Number | (c.v[i]->type & ~0xff);
+	}
+	free(c.v);
+	return s;
 }

@@ -34,5 +34,23 @@ main(void)
 	CHECK(sync_json_bool(o, "n") == -1);
 	CHECK(sync_json_bool(o, "missing") == -1);
 	cJSON_Delete(o);
+
+	/* Raw rows keep big whole numbers whole (cJSON alone prints ...990). */
+	{
+		cJSON *r = cJSON_Parse("{\"id\":9007199254740991,\"a\":[1e15,"
+		    "-1234567890123456,{\"k\":4012345678901234}],\"f\":1.5,"
+		    "\"s\":\"9007199254740991\"}");
+		char *p = sync_json_print(r);
+
+		CHECK(r != NULL && p != NULL);
+		CHECK_STR(p, "{\"id\":9007199254740991,\"a\":[1000000000000000,"
+		    "-1234567890123456,{\"k\":4012345678901234}],\"f\":1.5,"
+		    "\"s\":\"9007199254740991\"}");
+		/* The tree is as it was. */
+		CHECK(cJSON_IsNumber(cJSON_GetObjectItem(r, "id")));
+		CHECK(cJSON_GetObjectItem(r, "id")->valuestring == NULL);
+		cJSON_free(p);
+		cJSON_Delete(r);
+	}
 	return t_done("test_jsonf");
 }
