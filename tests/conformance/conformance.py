@@ -12,8 +12,8 @@ conf_<case>_<type>. Random choices (kill points, growth) come from --seed
 (default: the time), printed first, so a failure replays with --seed.
 
 Cases whose fix is still on another branch are in EXPECTED_TO_FAIL below:
-they run, report XFAIL (or XPASS once the fix is there: flip them) and do
-not fail the suite.
+they run and report XFAIL without failing the suite; once the fix is
+there they report XPASS, which fails it until the line is taken off.
 """
 
 import argparse
@@ -37,7 +37,7 @@ LOOP_TIMEOUT = 6    # seconds a pass may take against a loop or a hang
 # ===========================================================================
 # EXPECTED TO FAIL UNTIL MERGED -- (case, type or "*", the fix it waits for).
 # The integrator removes a line when its fix lands (the case then reports
-# XPASS until then: flip it).
+# XPASS, a failure, until then).
 EXPECTED_TO_FAIL = [
 ]
 # ===========================================================================
