@@ -136,6 +136,19 @@ struct sync_keydef {
 	const char *const *allowed;	/* for string lists: allowed items */
 };
 
+/*
+ * Keys whose meaning the engine owns, for a connector's key table (their
+ * ranges are the engine's; a connector says only that it has them):
+ * cold_start_days (how far back a stream with no cursor starts), and the
+ * timestamp walks' lookback and max_clock_skew (walk.c).
+ */
+#define SYNC_KEY_COLD_START \
+	{ "cold_start_days", SYNC_KEY_INT, 0, 0, 36500, NULL }
+#define SYNC_KEYS_WALK \
+	{ "lookback", SYNC_KEY_INT, 0, 0, 31536000, NULL }, \
+	SYNC_KEY_COLD_START, \
+	{ "max_clock_skew", SYNC_KEY_INT, 0, 0, 31536000, NULL }
+
 struct sync_value {
 	const struct sync_keydef *def;
 	int		 set;

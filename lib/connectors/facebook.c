@@ -36,9 +36,7 @@ static const struct sync_keydef fb_keys[] = {
 	{ "graph_version", SYNC_KEY_STRING, 0, 0, 0, NULL },
 	{ "app_secret_file", SYNC_KEY_SECRET_FILE, 0, 0, 0, NULL },
 	{ "app_secret_env", SYNC_KEY_SECRET_ENV, 0, 0, 0, NULL },
-	{ "lookback", SYNC_KEY_INT, 0, 0, 31536000, NULL },
-	{ "cold_start_days", SYNC_KEY_INT, 0, 0, 36500, NULL },
-	{ "max_clock_skew", SYNC_KEY_INT, 0, 0, 31536000, NULL },
+	SYNC_KEYS_WALK,
 	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
 };
 

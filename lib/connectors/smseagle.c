@@ -40,7 +40,7 @@ static const char *const smseagle_default[] = {
 
 static const struct sync_keydef smseagle_keys[] = {
 	{ "folders", SYNC_KEY_STRLIST, 0, 0, 0, smseagle_folders },
-	{ "cold_start_days", SYNC_KEY_INT, 0, 0, 36500, NULL },
+	SYNC_KEY_COLD_START,
 	{ "page_size", SYNC_KEY_INT_PER_STREAM, 0, 1, 10000, NULL },
 	{ "token_in", SYNC_KEY_STRING, 0, 0, 0, NULL },
 	{ "tracking_horizon", SYNC_KEY_INT, 0, 60, 31536000, NULL },

@@ -34,9 +34,7 @@ static const struct sync_keydef uni_keys[] = {
 	{ "account_id", SYNC_KEY_STRING, 1, 0, 0, NULL },
 	{ "streams", SYNC_KEY_STRLIST, 0, 0, 0, uni_streams },
 	{ "page_size", SYNC_KEY_INT, 0, 1, 250, NULL },
-	{ "lookback", SYNC_KEY_INT, 0, 0, 31536000, NULL },
-	{ "cold_start_days", SYNC_KEY_INT, 0, 0, 36500, NULL },
-	{ "max_clock_skew", SYNC_KEY_INT, 0, 0, 31536000, NULL },
+	SYNC_KEYS_WALK,
 	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
 };
 

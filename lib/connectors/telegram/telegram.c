@@ -65,7 +65,7 @@ static const struct sync_keydef tg_keys[] = {
 	{ "chats", SYNC_KEY_STRLIST, 0, 0, 0, NULL },
 	{ "streams", SYNC_KEY_STRLIST, 0, 0, 0, tg_streams },
 	{ "page_size", SYNC_KEY_INT, 0, 1, 100, NULL },
-	{ "cold_start_days", SYNC_KEY_INT, 0, 0, 36500, NULL },
+	SYNC_KEY_COLD_START,
 	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
 };
 
