@@ -115,6 +115,16 @@ extern volatile sig_atomic_t sync_stop_signal;
 /* Sleeps up to secs; returns -1 early when a stop signal arrived. */
 int		sync_sleep(double);
 
+/*
+ * The engine runs a pass's sources in threads; a connector creates and
+ * locks none of its own.  What every source of the process shares outside
+ * the engine (TDLib's td_receive() serves all clients at once) is used
+ * under this one lock, held briefly (the TDLib loader holds it across one
+ * td_receive() of at most 0.2 s).
+ */
+void		sync_shared_lock(void);
+void		sync_shared_unlock(void);
+
 /* ---- config.c --------------------------------------------------------- */
 
 enum sync_keytype {

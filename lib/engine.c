@@ -42,6 +42,21 @@ want_stream(const struct sync_opts *o, const char *name)
 	return 0;
 }
 
+/* What the sources of a pass share outside the engine (see connector.h). */
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void
+sync_shared_lock(void)
+{
+	pthread_mutex_lock(&shared_mu);
+}
+
+void
+sync_shared_unlock(void)
+{
+	pthread_mutex_unlock(&shared_mu);
+}
+
 /* Everything one source's pass needs. */
 struct job {
 	const struct sync_config *cfg;

@@ -13,7 +13,6 @@
  */
 #include <dlfcn.h>
 #include <glob.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +49,6 @@ struct sync_td {
 	struct sync_td	*next;		/* the process's clients */
 };
 
-static pthread_mutex_t td_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sync_td *td_clients;
 
 /* TDLib's own log lines, at the verbosity set below, go to our log. */
@@ -126,10 +124,10 @@ sync_td_execute(struct sync_td *td, const cJSON *req)
 
 	if (text == NULL)
 		return NULL;
-	pthread_mutex_lock(&td_mu);
+	sync_shared_lock();
 	if ((ans = td->execute(text)) != NULL)
 		r = cJSON_Parse(ans);
-	pthread_mutex_unlock(&td_mu);
+	sync_shared_unlock();
 	free(text);
 	return r;
 }
@@ -211,11 +209,11 @@ sync_td_open(const char *name, const char *path, int verbosity,
 		    "'tdlib_library' to a newer one)", name, td->path, version);
 		goto fail;
 	}
-	pthread_mutex_lock(&td_mu);
+	sync_shared_lock();
 	td->id = td->create();
 	td->next = td_clients;
 	td_clients = td;
-	pthread_mutex_unlock(&td_mu);
+	sync_shared_unlock();
 	return td;
 fail:
 	free(td);
@@ -244,7 +242,7 @@ sync_td_send(struct sync_td *td, cJSON *req, long *extra, struct sync_err *err)
 	return SYNC_OK;
 }
 
-/* Queues j for the client it names (td_mu held); frees it if none. */
+/* Queues j for the client it names (the shared lock held); frees it if none. */
 static void
 dispatch(cJSON *j, const struct sync_td *self)
 {
@@ -284,11 +282,11 @@ next_object(struct sync_td *td, double timeout, cJSON **out)
 	for (;;) {
 		if (sync_stop_signal)
 			return -1;
-		pthread_mutex_lock(&td_mu);
+		sync_shared_lock();
 		if ((q = td->head) != NULL) {
 			if ((td->head = q->next) == NULL)
 				td->tail = NULL;
-			pthread_mutex_unlock(&td_mu);
+			sync_shared_unlock();
 			*out = q->json;
 			free(q);
 			return 0;
@@ -302,7 +300,7 @@ next_object(struct sync_td *td, double timeout, cJSON **out)
 		j = s != NULL ? cJSON_Parse(s) : NULL;
 		if (j != NULL)
 			dispatch(j, td);
-		pthread_mutex_unlock(&td_mu);
+		sync_shared_unlock();
 		if (j == NULL && sync_now_mono() >= end)
 			return 0;
 	}
@@ -414,7 +412,7 @@ sync_td_free(struct sync_td *td, double timeout)
 			    "%.0f s", timeout);
 	}
 	cJSON_Delete(req);
-	pthread_mutex_lock(&td_mu);
+	sync_shared_lock();
 	for (pp = &td_clients; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == td) {
 			*pp = td->next;
@@ -425,7 +423,7 @@ sync_td_free(struct sync_td *td, double timeout)
 		cJSON_Delete(q->json);
 		free(q);
 	}
-	pthread_mutex_unlock(&td_mu);
+	sync_shared_unlock();
 	/* Not dlclose(): TDLib keeps threads and state for the process. */
 	free(td);
 }
