@@ -55,6 +55,9 @@
  *   first_page         most returned by a chat's first getChatHistory from
  *                      message 0 (1: TDLib's documented short first page)
  *   empty_first        chat ids whose first such call returns none
+ *   latency            seconds a getChatHistory's "messages" answer takes
+ *                      (0): queued at once, td_receive() hands it out only
+ *                      then, while other objects, of any client, go ahead
  *   faults             [{"method", "after": 0, "count": 1 (-1: for ever),
  *                      "code": 429, "message": "Too Many Requests: retry
  *                      after 1", "chat_id": null}]: a client's matching
@@ -81,7 +84,8 @@
  * and a request that is not JSON is logged as null with its text in "raw".
  *
  * One mutex guards everything; td_receive() waits on a condition variable,
- * so td_send() from another thread wakes it.
+ * so td_send() from another thread wakes it, and at most until the first
+ * delayed answer is due.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -166,6 +170,7 @@ struct client {
 	size_t		 nchats;
 	long		 load_page;	/* 0: no cap */
 	long		 page_max, first_page;
+	double		 latency;	/* s: getChatHistory answers' delay */
 	int		 split;
 	struct fault	*faults;
 	size_t		 nfaults;
@@ -180,6 +185,7 @@ struct client {
 
 struct qent {
 	char		*text;
+	struct timespec	 due;		/* CLOCK_REALTIME; 0: at once */
 	struct qent	*next;
 };
 
@@ -197,6 +203,7 @@ static int		 last_id;
 static char		*recv_buf, *exec_buf;	/* what td_receive/td_execute returned */
 static int		 log_level;
 static int		 corrupt_next;	/* a "bad_message" fault fired */
+static double		 emit_delay;	/* s: what emit() queues is due then */
 static void		(*log_cb)(int, const char *);
 
 /* ---- JSON helpers ---- */
@@ -604,6 +611,14 @@ emit(int cid, cJSON *j)
 		return;
 	}
 	e->text = text;
+	if (emit_delay > 0) {
+		long ns;
+
+		clock_gettime(CLOCK_REALTIME, &e->due);
+		ns = e->due.tv_nsec + (long)((emit_delay - (double)(long)emit_delay) * 1e9);
+		e->due.tv_sec += (time_t)emit_delay + ns / 1000000000L;
+		e->due.tv_nsec = ns % 1000000000L;
+	}
 	if (q_tail != NULL)
 		q_tail->next = e;
 	else
@@ -851,6 +866,9 @@ load_scenario(struct client *c, char *warn, size_t wn)
 	c->load_page = scen_long(c->scen, "load_chats_page", 0);
 	c->page_max = scen_long(c->scen, "page_max", MAX_HISTORY);
 	c->first_page = scen_long(c->scen, "first_page", 1);
+	x = cJSON_GetObjectItemCaseSensitive(c->scen, "latency");
+	c->latency = cJSON_IsNumber(x) && x->valuedouble > 0 &&
+	    x->valuedouble < 3600 ? x->valuedouble : 0;
 	c->split = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c->scen,
 	    "split_chat_updates"));
 
@@ -2017,7 +2035,9 @@ m_get_chat_history(struct client *c, const cJSON *req)
 	a = cJSON_AddArrayToObject(j, "messages");
 	for (; cnt > 0; cnt--, start++)
 		cJSON_AddItemToArray(a, message_object(ch, &ch->msgs[start]));
+	emit_delay = c->latency;
 	answer(c->id, req, j);
+	emit_delay = 0;
 }
 
 static void
@@ -2166,30 +2186,69 @@ td_send(int client_id, const char *request)
 	pthread_mutex_unlock(&mu);
 }
 
+/* a <= b */
+static int
+ts_le(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec ||
+	    (a->tv_sec == b->tv_sec && a->tv_nsec <= b->tv_nsec);
+}
+
+/*
+ * Unlinks and returns the first queued object due at now, or NULL; *next
+ * is then the earliest due time of the others (tv_sec -1: none).
+ */
+static struct qent *
+q_take(const struct timespec *now, struct timespec *next)
+{
+	struct qent *e, *prev = NULL;
+
+	next->tv_sec = -1;
+	next->tv_nsec = 0;
+	for (e = q_head; e != NULL; prev = e, e = e->next) {
+		if (ts_le(&e->due, now)) {
+			if (prev != NULL)
+				prev->next = e->next;
+			else
+				q_head = e->next;
+			if (q_tail == e)
+				q_tail = prev;
+			e->next = NULL;
+			return e;
+		}
+		if (next->tv_sec == -1 || ts_le(&e->due, next))
+			*next = e->due;
+	}
+	return NULL;
+}
+
 const char *
 td_receive(double timeout)
 {
-	struct timespec ts;
+	struct timespec end, now, next;
 	struct qent *e;
 	long ns;
 
 	pthread_mutex_lock(&mu);
 	cJSON_free(recv_buf);
 	recv_buf = NULL;
-	if (q_head == NULL && timeout > 0) {	/* also false for NaN */
+	clock_gettime(CLOCK_REALTIME, &now);
+	end = now;
+	if (timeout > 0) {	/* also false for NaN */
 		if (timeout > 1.0)
 			timeout = 1.0;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ns = ts.tv_nsec + (long)(timeout * 1e9);
-		ts.tv_sec += ns / 1000000000L;
-		ts.tv_nsec = ns % 1000000000L;
-		while (q_head == NULL)
-			if (pthread_cond_timedwait(&cv, &mu, &ts) == ETIMEDOUT)
-				break;
+		ns = end.tv_nsec + (long)(timeout * 1e9);
+		end.tv_sec += ns / 1000000000L;
+		end.tv_nsec = ns % 1000000000L;
 	}
-	if ((e = q_head) != NULL) {
-		if ((q_head = e->next) == NULL)
-			q_tail = NULL;
+	while ((e = q_take(&now, &next)) == NULL && !ts_le(&end, &now)) {
+		/* Until something is queued or due, or the time is up. */
+		if (next.tv_sec == -1 || ts_le(&end, &next))
+			next = end;
+		pthread_cond_timedwait(&cv, &mu, &next);
+		clock_gettime(CLOCK_REALTIME, &now);
+	}
+	if (e != NULL) {
 		recv_buf = e->text;
 		free(e);
 	}
