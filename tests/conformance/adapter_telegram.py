@@ -1,8 +1,12 @@
 """telegram: the fake TDLib tests/fake/tdjson/libtdjson.so, driven by a
 scenario file (telegram_e2e.Scenario). TDLib's answers are in-process JSON
 objects: its "HTTP" faults are TDLib errors (500, 429 "retry after N"), a
-held request is a call paused until a file exists (fault "pause_file")."""
+held request is a call paused until a file exists (fault "pause_file"),
+latency a delay of the fake's getChatHistory answers. A re-delivery is a
+message imported from a Telegram Desktop export (full-sync --import), then
+fetched through TDLib."""
 
+import json
 import os
 import time
 
@@ -29,10 +33,7 @@ class Adapter(Base):
                  "ends a chat's walk)",
         "outlier": "message ids come from Telegram through TDLib, which orders a chat's "
                    "history by them: an id beyond the others is the newest message",
-        "future": "the cursors are message ids per chat, never a time",
-        "redeliver": "a re-delivery is a message imported from an export, then fetched "
-                     "through TDLib; the adapter has no export yet (tests/e2e "
-                     "tg_import_then_incr covers it)"}
+        "future": "the cursors are message ids per chat, never a time"}
 
     def start(self, n, secret=False):
         ctx = self.ctx
@@ -114,7 +115,7 @@ class Adapter(Base):
         elif kind == "bad_row":
             f = {"bad_message": True}
         elif kind == "slow":
-            # Never answered (the fake has no delay): a hang.
+            # Never answered: a hang (latency() makes answers slow instead).
             self.s.d["hang"] = [METHOD]
             self.s.write()
             return
@@ -141,9 +142,72 @@ class Adapter(Base):
         self.s.d.pop("hang", None)
         self.s.write()
 
+    # A re-delivery: a new message comes first in an export of its chat
+    # (basic group -G is the export's "private_group" G, its message N is
+    # TDLib's N << 20), then through TDLib. Telegram has no provider id
+    # beside the message id, which both deliveries must map to the same
+    # external_id "chat:id": the item's rows are found by what the two
+    # have in common (source, chat, text and time), not by that id.
+
+    def redeliver(self):
+        cid = sorted(self.next)[len(self.next) // 2]
+        sid = self.next[cid]
+        self.next[cid] += 2
+        now = int(time.time())
+        m = te.msg(cid, sid, te.ANN, now - 60)
+        chat = self.s.chat(cid)
+        path = os.path.join(self.ctx.dir, "tg-export.json")
+        with open(path, "w") as f:
+            json.dump(export(cid, chat["chat"]["title"], chat["messages"] + [m]), f,
+                      indent=1)
+        r = self.ok("full-sync", "-s", self.source, "--import", path)
+        js = r.stream("messages", self.source)
+        n = len(chat["messages"]) + 1
+        if (js["fetched"], js["inserted"]) != (n, 1):
+            raise Fail("the import of %d messages of which 1 new: fetched %d, inserted %d"
+                       % (n, js["fetched"], js["inserted"]), r.desc())
+        pid = te.ext(cid, m)
+        self.redelivered = {pid: m}
+        if self.ctx.count("message", self.redelivered_rows(pid)) != 1:
+            raise Fail("the imported message %s is not stored once" % pid)
+        # TDLib now has it too, and a newer one.
+        self.s.add(cid, m, te.msg(cid, sid + 1, te.ME, now - 30))
+        self.s.write()
+        return pid
+
+    def redelivered_rows(self, pid):
+        """The SQL condition selecting the message rows of item pid."""
+        m = self.redelivered[pid]
+        return ("source_id = (SELECT id FROM source WHERE name = '%s') AND conversation_id ="
+                " (SELECT id FROM conversation WHERE external_id = '%d') AND body = '%s'"
+                " AND sent_at = to_timestamp(%d)"
+                % (self.source, m["chat_id"], m["content"]["text"]["text"], m["date"]))
+
     def latency(self, s):
         # Each getChatHistory answer takes s seconds (the fake queues it
         # at once and hands it out then); read by every new client, so
         # from the next pass on.
         self.s.d["latency"] = s
         self.s.write()
+
+
+def export(cid, title, msgs):
+    """A Telegram Desktop export (result.json) of the account te.ME holding
+    basic group cid with the TDLib messages msgs (te.msg's)."""
+    names = {te.ME: "Me Myself", te.ANN: "Ann Example"}
+    out = []
+    for m in sorted(msgs, key=lambda m: m["id"]):
+        who = m["sender_id"]["user_id"]
+        body = m["content"]["text"]["text"]
+        out.append({"id": m["id"] // te.SHIFT, "type": "message",
+                    "date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(m["date"])),
+                    "date_unixtime": str(m["date"]), "from": names.get(who, "User %d" % who),
+                    "from_id": "user%d" % who, "text": body,
+                    "text_entities": [{"type": "plain", "text": body}]})
+    return {"about": "Here is the data you requested.",
+            "personal_information": {"user_id": te.ME, "first_name": "Me",
+                                     "last_name": "Myself", "phone_number": "+1 555 000 1234",
+                                     "username": "@me"},
+            "chats": {"about": "This page lists all chats from this export.",
+                      "list": [{"name": title, "type": "private_group", "id": -cid,
+                                "messages": out}]}}

@@ -225,7 +225,9 @@ def case_redelivered(ad):
     pid = ad.redeliver()
     ad.ok("incr-sync")
     ad.ok("full-sync")
-    eq(ad.ctx.count("message", "raw->>'provider_id' = '%s'" % pid), 1,
+    # An adapter whose items have no raw provider_id says which rows are the item's.
+    rows = getattr(ad, "redelivered_rows", lambda p: "raw->>'provider_id' = '%s'" % p)
+    eq(ad.ctx.count("message", rows(pid)), 1,
        "rows of the re-delivered item (provider id %s)" % pid)
 
 
