@@ -97,31 +97,30 @@ static int
 exact_numbers(cJSON *j, struct changed *c)
 {
 	char digits[32], *s;
-	cJSON **v;
+	cJSON **v, *k;
+	double d = j->valuedouble;
 
-	for (; j != NULL; j = j->next) {
-		double d = j->valuedouble;
+	if (cJSON_IsNumber(j) && fabs(d) >= 1e15 && fabs(d) < 1e19 &&
+	    floor(d) == d) {
+		snprintf(digits, sizeof(digits), "%.0f", d);
+		if (c->n == c->cap) {
+			size_t cap = c->cap ? 2 * c->cap : 8;
 
-		if (cJSON_IsNumber(j) && fabs(d) >= 1e15 && fabs(d) < 1e19 &&
-		    floor(d) == d) {
-			snprintf(digits, sizeof(digits), "%.0f", d);
-			if (c->n == c->cap) {
-				size_t cap = c->cap ? 2 * c->cap : 8;
-
-				if ((v = realloc(c->v, cap * sizeof(*v))) == NULL)
-					return -1;
-				c->v = v;
-				c->cap = cap;
-			}
-			if ((s = strdup(digits)) == NULL)
+			if ((v = realloc(c->v, cap * sizeof(*v))) == NULL)
 				return -1;
-			j->valuestring = s;
-			j->type = cJSON_Raw | (j->type & ~0xff);
-			c->v[c->n++] = j;
+			c->v = v;
+			c->cap = cap;
 		}
-		if (j->child != NULL && exact_numbers(j->child, c) == -1)
+		if ((s = strdup(digits)) == NULL)
 			return -1;
+		j->valuestring = s;
+		j->type = cJSON_Raw | (j->type & ~0xff);
+		c->v[c->n++] = j;
 	}
+	/* j's own members only: its siblings (the page's other rows) are not its. */
+	for (k = j->child; k != NULL; k = k->next)
+		if (exact_numbers(k, c) == -1)
+			return -1;
 	return 0;
 }
 
