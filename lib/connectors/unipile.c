@@ -484,6 +484,23 @@ out:
 	return rc;
 }
 
+/*
+ * s in lower case (ASCII letters; other bytes as they are) in out, or
+ * NULL when it does not fit whole: a cut could split a UTF-8 character.
+ */
+static const char *
+lower(const char *s, char *out, size_t n)
+{
+	size_t i;
+
+	if (strlen(s) >= n)
+		return NULL;
+	for (i = 0; s[i] != '\0'; i++)
+		out[i] = (char)tolower((unsigned char)s[i]);
+	out[i] = '\0';
+	return out;
+}
+
 /* A chat as a conversation row (reference §B.2). */
 static int
 add_chat(struct sync_batch *b, const cJSON *c, const char *id, const char *when)
@@ -495,7 +512,6 @@ add_chat(struct sync_batch *b, const cJSON *c, const char *id, const char *when)
 	long long type, unread_count;
 	int unread;
 	long bad = 0;
-	size_t i;
 
 	memset(&cv, 0, sizeof(cv));
 	cv.external_id = id;
@@ -504,13 +520,9 @@ add_chat(struct sync_batch *b, const cJSON *c, const char *id, const char *when)
 	if (type >= 0 && type <= 2)
 		cv.kind = kinds[type];
 	else if ((at = sync_json_str(c, "account_type", NULL, 0, &bad)) !=
-	    NULL) {
+	    NULL)
 		/* An unknown chat type: the provider says more than nothing. */
-		for (i = 0; at[i] != '\0' && i + 1 < sizeof(kind); i++)
-			kind[i] = (char)tolower((unsigned char)at[i]);
-		kind[i] = '\0';
-		cv.kind = kind;
-	}
+		cv.kind = lower(at, kind, sizeof(kind));
 	unread_count = sync_json_int(c, "unread_count");
 	unread = json_flag(c, "unread");
 	cv.unread_count = unread_count;
@@ -620,7 +632,6 @@ add_message(struct sync_batch *b, const cJSON *mj, const char *id,
 	char num[40], kind[32];
 	long bad = 0;
 	int sender, seen, delivered;
-	size_t i;
 
 	pid = sync_json_str(mj, "provider_id", num, sizeof(num), &bad);
 	memset(&m, 0, sizeof(m));
@@ -632,13 +643,9 @@ add_message(struct sync_batch *b, const cJSON *mj, const char *id,
 	m.direction = sender < 0 ? NULL : sender ? "out" : "in";
 	if (json_flag(mj, "is_event") == 1)
 		m.kind = "event";
-	else if ((type = sync_json_str(mj, "message_type", NULL, 0, &bad)) !=
-	    NULL && *type != '\0' && strlen(type) < sizeof(kind)) {
-		for (i = 0; type[i] != '\0'; i++)
-			kind[i] = (char)tolower((unsigned char)type[i]);
-		kind[i] = '\0';
-		m.kind = kind;
-	} else
+	else if ((type = sync_json_str(mj, "message_type", NULL, 0, &bad)) ==
+	    NULL || *type == '\0' || (m.kind = lower(type, kind,
+	    sizeof(kind))) == NULL)
 		m.kind = "message";
 	m.body = sync_json_str(mj, "text", NULL, 0, &bad);
 	m.sent_at = when;

@@ -67,6 +67,37 @@ test_chats(void)
 	ct_close(&t);
 }
 
+/*
+ * An unknown chat type names its kind by account_type, lower-cased into a
+ * small buffer: a long one is left out, not cut inside a UTF-8 character
+ * (fuzz_unipile: invalid UTF-8 in the COPY text).
+ */
+static void
+test_long_account_type(void)
+{
+	static const char page[] = "{\"object\":\"ChatList\",\"items\":[{"
+	    "\"object\":\"Chat\",\"id\":\"c1\",\"account_id\":\"acc 1\","
+	    "\"account_type\":\"WHATSA\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+	    "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\",\"name\":\"n\","
+	    "\"type\":9,\"timestamp\":\"2026-11-20T10:00:00.000Z\","
+	    "\"unread_count\":0}],\"cursor\":null}";
+	struct sync_err e;
+	struct ct t;
+	enum sync_rc rc;
+
+	if (start(&t) == -1)
+		return;
+	ct_answer(&t, 200, NULL, page);
+	ct_answer(&t, 200, NULL, att);
+	rc = ct_walk(&t, "chats", SYNC_MODE_INCR, OLD, 5, NULL, &e);
+	CHECK(rc == SYNC_OK);
+	if (rc != SYNC_OK || t.bad[0] != '\0')
+		fprintf(stderr, "  %s %s\n", e.msg, t.bad);
+	CHECK(t.bad[0] == '\0');
+	CHECK(t.side_rows[1] == 1);
+	ct_close(&t);
+}
+
 static void
 test_messages(void)
 {
@@ -167,6 +198,7 @@ main(void)
 	    cmsgs == NULL)
 		return 1;
 	test_chats();
+	test_long_account_type();
 	test_messages();
 	test_errors();
 	test_hostile_variants();
