@@ -100,6 +100,11 @@ $(TDLIB):
 # finds goes to $(FUZZ_DIR)/corpus/NAME, a crash to $(FUZZ_DIR)/crash-*.
 FUZZ_CC	?= clang
 FUZZ_SECONDS ?= 30
+# FUZZ_SEED=N FUZZ_RUNS=M: the same inputs on every run, at most M of them
+# within FUZZ_SECONDS (CI: its verdict is reproducible, not luck); the
+# default is a new seed each time, exploring.
+FUZZ_SEED ?= 0
+FUZZ_RUNS ?= -1
 FUZZ_DIR = tests/fuzz/build
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	   -fno-omit-frame-pointer
@@ -146,6 +151,7 @@ fuzz: fuzz-build
 	    echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
 	    if ! LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp \
 	        $(FUZZ_DIR)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) \
+	        -seed=$(FUZZ_SEED) -runs=$(FUZZ_RUNS) \
 	        -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
 	        -artifact_prefix=$(FUZZ_DIR)/crash-$$n- \
 	        $(FUZZ_DIR)/corpus/$$n tests/fuzz/corpus/$$n \
