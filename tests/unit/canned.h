@@ -334,6 +334,29 @@ ct_begin(struct ct *t, struct sync_err *err)
 	return t->conn->begin(&t->ctx, err);
 }
 
+/*
+ * ct_open() of conf, then (with first, a 200 answer queued for begin()'s
+ * own request) ct_begin(), as a page-reader test starts: 0, or -1 when
+ * the source cannot be opened, -2 when begin() fails (each said on stderr).
+ */
+static CT_UNUSED int
+ct_start(struct ct *t, const char *conf, const char *first)
+{
+	struct sync_err e;
+
+	if (ct_open(t, conf, &e) != SYNC_OK) {
+		fprintf(stderr, "  ct_open: %s\n", e.msg);
+		return -1;
+	}
+	if (first != NULL)
+		ct_answer(t, 200, NULL, first);
+	if (ct_begin(t, &e) != SYNC_OK) {
+		fprintf(stderr, "  ct_begin: %s\n", e.msg);
+		return -2;
+	}
+	return 0;
+}
+
 /* Whether s[0..n-1] is valid UTF-8 (no overlongs, surrogates, > U+10FFFF). */
 static CT_UNUSED int
 ct_utf8(const unsigned char *s, size_t n)

@@ -18,15 +18,10 @@ static char *list1, *list2, *msgs, *nested;
 static int
 start(struct ct *t)
 {
-	struct sync_err e;
+	int r = ct_start(t, CONF, NULL);
 
-	if (ct_open(t, CONF, &e) != SYNC_OK) {
-		fprintf(stderr, "  %s\n", e.msg);
-		CHECK(!"ct_open");
-		return -1;
-	}
-	CHECK(ct_begin(t, &e) == SYNC_OK);
-	return 0;
+	CHECK(r == 0);
+	return r == -1 ? -1 : 0;
 }
 
 /* Two listing pages, three conversations, two messages each. */

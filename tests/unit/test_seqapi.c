@@ -16,16 +16,10 @@ static char *status_json, *page1, *page2;
 static int
 start(struct ct *t)
 {
-	struct sync_err e;
+	int r = ct_start(t, CONF, status_json);
 
-	if (ct_open(t, CONF, &e) != SYNC_OK) {
-		fprintf(stderr, "  %s\n", e.msg);
-		CHECK(!"ct_open");
-		return -1;
-	}
-	ct_answer(t, 200, NULL, status_json);
-	CHECK(ct_begin(t, &e) == SYNC_OK);
-	return 0;
+	CHECK(r == 0);
+	return r == -1 ? -1 : 0;
 }
 
 static void

@@ -15,15 +15,10 @@ static char *inbox, *errpage;
 static int
 start(struct ct *t, const char *conf)
 {
-	struct sync_err e;
+	int r = ct_start(t, conf, NULL);
 
-	if (ct_open(t, conf, &e) != SYNC_OK) {
-		fprintf(stderr, "  %s\n", e.msg);
-		CHECK(!"ct_open");
-		return -1;
-	}
-	CHECK(ct_begin(t, &e) == SYNC_OK);
-	return 0;
+	CHECK(r == 0);
+	return r == -1 ? -1 : 0;
 }
 
 static void
