@@ -22,7 +22,8 @@ What every fake gets the same way:
           every response), gzip when state.gzip is on and the client accepts
           it; ThreadingHTTPServer on --host (127.0.0.1), --port (0: any);
           the port is written atomically to --port-file (else to stdout)
-          once the socket listens; --exit-with-parent; --verbose logs.
+          once the socket listens; --exit-with-parent; --verbose logs;
+          HTTPS with --tls-cert and --tls-key (tests/e2e/tls_e2e.py).
   Log     every API request counts in total and by_endpoint; the first
           log_cap are kept as log entries (dicts the fake builds: at least
           "endpoint", and "status"/"t_end", which are filled in just before
@@ -464,6 +465,9 @@ def add_server_args(ap, token="test-token", token_help=None):
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--exit-with-parent", action="store_true",
                     help="exit when the process that started us goes away")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate "
+                    "(chain) and --tls-key")
+    ap.add_argument("--tls-key")
 
 
 def serve(args, handler, state):
@@ -471,6 +475,14 @@ def serve(args, handler, state):
     port (args.port_file or stdout) and serves until interrupted; returns 0."""
     srv = Server((args.host, args.port), handler)
     srv.state = state
+    if getattr(args, "tls_cert", None):
+        import ssl
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        # The handshake happens in the request's thread, on its first read:
+        # a client that refuses the certificate never blocks the listener.
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True,
+                                     do_handshake_on_connect=False)
     srv.verbose = args.verbose
     if args.exit_with_parent:
         watch_parent()
