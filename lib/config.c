@@ -196,6 +196,42 @@ static const struct gkey sync_keys[] = {
 	{ NULL, 0, 0, 0, 0 }
 };
 
+/*
+ * Checks the ca_file just read (s) into *path (SPEC §4): a relative path
+ * is taken from the configuration file's directory (*path is replaced),
+ * and, if load, the file must be readable and hold a PEM certificate, or
+ * it is a configuration error here rather than a network error at run
+ * time.  Empty means none.  src: the source's name, NULL for http.ca_file.
+ */
+static enum sync_rc
+check_ca_file(struct loader *l, const config_setting_t *s, const char *src,
+    char **path, int load)
+{
+	struct sync_tls_cas *cas;
+	const char *slash;
+	char why[256], buf[4096], *p;
+
+	if (**path == '\0')
+		return SYNC_OK;
+	if (**path != '/' && (slash = strrchr(l->path, '/')) != NULL) {
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)(slash - l->path),
+		    l->path, *path);
+		if ((p = strdup(buf)) == NULL)
+			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
+			    "out of memory");
+		free(*path);
+		*path = p;
+	}
+	if (!load)
+		return SYNC_OK;
+	if ((cas = sync_tls_cas_load(*path, why, sizeof(why))) == NULL)
+		return cerr(l, s, "%s%s%sca_file '%s': %s", src != NULL ?
+		    "source '" : "", src != NULL ? src : "", src != NULL ?
+		    "': " : "", *path, why);
+	sync_tls_cas_free(cas);
+	return SYNC_OK;
+}
+
 static enum sync_rc
 load_group(struct loader *l, const config_setting_t *g, struct sync_config *c,
     const struct gkey *keys, const char *where)
@@ -220,6 +256,9 @@ load_group(struct loader *l, const config_setting_t *g, struct sync_config *c,
 		switch (d->type) {
 		case 's':
 			rc = get_str(l, s, (char **)(void *)dst);
+			if (rc == SYNC_OK && d->off == OFF(ca_file))
+				rc = check_ca_file(l, s, NULL,
+				    (char **)(void *)dst, 1);
 			break;
 		case 'n':
 			rc = get_num(l, s, d->lo, d->hi, (double *)(void *)dst);
@@ -605,6 +644,11 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 	    sizeof(why)) != SYNC_OK)
 		return cerr(l, s, "source '%s': url '%s': %s", src->name, src->url,
 		    why);
+	/* A disabled source's ca_file is not read (enabled may follow it). */
+	if (src->ca_file != NULL && check_ca_file(l,
+	    config_setting_get_member(g, "ca_file"), src->name,
+	    &src->ca_file, src->enabled) != SYNC_OK)
+		return l->err->rc;
 	for (j = 0; j < src->nvalues; j++)
 		if (src->values[j].def->required && !src->values[j].set)
 			return cerr(l, g, "source '%s' has no '%s' (required for "

@@ -39,6 +39,7 @@ struct sync_http {
 	/* Query credentials (name, value, ..., NULL), borrowed from the source. */
 	const char	*cred[5];
 	struct canned	*canned;	/* test only: no network */
+	struct sync_tls_cas *cas;	/* ca_file's, added to each SSL_CTX */
 };
 
 static enum sync_rc canned_get(struct sync_http *, const char *, const char *,
@@ -95,6 +96,73 @@ setopt_failed(struct sync_err *err)
 	return -1;
 }
 
+/*
+ * TLS trust (SPEC §4): a ca_file adds to the system's CAs, it never
+ * replaces them.  With OpenSSL as libcurl's backend (Debian's libcurl4),
+ * libcurl loads the system's CAs as it was built to (bundle file and
+ * directory) and on_ssl_ctx() then adds the file's certificates to the
+ * store of each SSL_CTX it makes.  SSL_CERT_FILE and SSL_CERT_DIR, when
+ * set, name the system's CAs instead, as for OpenSSL's own tools and the
+ * curl command (libcurl itself, built with a fixed bundle, ignores them).
+ * With another backend no certificate can be added beside the bundle: the
+ * file becomes CURLOPT_CAINFO, and the CA directory libcurl was built with
+ * (CURLINFO_CAPATH, kept as CURLOPT_CAPATH) still holds the system's CAs.
+ * pinned_pubkey is independent of all this.
+ */
+static CURLcode
+on_ssl_ctx(CURL *c, void *ssl_ctx, void *arg)
+{
+	(void)c;
+	return sync_tls_cas_add(arg, ssl_ctx) == 0 ? CURLE_OK :
+	    CURLE_SSL_CERTPROBLEM;
+}
+
+/* Sets the trust of h's handle; -1 with err set on failure. */
+static int
+tls_trust(struct sync_http *h, const struct sync_source_cfg *src,
+    const char *ca, struct sync_err *err)
+{
+	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+	const char *env;
+	char why[256];
+	int bad = 0, dir_env = 0;
+
+	if ((env = getenv("SSL_CERT_FILE")) != NULL && *env != '\0')
+		bad |= curl_easy_setopt(h->curl, CURLOPT_CAINFO, env) != CURLE_OK;
+	if ((env = getenv("SSL_CERT_DIR")) != NULL && *env != '\0') {
+		bad |= curl_easy_setopt(h->curl, CURLOPT_CAPATH, env) != CURLE_OK;
+		dir_env = 1;
+	}
+	if (ca == NULL || *ca == '\0')
+		return bad ? setopt_failed(err) : 0;
+	if (!sync_tls_is_ours(v != NULL ? v->ssl_version : NULL)) {
+		char *capath = NULL;
+
+#if LIBCURL_VERSION_NUM >= 0x075400
+		if (!dir_env &&
+		    curl_easy_getinfo(h->curl, CURLINFO_CAPATH, &capath) ==
+		    CURLE_OK && capath != NULL)
+			bad |= curl_easy_setopt(h->curl, CURLOPT_CAPATH, capath) !=
+			    CURLE_OK;
+#endif
+		(void)capath;
+		(void)dir_env;
+		bad |= curl_easy_setopt(h->curl, CURLOPT_CAINFO, ca) != CURLE_OK;
+		return bad ? setopt_failed(err) : 0;
+	}
+	/* Read once here; the config loader has checked it already. */
+	if ((h->cas = sync_tls_cas_load(ca, why, sizeof(why))) == NULL) {
+		sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
+		    "source '%s': ca_file '%s': %s", src->name, ca, why);
+		return -1;
+	}
+	bad |= curl_easy_setopt(h->curl, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx) !=
+	    CURLE_OK;
+	bad |= curl_easy_setopt(h->curl, CURLOPT_SSL_CTX_DATA, h->cas) !=
+	    CURLE_OK;
+	return bad ? setopt_failed(err) : 0;
+}
+
 struct sync_http *
 sync_http_new(const struct sync_config *cfg, const struct sync_source_cfg *src,
     struct sync_err *err)
@@ -145,14 +213,16 @@ sync_http_new(const struct sync_config *cfg, const struct sync_source_cfg *src,
 	bad |= curl_easy_setopt(c, CURLOPT_PROTOCOLS,
 	    (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK;
 #endif
-	if (ca != NULL && *ca != '\0')
-		bad |= curl_easy_setopt(c, CURLOPT_CAINFO, ca) != CURLE_OK;
 	if (src->pinned_pubkey != NULL && *src->pinned_pubkey != '\0')
 		bad |= curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY,
 		    src->pinned_pubkey) != CURLE_OK;
 	if (bad || sync_http_add_header(h, "Accept: application/json") == -1 ||
 	    auth_place(h, src) == -1) {
 		setopt_failed(err);
+		sync_http_free(h);
+		return NULL;
+	}
+	if (tls_trust(h, src, ca, err) == -1) {
 		sync_http_free(h);
 		return NULL;
 	}
@@ -167,6 +237,7 @@ sync_http_free(struct sync_http *h)
 	curl_easy_cleanup(h->curl);
 	curl_slist_free_all(h->headers);
 	canned_free(h->canned);
+	sync_tls_cas_free(h->cas);
 	free(h);
 }
 

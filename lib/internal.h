@@ -100,6 +100,32 @@ size_t		sync_http_canned_asked(const struct sync_http *);
 const char     *sync_http_canned_url(const struct sync_http *, size_t);
 /* The request header line that starts with prefix (any case), or NULL. */
 const char     *sync_http_canned_sent(const struct sync_http *, const char *);
+
+/* ---- tls.c: a ca_file's certificates (OpenSSL; for http.c, config.c) -- */
+
+struct sync_tls_cas;
+
+/*
+ * Reads the certificates of the PEM file path (one or more; other PEM
+ * blocks are skipped).  NULL, with the reason in why (n bytes: an errno
+ * text, or that it holds no certificate or a broken one), when it cannot
+ * be read or holds none.  The caller frees it with sync_tls_cas_free().
+ */
+struct sync_tls_cas *sync_tls_cas_load(const char *path, char *why, size_t n);
+void		sync_tls_cas_free(struct sync_tls_cas *);
+/*
+ * Adds the certificates to the trust store of ssl_ctx (an OpenSSL
+ * SSL_CTX *), beside what is there; one already there is no error.  0, or
+ * -1 when one could not be added.
+ */
+int		sync_tls_cas_add(const struct sync_tls_cas *, void *ssl_ctx);
+/*
+ * Whether libcurl's TLS backend, as curl_version_info() names it, is the
+ * OpenSSL this program is linked with (then its SSL_CTX may be handed to
+ * sync_tls_cas_add()).
+ */
+int		sync_tls_is_ours(const char *ssl_version);
+
 /* ---- db.c: the only user of libpq -------------------------------------- */
 
 struct sync_db;
