@@ -117,6 +117,22 @@ apply_side(struct job *j, const char *stream, struct sync_page *pg,
 }
 
 /*
+ * A dry run's count of a page for a source that has no rows yet: every row
+ * is new, counted as apply_side() and commit_page() would count it.
+ */
+static void
+count_new(const char *stream, const struct sync_page *pg, struct sync_counts *c)
+{
+	enum sync_entity own = own_entity(stream, pg);
+	int k;
+
+	c->inserted += pg->batch.nrows;
+	for (k = 0; k < 2; k++)
+		if (pg->side[k].entity == own)
+			c->inserted += pg->side[k].nrows;
+}
+
+/*
  * Writes a page's quarantined rows and resolves the earlier rejections at
  * the positions of the items it stores (but not at those it rejects again).
  */
@@ -470,9 +486,12 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		if (pg.fingerprint != NULL && (rc = replace(&st.state.fingerprint,
 		    pg.fingerprint, err)) != SYNC_OK)
 			break;
-		if (o->dry_run)
+		if (o->dry_run) {
+			/* A source without rows: all its rows are new (SPEC §2). */
+			if (j->id == 0)
+				count_new(name, &pg, &sr->c);
 			sync_page_release(&pg);
-		else {
+		} else {
 			w.base = st.state;
 			writer_start(&w, &pg);
 		}
@@ -648,7 +667,9 @@ run_source(struct job *j)
 		source_fail(j, &err);
 		return;
 	}
-	if ((j->db = sync_db_open(j->cfg, &err)) == NULL ||
+	/* A dry run writes nothing, not even the schema or the source row. */
+	if ((j->db = o->dry_run ? sync_db_open_readonly(j->cfg, &err) :
+	    sync_db_open(j->cfg, &err)) == NULL ||
 	    sync_db_source(j->db, src, &j->id, &err) != SYNC_OK ||
 	    sync_db_lock(j->db, j->id, lock, &got, &err) != SYNC_OK) {
 		source_fail(j, &err);
