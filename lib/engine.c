@@ -961,6 +961,21 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 		free(sel);
 		return rc;
 	}
+	/*
+	 * The database first (migrated here, once): one that cannot be used
+	 * stops the pass before any source runs, its cause reported once
+	 * rather than once per source.
+	 */
+	if (n > 0) {
+		struct sync_db *db = o->dry_run ? sync_db_open_readonly(cfg, err) :
+		    sync_db_open(cfg, err);
+
+		if (db == NULL) {
+			free(sel);
+			return err->rc;
+		}
+		sync_db_free(db);
+	}
 	if ((res->sources = calloc(n + 1, sizeof(*res->sources))) == NULL) {
 		free(sel);
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");

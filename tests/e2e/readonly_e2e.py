@@ -241,11 +241,11 @@ def ro_unreachable_once(ctx):
         eq((j.get("error") or {}).get("kind"), "database", "%s: error kind" % prog)
         one_clean_line(j["error"].get("message", ""), "%s: the JSON message" % prog)
         eq(j.get("sources", []), [], "%s: sources of a pass that never started" % prog)
-        eq(len(r.err.strip().splitlines()), 1, "%s: lines on stderr" % prog, r.err)
+        eq(len(r.err.strip().splitlines()), 1, "%s: lines on stderr (%r)" % (prog, r.err))
         r = ctx.run(prog, cfg=bad)
         r.expect_rc(75)
         eq(r.out, "", "%s: stdout without --json" % prog)
-        eq(len(r.err.strip().splitlines()), 1, "%s: lines on stderr" % prog, r.err)
+        eq(len(r.err.strip().splitlines()), 1, "%s: lines on stderr (%r)" % (prog, r.err))
         one_clean_line(r.err, "%s: stderr" % prog)
     eq(ctx.fake.stats()["total"], 0, "requests without a database")
 
