@@ -68,6 +68,7 @@ struct job {
 	struct sync_counts source_counts;
 	int		 id;
 	double		 deadline;
+	long long	 batches;	/* pages committed */
 };
 
 /*
@@ -281,6 +282,7 @@ writer_join(struct writer *w, struct sync_stream_result *sr, char **committed,
 	memset(w->related, 0, sizeof(w->related));
 	if (w->rc != SYNC_OK)
 		return sync_err_set(err, w->rc, w->err.kind, "%s", w->err.msg);
+	w->j->batches++;
 	free(*committed);
 	*committed = w->merged;
 	w->merged = NULL;
@@ -309,7 +311,7 @@ must_stop(const struct job *j, int *stopped, enum sync_rc *rc, struct sync_err *
 {
 	if (sync_stop_signal) {
 		*rc = sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-		    "interrupted by signal %d", (int)sync_stop_signal);
+		    "interrupted by %s", sync_signal_name((int)sync_stop_signal));
 		return 1;
 	}
 	if (j->deadline > 0 && sync_now_mono() >= j->deadline) {
@@ -663,7 +665,8 @@ run_source(struct job *j)
 	}
 	if (sync_stop_signal) {
 		sync_err_set(&err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-		    "interrupted before the source was started");
+		    "interrupted by %s before the source was started",
+		    sync_signal_name((int)sync_stop_signal));
 		source_fail(j, &err);
 		return;
 	}
@@ -940,6 +943,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	struct job *jobs;
 	double t0 = sync_now_mono(), maxrt;
 	size_t i, n, nok = 0, nfail = 0, nskip = 0, npart = 0, nintr = 0;
+	long long batches = 0;
 	enum sync_rc rc;
 
 	memset(res, 0, sizeof(*res));
@@ -999,6 +1003,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	}
 	run_jobs(jobs, n, cfg->jobs);
 	for (i = 0; i < n; i++) {
+		batches += jobs[i].batches;
 		switch (res->sources[i].status) {
 		case SYNC_ST_OK:	nok++; break;
 		case SYNC_ST_SKIPPED:	nskip++; break;
@@ -1011,6 +1016,11 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	sync_http_global(0);
 	free(sel);
 	res->signo = (int)sync_stop_signal;
+	/* One line for the interruption, whatever the sources said. */
+	if (res->signo != 0)
+		sync_log_failure("interrupted by %s after committing %lld "
+		    "batch%s; the next run resumes", sync_signal_name(res->signo),
+		    batches, batches == 1 ? "" : "es");
 	/* SPEC §5: any failure makes the pass failed, whatever else ran. */
 	if (nfail > 0)
 		res->status = SYNC_ST_FAILED;

@@ -18,6 +18,8 @@ void		sync_signals_install(void);
 /* ---- names (cli.c, output.c) ---------------------------------------- */
 
 const char     *sync_cmd_name(enum sync_cmd);
+/* "SIGINT", "SIGTERM", ... for the signals that stop a pass. */
+const char     *sync_signal_name(int);
 const char     *sync_status_name(enum sync_status);
 
 /* ---- config.c --------------------------------------------------------- */

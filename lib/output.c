@@ -197,7 +197,8 @@ format_text(const struct sync_result *res)
 		    sync_status_name(s->status));
 		if (s->reason[0] != '\0')
 			bad |= sync_buf_addf(&b, " (%s)", s->reason);
-		if (s->err.rc != SYNC_OK)
+		/* An interruption has its own line on stderr (engine.c). */
+		if (s->err.rc != SYNC_OK && s->status != SYNC_ST_INTERRUPTED)
 			bad |= sync_buf_addf(&b, ": %s: %s",
 			    sync_errkind_name(s->err.kind), s->err.msg);
 		bad |= sync_buf_adds(&b, "\n");
