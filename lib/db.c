@@ -675,8 +675,10 @@ sync_db_conninfo_secrets(const char *conninfo)
 
 /*
  * Whether the schema is there for a read-only connection: its
- * schema_migrations table exists (a role that may not read it fails
- * here, with 42501).
+ * schema_migrations table exists (a role that may not read it fails here,
+ * with 42501).  One older than these binaries cannot be read (they would
+ * ask for what it lacks) and must not be migrated here: the next pass
+ * migrates it.
  */
 static enum sync_rc
 have_schema(struct sync_db *db, struct sync_err *err)
@@ -684,11 +686,24 @@ have_schema(struct sync_db *db, struct sync_err *err)
 	PGresult *r = PQexec(db->conn, "SELECT to_regclass('schema_migrations')"
 	    " IS NOT NULL");
 	enum sync_rc rc;
+	int have, want = sync_migrations[sync_nmigrations - 1].version;
 
 	if ((rc = exec_result(db, r, &r, "inspect the schema", err)) != SYNC_OK)
 		return rc;
 	db->schema = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 	PQclear(r);
+	if (!db->schema)
+		return SYNC_OK;
+	r = PQexec(db->conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+	if ((rc = exec_result(db, r, &r, "read schema_migrations", err)) != SYNC_OK)
+		return rc;
+	have = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	if (have < want)
+		return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE, "the "
+		    "database schema is at version %d, these binaries need %d: "
+		    "the next incr-sync or full-sync (not a dry run) applies the "
+		    "migrations", have, want);
 	return SYNC_OK;
 }
 

@@ -336,3 +336,25 @@ def ro_top_level_status(ctx):
     ctx.fake.call("release", {})
     r.expect_rc(0)
     eq(r.json.get("status"), "partial", "stopped at --max-runtime")
+
+
+@test
+def ro_older_schema(ctx):
+    """A schema older than the binaries is neither migrated nor misread by
+    sync-status or --dry-run: they say what to do."""
+    ctx.setup(conversations=2, messages=5, contacts=2)
+    ctx.config()
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    top = ctx.sql("SELECT max(version) FROM schema_migrations")
+    ctx.sql("CREATE TABLE saved AS SELECT * FROM schema_migrations WHERE version = %s;"
+            "DELETE FROM schema_migrations WHERE version = %s" % (top, top))
+    for args in (("sync-status",), ("full-sync", "--dry-run")):
+        r = ctx.run(*args)
+        r.expect_rc(75)
+        check("the next incr-sync or full-sync" in r.err, "%s does not say what to do"
+              % args[0], r.desc())
+        eq(ctx.count("schema_migrations", "version = %s" % top), 0,
+           "%s migrated" % args[0])
+    ctx.sql("INSERT INTO schema_migrations SELECT * FROM saved")
+    ctx.run("sync-status").expect_rc(0)
+    ctx.run("full-sync", "--dry-run").expect_rc(0)
