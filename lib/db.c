@@ -585,8 +585,11 @@ migrate(struct sync_db *db, struct sync_err *err)
 	if (have == 0) {
 		r = PQexec(db->conn, "SELECT coalesce(max(version), 0) FROM"
 		    " schema_migrations");
-		if (PQresultStatus(r) == PGRES_TUPLES_OK)
-			have = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+		/* A role that may not read it: say so, not what follows. */
+		if ((rc = exec_result(db, r, &r, "read schema_migrations", err)) !=
+		    SYNC_OK)
+			return rc;
+		have = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
 		PQclear(r);
 		if (have >= sync_migrations[sync_nmigrations - 1].version)
 			return SYNC_OK;

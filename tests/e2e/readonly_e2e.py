@@ -189,7 +189,7 @@ def ro_refusals_exit_78(ctx):
     # No rights on a migrated database: permission denied (SQLSTATE 42501).
     plain = role(ctx, "ro_plain_" + ctx.db)
     expect_refusal(ctx, config_as(ctx, plain, sources=srcs), "no permission",
-                   "permission denied")
+                   "permission denied for table schema_migrations")
     # May not connect to the database at all.
     ctx.sql('REVOKE CONNECT ON DATABASE "%s" FROM PUBLIC' % ctx.db)
     expect_refusal(ctx, config_as(ctx, plain, sources=srcs), "no CONNECT privilege")
