@@ -103,7 +103,11 @@ pass_main(enum sync_cmd cmd, int argc, char **argv)
 	if (sync_pass_run(cfg, &o, &res, &err) != SYNC_OK) {
 		sync_log_failure("%s", err.msg);	/* on stderr too (SPEC §2) */
 		sync_config_free(cfg);
-		return sync_rc_exit_code(err.rc);
+		if (o.json && (out = sync_error_format(cmd, &err)) != NULL) {
+			fputs(out, stdout);
+			free(out);
+		}
+		return finish(sync_rc_exit_code(err.rc));
 	}
 	code = sync_result_exit_code(&res);
 	/* -q: nothing on success; a failure is still reported. */

@@ -21,6 +21,9 @@
 
 struct sync_db {
 	PGconn		*conn;
+	int		 readonly;	/* sync_db_open_readonly(): writes nothing */
+	int		 schema;	/* readonly: the schema is there (else every
+					   read finds nothing) */
 	int		 in_tx;
 	int		 staged[3];	/* entities staged in this transaction */
 	int		 cache_source;	/* whose ids the maps hold */
@@ -371,30 +374,147 @@ static const struct {
 	  "UPDATE source SET type = $2, updated_at = now() WHERE id = $1" },
 };
 
-/* Sets a database error; SQLSTATE class 22 (bad data) is a data error. */
+/*
+ * libpq's text as one clean line in m: what comes before its first line
+ * break (libpq adds its hints, such as "Is the server running...", on lines
+ * of their own; all: every line, joined), without the server's severity
+ * ("FATAL:  ", "ERROR:  "), white space collapsed to single spaces.
+ */
+static void
+one_line(char *m, size_t size, const char *s, int all)
+{
+	static const char *const sev[] = { "FATAL:  ", "ERROR:  ", "PANIC:  " };
+	size_t n = 0, k;
+	int space = 0;
+
+	if (size == 0)
+		return;
+	for (; *s != '\0' && (all || *s != '\n') && n + 1 < size; s++) {
+		for (k = 0; k < sizeof(sev) / sizeof(sev[0]); k++)
+			if (strncmp(s, sev[k], strlen(sev[k])) == 0)
+				break;
+		if (k < sizeof(sev) / sizeof(sev[0])) {
+			s += strlen(sev[k]) - 1;
+			continue;
+		}
+		if (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') {
+			space = n > 0;
+			continue;
+		}
+		if (space && n + 2 < size)
+			m[n++] = ' ';
+		space = 0;
+		m[n++] = *s;
+	}
+	m[n] = '\0';
+}
+
+/*
+ * A failed statement's error as one line in m: the server's primary
+ * message, then its detail and hint, joined with "; " (never the statement
+ * and the caret under it that PQresultErrorMessage() adds); libpq's own
+ * errors (no primary message: the connection broke) as one_line().
+ */
+static void
+result_message(struct sync_db *db, const PGresult *r, char *m, size_t size)
+{
+	static const int fields[] = { PG_DIAG_MESSAGE_PRIMARY,
+	    PG_DIAG_MESSAGE_DETAIL, PG_DIAG_MESSAGE_HINT };
+	const char *f;
+	size_t i, n;
+
+	f = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	if (f == NULL) {
+		f = r != NULL ? PQresultErrorMessage(r) : "";
+		if (f == NULL || *f == '\0')
+			f = PQerrorMessage(db->conn);
+		while (*f == '\n' || *f == ' ')
+			f++;
+		one_line(m, size, f, 0);
+		return;
+	}
+	m[0] = '\0';
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if ((f = PQresultErrorField(r, fields[i])) == NULL || *f == '\0')
+			continue;
+		n = strlen(m);
+		if (n > 0 && n + 2 < size) {
+			memcpy(m + n, "; ", 3);
+			n += 2;
+		}
+		one_line(m + n, size - n, f, 1);
+	}
+}
+
+/*
+ * SQLSTATEs that retrying will not cure (SPEC §3: exit 78, kind database):
+ * class 28 (invalid authorization: a wrong password, a role that may not
+ * log in), 3D000 (no such database), 42501 (insufficient privilege).
+ */
+static int
+refusal_state(const char *state)
+{
+	return state != NULL && (strncmp(state, "28", 2) == 0 ||
+	    strcmp(state, "3D000") == 0 || strcmp(state, "42501") == 0);
+}
+
+/*
+ * Sets a database error: SQLSTATE class 22 (bad data) is a data error, a
+ * refusal (refusal_state()) a configuration one, anything else temporary.
+ */
 static enum sync_rc
 db_err(struct sync_db *db, const PGresult *r, struct sync_err *err,
     const char *what)
 {
 	const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-	const char *msg = r != NULL ? PQresultErrorMessage(r) : "";
-	char m[300];
-	size_t n;
+	char m[400];
 
-	if (msg == NULL || *msg == '\0')
-		msg = PQerrorMessage(db->conn);
-	snprintf(m, sizeof(m), "%s", msg);
-	n = strlen(m);
-	while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
-		m[--n] = '\0';
-	for (n = 0; m[n] != '\0'; n++)
-		if (m[n] == '\n')
-			m[n] = ' ';
+	result_message(db, r, m, sizeof(m));
 	if (state != NULL && strncmp(state, "22", 2) == 0)
 		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
 		    "cannot %s: %s", what, m);
+	if (refusal_state(state))
+		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_DATABASE,
+		    "cannot %s: %s", what, m);
 	return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE, "cannot %s: %s",
 	    what, m);
+}
+
+/*
+ * Whether a connection that failed was refused by the server for good (a
+ * wrong or missing password, a role that does not exist or may not log
+ * in, no such database, no CONNECT privilege) rather than not reached.
+ * libpq keeps no SQLSTATE for a failed connection (there is no PGresult;
+ * libpq 15 offers only the text of PQerrorMessage()), so: a password the
+ * server asked for and nobody gave is PQconnectionNeedsPassword(), exact;
+ * the rest is recognised by the server's own words for SQLSTATE class 28,
+ * 3D000 and 42501 at connection time (src/backend/libpq/auth.c and
+ * utils/init/postinit.c), which only a FATAL message from the server
+ * carries.  Servers that log in another language (lc_messages) are not
+ * recognised: their refusals stay temporary (75), as before, never the
+ * other way round.
+ */
+static int
+connect_refused(PGconn *conn, const char *msg)
+{
+	static const char *const words[] = {
+		"authentication failed for user",	/* 28P01, 28000 */
+		"no pg_hba.conf entry",			/* 28000 */
+		"pg_hba.conf rejects connection",	/* 28000 */
+		"is not permitted to log in",		/* 28000 */
+		"does not exist",			/* 28000 role, 3D000 */
+		"permission denied for database",	/* 42501 */
+	};
+	size_t i;
+
+	if (PQconnectionNeedsPassword(conn))
+		return 1;
+	if ((msg = strstr(msg, "FATAL:")) == NULL)
+		return 0;
+	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strstr(msg, words[i]) != NULL)
+			return 1;
+	return 0;
 }
 
 static enum sync_rc
@@ -465,8 +585,11 @@ migrate(struct sync_db *db, struct sync_err *err)
 	if (have == 0) {
 		r = PQexec(db->conn, "SELECT coalesce(max(version), 0) FROM"
 		    " schema_migrations");
-		if (PQresultStatus(r) == PGRES_TUPLES_OK)
-			have = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+		/* A role that may not read it: say so, not what follows. */
+		if ((rc = exec_result(db, r, &r, "read schema_migrations", err)) !=
+		    SYNC_OK)
+			return rc;
+		have = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
 		PQclear(r);
 		if (have >= sync_migrations[sync_nmigrations - 1].version)
 			return SYNC_OK;
@@ -553,8 +676,61 @@ sync_db_conninfo_secrets(const char *conninfo)
 	return rc;
 }
 
-struct sync_db *
-sync_db_open(const struct sync_config *cfg, struct sync_err *err)
+/*
+ * Whether the schema is there for a read-only connection: its
+ * schema_migrations table exists (a role that may not read it fails here,
+ * with 42501).  One older than these binaries cannot be read (they would
+ * ask for what it lacks) and must not be migrated here: the next pass
+ * migrates it.
+ */
+static enum sync_rc
+have_schema(struct sync_db *db, struct sync_err *err)
+{
+	PGresult *r = PQexec(db->conn, "SELECT to_regclass('schema_migrations')"
+	    " IS NOT NULL");
+	enum sync_rc rc;
+	int have, want = sync_migrations[sync_nmigrations - 1].version;
+
+	if ((rc = exec_result(db, r, &r, "inspect the schema", err)) != SYNC_OK)
+		return rc;
+	db->schema = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!db->schema)
+		return SYNC_OK;
+	r = PQexec(db->conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+	if ((rc = exec_result(db, r, &r, "read schema_migrations", err)) != SYNC_OK)
+		return rc;
+	have = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	if (have < want)
+		return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE, "the "
+		    "database schema is at version %d, these binaries need %d: "
+		    "the next incr-sync or full-sync (not a dry run) applies the "
+		    "migrations", have, want);
+	return SYNC_OK;
+}
+
+/* The statements a read-only connection uses (the others need stage tables). */
+static int
+readonly_statement(const char *name)
+{
+	static const char *const names[] = { "lock", "unlock", "next_allowed",
+	    "state_load" };
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Connects.  readonly: migrates nothing, creates nothing (no stage table)
+ * and runs every transaction read-only, a guard should a write slip
+ * through; a database without the schema reads as empty.
+ */
+static struct sync_db *
+db_open(const struct sync_config *cfg, int readonly, struct sync_err *err)
 {
 	const char *keys[5], *vals[5];
 	struct sync_db *db;
@@ -566,6 +742,7 @@ sync_db_open(const struct sync_config *cfg, struct sync_err *err)
 		sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
 		return NULL;
 	}
+	db->readonly = readonly;
 	snprintf(ct, sizeof(ct), "%ld", cfg->connect_timeout);
 	/* Defaults first: the conninfo, expanded from dbname, overrides them. */
 	keys[n] = "connect_timeout";
@@ -580,18 +757,13 @@ sync_db_open(const struct sync_config *cfg, struct sync_err *err)
 	vals[n] = NULL;
 	db->conn = PQconnectdbParams(keys, vals, 1);
 	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
-		char m[300];
-		size_t len;
+		const char *msg = db->conn != NULL ? PQerrorMessage(db->conn) :
+		    "out of memory";
+		char m[400];
 
-		snprintf(m, sizeof(m), "%s", db->conn ? PQerrorMessage(db->conn) :
-		    "out of memory");
-		len = strlen(m);
-		while (len > 0 && (m[len - 1] == '\n' || m[len - 1] == ' '))
-			m[--len] = '\0';
-		for (len = 0; m[len] != '\0'; len++)
-			if (m[len] == '\n')
-				m[len] = ' ';
-		sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
+		one_line(m, sizeof(m), msg, 0);
+		sync_err_set(err, db->conn != NULL && connect_refused(db->conn,
+		    msg) ? SYNC_ECONFIG : SYNC_ETEMP, SYNC_ERR_DATABASE,
 		    "cannot connect to the database: %s", m);
 		sync_db_free(db);
 		return NULL;
@@ -600,14 +772,24 @@ sync_db_open(const struct sync_config *cfg, struct sync_err *err)
 	if (PQsetClientEncoding(db->conn, "UTF8") != 0 ||
 	    exec_simple(db, "SET application_name = 'msgsync'; SET TIME ZONE 'UTC';"
 	    " SET lock_timeout = '60s'",
-	    "configure the session", err) != SYNC_OK ||
-	    migrate(db, err) != SYNC_OK ||
+	    "configure the session", err) != SYNC_OK)
+		goto fail;
+	if (readonly) {
+		if (exec_simple(db, "SET default_transaction_read_only = on",
+		    "configure the session", err) != SYNC_OK ||
+		    have_schema(db, err) != SYNC_OK)
+			goto fail;
+		if (!db->schema)
+			return db;
+	} else if (migrate(db, err) != SYNC_OK ||
 	    exec_simple(db, stage_sql, "create the stage tables", err) != SYNC_OK)
 		goto fail;
 	for (i = 0; i < sizeof(prepared) / sizeof(prepared[0]); i++) {
-		PGresult *r = PQprepare(db->conn, prepared[i].name, prepared[i].sql,
-		    0, NULL);
+		PGresult *r;
 
+		if (readonly && !readonly_statement(prepared[i].name))
+			continue;
+		r = PQprepare(db->conn, prepared[i].name, prepared[i].sql, 0, NULL);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			char what[96];
 
@@ -622,6 +804,18 @@ sync_db_open(const struct sync_config *cfg, struct sync_err *err)
 fail:
 	sync_db_free(db);
 	return NULL;
+}
+
+struct sync_db *
+sync_db_open(const struct sync_config *cfg, struct sync_err *err)
+{
+	return db_open(cfg, 0, err);
+}
+
+struct sync_db *
+sync_db_open_readonly(const struct sync_config *cfg, struct sync_err *err)
+{
+	return db_open(cfg, 1, err);
 }
 
 void
@@ -646,6 +840,20 @@ sync_db_source(struct sync_db *db, const struct sync_source_cfg *src, int *id,
 	char idbuf[16];
 	int tries;
 
+	/* Read-only: the source's row if it has one, else id 0 (no rows). */
+	if (db->readonly) {
+		*id = 0;
+		if (!db->schema)
+			return SYNC_OK;
+		r = PQexecParams(db->conn, "SELECT id FROM source WHERE name = $1",
+		    1, NULL, v, NULL, NULL, 0);
+		if ((rc = exec_result(db, r, &r, "read the source", err)) != SYNC_OK)
+			return rc;
+		if (PQntuples(r) == 1)
+			*id = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+		return SYNC_OK;
+	}
 	/*
 	 * A run that registers the source at the same moment makes our INSERT
 	 * do nothing while its row is not yet in our statement's snapshot: the
@@ -695,15 +903,22 @@ lock_call(struct sync_db *db, const char *stmt, int id, int which, int *got,
 	return SYNC_OK;
 }
 
+/* Id 0 (read-only, a source without rows) has nothing to guard. */
 enum sync_rc
 sync_db_lock(struct sync_db *db, int id, int which, int *got, struct sync_err *err)
 {
+	if (id == 0) {
+		*got = 1;
+		return SYNC_OK;
+	}
 	return lock_call(db, "lock", id, which, got, err);
 }
 
 enum sync_rc
 sync_db_unlock(struct sync_db *db, int id, int which, struct sync_err *err)
 {
+	if (id == 0)
+		return SYNC_OK;
 	return lock_call(db, "unlock", id, which, NULL, err);
 }
 
@@ -717,6 +932,8 @@ sync_db_next_allowed(struct sync_db *db, int id, time_t *until,
 	enum sync_rc rc;
 
 	*until = 0;
+	if (id == 0)
+		return SYNC_OK;
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
 	if ((rc = exec_prep(db, "next_allowed", 1, v, &r,
 	    "read the rate-limit window", err)) != SYNC_OK)
@@ -756,6 +973,8 @@ sync_db_state_load(struct sync_db *db, int id, const char *stream,
 	enum sync_rc rc;
 
 	memset(st, 0, sizeof(*st));
+	if (id == 0)
+		return SYNC_OK;
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
 	if ((rc = exec_prep(db, "state_load", 2, v, &r, "read the cursor", err)) !=
 	    SYNC_OK)
@@ -1789,9 +2008,13 @@ enum sync_rc
 sync_db_query(struct sync_db *db, const char *sql, int n, const char *const *p,
     struct sync_rows **out, struct sync_err *err)
 {
-	PGresult *r = PQexecParams(db->conn, sql, n, NULL, p, NULL, NULL, 0);
+	PGresult *r;
 
 	*out = NULL;
+	/* Read-only, without the schema: nothing is stored, nothing found. */
+	if (db->readonly && !db->schema)
+		return SYNC_OK;
+	r = PQexecParams(db->conn, sql, n, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		enum sync_rc rc = db_err(db, r, err, "read the sync status");
 

@@ -68,6 +68,7 @@ struct job {
 	struct sync_counts source_counts;
 	int		 id;
 	double		 deadline;
+	long long	 batches;	/* pages committed */
 };
 
 /*
@@ -114,6 +115,22 @@ apply_side(struct job *j, const char *stream, struct sync_page *pg,
 		rel[r].updated += sc.updated;
 	}
 	return SYNC_OK;
+}
+
+/*
+ * A dry run's count of a page for a source that has no rows yet: every row
+ * is new, counted as apply_side() and commit_page() would count it.
+ */
+static void
+count_new(const char *stream, const struct sync_page *pg, struct sync_counts *c)
+{
+	enum sync_entity own = own_entity(stream, pg);
+	int k;
+
+	c->inserted += pg->batch.nrows;
+	for (k = 0; k < 2; k++)
+		if (pg->side[k].entity == own)
+			c->inserted += pg->side[k].nrows;
 }
 
 /*
@@ -265,6 +282,7 @@ writer_join(struct writer *w, struct sync_stream_result *sr, char **committed,
 	memset(w->related, 0, sizeof(w->related));
 	if (w->rc != SYNC_OK)
 		return sync_err_set(err, w->rc, w->err.kind, "%s", w->err.msg);
+	w->j->batches++;
 	free(*committed);
 	*committed = w->merged;
 	w->merged = NULL;
@@ -293,7 +311,7 @@ must_stop(const struct job *j, int *stopped, enum sync_rc *rc, struct sync_err *
 {
 	if (sync_stop_signal) {
 		*rc = sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-		    "interrupted by signal %d", (int)sync_stop_signal);
+		    "interrupted by %s", sync_signal_name((int)sync_stop_signal));
 		return 1;
 	}
 	if (j->deadline > 0 && sync_now_mono() >= j->deadline) {
@@ -470,9 +488,12 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		if (pg.fingerprint != NULL && (rc = replace(&st.state.fingerprint,
 		    pg.fingerprint, err)) != SYNC_OK)
 			break;
-		if (o->dry_run)
+		if (o->dry_run) {
+			/* A source without rows: all its rows are new (SPEC §2). */
+			if (j->id == 0)
+				count_new(name, &pg, &sr->c);
 			sync_page_release(&pg);
-		else {
+		} else {
 			w.base = st.state;
 			writer_start(&w, &pg);
 		}
@@ -644,11 +665,14 @@ run_source(struct job *j)
 	}
 	if (sync_stop_signal) {
 		sync_err_set(&err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-		    "interrupted before the source was started");
+		    "interrupted by %s before the source was started",
+		    sync_signal_name((int)sync_stop_signal));
 		source_fail(j, &err);
 		return;
 	}
-	if ((j->db = sync_db_open(j->cfg, &err)) == NULL ||
+	/* A dry run writes nothing, not even the schema or the source row. */
+	if ((j->db = o->dry_run ? sync_db_open_readonly(j->cfg, &err) :
+	    sync_db_open(j->cfg, &err)) == NULL ||
 	    sync_db_source(j->db, src, &j->id, &err) != SYNC_OK ||
 	    sync_db_lock(j->db, j->id, lock, &got, &err) != SYNC_OK) {
 		source_fail(j, &err);
@@ -919,6 +943,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	struct job *jobs;
 	double t0 = sync_now_mono(), maxrt;
 	size_t i, n, nok = 0, nfail = 0, nskip = 0, npart = 0, nintr = 0;
+	long long batches = 0;
 	enum sync_rc rc;
 
 	memset(res, 0, sizeof(*res));
@@ -939,6 +964,21 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 		    ": its streams lack the one that imports");
 		free(sel);
 		return rc;
+	}
+	/*
+	 * The database first (migrated here, once): one that cannot be used
+	 * stops the pass before any source runs, its cause reported once
+	 * rather than once per source.
+	 */
+	if (n > 0) {
+		struct sync_db *db = o->dry_run ? sync_db_open_readonly(cfg, err) :
+		    sync_db_open(cfg, err);
+
+		if (db == NULL) {
+			free(sel);
+			return err->rc;
+		}
+		sync_db_free(db);
 	}
 	if ((res->sources = calloc(n + 1, sizeof(*res->sources))) == NULL) {
 		free(sel);
@@ -963,6 +1003,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	}
 	run_jobs(jobs, n, cfg->jobs);
 	for (i = 0; i < n; i++) {
+		batches += jobs[i].batches;
 		switch (res->sources[i].status) {
 		case SYNC_ST_OK:	nok++; break;
 		case SYNC_ST_SKIPPED:	nskip++; break;
@@ -975,6 +1016,11 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	sync_http_global(0);
 	free(sel);
 	res->signo = (int)sync_stop_signal;
+	/* One line for the interruption, whatever the sources said. */
+	if (res->signo != 0)
+		sync_log_failure("interrupted by %s after committing %lld "
+		    "batch%s; the next run resumes", sync_signal_name(res->signo),
+		    batches, batches == 1 ? "" : "es");
 	/* SPEC §5: any failure makes the pass failed, whatever else ran. */
 	if (nfail > 0)
 		res->status = SYNC_ST_FAILED;

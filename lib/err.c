@@ -2,6 +2,7 @@
  * err.c -- errors, their exit codes, and the redaction of secrets.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +317,18 @@ sync_errkind_name(enum sync_errkind k)
 	case SYNC_ERR_INTERRUPTED:	return "interrupted";
 	}
 	return "unknown";
+}
+
+const char *
+sync_signal_name(int signo)
+{
+	switch (signo) {
+	case SIGINT:	return "SIGINT";
+	case SIGTERM:	return "SIGTERM";
+	case SIGHUP:	return "SIGHUP";
+	case SIGQUIT:	return "SIGQUIT";
+	}
+	return "a signal";
 }
 
 int

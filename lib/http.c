@@ -478,7 +478,7 @@ http_get(struct sync_http *h, const char *url, const char *safe,
 
 		if (sync_stop_signal)
 			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-			    "interrupted by signal %d", (int)sync_stop_signal);
+			    "interrupted by %s", sync_signal_name((int)sync_stop_signal));
 		if (bound_request(h, &by_deadline) == -1) {
 			h->cut = 1;
 			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_NETWORK,
@@ -494,8 +494,8 @@ http_get(struct sync_http *h, const char *url, const char *safe,
 		cc = curl_easy_perform(h->curl);
 		if (cc == CURLE_ABORTED_BY_CALLBACK && sync_stop_signal)
 			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-			    "interrupted by signal %d while fetching '%s'",
-			    (int)sync_stop_signal, safe);
+			    "interrupted by %s while fetching '%s'",
+			    sync_signal_name((int)sync_stop_signal), safe);
 		if (cc == CURLE_OPERATION_TIMEDOUT && by_deadline) {
 			/* Not the upstream's fault: the pass's time is up. */
 			h->cut = 1;
@@ -796,7 +796,7 @@ sync_http_retry(struct sync_http *h, long attempt, int rate_limited, double wait
 	sync_log(LOG_INFO, "%s: %s; retrying in %.2f s", what, why, wait);
 	if (sync_sleep(wait) == -1)
 		return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-		    "interrupted by signal %d", (int)sync_stop_signal);
+		    "interrupted by %s", sync_signal_name((int)sync_stop_signal));
 	return SYNC_OK;
 }
 

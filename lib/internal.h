@@ -18,6 +18,8 @@ void		sync_signals_install(void);
 /* ---- names (cli.c, output.c) ---------------------------------------- */
 
 const char     *sync_cmd_name(enum sync_cmd);
+/* "SIGINT", "SIGTERM", ... for the signals that stop a pass. */
+const char     *sync_signal_name(int);
 const char     *sync_status_name(enum sync_status);
 
 /* ---- config.c --------------------------------------------------------- */
@@ -135,6 +137,14 @@ struct sync_db;
  * prepares the statements.  The caller frees it with sync_db_free().
  */
 struct sync_db *sync_db_open(const struct sync_config *, struct sync_err *);
+/*
+ * Connects for reading only (full-sync --dry-run, sync-status): migrates
+ * and creates nothing, every transaction is read-only.  On a database
+ * without the schema every read finds nothing: sync_db_source() gives id
+ * 0 (also for a source without a row), and with id 0 there is no lock to
+ * take, no rate-limit window and no cursor.  Errors as sync_db_open().
+ */
+struct sync_db *sync_db_open_readonly(const struct sync_config *, struct sync_err *);
 void		sync_db_free(struct sync_db *);
 /*
  * Registers as secrets the password of a libpq conninfo (key=value or

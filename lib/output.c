@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -196,7 +197,8 @@ format_text(const struct sync_result *res)
 		    sync_status_name(s->status));
 		if (s->reason[0] != '\0')
 			bad |= sync_buf_addf(&b, " (%s)", s->reason);
-		if (s->err.rc != SYNC_OK)
+		/* An interruption has its own line on stderr (engine.c). */
+		if (s->err.rc != SYNC_OK && s->status != SYNC_ST_INTERRUPTED)
 			bad |= sync_buf_addf(&b, ": %s: %s",
 			    sync_errkind_name(s->err.kind), s->err.msg);
 		bad |= sync_buf_adds(&b, "\n");
@@ -237,4 +239,34 @@ char *
 sync_result_format(const struct sync_result *res, int json)
 {
 	return json ? format_json(res) : format_text(res);
+}
+
+char *
+sync_error_format(enum sync_cmd cmd, const struct sync_err *err)
+{
+	cJSON *o = cJSON_CreateObject(), *e;
+	char ts[32], *p, *out = NULL;
+	int bad = o == NULL;
+
+	sync_time_format(time(NULL), ts, sizeof(ts));
+	bad |= cJSON_AddStringToObject(o, "command", sync_cmd_name(cmd)) == NULL;
+	bad |= cJSON_AddStringToObject(o, "status", "failed") == NULL;
+	bad |= cJSON_AddStringToObject(o, "started_at", ts) == NULL;
+	bad |= (e = cJSON_AddObjectToObject(o, "error")) == NULL;
+	bad |= bad || cJSON_AddStringToObject(e, "kind",
+	    sync_errkind_name(err->kind)) == NULL;
+	bad |= bad || cJSON_AddStringToObject(e, "message", err->msg) == NULL;
+	bad |= cJSON_AddArrayToObject(o, "sources") == NULL;
+	if (!bad && (p = cJSON_PrintUnformatted(o)) != NULL) {
+		size_t n = strlen(p);
+
+		if ((out = malloc(n + 2)) != NULL) {
+			memcpy(out, p, n);
+			out[n] = '\n';
+			out[n + 1] = '\0';
+		}
+		cJSON_free(p);
+	}
+	cJSON_Delete(o);
+	return out;
 }

@@ -385,7 +385,8 @@ sync_status_report(const struct sync_config *cfg, const struct sync_opts *o,
 			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 			    "no source named '%s' in %s", o->sources[i], cfg->path);
 	}
-	if ((db = sync_db_open(cfg, err)) == NULL)
+	/* Reads only: no migration, no row (a monitoring role may only read). */
+	if ((db = sync_db_open_readonly(cfg, err)) == NULL)
 		return err->rc;
 	root = cJSON_CreateObject();
 	sync_time_format(time(NULL), ts, sizeof(ts));

@@ -194,7 +194,8 @@ struct sync_result {
  * Fills *res (the caller releases it with sync_result_release()) and
  * returns SYNC_OK when the pass ran at all, whatever the sources' fates;
  * the per-source outcome is in res.  Returns an error (with err) only when
- * no source could be attempted, e.g. an unknown --source name.
+ * no source could be attempted, e.g. an unknown --source name or a database
+ * that cannot be used (then no source has run: the cause is reported once).
  */
 enum sync_rc	sync_pass_run(const struct sync_config *, const struct sync_opts *,
 		    struct sync_result *, struct sync_err *);
@@ -202,6 +203,11 @@ void		sync_result_release(struct sync_result *);
 
 /* Formats res as JSON (json != 0) or as a short human summary; caller frees. */
 char	       *sync_result_format(const struct sync_result *, int json);
+/*
+ * The JSON of a pass that stopped before any source ran (SPEC §5): status
+ * "failed", a top-level error, no source; caller frees (NULL on ENOMEM).
+ */
+char	       *sync_error_format(enum sync_cmd, const struct sync_err *);
 
 /* Maps a pass result to its exit code (SPEC §3). */
 int		sync_result_exit_code(const struct sync_result *);

@@ -799,9 +799,9 @@ def sms_pg_unreachable(ctx):
         r.expect_rc(75)
         check(time.monotonic() - t0 < 10, "%s took %.1fs to give up" % (prog,
                                                                        time.monotonic() - t0))
-        s = r.source("sms")
-        eq(s.get("status"), "failed", "%s source status" % prog)
-        eq((s.get("error") or {}).get("kind"), "database", "%s error kind" % prog)
+        # Stopped before any source ran: one top-level error (SPEC §5).
+        eq(r.json.get("status"), "failed", "%s status" % prog)
+        eq((r.json.get("error") or {}).get("kind"), "database", "%s error kind" % prog)
     r = ctx.run("incr-sync", "-q", cfg=bad)
     r.expect_rc(75)
     eq(r.out, "", "stdout of a quiet failing pass")
