@@ -197,9 +197,12 @@ boundary:
 lint:
 	mandoc -Tlint -W warning $(MANS)
 
+# Builds quietly (compiler warnings still show), so the story stays short.
 demo: deps
-	@$(MAKE) --no-print-directory all $(FAKE_TDJSON)
-	bash scripts/demo
+	@$(MAKE) --no-print-directory -q all $(FAKE_TDJSON) || { \
+	    echo "make demo: building the programs"; \
+	    $(MAKE) --no-print-directory -s all $(FAKE_TDJSON); }
+	@bash scripts/demo
 
 bench: deps
 	@$(MAKE) --no-print-directory all
