@@ -217,7 +217,12 @@ install: all
 	install -m 644 man/msgsync.conf.5 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 man/msgsync.7 $(DESTDIR)$(MANDIR)/man7
 	install -m 644 scripts/msgsync.conf.example scripts/crontab.example \
-	    scripts/msgsync.service scripts/msgsync.timer $(DESTDIR)$(DOCDIR)
+	    $(DESTDIR)$(DOCDIR)
+	install -d $(DESTDIR)$(DOCDIR)/systemd
+	for f in scripts/systemd/*.service scripts/systemd/*.timer; do \
+	    sed 's|/usr/local/bin/|$(BINDIR)/|g' $$f \
+	        > $(DESTDIR)$(DOCDIR)/systemd/$${f##*/} && \
+	    chmod 644 $(DESTDIR)$(DOCDIR)/systemd/$${f##*/} || exit 1; done
 
 uninstall:
 	cd $(DESTDIR)$(BINDIR) && rm -f $(BINS)
