@@ -197,9 +197,12 @@ boundary:
 lint:
 	mandoc -Tlint -W warning $(MANS)
 
+# Builds quietly (compiler warnings still show), so the story stays short.
 demo: deps
-	@$(MAKE) --no-print-directory all $(FAKE_TDJSON)
-	bash scripts/demo
+	@$(MAKE) --no-print-directory -q all $(FAKE_TDJSON) || { \
+	    echo "make demo: building the programs"; \
+	    $(MAKE) --no-print-directory -s all $(FAKE_TDJSON); }
+	@bash scripts/demo
 
 bench: deps
 	@$(MAKE) --no-print-directory all
@@ -214,7 +217,12 @@ install: all
 	install -m 644 man/msgsync.conf.5 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 man/msgsync.7 $(DESTDIR)$(MANDIR)/man7
 	install -m 644 scripts/msgsync.conf.example scripts/crontab.example \
-	    scripts/msgsync.service scripts/msgsync.timer $(DESTDIR)$(DOCDIR)
+	    $(DESTDIR)$(DOCDIR)
+	install -d $(DESTDIR)$(DOCDIR)/systemd
+	for f in scripts/systemd/*.service scripts/systemd/*.timer; do \
+	    sed 's|/usr/local/bin/|$(BINDIR)/|g' $$f \
+	        > $(DESTDIR)$(DOCDIR)/systemd/$${f##*/} && \
+	    chmod 644 $(DESTDIR)$(DOCDIR)/systemd/$${f##*/} || exit 1; done
 
 uninstall:
 	cd $(DESTDIR)$(BINDIR) && rm -f $(BINS)
