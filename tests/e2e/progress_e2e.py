@@ -302,3 +302,18 @@ def progress_smseagle_count(ctx):
     eq(sorted(done), sorted(sms.FOLDERS), "folders with a last line")
     eq(int(done["inbox"].group(3)), 45, "inbox fetched")
     eq(done["inbox"].group(6), "100", "inbox percent in its last line")
+
+
+@test
+def progress_telegram_chats(ctx):
+    """Telegram's measure is its chat list: chats done of chats walked."""
+    import telegram_e2e as tg
+    tg.tg_setup(ctx)
+    r = ctx.run("full-sync", "--progress", "--stream", "messages")
+    r.expect_rc(0)
+    last = [ln for ln in r.err.splitlines() if ln.startswith("full-sync: tg/messages: ")
+            and "done in" in ln]
+    eq(len(last), 1, "last lines of tg/messages")
+    m = re.search(r": (\d+) fetched, (\d+) stored, \d+/s, chats 3/3, 100%, done in ", last[0])
+    check(m is not None, "no chat count in %r" % last[0], r.desc())
+    eq(int(m.group(1)), 6 + 4 + 9, "messages fetched")
