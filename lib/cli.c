@@ -11,7 +11,7 @@
 enum {
 	OPT_SINCE = 256, OPT_RESTART, OPT_STREAM, OPT_DRY_RUN, OPT_MAX_RUNTIME,
 	OPT_CHECK, OPT_MAX_LAG, OPT_MAX_FAILURES, OPT_PROMETHEUS, OPT_LOGIN,
-	OPT_IMPORT
+	OPT_IMPORT, OPT_PROGRESS, OPT_NO_PROGRESS
 };
 
 /* Which command accepts which long-only option. */
@@ -38,6 +38,8 @@ static const struct {
 	{ { "login", no_argument, NULL, OPT_LOGIN }, F },
 	{ { "import", required_argument, NULL, OPT_IMPORT }, F },
 	{ { "max-runtime", required_argument, NULL, OPT_MAX_RUNTIME }, F | I | P },
+	{ { "progress", no_argument, NULL, OPT_PROGRESS }, F | I | P },
+	{ { "no-progress", no_argument, NULL, OPT_NO_PROGRESS }, F | I | P },
 	{ { "check", no_argument, NULL, OPT_CHECK }, S },
 	{ { "max-lag", required_argument, NULL, OPT_MAX_LAG }, S },
 	{ { "max-failures", required_argument, NULL, OPT_MAX_FAILURES }, S },
@@ -49,14 +51,15 @@ static const struct {
 static const char usage_full[] =
     "usage: full-sync [-jqvhV] [-c file] [-s source]... [--stream name]...\n"
     "                 [--since date] [--restart] [--dry-run]\n"
-    "                 [--max-runtime seconds]\n"
+    "                 [--max-runtime seconds] [--progress | --no-progress]\n"
     "       full-sync [-qv] [-c file] -s source --login\n"
     "       full-sync [-jqv] [-c file] -s source --import file [--dry-run]\n";
 static const char usage_incr[] =
     "usage: incr-sync [-jqvhV] [-c file] [-s source]... [--stream name]...\n"
-    "                 [--max-runtime seconds]\n";
+    "                 [--max-runtime seconds] [--progress | --no-progress]\n";
 static const char usage_poll[] =
-    "usage: status-poll [-jqvhV] [-c file] [-s source]... [--max-runtime seconds]\n";
+    "usage: status-poll [-jqvhV] [-c file] [-s source]... [--max-runtime seconds]\n"
+    "                   [--progress | --no-progress]\n";
 static const char usage_status[] =
     "usage: sync-status [-jqvhV] [-c file] [-s source]... [--prometheus]\n"
     "                   [--check [--max-lag seconds] [--max-failures n]]\n";
@@ -87,7 +90,7 @@ sync_cmd_name(enum sync_cmd c)
 const char *
 sync_cli_usage(enum sync_cmd cmd)
 {
-	static char buf[2048];
+	static char buf[4096];
 	const char *u = usage_full, *extra = "";
 
 	switch (cmd) {
@@ -98,6 +101,10 @@ sync_cli_usage(enum sync_cmd cmd)
 		    "      --restart        start over instead of resuming the checkpoint\n"
 		    "      --dry-run        fetch and count, write nothing\n"
 		    "      --max-runtime S  stop cleanly at a batch boundary after S seconds\n"
+		    "      --progress       show live progress on stderr, also when it is\n"
+		    "                       not a terminal (plain lines) or with -q, --json\n"
+		    "      --no-progress    never show progress (default: shown when stderr\n"
+		    "                       is a terminal, without -q and --json)\n"
 		    "      --login          sign the source in, asking on the terminal\n"
 		    "                       (telegram: phone number, code, password)\n"
 		    "      --import FILE    load an export (telegram: Telegram Desktop's\n"
@@ -106,11 +113,19 @@ sync_cli_usage(enum sync_cmd cmd)
 	case SYNC_CMD_INCR:
 		u = usage_incr;
 		extra = "      --stream NAME    only this stream (repeatable)\n"
-		    "      --max-runtime S  stop cleanly at a batch boundary after S seconds\n";
+		    "      --max-runtime S  stop cleanly at a batch boundary after S seconds\n"
+		    "      --progress       show live progress on stderr, also when it is\n"
+		    "                       not a terminal (plain lines) or with -q, --json\n"
+		    "      --no-progress    never show progress (default: shown when stderr\n"
+		    "                       is a terminal, without -q and --json)\n";
 		break;
 	case SYNC_CMD_POLL:
 		u = usage_poll;
-		extra = "      --max-runtime S  stop cleanly after S seconds\n";
+		extra = "      --max-runtime S  stop cleanly after S seconds\n"
+		    "      --progress       show live progress on stderr, also when it is\n"
+		    "                       not a terminal (plain lines) or with -q, --json\n"
+		    "      --no-progress    never show progress (default: shown when stderr\n"
+		    "                       is a terminal, without -q and --json)\n";
 		break;
 	case SYNC_CMD_STATUS:
 		u = usage_status;
@@ -232,6 +247,12 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 				    "--max-runtime '%s': not a number of seconds",
 				    optarg);
+			break;
+		case OPT_PROGRESS:
+			o->progress = 1;	/* the last of the two wins */
+			break;
+		case OPT_NO_PROGRESS:
+			o->progress = -1;
 			break;
 		case OPT_CHECK:
 			o->check = 1;

@@ -636,7 +636,23 @@ struct sync_stream {
 	const char	*from;		/* where this page starts, NULL: beginning */
 	int		 first;		/* no page fetched yet in this pass */
 	struct sync_counts *counts;
+	struct sync_progress *progress;	/* the engine's (progress.c) */
 };
+
+/*
+ * MAY, from fetch(): how much is left, for the progress display's percent
+ * and time left (SPEC §2).  sync_progress_left(): the items from where
+ * the page being fetched starts to the end of the walk, counted as
+ * page->fetched counts them (seqapi's total_count); -1: unknown.
+ * sync_progress_steps(): progress in other units than items, done of
+ * total (Telegram: "chats").  Cheap; the engine ignores them when nobody
+ * watches.  sync_progress_wanted() says whether a request made only to
+ * learn a total is worth it (a progress display is shown).
+ */
+void		sync_progress_left(struct sync_stream *, long long left);
+void		sync_progress_steps(struct sync_stream *, const char *unit,
+		    long long done, long long total);
+int		sync_progress_wanted(const struct sync_stream *);
 
 /* What a connector returns for one page. */
 struct sync_page {

@@ -270,6 +270,14 @@ writer_join(struct writer *w, struct sync_stream_result *sr, char **committed,
 	if (w->threaded)
 		pthread_join(w->tid, NULL);
 	w->running = 0;
+	if (w->rc == SYNC_OK)		/* -v: one line per page */
+		sync_log(LOG_DEBUG, "source '%s': stream '%s': page of %ld item(s): "
+		    "%lld inserted, %lld updated, %lld unchanged; cursor '%.80s'%s%.80s%s",
+		    w->j->src->name, w->stream, w->pg.fetched, w->counts.inserted,
+		    w->counts.updated, w->counts.unchanged, w->merged != NULL ?
+		    w->merged : "", w->pg.checkpoint != NULL ? ", checkpoint '" : "",
+		    w->pg.checkpoint != NULL ? w->pg.checkpoint : "",
+		    w->pg.checkpoint != NULL ? "'" : "");
 	sync_page_release(&w->pg);
 	sr->c.inserted += w->counts.inserted;
 	sr->c.updated += w->counts.updated;
@@ -393,6 +401,8 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	struct writer w;
 	char *committed = NULL;
 	enum sync_rc rc, wrc;
+	long long stored;
+	int complete = 0;
 
 	memset(&st, 0, sizeof(st));
 	memset(&w, 0, sizeof(w));
@@ -405,8 +415,11 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	st.since = o->since_t;
 	st.first = 1;
 	st.counts = &sr->c;
-	if ((rc = sync_db_state_load(j->db, j->id, name, &st.state, err)) != SYNC_OK)
+	st.progress = sync_progress_open(j->src->name, name);
+	if ((rc = sync_db_state_load(j->db, j->id, name, &st.state, err)) != SYNC_OK) {
+		sync_progress_close(st.progress, 0);
 		return rc;
+	}
 	sr->cursor_before = sync_strdup(st.state.cursor);
 	committed = sync_strdup(st.state.cursor);
 	/* Rows rejected earlier, which items stored at their place resolve. */
@@ -459,11 +472,14 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 			cut = 1;
 		}
 		/* The previous page must have committed before this one goes. */
+		stored = sr->c.inserted + sr->c.updated + sr->c.unchanged;
 		if ((wrc = writer_join(&w, sr, &committed, err)) != SYNC_OK)
 			rc = wrc;
 		sanitized = pg.batch.sanitized + pg.side[0].sanitized +
 		    pg.side[1].sanitized;
 		sr->c.fetched += pg.fetched;
+		sync_progress_add(st.progress, pg.fetched, sr->c.inserted +
+		    sr->c.updated + sr->c.unchanged - stored);
 		sr->c.sanitized += sanitized;
 		if (rc == SYNC_OK && sanitized > 0)
 			sync_log(LOG_NOTICE, "source '%s': stream '%s': %ld "
@@ -492,18 +508,30 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 			/* A source without rows: all its rows are new (SPEC §2). */
 			if (j->id == 0)
 				count_new(name, &pg, &sr->c);
+			sync_log(LOG_DEBUG, "source '%s': stream '%s': page of %ld "
+			    "item(s) (dry run); cursor '%.80s'%s%.80s%s", j->src->name,
+			    name, pg.fetched, st.state.cursor != NULL ?
+			    st.state.cursor : "", pg.checkpoint != NULL ?
+			    ", checkpoint '" : "", pg.checkpoint != NULL ?
+			    pg.checkpoint : "", pg.checkpoint != NULL ? "'" : "");
 			sync_page_release(&pg);
 		} else {
 			w.base = st.state;
 			writer_start(&w, &pg);
 		}
-		if (done)
+		if (done) {
+			complete = 1;
 			break;
+		}
 		st.first = 0;
 	}
+	stored = sr->c.inserted + sr->c.updated + sr->c.unchanged;
 	if ((wrc = writer_join(&w, sr, &committed, err)) != SYNC_OK && rc == SYNC_OK)
 		rc = wrc;
+	sync_progress_add(st.progress, 0, sr->c.inserted + sr->c.updated +
+	    sr->c.unchanged - stored);
 out:
+	sync_progress_close(st.progress, complete && rc == SYNC_OK);
 	/* What is stored, not where the fetching got to (a dry run: that). */
 	if (o->dry_run)
 		sr->cursor_after = sync_strdup(st.state.cursor);
@@ -556,17 +584,22 @@ run_poll(struct job *j, int *stopped, struct sync_err *err)
 	struct sync_batch b;
 	char after[64] = "";
 	enum sync_rc rc = SYNC_OK;
+	struct sync_progress *prog;
 	size_t n;
+	int complete = 0;
 
 	memset(&c, 0, sizeof(c));
+	prog = sync_progress_open(j->src->name, "delivery-status");
 	for (;;) {
 		if (must_stop(j, stopped, &rc, err))
 			break;
 		if ((rc = sync_db_pending_load(j->db, j->id, after[0] ? after : NULL,
 		    POLL_CHUNK, &l, err)) != SYNC_OK)
 			break;
-		if ((n = l.n) == 0)
+		if ((n = l.n) == 0) {
+			complete = 1;
 			break;
+		}
 		snprintf(after, sizeof(after), "%s", l.v[n - 1].key);
 		sync_batch_init(&b, SYNC_ENT_MESSAGE);
 		b.notrack = 1;
@@ -607,13 +640,25 @@ run_poll(struct job *j, int *stopped, struct sync_err *err)
 			c.inserted += wc.inserted;
 			c.updated += wc.updated;
 			c.unchanged += wc.unchanged;
+			sync_log(LOG_DEBUG, "source '%s': status-poll: chunk of %zu "
+			    "pending message(s): %lld updated, %lld final, %lld "
+			    "expired, %lld still pending", j->src->name, n,
+			    wc.updated, settled.finalized, settled.expired,
+			    settled.still_pending);
+			sync_progress_add(prog, (long long)n, wc.inserted +
+			    wc.updated + wc.unchanged);
 		}
 		c.sanitized += b.sanitized;
 		sync_batch_release(&b);
 		sync_pending_release(&l);
-		if (rc != SYNC_OK || n < POLL_CHUNK)
+		if (rc != SYNC_OK)
 			break;
+		if (n < POLL_CHUNK) {
+			complete = 1;
+			break;
+		}
 	}
+	sync_progress_close(prog, complete);
 	pc->api_calls += c.api_calls;
 	counts_add(&j->source_counts, &c);
 	return rc;
@@ -986,6 +1031,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	}
 	res->nsources = n;
 	sync_signals_install();
+	sync_progress_setup(o);
 	sync_http_global(1);
 	maxrt = o->max_runtime >= 0 ? o->max_runtime : cfg->max_runtime;
 	if ((jobs = calloc(n + 1, sizeof(*jobs))) == NULL) {
@@ -1002,6 +1048,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 		jobs[i].deadline = maxrt > 0 ? t0 + maxrt : 0;
 	}
 	run_jobs(jobs, n, cfg->jobs);
+	sync_progress_end();
 	for (i = 0; i < n; i++) {
 		batches += jobs[i].batches;
 		switch (res->sources[i].status) {

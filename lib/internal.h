@@ -14,6 +14,33 @@
 /* ---- signals.c -------------------------------------------------------- */
 
 void		sync_signals_install(void);
+/* SIGUSR1 arrived: progress.c prints a status line per running stream. */
+extern volatile sig_atomic_t sync_info_signal;
+
+/* ---- progress.c: the live progress display (SPEC §2) ----------------- */
+
+struct sync_progress;
+
+/* Decides from o and stderr whether and how progress is shown. */
+void		sync_progress_setup(const struct sync_opts *);
+/* Erases the display at the end of a pass; nothing is shown after it. */
+void		sync_progress_end(void);
+/*
+ * A running stream's line (NULL on ENOMEM: every call accepts NULL).
+ * Closing it prints its last line (--progress without a terminal):
+ * complete says whether the stream got to its end.
+ */
+struct sync_progress *sync_progress_open(const char *source, const char *stream);
+void		sync_progress_close(struct sync_progress *, int complete);
+/*
+ * At a page boundary: adds items fetched and stored, redraws at most
+ * every 0.1 s, and answers a pending SIGUSR1.
+ */
+void		sync_progress_add(struct sync_progress *, long long fetched,
+		    long long stored);
+/* log.c, around every line written to stderr: the display steps aside. */
+void		sync_progress_log_begin(void);
+void		sync_progress_log_end(void);
 
 /* ---- names (cli.c, output.c) ---------------------------------------- */
 

@@ -101,8 +101,11 @@ sync_log(int pri, const char *fmt, ...)
 	va_end(ap);
 	if (use_syslog)
 		syslog(pri, "%s", msg);
-	else
+	else {
+		sync_progress_log_begin();	/* the progress area steps aside */
 		to_stderr(pri, msg);
+		sync_progress_log_end();
+	}
 }
 
 void
@@ -116,5 +119,7 @@ sync_log_failure(const char *fmt, ...)
 	va_end(ap);
 	if (use_syslog)
 		syslog(LOG_ERR, "%s", msg);
+	sync_progress_log_begin();
 	to_stderr(LOG_ERR, msg);
+	sync_progress_log_end();
 }

@@ -1,6 +1,8 @@
 /*
  * signals.c -- SIGINT/SIGTERM as a flag every loop of a pass checks, and a
- * sleep that ends early when one arrives.
+ * sleep that ends early when one arrives; SIGUSR1 as a request for a
+ * progress line (answered by progress.c at the next page boundary, never
+ * here).
  */
 #include <errno.h>
 #include <signal.h>
@@ -10,11 +12,19 @@
 #include "internal.h"
 
 volatile sig_atomic_t sync_stop_signal;
+volatile sig_atomic_t sync_info_signal;
 
 static void
 on_signal(int signo)
 {
 	sync_stop_signal = signo;
+}
+
+static void
+on_info(int signo)
+{
+	(void)signo;
+	sync_info_signal = 1;
 }
 
 void
@@ -28,6 +38,8 @@ sync_signals_install(void)
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_info;
+	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 }

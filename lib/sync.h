@@ -90,6 +90,7 @@ struct sync_opts {
 	int		 version;	/* -V was given */
 	int		 login;		/* full-sync --login */
 	const char	*import;	/* full-sync --import FILE */
+	int		 progress;	/* 1 --progress, -1 --no-progress, 0 auto */
 };
 
 /*

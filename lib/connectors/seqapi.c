@@ -237,7 +237,7 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 	char path[600], since_s[24], limit_s[24], seq_s[24], *url = NULL;
 	const char *q[5];
 	cJSON *root = NULL, *rows, *row, *latest_j, *more_j;
-	long long since, cursor, prev, last, latest, seq, limit;
+	long long since, cursor, prev, last, latest, seq, limit, total;
 	long sanitized = 0;
 	int idx = stream_index(st->name), has_more, skip, nrows = 0;
 	enum sync_rc rc;
@@ -298,6 +298,10 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 		goto out;
 	}
 	has_more = cJSON_IsTrue(more_j);
+	/* The rows after since_seq, this page's included: for the progress. */
+	if ((total = json_seq(cJSON_GetObjectItemCaseSensitive(root,
+	    "total_count"))) >= 0)
+		sync_progress_left(st, total);
 	latest = latest_j != NULL ? json_seq(latest_j) : -2;
 	if (latest == -1) {
 		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,

@@ -453,6 +453,51 @@ out:
 	return rc;
 }
 
+/*
+ * For the progress display only: how many messages folder holds from
+ * date_from (0: all), by GET /messages/count/{folder} (reference §A.8),
+ * told to the engine as what the walk has left.  A device that cannot say
+ * leaves the total unknown; only an interruption or ENOMEM is an error.
+ */
+static enum sync_rc
+progress_total(struct sync_ctx *ctx, struct sync_stream *st, const char *folder,
+    time_t date_from, struct sync_err *err)
+{
+	struct smseagle *p = ctx->priv;
+	char path[64], date[32], *url = NULL;
+	const char *q[3] = { NULL, NULL, NULL };
+	cJSON *j = NULL;
+	const cJSON *v;
+	struct sync_err e;
+	enum sync_rc rc;
+	long long n;
+
+	sync_err_clear(&e);
+	if (date_from > 0) {
+		sync_time_format(date_from, date, sizeof(date));
+		q[0] = "date_from";
+		q[1] = date;
+	}
+	snprintf(path, sizeof(path), "/messages/count/%s", folder);
+	if ((rc = sync_url_build(p->api, path, q, &url, err)) != SYNC_OK)
+		return rc;
+	if (sync_http_get_json(ctx->http, url, &j, NULL, &e) != SYNC_OK) {
+		if (e.rc == SYNC_ENOMEM || e.rc == SYNC_EINTR)
+			rc = sync_err_set(err, e.rc, e.kind, "%s", e.msg);
+		goto out;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(j, folder);
+	n = cJSON_IsString(v) ? sync_cursor_int(v->valuestring) :
+	    cJSON_IsNumber(v) && v->valuedouble >= 0 &&
+	    v->valuedouble <= (double)ID_MAX ? (long long)v->valuedouble : -1;
+	if (n >= 0)
+		sync_progress_left(st, n);
+out:
+	cJSON_Delete(j);
+	free(url);
+	return rc;
+}
+
 static int
 row_cmp(const void *a, const void *b)
 {
@@ -699,6 +744,10 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	    (days = sync_cfg_int(ctx->src, "cold_start_days", 7)) > 0)
 		/* A folder's first incremental pass reads the recent days only. */
 		qr.date_from = time(NULL) - (time_t)(days * 86400);
+	/* A walk from the start: the folder's count is how much there is. */
+	if (st->first && from == 0 && sync_progress_wanted(st) &&
+	    (rc = progress_total(ctx, st, folder, qr.date_from, err)) != SYNC_OK)
+		goto out;
 	if ((rc = get_folder(ctx, folder, &qr, &arr, &sanitized, err)) != SYNC_OK)
 		goto out;
 	page->batch.sanitized += sanitized;

@@ -39,6 +39,15 @@ main(void)
 	CHECK(parse(&o, SYNC_CMD_STATUS, "--check", "--prometheus", NULL, &e) ==
 	    SYNC_EUSAGE);
 	CHECK(parse(&o, SYNC_CMD_STATUS, "--dry-run", NULL, NULL, &e) == SYNC_EUSAGE);
+	/* --progress and --no-progress: the last one wins; not sync-status's. */
+	CHECK(parse(&o, SYNC_CMD_FULL, "-q", NULL, NULL, &e) == SYNC_OK &&
+	    o.progress == 0);
+	CHECK(parse(&o, SYNC_CMD_INCR, "--progress", "-q", NULL, &e) == SYNC_OK &&
+	    o.progress == 1);
+	CHECK(parse(&o, SYNC_CMD_POLL, "--progress", "--no-progress", NULL, &e) ==
+	    SYNC_OK && o.progress == -1);
+	CHECK(parse(&o, SYNC_CMD_STATUS, "--progress", NULL, NULL, &e) == SYNC_EUSAGE);
+	CHECK(strstr(sync_cli_usage(SYNC_CMD_POLL), "--no-progress") != NULL);
 	CHECK(strstr(sync_cli_usage(SYNC_CMD_FULL), "--dry-run") != NULL);
 	CHECK(strstr(sync_cli_usage(SYNC_CMD_INCR), "--dry-run") == NULL);
 	return t_done("test_cli");

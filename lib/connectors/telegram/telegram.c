@@ -2085,12 +2085,17 @@ fetch_history(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
 	if (r == 0) {
 		pg->done = 1;
 		w->chat = p->norder > 0 ? p->order[p->norder - 1] : 0;
+		sync_progress_steps(st, "chats", (long long)p->norder,
+		    (long long)p->norder);
 		if ((rc = noted_changes(ctx, p, st, pg, err)) != SYNC_OK)
 			return rc;
 		return page_position(p, st, pg, err);
 	}
 	if ((rc = walk_page(p, w, ctx, st, pg, err)) != SYNC_OK)
 		return rc;
+	/* The chat list is the measure: chats done of the chats walked. */
+	sync_progress_steps(st, "chats", (long long)(w->pos - (w->in_chat &&
+	    w->pos > 0 ? 1 : 0)), (long long)p->norder);
 out:
 	if (flush_users(p, &pg->side[0]) == -1)
 		return nomem(err);
