@@ -711,7 +711,7 @@ text_walk(struct sync_buf *b, const cJSON *src, const cJSON *st)
 	if (!live) {
 		sync_buf_addf(b, " after %.0f item%s", items, items == 1 ? "" : "s");
 		if (num(st, "_uncounted_runs", 0) > 0)
-			sync_buf_adds(b, " (and those of an abandoned run)");
+			sync_buf_adds(b, " counted (a run that died counts none)");
 		sync_buf_addf(b, ", %s with the next full-sync", ck != NULL ?
 		    "resumes" : "starts over");
 	}

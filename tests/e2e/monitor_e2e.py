@@ -392,6 +392,21 @@ def monitor_interrupted_full_sync_text(ctx):
     st = [x for x in js["streams"] if x["stream"] == "messages"][0]
     eq((st["full_sync_checkpoint"], st["full_sync_fetched"]), (ck, fetched),
        "JSON checkpoint and items")
+    # Killed in its next stretch: the checkpoint moves on, its items are not known.
+    ctx.fake.call("gate", {"endpoint": "messages", "after": 2})
+    p = ctx.start("full-sync", "-j", "--stream", "messages")
+    check(ctx.fake.wait(blocked=1, timeout=30) is not None, "the resumed walk stalled")
+    os.kill(p.pid, signal.SIGKILL)
+    ctx.finish(p)
+    ctx.fake.call("release", {})
+    e2e.wait_unlocked(ctx)
+    ck2 = ctx.state_row("messages")["full_checkpoint"]
+    check(int(ck2) > int(ck), "the killed run moved the checkpoint: %s -> %s" % (ck, ck2))
+    t = ctx.run("sync-status")
+    want = ("full sync interrupted since 20", ", at checkpoint %s after %d items counted (a "
+            "run that died counts none), resumes with the next full-sync" % (ck2, fetched),
+            "last run: full-sync abandoned")
+    check(all(w in t.out for w in want), "the walk after a kill: %r" % (want,), t.out)
     e2e.ok_pass(ctx.run("full-sync", "-j", "--stream", "messages"))
     t = ctx.run("sync-status")
     check("full sync" not in t.out, "no open walk once it completed", t.out)
