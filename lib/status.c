@@ -561,7 +561,10 @@ prom_head(struct sync_buf *b, const char *name, const char *help)
 	sync_buf_addf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 }
 
-/* name{source="..."[,stream="..."][,extra] value: NaN when v is NULL. */
+/*
+ * name{source="..."[,stream="..."]EXTRA} and v: a number, a boolean (1 or
+ * 0), or else dflt (NaN when that is NaN).
+ */
 static void
 prom_sample(struct sync_buf *b, const char *name, const cJSON *src,
     const cJSON *st, const char *extra, const cJSON *v, double dflt)
@@ -575,6 +578,8 @@ prom_sample(struct sync_buf *b, const char *name, const cJSON *src,
 	sync_buf_addf(b, "\"%s} ", extra != NULL ? extra : "");
 	if (cJSON_IsNumber(v))
 		sync_buf_addf(b, "%.0f\n", v->valuedouble);
+	else if (cJSON_IsBool(v))
+		sync_buf_addf(b, "%d\n", cJSON_IsTrue(v) ? 1 : 0);
 	else if (isnan(dflt))
 		sync_buf_adds(b, "NaN\n");
 	else
@@ -593,7 +598,7 @@ format_prometheus(const cJSON *root, struct sync_buf *b)
 {
 	static const struct {
 		const char *name, *key, *help;
-		int stream;
+		int where;		/* of key: 0 source, 1 stream, 2 last run */
 		double dflt;
 	} m[] = {
 		{ "msgsync_stream_lag_seconds", "lag_seconds",
@@ -603,7 +608,7 @@ format_prometheus(const cJSON *root, struct sync_buf *b)
 		  "Failed passes of the stream since its last success.", 1, 0 },
 		{ "msgsync_stream_last_success_timestamp_seconds", "_success_epoch",
 		  "Unix time of the stream's last successful pass (0: never).", 1, 0 },
-		{ "msgsync_source_enabled", NULL,
+		{ "msgsync_source_enabled", "enabled",
 		  "Whether the source is enabled in the configuration.", 0, 0 },
 		{ "msgsync_source_pending_messages", "pending",
 		  "Outgoing messages whose delivery status is still tracked.", 0, 0 },
@@ -616,8 +621,8 @@ format_prometheus(const cJSON *root, struct sync_buf *b)
 		{ "msgsync_source_next_allowed_at_seconds", "_next_allowed_epoch",
 		  "Unix time until which a remembered rate limit holds the source "
 		  "(0: none).", 0, 0 },
-		{ "msgsync_source_last_run_timestamp_seconds", NULL,
-		  "Unix time the source's last run started (0: never ran).", 0, 0 },
+		{ "msgsync_source_last_run_timestamp_seconds", "_started_epoch",
+		  "Unix time the source's last run started (0: never ran).", 2, 0 },
 	};
 	static const char *const statuses[] = { "ok", "partial", "failed",
 	    "interrupted", "running", "abandoned" };
@@ -631,24 +636,16 @@ format_prometheus(const cJSON *root, struct sync_buf *b)
 		prom_head(b, m[i].name, m[i].help);
 		cJSON_ArrayForEach(src, sources) {
 			run = cJSON_GetObjectItemCaseSensitive(src, "last_run");
-			if (m[i].stream)
+			if (m[i].where == 1)
 				cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(src,
 				    "streams"))
 					prom_sample(b, m[i].name, src, st, NULL,
 					    cJSON_GetObjectItemCaseSensitive(st, m[i].key),
 					    m[i].dflt);
-			else if (m[i].key != NULL)
-				prom_sample(b, m[i].name, src, NULL, NULL,
-				    cJSON_GetObjectItemCaseSensitive(src, m[i].key),
-				    m[i].dflt);
-			else if (strcmp(m[i].name, "msgsync_source_enabled") == 0)
-				prom_sample(b, m[i].name, src, NULL, NULL, NULL,
-				    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(src,
-				    "enabled")) ? 1 : 0);
 			else
 				prom_sample(b, m[i].name, src, NULL, NULL,
-				    cJSON_IsObject(run) ? cJSON_GetObjectItemCaseSensitive(
-				    run, "_started_epoch") : NULL, 0);
+				    cJSON_GetObjectItemCaseSensitive(m[i].where == 2 ?
+				    run : src, m[i].key), m[i].dflt);
 		}
 	}
 	prom_head(b, "msgsync_source_last_run_status", "The status of the source's "
