@@ -11,7 +11,7 @@
 enum {
 	OPT_SINCE = 256, OPT_RESTART, OPT_STREAM, OPT_DRY_RUN, OPT_MAX_RUNTIME,
 	OPT_CHECK, OPT_MAX_LAG, OPT_MAX_FAILURES, OPT_PROMETHEUS, OPT_LOGIN,
-	OPT_IMPORT, OPT_PROGRESS, OPT_NO_PROGRESS
+	OPT_IMPORT, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_WARN_LAG
 };
 
 /* Which command accepts which long-only option. */
@@ -42,6 +42,7 @@ static const struct {
 	{ { "no-progress", no_argument, NULL, OPT_NO_PROGRESS }, F | I | P },
 	{ { "check", no_argument, NULL, OPT_CHECK }, S },
 	{ { "max-lag", required_argument, NULL, OPT_MAX_LAG }, S },
+	{ { "warn-lag", required_argument, NULL, OPT_WARN_LAG }, S },
 	{ { "max-failures", required_argument, NULL, OPT_MAX_FAILURES }, S },
 	{ { "prometheus", no_argument, NULL, OPT_PROMETHEUS }, S },
 };
@@ -62,7 +63,8 @@ static const char usage_poll[] =
     "                   [--progress | --no-progress]\n";
 static const char usage_status[] =
     "usage: sync-status [-jqvhV] [-c file] [-s source]... [--prometheus]\n"
-    "                   [--check [--max-lag seconds] [--max-failures n]]\n";
+    "                   [--check [--max-lag seconds] [--warn-lag seconds]\n"
+    "                            [--max-failures n]]\n";
 
 static const char usage_common[] =
     "\n"
@@ -131,8 +133,10 @@ sync_cli_usage(enum sync_cmd cmd)
 		u = usage_status;
 		extra = "      --check          one monitoring line; exit 0 OK, 1 WARNING,\n"
 		    "                       2 CRITICAL, 3 UNKNOWN\n"
-		    "      --max-lag S      --check: warn when a stream's last success\n"
-		    "                       is older than S seconds (default 3600)\n"
+		    "      --max-lag S      --check: critical when a stream's last\n"
+		    "                       success is older than S seconds (default 3600)\n"
+		    "      --warn-lag S     --check: warning when it is older than S\n"
+		    "                       seconds (default half of --max-lag)\n"
 		    "      --max-failures N --check: critical after N consecutive\n"
 		    "                       failures (default 3)\n"
 		    "      --prometheus     the figures in the Prometheus text format\n";
@@ -263,6 +267,12 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 				    "--max-lag '%s': not a number of seconds", optarg);
 			o->max_lag = (long)v;
 			break;
+		case OPT_WARN_LAG:
+			if (parse_num(optarg, 1, 1e10, &v) == -1)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--warn-lag '%s': not a number of seconds", optarg);
+			o->warn_lag = (long)v;
+			break;
 		case OPT_MAX_FAILURES:
 			if (parse_num(optarg, 1, 1e6, &v) == -1)
 				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
@@ -285,9 +295,16 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 		    "unexpected argument '%s'", argv[optind]);
 	if (o->quiet && o->verbose)
 		o->verbose = 0;
-	if ((o->max_lag != 3600 || o->max_failures != 3) && !o->check)
+	if ((o->max_lag != 3600 || o->max_failures != 3 || o->warn_lag != 0) &&
+	    !o->check)
 		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
-		    "--max-lag and --max-failures go with --check");
+		    "--max-lag, --warn-lag and --max-failures go with --check");
+	if (o->warn_lag == 0)
+		o->warn_lag = o->max_lag / 2 > 0 ? o->max_lag / 2 : 1;
+	if (o->warn_lag > o->max_lag && o->check)
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "--warn-lag %ld is more than --max-lag %ld", o->warn_lag,
+		    o->max_lag);
 	if ((o->login || o->import != NULL) && o->nsources != 1)
 		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 		    "--%s needs exactly one --source", o->login ? "login" : "import");

@@ -923,6 +923,36 @@ sync_db_unlock(struct sync_db *db, int id, int which, struct sync_err *err)
 }
 
 enum sync_rc
+sync_db_locks_held(struct sync_db *db, int id, unsigned *held,
+    struct sync_err *err)
+{
+	char idbuf[16], base[16];
+	const char *v[2] = { idbuf, base };
+	PGresult *r = NULL;
+	enum sync_rc rc;
+	int i;
+
+	*held = 0;
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	snprintf(base, sizeof(base), "%d", LOCK_SOURCE);
+	/* pg_locks, not pg_try_advisory_lock: looking must not take a lock. */
+	rc = exec_result(db, PQexecParams(db->conn,
+	    "SELECT DISTINCT l.classid::bigint - $2::bigint FROM pg_locks l"
+	    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+	    " AND l.database = (SELECT oid FROM pg_database"
+	    "  WHERE datname = current_database())"
+	    " AND l.objid = $1::bigint::oid AND l.classid::bigint >= $2::bigint"
+	    " AND l.classid::bigint < $2::bigint + 16", 2, NULL, v, NULL, NULL, 0),
+	    &r, "read the source locks", err);
+	if (rc != SYNC_OK)
+		return rc;
+	for (i = 0; i < PQntuples(r); i++)
+		*held |= 1u << (strtol(PQgetvalue(r, i, 0), NULL, 10) & 15);
+	PQclear(r);
+	return SYNC_OK;
+}
+
+enum sync_rc
 sync_db_next_allowed(struct sync_db *db, int id, time_t *until,
     struct sync_err *err)
 {

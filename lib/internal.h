@@ -188,6 +188,12 @@ enum sync_rc	sync_db_source(struct sync_db *, const struct sync_source_cfg *, in
  */
 enum sync_rc	sync_db_lock(struct sync_db *, int, int, int *, struct sync_err *);
 enum sync_rc	sync_db_unlock(struct sync_db *, int, int, struct sync_err *);
+/*
+ * Which locks of a source some session holds, without taking any: bit n of
+ * *held is lock n (the pass command).  Read from pg_locks.
+ */
+enum sync_rc	sync_db_locks_held(struct sync_db *, int, unsigned *,
+		    struct sync_err *);
 /* *until gets next_allowed_at (0 if none or past). */
 enum sync_rc	sync_db_next_allowed(struct sync_db *, int, time_t *, struct sync_err *);
 enum sync_rc	sync_db_set_next_allowed(struct sync_db *, int, time_t, struct sync_err *);

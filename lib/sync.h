@@ -86,6 +86,7 @@ struct sync_opts {
 	int		 check;
 	int		 prometheus;
 	long		 max_lag;
+	long		 warn_lag;	/* default: half of max_lag */
 	long		 max_failures;
 	int		 version;	/* -V was given */
 	int		 login;		/* full-sync --login */

@@ -1109,12 +1109,12 @@ def sync_status_outputs(ctx):
     r = ctx.run("sync-status")
     r.expect_rc(0)
     check("wa" in r.out, "text status does not mention the source", r.desc())
-    # One failure: WARNING; max-failures 1: CRITICAL.
+    # A rejected credential: CRITICAL at the first failure (SPEC §2).
     ctx.fake.call("config", {"token": "changed"})
     ctx.run("incr-sync", "-q").expect_rc(77)
     r = ctx.run("sync-status", "--check")
-    r.expect_rc(1)
-    check(r.out.startswith("MSGSYNC WARNING"), "--check after one failure: %r" % r.out)
+    r.expect_rc(2)
+    check(r.out.startswith("MSGSYNC CRITICAL"), "--check after an auth failure: %r" % r.out)
     r = ctx.run("sync-status", "--check", "--max-failures", "1")
     r.expect_rc(2)
     check(r.out.startswith("MSGSYNC CRITICAL"), "--check --max-failures 1: %r" % r.out)

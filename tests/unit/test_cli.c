@@ -34,7 +34,15 @@ main(void)
 	CHECK(parse(&o, SYNC_CMD_POLL, "-h", NULL, NULL, &e) == SYNC_EHELP);
 	CHECK(parse(&o, SYNC_CMD_POLL, "-V", NULL, NULL, &e) == SYNC_EHELP && o.version);
 	CHECK(parse(&o, SYNC_CMD_STATUS, "--check", "--max-lag", "60", &e) == SYNC_OK);
-	CHECK(o.check && o.max_lag == 60 && o.max_failures == 3);
+	CHECK(o.check && o.max_lag == 60 && o.max_failures == 3 && o.warn_lag == 30);
+	CHECK(parse(&o, SYNC_CMD_STATUS, "--check", "--warn-lag", "600", &e) == SYNC_OK);
+	CHECK(o.max_lag == 3600 && o.warn_lag == 600);
+	CHECK(parse(&o, SYNC_CMD_STATUS, "--check", "--warn-lag", "7200", &e) ==
+	    SYNC_EUSAGE);
+	CHECK(parse(&o, SYNC_CMD_STATUS, "--warn-lag", "60", NULL, &e) == SYNC_EUSAGE);
+	CHECK(parse(&o, SYNC_CMD_STATUS, "--check", "--warn-lag", "0", &e) ==
+	    SYNC_EUSAGE);
+	CHECK(strstr(sync_cli_usage(SYNC_CMD_STATUS), "--warn-lag") != NULL);
 	CHECK(parse(&o, SYNC_CMD_STATUS, "--max-lag", "60", NULL, &e) == SYNC_EUSAGE);
 	CHECK(parse(&o, SYNC_CMD_STATUS, "--check", "--prometheus", NULL, &e) ==
 	    SYNC_EUSAGE);
