@@ -175,8 +175,12 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 		if (options[i].cmds & (1 << cmd))
 			longopts[n++] = options[i].opt;
 	memset(&longopts[n], 0, sizeof(longopts[n]));
-	optind = 1;
 	opterr = 0;
+	/* --json first: a usage error anywhere is then reported as JSON. */
+	for (optind = 0; (c = getopt_long(argc, argv, ":c:s:jqvhV", longopts,
+	    NULL)) != -1;)
+		o->json |= c == 'j';
+	optind = 0;
 	while ((c = getopt_long(argc, argv, ":c:s:jqvhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
