@@ -159,6 +159,8 @@ near_try(struct near *nr, const char *cand)
 
 	if (strlen(nr->word) > n)
 		n = strlen(nr->word);
+	if (d == 0 && strcmp(nr->word, cand) != 0)
+		d = 1;			/* the case only */
 	if (d == 0 || d > 3 || 3 * d > n)
 		return;
 	if (nr->best == NULL || d < nr->d) {

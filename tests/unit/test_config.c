@@ -491,6 +491,8 @@ test_did_you_mean(void)
 	bad("sources = ( { name = \"tg\"; type = \"telegram\"; tdlib_dir = \"/x\";\n"
 	    "  api_id = 1; api_hash_fil = \"/x\"; } );\n", 0600, 2,
 	    "(did you mean 'api_hash_file'?)");
+	bad(SRC "  token = \"t0ken-123\";\n  Enabled = false; } );\n", 0600, 4,
+	    "(did you mean 'enabled'?)");
 	bad("http = { conect_timeout = 3; };\n", 0600, 1,
 	    "unknown key 'conect_timeout' in 'http' (did you mean 'connect_timeout'?)");
 	bad("sync = { max_runtim = 3; };\n", 0600, 1, "(did you mean 'max_runtime'?)");
