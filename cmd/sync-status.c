@@ -59,7 +59,12 @@ main(int argc, char **argv)
 				sync_log(LOG_ERR, "%s", errors[i]);
 	if (err.rc != SYNC_OK) {
 		/* Monitoring convention: a check that cannot look is UNKNOWN. */
-		if (o.check)
+		for (i = 0; errors != NULL && errors[i] != NULL; i++)
+			;
+		if (o.check && i > 1)
+			printf("MSGSYNC UNKNOWN - %s (and %zu more configuration "
+			    "errors)\n", err.msg, i - 1);
+		else if (o.check)
 			printf("MSGSYNC UNKNOWN - %s\n", err.msg);
 		else if (errors == NULL)
 			sync_log(LOG_ERR, "%s", err.msg);

@@ -254,7 +254,8 @@ def config_json_errors(ctx):
     error_object(r, "sync-status", "config", 78)
     r = ctx.run("sync-status", "--check").expect_rc(3)
     eq(len(r.out.splitlines()), 1, "--check lines")
-    check(r.out.startswith("MSGSYNC UNKNOWN - " + cfg + ":"), r.desc())
+    check(r.out.startswith("MSGSYNC UNKNOWN - " + cfg + ":") and
+          r.out.rstrip().endswith("(and 2 more configuration errors)"), r.desc())
     r = ctx.run("sync-status", "--prometheus").expect_rc(78)
     eq(r.out, "", "--prometheus stdout on a configuration error")
 
