@@ -5,17 +5,22 @@
 
 #include "sync.h"
 
+static struct timespec t0;
+
 /* An error before any report: with --json, its JSON object (SPEC §5). */
 static void
 print_error(const struct sync_opts *o, time_t started, const struct sync_err *err,
     char *const *errors)
 {
+	struct timespec t;
 	char *out;
 
 	if (!o->json || o->check || o->prometheus)
 		return;
+	clock_gettime(CLOCK_MONOTONIC, &t);
 	if ((out = sync_error_format(SYNC_CMD_STATUS, started,
-	    (long long)(time(NULL) - started) * 1000, err, errors)) != NULL)
+	    (long long)(t.tv_sec - t0.tv_sec) * 1000 +
+	    (t.tv_nsec - t0.tv_nsec) / 1000000, err, errors)) != NULL)
 		fputs(out, stdout);
 	free(out);
 }
@@ -31,6 +36,7 @@ main(int argc, char **argv)
 	size_t i;
 	int code = 0;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	switch (sync_cli_parse(&o, SYNC_CMD_STATUS, argc, argv, &err)) {
 	case SYNC_OK:
 		break;
