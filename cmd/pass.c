@@ -3,10 +3,12 @@
  * load the configuration, run one pass, print the result, exit with the
  * code of SPEC §3.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pass.h"
@@ -54,10 +56,42 @@ static int
 finish(int code)
 {
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		perror("stdout");
+		sync_log(LOG_ERR, "stdout: %s", strerror(errno));
 		return code != 0 ? code : 74;
 	}
 	return code;
+}
+
+/* Milliseconds since t0 (CLOCK_MONOTONIC). */
+static long long
+since_ms(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)(t.tv_sec - t0->tv_sec) * 1000 +
+	    (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/*
+ * An error that stopped the pass before any source ran: with --json, its
+ * JSON object on stdout (SPEC §5).  Returns the exit code of code.
+ */
+static int
+failed(const struct sync_opts *o, time_t started, const struct timespec *t0,
+    const struct sync_err *err, char *const *errors, int code)
+{
+	char *out;
+
+	if (o->json) {
+		if ((out = sync_error_format(o->cmd, started, since_ms(t0), err,
+		    errors)) == NULL)
+			sync_log(LOG_ERR, "out of memory formatting the error");
+		else
+			fputs(out, stdout);
+		free(out);
+	}
+	return finish(code);
 }
 
 int
@@ -68,9 +102,13 @@ pass_main(enum sync_cmd cmd, int argc, char **argv)
 	struct sync_result res;
 	struct sync_err err = { SYNC_OK, SYNC_ERR_NONE, "" };
 	const char *name = argc > 0 ? argv[0] : "msgsync";
-	char *out;
+	time_t started = time(NULL);
+	struct timespec t0;
+	char *out, **errors = NULL;
+	size_t i;
 	int code;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	switch (sync_cli_parse(&o, cmd, argc, argv, &err)) {
 	case SYNC_OK:
 		break;
@@ -81,13 +119,21 @@ pass_main(enum sync_cmd cmd, int argc, char **argv)
 			fputs(sync_cli_usage(cmd), stdout);
 		return finish(0);
 	default:
-		fprintf(stderr, "%s: %s\n%s", name, err.msg, sync_cli_usage(cmd));
-		return 64;
+		sync_log_setup(NULL, &o);
+		sync_log_usage(err.msg, sync_cli_usage(cmd));
+		return failed(&o, started, &t0, &err, NULL, 64);
 	}
 	sync_log_setup(NULL, &o);
-	if (sync_config_load(&o, &cfg, &err) != SYNC_OK) {
-		sync_log(LOG_ERR, "%s", err.msg);
-		return sync_rc_exit_code(err.rc);
+	if (sync_config_load_all(&o, &cfg, &errors, &err) != SYNC_OK) {
+		/* Every error of the file, one line each. */
+		for (i = 0; errors != NULL && errors[i] != NULL; i++)
+			sync_log_failure("%s", errors[i]);
+		if (errors == NULL || errors[0] == NULL)
+			sync_log_failure("%s", err.msg);
+		code = failed(&o, started, &t0, &err, errors,
+		    sync_rc_exit_code(err.rc));
+		sync_strv_free(errors);
+		return code;
 	}
 	sync_log_setup(cfg, &o);
 	if (o.login) {
@@ -103,11 +149,8 @@ pass_main(enum sync_cmd cmd, int argc, char **argv)
 	if (sync_pass_run(cfg, &o, &res, &err) != SYNC_OK) {
 		sync_log_failure("%s", err.msg);	/* on stderr too (SPEC §2) */
 		sync_config_free(cfg);
-		if (o.json && (out = sync_error_format(cmd, &err)) != NULL) {
-			fputs(out, stdout);
-			free(out);
-		}
-		return finish(sync_rc_exit_code(err.rc));
+		return failed(&o, started, &t0, &err, NULL,
+		    sync_rc_exit_code(err.rc));
 	}
 	code = sync_result_exit_code(&res);
 	/* -q: nothing on success; a failure is still reported. */

@@ -259,3 +259,34 @@ sync_hash_hex(uint64_t h, char out[17])
 	}
 	out[16] = '\0';
 }
+
+/*
+ * Copies s into out (size bytes, NUL-terminated) as valid UTF-8: an
+ * invalid sequence becomes U+FFFD, and a copy cut short ends between two
+ * characters, never inside one.
+ */
+void
+sync_utf8_copy(char *out, size_t size, const char *s)
+{
+	static const char repl[] = "\xef\xbf\xbd";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), i = 0, o = 0, k;
+
+	if (size == 0)
+		return;
+	while (i < n) {
+		k = p[i] < 0x80 ? 1 : utf8_seq(p + i, n - i);
+		if (o + (k != 0 ? k : 3) > size - 1)
+			break;
+		if (k == 0) {
+			memcpy(out + o, repl, 3);
+			o += 3;
+			i++;
+		} else {
+			memcpy(out + o, p + i, k);
+			o += k;
+			i += k;
+		}
+	}
+	out[o] = '\0';
+}

@@ -71,11 +71,15 @@ static const char usage_common[] =
     "  -c, --config FILE    configuration (default $MSGSYNC_CONFIG, else\n"
     "                       /etc/msgsync/msgsync.conf)\n"
     "  -s, --source NAME    only this source (repeatable)\n"
-    "  -j, --json           print the result as JSON on stdout\n"
+    "  -j, --json           print the result (or the error) as JSON on stdout\n"
     "  -q, --quiet          print nothing on success\n"
     "  -v, --verbose        more log detail on stderr (repeatable)\n"
     "  -h, --help           this help\n"
     "  -V, --version        the version\n";
+
+static const char usage_env[] =
+    "\nEnvironment: MSGSYNC_CONFIG (the configuration file), MSGSYNC_LOG_FORMAT\n"
+    "(text or json: the log format until the file's log.format is read).\n";
 
 const char *
 sync_cmd_name(enum sync_cmd c)
@@ -142,7 +146,7 @@ sync_cli_usage(enum sync_cmd cmd)
 		    "      --prometheus     the figures in the Prometheus text format\n";
 		break;
 	}
-	snprintf(buf, sizeof(buf), "%s%s%s", u, usage_common, extra);
+	snprintf(buf, sizeof(buf), "%s%s%s%s", u, usage_common, extra, usage_env);
 	return buf;
 }
 
@@ -194,8 +198,12 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 		if (options[i].cmds & (1 << cmd))
 			longopts[n++] = options[i].opt;
 	memset(&longopts[n], 0, sizeof(longopts[n]));
-	optind = 1;
 	opterr = 0;
+	/* --json first: a usage error anywhere is then reported as JSON. */
+	for (optind = 0; (c = getopt_long(argc, argv, ":c:s:jqvhV", longopts,
+	    NULL)) != -1;)
+		o->json |= c == 'j';
+	optind = 0;
 	while ((c = getopt_long(argc, argv, ":c:s:jqvhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

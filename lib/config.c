@@ -23,11 +23,14 @@
 
 #define DEFAULT_CONFIG "/etc/msgsync/msgsync.conf"
 
-/* State of one load: where errors point. */
+/* State of one load: where errors point, every error found. */
 struct loader {
 	const char	*path;
 	struct sync_err	*err;
 	struct stat	 st;
+	const struct sync_opts *opts;
+	char	       **errs;		/* every error, NULL-terminated */
+	size_t		 nerrs;
 };
 
 static int
@@ -44,22 +47,136 @@ file_of(struct loader *l, const config_setting_t *s)
 	return f != NULL ? f : l->path;
 }
 
+static void
+fmt_redacted(char *out, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+fmt_redacted(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	sync_vformat_redacted(out, size, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Records one configuration error, line (redacted): the first goes to
+ * err, every one to the list (an error that does not fit in memory is
+ * left out of the list, never out of err).  Returns SYNC_ECONFIG: the
+ * load goes on to find the next.
+ */
+static enum sync_rc
+record(struct loader *l, const char *line)
+{
+	char **v;
+
+	sync_err_set(l->err, SYNC_ECONFIG, SYNC_ERR_CONFIG, "%s", line);
+	if ((v = realloc(l->errs, (l->nerrs + 2) * sizeof(*v))) == NULL)
+		return SYNC_ECONFIG;
+	l->errs = v;
+	if ((v[l->nerrs] = strdup(line)) != NULL)
+		l->nerrs++;
+	v[l->nerrs] = NULL;
+	return SYNC_ECONFIG;
+}
+
 static enum sync_rc
 cerr(struct loader *l, const config_setting_t *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Sets a "FILE:LINE: message" configuration error. */
+/* Records a "FILE:LINE: message" configuration error; SYNC_ECONFIG. */
 static enum sync_rc
 cerr(struct loader *l, const config_setting_t *s, const char *fmt, ...)
 {
-	char msg[400];
+	char msg[400], line[sizeof(l->err->msg)];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	sync_vformat_redacted(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return sync_err_set(l->err, SYNC_ECONFIG, SYNC_ERR_CONFIG, "%s:%d: %s",
-	    file_of(l, s), line_of(s), msg);
+	fmt_redacted(line, sizeof(line), "%s:%d: %s", file_of(l, s), line_of(s),
+	    msg);
+	return record(l, line);
+}
+
+static enum sync_rc
+nomem(struct loader *l)
+{
+	return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+}
+
+/*
+ * "Did you mean": the restricted Damerau-Levenshtein distance between a
+ * and b, ignoring case (names longer than 63 characters: far).
+ */
+static size_t
+distance(const char *a, const char *b)
+{
+	size_t d[64][64], i, j, n = strlen(a), m = strlen(b), c, v;
+
+	if (n >= 64 || m >= 64)
+		return 64;
+	for (i = 0; i <= n; i++)
+		d[i][0] = i;
+	for (j = 0; j <= m; j++)
+		d[0][j] = j;
+	for (i = 1; i <= n; i++)
+		for (j = 1; j <= m; j++) {
+			c = tolower((unsigned char)a[i - 1]) !=
+			    tolower((unsigned char)b[j - 1]);
+			v = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < v)
+				v = d[i][j - 1] + 1;
+			if (d[i - 1][j - 1] + c < v)
+				v = d[i - 1][j - 1] + c;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] &&
+			    a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;
+			d[i][j] = v;
+		}
+	return d[n][m];
+}
+
+/* The closest candidate to a word so far (see near_try()). */
+struct near {
+	const char	*word;
+	const char	*best;
+	size_t		 d;
+};
+
+#define NEAR_INIT(w)	{ (w), NULL, 0 }
+
+/*
+ * Considers cand as what near->word meant: the closest wins, if it is
+ * close enough (at most one edit in three characters, at most three).
+ */
+static void
+near_try(struct near *nr, const char *cand)
+{
+	size_t d = distance(nr->word, cand), n = strlen(cand);
+
+	if (strlen(nr->word) > n)
+		n = strlen(nr->word);
+	if (d == 0 && strcmp(nr->word, cand) != 0)
+		d = 1;			/* the case only */
+	if (d == 0 || d > 3 || 3 * d > n)
+		return;
+	if (nr->best == NULL || d < nr->d) {
+		nr->best = cand;
+		nr->d = d;
+	}
+}
+
+/* " (did you mean 'x'?)" or "" */
+static const char *
+near_hint(const struct near *nr, char *buf, size_t n)
+{
+	if (nr->best == NULL)
+		return "";
+	snprintf(buf, n, " (did you mean '%s'?)", nr->best);
+	return buf;
 }
 
 static const char *
@@ -159,9 +276,13 @@ want_group(struct loader *l, const config_setting_t *s)
 }
 
 static enum sync_rc
-unknown_key(struct loader *l, const config_setting_t *s, const char *where)
+unknown_key(struct loader *l, const config_setting_t *s, const char *where,
+    const struct near *nr)
 {
-	return cerr(l, s, "unknown key '%s' in %s", config_setting_name(s), where);
+	char hint[120];
+
+	return cerr(l, s, "unknown key '%s' in %s%s", config_setting_name(s),
+	    where, near_hint(nr, hint, sizeof(hint)));
 }
 
 /* The keys of the global groups, as data: type, range, where they go. */
@@ -232,6 +353,14 @@ check_ca_file(struct loader *l, const config_setting_t *s, const char *src,
 	return SYNC_OK;
 }
 
+/* The keys of the top level, for "did you mean". */
+static const char *const top_keys[] = { "database", "http", "sync", "log",
+    "sources", NULL };
+
+/*
+ * Loads a global group.  A bad key is recorded and the next one checked:
+ * only SYNC_ENOMEM stops the load.
+ */
 static enum sync_rc
 load_group(struct loader *l, const config_setting_t *g, struct sync_config *c,
     const struct gkey *keys, const char *where)
@@ -240,7 +369,7 @@ load_group(struct loader *l, const config_setting_t *g, struct sync_config *c,
 	long long v;
 
 	if (want_group(l, g) != SYNC_OK)
-		return l->err->rc;
+		return SYNC_ECONFIG;
 	for (i = 0; i < (unsigned)config_setting_length(g); i++) {
 		config_setting_t *s = config_setting_get_elem(g, i);
 		const char *k = config_setting_name(s);
@@ -250,32 +379,43 @@ load_group(struct loader *l, const config_setting_t *g, struct sync_config *c,
 
 		for (d = keys; d->name != NULL && strcmp(d->name, k) != 0; d++)
 			;
-		if (d->name == NULL)
-			return unknown_key(l, s, where);
+		if (d->name == NULL) {
+			struct near nr = NEAR_INIT(k);
+
+			for (d = keys; d->name != NULL; d++)
+				near_try(&nr, d->name);
+			unknown_key(l, s, where, &nr);
+			continue;
+		}
 		dst = (char *)c + d->off;
 		switch (d->type) {
 		case 's':
 			rc = get_str(l, s, (char **)(void *)dst);
 			if (rc == SYNC_OK && d->off == OFF(ca_file))
 				rc = check_ca_file(l, s, NULL,
-				    (char **)(void *)dst, 1);
+				    (char **)(void *)dst, l->opts == NULL ||
+				    l->opts->cmd != SYNC_CMD_STATUS);
 			break;
 		case 'n':
 			rc = get_num(l, s, d->lo, d->hi, (double *)(void *)dst);
 			break;
 		default:
 			rc = get_int(l, s, (long long)d->lo, (long long)d->hi, &v);
+			if (rc != SYNC_OK)
+				break;
 			if (d->type == 'l')
 				*(long *)(void *)dst = (long)v;
 			else
 				*(long long *)(void *)dst = v;
 			break;
 		}
-		if (rc != SYNC_OK)
+		if (rc == SYNC_ENOMEM)
 			return rc;
 	}
 	return SYNC_OK;
 }
+
+static const char *const log_keys[] = { "level", "target", "format", NULL };
 
 static enum sync_rc
 load_log(struct loader *l, const config_setting_t *g, struct sync_config *c)
@@ -288,43 +428,70 @@ load_log(struct loader *l, const config_setting_t *g, struct sync_config *c)
 	int j;
 
 	if (want_group(l, g) != SYNC_OK)
-		return l->err->rc;
+		return SYNC_ECONFIG;
 	for (i = 0; i < (unsigned)config_setting_length(g); i++) {
 		config_setting_t *s = config_setting_get_elem(g, i);
 		const char *k = config_setting_name(s);
 		char *v = NULL;
+		enum sync_rc rc;
 
 		if (strcmp(k, "level") != 0 && strcmp(k, "target") != 0 &&
-		    strcmp(k, "format") != 0)
-			return unknown_key(l, s, "'log'");
-		if (get_str(l, s, &v) != SYNC_OK)
-			return l->err->rc;
+		    strcmp(k, "format") != 0) {
+			struct near nr = NEAR_INIT(k);
+
+			for (j = 0; log_keys[j] != NULL; j++)
+				near_try(&nr, log_keys[j]);
+			unknown_key(l, s, "'log'", &nr);
+			continue;
+		}
+		if ((rc = get_str(l, s, &v)) != SYNC_OK) {
+			if (rc == SYNC_ENOMEM)
+				return rc;
+			continue;
+		}
 		if (strcmp(k, "level") == 0) {
 			for (j = 0; levels[j] != NULL; j++)
 				if (strcmp(v, levels[j]) == 0)
 					break;
-			if (levels[j] == NULL) {
-				free(v);
-				return cerr(l, s, "'level' must be one of error, "
+			if (levels[j] == NULL)
+				cerr(l, s, "'level' must be one of error, "
 				    "warning, notice, info, debug");
-			}
-			c->log_level = prios[j];
+			else
+				c->log_level = prios[j];
 		} else if (strcmp(k, "target") == 0) {
-			if (strcmp(v, "stderr") != 0 && strcmp(v, "syslog") != 0) {
-				free(v);
-				return cerr(l, s, "'target' must be \"stderr\" or \"syslog\"");
-			}
-			c->log_syslog = strcmp(v, "syslog") == 0;
+			if (strcmp(v, "stderr") != 0 && strcmp(v, "syslog") != 0)
+				cerr(l, s, "'target' must be \"stderr\" or \"syslog\"");
+			else
+				c->log_syslog = strcmp(v, "syslog") == 0;
 		} else {
-			if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
-				free(v);
-				return cerr(l, s, "'format' must be \"text\" or \"json\"");
-			}
-			c->log_json = strcmp(v, "json") == 0;
+			if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0)
+				cerr(l, s, "'format' must be \"text\" or \"json\"");
+			else
+				c->log_json = strcmp(v, "json") == 0;
 		}
 		free(v);
 	}
 	return SYNC_OK;
+}
+
+/*
+ * Before anything else is checked: the log format the file asks for, so
+ * that the errors found next come out in it (log.c).
+ */
+static void
+early_log_format(const config_setting_t *root, struct sync_config *c)
+{
+	const config_setting_t *g = config_setting_get_member(root, "log"), *f;
+	const char *v;
+
+	if (g == NULL || config_setting_type(g) != CONFIG_TYPE_GROUP ||
+	    (f = config_setting_get_member(g, "format")) == NULL ||
+	    (v = config_setting_get_string(f)) == NULL)
+		return;
+	if (strcmp(v, "json") == 0 || strcmp(v, "text") == 0) {
+		c->log_json = strcmp(v, "json") == 0;
+		sync_log_format(c->log_json);
+	}
 }
 
 /*
@@ -365,13 +532,16 @@ read_token_file(struct loader *l, const config_setting_t *s, const char *src,
 	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) == -1)
 		return cerr(l, s, "cannot read %s '%s': %s",
 		    config_setting_name(s), file, strerror(errno));
-	if (fstat(fd, &st) == -1 || check_private(l, s, src,
-	    config_setting_name(s), file, &st) != SYNC_OK) {
+	if (fstat(fd, &st) == -1) {
+		cerr(l, s, "cannot read %s '%s': %s", config_setting_name(s),
+		    file, strerror(errno));
 		close(fd);
-		if (l->err->rc == SYNC_OK)
-			return cerr(l, s, "cannot read %s '%s': %s",
-			    config_setting_name(s), file, strerror(errno));
-		return l->err->rc;
+		return SYNC_ECONFIG;
+	}
+	if (check_private(l, s, src, config_setting_name(s), file, &st) !=
+	    SYNC_OK) {
+		close(fd);
+		return SYNC_ECONFIG;
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
@@ -392,6 +562,51 @@ read_token_file(struct loader *l, const config_setting_t *s, const char *src,
 	return SYNC_OK;
 }
 
+/*
+ * Resolves the secret of key s, whose value v->s names a file or an
+ * environment variable (checked by load_value()): v->s becomes the
+ * secret, registered for redaction.
+ */
+static enum sync_rc
+load_secret(struct loader *l, const config_setting_t *s, struct sync_value *v,
+    const struct sync_source_cfg *src)
+{
+	const struct sync_keydef *d = v->def;
+	char *name = v->s;
+	const char *val;
+	enum sync_rc rc;
+
+	v->s = NULL;
+	if (d->type == SYNC_KEY_SECRET_FILE) {
+		rc = read_token_file(l, s, src->name, name, &v->s);
+		free(name);
+		if (rc != SYNC_OK)
+			return rc;
+	} else {
+		if ((val = getenv(name)) == NULL || *val == '\0') {
+			cerr(l, s, "source '%s': environment variable '%s' "
+			    "(%s) is not set", src->name, name, d->name);
+			free(name);
+			return SYNC_ECONFIG;
+		}
+		free(name);
+		if ((v->s = strdup(val)) == NULL)
+			return nomem(l);
+	}
+	if (strlen(v->s) < SYNC_SECRET_MIN)
+		return cerr(l, s, "source '%s': '%s' is too short (%zu "
+		    "characters; at least %d)", src->name, d->name,
+		    strlen(v->s), SYNC_SECRET_MIN);
+	if (sync_secret_add(v->s) == -1)
+		return nomem(l);
+	return SYNC_OK;
+}
+
+/*
+ * Loads one type-specific key.  A secret key's value is, for now, the
+ * name of its file or variable (load_secret() reads it when the source
+ * needs it).  Returns SYNC_ECONFIG (recorded) or SYNC_ENOMEM on error.
+ */
 static enum sync_rc
 load_value(struct loader *l, config_setting_t *s, struct sync_value *v,
     const struct sync_source_cfg *src)
@@ -399,6 +614,7 @@ load_value(struct loader *l, config_setting_t *s, struct sync_value *v,
 	const struct sync_keydef *d = v->def;
 	long long lo = d->min, hi = d->max;
 	unsigned i, n;
+	enum sync_rc rc;
 
 	if (lo == 0 && hi == 0) {
 		lo = -(1LL << 62);
@@ -408,47 +624,14 @@ load_value(struct loader *l, config_setting_t *s, struct sync_value *v,
 	v->line = line_of(s);
 	switch (d->type) {
 	case SYNC_KEY_STRING:
-		return get_str(l, s, &v->s);
 	case SYNC_KEY_SECRET_FILE:
-	case SYNC_KEY_SECRET_ENV: {
-		char *name = NULL;
-		const char *val;
-
-		if (get_str(l, s, &name) != SYNC_OK)
-			return l->err->rc;
-		if (d->type == SYNC_KEY_SECRET_FILE) {
-			enum sync_rc rc = read_token_file(l, s, src->name, name,
-			    &v->s);
-
-			free(name);
-			if (rc != SYNC_OK)
-				return rc;
-		} else {
-			if ((val = getenv(name)) == NULL || *val == '\0') {
-				cerr(l, s, "source '%s': environment variable '%s' "
-				    "(%s) is not set", src->name, name, d->name);
-				free(name);
-				return l->err->rc;
-			}
-			free(name);
-			if ((v->s = strdup(val)) == NULL)
-				return sync_err_set(l->err, SYNC_ENOMEM,
-				    SYNC_ERR_CONFIG, "out of memory");
-		}
-		if (strlen(v->s) < SYNC_SECRET_MIN)
-			return cerr(l, s, "source '%s': '%s' is too short (%zu "
-			    "characters; at least %d)", src->name, d->name,
-			    strlen(v->s), SYNC_SECRET_MIN);
-		if (sync_secret_add(v->s) == -1)
-			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
-			    "out of memory");
-		return SYNC_OK;
-	}
+	case SYNC_KEY_SECRET_ENV:
+		return get_str(l, s, &v->s);
 	case SYNC_KEY_BOOL: {
 		int b;
 
-		if (get_bool(l, s, &b) != SYNC_OK)
-			return l->err->rc;
+		if ((rc = get_bool(l, s, &b)) != SYNC_OK)
+			return rc;
 		v->i = b;
 		return SYNC_OK;
 	}
@@ -465,8 +648,7 @@ load_value(struct loader *l, config_setting_t *s, struct sync_value *v,
 		v->names = calloc(n + 1, sizeof(*v->names));
 		v->ints = calloc(n + 1, sizeof(*v->ints));
 		if (v->names == NULL || v->ints == NULL)
-			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
-			    "out of memory");
+			return nomem(l);
 		for (i = 0; i < n; i++) {
 			config_setting_t *e = config_setting_get_elem(s, i);
 			const char *name = config_setting_name(e);
@@ -475,14 +657,21 @@ load_value(struct loader *l, config_setting_t *s, struct sync_value *v,
 			for (j = 0; src->conn->all_streams[j] != NULL; j++)
 				if (strcmp(src->conn->all_streams[j], name) == 0)
 					break;
-			if (src->conn->all_streams[j] == NULL)
+			if (src->conn->all_streams[j] == NULL) {
+				struct near nr = NEAR_INIT(name);
+				char hint[120];
+
+				for (j = 0; src->conn->all_streams[j] != NULL; j++)
+					near_try(&nr, src->conn->all_streams[j]);
 				return cerr(l, e, "source '%s': '%s' has no stream "
-				    "named '%s'", src->name, d->name, name);
-			if (get_int(l, e, lo, hi, &v->ints[i]) != SYNC_OK)
-				return l->err->rc;
-			if ((v->names[i] = strdup(name)) == NULL)
-				return sync_err_set(l->err, SYNC_ENOMEM,
-				    SYNC_ERR_CONFIG, "out of memory");
+				    "named '%s'%s", src->name, d->name, name,
+				    near_hint(&nr, hint, sizeof(hint)));
+			}
+			if ((rc = get_int(l, e, lo, hi, &v->ints[v->nints])) !=
+			    SYNC_OK)
+				return rc;
+			if ((v->names[v->nints] = strdup(name)) == NULL)
+				return nomem(l);
 			v->nints++;
 		}
 		return SYNC_OK;
@@ -492,8 +681,7 @@ load_value(struct loader *l, config_setting_t *s, struct sync_value *v,
 			return cerr(l, s, "'%s' must be an array of strings", d->name);
 		n = (unsigned)config_setting_length(s);
 		if ((v->list = calloc(n + 1, sizeof(*v->list))) == NULL)
-			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
-			    "out of memory");
+			return nomem(l);
 		for (i = 0; i < n; i++) {
 			config_setting_t *e = config_setting_get_elem(s, i);
 			const char *item;
@@ -507,17 +695,23 @@ load_value(struct loader *l, config_setting_t *s, struct sync_value *v,
 				for (j = 0; d->allowed[j] != NULL; j++)
 					if (strcmp(d->allowed[j], item) == 0)
 						break;
-				if (d->allowed[j] == NULL)
+				if (d->allowed[j] == NULL) {
+					struct near nr = NEAR_INIT(item);
+					char hint[120];
+
+					for (j = 0; d->allowed[j] != NULL; j++)
+						near_try(&nr, d->allowed[j]);
 					return cerr(l, s, "source '%s': '%s' cannot "
-					    "contain \"%s\"", src->name, d->name, item);
+					    "contain \"%s\"%s", src->name, d->name,
+					    item, near_hint(&nr, hint, sizeof(hint)));
+				}
 			}
 			for (j = 0; j < v->nlist; j++)
 				if (strcmp(v->list[j], item) == 0)
 					return cerr(l, s, "source '%s': '%s' lists "
 					    "\"%s\" twice", src->name, d->name, item);
 			if ((v->list[i] = strdup(item)) == NULL)
-				return sync_err_set(l->err, SYNC_ENOMEM,
-				    SYNC_ERR_CONFIG, "out of memory");
+				return nomem(l);
 			v->nlist++;
 		}
 		if (n == 0)
@@ -538,52 +732,169 @@ valid_name(const char *s)
 	return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
 }
 
+/* The keys every source takes, whatever its type. */
+static const char *const source_keys[] = { "name", "type", "url", "enabled",
+    "allow_insecure_http", "ca_file", "pinned_pubkey", "on_bad_row", NULL };
+static const char *const token_keys[] = { "token", "token_file", "token_env",
+    NULL };
+
+static int
+is_token_key(const char *k)
+{
+	return strcmp(k, "token") == 0 || strcmp(k, "token_file") == 0 ||
+	    strcmp(k, "token_env") == 0;
+}
+
+/* Whether src may run in this process: its credentials are needed. */
+static int
+may_run(const struct loader *l, const struct sync_source_cfg *src)
+{
+	size_t k;
+
+	if (src->enabled)
+		return 1;
+	for (k = 0; l->opts != NULL && k < l->opts->nsources; k++)
+		if (strcmp(l->opts->sources[k], src->name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Reads the source's token (key tok, one of token_keys) into src->token. */
 static enum sync_rc
-load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
+load_token(struct loader *l, const config_setting_t *tok,
     struct sync_source_cfg *src)
 {
-	config_setting_t *s, *tok = NULL;
-	const char *tokkey = NULL;
-	char why[200];
-	unsigned i;
+	const char *tokkey = config_setting_name(tok);
+	enum sync_rc rc;
 	size_t j;
-	int ntok = 0;
+
+	if (strcmp(tokkey, "token") == 0) {
+		/* The file that holds it: this one, or one it includes. */
+		const char *f = config_setting_source_file(tok);
+		struct stat st = l->st;
+
+		if (f == NULL)
+			f = l->path;
+		else if (stat(f, &st) == -1)
+			return cerr(l, tok, "source '%s': cannot check '%s': %s",
+			    src->name, f, strerror(errno));
+		if (st.st_mode & (S_IRWXG | S_IRWXO))
+			return cerr(l, tok, "source '%s': inline 'token' refused "
+			    "because '%s' is readable by group or others (mode "
+			    "%04o): chmod 600 %s, or use token_file or token_env",
+			    src->name, f, (unsigned)(st.st_mode & 07777), f);
+		if ((src->token = strdup(config_setting_get_string(tok))) == NULL)
+			return nomem(l);
+	} else if (strcmp(tokkey, "token_file") == 0) {
+		if ((rc = read_token_file(l, tok, src->name,
+		    config_setting_get_string(tok), &src->token)) != SYNC_OK)
+			return rc;
+	} else {
+		const char *env = config_setting_get_string(tok);
+		const char *v = getenv(env);
+
+		if (v == NULL || *v == '\0')
+			return cerr(l, tok, "source '%s': environment variable "
+			    "'%s' (token_env) is not set", src->name, env);
+		if ((src->token = strdup(v)) == NULL)
+			return nomem(l);
+	}
+	for (j = 0; src->token[j] != '\0'; j++)
+		if ((unsigned char)src->token[j] < 0x20 || src->token[j] == 0x7f)
+			return cerr(l, tok, "source '%s': the token contains "
+			    "control characters", src->name);
+	/* Shorter ones are not masked (err.c); an upstream would refuse them. */
+	if (strlen(src->token) < SYNC_SECRET_MIN)
+		return cerr(l, tok, "source '%s': the token is too short (%zu "
+		    "characters; at least %d)", src->name, strlen(src->token),
+		    SYNC_SECRET_MIN);
+	if (sync_secret_add(src->token) == -1)
+		return nomem(l);
+	return SYNC_OK;
+}
+
+/*
+ * Loads source number idx of the list.  Every error is recorded and the
+ * next key checked; only SYNC_ENOMEM is returned.  Credentials are read
+ * (and required) only when the source may run (may_run()), and never for
+ * sync-status.
+ */
+static enum sync_rc
+load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
+    struct sync_source_cfg *src, size_t idx)
+{
+	config_setting_t *s, *tok = NULL;
+	char why[200], hint[120];
+	size_t j, nerrs = l->nerrs;
+	unsigned i;
+	int ntok = 0, need, load;
+	enum sync_rc rc;
 
 	src->enabled = 1;
 	src->line = line_of(g);
-	if (config_setting_type(g) != CONFIG_TYPE_GROUP)
-		return cerr(l, g, "each source must be a group { ... }");
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+		cerr(l, g, "each source must be a group { ... }");
+		return SYNC_OK;
+	}
 	/* name and type first: every later message names the source. */
 	if ((s = config_setting_get_member(g, "name")) == NULL)
-		return cerr(l, g, "source without 'name'");
-	if (get_str(l, s, &src->name) != SYNC_OK)
-		return l->err->rc;
-	if (!valid_name(src->name))
-		return cerr(l, s, "source name '%s' must match [a-z0-9_-]+ "
+		cerr(l, g, "source without 'name'");
+	else if ((rc = get_str(l, s, &src->name)) == SYNC_ENOMEM)
+		return rc;
+	else if (rc == SYNC_OK && !valid_name(src->name))
+		cerr(l, s, "source name '%s' must match [a-z0-9_-]+ "
 		    "(at most 64 characters)", src->name);
-	for (j = 0; j < c->nsources; j++)
-		if (&c->sources[j] != src && c->sources[j].name != NULL &&
-		    strcmp(c->sources[j].name, src->name) == 0)
-			return cerr(l, s, "duplicate source name '%s' (first at "
-			    "line %d)", src->name, c->sources[j].line);
+	else if (rc == SYNC_OK)
+		for (j = 0; j < c->nsources; j++)
+			if (&c->sources[j] != src && c->sources[j].name != NULL &&
+			    strcmp(c->sources[j].name, src->name) == 0) {
+				cerr(l, s, "duplicate source name '%s' (first at "
+				    "line %d)", src->name, c->sources[j].line);
+				break;
+			}
+	if (src->name == NULL) {
+		/* For the messages that follow: its place in the list. */
+		snprintf(why, sizeof(why), "#%zu", idx + 1);
+		if ((src->name = strdup(why)) == NULL)
+			return nomem(l);
+	}
 	if ((s = config_setting_get_member(g, "type")) == NULL)
-		return cerr(l, g, "source '%s' has no 'type'", src->name);
-	if (get_str(l, s, &src->type) != SYNC_OK)
-		return l->err->rc;
-	if ((src->conn = sync_connector_find(src->type)) == NULL)
-		return cerr(l, s, "source '%s': unknown type '%s' (known: %s)",
-		    src->name, src->type, sync_connector_types());
-	for (j = 0; src->conn->keys[j].name != NULL; j++)
-		src->nvalues++;
-	if ((src->values = calloc(src->nvalues + 1, sizeof(*src->values))) == NULL)
-		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
-	for (j = 0; j < src->nvalues; j++)
-		src->values[j].def = &src->conn->keys[j];
+		cerr(l, g, "source '%s' has no 'type'", src->name);
+	else if ((rc = get_str(l, s, &src->type)) == SYNC_ENOMEM)
+		return rc;
+	else if (rc == SYNC_OK &&
+	    (src->conn = sync_connector_find(src->type)) == NULL) {
+		struct near nr = NEAR_INIT(src->type);
+		const char *t = sync_connector_types(), *e;
+		char name[64];
+
+		/* "seqapi, smseagle, ...": each in turn. */
+		for (; *t != '\0'; t = *e != '\0' ? e + 2 : e) {
+			e = strchr(t, ',');
+			e = e != NULL ? e : t + strlen(t);
+			snprintf(name, sizeof(name), "%.*s", (int)(e - t), t);
+			if ((src->conn = sync_connector_find(name)) != NULL)
+				near_try(&nr, src->conn->type);
+		}
+		src->conn = NULL;
+		cerr(l, s, "source '%s': unknown type '%s'%s (known: %s)",
+		    src->name, src->type, near_hint(&nr, hint, sizeof(hint)),
+		    sync_connector_types());
+	}
+	if (src->conn != NULL) {
+		for (j = 0; src->conn->keys[j].name != NULL; j++)
+			src->nvalues++;
+		if ((src->values = calloc(src->nvalues + 1,
+		    sizeof(*src->values))) == NULL)
+			return nomem(l);
+		for (j = 0; j < src->nvalues; j++)
+			src->values[j].def = &src->conn->keys[j];
+	}
 
 	for (i = 0; i < (unsigned)config_setting_length(g); i++) {
 		const char *k;
-		enum sync_rc rc = SYNC_OK;
 
+		rc = SYNC_OK;
 		s = config_setting_get_elem(g, i);
 		k = config_setting_name(s);
 		if (strcmp(k, "name") == 0 || strcmp(k, "type") == 0)
@@ -603,118 +914,122 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 
 			if (v == NULL || (strcmp(v, "fail") != 0 &&
 			    strcmp(v, "quarantine") != 0))
-				return cerr(l, s, "source '%s': 'on_bad_row' must be "
+				cerr(l, s, "source '%s': 'on_bad_row' must be "
 				    "\"fail\" or \"quarantine\"", src->name);
-			src->quarantine = strcmp(v, "quarantine") == 0;
-		}
-		else if ((strcmp(k, "token") == 0 || strcmp(k, "token_file") == 0 ||
-		    strcmp(k, "token_env") == 0) &&
+			else
+				src->quarantine = strcmp(v, "quarantine") == 0;
+		} else if (is_token_key(k) && src->conn != NULL &&
 		    (src->conn->flags & SYNC_CONN_NO_TOKEN))
-			return cerr(l, s, "source '%s': type %s takes no token ('%s')",
+			cerr(l, s, "source '%s': type %s takes no token ('%s')",
 			    src->name, src->type, k);
-		else if (strcmp(k, "token") == 0 || strcmp(k, "token_file") == 0 ||
-		    strcmp(k, "token_env") == 0) {
+		else if (is_token_key(k)) {
 			if (config_setting_type(s) != CONFIG_TYPE_STRING)
-				return cerr(l, s, "'%s' must be a string", k);
+				cerr(l, s, "'%s' must be a string, not %s", k,
+				    type_name(config_setting_type(s)));
 			tok = s;
-			tokkey = k;
 			ntok++;
-		} else {
+		} else if (src->conn == NULL)
+			continue;	/* of an unknown type: cannot tell */
+		else {
 			for (j = 0; j < src->nvalues; j++)
 				if (strcmp(src->values[j].def->name, k) == 0)
 					break;
-			if (j == src->nvalues)
-				return cerr(l, s, "unknown key '%s' in source '%s' "
-				    "(type %s)", k, src->name, src->type);
-			rc = load_value(l, s, &src->values[j], src);
+			if (j < src->nvalues)
+				rc = load_value(l, s, &src->values[j], src);
+			else {
+				struct near nr = NEAR_INIT(k);
+
+				for (j = 0; source_keys[j] != NULL; j++)
+					near_try(&nr, source_keys[j]);
+				for (j = 0; !(src->conn->flags &
+				    SYNC_CONN_NO_TOKEN) && token_keys[j] != NULL; j++)
+					near_try(&nr, token_keys[j]);
+				for (j = 0; j < src->nvalues; j++)
+					near_try(&nr, src->values[j].def->name);
+				if (nr.best != NULL)
+					cerr(l, s, "unknown key '%s' in source '%s'%s",
+					    k, src->name, near_hint(&nr, hint,
+					    sizeof(hint)));
+				else
+					cerr(l, s, "unknown key '%s' in source '%s' "
+					    "(type %s)", k, src->name, src->type);
+			}
 		}
-		if (rc != SYNC_OK)
+		if (rc == SYNC_ENOMEM)
 			return rc;
 	}
+	if (src->conn == NULL)
+		return SYNC_OK;
 
 	if (src->url == NULL && src->conn->default_url != NULL &&
 	    (src->url = strdup(src->conn->default_url)) == NULL)
-		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
-	if (src->url == NULL && !(src->conn->flags & SYNC_CONN_NO_URL))
-		return cerr(l, g, "source '%s' has no 'url'", src->name);
+		return nomem(l);
 	s = config_setting_get_member(g, "url");
+	if (src->url == NULL && !(src->conn->flags & SYNC_CONN_NO_URL))
+		cerr(l, g, "source '%s' has no 'url'", src->name);
 	/* A type without an HTTP API accepts a url (SPEC §4) and ignores it. */
-	if (src->url != NULL && !(src->conn->flags & SYNC_CONN_NO_URL) &&
+	else if (src->url != NULL && !(src->conn->flags & SYNC_CONN_NO_URL) &&
 	    sync_url_check(src->url, src->allow_insecure_http, why,
 	    sizeof(why)) != SYNC_OK)
-		return cerr(l, s, "source '%s': url '%s': %s", src->name, src->url,
-		    why);
-	/* A disabled source's ca_file is not read (enabled may follow it). */
+		cerr(l, s, "source '%s': url '%s': %s", src->name, src->url, why);
+	/* A ca_file is read only where HTTP may be used (not by sync-status). */
 	if (src->ca_file != NULL && check_ca_file(l,
-	    config_setting_get_member(g, "ca_file"), src->name,
-	    &src->ca_file, src->enabled) != SYNC_OK)
-		return l->err->rc;
+	    config_setting_get_member(g, "ca_file"), src->name, &src->ca_file,
+	    may_run(l, src) && (l->opts == NULL ||
+	    l->opts->cmd != SYNC_CMD_STATUS)) == SYNC_ENOMEM)
+		return SYNC_ENOMEM;
 	for (j = 0; j < src->nvalues; j++)
 		if (src->values[j].def->required && !src->values[j].set)
-			return cerr(l, g, "source '%s' has no '%s' (required for "
-			    "type %s)", src->name, src->values[j].def->name,
-			    src->type);
+			cerr(l, g, "source '%s' has no '%s' (required for type %s)",
+			    src->name, src->values[j].def->name, src->type);
 
-	if (src->conn->flags & SYNC_CONN_NO_TOKEN)
-		goto checked;
-	if (ntok != 1)
-		return cerr(l, ntok > 1 ? tok : g, "source '%s' needs exactly one "
-		    "of 'token', 'token_file', 'token_env'", src->name);
-	if (strcmp(tokkey, "token") == 0) {
-		/* The file that holds it: this one, or one it includes. */
-		const char *f = config_setting_source_file(tok);
-		struct stat st = l->st;
+	/*
+	 * Credentials: required when the source may run, read only when,
+	 * besides, this is no sync-status (which never reads a secret).
+	 */
+	need = may_run(l, src);
+	load = need && (l->opts == NULL || l->opts->cmd != SYNC_CMD_STATUS);
+	src->secrets_optional = !need;
+	for (j = 0; j < src->nvalues; j++) {
+		struct sync_value *v = &src->values[j];
 
-		if (f == NULL)
-			f = l->path;
-		else if (stat(f, &st) == -1)
-			return cerr(l, tok, "source '%s': cannot check '%s': %s",
-			    src->name, f, strerror(errno));
-		if (st.st_mode & (S_IRWXG | S_IRWXO))
-			return cerr(l, tok, "source '%s': inline 'token' refused "
-			    "because '%s' is readable by group or others (mode "
-			    "%04o): chmod 600 %s, or use token_file or token_env",
-			    src->name, f, (unsigned)(st.st_mode & 07777), f);
-		if ((src->token = strdup(config_setting_get_string(tok))) == NULL)
-			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
-			    "out of memory");
-	} else if (strcmp(tokkey, "token_file") == 0) {
-		if (read_token_file(l, tok, src->name,
-		    config_setting_get_string(tok), &src->token) != SYNC_OK)
-			return l->err->rc;
-	} else {
-		const char *env = config_setting_get_string(tok);
-		const char *v = getenv(env);
-
-		if (v == NULL || *v == '\0')
-			return cerr(l, tok, "source '%s': environment variable "
-			    "'%s' (token_env) is not set", src->name, env);
-		if ((src->token = strdup(v)) == NULL)
-			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
-			    "out of memory");
+		if (!v->set || v->s == NULL ||
+		    (v->def->type != SYNC_KEY_SECRET_FILE &&
+		    v->def->type != SYNC_KEY_SECRET_ENV))
+			continue;
+		if (load) {
+			s = config_setting_get_member(g, v->def->name);
+			if ((rc = load_secret(l, s, v, src)) == SYNC_ENOMEM)
+				return rc;
+		} else {
+			/* Given, not read: "" (sync_cfg_str() says it is set). */
+			free(v->s);
+			if ((v->s = strdup("")) == NULL)
+				return nomem(l);
+		}
 	}
-	for (j = 0; src->token[j] != '\0'; j++)
-		if ((unsigned char)src->token[j] < 0x20 || src->token[j] == 0x7f)
-			return cerr(l, tok, "source '%s': the token contains "
-			    "control characters", src->name);
-	/* Shorter ones are not masked (err.c); an upstream would refuse them. */
-	if (strlen(src->token) < SYNC_SECRET_MIN)
-		return cerr(l, tok, "source '%s': the token is too short (%zu "
-		    "characters; at least %d)", src->name, strlen(src->token),
-		    SYNC_SECRET_MIN);
-	if (sync_secret_add(src->token) == -1)
-		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
-		    "out of memory");
-checked:
-	if (src->conn->check != NULL) {
+	if (!(src->conn->flags & SYNC_CONN_NO_TOKEN)) {
+		if (ntok > 1 || (ntok == 0 && need))
+			cerr(l, ntok > 1 ? tok : g, "source '%s' needs exactly one "
+			    "of 'token', 'token_file', 'token_env'", src->name);
+		else if (ntok == 1 && load &&
+		    config_setting_type(tok) == CONFIG_TYPE_STRING &&
+		    (rc = load_token(l, tok, src)) == SYNC_ENOMEM)
+			return rc;
+	}
+	/* The connector's own checks, on values that are all well-formed. */
+	if (l->nerrs == nerrs && src->conn->check != NULL) {
 		struct sync_err e;
 
 		sync_err_clear(&e);
-		if (src->conn->check(src, &e) != SYNC_OK)
-			return cerr(l, g, "%s", e.msg);
+		if (src->conn->check(src, &e) != SYNC_OK) {
+			if (e.rc == SYNC_ENOMEM)
+				return nomem(l);
+			cerr(l, g, "%s", e.msg);
+		}
 	}
 	/* A derived credential, masked before any thread of a pass starts. */
-	if (src->conn->proof != NULL && src->token != NULL) {
+	if (l->nerrs == nerrs && src->conn->proof != NULL && src->token != NULL) {
 		struct sync_err e;
 
 		sync_err_clear(&e);
@@ -722,8 +1037,7 @@ checked:
 			return sync_err_set(l->err, e.rc, SYNC_ERR_CONFIG, "%s",
 			    e.msg);
 		if (src->proof != NULL && sync_secret_add(src->proof) == -1)
-			return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
-			    "out of memory");
+			return nomem(l);
 	}
 	return SYNC_OK;
 }
@@ -759,37 +1073,59 @@ static enum sync_rc
 load_sources(struct loader *l, config_setting_t *list, struct sync_config *c)
 {
 	unsigned i, n;
+	enum sync_rc rc;
 
 	if (config_setting_type(list) != CONFIG_TYPE_LIST)
 		return cerr(l, list, "'sources' must be a list ( { ... }, ... )");
 	n = (unsigned)config_setting_length(list);
 	if ((c->sources = calloc(n + 1, sizeof(*c->sources))) == NULL)
-		return sync_err_set(l->err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+		return nomem(l);
 	for (i = 0; i < n; i++) {
 		c->nsources++;
-		if (load_source(l, config_setting_get_elem(list, i), c,
-		    &c->sources[i]) != SYNC_OK)
-			return l->err->rc;
-		if (source_streams(l, &c->sources[i]) != SYNC_OK)
-			return l->err->rc;
+		if ((rc = load_source(l, config_setting_get_elem(list, i), c,
+		    &c->sources[i], i)) != SYNC_OK && rc != SYNC_ECONFIG)
+			return rc;
+		if (c->sources[i].conn != NULL &&
+		    (rc = source_streams(l, &c->sources[i])) != SYNC_OK)
+			return rc;
 	}
 	return SYNC_OK;
+}
+
+void
+sync_strv_free(char **v)
+{
+	size_t i;
+
+	for (i = 0; v != NULL && v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
 }
 
 enum sync_rc
 sync_config_load(const struct sync_opts *o, struct sync_config **out,
     struct sync_err *err)
 {
+	return sync_config_load_all(o, out, NULL, err);
+}
+
+enum sync_rc
+sync_config_load_all(const struct sync_opts *o, struct sync_config **out,
+    char ***errors, struct sync_err *err)
+{
 	struct loader l;
 	struct sync_config *c;
 	config_t cf;
 	config_setting_t *root, *s;
 	const char *path;
+	char line[sizeof(err->msg)];
 	unsigned i;
 	FILE *fp;
 	enum sync_rc rc = SYNC_OK;
 
 	*out = NULL;
+	if (errors != NULL)
+		*errors = NULL;
 #ifdef __linux__
 	/* Before any secret is read: no core dump, no ptrace by others. */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -799,10 +1135,12 @@ sync_config_load(const struct sync_opts *o, struct sync_config **out,
 		path = NULL;
 	if (path == NULL)
 		path = DEFAULT_CONFIG;
+	memset(&l, 0, sizeof(l));
 	l.path = path;
 	l.err = err;
+	l.opts = o;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+		return nomem(&l);
 	c->http_timeout = 30;
 	c->connect_timeout = 10;
 	c->retries = 4;
@@ -811,29 +1149,34 @@ sync_config_load(const struct sync_opts *o, struct sync_config **out,
 	c->batch_size = 500;
 	c->jobs = 4;
 	c->log_level = LOG_INFO;
+	c->log_json = sync_log_env_json();	/* the file's log.format wins */
 	if ((c->path = strdup(path)) == NULL) {
 		free(c);
-		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+		return nomem(&l);
 	}
 	l.path = c->path;
 
 	config_init(&cf);
 	if ((fp = fopen(path, "r")) == NULL || fstat(fileno(fp), &l.st) == -1) {
-		rc = sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
-		    "%s: cannot read configuration: %s", path, strerror(errno));
+		fmt_redacted(line, sizeof(line), "%s: cannot read configuration: %s",
+		    path, strerror(errno));
+		rc = record(&l, line);
 		if (fp != NULL)
 			fclose(fp);
 		goto out;
 	}
 	if (config_read(&cf, fp) != CONFIG_TRUE) {
-		rc = sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG, "%s:%d: %s",
+		/* libconfig stops at its first syntax error: one error. */
+		fmt_redacted(line, sizeof(line), "%s:%d: %s",
 		    config_error_file(&cf) ? config_error_file(&cf) : path,
 		    config_error_line(&cf), config_error_text(&cf));
+		rc = record(&l, line);
 		fclose(fp);
 		goto out;
 	}
 	fclose(fp);
 	root = config_root_setting(&cf);
+	early_log_format(root, c);
 	for (i = 0; i < (unsigned)config_setting_length(root); i++) {
 		const char *k;
 
@@ -849,18 +1192,32 @@ sync_config_load(const struct sync_opts *o, struct sync_config **out,
 			rc = load_log(&l, s, c);
 		else if (strcmp(k, "sources") == 0)
 			rc = load_sources(&l, s, c);
-		else
-			rc = unknown_key(&l, s, "the top level");
-		if (rc != SYNC_OK)
+		else {
+			struct near nr = NEAR_INIT(k);
+			size_t j;
+
+			for (j = 0; top_keys[j] != NULL; j++)
+				near_try(&nr, top_keys[j]);
+			rc = unknown_key(&l, s, "the top level", &nr);
+		}
+		if (rc != SYNC_OK && rc != SYNC_ECONFIG)
 			goto out;
 	}
+	rc = l.nerrs > 0 || err->rc == SYNC_ECONFIG ? SYNC_ECONFIG : SYNC_OK;
+	if (rc != SYNC_OK)
+		goto out;
 	if (c->conninfo == NULL && (c->conninfo = strdup("")) == NULL)
-		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+		rc = nomem(&l);
 	/* The database password is a secret like any token. */
 	else if (sync_db_conninfo_secrets(c->conninfo) == -1)
-		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
+		rc = nomem(&l);
 out:
 	config_destroy(&cf);
+	if (rc != SYNC_OK && errors != NULL) {
+		*errors = l.errs;
+		l.errs = NULL;
+	}
+	sync_strv_free(l.errs);
 	if (rc != SYNC_OK) {
 		sync_config_free(c);
 		return rc;

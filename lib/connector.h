@@ -185,6 +185,11 @@ struct sync_source_cfg {
 	int		 enabled;
 	int		 allow_insecure_http;
 	int		 quarantine;	/* on_bad_row = "quarantine" */
+	/*
+	 * A disabled source, not selected: its credentials were not read
+	 * and need not be given (a secret key that is given reads as "").
+	 */
+	int		 secrets_optional;
 	int		 line;
 	const struct sync_connector *conn;
 	struct sync_value *values;	/* one per conn->keys entry */

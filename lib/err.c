@@ -271,6 +271,14 @@ sync_vformat_redacted(char *out, size_t size, const char *fmt, va_list ap)
 		cut_partial_locked(s);		/* out of memory: cut short */
 	pthread_mutex_unlock(&secrets_mu);
 	snprintf(out, size, "%s", s);
+	/* Cut short: between two UTF-8 characters, never inside one. */
+	if (strlen(s) >= size) {
+		size_t n = size - 1;
+
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+		out[n] = '\0';
+	}
 	if (big != NULL) {
 		explicit_bzero(big, (size_t)len);
 		free(big);

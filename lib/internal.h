@@ -79,9 +79,24 @@ struct sync_config {
 void		sync_vformat_redacted(char *out, size_t size, const char *fmt,
 		    va_list);
 
+/* ---- buf.c ------------------------------------------------------------ */
+
+/*
+ * Copies s into out (size bytes) as valid UTF-8: invalid sequences become
+ * U+FFFD, a cut falls between characters.
+ */
+void		sync_utf8_copy(char *out, size_t size, const char *s);
+
 /* ---- log.c ------------------------------------------------------------ */
 
 void		sync_log_prog(const char *);
+/*
+ * The log format (0 text, 1 JSON) as soon as the configuration file says
+ * it, before the rest is validated: its own errors come out in it.
+ */
+void		sync_log_format(int);
+/* Whether MSGSYNC_LOG_FORMAT asks for JSON lines (the default format). */
+int		sync_log_env_json(void);
 
 /* ---- http.c: the engine's side ---------------------------------------- */
 

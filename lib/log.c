@@ -4,6 +4,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
@@ -25,6 +26,20 @@ sync_log_prog(const char *p)
 	prog = s != NULL ? s + 1 : p;
 }
 
+int
+sync_log_env_json(void)
+{
+	const char *f = getenv("MSGSYNC_LOG_FORMAT");
+
+	return f != NULL && strcmp(f, "json") == 0;
+}
+
+void
+sync_log_format(int json)
+{
+	use_json = json;
+}
+
 void
 sync_log_setup(const struct sync_config *cfg, const struct sync_opts *o)
 {
@@ -42,7 +57,8 @@ sync_log_setup(const struct sync_config *cfg, const struct sync_opts *o)
 		level = base + (o != NULL ? o->verbose : 0);
 	if (level > LOG_DEBUG)
 		level = LOG_DEBUG;
-	use_json = cfg != NULL && cfg->log_json;
+	/* Before the configuration is read: as MSGSYNC_LOG_FORMAT says. */
+	use_json = cfg != NULL ? cfg->log_json : sync_log_env_json();
 	if (cfg != NULL && cfg->log_syslog && !use_syslog) {
 		openlog(prog, LOG_PID, LOG_DAEMON);
 		use_syslog = 1;
@@ -62,11 +78,14 @@ pri_name(int pri)
 	}
 }
 
-/* Writes msg (redacted) to stderr, as text or as a JSON object. */
+/*
+ * Writes msg (redacted) to stderr, as text or as a JSON object: one line
+ * of valid UTF-8 (an invalid byte from upstream becomes U+FFFD).
+ */
 static void
 to_stderr(int pri, const char *msg)
 {
-	char ts[32];
+	char ts[32], clean[3 * 2048 + 1];
 	cJSON *o;
 	char *s;
 
@@ -75,12 +94,13 @@ to_stderr(int pri, const char *msg)
 		return;
 	}
 	sync_time_format(time(NULL), ts, sizeof(ts));
+	sync_utf8_copy(clean, sizeof(clean), msg);
 	if ((o = cJSON_CreateObject()) == NULL)
 		return;
 	cJSON_AddStringToObject(o, "time", ts);
 	cJSON_AddStringToObject(o, "prog", prog);
 	cJSON_AddStringToObject(o, "level", pri_name(pri));
-	cJSON_AddStringToObject(o, "message", msg);
+	cJSON_AddStringToObject(o, "message", clean);
 	if ((s = cJSON_PrintUnformatted(o)) != NULL) {
 		fprintf(stderr, "%s\n", s);
 		cJSON_free(s);
@@ -122,4 +142,17 @@ sync_log_failure(const char *fmt, ...)
 	sync_progress_log_begin();
 	to_stderr(LOG_ERR, msg);
 	sync_progress_log_end();
+}
+
+void
+sync_log_usage(const char *msg, const char *usage)
+{
+	char line[2048];
+
+	snprintf(line, sizeof(line), "%s", msg);
+	sync_redact(line);
+	if (use_json)
+		to_stderr(LOG_ERR, line);
+	else
+		fprintf(stderr, "%s: %s\n%s", prog, line, usage);
 }

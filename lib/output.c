@@ -242,21 +242,41 @@ sync_result_format(const struct sync_result *res, int json)
 }
 
 char *
-sync_error_format(enum sync_cmd cmd, const struct sync_err *err)
+sync_error_format(enum sync_cmd cmd, time_t started_at, long long duration_ms,
+    const struct sync_err *err, char *const *errors)
 {
-	cJSON *o = cJSON_CreateObject(), *e;
-	char ts[32], *p, *out = NULL;
-	int bad = o == NULL;
+	cJSON *o = cJSON_CreateObject(), *e, *arr;
+	char ts[32], clean[3 * sizeof(err->msg)], *out = NULL, *p;
+	size_t i;
+	int bad = 0;
 
-	sync_time_format(time(NULL), ts, sizeof(ts));
+	if (o == NULL)
+		return NULL;
+	sync_time_format(started_at, ts, sizeof(ts));
 	bad |= cJSON_AddStringToObject(o, "command", sync_cmd_name(cmd)) == NULL;
 	bad |= cJSON_AddStringToObject(o, "status", "failed") == NULL;
+	if (cmd == SYNC_CMD_STATUS)
+		bad |= cJSON_AddStringToObject(o, "generated_at", ts) == NULL;
 	bad |= cJSON_AddStringToObject(o, "started_at", ts) == NULL;
-	bad |= (e = cJSON_AddObjectToObject(o, "error")) == NULL;
-	bad |= bad || cJSON_AddStringToObject(e, "kind",
-	    sync_errkind_name(err->kind)) == NULL;
-	bad |= bad || cJSON_AddStringToObject(e, "message", err->msg) == NULL;
-	bad |= cJSON_AddArrayToObject(o, "sources") == NULL;
+	bad |= cJSON_AddNumberToObject(o, "duration_ms", (double)duration_ms) == NULL;
+	if ((e = cJSON_AddObjectToObject(o, "error")) == NULL)
+		bad = 1;
+	else {
+		bad |= cJSON_AddStringToObject(e, "kind",
+		    sync_errkind_name(err->kind)) == NULL;
+		sync_utf8_copy(clean, sizeof(clean), err->msg);
+		bad |= cJSON_AddStringToObject(e, "message", clean) == NULL;
+	}
+	/* Every error, the first included (a configuration's are many). */
+	if ((arr = cJSON_AddArrayToObject(o, "errors")) == NULL)
+		bad = 1;
+	for (i = 0; !bad && (errors != NULL ? errors[i] != NULL : i == 0); i++) {
+		sync_utf8_copy(clean, sizeof(clean), errors != NULL ? errors[i] :
+		    err->msg);
+		bad |= !cJSON_AddItemToArray(arr, cJSON_CreateString(clean));
+	}
+	if (cJSON_AddArrayToObject(o, "sources") == NULL)
+		bad = 1;
 	if (!bad && (p = cJSON_PrintUnformatted(o)) != NULL) {
 		size_t n = strlen(p);
 

@@ -113,9 +113,30 @@ struct sync_config;
  */
 enum sync_rc	sync_config_load(const struct sync_opts *, struct sync_config **,
 		    struct sync_err *);
+/*
+ * As sync_config_load(), reporting every error of the file, not only the
+ * first: on failure *errors (when errors is not NULL) gets them all, one
+ * "FILE:LINE: message" each, in the order found, the first being err's;
+ * a NULL-terminated array the caller frees with sync_strv_free() (NULL
+ * on success).
+ *
+ * Credentials (token, token_file, token_env and the connectors' secret
+ * keys: api_hash_file, app_secret_file, ...) are read, and required, only
+ * for the sources that may run: enabled ones, and disabled ones selected
+ * with --source.  For sync-status (o->cmd) none is read at all, and no
+ * secret file's mode is checked.  Every key is still checked for its name
+ * and type.  The file's log.format is applied to the logger as soon as it
+ * is read, so that the file's own errors come out in it.
+ */
+enum sync_rc	sync_config_load_all(const struct sync_opts *, struct sync_config **,
+		    char ***errors, struct sync_err *);
+void		sync_strv_free(char **);
 void		sync_config_free(struct sync_config *);
 
-/* Sets up logging from the configuration and the -q/-v flags. */
+/*
+ * Sets up logging from the configuration (NULL: none yet, the format is
+ * MSGSYNC_LOG_FORMAT's, "text" or "json") and the -q/-v flags.
+ */
 void		sync_log_setup(const struct sync_config *, const struct sync_opts *);
 
 enum sync_status {
@@ -206,10 +227,15 @@ void		sync_result_release(struct sync_result *);
 /* Formats res as JSON (json != 0) or as a short human summary; caller frees. */
 char	       *sync_result_format(const struct sync_result *, int json);
 /*
- * The JSON of a pass that stopped before any source ran (SPEC §5): status
- * "failed", a top-level error, no source; caller frees (NULL on ENOMEM).
+ * The JSON object (SPEC §5) of an error that stopped command cmd before any
+ * source ran (usage, configuration, database): status "failed", err as
+ * "error", every message of errors (or err's alone when NULL) in "errors",
+ * no sources.  started_at and duration_ms are the command's.  Caller frees;
+ * NULL on ENOMEM.
  */
-char	       *sync_error_format(enum sync_cmd, const struct sync_err *);
+char	       *sync_error_format(enum sync_cmd cmd, time_t started_at,
+		    long long duration_ms, const struct sync_err *err,
+		    char *const *errors);
 
 /* Maps a pass result to its exit code (SPEC §3). */
 int		sync_result_exit_code(const struct sync_result *);
@@ -249,5 +275,10 @@ void		sync_log(int, const char *, ...) __attribute__((format(printf, 2, 3)));
  */
 void		sync_log_failure(const char *, ...)
 		    __attribute__((format(printf, 1, 2)));
+/*
+ * A usage error: msg then the usage text on stderr (with JSON logs, msg
+ * alone as one JSON line).  Call sync_log_setup(NULL, o) first.
+ */
+void		sync_log_usage(const char *msg, const char *usage);
 
 #endif /* SYNC_H */

@@ -970,7 +970,11 @@ def config_errors(ctx):
             f.write(text.format(url="http://127.0.0.1:9", db=e2e.PG.conninfo("postgres"), tf=tf))
         os.chmod(path, mode)
         r = ctx.run("sync-status", "--check", cfg=path, env=env)
-        if r.rc != 3 or not r.out.startswith("MSGSYNC UNKNOWN"):
+        # sync-status reads no upstream secret (issue 11): a credential's
+        # fault is the passes' to report (config_status_reads_no_secret).
+        if name in ("inline token in a 0644 file", "missing token_env variable"):
+            pass
+        elif r.rc != 3 or not r.out.startswith("MSGSYNC UNKNOWN"):
             fails.append("%s: sync-status --check exit %s, want 3 UNKNOWN: %r"
                          % (name, r.rc, r.out[:100]))
         for prog in ("incr-sync", "full-sync"):

@@ -372,6 +372,308 @@ test_conninfo_password(void)
 	}
 }
 
+/* Loads text with the options o (config_path set here); every error too. */
+static enum sync_rc
+load_with(const char *text, struct sync_opts *o, struct sync_config **cfg,
+    char ***errors, struct sync_err *e)
+{
+	FILE *f = fopen(path, "w");
+
+	fputs(text, f);
+	fclose(f);
+	chmod(path, 0600);
+	o->config_path = path;
+	sync_err_clear(e);
+	*cfg = NULL;
+	return sync_config_load_all(o, cfg, errors, e);
+}
+
+/* Whether errors holds a line "path:line: ..." containing what. */
+static int
+has_error(char **errors, int line, const char *what)
+{
+	char want[300];
+	size_t i;
+
+	snprintf(want, sizeof(want), "%s:%d: ", path, line);
+	for (i = 0; errors != NULL && errors[i] != NULL; i++)
+		if (strncmp(errors[i], want, strlen(want)) == 0 &&
+		    strstr(errors[i], what) != NULL)
+			return 1;
+	fprintf(stderr, "  no error %s...%s among:\n", want, what);
+	for (i = 0; errors != NULL && errors[i] != NULL; i++)
+		fprintf(stderr, "    %s\n", errors[i]);
+	return 0;
+}
+
+static size_t
+count(char **v)
+{
+	size_t n = 0;
+
+	while (v != NULL && v[n] != NULL)
+		n++;
+	return n;
+}
+
+/* Every error of a file in one load, the first in err (issue 11). */
+static void
+test_all_errors(void)
+{
+	struct sync_opts o;
+	struct sync_config *cfg;
+	struct sync_err e;
+	char **errors = NULL;
+
+	unsetenv("MSGSYNC_NO_SUCH_VAR");
+	memset(&o, 0, sizeof(o));
+	CHECK(load_with("databse = { conninfo = \"x\"; };\n"		/* 1 */
+	    "http = { timeout = \"30\"; retries = -1; };\n"		/* 2 */
+	    "log = { level = \"loud\"; };\n"				/* 3 */
+	    SRC								/* 4, 5 */
+	    "  token_env = \"MSGSYNC_NO_SUCH_VAR\";\n"			/* 6 */
+	    "  colour = \"blue\"; page_size = 0; },\n"			/* 7 */
+	    "  { name = \"wa\"; type = \"seqapi\"; },\n"		/* 8 */
+	    "  { name = \"fb\"; type = \"facebook\";\n"			/* 9 */
+	    "    token_file = \"/nonexistent/fb.token\"; } );\n",	/* 10 */
+	    &o, &cfg, &errors, &e) == SYNC_ECONFIG);
+	CHECK(cfg == NULL);
+	CHECK(count(errors) == 13);
+	if (count(errors) != 13)
+		has_error(errors, 0, "(list)");
+	CHECK(errors != NULL && errors[0] != NULL && strcmp(errors[0], e.msg) == 0);
+	CHECK(has_error(errors, 1, "unknown key 'databse' in the top level "
+	    "(did you mean 'database'?)"));
+	CHECK(has_error(errors, 2, "'timeout' must be an integer"));
+	CHECK(has_error(errors, 2, "'retries' must be between 0 and 100"));
+	CHECK(has_error(errors, 3, "'level' must be one of"));
+	CHECK(has_error(errors, 6, "'MSGSYNC_NO_SUCH_VAR' (token_env) is not set"));
+	CHECK(has_error(errors, 7, "unknown key 'colour' in source 'wa' (type seqapi)"));
+	CHECK(has_error(errors, 7, "'page_size' must be between 1"));
+	CHECK(has_error(errors, 8, "duplicate source name 'wa' (first at line 4)"));
+	CHECK(has_error(errors, 8, "source 'wa' has no 'url'"));
+	CHECK(has_error(errors, 8, "source 'wa' has no 'integration_id'"));
+	CHECK(has_error(errors, 8, "source 'wa' needs exactly one of 'token'"));
+	CHECK(has_error(errors, 9, "source 'fb' has no 'page_id'"));
+	CHECK(has_error(errors, 10, "cannot read token_file '/nonexistent/fb.token'"));
+	sync_strv_free(errors);
+
+	/* Without the list: the first error only, as before. */
+	CHECK(load_with("databse = { };\nhttp = { retries = -1; };\n", &o, &cfg,
+	    &errors, &e) == SYNC_ECONFIG);
+	CHECK(count(errors) == 2);
+	sync_strv_free(errors);
+	bad("databse = { };\nhttp = { retries = -1; };\n", 0600, 1,
+	    "unknown key 'databse'");
+
+	/* A good file: no list. */
+	errors = (char **)&o;
+	CHECK(load_with(SRC "  token = \"t0ken-123\"; } );\n", &o, &cfg, &errors,
+	    &e) == SYNC_OK);
+	CHECK(errors == NULL);
+	sync_config_free(cfg);
+}
+
+/* "Did you mean" among the keys valid at that place. */
+static void
+test_did_you_mean(void)
+{
+	bad(SRC "  token = \"t0ken-123\";\n  tokn_file = \"/x\"; } );\n", 0600, 4,
+	    "unknown key 'tokn_file' in source 'wa' (did you mean 'token_file'?)");
+	bad(SRC "  token = \"t0ken-123\";\n  integration = \"x\"; } );\n", 0600, 4,
+	    "(did you mean 'integration_id'?)");
+	bad(SRC "  token = \"t0ken-123\";\n  enabeld = false; } );\n", 0600, 4,
+	    "(did you mean 'enabled'?)");
+	bad("sources = ( { name = \"sms\"; type = \"smseagle\";\n"
+	    "  url = \"http://127.0.0.1\"; token = \"t0ken-123\";\n"
+	    "  cold_start_day = 3; } );\n", 0600, 3,
+	    "(did you mean 'cold_start_days'?)");
+	bad("sources = ( { name = \"tg\"; type = \"telegram\"; tdlib_dir = \"/x\";\n"
+	    "  api_id = 1; api_hash_fil = \"/x\"; } );\n", 0600, 2,
+	    "(did you mean 'api_hash_file'?)");
+	bad(SRC "  token = \"t0ken-123\";\n  Enabled = false; } );\n", 0600, 4,
+	    "(did you mean 'enabled'?)");
+	bad("http = { conect_timeout = 3; };\n", 0600, 1,
+	    "unknown key 'conect_timeout' in 'http' (did you mean 'connect_timeout'?)");
+	bad("sync = { max_runtim = 3; };\n", 0600, 1, "(did you mean 'max_runtime'?)");
+	bad("log = { fromat = \"json\"; };\n", 0600, 1, "(did you mean 'format'?)");
+	bad("sourses = ( );\n", 0600, 1, "(did you mean 'sources'?)");
+	bad("sources = ( { name = \"a\"; type = \"smseagel\"; } );\n", 0600, 1,
+	    "unknown type 'smseagel' (did you mean 'smseagle'?)");
+	bad(SRC "  token = \"t0ken-123\";\n  streams = [ \"mesages\" ]; } );\n", 0600, 4,
+	    "cannot contain \"mesages\" (did you mean 'messages'?)");
+	/* Nothing close: no guess. */
+	bad(SRC "  token = \"t0ken-123\";\n  colour = \"blue\"; } );\n", 0600, 4,
+	    "unknown key 'colour' in source 'wa' (type seqapi)");
+	bad("zzz = 1;\n", 0600, 1, "unknown key 'zzz' in the top level");
+}
+
+/*
+ * A disabled source's credentials are neither read nor required; its keys
+ * are still checked.  Selected with --source, it may run: they are.
+ */
+static void
+test_disabled(void)
+{
+	static const char text[] =
+	    SRC "  token = \"t0ken-123\"; },\n"
+	    "  { name = \"off\"; type = \"seqapi\"; url = \"http://127.0.0.1:9\";\n"
+	    "    integration_id = \"i\"; token_file = \"/nonexistent/t\";\n"
+	    "    enabled = false; },\n"
+	    "  { name = \"env\"; type = \"unipile\"; url = \"http://127.0.0.1:9\";\n"
+	    "    account_id = \"a\"; token_env = \"MSGSYNC_NO_SUCH_VAR\";\n"
+	    "    enabled = false; },\n"
+	    "  { name = \"none\"; type = \"smseagle\"; url = \"http://127.0.0.1:9\";\n"
+	    "    enabled = false; },\n"
+	    "  { name = \"fb\"; type = \"facebook\"; page_id = \"1\";\n"
+	    "    token = \"t0ken-123\"; app_secret_file = \"/nonexistent/s\";\n"
+	    "    enabled = false; },\n"
+	    "  { name = \"tg\"; type = \"telegram\"; tdlib_dir = \"/x\"; api_id = 1;\n"
+	    "    enabled = false; },\n"
+	    "  { name = \"tg2\"; type = \"telegram\"; tdlib_dir = \"/x\"; api_id = 1;\n"
+	    "    api_hash_file = \"/nonexistent/h\"; enabled = false; } );\n";
+	struct sync_opts o;
+	struct sync_config *cfg;
+	struct sync_err e;
+	char **errors = NULL;
+	size_t i;
+
+	unsetenv("MSGSYNC_NO_SUCH_VAR");
+	memset(&o, 0, sizeof(o));
+	CHECK(load_with(text, &o, &cfg, &errors, &e) == SYNC_OK);
+	if (cfg == NULL)
+		fprintf(stderr, "  %s\n", e.msg);
+	for (i = 1; cfg != NULL && i < cfg->nsources; i++) {
+		CHECK(cfg->sources[i].enabled == 0);
+		CHECK(cfg->sources[i].token == NULL);
+		CHECK(cfg->sources[i].secrets_optional == 1);
+	}
+	if (cfg != NULL) {
+		CHECK_STR(cfg->sources[0].token, "t0ken-123");
+		CHECK(cfg->sources[0].secrets_optional == 0);
+	}
+	sync_config_free(cfg);
+	sync_strv_free(errors);
+
+	/* Selected: its credentials are read, and the missing ones are errors. */
+	o.sources[0] = "off";
+	o.sources[1] = "none";
+	o.sources[2] = "tg";
+	o.nsources = 3;
+	CHECK(load_with(text, &o, &cfg, &errors, &e) == SYNC_ECONFIG);
+	CHECK(count(errors) == 3);
+	CHECK(has_error(errors, 5, "cannot read token_file '/nonexistent/t'"));
+	CHECK(has_error(errors, 10, "source 'none' needs exactly one of 'token'"));
+	CHECK(has_error(errors, 15, "source 'tg' needs exactly one of "
+	    "'api_hash_file', 'api_hash_env'"));
+	sync_strv_free(errors);
+
+	/* Unknown keys and wrong types of a disabled source are errors. */
+	bad("sources = ( { name = \"off\"; type = \"seqapi\"; enabled = false;\n"
+	    "  url = \"http://127.0.0.1:9\"; integration_id = \"i\";\n"
+	    "  tokn_file = \"/x\"; } );\n", 0600, 3,
+	    "unknown key 'tokn_file' in source 'off' (did you mean 'token_file'?)");
+	bad("sources = ( { name = \"off\"; type = \"seqapi\"; enabled = false;\n"
+	    "  url = \"http://127.0.0.1:9\"; integration_id = \"i\";\n"
+	    "  token_file = 7; } );\n", 0600, 3, "'token_file' must be a string");
+	bad("sources = ( { name = \"off\"; type = \"telegram\"; enabled = false;\n"
+	    "  tdlib_dir = \"/x\"; api_id = 1; api_hash_file = [ \"x\" ]; } );\n",
+	    0600, 2, "'api_hash_file' must be a string");
+	bad("sources = ( { name = \"off\"; type = \"seqapi\"; enabled = false;\n"
+	    "  url = \"http://127.0.0.1:9\";\n"
+	    "  token_file = \"/x\"; } );\n", 0600, 1, "no 'integration_id'");
+}
+
+/*
+ * sync-status reads no upstream secret: no token, token file, variable or
+ * secret file, and no secret file's mode is checked (a monitoring user
+ * holds none); the rest of the file is checked as for a pass.
+ */
+static void
+test_status_reads_no_secret(void)
+{
+	char text[2048];
+	const char *f;
+	struct sync_opts o;
+	struct sync_config *cfg;
+	struct sync_err e;
+	char **errors = NULL;
+
+	unsetenv("MSGSYNC_NO_SUCH_VAR");
+	f = put("public", "public-token-123\n", 0644);
+	snprintf(text, sizeof(text),
+	    SRC "  token_file = \"/nonexistent/wa.token\"; },\n"
+	    "  { name = \"pub\"; type = \"seqapi\"; url = \"http://127.0.0.1:9\";\n"
+	    "    integration_id = \"i\"; token_file = \"%s\"; },\n"
+	    "  { name = \"env\"; type = \"unipile\"; url = \"http://127.0.0.1:9\";\n"
+	    "    account_id = \"a\"; token_env = \"MSGSYNC_NO_SUCH_VAR\"; },\n"
+	    "  { name = \"fb\"; type = \"facebook\"; page_id = \"1\";\n"
+	    "    token_env = \"MSGSYNC_NO_SUCH_VAR\";\n"
+	    "    app_secret_file = \"/nonexistent/s\"; },\n"
+	    "  { name = \"tg\"; type = \"telegram\"; tdlib_dir = \"/x\"; api_id = 1;\n"
+	    "    api_hash_file = \"/nonexistent/h\"; } );\n", f);
+	memset(&o, 0, sizeof(o));
+	o.cmd = SYNC_CMD_STATUS;
+	CHECK(load_with(text, &o, &cfg, &errors, &e) == SYNC_OK);
+	if (cfg == NULL)
+		fprintf(stderr, "  %s\n", e.msg);
+	else {
+		size_t i;
+
+		CHECK(cfg->nsources == 5);
+		for (i = 0; i < cfg->nsources; i++)
+			CHECK(cfg->sources[i].token == NULL);
+		CHECK_STR(sync_cfg_str(&cfg->sources[4], "api_hash_file"), "");
+	}
+	sync_config_free(cfg);
+	sync_strv_free(errors);
+
+	/* A pass reads them all, and says so. */
+	o.cmd = SYNC_CMD_INCR;
+	CHECK(load_with(text, &o, &cfg, &errors, &e) == SYNC_ECONFIG);
+	CHECK(count(errors) == 6);
+	sync_strv_free(errors);
+
+	/* Unknown keys, wrong types, missing keys: errors for sync-status too. */
+	o.cmd = SYNC_CMD_STATUS;
+	CHECK(load_with(SRC "  token_file = \"/nonexistent/wa.token\";\n"
+	    "  tokn = \"x\"; },\n"
+	    "  { name = \"tg\"; type = \"telegram\"; tdlib_dir = \"/x\"; api_id = 1; } );\n",
+	    &o, &cfg, &errors, &e) == SYNC_ECONFIG);
+	CHECK(count(errors) >= 1);
+	CHECK(has_error(errors, 4, "unknown key 'tokn' in source 'wa' (did you mean 'token'?)"));
+	sync_strv_free(errors);
+	unlink(f);
+}
+
+/* The log format the file asks for counts from the start (issue 11). */
+static void
+test_log_format_early(void)
+{
+	struct sync_opts o;
+	struct sync_config *cfg;
+	struct sync_err e;
+	char **errors = NULL;
+
+	memset(&o, 0, sizeof(o));
+	unsetenv("MSGSYNC_LOG_FORMAT");
+	CHECK(load_with("log = { format = \"json\"; };\n", &o, &cfg, &errors,
+	    &e) == SYNC_OK);
+	CHECK(cfg != NULL && cfg->log_json == 1);
+	sync_config_free(cfg);
+	/* The environment's format is the default; the file's wins. */
+	setenv("MSGSYNC_LOG_FORMAT", "json", 1);
+	CHECK(load_with("log = { level = \"info\"; };\n", &o, &cfg, &errors,
+	    &e) == SYNC_OK);
+	CHECK(cfg != NULL && cfg->log_json == 1);
+	sync_config_free(cfg);
+	CHECK(load_with("log = { format = \"text\"; };\n", &o, &cfg, &errors,
+	    &e) == SYNC_OK);
+	CHECK(cfg != NULL && cfg->log_json == 0);
+	sync_config_free(cfg);
+	unsetenv("MSGSYNC_LOG_FORMAT");
+}
+
 int
 main(void)
 {
@@ -387,6 +689,11 @@ main(void)
 	test_short();
 	test_derived();
 	test_conninfo_password();
+	test_all_errors();
+	test_did_you_mean();
+	test_disabled();
+	test_status_reads_no_secret();
+	test_log_format_early();
 	unlink(path);
 	sync_secrets_clear();
 	return t_done("test_config");

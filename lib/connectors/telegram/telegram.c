@@ -1409,11 +1409,12 @@ add_sender_chat(struct tg *p, struct sync_batch *b, const cJSON *m)
 static enum sync_rc
 tg_check(struct sync_source_cfg *src, struct sync_err *err)
 {
+	const char *hf = sync_cfg_str(src, "api_hash_file"),
+	    *he = sync_cfg_str(src, "api_hash_env");
 	const struct sync_value *v = NULL;
 	size_t i, k;
 
-	if ((sync_cfg_str(src, "api_hash_file") != NULL) ==
-	    (sync_cfg_str(src, "api_hash_env") != NULL))
+	if ((hf != NULL) == (he != NULL) && (hf != NULL || !src->secrets_optional))
 		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG, "source '%s' "
 		    "needs exactly one of 'api_hash_file', 'api_hash_env' (from "
 		    "my.telegram.org)", src->name);
