@@ -97,6 +97,13 @@ void		sync_log_prog(const char *);
 void		sync_log_format(int);
 /* Whether MSGSYNC_LOG_FORMAT asks for JSON lines (the default format). */
 int		sync_log_env_json(void);
+/* Whether stderr's lines are JSON objects now. */
+int		sync_log_is_json(void);
+/*
+ * One line on stderr in the log format, without stepping the progress area
+ * aside: for progress.c's own plain lines (it holds its lock).
+ */
+void		sync_log_line(int pri, const char *msg);
 
 /* ---- http.c: the engine's side ---------------------------------------- */
 

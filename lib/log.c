@@ -40,6 +40,12 @@ sync_log_format(int json)
 	use_json = json;
 }
 
+int
+sync_log_is_json(void)
+{
+	return use_json;
+}
+
 void
 sync_log_setup(const struct sync_config *cfg, const struct sync_opts *o)
 {
@@ -126,6 +132,13 @@ sync_log(int pri, const char *fmt, ...)
 		to_stderr(pri, msg);
 		sync_progress_log_end();
 	}
+}
+
+void
+sync_log_line(int pri, const char *msg)
+{
+	to_stderr(pri, msg);
+	fflush(stderr);
 }
 
 void

@@ -7,8 +7,9 @@
  * On a terminal the lines form an area at the bottom that is redrawn in
  * place (at most every 0.1 s, at page boundaries: no thread of its own)
  * and erased before any log line is written and at the end of the pass;
- * with --progress and no terminal, plain lines (at most one a second per
- * stream, and a last one when the stream ends).  SIGUSR1 prints a line
+ * with --progress and no terminal (or with JSON log lines), plain lines in
+ * the log format (at most one a second per stream, and a last one when the
+ * stream ends).  SIGUSR1 prints a line
  * per running stream at the next page boundary, whatever the mode.
  * Connectors only report totals (connector.h); the engine counts.
  */
@@ -73,6 +74,9 @@ sync_progress_setup(const struct sync_opts *o)
 		mode = MODE_TTY;
 	else
 		mode = MODE_PLAIN;
+	/* JSON log lines: no area drawn; asked-for progress as JSON lines. */
+	if (mode == MODE_TTY && sync_log_is_json())
+		mode = o->progress > 0 ? MODE_PLAIN : MODE_OFF;
 	drawn = 0;
 	last_draw = 0;
 	pthread_mutex_unlock(&mu);
@@ -165,17 +169,14 @@ put(const char *s, size_t n)
 	}
 }
 
-/* A plain line: "prog: text". */
+/* A plain line, in the log format (a JSON object with log.format json). */
 static void
 put_line(const struct sync_progress *p, double now, int end)
 {
-	char text[LINE_MAX_LEN], out[LINE_MAX_LEN + 64];
-	int r;
+	char text[LINE_MAX_LEN];
 
 	line_of(p, now, end, text, sizeof(text));
-	r = snprintf(out, sizeof(out), "%s: %s\n", prog, text);
-	if (r > 0)
-		put(out, (size_t)r < sizeof(out) ? (size_t)r : sizeof(out) - 1);
+	sync_log_line(LOG_INFO, text);
 }
 
 /* Takes the area off the terminal (the cursor goes back to its top). */

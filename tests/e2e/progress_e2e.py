@@ -5,6 +5,7 @@ whose @test they register; run them with
     python3 tests/e2e/run.py --filter progress_
 """
 
+import json
 import os
 import pty
 import re
@@ -35,7 +36,7 @@ class TtyResult(e2e.Result):
         self.tty = tty
 
 
-def run_tty(ctx, prog, *args, stdout_tty=False, timeout=120):
+def run_tty(ctx, prog, *args, stdout_tty=False, timeout=120, env=None):
     """Runs prog with stderr on a pseudo-terminal (120 columns, 40 rows);
     stdout too with stdout_tty, else a pipe."""
     argv = ctx.argv(prog, args, None)
@@ -56,7 +57,7 @@ def run_tty(ctx, prog, *args, stdout_tty=False, timeout=120):
             got.extend(b)
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    env = ctx.proc_env({"TERM": "xterm"})
+    env = ctx.proc_env(dict({"TERM": "xterm"}, **(env or {})))
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                          stdout=slave if stdout_tty else subprocess.PIPE, stderr=slave,
@@ -196,6 +197,36 @@ def progress_not_on_pipes(ctx):
     for s in e2e.STREAMS:
         eq(int(done[s].group(3)), st[s]["count"], "%s fetched in its last line" % s)
         eq(done[s].group(6), "100", "%s percent in its last line" % s)
+
+
+@test
+def progress_json_log_lines(ctx):
+    """With JSON log lines every stderr line stays one JSON object: asked-for
+    progress comes as JSON lines, and a terminal gets no area drawn."""
+    seqapi_setup(ctx)
+    js = {"MSGSYNC_LOG_FORMAT": "json"}
+    r = ctx.run("full-sync", "--restart", "--progress", env=js)
+    r.expect_rc(0)
+    msgs = []
+    for ln in r.err.splitlines():
+        try:
+            msgs.append(json.loads(ln)["message"])
+        except (ValueError, KeyError):
+            raise Fail("a stderr line that is not a JSON log object: %r" % ln)
+    check(any(LINE.search(m) and "done in" in m for m in msgs),
+          "no progress line among the JSON log lines", r.err[-2000:])
+    r = run_tty(ctx, "full-sync", "--restart", env=js)
+    r.expect_rc(0)
+    check(ESC not in r.tty and not progress_lines(r.tty),
+          "a progress area drawn between JSON log lines", r.tty[-2000:])
+    r = run_tty(ctx, "full-sync", "--restart", "--progress", env=js)
+    r.expect_rc(0)
+    check(ESC not in r.tty, "escape sequences between JSON log lines", r.tty[-2000:])
+    for ln in r.tty.replace("\r\n", "\n").splitlines():
+        try:
+            json.loads(ln)
+        except ValueError:
+            raise Fail("a terminal line that is not a JSON log object: %r" % ln)
 
 
 @test
