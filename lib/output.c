@@ -73,6 +73,26 @@ str_or_null(const char *s)
 	return s != NULL ? cJSON_CreateString(s) : cJSON_CreateNull();
 }
 
+/* o printed on one line with its newline (NULL if bad or on ENOMEM); frees o. */
+static char *
+json_line(cJSON *o, int bad)
+{
+	char *p, *out = NULL;
+
+	if (!bad && (p = cJSON_PrintUnformatted(o)) != NULL) {
+		size_t n = strlen(p);
+
+		if ((out = malloc(n + 2)) != NULL) {
+			memcpy(out, p, n);
+			out[n] = '\n';
+			out[n + 1] = '\0';
+		}
+		cJSON_free(p);
+	}
+	cJSON_Delete(o);
+	return out;
+}
+
 static cJSON *
 source_json(const struct sync_result *res, const struct sync_source_result *s)
 {
@@ -147,7 +167,7 @@ static char *
 format_json(const struct sync_result *res)
 {
 	cJSON *o = cJSON_CreateObject(), *arr, *s;
-	char ts[32], *out = NULL, *p;
+	char ts[32];
 	size_t i;
 	int bad = 0;
 
@@ -169,18 +189,7 @@ format_json(const struct sync_result *res)
 			bad = 1;
 		}
 	}
-	if (!bad && (p = cJSON_PrintUnformatted(o)) != NULL) {
-		size_t n = strlen(p);
-
-		if ((out = malloc(n + 2)) != NULL) {
-			memcpy(out, p, n);
-			out[n] = '\n';
-			out[n + 1] = '\0';
-		}
-		cJSON_free(p);
-	}
-	cJSON_Delete(o);
-	return out;
+	return json_line(o, bad);
 }
 
 static char *
@@ -246,7 +255,7 @@ sync_error_format(enum sync_cmd cmd, time_t started_at, long long duration_ms,
     const struct sync_err *err, char *const *errors)
 {
 	cJSON *o = cJSON_CreateObject(), *e, *arr;
-	char ts[32], clean[3 * sizeof(err->msg)], *out = NULL, *p;
+	char ts[32], clean[3 * sizeof(err->msg)];
 	size_t i;
 	int bad = 0;
 
@@ -277,16 +286,5 @@ sync_error_format(enum sync_cmd cmd, time_t started_at, long long duration_ms,
 	}
 	if (cJSON_AddArrayToObject(o, "sources") == NULL)
 		bad = 1;
-	if (!bad && (p = cJSON_PrintUnformatted(o)) != NULL) {
-		size_t n = strlen(p);
-
-		if ((out = malloc(n + 2)) != NULL) {
-			memcpy(out, p, n);
-			out[n] = '\n';
-			out[n + 1] = '\0';
-		}
-		cJSON_free(p);
-	}
-	cJSON_Delete(o);
-	return out;
+	return json_line(o, bad);
 }
