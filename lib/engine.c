@@ -648,7 +648,7 @@ run_source(struct job *j)
 	struct sync_err err, scratch, serr[16];
 	int ran[16];
 	long long run_id = 0;
-	int got = 0, lock = (int)o->cmd, stopped = 0;
+	int got = 0, lock = (int)o->cmd, stopped = 0, reused = 0;
 	time_t until;
 	size_t i;
 	char when[32];
@@ -672,9 +672,22 @@ run_source(struct job *j)
 		source_fail(j, &err);
 		return;
 	}
-	/* The pool hands over the connection of its last source, if any. */
-	if ((j->db == NULL && (j->db = sync_db_open(j->cfg, &err)) == NULL) ||
-	    sync_db_source(j->db, src, &j->id, &err) != SYNC_OK ||
+	/*
+	 * The pool hands over the connection of its last source, if any; one
+	 * that broke since (a server restart between sources) is replaced.
+	 */
+	if (j->db != NULL && sync_db_source(j->db, src, &j->id, &err) != SYNC_OK) {
+		if (sync_db_reusable(j->db)) {
+			source_fail(j, &err);
+			goto out;
+		}
+		sync_db_free(j->db);
+		j->db = NULL;
+		sync_err_clear(&err);
+	} else if (j->db != NULL)
+		reused = 1;
+	if ((!reused && ((j->db = sync_db_open(j->cfg, &err)) == NULL ||
+	    sync_db_source(j->db, src, &j->id, &err) != SYNC_OK)) ||
 	    sync_db_lock(j->db, j->id, lock, &got, &err) != SYNC_OK) {
 		source_fail(j, &err);
 		goto out;

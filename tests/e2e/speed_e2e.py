@@ -75,3 +75,30 @@ def speed_noop_touch(ctx):
     r.expect_rc(65)
     check("reset" in r.err, "a reset backend is reported", r.desc())
     eq(ctx.cursor("contacts"), before["contacts"]["cursor"], "contacts cursor after a reset")
+
+
+@test
+def speed_broken_connection_replaced(ctx):
+    # One worker, two sources: the first one's connection is cut while it
+    # waits for the upstream; it fails, and the second gets a connection of
+    # its own instead of the broken one.
+    ctx.setup(conversations=3, messages=30, contacts=3, integrations=["int-a", "int-b"])
+    ctx.config(sources=[ctx.source_cfg(name="wa", integration="int-a", page_size=PS),
+                        ctx.source_cfg(name="wb", integration="int-b", page_size=PS)],
+               sync={"jobs": 1})
+    ctx.fake.call("gate", {"endpoint": "status", "after": 0})
+    p = ctx.start("full-sync", "-j")
+    check(ctx.fake.wait(blocked=1, timeout=30) is not None, "the pass never asked for the status")
+    eq(ctx.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+               "datname = current_database() AND application_name = 'msgsync'"), "1",
+       "msgsync connections cut")
+    ctx.fake.call("release", {})
+    r = ctx.finish(p)
+    r.expect_rc(1)
+    eq(r.source("wa").get("status"), "failed", "status of the source whose connection was cut")
+    eq((r.source("wa").get("error") or {}).get("kind"), "database", "its error kind")
+    eq(r.source("wb").get("status"), "ok", "status of the next source")
+    assert_exact(ctx, source="wb", integration="int-b")
+    ok_pass(ctx.run("full-sync", "-j"))
+    assert_exact(ctx, source="wa", integration="int-a")
+    assert_exact(ctx, source="wb", integration="int-b")
