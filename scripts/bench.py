@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """make bench: full-sync of N seqapi messages from the local fake into a
 throwaway PostgreSQL, against the physical floor (a plain COPY of the same
-rows into an identical table), then a rerun over the unchanged data, then
+rows into an identical table: the rows as full-sync stored them, every
+column it writes; and, as before issue 11, the fake's 9 fields alone), then a rerun over the unchanged data, then
 full-sync --import of a generated Telegram Desktop export of N messages.
 
 Then a no-op incr-sync over many seqapi sources (default 1,000, one fake
@@ -14,8 +15,8 @@ rate and the ratio, and for the rerun its rate and the WAL it generated;
 at the end the three figures of issue 11 against their targets.
 Not part of make check: it prints figures, it asserts nothing.
 """
-import json
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -132,7 +133,11 @@ def report(fig):
     print("targets:")
     if "load_ratio" in fig:
         r = fig["load_ratio"]
-        line("(a) first load / COPY floor", "%.0f%%" % (100 * r), ">= 85%", r >= 0.85)
+        line("(a) first load / COPY floor of the stored rows", "%.0f%%" % (100 * r),
+             ">= 85%", r >= 0.85)
+        r = fig["load_ratio9"]
+        line("    first load / COPY floor of the fake's 9 fields", "%.0f%%" % (100 * r),
+             ">= 85%", r >= 0.85)
     if "resync_ratio" in fig:
         r, w = fig["resync_ratio"], fig["resync_wal_per_m"]
         line("(b) unchanged resync rate / first-load rate", "%.2fx" % r, ">= 2.5x",
@@ -209,7 +214,7 @@ def main():
             print("full-sync first load: %.1f s wall, %.0f messages/s, peak RSS %.1f MB,"
                   " WAL %.0f MB, msgsync CPU %.1f s" % (wall, rate, rss, load_wal / 1e6, cpu))
 
-            # 3. The physical floor: COPY of the same rows into an identical table.
+            # 3. The physical floor: COPY of the rows into an identical table.
             dump = os.path.join(tmp, "messages.copy")
             with open(dump, "w") as f:
                 sh([sys.executable, FAKE, "--dump-copy", "messages", "--messages", str(n),
@@ -222,17 +227,40 @@ def main():
                     # edited_at, status, raw
                     dst.write("\t".join(["1", f[0], f[3], f[4], f[5], f[6], f[7], f[8],
                                          f[9]]) + "\n")
-            psql(env, "CREATE TABLE message_floor (LIKE message INCLUDING ALL)")
-            t0 = time.monotonic()
-            sh(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
-                "\\copy message_floor (source_id, external_id, direction, kind, body,"
-                " sent_at, edited_at, status, raw) FROM '%s'" % rows], env=env)
-            copy_wall = time.monotonic() - t0
+            def floor(path, cols):
+                psql(env, "CREATE TABLE message_floor (LIKE message INCLUDING ALL)")
+                t0 = time.monotonic()
+                sh(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                    "\\copy message_floor (%s) FROM '%s'" % (cols, path)], env=env)
+                w = time.monotonic() - t0
+                psql(env, "DROP TABLE message_floor")
+                return w
+
+            # 3a. The fake's fields alone (the floor before issue 11): no
+            # conversation or sender ids, attachments nor row hash.
+            copy_wall = floor(rows, "source_id, external_id, direction, kind, body,"
+                              " sent_at, edited_at, status, raw")
             copy_rate = n / copy_wall
-            print("COPY floor: %.1f s wall, %.0f rows/s; full-sync reaches %.0f%% of it"
-                  % (copy_wall, copy_rate, 100.0 * rate / copy_rate))
+            print("COPY floor, the fake's 9 fields: %.1f s wall, %.0f rows/s; full-sync"
+                  " reaches %.0f%% of it" % (copy_wall, copy_rate, 100.0 * rate / copy_rate))
+            fig["load_ratio9"] = rate / copy_rate
+            # 3b. The rows exactly as full-sync stored them, every column it
+            # writes: the physical floor of the same rows.
+            cols = ("source_id, external_id, conversation_id, sender_contact_id,"
+                    " direction, kind, body, sent_at, edited_at, status, status_at,"
+                    " validity_expires_at, folder, attachments, raw, deleted_at,"
+                    " row_hash, provider_id")
+            stored = os.path.join(tmp, "stored.copy")
+            sh(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                "\\copy (SELECT %s FROM message ORDER BY id) TO '%s'" % (cols, stored)],
+               env=env)
+            copy_wall = floor(stored, cols)
+            copy_rate = n / copy_wall
+            print("COPY floor, the stored rows (all %d columns full-sync writes): %.1f s"
+                  " wall, %.0f rows/s; full-sync reaches %.0f%% of it"
+                  % (len(cols.split(",")), copy_wall, copy_rate, 100.0 * rate / copy_rate))
             fig["load_ratio"] = rate / copy_rate
-            psql(env, "DROP TABLE message_floor")
+            os.unlink(stored)
             psql(env, "CHECKPOINT")
 
             # 4. Rerun over unchanged data: nothing should be written.
@@ -250,9 +278,6 @@ def main():
             fig["resync_ratio"] = (n / wall2) / rate
             fig["resync_wal_per_m"] = wal / 1e6 * 1e6 / n
             print("peak RSS over both runs: %.1f MB" % max(rss, rss2))
-
-        if "sources" in parts:
-            many_sources(tmp, env, a.sources, a.jobs, fig)
 
         if "import" in parts:
             # 5. A Telegram Desktop export of n messages, piped in as generated.
@@ -278,6 +303,9 @@ def main():
             print("full-sync --import of a %.0f MB Telegram Desktop export: %.1f s wall,"
                   " %.0f messages/s (%.1f MB/s), peak RSS %.1f MB, msgsync CPU %.1f s"
                   % (size[0] / 1e6, wall, got / wall, size[0] / 1e6 / wall, rss, cpu))
+
+        if "sources" in parts:
+            many_sources(tmp, env, a.sources, a.jobs, fig)
     finally:
         if fake is not None:
             fake.terminate()
