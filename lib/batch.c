@@ -90,6 +90,10 @@ field(struct sync_batch *b, const char *s, int first)
 	for (p = run = s; *p != '\0'; p++) {
 		const char *esc;
 
+		/* Most text has nothing to escape: skip to what has. */
+		p += strcspn(p, "\\\n\r\t");
+		if (*p == '\0')
+			break;
 		switch (*p) {
 		case '\\':	esc = "\\\\"; break;
 		case '\n':	esc = "\\n"; break;

@@ -169,6 +169,12 @@ sync_json_sanitize(struct sync_buf *b)
 		const char *rep = NULL;
 		size_t skip = 0;
 
+		/* ASCII other than NUL, quote and backslash needs no look. */
+		while (i < n && (unsigned)p[i] - 1 < 0x7f && p[i] != '"' &&
+		    p[i] != '\\')
+			i++;
+		if (i == n)
+			break;
 		if (p[i] >= 0x80) {
 			k = utf8_seq(p + i, n - i);
 			if (k == 0) {

@@ -25,6 +25,7 @@ struct sync_db {
 	int		 schema;	/* readonly: the schema is there (else every
 					   read finds nothing) */
 	int		 in_tx;
+	int		 locks;		/* source locks held */
 	int		 staged[3];	/* entities staged in this transaction */
 	int		 cache_source;	/* whose ids the maps hold */
 	int		 all_new;	/* the last page of messages was all new */
@@ -333,6 +334,10 @@ static const struct {
 	  "  WHEN 'done' THEN NULL ELSE s.full_started_at END,"
 	  " last_full_sync_at = CASE WHEN $6::text = 'done' THEN now()"
 	  "  ELSE s.last_full_sync_at END" },
+	{ "state_touch",
+	  "UPDATE sync_state SET last_sync_at = now(), updated_at = now()"
+	  " WHERE source_id = $1 AND stream = $2 AND cursor IS NOT NULL"
+	  " RETURNING cursor" },
 	{ "stream_ok",
 	  "INSERT INTO sync_state AS s (source_id, stream, last_success_at)"
 	  " VALUES ($1, $2, now()) ON CONFLICT (source_id, stream) DO UPDATE SET"
@@ -830,6 +835,20 @@ sync_db_free(struct sync_db *db)
 	free(db);
 }
 
+int
+sync_db_reusable(struct sync_db *db)
+{
+	if (db == NULL || db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK ||
+	    PQtransactionStatus(db->conn) != PQTRANS_IDLE || db->in_tx ||
+	    db->locks != 0)
+		return 0;
+	sync_strmap_clear(&db->ids[0]);
+	sync_strmap_clear(&db->ids[1]);
+	db->cache_source = 0;
+	db->all_new = 0;
+	return 1;
+}
+
 enum sync_rc
 sync_db_source(struct sync_db *db, const struct sync_source_cfg *src, int *id,
     struct sync_err *err)
@@ -897,6 +916,9 @@ lock_call(struct sync_db *db, const char *stmt, int id, int which, int *got,
 	if ((rc = exec_prep(db, stmt, 2, v, &r, "use the source lock", err)) !=
 	    SYNC_OK)
 		return rc;
+	/* Held locks are counted: a connection holding one is not reused. */
+	if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0)
+		db->locks += got != NULL ? 1 : -1;
 	if (got != NULL)
 		*got = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 	PQclear(r);
@@ -1051,6 +1073,32 @@ sync_db_state_cursor(struct sync_db *db, int id, const char *stream, char **cur,
 		free(*cur);
 		*cur = NULL;
 		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	}
+	PQclear(r);
+	return rc;
+}
+
+enum sync_rc
+sync_db_state_touch(struct sync_db *db, int id, const char *stream, char **cur,
+    int *touched, struct sync_err *err)
+{
+	char idbuf[16];
+	const char *v[2] = { idbuf, stream };
+	PGresult *r;
+	enum sync_rc rc;
+
+	*cur = NULL;
+	*touched = 0;
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	if ((rc = exec_prep(db, "state_touch", 2, v, &r, "save the cursor", err)) !=
+	    SYNC_OK)
+		return rc;
+	if (PQntuples(r) == 1) {
+		if ((*cur = strdup(PQgetvalue(r, 0, 0))) == NULL)
+			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE,
+			    "out of memory");
+		else
+			*touched = 1;
 	}
 	PQclear(r);
 	return rc;

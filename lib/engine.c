@@ -5,6 +5,8 @@
  * memory and counters.  Connectors only describe their APIs.
  */
 #include <errno.h>
+#ifdef __GLIBC__
+#endif
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -239,6 +241,7 @@ struct writer {
 	struct job	*j;
 	const char	*stream;
 	enum sync_mode	 mode;
+	int		 idle;		/* the page leaves the cursor as it was */
 	struct sync_state base;		/* borrowed: fingerprint, checkpoint */
 	struct sync_page pg;		/* owned while running */
 	struct sync_counts counts;
@@ -252,7 +255,23 @@ static void *
 writer_main(void *arg)
 {
 	struct writer *w = arg;
+	const struct sync_page *pg = &w->pg;
+	int touched = 0;
 
+	/*
+	 * A page that stores nothing and leaves the cursor where it was (an
+	 * incremental pass that found nothing new) needs no transaction: one
+	 * statement records the time of the pass and reads the stored cursor.
+	 */
+	if (w->idle && pg->batch.nrows == 0 && pg->side[0].nrows == 0 &&
+	    pg->side[1].nrows == 0 && pg->ndeleted == 0 && pg->nrejects == 0 &&
+	    pg->nresolves == 0 && pg->checkpoint == NULL &&
+	    pg->fingerprint == NULL && !pg->force) {
+		w->rc = sync_db_state_touch(w->j->db, w->j->id, w->stream,
+		    &w->merged, &touched, &w->err);
+		if (w->rc != SYNC_OK || touched)
+			return NULL;
+	}
 	w->rc = commit_page(w->j, w->stream, w->mode, &w->base, &w->pg, &w->counts,
 	    w->related, &w->merged, &w->err);
 	return NULL;
@@ -305,7 +324,9 @@ writer_start(struct writer *w, struct sync_page *pg)
 	sync_err_clear(&w->err);
 	w->rc = SYNC_OK;
 	w->running = 1;
-	w->threaded = pthread_create(&w->tid, NULL, writer_main, w) == 0;
+	/* An idle page is one short statement: no thread for it. */
+	w->threaded = !w->idle &&
+	    pthread_create(&w->tid, NULL, writer_main, w) == 0;
 	if (!w->threaded)
 		writer_main(w);		/* no thread: commit in this one */
 }
@@ -494,6 +515,8 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 			break;
 		}
 		done = pg.done;
+		w.idle = st.mode == SYNC_MODE_INCR && pg.cursor != NULL &&
+		    st.state.cursor != NULL && strcmp(pg.cursor, st.state.cursor) == 0;
 		/* The next fetch starts where this page ends. */
 		if (pg.cursor != NULL && (rc = replace(&st.state.cursor, pg.cursor,
 		    err)) != SYNC_OK)
@@ -690,7 +713,7 @@ run_source(struct job *j)
 	struct sync_err err, scratch, serr[16];
 	int ran[16];
 	long long run_id = 0;
-	int got = 0, lock = (int)o->cmd, stopped = 0;
+	int got = 0, lock = (int)o->cmd, stopped = 0, reused = 0;
 	time_t until;
 	size_t i;
 	char when[32];
@@ -715,10 +738,25 @@ run_source(struct job *j)
 		source_fail(j, &err);
 		return;
 	}
+	/*
+	 * The pool hands over the connection of its last source, if any; one
+	 * that broke since (a server restart between sources) is replaced.
+	 */
+	if (j->db != NULL && sync_db_source(j->db, src, &j->id, &err) != SYNC_OK) {
+		if (sync_db_reusable(j->db)) {
+			source_fail(j, &err);
+			goto out;
+		}
+		sync_db_free(j->db);
+		j->db = NULL;
+		sync_err_clear(&err);
+	} else if (j->db != NULL)
+		reused = 1;
 	/* A dry run writes nothing, not even the schema or the source row. */
-	if ((j->db = o->dry_run ? sync_db_open_readonly(j->cfg, &err) :
-	    sync_db_open(j->cfg, &err)) == NULL ||
-	    sync_db_source(j->db, src, &j->id, &err) != SYNC_OK ||
+	if ((!reused && ((j->db = o->dry_run ?
+	    sync_db_open_readonly(j->cfg, &err) : sync_db_open(j->cfg, &err)) ==
+	    NULL ||
+	    sync_db_source(j->db, src, &j->id, &err) != SYNC_OK)) ||
 	    sync_db_lock(j->db, j->id, lock, &got, &err) != SYNC_OK) {
 		source_fail(j, &err);
 		goto out;
@@ -856,8 +894,10 @@ out:
 			sync_err_clear(&scratch);
 			sync_db_unlock(j->db, j->id, lock, &scratch);
 		}
-		sync_db_free(j->db);
-		j->db = NULL;
+		if (!sync_db_reusable(j->db)) {
+			sync_db_free(j->db);
+			j->db = NULL;
+		}
 	}
 	if (r->err.rc != SYNC_OK && r->status == SYNC_ST_FAILED) {
 		char who[96];
@@ -884,22 +924,30 @@ static void *
 pool_worker(void *arg)
 {
 	struct pool *p = arg;
+	struct sync_db *db = NULL;
 	size_t i;
 
+	/* One database connection serves this worker's sources in turn. */
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
 		i = p->next < p->n ? p->next++ : p->n;
 		pthread_mutex_unlock(&p->mu);
-		if (i == p->n)
+		if (i == p->n) {
+			sync_db_free(db);
 			return NULL;
+		}
+		p->jobs[i].db = db;
 		run_source(&p->jobs[i]);
+		db = p->jobs[i].db;
+		p->jobs[i].db = NULL;
 	}
 }
 
 /*
  * Runs the jobs, up to `width` sources at a time (sync.jobs).  Each source
- * has its own database connection, HTTP handle and result, so one failing
- * or slow source neither stops nor slows the others.
+ * has its own HTTP handle and result, so one failing or slow source neither
+ * stops nor slows the others; a worker's database connection passes from
+ * one of its sources to the next while it is healthy and idle.
  */
 static void
 run_jobs(struct job *jobs, size_t n, long width)

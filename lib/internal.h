@@ -196,6 +196,12 @@ struct sync_db *sync_db_open(const struct sync_config *, struct sync_err *);
 struct sync_db *sync_db_open_readonly(const struct sync_config *, struct sync_err *);
 void		sync_db_free(struct sync_db *);
 /*
+ * Whether the connection can serve the next source of the pass: connected,
+ * no transaction open, no source lock held.  If so, forgets what it cached
+ * about the last source and returns 1; else 0 (the caller frees it).
+ */
+int		sync_db_reusable(struct sync_db *);
+/*
  * Registers as secrets the password of a libpq conninfo (key=value or
  * URI, as libpq reads it) and PGPASSWORD's: config.c calls it at load, so
  * every error and log line masks them.  0, or -1 on ENOMEM.
@@ -208,6 +214,13 @@ enum sync_rc	sync_db_source(struct sync_db *, const struct sync_source_cfg *, in
  * Tries lock `which` (the pass command) of a source: *got is 1 if this
  * session now holds it.
  */
+/*
+ * Records a pass over stream that stored nothing and left its cursor: its
+ * last_sync_at, in one statement.  *touched: the stream has a stored
+ * cursor, which *cur gets (the caller frees it); 0: nothing was done.
+ */
+enum sync_rc	sync_db_state_touch(struct sync_db *, int, const char *, char **,
+		    int *, struct sync_err *);
 enum sync_rc	sync_db_lock(struct sync_db *, int, int, int *, struct sync_err *);
 enum sync_rc	sync_db_unlock(struct sync_db *, int, int, struct sync_err *);
 /*

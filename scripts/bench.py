@@ -1,14 +1,22 @@
 #!/usr/bin/env python3
 """make bench: full-sync of N seqapi messages from the local fake into a
 throwaway PostgreSQL, against the physical floor (a plain COPY of the same
-rows into an identical table), then a rerun over the unchanged data, then
+rows into an identical table: the rows as full-sync stored them, every
+column it writes; and, as before issue 11, the fake's 9 fields alone), then a rerun over the unchanged data, then
 full-sync --import of a generated Telegram Desktop export of N messages.
 
+Then a no-op incr-sync over many seqapi sources (default 1,000, one fake
+upstream, sync.jobs = 8): a first pass sets every cursor, the second, which
+finds nothing new, is measured (wall time per source, peak RSS, requests
+the fake received per source and per stream).
+
 Prints messages/s, wall time, peak RSS of the msgsync process, the COPY
-rate and the ratio, and for the rerun its rate and the WAL it generated.
+rate and the ratio, and for the rerun its rate and the WAL it generated;
+at the end the three figures of issue 11 against their targets.
 Not part of make check: it prints figures, it asserts nothing.
 """
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -55,11 +63,107 @@ def run_timed(cmd, env, feed=None):
     return wall, rss, cpu
 
 
+def http_get(port, path, body=None):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request("POST" if body is not None else "GET", path,
+              body=json.dumps(body) if body is not None else None)
+    r = c.getresponse().read()
+    c.close()
+    return json.loads(r)
+
+
+def many_sources(tmp, env, nsrc, jobs, fig):
+    """A no-op incr-sync over nsrc seqapi sources of one fake (each its own
+    integration), measured on its second pass."""
+    env = dict(env)
+    psql(env, "CREATE DATABASE bench_many")
+    env["PGDATABASE"] = "bench_many"
+    portfile = os.path.join(tmp, "port-many")
+    ids = ["int-%d" % i for i in range(nsrc)]
+    argv = [sys.executable, FAKE, "--port-file", portfile, "--messages", "20",
+            "--conversations", "3", "--contacts", "5"]
+    for i in ids:
+        argv += ["--integration", i]
+    fake = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port = wait_port(portfile, fake)
+        conf = os.path.join(tmp, "many.conf")
+        with open(conf, "w") as f:
+            f.write('database = { conninfo = "dbname=bench_many"; };\n'
+                    'sync = { jobs = %d; };\nsources = (\n' % jobs)
+            f.write(",\n".join(
+                '  { name = "s%d"; type = "seqapi"; url = "http://127.0.0.1:%d";'
+                ' integration_id = "%s"; token_env = "BENCH_TOKEN"; }' % (k, port, i)
+                for k, i in enumerate(ids)))
+            f.write("\n);\n")
+        cmd = [os.path.join(TOP, "incr-sync"), "-q", "-c", conf]
+        w1, _, _ = run_timed(cmd, env)
+        got = int(psql(env, "SELECT count(*) FROM message"))
+        if got != 20 * nsrc:
+            sys.exit("bench: many sources: expected %d messages, found %d"
+                     % (20 * nsrc, got))
+        http_get(port, "/_control/clear_log", {})
+        c0 = http_get(port, "/_control/stats")["connections"]
+        wall, rss, cpu = run_timed(cmd, env)
+        st = http_get(port, "/_control/stats")
+        reqs = st["total"]
+        nstreams = 3 * nsrc
+        per = wall * 1000.0 / nsrc
+        print("incr-sync, no-op, %d seqapi sources (sync.jobs = %d): %.2f s wall,"
+              " %.2f ms per source, peak RSS %.1f MB, msgsync CPU %.1f s, %d requests"
+              " (%.2f per source, %.2f per stream: %s), %d connections"
+              " (first pass %.2f s)"
+              % (nsrc, jobs, wall, per, rss, cpu, reqs, reqs / nsrc, reqs / nstreams,
+                 ", ".join("%s %d" % kv for kv in sorted(st["by_endpoint"].items())),
+                 st["connections"] - c0, w1))
+        fig["noop_ms"] = per
+        fig["noop_rss"] = rss
+        fig["noop_req_stream"] = reqs / nstreams
+    finally:
+        fake.terminate()
+        fake.wait()
+
+
+def report(fig):
+    """The three speed figures of issue 11, each against its target."""
+    def line(name, value, target, ok):
+        print("  %-58s %-24s %s" % (name, value, ("ok" if ok else "MISSED") +
+                                    " (target %s)" % target))
+    print("targets:")
+    if "load_ratio" in fig:
+        r = fig["load_ratio"]
+        line("(a) first load / COPY floor of the stored rows", "%.0f%%" % (100 * r),
+             ">= 85%", r >= 0.85)
+        r = fig["load_ratio9"]
+        line("    first load / COPY floor of the fake's 9 fields", "%.0f%%" % (100 * r),
+             ">= 85%", r >= 0.85)
+    if "resync_ratio" in fig:
+        r, w = fig["resync_ratio"], fig["resync_wal_per_m"]
+        line("(b) unchanged resync rate / first-load rate", "%.2fx" % r, ">= 2.5x",
+             r >= 2.5)
+        line("    resync WAL per million rows", "%.2f MB" % w, "< 1 MB", w < 1.0)
+    if "noop_ms" in fig:
+        line("(c) no-op incr-sync time per source", "%.2f ms" % fig["noop_ms"],
+             "<= 3 ms", fig["noop_ms"] <= 3.0)
+        line("    its peak RSS", "%.1f MB" % fig["noop_rss"], "<= 64 MB",
+             fig["noop_rss"] <= 64.0)
+        line("    its requests per stream", "%.2f" % fig["noop_req_stream"], "<= 1",
+             fig["noop_req_stream"] <= 1.0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=1000000)
+    ap.add_argument("--sources", type=int, default=1000,
+                    help="sources of the no-op incr-sync")
+    ap.add_argument("--jobs", type=int, default=8, help="its sync.jobs")
+    ap.add_argument("--only", choices=("load", "sources", "import"), action="append",
+                    help="run only these parts (repeatable; default all)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     a = ap.parse_args()
+    parts = a.only or ["load", "sources", "import"]
+    fig = {}
     n = a.messages
     tmp = tempfile.mkdtemp(prefix="msgsync-bench-")
     os.chmod(tmp, 0o755)  # the server may run as another user (root: postgres)
@@ -75,102 +179,133 @@ def main():
                 env[k] = v.strip("'\"")
         sh(["createdb", "bench"], env=env)
         env["PGDATABASE"] = "bench"
-
-        print("bench: %d messages, 1000 conversations, 1000 contacts" % n)
-        # 1. The fake alone, so that it is known not to be the bottleneck.
-        r = sh([sys.executable, FAKE, "--bench", "--messages", str(n)],
-               stdout=subprocess.PIPE, text=True).stdout.strip()
-        print("fake upstream alone: %s" % r.splitlines()[-1] if r else "?")
-
-        portfile = os.path.join(tmp, "port")
-        fake = subprocess.Popen([sys.executable, FAKE, "--port-file", portfile,
-                                 "--messages", str(n), "--conversations", "1000",
-                                 "--contacts", "1000"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port = wait_port(portfile, fake)
-        conf = os.path.join(tmp, "bench.conf")
-        with open(conf, "w") as f:
-            f.write('database = { conninfo = "dbname=bench"; };\n'
-                    'sources = ( { name = "bench"; type = "seqapi";'
-                    ' url = "http://127.0.0.1:%d"; integration_id = "int-1";'
-                    ' token_env = "BENCH_TOKEN"; } );\n' % port)
         env["BENCH_TOKEN"] = "test-token"
 
-        # 2. The first load.
-        wal0 = psql(env, "SELECT pg_current_wal_lsn()")
-        wall, rss, cpu = run_timed([os.path.join(TOP, "full-sync"), "-q", "-c", conf],
-                                   env)
-        wal1 = psql(env, "SELECT pg_current_wal_lsn()")
-        got = int(psql(env, "SELECT count(*) FROM message"))
-        if got != n:
-            sys.exit("bench: expected %d messages, found %d" % (n, got))
-        load_wal = int(psql(env, "SELECT pg_wal_lsn_diff('%s', '%s')" % (wal1, wal0)))
-        rate = n / wall
-        print("full-sync first load: %.1f s wall, %.0f messages/s, peak RSS %.1f MB,"
-              " WAL %.0f MB, msgsync CPU %.1f s" % (wall, rate, rss, load_wal / 1e6, cpu))
+        if "load" in parts:
+            print("bench: %d messages, 1000 conversations, 1000 contacts" % n)
+            # 1. The fake alone, so that it is known not to be the bottleneck.
+            r = sh([sys.executable, FAKE, "--bench", "--messages", str(n)],
+                   stdout=subprocess.PIPE, text=True).stdout.strip()
+            print("fake upstream alone: %s" % r.splitlines()[-1] if r else "?")
 
-        # 3. The physical floor: COPY of the same rows into an identical table.
-        dump = os.path.join(tmp, "messages.copy")
-        with open(dump, "w") as f:
-            sh([sys.executable, FAKE, "--dump-copy", "messages", "--messages", str(n),
-                "--conversations", "1000", "--contacts", "1000"], stdout=f)
-        rows = os.path.join(tmp, "floor.copy")
-        with open(dump, encoding="utf-8") as src, open(rows, "w", encoding="utf-8") as dst:
-            for line in src:
-                f = line.rstrip("\n").split("\t")
-                # source_id, external_id, direction, kind, body, sent_at,
-                # edited_at, status, raw
-                dst.write("\t".join(["1", f[0], f[3], f[4], f[5], f[6], f[7], f[8],
-                                     f[9]]) + "\n")
-        psql(env, "CREATE TABLE message_floor (LIKE message INCLUDING ALL)")
-        t0 = time.monotonic()
-        sh(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
-            "\\copy message_floor (source_id, external_id, direction, kind, body,"
-            " sent_at, edited_at, status, raw) FROM '%s'" % rows], env=env)
-        copy_wall = time.monotonic() - t0
-        copy_rate = n / copy_wall
-        print("COPY floor: %.1f s wall, %.0f rows/s; full-sync reaches %.0f%% of it"
-              % (copy_wall, copy_rate, 100.0 * rate / copy_rate))
-        psql(env, "DROP TABLE message_floor")
-        psql(env, "CHECKPOINT")
+            portfile = os.path.join(tmp, "port")
+            fake = subprocess.Popen([sys.executable, FAKE, "--port-file", portfile,
+                                     "--messages", str(n), "--conversations", "1000",
+                                     "--contacts", "1000"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            port = wait_port(portfile, fake)
+            conf = os.path.join(tmp, "bench.conf")
+            with open(conf, "w") as f:
+                f.write('database = { conninfo = "dbname=bench"; };\n'
+                        'sources = ( { name = "bench"; type = "seqapi";'
+                        ' url = "http://127.0.0.1:%d"; integration_id = "int-1";'
+                        ' token_env = "BENCH_TOKEN"; } );\n' % port)
 
-        # 4. Rerun over unchanged data: nothing should be written.
-        seq0 = psql(env, "SELECT max(seq) FROM message")
-        wal0 = psql(env, "SELECT pg_current_wal_lsn()")
-        wall2, rss2, _ = run_timed([os.path.join(TOP, "full-sync"), "-q", "-c", conf],
-                                   env)
-        wal1 = psql(env, "SELECT pg_current_wal_lsn()")
-        seq1 = psql(env, "SELECT max(seq) FROM message")
-        wal = int(psql(env, "SELECT pg_wal_lsn_diff('%s', '%s')" % (wal1, wal0)))
-        print("full-sync rerun, unchanged: %.1f s wall, %.0f messages/s, WAL %.2f MB"
-              " (%.1f%% of the first load's), max(seq) %s -> %s"
-              % (wall2, n / wall2, wal / 1e6, 100.0 * wal / max(load_wal, 1), seq0,
-                 seq1))
-        print("peak RSS over both runs: %.1f MB" % max(rss, rss2))
+            # 2. The first load.
+            wal0 = psql(env, "SELECT pg_current_wal_lsn()")
+            wall, rss, cpu = run_timed([os.path.join(TOP, "full-sync"), "-q", "-c", conf],
+                                       env)
+            wal1 = psql(env, "SELECT pg_current_wal_lsn()")
+            got = int(psql(env, "SELECT count(*) FROM message"))
+            if got != n:
+                sys.exit("bench: expected %d messages, found %d" % (n, got))
+            load_wal = int(psql(env, "SELECT pg_wal_lsn_diff('%s', '%s')" % (wal1, wal0)))
+            rate = n / wall
+            print("full-sync first load: %.1f s wall, %.0f messages/s, peak RSS %.1f MB,"
+                  " WAL %.0f MB, msgsync CPU %.1f s" % (wall, rate, rss, load_wal / 1e6, cpu))
 
-        # 5. A Telegram Desktop export of n messages, piped in as generated.
-        from tgexport_gen import big_export
-        hf = os.path.join(tmp, "api_hash")
-        with open(hf, "w") as f:
-            f.write("0123456789abcdef\n")
-        os.chmod(hf, 0o600)
-        tconf = os.path.join(tmp, "tg.conf")
-        with open(tconf, "w") as f:
-            f.write('database = { conninfo = "dbname=bench"; };\n'
-                    'sources = ( { name = "tg"; type = "telegram";'
-                    ' tdlib_dir = "%s"; api_id = 1; api_hash_file = "%s"; } );\n'
-                    % (os.path.join(tmp, "td"), hf))
-        size = []
-        wall, rss, cpu = run_timed(
-            [os.path.join(TOP, "full-sync"), "-q", "-c", tconf, "-s", "tg", "--import",
-             "-"], env, feed=lambda w: size.append(big_export(w, 10, n // 10)))
-        got = int(psql(env, "SELECT count(*) FROM message m JOIN source s ON"
-                       " s.id = m.source_id WHERE s.name = 'tg'"))
-        if got != n // 10 * 10:
-            sys.exit("bench: import: expected %d messages, found %d" % (n // 10 * 10, got))
-        print("full-sync --import of a %.0f MB Telegram Desktop export: %.1f s wall,"
-              " %.0f messages/s (%.1f MB/s), peak RSS %.1f MB, msgsync CPU %.1f s"
-              % (size[0] / 1e6, wall, got / wall, size[0] / 1e6 / wall, rss, cpu))
+            # 3. The physical floor: COPY of the rows into an identical table.
+            dump = os.path.join(tmp, "messages.copy")
+            with open(dump, "w") as f:
+                sh([sys.executable, FAKE, "--dump-copy", "messages", "--messages", str(n),
+                    "--conversations", "1000", "--contacts", "1000"], stdout=f)
+            rows = os.path.join(tmp, "floor.copy")
+            with open(dump, encoding="utf-8") as src, open(rows, "w", encoding="utf-8") as dst:
+                for line in src:
+                    f = line.rstrip("\n").split("\t")
+                    # source_id, external_id, direction, kind, body, sent_at,
+                    # edited_at, status, raw
+                    dst.write("\t".join(["1", f[0], f[3], f[4], f[5], f[6], f[7], f[8],
+                                         f[9]]) + "\n")
+            def floor(path, cols):
+                psql(env, "CREATE TABLE message_floor (LIKE message INCLUDING ALL)")
+                t0 = time.monotonic()
+                sh(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                    "\\copy message_floor (%s) FROM '%s'" % (cols, path)], env=env)
+                w = time.monotonic() - t0
+                psql(env, "DROP TABLE message_floor")
+                return w
+
+            # 3a. The fake's fields alone (the floor before issue 11): no
+            # conversation or sender ids, attachments nor row hash.
+            copy_wall = floor(rows, "source_id, external_id, direction, kind, body,"
+                              " sent_at, edited_at, status, raw")
+            copy_rate = n / copy_wall
+            print("COPY floor, the fake's 9 fields: %.1f s wall, %.0f rows/s; full-sync"
+                  " reaches %.0f%% of it" % (copy_wall, copy_rate, 100.0 * rate / copy_rate))
+            fig["load_ratio9"] = rate / copy_rate
+            # 3b. The rows exactly as full-sync stored them, every column it
+            # writes: the physical floor of the same rows.
+            cols = ("source_id, external_id, conversation_id, sender_contact_id,"
+                    " direction, kind, body, sent_at, edited_at, status, status_at,"
+                    " validity_expires_at, folder, attachments, raw, deleted_at,"
+                    " row_hash, provider_id")
+            stored = os.path.join(tmp, "stored.copy")
+            sh(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                "\\copy (SELECT %s FROM message ORDER BY id) TO '%s'" % (cols, stored)],
+               env=env)
+            copy_wall = floor(stored, cols)
+            copy_rate = n / copy_wall
+            print("COPY floor, the stored rows (all %d columns full-sync writes): %.1f s"
+                  " wall, %.0f rows/s; full-sync reaches %.0f%% of it"
+                  % (len(cols.split(",")), copy_wall, copy_rate, 100.0 * rate / copy_rate))
+            fig["load_ratio"] = rate / copy_rate
+            os.unlink(stored)
+            psql(env, "CHECKPOINT")
+
+            # 4. Rerun over unchanged data: nothing should be written.
+            seq0 = psql(env, "SELECT max(seq) FROM message")
+            wal0 = psql(env, "SELECT pg_current_wal_lsn()")
+            wall2, rss2, _ = run_timed([os.path.join(TOP, "full-sync"), "-q", "-c", conf],
+                                       env)
+            wal1 = psql(env, "SELECT pg_current_wal_lsn()")
+            seq1 = psql(env, "SELECT max(seq) FROM message")
+            wal = int(psql(env, "SELECT pg_wal_lsn_diff('%s', '%s')" % (wal1, wal0)))
+            print("full-sync rerun, unchanged: %.1f s wall, %.0f messages/s, WAL %.2f MB"
+                  " (%.1f%% of the first load's), max(seq) %s -> %s"
+                  % (wall2, n / wall2, wal / 1e6, 100.0 * wal / max(load_wal, 1), seq0,
+                     seq1))
+            fig["resync_ratio"] = (n / wall2) / rate
+            fig["resync_wal_per_m"] = wal / 1e6 * 1e6 / n
+            print("peak RSS over both runs: %.1f MB" % max(rss, rss2))
+
+        if "import" in parts:
+            # 5. A Telegram Desktop export of n messages, piped in as generated.
+            from tgexport_gen import big_export
+            hf = os.path.join(tmp, "api_hash")
+            with open(hf, "w") as f:
+                f.write("0123456789abcdef\n")
+            os.chmod(hf, 0o600)
+            tconf = os.path.join(tmp, "tg.conf")
+            with open(tconf, "w") as f:
+                f.write('database = { conninfo = "dbname=bench"; };\n'
+                        'sources = ( { name = "tg"; type = "telegram";'
+                        ' tdlib_dir = "%s"; api_id = 1; api_hash_file = "%s"; } );\n'
+                        % (os.path.join(tmp, "td"), hf))
+            size = []
+            wall, rss, cpu = run_timed(
+                [os.path.join(TOP, "full-sync"), "-q", "-c", tconf, "-s", "tg", "--import",
+                 "-"], env, feed=lambda w: size.append(big_export(w, 10, n // 10)))
+            got = int(psql(env, "SELECT count(*) FROM message m JOIN source s ON"
+                           " s.id = m.source_id WHERE s.name = 'tg'"))
+            if got != n // 10 * 10:
+                sys.exit("bench: import: expected %d messages, found %d" % (n // 10 * 10, got))
+            print("full-sync --import of a %.0f MB Telegram Desktop export: %.1f s wall,"
+                  " %.0f messages/s (%.1f MB/s), peak RSS %.1f MB, msgsync CPU %.1f s"
+                  % (size[0] / 1e6, wall, got / wall, size[0] / 1e6 / wall, rss, cpu))
+
+        if "sources" in parts:
+            many_sources(tmp, env, a.sources, a.jobs, fig)
     finally:
         if fake is not None:
             fake.terminate()
@@ -179,6 +314,7 @@ def main():
                        stderr=subprocess.DEVNULL)
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+    report(fig)
     return 0
 
 

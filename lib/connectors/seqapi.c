@@ -267,6 +267,18 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 		    "new rows (check it, then run full-sync --restart --source %s)",
 		    st->name, p->latest[idx], cursor, name);
 
+	/*
+	 * The backend's status, read at begin, has nothing after since: the
+	 * first page would come back empty, so it is not asked for (a pass
+	 * with nothing new costs one request per source, not one per stream).
+	 * A row added since the status was read is the next pass's.
+	 */
+	if (st->first && p->latest[idx] >= 0 && since >= p->latest[idx]) {
+		prev = since;
+		has_more = 0;
+		goto walked;
+	}
+
 	limit = sync_cfg_stream_int(ctx->src, "page_size", st->name,
 	    default_page_size(idx));
 	snprintf(path, sizeof(path), "/sync/%s/%s", st->name, p->id_esc);
@@ -336,6 +348,7 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 			goto out;
 		}
 	}
+walked:
 	last = prev;
 	page->fetched = nrows;
 	if (nrows > 0 && latest >= 0 && latest != last) {

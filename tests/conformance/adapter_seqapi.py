@@ -45,5 +45,8 @@ class Adapter(Base):
         h.assert_exact(self.ctx, self.fake, check_cursor=cursor)
 
     def outlier(self):
-        # A latest_seq far beyond the rows, once.
+        # A latest_seq far beyond the rows, once.  A message is added so
+        # that the next pass asks for a page at all (a stream whose status
+        # says nothing is new is not asked, issue 11).
+        self.fake.add("messages", 1)
         self.fault("outlier", times=1)

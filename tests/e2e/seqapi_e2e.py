@@ -165,10 +165,24 @@ def incr_noop(ctx):
     eq(r.out, "", "stdout of a quiet no-op pass")
     eq(r.err, "", "stderr of a quiet no-op pass")
     by = ctx.fake.stats()["by_endpoint"]
-    eq(by, {"status": 1, "conversations": 1, "messages": 1, "contacts": 1},
-       "requests of a no-op pass")
-    for q in ctx.fake.requests("messages"):
-        eq(q["query"].get("since_seq"), ctx.cursor("messages"), "since_seq of the no-op request")
+    # The status says every stream's latest seq is its cursor: no page is
+    # asked for (issue 11: one request per source when nothing is new).
+    eq(by, {"status": 1}, "requests of a no-op pass")
+    # One stream with something new: only that stream's page is asked for.
+    ctx.fake.add("contacts", 2)
+    ctx.fake.clear_log()
+    r = ctx.run("incr-sync", "-j")
+    ok_pass(r)
+    eq(ctx.fake.stats()["by_endpoint"], {"status": 1, "contacts": 1},
+       "requests of a pass with two new contacts")
+    for q in ctx.fake.requests("contacts"):
+        eq(q["query"].get("since_seq"), r.stream("contacts").get("cursor_before"),
+           "since_seq of the contacts request")
+    eq(r.stream("contacts").get("inserted"), 2, "contacts inserted")
+    eq(r.stream("contacts").get("cursor_after"), ctx.cursor("contacts"), "contacts cursor")
+    eq(int(ctx.cursor("contacts")), ctx.fake.state()["contacts"]["latest_seq"],
+       "contacts cursor at the backend's latest seq")
+    ctx.fake.clear_log()
     r = ctx.run("incr-sync", "-j")
     ok_pass(r)
     for stream in STREAMS:
@@ -176,7 +190,8 @@ def incr_noop(ctx):
         eq((js.get("fetched"), js.get("inserted"), js.get("updated")), (0, 0, 0),
            "%s counts of a no-op pass" % stream)
         eq(js.get("cursor_before"), js.get("cursor_after"), "%s cursor of a no-op" % stream)
-        eq(js.get("api_calls"), 1, "%s api_calls" % stream)
+        eq(js.get("api_calls"), 0, "%s api_calls" % stream)
+    eq(ctx.fake.stats()["total"], 1, "requests of the second no-op pass")
 
 
 @test
