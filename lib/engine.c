@@ -918,6 +918,7 @@ struct pool {
 	pthread_mutex_t	 mu;
 	struct job	*jobs;
 	size_t		 n, next;
+	struct sync_db	*first;	/* the pass's own connection, for one worker */
 };
 
 static void *
@@ -931,6 +932,10 @@ pool_worker(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
 		i = p->next < p->n ? p->next++ : p->n;
+		if (db == NULL) {
+			db = p->first;
+			p->first = NULL;
+		}
 		pthread_mutex_unlock(&p->mu);
 		if (i == p->n) {
 			sync_db_free(db);
@@ -950,7 +955,7 @@ pool_worker(void *arg)
  * one of its sources to the next while it is healthy and idle.
  */
 static void
-run_jobs(struct job *jobs, size_t n, long width)
+run_jobs(struct job *jobs, size_t n, long width, struct sync_db *db)
 {
 	struct pool p;
 	pthread_t *tids = NULL;
@@ -959,6 +964,7 @@ run_jobs(struct job *jobs, size_t n, long width)
 	p.jobs = jobs;
 	p.n = n;
 	p.next = 0;
+	p.first = db;
 	pthread_mutex_init(&p.mu, NULL);
 	/* This thread works too: up to width - 1 more, one per source. */
 	want = width > 1 ? (size_t)width - 1 : 0;
@@ -974,6 +980,7 @@ run_jobs(struct job *jobs, size_t n, long width)
 	for (i = 0; i < nt; i++)
 		pthread_join(tids[i], NULL);
 	free(tids);
+	sync_db_free(p.first);		/* no worker took it (none ran) */
 	pthread_mutex_destroy(&p.mu);
 }
 
@@ -1034,6 +1041,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 {
 	const struct sync_source_cfg **sel;
 	struct job *jobs;
+	struct sync_db *db = NULL;
 	double t0 = sync_now_mono(), maxrt;
 	size_t i, n, nok = 0, nfail = 0, nskip = 0, npart = 0, nintr = 0;
 	long long batches = 0;
@@ -1063,18 +1071,14 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	 * stops the pass before any source runs, its cause reported once
 	 * rather than once per source.
 	 */
-	if (n > 0) {
-		struct sync_db *db = o->dry_run ? sync_db_open_readonly(cfg, err) :
-		    sync_db_open(cfg, err);
-
-		if (db == NULL) {
-			free(sel);
-			return err->rc;
-		}
-		sync_db_free(db);
+	if (n > 0 && (db = o->dry_run ? sync_db_open_readonly(cfg, err) :
+	    sync_db_open(cfg, err)) == NULL) {
+		free(sel);
+		return err->rc;
 	}
 	if ((res->sources = calloc(n + 1, sizeof(*res->sources))) == NULL) {
 		free(sel);
+		sync_db_free(db);
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
 	}
 	res->nsources = n;
@@ -1084,6 +1088,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	maxrt = o->max_runtime >= 0 ? o->max_runtime : cfg->max_runtime;
 	if ((jobs = calloc(n + 1, sizeof(*jobs))) == NULL) {
 		free(sel);
+		sync_db_free(db);
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
 	}
 	for (i = 0; i < n; i++) {
@@ -1095,7 +1100,8 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 		jobs[i].res->type = sel[i]->type;
 		jobs[i].deadline = maxrt > 0 ? t0 + maxrt : 0;
 	}
-	run_jobs(jobs, n, cfg->jobs);
+	run_jobs(jobs, n, cfg->jobs, db);	/* it serves the first source */
+	db = NULL;
 	sync_progress_end();
 	for (i = 0; i < n; i++) {
 		batches += jobs[i].batches;
