@@ -408,6 +408,25 @@ bad_rows(struct job *j, const struct sync_stream *st, struct sync_page *pg,
 }
 
 /*
+ * The checkpoint stored for a stream (NULL: none, or it cannot be read now,
+ * e.g. the database went away: this is for the report only).
+ */
+static char *
+stored_checkpoint(struct job *j, const char *stream)
+{
+	struct sync_state now;
+	struct sync_err scratch = { SYNC_OK, SYNC_ERR_NONE, "" };
+	char *c = NULL;
+
+	memset(&now, 0, sizeof(now));
+	if (sync_db_state_load(j->db, j->id, stream, &now, &scratch) == SYNC_OK &&
+	    now.checkpoint != NULL)
+		c = sync_strdup(now.checkpoint);
+	sync_state_release(&now);
+	return c;
+}
+
+/*
  * Runs one stream to its end, the deadline or the first error.  Returns
  * SYNC_OK (also when stopped by the deadline: *stopped is set).
  */
@@ -563,6 +582,10 @@ out:
 		committed = NULL;
 	}
 	free(committed);
+	/* A full walk left unfinished: where the next full-sync resumes. */
+	if (st.mode == SYNC_MODE_FULL && !o->dry_run && !(complete &&
+	    rc == SYNC_OK))
+		sr->checkpoint = stored_checkpoint(j, name);
 	sync_strmap_clear(&open);
 	sync_state_release(&st.state);
 	return rc;
@@ -1174,6 +1197,7 @@ sync_result_release(struct sync_result *res)
 		for (k = 0; k < res->sources[i].nstreams; k++) {
 			free(res->sources[i].streams[k].cursor_before);
 			free(res->sources[i].streams[k].cursor_after);
+			free(res->sources[i].streams[k].checkpoint);
 		}
 	free(res->sources);
 	res->sources = NULL;

@@ -149,6 +149,10 @@ source_json(const struct sync_result *res, const struct sync_source_result *s)
 		    str_or_null(r->cursor_before));
 		bad |= !cJSON_AddItemToObject(st, "cursor_after",
 		    str_or_null(r->cursor_after));
+		/* full-sync: where an unfinished walk resumes (null: none). */
+		if (res->cmd == SYNC_CMD_FULL)
+			bad |= !cJSON_AddItemToObject(st, "checkpoint",
+			    str_or_null(r->checkpoint));
 		bad |= add_counts(st, &r->c, 1) == -1;
 	}
 	if (!bad && ((t = cJSON_AddObjectToObject(o, "totals")) == NULL ||
@@ -233,6 +237,10 @@ format_text(const struct sync_result *res)
 			bad |= sync_buf_addf(&b, "; cursor %s -> %s\n",
 			    r->cursor_before ? r->cursor_before : "-",
 			    r->cursor_after ? r->cursor_after : "-");
+			if (r->checkpoint != NULL)
+				bad |= sync_buf_addf(&b, "  %-14s full sync not "
+				    "finished: the next full-sync resumes from "
+				    "checkpoint %s\n", "", r->checkpoint);
 		}
 	}
 	if (res->nsources == 0)

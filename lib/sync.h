@@ -176,6 +176,7 @@ struct sync_stream_result {
 	char		 name[32];
 	char		*cursor_before;	/* owned, may be NULL */
 	char		*cursor_after;	/* owned, may be NULL */
+	char		*checkpoint;	/* owned: an unfinished full walk's */
 	struct sync_counts c;
 };
 

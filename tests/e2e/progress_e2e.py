@@ -348,3 +348,29 @@ def progress_telegram_chats(ctx):
     m = re.search(r": (\d+) fetched, (\d+) stored, \d+/s, chats 3/3, 100%, done in ", last[0])
     check(m is not None, "no chat count in %r" % last[0], r.desc())
     eq(int(m.group(1)), 6 + 4 + 9, "messages fetched")
+
+
+@test
+def progress_partial_says_where(ctx):
+    """A full sync cut by --max-runtime says how far it got: the checkpoint
+    the next full-sync resumes from (text and JSON), none once it ends."""
+    seqapi_setup(ctx)
+    ctx.fake.call("gate", {"endpoint": "messages", "after": 2})
+    p = ctx.start("full-sync", "--max-runtime", "1")
+    r = ctx.finish(p)
+    ctx.fake.call("release", {})
+    r.expect_rc(0)
+    check(r.out.startswith("wa: partial"), "a cut full sync is not partial", r.out)
+    m = re.search(r"^\s+full sync not finished: the next full-sync resumes "
+                  r"from checkpoint (\d+)$", r.out, re.M)
+    check(m is not None, "no line saying where the full sync resumes", r.out)
+    stored = ctx.sql("SELECT full_checkpoint FROM sync_state WHERE stream ="
+                     " 'messages'")
+    eq(m.group(1), stored.strip(), "the checkpoint named against the stored one")
+    r = ctx.run("full-sync", "-j")
+    e2e.ok_pass(r)
+    for st in r.json["sources"][0]["streams"]:
+        eq(st.get("checkpoint", "absent"), None, "%s checkpoint after a whole "
+           "walk" % st["stream"])
+    check("resumes from checkpoint" not in ctx.run("full-sync").out,
+          "a finished full sync says it resumes")
