@@ -314,6 +314,12 @@ void		sync_page_release(struct sync_page *);
  * restored.  The caller frees the text with cJSON_free(); NULL on ENOMEM.
  */
 char	       *sync_json_print(const struct cJSON *);
+/*
+ * Appends sync_json_print(j) escaped for COPY text to o, as the COPY field
+ * of that text would be, without building the text first.  -1 on ENOMEM
+ * (o is as it was).
+ */
+int		sync_json_copy(struct sync_buf *, const struct cJSON *);
 
 /* Adds the positions of the stream's unresolved rejected rows to *open. */
 enum sync_rc	sync_db_rejected_open(struct sync_db *, int, const char *stream,
