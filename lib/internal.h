@@ -269,6 +269,16 @@ enum sync_rc	sync_db_state_cursor(struct sync_db *, int, const char *, char **cu
 /* Saves a stream's cursor/checkpoint (inside the batch's transaction). */
 enum sync_rc	sync_db_state_save(struct sync_db *, int, const char *,
 		    const struct sync_state *, enum sync_state_how, struct sync_err *);
+/*
+ * sync_db_begin() then sync_db_state_cursor(), and sync_db_state_save()
+ * then sync_db_commit(): the same statements, each pair in one round trip
+ * (a page's transaction, SAVEPOINT and COPY aside, is two).  On failure
+ * the caller rolls back.
+ */
+enum sync_rc	sync_db_begin_cursor(struct sync_db *, int, const char *, char **cur,
+		    char **fp, struct sync_err *);
+enum sync_rc	sync_db_save_commit(struct sync_db *, int, const char *,
+		    const struct sync_state *, enum sync_state_how, struct sync_err *);
 /* Records a stream's outcome (own transaction): success or error. */
 enum sync_rc	sync_db_stream_outcome(struct sync_db *, int, const char *,
 		    const struct sync_err *, struct sync_err *);
