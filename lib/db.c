@@ -842,6 +842,10 @@ sync_db_reusable(struct sync_db *db)
 	    PQtransactionStatus(db->conn) != PQTRANS_IDLE || db->in_tx ||
 	    db->locks != 0)
 		return 0;
+#ifdef LIBPQ_HAS_PIPELINING
+	if (PQpipelineStatus(db->conn) != PQ_PIPELINE_OFF)
+		return 0;
+#endif
 	sync_strmap_clear(&db->ids[0]);
 	sync_strmap_clear(&db->ids[1]);
 	db->cache_source = 0;
