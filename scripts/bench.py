@@ -10,6 +10,10 @@ upstream, sync.jobs = 8): a first pass sets every cursor, the second, which
 finds nothing new, is measured (wall time per source, peak RSS, requests
 the fake received per source and per stream).
 
+The fake serves the load's pages as it rendered them before the runs
+(--prerender): its CPU, printed for each run, is the harness's, not
+msgsync's.
+
 Prints messages/s, wall time, peak RSS of the msgsync process, the COPY
 rate and the ratio, and for the rerun its rate and the WAL it generated;
 at the end the three figures of issue 11 against their targets.
