@@ -63,6 +63,7 @@ main(void)
 
 	memset(&o, 0, sizeof(o));
 	o.prog = "/usr/bin/full-sync";
+	sync_log_prog(o.prog);		/* plain lines are log lines: its name */
 
 	/* Not asked and not a terminal: nothing, not even a total request. */
 	sync_progress_setup(&o);
