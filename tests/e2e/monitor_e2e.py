@@ -115,6 +115,9 @@ def monitor_check_failures(ctx):
     in a row (default 3) is CRITICAL, for a stream and for a source whose
     runs fail without a stream's (here: failed runs recorded directly)."""
     synced(ctx)
+    # Something new, so that each pass asks for messages (a pass that finds
+    # nothing new costs the status request alone).
+    ctx.fake.add("messages", 1)
     ctx.fake.fault("messages", "http", status=500, times=-1)
     r = ctx.run("incr-sync", "-j")
     r.expect_rc(69)
