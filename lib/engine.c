@@ -916,15 +916,20 @@ struct pool {
 	pthread_mutex_t	 mu;
 	struct job	*jobs;
 	size_t		 n, next;
+	struct sync_db	*spare;		/* the pass's first connection, unused */
 };
 
 static void *
 pool_worker(void *arg)
 {
 	struct pool *p = arg;
-	struct sync_db *db = NULL;
+	struct sync_db *db;
 	size_t i;
 
+	pthread_mutex_lock(&p->mu);
+	db = p->spare;
+	p->spare = NULL;
+	pthread_mutex_unlock(&p->mu);
 	/* One database connection serves this worker's sources in turn. */
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
@@ -948,7 +953,7 @@ pool_worker(void *arg)
  * one of its sources to the next while it is healthy and idle.
  */
 static void
-run_jobs(struct job *jobs, size_t n, long width)
+run_jobs(struct job *jobs, size_t n, long width, struct sync_db *spare)
 {
 	struct pool p;
 	pthread_t *tids = NULL;
@@ -957,6 +962,7 @@ run_jobs(struct job *jobs, size_t n, long width)
 	p.jobs = jobs;
 	p.n = n;
 	p.next = 0;
+	p.spare = spare;
 	pthread_mutex_init(&p.mu, NULL);
 	/* This thread works too: up to width - 1 more, one per source. */
 	want = width > 1 ? (size_t)width - 1 : 0;
@@ -972,6 +978,7 @@ run_jobs(struct job *jobs, size_t n, long width)
 	for (i = 0; i < nt; i++)
 		pthread_join(tids[i], NULL);
 	free(tids);
+	sync_db_free(p.spare);
 	pthread_mutex_destroy(&p.mu);
 }
 
@@ -1032,6 +1039,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 {
 	const struct sync_source_cfg **sel;
 	struct job *jobs;
+	struct sync_db *db0 = NULL;
 	double t0 = sync_now_mono(), maxrt;
 	size_t i, n, nok = 0, nfail = 0, nskip = 0, npart = 0, nintr = 0;
 	long long batches = 0;
@@ -1059,19 +1067,16 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	/*
 	 * The database first (migrated here, once): one that cannot be used
 	 * stops the pass before any source runs, its cause reported once
-	 * rather than once per source.
+	 * rather than once per source.  The connection then serves the
+	 * first sources.
 	 */
-	if (n > 0) {
-		struct sync_db *db = o->dry_run ? sync_db_open_readonly(cfg, err) :
-		    sync_db_open(cfg, err);
-
-		if (db == NULL) {
-			free(sel);
-			return err->rc;
-		}
-		sync_db_free(db);
+	if (n > 0 && (db0 = o->dry_run ? sync_db_open_readonly(cfg, err) :
+	    sync_db_open(cfg, err)) == NULL) {
+		free(sel);
+		return err->rc;
 	}
 	if ((res->sources = calloc(n + 1, sizeof(*res->sources))) == NULL) {
+		sync_db_free(db0);
 		free(sel);
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
 	}
@@ -1081,6 +1086,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	sync_http_global(1);
 	maxrt = o->max_runtime >= 0 ? o->max_runtime : cfg->max_runtime;
 	if ((jobs = calloc(n + 1, sizeof(*jobs))) == NULL) {
+		sync_db_free(db0);
 		free(sel);
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
 	}
@@ -1093,7 +1099,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 		jobs[i].res->type = sel[i]->type;
 		jobs[i].deadline = maxrt > 0 ? t0 + maxrt : 0;
 	}
-	run_jobs(jobs, n, cfg->jobs);
+	run_jobs(jobs, n, cfg->jobs, db0);
 	sync_progress_end();
 	for (i = 0; i < n; i++) {
 		batches += jobs[i].batches;
