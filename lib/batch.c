@@ -141,19 +141,15 @@ field_time(struct sync_batch *b, const char *s)
 	return field(b, t, 0);
 }
 
+/* JSON as sync_json_print() prints it, written straight as a COPY field. */
 static int
 field_json(struct sync_batch *b, const cJSON *j)
 {
-	char *s;
-	int rc;
-
 	if (j == NULL || cJSON_IsNull(j))
 		return field(b, NULL, 0);
-	if ((s = sync_json_print(j)) == NULL)
+	if (sync_buf_add(&b->copy, "\t", 1) == -1)
 		return -1;
-	rc = field(b, s, 0);
-	cJSON_free(s);
-	return rc;
+	return sync_json_copy(&b->copy, j);
 }
 
 static int

@@ -842,6 +842,10 @@ sync_db_reusable(struct sync_db *db)
 	    PQtransactionStatus(db->conn) != PQTRANS_IDLE || db->in_tx ||
 	    db->locks != 0)
 		return 0;
+#ifdef LIBPQ_HAS_PIPELINING
+	if (PQpipelineStatus(db->conn) != PQ_PIPELINE_OFF)
+		return 0;
+#endif
 	sync_strmap_clear(&db->ids[0]);
 	sync_strmap_clear(&db->ids[1]);
 	db->cache_source = 0;
@@ -1050,6 +1054,119 @@ sync_state_release(struct sync_state *st)
 	memset(st, 0, sizeof(*st));
 }
 
+static enum sync_rc state_locked(struct sync_db *, const char *const *, PGresult *,
+    char **, char **, struct sync_err *);
+
+/* One statement of a pipeline: a prepared one (name) or parameterless sql. */
+struct step {
+	const char		*name;
+	const char		*sql;
+	int			 n;
+	const char *const	*v;
+	const char		*what;
+};
+
+/*
+ * Runs the k statements in one round trip (libpq's pipeline mode), in
+ * order, as separate statements would run them: after a failed one the
+ * server skips the rest, and the first error is the one reported.  *out
+ * gets the last statement's result.  Without pipeline mode, one by one.
+ */
+static enum sync_rc
+run_steps(struct sync_db *db, const struct step *s, int k, PGresult **out,
+    struct sync_err *err)
+{
+	enum sync_rc rc = SYNC_OK;
+	PGresult *r;
+	int i;
+
+	*out = NULL;
+#ifdef LIBPQ_HAS_PIPELINING
+	if (PQenterPipelineMode(db->conn) == 1) {
+		int sent;
+
+		for (sent = 0; sent < k; sent++)
+			if ((s[sent].name != NULL ? PQsendQueryPrepared(db->conn,
+			    s[sent].name, s[sent].n, s[sent].v, NULL, NULL, 0) :
+			    PQsendQueryParams(db->conn, s[sent].sql, 0, NULL, NULL,
+			    NULL, NULL, 0)) != 1)
+				break;
+		if (sent < k || PQpipelineSync(db->conn) != 1) {
+			rc = db_err(db, NULL, err, s[sent < k ? sent : 0].what);
+			PQexitPipelineMode(db->conn);
+			return rc;
+		}
+		for (i = 0; i < sent; i++) {
+			if ((r = PQgetResult(db->conn)) == NULL) {
+				if (rc == SYNC_OK)
+					rc = db_err(db, NULL, err, s[i].what);
+				break;
+			}
+			if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+			    PQresultStatus(r) != PGRES_TUPLES_OK) {
+				if (rc == SYNC_OK)
+					rc = db_err(db, r, err, s[i].what);
+				PQclear(r);
+			} else if (i == k - 1 && rc == SYNC_OK)
+				*out = r;
+			else
+				PQclear(r);
+			while ((r = PQgetResult(db->conn)) != NULL)	/* its end */
+				PQclear(r);
+		}
+		/* The sync's own result, then out of pipeline mode. */
+		while ((r = PQgetResult(db->conn)) != NULL) {
+			int sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+
+			PQclear(r);
+			if (sync)
+				break;
+		}
+		if (PQexitPipelineMode(db->conn) != 1 && rc == SYNC_OK)
+			rc = db_err(db, NULL, err, s[k - 1].what);
+		if (rc != SYNC_OK) {
+			PQclear(*out);
+			*out = NULL;
+		}
+		return rc;
+	}
+#endif
+	for (i = 0; i < k && rc == SYNC_OK; i++) {
+		PQclear(*out);
+		*out = NULL;
+		rc = s[i].name != NULL ? exec_prep(db, s[i].name, s[i].n, s[i].v,
+		    out, s[i].what, err) : exec_simple(db, s[i].sql, s[i].what, err);
+	}
+	if (rc != SYNC_OK) {
+		PQclear(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+enum sync_rc
+sync_db_begin_cursor(struct sync_db *db, int id, const char *stream, char **cur,
+    char **fp, struct sync_err *err)
+{
+	char idbuf[16];
+	const char *v[2] = { idbuf, stream };
+	const struct step s[2] = {
+		{ NULL, "BEGIN", 0, NULL, "begin a transaction" },
+		{ "state_lock", NULL, 2, v, "lock the cursor" },
+	};
+	PGresult *r;
+	enum sync_rc rc;
+
+	*cur = NULL;
+	*fp = NULL;
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	db->in_tx = 1;		/* a failure rolls back what may have begun */
+	memset(db->staged, 0, sizeof(db->staged));
+	if ((rc = run_steps(db, s, 2, &r, err)) != SYNC_OK)
+		return rc;
+	return state_locked(db, v, r, cur, fp, err);
+}
+
 enum sync_rc
 sync_db_state_cursor(struct sync_db *db, int id, const char *stream, char **cur,
     char **fp, struct sync_err *err)
@@ -1062,11 +1179,28 @@ sync_db_state_cursor(struct sync_db *db, int id, const char *stream, char **cur,
 	*cur = NULL;
 	*fp = NULL;
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
-	if ((rc = exec_prep(db, "state_ensure", 2, v, NULL, "create the cursor",
-	    err)) != SYNC_OK ||
-	    (rc = exec_prep(db, "state_lock", 2, v, &r, "lock the cursor", err)) !=
+	/* The row is there but for a stream's first page: one statement then. */
+	if ((rc = exec_prep(db, "state_lock", 2, v, &r, "lock the cursor", err)) !=
 	    SYNC_OK)
 		return rc;
+	return state_locked(db, v, r, cur, fp, err);
+}
+
+/* The rest of sync_db_state_cursor() once state_lock answered r (r is taken). */
+static enum sync_rc
+state_locked(struct sync_db *db, const char *const *v, PGresult *r, char **cur,
+    char **fp, struct sync_err *err)
+{
+	enum sync_rc rc = SYNC_OK;
+
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		if ((rc = exec_prep(db, "state_ensure", 2, v, NULL, "create the "
+		    "cursor", err)) != SYNC_OK ||
+		    (rc = exec_prep(db, "state_lock", 2, v, &r, "lock the cursor",
+		    err)) != SYNC_OK)
+			return rc;
+	}
 	if (PQntuples(r) == 1 && ((!PQgetisnull(r, 0, 0) &&
 	    (*cur = strdup(PQgetvalue(r, 0, 0))) == NULL) ||
 	    (!PQgetisnull(r, 0, 1) && (*fp = strdup(PQgetvalue(r, 0, 1))) == NULL))) {
@@ -1120,6 +1254,34 @@ sync_db_state_save(struct sync_db *db, int id, const char *stream,
 	v[4] = st->fingerprint;
 	v[5] = hows[how];
 	return exec_prep(db, "state_save", 6, v, NULL, "save the cursor", err);
+}
+
+enum sync_rc
+sync_db_save_commit(struct sync_db *db, int id, const char *stream,
+    const struct sync_state *st, enum sync_state_how how, struct sync_err *err)
+{
+	static const char *const hows[] = { "incr", "full", "start", "done" };
+	char idbuf[16];
+	const char *v[6];
+	const struct step s[2] = {
+		{ "state_save", NULL, 6, v, "save the cursor" },
+		{ NULL, "COMMIT", 0, NULL, "commit the batch" },
+	};
+	PGresult *r;
+	enum sync_rc rc;
+
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	v[0] = idbuf;
+	v[1] = stream;
+	v[2] = st->cursor;
+	v[3] = st->checkpoint;
+	v[4] = st->fingerprint;
+	v[5] = hows[how];
+	if ((rc = run_steps(db, s, 2, &r, err)) != SYNC_OK)
+		return rc;		/* the transaction is rolled back by the caller */
+	PQclear(r);
+	db->in_tx = 0;
+	return SYNC_OK;
 }
 
 enum sync_rc
@@ -1328,6 +1490,26 @@ row_find(const void *key, const void *elem)
 	return strcmp(key, (*(const struct sync_msgrow *const *)elem)->external_id);
 }
 
+/* Appends sep and v's decimal digits (a page builds thousands: no printf). */
+static int
+add_num(struct sync_buf *o, const char *sep, long long v)
+{
+	char d[24];
+	size_t k = sizeof(d);
+	unsigned long long u = v < 0 ? 0 - (unsigned long long)v :
+	    (unsigned long long)v;
+
+	do {
+		d[--k] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		d[--k] = '-';
+	if (sync_buf_adds(o, sep) == -1)
+		return -1;
+	return sync_buf_add(o, d + k, sizeof(d) - k);
+}
+
 static int
 add_id(struct sync_buf *o, const struct sync_strmap *m, const char *key)
 {
@@ -1335,14 +1517,17 @@ add_id(struct sync_buf *o, const struct sync_strmap *m, const char *key)
 
 	if (key == NULL || !sync_strmap_get(m, key, &v))
 		return sync_buf_adds(o, "\t\\N");
-	return sync_buf_addf(o, "\t%lld", v);
+	return add_num(o, "\t", v);
 }
 
-static const char copy_message[] =
-    "COPY message (source_id, external_id, conversation_id, sender_contact_id,"
-    " direction, kind, body, sent_at, edited_at, status, status_at,"
-    " validity_expires_at, folder, attachments, raw, deleted_at, row_hash,"
-    " provider_id) FROM STDIN";
+#define COPY_MESSAGE \
+    "COPY message (source_id, external_id, conversation_id, sender_contact_id," \
+    " direction, kind, body, sent_at, edited_at, status, status_at," \
+    " validity_expires_at, folder, attachments, raw, deleted_at, row_hash," \
+    " provider_id) FROM STDIN"
+static const char copy_message[] = COPY_MESSAGE;
+/* The savepoint and the COPY in one round trip. */
+static const char copy_message_all_new[] = "SAVEPOINT all_new; " COPY_MESSAGE;
 
 /* The line of a new row for copy_message, from its batch line. */
 static int
@@ -1354,7 +1539,7 @@ fresh_line(struct sync_buf *o, const struct sync_db *db, int id,
 
 	ext++;
 	ext_end = memchr(ext, '\t', m->rest - (size_t)(ext - b->copy.data));
-	if (sync_buf_addf(o, "%d\t", id) == -1 ||
+	if (add_num(o, "", id) == -1 || sync_buf_add(o, "\t", 1) == -1 ||
 	    sync_buf_add(o, ext, (size_t)(ext_end - ext)) == -1 ||
 	    add_id(o, &db->ids[0], m->conversation_id) == -1 ||
 	    add_id(o, &db->ids[1], m->sender_id) == -1 ||
@@ -1620,9 +1805,8 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 		for (i = 0; i < n; i++)
 			if (fresh_line(&fresh, db, id, b, uniq[i]) == -1)
 				goto nomem;
-		if ((rc = exec_simple(db, "SAVEPOINT all_new", "set a savepoint",
-		    err)) != SYNC_OK || (rc = copy_run(db, copy_message, &fresh, 1,
-		    &clash, err)) != SYNC_OK)
+		if ((rc = copy_run(db, copy_message_all_new, &fresh, 1, &clash,
+		    err)) != SYNC_OK)
 			goto out;
 		if (!clash) {
 			c->inserted += (long long)n;

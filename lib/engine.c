@@ -180,9 +180,7 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 	enum sync_rc rc;
 
 	*merged = NULL;
-	if ((rc = sync_db_begin(j->db, err)) != SYNC_OK)
-		return rc;
-	if ((rc = sync_db_state_cursor(j->db, j->id, stream, &stored, &fp, err)) !=
+	if ((rc = sync_db_begin_cursor(j->db, j->id, stream, &stored, &fp, err)) !=
 	    SYNC_OK ||
 	    (rc = apply_side(j, stream, pg, c, rel, err)) != SYNC_OK ||
 	    (rc = sync_db_apply(j->db, j->id, &pg->batch, c, err)) != SYNC_OK ||
@@ -212,8 +210,8 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 		how = SYNC_SAVE_INCR;
 	else
 		how = pg->done ? SYNC_SAVE_FULL_DONE : SYNC_SAVE_FULL;
-	if ((rc = sync_db_state_save(j->db, j->id, stream, &next, how, err)) !=
-	    SYNC_OK || (rc = sync_db_commit(j->db, err)) != SYNC_OK)
+	if ((rc = sync_db_save_commit(j->db, j->id, stream, &next, how, err)) !=
+	    SYNC_OK)
 		goto fail;
 	free(stored);
 	free(fp);
@@ -1092,7 +1090,8 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	/*
 	 * The database first (migrated here, once): one that cannot be used
 	 * stops the pass before any source runs, its cause reported once
-	 * rather than once per source.
+	 * rather than once per source.  The connection then serves the
+	 * first sources.
 	 */
 	if (n > 0 && (db = o->dry_run ? sync_db_open_readonly(cfg, err) :
 	    sync_db_open(cfg, err)) == NULL) {

@@ -269,6 +269,16 @@ enum sync_rc	sync_db_state_cursor(struct sync_db *, int, const char *, char **cu
 /* Saves a stream's cursor/checkpoint (inside the batch's transaction). */
 enum sync_rc	sync_db_state_save(struct sync_db *, int, const char *,
 		    const struct sync_state *, enum sync_state_how, struct sync_err *);
+/*
+ * sync_db_begin() then sync_db_state_cursor(), and sync_db_state_save()
+ * then sync_db_commit(): the same statements, each pair in one round trip
+ * (a page's transaction, SAVEPOINT and COPY aside, is two).  On failure
+ * the caller rolls back.
+ */
+enum sync_rc	sync_db_begin_cursor(struct sync_db *, int, const char *, char **cur,
+		    char **fp, struct sync_err *);
+enum sync_rc	sync_db_save_commit(struct sync_db *, int, const char *,
+		    const struct sync_state *, enum sync_state_how, struct sync_err *);
 /* Records a stream's outcome (own transaction): success or error. */
 enum sync_rc	sync_db_stream_outcome(struct sync_db *, int, const char *,
 		    const struct sync_err *, struct sync_err *);
@@ -314,6 +324,12 @@ void		sync_page_release(struct sync_page *);
  * restored.  The caller frees the text with cJSON_free(); NULL on ENOMEM.
  */
 char	       *sync_json_print(const struct cJSON *);
+/*
+ * Appends sync_json_print(j) escaped for COPY text to o, as the COPY field
+ * of that text would be, without building the text first.  -1 on ENOMEM
+ * (o is as it was).
+ */
+int		sync_json_copy(struct sync_buf *, const struct cJSON *);
 
 /* Adds the positions of the stream's unresolved rejected rows to *open. */
 enum sync_rc	sync_db_rejected_open(struct sync_db *, int, const char *stream,

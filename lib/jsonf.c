@@ -142,3 +142,176 @@ sync_json_print(const cJSON *j)
 	free(c.v);
 	return s;
 }
+
+/* sync_buf_add() without the call while the text fits (most of the time). */
+static inline int
+put(struct sync_buf *o, const void *p, size_t n)
+{
+	if (o->max == 0 && o->cap > 0 && n < o->cap - o->len) {
+		memcpy(o->data + o->len, p, n);
+		o->len += n;
+		o->data[o->len] = '\0';
+		return 0;
+	}
+	return sync_buf_add(o, p, n);
+}
+
+/* Appends n bytes of text escaped for COPY (backslash, newline, CR, tab). */
+static int
+copy_text(struct sync_buf *o, const char *s, size_t n)
+{
+	const char *p = s, *end = s + n, *run = s;
+
+	for (; p < end; p++) {
+		const char *esc;
+
+		switch (*p) {
+		case '\\':	esc = "\\\\"; break;
+		case '\n':	esc = "\\n"; break;
+		case '\r':	esc = "\\r"; break;
+		case '\t':	esc = "\\t"; break;
+		default:	continue;
+		}
+		if (put(o, run, (size_t)(p - run)) == -1 ||
+		    put(o, esc, 2) == -1)
+			return -1;
+		run = p + 1;
+	}
+	return put(o, run, (size_t)(p - run));
+}
+
+/*
+ * A JSON string as cJSON prints it ("\"" and "\\" escaped, \b \f \n \r \t
+ * by letter, other bytes below 32 as \u00XX, the rest as they are), then
+ * escaped for COPY: each backslash of the JSON text is doubled.
+ */
+static int
+copy_string(struct sync_buf *o, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)(s != NULL ? s : ""), *run;
+	char u[8] = "\\\\u00";
+
+	if (put(o, "\"", 1) == -1)
+		return -1;
+	for (run = p;; p++) {
+		const char *esc;
+		size_t n = 3;
+
+		while (*p >= 32 && *p != '"' && *p != '\\')
+			p++;
+		if (*p == '\0')
+			break;
+		switch (*p) {
+		case '"':	esc = "\\\\\""; break;
+		case '\\':	esc = "\\\\\\\\"; n = 4; break;
+		case '\b':	esc = "\\\\b"; break;
+		case '\f':	esc = "\\\\f"; break;
+		case '\n':	esc = "\\\\n"; break;
+		case '\r':	esc = "\\\\r"; break;
+		case '\t':	esc = "\\\\t"; break;
+		default:
+			u[5] = hex[*p >> 4];
+			u[6] = hex[*p & 0xf];
+			esc = u;
+			n = 7;
+			break;
+		}
+		if (put(o, run, (size_t)(p - run)) == -1 ||
+		    put(o, esc, n) == -1)
+			return -1;
+		run = p + 1;
+	}
+	if (put(o, run, (size_t)(p - run)) == -1)
+		return -1;
+	return put(o, "\"", 1);
+}
+
+/* A number as sync_json_print() prints it. */
+static int
+copy_number(struct sync_buf *o, const cJSON *j)
+{
+	char digits[32], *s;
+	double d = j->valuedouble;
+	unsigned long long v;
+	size_t k = sizeof(digits);
+	int rc;
+
+	if (d == floor(d) && fabs(d) < 1e15 && (d != 0 || !signbit(d))) {
+		/* A whole number: its digits, as "%1.15g" prints them. */
+		v = (unsigned long long)fabs(d);
+		do {
+			digits[--k] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v > 0);
+		if (d < 0)
+			digits[--k] = '-';
+		return put(o, digits + k, sizeof(digits) - k);
+	}
+	if (fabs(d) >= 1e15 && fabs(d) < 1e19 && floor(d) == d) {
+		snprintf(digits, sizeof(digits), "%.0f", d);
+		return sync_buf_adds(o, digits);
+	}
+	/* Anything else: cJSON's own text. */
+	if ((s = cJSON_PrintUnformatted(j)) == NULL)
+		return -1;
+	rc = copy_text(o, s, strlen(s));
+	cJSON_free(s);
+	return rc;
+}
+
+static int
+copy_value(struct sync_buf *o, const cJSON *j)
+{
+	const cJSON *k;
+
+	switch (j->type & 0xff) {
+	case cJSON_NULL:
+		return put(o, "null", 4);
+	case cJSON_False:
+		return put(o, "false", 5);
+	case cJSON_True:
+		return put(o, "true", 4);
+	case cJSON_Number:
+		return copy_number(o, j);
+	case cJSON_String:
+		return copy_string(o, j->valuestring);
+	case cJSON_Raw:
+		if (j->valuestring == NULL)
+			return -1;
+		return copy_text(o, j->valuestring, strlen(j->valuestring));
+	case cJSON_Array:
+		if (put(o, "[", 1) == -1)
+			return -1;
+		for (k = j->child; k != NULL; k = k->next)
+			if ((k != j->child && put(o, ",", 1) == -1) ||
+			    copy_value(o, k) == -1)
+				return -1;
+		return put(o, "]", 1);
+	case cJSON_Object:
+		if (put(o, "{", 1) == -1)
+			return -1;
+		for (k = j->child; k != NULL; k = k->next)
+			if ((k != j->child && put(o, ",", 1) == -1) ||
+			    copy_string(o, k->string) == -1 ||
+			    put(o, ":", 1) == -1 || copy_value(o, k) == -1)
+				return -1;
+		return put(o, "}", 1);
+	default:
+		return -1;
+	}
+}
+
+int
+sync_json_copy(struct sync_buf *o, const cJSON *j)
+{
+	size_t len = o->len;
+
+	if (copy_value(o, j) == -1) {
+		o->len = len;
+		if (o->data != NULL)
+			o->data[len] = '\0';
+		return -1;
+	}
+	return 0;
+}

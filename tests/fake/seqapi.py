@@ -66,6 +66,11 @@ All control requests take an optional "integration" (default: the first).
 Other modes:
   --bench          measure the server's own throughput (messages/s)
   --dump-copy S    print stream S as PostgreSQL COPY text (benchmark floor)
+  --prerender      (make bench) render every page of every stream once at
+                   start, at msgsync's default page sizes, and answer those
+                   requests with the stored bytes: the fake's CPU then stays
+                   out of what the bench measures.  Other requests, and all
+                   after a control call that changes data, render as usual.
 """
 
 import argparse
@@ -82,6 +87,8 @@ from urllib.parse import parse_qs
 import fakelib
 
 STREAMS = ("conversations", "messages", "contacts")
+# msgsync's default seqapi page sizes (lib/connectors/seqapi.c), for --prerender.
+PRERENDER_LIMITS = {"conversations": 100, "messages": 1500, "contacts": 500}
 BASE_EPOCH = 1767225600  # 2026-01-01T00:00:00Z
 EDIT_EPOCH = BASE_EPOCH + 400 * 86400
 
@@ -561,6 +568,26 @@ class State(fakelib.State):
                 iid, args.conversations, args.messages, args.contacts,
                 stride=args.seq_stride, shared_seq=args.shared_seq)
         self.default_iid = next(iter(self.integrations))
+        self.pages = None
+        if args.prerender:
+            self.prerender()
+
+    def prerender(self):
+        """Every page of every stream at msgsync's default page sizes, keyed
+        by (integration, stream, since_seq, limit)."""
+        pages = {}
+        for it in self.integrations.values():
+            for name in STREAMS:
+                limit = min(PRERENDER_LIMITS[name], self.max_limit)
+                since = 0
+                while True:
+                    text, rows, latest, has_more, total = it.page(name, since, limit)
+                    pages[(it.id, name, since, limit)] = page_json(
+                        name, text, latest, has_more, total, self.total_count)
+                    if not has_more:
+                        break
+                    since = latest
+        self.pages = pages
 
     def integ(self, d):
         iid = (d or {}).get("integration") or self.default_iid
@@ -636,6 +663,12 @@ class Handler(fakelib.Handler):
             self.respond(400, '{"error":"limit must be positive"}')
             return
         limit = min(limit, st.max_limit)
+        pages = st.pages
+        if fault is None and pages is not None:
+            body = pages.get((integ.id, endpoint, since, limit))
+            if body is not None:
+                self.respond_page(None, body)
+                return
         with st.lock:
             rows, total = integ.streams[endpoint].select(since, limit)
             rendered = integ.render(endpoint, rows)
@@ -719,6 +752,8 @@ class Handler(fakelib.Handler):
 
     def control_post(self, what, d):
         st = self.server.state
+        if what in ("add", "edit", "reset_seq", "config"):
+            st.pages = None     # pre-rendered pages no longer say what is there
         if what == "add":
             it = st.integ(d)
             s = it.streams[d.get("stream", "messages")]
@@ -870,6 +905,8 @@ def main(argv=None):
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--bench-limit", type=int, default=1500)
     ap.add_argument("--dump-copy", metavar="STREAM", choices=STREAMS)
+    ap.add_argument("--prerender", action="store_true",
+                    help="render every page at msgsync's default page sizes once, at start")
     args = ap.parse_args(argv)
     if args.seq_stride < 1:
         ap.error("--seq-stride must be >= 1")
