@@ -109,9 +109,11 @@ void		sync_time_format(time_t, char *, size_t);
 int		sync_time_normalize(const char *, char *, size_t);
 double		sync_now_mono(void);
 
-/* ---- signals (engine.c) ------------------------------------------------ */
+/* ---- signals (signals.c; their names: err.c) ---------------------------- */
 
 extern volatile sig_atomic_t sync_stop_signal;
+/* "SIGINT", "SIGTERM", ... for the signals that stop a pass. */
+const char     *sync_signal_name(int);
 /* Sleeps up to secs; returns -1 early when a stop signal arrived. */
 int		sync_sleep(double);
 

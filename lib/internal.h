@@ -45,8 +45,6 @@ void		sync_progress_log_end(void);
 /* ---- names (cli.c, output.c) ---------------------------------------- */
 
 const char     *sync_cmd_name(enum sync_cmd);
-/* "SIGINT", "SIGTERM", ... for the signals that stop a pass. */
-const char     *sync_signal_name(int);
 const char     *sync_status_name(enum sync_status);
 
 /* ---- config.c --------------------------------------------------------- */

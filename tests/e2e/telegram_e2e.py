@@ -894,6 +894,9 @@ def tg_sigterm_while_waiting(ctx):
     r.expect_rc(143)
     check(time.monotonic() - t0 < 5, "SIGTERM is honoured while TDLib is silent")
     eq(r.json["status"], "interrupted", "JSON status")
+    msg = (r.json["sources"][0].get("error") or {}).get("message", "")
+    check("SIGTERM" in msg and "signal 15" not in msg,
+          "the interruption names its signal", msg)
     check(s.requests("close"), "TDLib was closed on the way out")
 
 

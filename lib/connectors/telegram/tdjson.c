@@ -332,7 +332,7 @@ sync_td_call(struct sync_td *td, cJSON *req, double timeout, cJSON **answer,
 			    "TDLib did not answer '%s' within %.0f s", name, timeout);
 		if (next_object(td, left, &j) == -1)
 			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-			    "interrupted by signal %d", (int)sync_stop_signal);
+			    "interrupted by %s", sync_signal_name((int)sync_stop_signal));
 		if (j == NULL)
 			continue;
 		x = cJSON_GetObjectItemCaseSensitive(j, "@extra");
@@ -357,7 +357,7 @@ sync_td_pump(struct sync_td *td, double timeout, struct sync_err *err)
 
 	if (next_object(td, timeout, &j) == -1)
 		return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-		    "interrupted by signal %d", (int)sync_stop_signal);
+		    "interrupted by %s", sync_signal_name((int)sync_stop_signal));
 	if (j != NULL && cJSON_GetObjectItemCaseSensitive(j, "@extra") == NULL &&
 	    td->on_update != NULL)
 		td->on_update(td->arg, j);
