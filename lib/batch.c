@@ -76,17 +76,12 @@ sync_batch_filter(struct sync_batch *b, const unsigned char *keep)
 	b->nrows = n;
 }
 
-/* Appends one field, escaped for COPY text; NULL becomes \N. */
-static int
-field(struct sync_batch *b, const char *s, int first)
+/* Appends s escaped for COPY text (backslash, newline, CR, tab). */
+int
+sync_copy_text(struct sync_buf *o, const char *s)
 {
-	struct sync_buf *o = &b->copy;
 	const char *p, *run;
 
-	if (!first && sync_buf_add(o, "\t", 1) == -1)
-		return -1;
-	if (s == NULL)
-		return sync_buf_add(o, "\\N", 2);
 	for (p = run = s; *p != '\0'; p++) {
 		const char *esc;
 
@@ -107,6 +102,19 @@ field(struct sync_batch *b, const char *s, int first)
 		run = p + 1;
 	}
 	return sync_buf_add(o, run, (size_t)(p - run));
+}
+
+/* Appends one field, escaped for COPY text; NULL becomes \N. */
+static int
+field(struct sync_batch *b, const char *s, int first)
+{
+	struct sync_buf *o = &b->copy;
+
+	if (!first && sync_buf_add(o, "\t", 1) == -1)
+		return -1;
+	if (s == NULL)
+		return sync_buf_add(o, "\\N", 2);
+	return sync_copy_text(o, s);
 }
 
 static int

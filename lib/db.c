@@ -1167,26 +1167,7 @@ sync_db_begin_cursor(struct sync_db *db, int id, const char *stream, char **cur,
 	return state_locked(db, v, r, cur, fp, err);
 }
 
-enum sync_rc
-sync_db_state_cursor(struct sync_db *db, int id, const char *stream, char **cur,
-    char **fp, struct sync_err *err)
-{
-	char idbuf[16];
-	const char *v[2] = { idbuf, stream };
-	PGresult *r;
-	enum sync_rc rc;
-
-	*cur = NULL;
-	*fp = NULL;
-	snprintf(idbuf, sizeof(idbuf), "%d", id);
-	/* The row is there but for a stream's first page: one statement then. */
-	if ((rc = exec_prep(db, "state_lock", 2, v, &r, "lock the cursor", err)) !=
-	    SYNC_OK)
-		return rc;
-	return state_locked(db, v, r, cur, fp, err);
-}
-
-/* The rest of sync_db_state_cursor() once state_lock answered r (r is taken). */
+/* The rest of sync_db_begin_cursor() once state_lock answered r (r is taken). */
 static enum sync_rc
 state_locked(struct sync_db *db, const char *const *v, PGresult *r, char **cur,
     char **fp, struct sync_err *err)
@@ -1236,24 +1217,6 @@ sync_db_state_touch(struct sync_db *db, int id, const char *stream, char **cur,
 	}
 	PQclear(r);
 	return rc;
-}
-
-enum sync_rc
-sync_db_state_save(struct sync_db *db, int id, const char *stream,
-    const struct sync_state *st, enum sync_state_how how, struct sync_err *err)
-{
-	static const char *const hows[] = { "incr", "full", "start", "done" };
-	char idbuf[16];
-	const char *v[6];
-
-	snprintf(idbuf, sizeof(idbuf), "%d", id);
-	v[0] = idbuf;
-	v[1] = stream;
-	v[2] = st->cursor;
-	v[3] = st->checkpoint;
-	v[4] = st->fingerprint;
-	v[5] = hows[how];
-	return exec_prep(db, "state_save", 6, v, NULL, "save the cursor", err);
 }
 
 enum sync_rc

@@ -472,9 +472,8 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 			if (!o->dry_run) {
 				if ((rc = sync_db_begin(j->db, err)) != SYNC_OK)
 					goto out;
-				if ((rc = sync_db_state_save(j->db, j->id, name, &st.state,
-				    SYNC_SAVE_FULL_START, err)) != SYNC_OK ||
-				    (rc = sync_db_commit(j->db, err)) != SYNC_OK) {
+				if ((rc = sync_db_save_commit(j->db, j->id, name,
+				    &st.state, SYNC_SAVE_FULL_START, err)) != SYNC_OK) {
 					sync_db_rollback(j->db);
 					goto out;
 				}

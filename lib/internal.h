@@ -258,19 +258,11 @@ enum sync_state_how {
 };
 
 /*
- * Reads a stream's stored cursor and fingerprint and locks its row until
- * the end of the transaction (a concurrent pass of the other kind may have
- * moved it).  The caller frees *cur and *fp.
- */
-enum sync_rc	sync_db_state_cursor(struct sync_db *, int, const char *, char **cur,
-		    char **fp, struct sync_err *);
-/* Saves a stream's cursor/checkpoint (inside the batch's transaction). */
-enum sync_rc	sync_db_state_save(struct sync_db *, int, const char *,
-		    const struct sync_state *, enum sync_state_how, struct sync_err *);
-/*
- * sync_db_begin() then sync_db_state_cursor(), and sync_db_state_save()
- * then sync_db_commit(): the same statements, each pair in one round trip
- * (a page's transaction, SAVEPOINT and COPY aside, is two).  On failure
+ * A page's transaction, each pair of statements in one round trip (SAVEPOINT
+ * and COPY aside, a page costs two): BEGIN, then read the stream's stored
+ * cursor and fingerprint and lock its row until the end of the transaction
+ * (a concurrent pass of the other kind may have moved it; the caller frees
+ * *cur and *fp); and the cursor/checkpoint's save, then COMMIT.  On failure
  * the caller rolls back.
  */
 enum sync_rc	sync_db_begin_cursor(struct sync_db *, int, const char *, char **cur,
@@ -328,6 +320,8 @@ char	       *sync_json_print(const struct cJSON *);
  * (o is as it was).
  */
 int		sync_json_copy(struct sync_buf *, const struct cJSON *);
+/* Appends s escaped for COPY text (backslash, newline, CR, tab) (batch.c). */
+int		sync_copy_text(struct sync_buf *, const char *);
 
 /* Adds the positions of the stream's unresolved rejected rows to *open. */
 enum sync_rc	sync_db_rejected_open(struct sync_db *, int, const char *stream,

@@ -156,30 +156,6 @@ put(struct sync_buf *o, const void *p, size_t n)
 	return sync_buf_add(o, p, n);
 }
 
-/* Appends n bytes of text escaped for COPY (backslash, newline, CR, tab). */
-static int
-copy_text(struct sync_buf *o, const char *s, size_t n)
-{
-	const char *p = s, *end = s + n, *run = s;
-
-	for (; p < end; p++) {
-		const char *esc;
-
-		switch (*p) {
-		case '\\':	esc = "\\\\"; break;
-		case '\n':	esc = "\\n"; break;
-		case '\r':	esc = "\\r"; break;
-		case '\t':	esc = "\\t"; break;
-		default:	continue;
-		}
-		if (put(o, run, (size_t)(p - run)) == -1 ||
-		    put(o, esc, 2) == -1)
-			return -1;
-		run = p + 1;
-	}
-	return put(o, run, (size_t)(p - run));
-}
-
 /*
  * A JSON string as cJSON prints it ("\"" and "\\" escaped, \b \f \n \r \t
  * by letter, other bytes below 32 as \u00XX, the rest as they are), then
@@ -255,7 +231,7 @@ copy_number(struct sync_buf *o, const cJSON *j)
 	/* Anything else: cJSON's own text. */
 	if ((s = cJSON_PrintUnformatted(j)) == NULL)
 		return -1;
-	rc = copy_text(o, s, strlen(s));
+	rc = sync_copy_text(o, s);
 	cJSON_free(s);
 	return rc;
 }
@@ -279,7 +255,7 @@ copy_value(struct sync_buf *o, const cJSON *j)
 	case cJSON_Raw:
 		if (j->valuestring == NULL)
 			return -1;
-		return copy_text(o, j->valuestring, strlen(j->valuestring));
+		return sync_copy_text(o, j->valuestring);
 	case cJSON_Array:
 		if (put(o, "[", 1) == -1)
 			return -1;
