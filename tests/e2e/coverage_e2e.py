@@ -1,0 +1,164 @@
+"""End-to-end tests of coverage (SPEC §6 table coverage, §5 sync-status
+`coverage`): what every pass records of how complete each conversation's
+mirror is, for SMSEagle, seqapi and Instagram. Imported by run.py; run
+them with  python3 tests/e2e/run.py --filter cov_
+"""
+
+import json
+import re
+
+import __main__ as e2e
+import smseagle_e2e as sms
+
+test, check, eq, ok_pass = e2e.test, e2e.check, e2e.eq, e2e.ok_pass
+
+
+def coverage(ctx, source):
+    """The source's coverage rows by conversation external id."""
+    rows = ctx.sql_json(
+        "SELECT c.external_id, v.stored_messages, v.upstream_messages,"
+        " v.history_complete, v.gaps, v.unrecoverable,"
+        " v.listable_from IS NOT NULL AS limited,"
+        " v.history_reached_at IS NOT NULL AS reached, v.seq,"
+        " (SELECT count(*) FROM message m WHERE m.conversation_id = c.id) AS real"
+        " FROM conversation c JOIN source s ON s.id = c.source_id"
+        " LEFT JOIN coverage v ON v.conversation_id = c.id"
+        " WHERE s.name = '%s'" % source)
+    return {r["external_id"]: r for r in rows}
+
+
+def status_coverage(ctx, cfg, source):
+    r = ctx.run("sync-status", "--json", cfg=cfg)
+    eq(r.rc, 0, "sync-status --json exit status")
+    for s in r.json["sources"]:
+        if s["name"] == source:
+            return s["coverage"]
+    raise e2e.Fail("no source %r in sync-status --json" % source)
+
+
+def every_row_counts(cov):
+    for ext, r in cov.items():
+        check(r["stored_messages"] is not None, "conversation %s has no coverage row" % ext)
+        eq(r["stored_messages"], r["real"], "stored_messages of %s" % ext)
+
+
+@test
+def cov_smseagle_cold_start_then_full(ctx):
+    """A cold start stores only the window: no conversation is complete
+    until a full sync has walked every folder from the start."""
+    sms.sms_setup(ctx, inbox=30, sent=30)
+    cfg = sms.sms_config(ctx, extra="page_size = 7; cold_start_days = 7;")
+    r = ctx.run("incr-sync", "-j", cfg=cfg)
+    ok_pass(r, "incr-sync")
+    cov = coverage(ctx, "sms")
+    check(cov, "no conversation stored by the cold start")
+    every_row_counts(cov)
+    check(not any(v["history_complete"] for v in cov.values()),
+          "a conversation is complete after a cold start", cov)
+    eq(ctx.sql("SELECT count(*) FROM sync_state WHERE history_complete_at IS NOT NULL"),
+       "0", "streams walked from the start after a cold start")
+    c = status_coverage(ctx, cfg, "sms")
+    eq(c["complete"], 0, "sync-status complete after the cold start")
+    eq(c["conversations"], len(cov), "sync-status conversations")
+
+    r = ctx.run("full-sync", "-j", cfg=cfg)
+    ok_pass(r, "full-sync")
+    cov = coverage(ctx, "sms")
+    every_row_counts(cov)
+    eq(sum(v["real"] for v in cov.values()),
+       int(ctx.sql("SELECT count(*) FROM message")), "messages over conversations")
+    check(all(v["history_complete"] for v in cov.values()),
+          "a conversation is not complete after the full sync", cov)
+    eq(ctx.sql("SELECT count(*) FROM sync_state WHERE history_complete_at IS NULL"),
+       "0", "streams not walked from the start after the full sync")
+    c = status_coverage(ctx, cfg, "sms")
+    eq(c, {"conversations": len(cov), "complete": len(cov), "gaps": 0,
+           "unrecoverable": 0}, "sync-status coverage after the full sync")
+
+
+@test
+def cov_seqapi_walk_and_stream_gap(ctx):
+    """seqapi walks from seq 0: complete after its first walk; an open
+    stream gap (it belongs to no one conversation) makes none complete."""
+    ctx.setup(conversations=6, messages=120, contacts=5)
+    cfg = ctx.config(page_size=e2e.PS)
+    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    cov = coverage(ctx, "wa")
+    eq(len(cov), 6, "conversations")
+    every_row_counts(cov)
+    check(all(v["history_complete"] for v in cov.values()),
+          "not complete after the first walk from seq 0", cov)
+    eq(status_coverage(ctx, cfg, "wa"),
+       {"conversations": 6, "complete": 6, "gaps": 0, "unrecoverable": 0},
+       "sync-status coverage")
+
+    # A gap the upstream left in the messages stream (as gap healing keeps it).
+    ctx.sql("INSERT INTO stream_gap (source_id, stream, lo, hi)"
+            " SELECT id, 'messages', 5, 6 FROM source WHERE name = 'wa'")
+    ctx.fake.add("messages", 3)
+    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    cov = coverage(ctx, "wa")
+    every_row_counts(cov)
+    check(not any(v["history_complete"] for v in cov.values()),
+          "complete with an open stream gap", cov)
+    c = status_coverage(ctx, cfg, "wa")
+    eq((c["complete"], c["gaps"]), (0, 1), "sync-status complete, gaps with a stream gap")
+
+    # The gap closed: the next pass that stores anything makes them complete.
+    ctx.sql("DELETE FROM stream_gap")
+    ctx.fake.add("messages", 1)
+    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    cov = coverage(ctx, "wa")
+    check(all(v["history_complete"] for v in cov.values()),
+          "not complete once the stream gap closed", cov)
+
+
+@test
+def cov_noop_pass_rewrites_nothing(ctx):
+    """A pass that stores nothing leaves every coverage row as it was."""
+    ctx.setup(conversations=4, messages=40, contacts=3)
+    cfg = ctx.config(page_size=e2e.PS)
+    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    before = ctx.sql("SELECT string_agg(conversation_id || ':' || seq || ':' ||"
+                     " checked_at, ',' ORDER BY conversation_id) FROM coverage")
+    check(before, "no coverage rows after the first pass")
+    r = ctx.run("incr-sync", "-j", cfg=cfg)
+    ok_pass(r, "incr-sync")
+    eq(r.source()["totals"]["inserted"] + r.source()["totals"]["updated"], 0,
+       "rows written by the no-op pass")
+    eq(ctx.sql("SELECT string_agg(conversation_id || ':' || seq || ':' ||"
+               " checked_at, ',' ORDER BY conversation_id) FROM coverage"), before,
+       "coverage rows after a no-op pass")
+    # One new message rewrites only its conversation's row.
+    top = ctx.sql("SELECT max(seq) FROM coverage")
+    ctx.fake.add("messages", 1)
+    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    eq(ctx.sql("SELECT count(*) FROM coverage WHERE seq > %s" % top), "1",
+       "coverage rows changed by one new message")
+
+
+@test
+def cov_sync_status_formats(ctx):
+    """sync-status shows coverage as text, JSON and Prometheus."""
+    ctx.setup(conversations=3, messages=30, contacts=2)
+    cfg = ctx.config(page_size=e2e.PS)
+    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    ctx.sql("UPDATE coverage SET unrecoverable = 5, history_complete = false"
+            " WHERE conversation_id = (SELECT min(conversation_id) FROM coverage)")
+    eq(status_coverage(ctx, cfg, "wa"),
+       {"conversations": 3, "complete": 2, "gaps": 0, "unrecoverable": 5},
+       "sync-status --json coverage")
+    r = ctx.run("sync-status", cfg=cfg)
+    eq(r.rc, 0, "sync-status exit status")
+    check("coverage: 2 of 3 conversations complete, 0 gaps, 5 unrecoverable messages"
+          in r.out, "no coverage line in sync-status", r.out)
+    r = ctx.run("sync-status", "--prometheus", cfg=cfg)
+    eq(r.rc, 0, "sync-status --prometheus exit status")
+    for name, v in (("msgsync_coverage_conversations", 3),
+                    ("msgsync_coverage_complete_conversations", 2),
+                    ("msgsync_coverage_gaps", 0),
+                    ("msgsync_coverage_unrecoverable_messages", 5)):
+        check("# HELP %s " % name in r.out and "# TYPE %s gauge" % name in r.out,
+              "no HELP/TYPE of %s" % name, r.out)
+        check(re.search(r'^%s\{source="wa"\} %d$' % (name, v), r.out, re.M),
+              "no sample %s = %d" % (name, v), r.out)
