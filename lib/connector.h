@@ -727,7 +727,7 @@ struct sync_history {
 	long long	 upstream_count; /* messages the provider says it has; -1
 					   unknown */
 	const char	*listable_from;	/* RFC 3339: none sent before it can be
-					   listed (NULL: all can) */
+					   listed; "": all can; NULL: unknown */
 	long long	 unrecoverable;	/* messages known to exist that the provider
 					   will not give; -1 unknown */
 	long long	 gaps;		/* known missing ranges; -1 unknown */

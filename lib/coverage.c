@@ -40,8 +40,10 @@ sync_page_history(struct sync_page *pg, const struct sync_history *h)
 	for (i = 0; i < pg->nhistory; i++)
 		if (strcmp(pg->history[i].conversation, h->conversation) == 0) {
 			r = &pg->history[i];
-			free(r->listable_from);
-			r->listable_from = lf;
+			if (lf != NULL) {
+				free(r->listable_from);
+				r->listable_from = lf;
+			}
 			history_merge(r, h);
 			return 0;
 		}
@@ -79,8 +81,8 @@ sync_page_history_release(struct sync_page *pg)
 
 /*
  * A page's reports: $2.. arrays of conversation ids, reached_start,
- * upstream counts, listable_from ('' for none), unrecoverable, gaps (-1:
- * unknown).  Conversations not seen yet get placeholders, as messages
+ * upstream counts, listable_from ('' for none, NULL unknown),
+ * unrecoverable, gaps (-1: unknown).  Conversations not seen yet get placeholders, as messages
  * naming them do; an existing row changes (and gets a new seq) only when a
  * fact changes.
  */
@@ -104,12 +106,14 @@ static const char q_page[] =
     "  gaps = CASE WHEN r.gaps >= 0 THEN r.gaps ELSE v.gaps END,"
     "  history_reached_at = CASE WHEN r.reached THEN now()"
     "   ELSE v.history_reached_at END,"
-    "  listable_from = r.lf, updated_at = now(), seq = nextval('msgsync_seq')"
+    "  listable_from = CASE WHEN r.listable IS NULL THEN v.listable_from"
+    "   ELSE r.lf END, updated_at = now(), seq = nextval('msgsync_seq')"
     "  FROM r WHERE v.conversation_id = r.cid AND (r.reached"
     "  OR (r.upstream >= 0 AND r.upstream IS DISTINCT FROM v.upstream_messages)"
     "  OR (r.unrec >= 0 AND r.unrec <> v.unrecoverable)"
     "  OR (r.gaps >= 0 AND r.gaps <> v.gaps)"
-    "  OR r.lf IS DISTINCT FROM v.listable_from) RETURNING 1)"
+    "  OR (r.listable IS NOT NULL AND r.lf IS DISTINCT FROM v.listable_from))"
+    "  RETURNING 1)"
     " INSERT INTO coverage (conversation_id, source_id, upstream_messages,"
     "  unrecoverable, gaps, history_reached_at, listable_from)"
     " SELECT r.cid, $1, NULLIF(r.upstream, -1), greatest(r.unrec, 0),"
@@ -117,6 +121,13 @@ static const char q_page[] =
     " WHERE r.cid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM coverage v"
     "  WHERE v.conversation_id = r.cid)"
     " ON CONFLICT DO NOTHING";
+
+/* Adds a NULL element to an array literal (sync_db_array_add()'s form). */
+static int
+array_null(struct sync_buf *a)
+{
+	return sync_buf_adds(a, a->len == 0 ? "{NULL" : ",NULL");
+}
 
 static int
 num_add(struct sync_buf *a, long long v)
@@ -148,8 +159,8 @@ sync_coverage_page(struct sync_db *db, int id, const struct sync_page *pg,
 		bad = sync_db_array_add(&a[0], h->conversation) == -1 ||
 		    sync_db_array_add(&a[1], h->reached_start ? "t" : "f") == -1 ||
 		    num_add(&a[2], h->upstream_count) == -1 ||
-		    sync_db_array_add(&a[3], h->listable_from != NULL ?
-		    h->listable_from : "") == -1 ||
+		    (h->listable_from != NULL ? sync_db_array_add(&a[3],
+		    h->listable_from) : array_null(&a[3])) == -1 ||
 		    num_add(&a[4], h->unrecoverable) == -1 ||
 		    num_add(&a[5], h->gaps) == -1;
 	}

@@ -307,7 +307,7 @@ struct sync_reject {
 /* A sync_page_history() report, as the page keeps it (coverage.c). */
 struct sync_history_row {
 	char		*conversation;
-	char		*listable_from;	/* NULL: all listable */
+	char		*listable_from;	/* "": all listable; NULL: unknown */
 	int		 reached_start;
 	long long	 upstream_count, unrecoverable, gaps;	/* -1 unknown */
 };

@@ -162,3 +162,40 @@ def cov_sync_status_formats(ctx):
               "no HELP/TYPE of %s" % name, r.out)
         check(re.search(r'^%s\{source="wa"\} %d$' % (name, v), r.out, re.M),
               "no sample %s = %d" % (name, v), r.out)
+
+
+@test
+def cov_instagram_limit(ctx):
+    """Instagram details only the newest 20 messages of a conversation: one
+    of 25 has 5 unrecoverable, is listable only from its 20th newest
+    message, and is never complete; a short one is complete."""
+    import facebook_e2e as fb
+    fake = fb.fb_setup(ctx, conversations=0)
+    cfg = fb.fb_config(ctx, extra='platform = "instagram";')
+    long_id = fake.post("conversation", platform="instagram", messages=25,
+                        step=10)["ids"][0]
+    short_id = fake.post("conversation", platform="instagram", messages=3,
+                         step=10)["ids"][0]
+    ok_pass(ctx.run("full-sync", "-j", cfg=cfg), "full-sync")
+    cov = coverage(ctx, "fb")
+    every_row_counts(cov)
+    lg, sh = cov[long_id], cov[short_id]
+    eq((lg["stored_messages"], lg["upstream_messages"], lg["unrecoverable"],
+        lg["limited"], lg["history_complete"]), (20, 25, 5, True, False),
+       "the long conversation's coverage")
+    eq(ctx.sql("SELECT v.listable_from = min(m.sent_at) FROM coverage v"
+               " JOIN conversation c ON c.id = v.conversation_id"
+               " JOIN message m ON m.conversation_id = c.id"
+               " WHERE c.external_id = '%s' GROUP BY v.listable_from" % long_id),
+       "t", "listable_from is the oldest readable message's time")
+    eq((sh["stored_messages"], sh["upstream_messages"], sh["unrecoverable"],
+        sh["limited"], sh["history_complete"]), (3, 3, 0, False, True),
+       "the short conversation's coverage")
+    eq(status_coverage(ctx, cfg, "fb"),
+       {"conversations": 2, "complete": 1, "gaps": 0, "unrecoverable": 5},
+       "sync-status coverage")
+    # A no-op pass leaves the rows as they were.
+    before = ctx.sql("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM coverage")
+    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    eq(ctx.sql("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM coverage"), before,
+       "coverage rows after a pass that found nothing new")
