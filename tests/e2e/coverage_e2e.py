@@ -199,3 +199,33 @@ def cov_instagram_limit(ctx):
     ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
     eq(ctx.sql("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM coverage"), before,
        "coverage rows after a pass that found nothing new")
+
+
+@test
+def cov_telegram_per_chat(ctx):
+    """Telegram walks chat by chat: a chat whose walk reached its first
+    message is complete even after an incr-sync; an old chat cut by the
+    cold-start window is not until a full sync walks it whole."""
+    import telegram_e2e as tg
+    s = tg.tg_setup(ctx)
+    # A chat of old messages only: the cold-start window stops before them.
+    old = tg.GROUP
+    for m in s.chat(old)["messages"]:
+        m["date"] = tg.NOW - 30 * 86400 - m["id"] // tg.SHIFT
+    s.write()
+    ok_pass(ctx.run("incr-sync", "-j"), "incr-sync")
+    cov = coverage(ctx, "tg")
+    every_row_counts(cov)
+    young = [k for k in cov if k != str(old)]
+    check(young, "no chat within the window", cov)
+    for k in young:
+        eq((cov[k]["reached"], cov[k]["history_complete"], cov[k]["gaps"]),
+           (True, True, 0), "chat %s after the incr-sync" % k)
+    check(str(old) in cov, "the old chat is not stored", cov)
+    eq((cov[str(old)]["reached"], cov[str(old)]["history_complete"]), (False, False),
+       "the old chat after a cold start")
+    ok_pass(ctx.run("full-sync", "-j"), "full-sync")
+    cov = coverage(ctx, "tg")
+    every_row_counts(cov)
+    check(all(v["history_complete"] for v in cov.values()),
+          "a chat is not complete after the full sync", cov)
