@@ -735,11 +735,14 @@ struct sync_history {
 
 /*
  * MAY: tells the engine what the walk of this page learnt of a
- * conversation (copied).  Stored in the page's transaction, in the
- * conversation's coverage row (created, with a placeholder conversation,
- * if needed); unknown values (-1) keep what an earlier page said, and
- * reached_start 0 never forgets an earlier walk that reached the start.
- * -1 on ENOMEM.
+ * conversation (copied; several calls for one conversation in a page
+ * merge, the later facts winning).  Stored in the page's transaction, in
+ * the conversation's coverage row (created, with a placeholder
+ * conversation, if needed); unknown values (-1, NULL) keep what an earlier
+ * page said, and reached_start 0 never forgets an earlier walk that
+ * reached the start.  The engine decides from these facts, and from the
+ * walks of whole streams, whether the conversation is complete.  A report
+ * that changes nothing rewrites nothing.  -1 on ENOMEM.
  */
 int		sync_page_history(struct sync_page *, const struct sync_history *);
 
