@@ -22,9 +22,13 @@ stats, wait).
 Control API for tests (JSON bodies; none of these are logged as requests):
 
   POST /_control/add      {"stream","n",["conversation_index"],["sender_index"],
+                           ["age_days": sent that many days ago (messages)],
                            ["special":{"OFFSET":"nul|badutf8|surrogate|hostile"}]}
   POST /_control/edit     {"stream", "ids":[...] | "indexes":[...] | "n":K,
-                           ["kind":"edit|delete|nul|badutf8|surrogate|hostile"]}
+                           ["kind":"edit|delete|purge|restore|nul|badutf8|surrogate|hostile"]}
+                           delete: a tombstone row ("deleted":true, new seq);
+                           purge: the row vanishes (a hard delete);
+                           restore: a purged row comes back with a new seq
   POST /_control/fault    {"endpoint":"messages|conversations|contacts|status|*",
                            "kind": "http"      (+"status":500, "body")
                                  | "429"       (+"retry_after":1)
@@ -45,6 +49,7 @@ Control API for tests (JSON bodies; none of these are logged as requests):
                                                has_more true: trusting it skips rows)
                            "times":1 (-1 = forever), "after":0 (let that many through first)}
   POST /_control/clear_faults
+  POST /_control/prerender   render every page again (--prerender after changes)
   POST /_control/reset_seq {"keep":M, ["streams":[...]]}   backend restored from
                            an old backup: only the first M original rows remain,
                            seqs continue from there (below a reader's cursor)
@@ -172,6 +177,8 @@ class Stream:
         self.version = {}               # index -> edit count
         self.special = {}               # index -> hostile body kind
         self.deleted = set()
+        self.purged = set()             # hard-deleted: gone from every page
+        self.sent_of = {}               # message index -> sent_at (epoch s)
         self.conv_of = {}               # message index -> conversation index
         self.sender_of = {}             # message index -> contact index or -1
         self.custom = set()             # indexes with any of the above
@@ -269,6 +276,30 @@ class Stream:
         self.custom.add(idx)
         return s
 
+    def purge(self, idx):
+        """Removes row idx outright (a hard delete: no tombstone)."""
+        old = self.current_seq(idx)
+        if old is None:
+            raise KeyError("no live row %d in %s" % (idx, self.name))
+        if idx in self.item_seq:
+            del self.tail_items[old]
+            del self.tail_seqs[bisect.bisect_left(self.tail_seqs, old)]
+            del self.item_seq[idx]
+        else:
+            self.moved.add(idx)
+            bisect.insort(self.moved_seqs, old)
+        self.purged.add(idx)
+
+    def restore(self, idx):
+        """A purged row comes back, with a new seq; returns it."""
+        self.purged.discard(idx)
+        s = self._next_seq()
+        self.tail_seqs.append(s)
+        self.tail_items[s] = idx
+        self.item_seq[idx] = s
+        self.custom.add(idx)
+        return s
+
     def reset(self, keep):
         """Backend restored from an old backup: only the first `keep`
         original rows, in their original state; seqs continue after them."""
@@ -283,6 +314,7 @@ class Stream:
         self.version = {}
         self.special = {k: v for k, v in self.special.items() if k < keep}
         self.deleted = set()
+        self.purged = set()
         self.conv_of = {k: v for k, v in self.conv_of.items() if k < keep}
         self.sender_of = {k: v for k, v in self.sender_of.items() if k < keep}
         self.custom = set(self.special) | set(self.conv_of) | set(self.sender_of)
@@ -339,7 +371,7 @@ class Integration:
         if sender is None:
             sender = -1 if from_me else (i * 7919) % self.n_contacts0
         sender_s = "null" if sender < 0 else '"k%d"' % sender
-        sent = ts(BASE_EPOCH + i * 37)
+        sent = ts(st.sent_of.get(i, BASE_EPOCH + i * 37))
         sp = st.special.get(i)
         deleted = i in st.deleted
         if deleted:
@@ -754,6 +786,9 @@ class Handler(fakelib.Handler):
         st = self.server.state
         if what in ("add", "edit", "reset_seq", "config"):
             st.pages = None     # pre-rendered pages no longer say what is there
+        if what == "prerender":
+            st.prerender()
+            return {"pages": len(st.pages)}
         if what == "add":
             it = st.integ(d)
             s = it.streams[d.get("stream", "messages")]
@@ -764,6 +799,9 @@ class Handler(fakelib.Handler):
                     s.custom.add(i)
                 if "sender_index" in d:
                     s.sender_of[i] = int(d["sender_index"])
+                    s.custom.add(i)
+                if "age_days" in d:
+                    s.sent_of[i] = int(time.time() - float(d["age_days"]) * 86400)
                     s.custom.add(i)
             for off, kind in (d.get("special") or {}).items():
                 if kind not in SPECIAL_BODIES:
@@ -788,6 +826,12 @@ class Handler(fakelib.Handler):
             kind = d.get("kind", "edit")
             seqs = []
             for i in idxs:
+                if kind == "purge":
+                    s.purge(i)
+                    continue
+                if kind == "restore":
+                    seqs.append(s.restore(i))
+                    continue
                 if kind == "delete":
                     s.deleted.add(i)
                 elif kind in SPECIAL_BODIES:
