@@ -229,3 +229,29 @@ def cov_telegram_per_chat(ctx):
     every_row_counts(cov)
     check(all(v["history_complete"] for v in cov.values()),
           "a chat is not complete after the full sync", cov)
+
+
+@test
+def cov_instagram_limit_never_pruned(ctx):
+    """Messages stored while they were among the newest 20 and pushed past
+    the limit since are before the conversation's listable_from: two
+    full-sync --prune walks leave them alone."""
+    import facebook_e2e as fb
+    fake = fb.fb_setup(ctx, conversations=0)
+    cfg = fb.fb_config(ctx, extra='platform = "instagram";')
+    cid = fake.post("conversation", platform="instagram", messages=15, step=10,
+                    ago=3600)["ids"][0]
+    ok_pass(ctx.run("full-sync", "-j", cfg=cfg), "full-sync")
+    eq(coverage(ctx, "fb")[cid]["history_complete"], True, "15 messages: complete")
+    fake.post("message", conversation=cid, n=10, step=10)
+    for k in range(2):
+        r = ctx.run("full-sync", "--prune", "-j", cfg=cfg)
+        ok_pass(r, "full-sync")
+    st = r.stream("conversations", "fb")
+    eq((st.get("missing"), st.get("pruned")), (0, 0), "missing, pruned by the second walk")
+    eq(ctx.count("message", "deleted_at IS NOT NULL OR missing_since IS NOT NULL"), 0,
+       "messages marked missing or deleted")
+    v = coverage(ctx, "fb")[cid]
+    eq((v["stored_messages"], v["upstream_messages"], v["unrecoverable"], v["limited"],
+        v["history_complete"]), (25, 25, 5, True, False),
+       "coverage once 5 stored messages went past the limit")
