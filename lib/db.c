@@ -2273,6 +2273,18 @@ sync_db_rejected_resolve(struct sync_db *db, int id, const char *stream,
 	    "resolve a rejected row", err);
 }
 
+/* *out gets the rows of r (which it then owns; r is cleared on ENOMEM). */
+static enum sync_rc
+rows_wrap(PGresult *r, struct sync_rows **out, struct sync_err *err)
+{
+	if ((*out = malloc(sizeof(**out))) == NULL) {
+		PQclear(r);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	}
+	(*out)->res = r;
+	return SYNC_OK;
+}
+
 enum sync_rc
 sync_db_query(struct sync_db *db, const char *sql, int n, const char *const *p,
     struct sync_rows **out, struct sync_err *err)
@@ -2290,12 +2302,7 @@ sync_db_query(struct sync_db *db, const char *sql, int n, const char *const *p,
 		PQclear(r);
 		return rc;
 	}
-	if ((*out = malloc(sizeof(**out))) == NULL) {
-		PQclear(r);
-		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
-	}
-	(*out)->res = r;
-	return SYNC_OK;
+	return rows_wrap(r, out, err);
 }
 
 enum sync_rc
@@ -2314,12 +2321,7 @@ sync_db_exec(struct sync_db *db, const char *what, const char *sql, int n,
 		PQclear(r);
 		return SYNC_OK;
 	}
-	if ((*out = malloc(sizeof(**out))) == NULL) {
-		PQclear(r);
-		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
-	}
-	(*out)->res = r;
-	return SYNC_OK;
+	return rows_wrap(r, out, err);
 }
 
 int
