@@ -154,6 +154,15 @@ source_json(const struct sync_result *res, const struct sync_source_result *s)
 			bad |= !cJSON_AddItemToObject(st, "checkpoint",
 			    str_or_null(r->checkpoint));
 		bad |= add_counts(st, &r->c, 1) == -1;
+		/* since_seq streams: the gaps kept and re-read (gaps.c). */
+		if (r->gaps_kept) {
+			bad |= cJSON_AddNumberToObject(st, "gaps_healed",
+			    (double)r->c.gaps_healed) == NULL;
+			bad |= cJSON_AddNumberToObject(st, "gaps_open",
+			    (double)r->c.gaps_open) == NULL;
+			bad |= cJSON_AddNumberToObject(st, "gaps_unrecoverable",
+			    (double)r->c.gaps_unrecoverable) == NULL;
+		}
 	}
 	if (!bad && ((t = cJSON_AddObjectToObject(o, "totals")) == NULL ||
 	    add_counts(t, &s->totals, 0) == -1))

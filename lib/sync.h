@@ -158,6 +158,10 @@ struct sync_counts {
 	long long	 sanitized;
 	long long	 outliers;	/* times beyond now + max_clock_skew */
 	long long	 rejected;	/* rows quarantined (on_bad_row) */
+	/* since_seq streams' gaps (gaps.c) */
+	long long	 gaps_healed;	/* closed: every position found */
+	long long	 gaps_unrecoverable;	/* reported: the window passed */
+	long long	 gaps_open;	/* still re-read (after the pass) */
 };
 
 /* Rows of another entity written along with a stream's pages (SPEC §5). */
@@ -177,6 +181,7 @@ struct sync_stream_result {
 	char		*cursor_before;	/* owned, may be NULL */
 	char		*cursor_after;	/* owned, may be NULL */
 	char		*checkpoint;	/* owned: an unfinished full walk's */
+	int		 gaps_kept;	/* reports the gaps_* counters */
 	struct sync_counts c;
 };
 
