@@ -228,3 +228,36 @@ def anchor_costs_no_request(ctx):
     m = r.stream("messages")
     eq((m["fetched"], m["inserted"], m["unchanged"]), (PS["messages"], PS["messages"], 0),
        "the anchor row is not counted")
+
+
+@test
+def smseagle_reset_past_cursor(ctx):
+    # The gateway is re-created and its new ids already passed the old
+    # cursor: rows come back above it, and only the anchors (the folder's
+    # highest messages as stored) show that the ids were given out again.
+    import smseagle_e2e as sms
+    fake = sms.sms_setup(ctx, inbox=30, sent=30)
+    sms.sms_config(ctx, extra="cold_start_days = 0;")
+    ok_pass(ctx.run("incr-sync", "-j"))
+    cur = ctx.cursor("inbox", "sms")
+    n = ctx.count("message")
+    fake.post("reset_ids", keep=0)
+    new = fake.inbox(int(cur) + 10)
+    check(max(new) > int(cur), "the new ids pass the old cursor", new[-3:], cur)
+    r = ctx.run("incr-sync", "-j")
+    r.expect_rc(65)
+    s = r.source("sms")
+    eq(s["error"]["kind"], "protocol", "error kind")
+    msg = s["error"]["message"]
+    check("inbox" in msg and "full-sync --restart --source sms" in msg,
+          "the error names the folder and the way out", msg)
+    eq(ctx.cursor("inbox", "sms"), cur, "inbox cursor kept")
+    eq(ctx.count("message"), n, "nothing of the new device stored")
+    r = ctx.run("full-sync", "-j", "--restart")
+    ok_pass(r)
+    eq(ctx.cursor("inbox", "sms"), str(max(new)), "inbox cursor after the restarted walk")
+    ok_pass(ctx.run("incr-sync", "-j"))
+    fake.inbox(2)
+    r = ctx.run("incr-sync", "-j")
+    ok_pass(r)
+    eq(r.stream("inbox", "sms")["inserted"], 2, "new messages after the take-up")
