@@ -505,7 +505,8 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 	if (anchor_parse(st->state.fingerprint, &aseq, &aid) != 0)
 		aseq = 0;
 	qsince = since;
-	if (first && st->mode == SYNC_MODE_INCR && aseq == cursor && since == cursor) {
+	if (first && st->mode == SYNC_MODE_INCR && aseq > 0 && aseq == cursor &&
+	    since == cursor) {
 		qsince = since - 1;
 		limit++;
 	}
