@@ -261,3 +261,32 @@ def smseagle_reset_past_cursor(ctx):
     r = ctx.run("incr-sync", "-j")
     ok_pass(r)
     eq(r.stream("inbox", "sms")["inserted"], 2, "new messages after the take-up")
+
+
+@test
+def gap_partly_filled(ctx):
+    # A gap of two seqs of which one commits: the row is stored, the gap
+    # shrinks to the other seq and keeps when it was first found.
+    _gap_setup(ctx)
+    lo = ctx.fake.add("messages", 2, hold=True)["first_seq"]
+    ctx.fake.add("messages", 1)
+    ok_pass(ctx.run("incr-sync", "-j"))
+    g = _gaps(ctx)
+    eq([(x["lo"], x["hi"]) for x in g], [(lo, lo + 1)], "stream_gap rows")
+    found = g[0]["found"]
+    ctx.fake.call("commit", {"stream": "messages", "n": 1})
+    r = ctx.run("incr-sync", "-j")
+    ok_pass(r)
+    m = r.stream("messages")
+    eq((m["inserted"], m.get("gaps_healed"), m.get("gaps_open")), (1, 0, 1),
+       "inserted, gaps_healed, gaps_open")
+    eq([(x["lo"], x["hi"], x["found"], x["reads"]) for x in _gaps(ctx)],
+       [(lo + 1, lo + 1, found, 1)], "the gap that is left")
+    ctx.fake.call("commit", {"stream": "messages"})
+    r = ctx.run("incr-sync", "-j")
+    ok_pass(r)
+    m = r.stream("messages")
+    eq((m["inserted"], m.get("gaps_healed"), m.get("gaps_open")), (1, 1, 0),
+       "inserted, gaps_healed, gaps_open at the end")
+    eq(_gaps(ctx), [], "stream_gap at the end")
+    assert_exact(ctx)

@@ -53,8 +53,9 @@ Control API for tests (JSON bodies; none of these are logged as requests):
                            whose new seqs may pass the old cursor: add them)
   POST /_control/add {..., "hold":true}   the rows get their seqs but stay
                            invisible (pages, status, counts) until
-  POST /_control/commit {"stream"}       commits them: a concurrent writer's
-                           transaction that commits after higher seqs were served
+  POST /_control/commit {"stream",["n"]}  commits them (n: the n lowest only): a
+                           concurrent writer's transaction that commits after
+                           higher seqs were served
   POST /_control/gate     {"endpoint", "after":N}  block the (N+1)th request to
                            the endpoint from now on until /_control/release
   POST /_control/release
@@ -823,9 +824,11 @@ class Handler(fakelib.Handler):
         if what == "commit":
             it = st.integ(d)
             s = it.streams[d.get("stream", "messages")]
-            n = len(s.hidden)
-            s.hidden = set()
-            return {"committed": n, "latest_seq": s.latest_seq()}
+            held = sorted(s.hidden)
+            if "n" in d:
+                held = held[:int(d["n"])]
+            s.hidden -= set(held)
+            return {"committed": held, "latest_seq": s.latest_seq()}
         if what == "reset_seq":
             it = st.integ(d)
             it.reset_seq(int(d.get("keep", 0)), d.get("streams"), bool(d.get("recreate")))
