@@ -2281,9 +2281,34 @@ sync_rows_free(struct sync_rows *rows)
 /* ---- stream_gap: gaps of since_seq streams (gaps.c) ------------------- */
 
 enum sync_rc
+sync_db_gaps_summary(struct sync_db *db, int id, struct sync_gapsum *v,
+    size_t max, size_t *n, struct sync_err *err)
+{
+	char sid[16];
+	const char *p[1] = { sid };
+	PGresult *r = NULL;
+	enum sync_rc rc;
+	int i;
+
+	*n = 0;
+	snprintf(sid, sizeof(sid), "%d", id);
+	if ((rc = exec_params(db, "SELECT stream, count(*) FILTER (WHERE"
+	    " unrecoverable_at IS NULL), max(hi) FROM stream_gap WHERE source_id = $1"
+	    " GROUP BY stream", 1, p, &r, "read the source's gaps", err)) != SYNC_OK)
+		return rc;
+	for (i = 0; i < PQntuples(r) && *n < max; i++) {
+		snprintf(v[*n].stream, sizeof(v[*n].stream), "%s", PQgetvalue(r, i, 0));
+		v[*n].open = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+		v[*n].top = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+		(*n)++;
+	}
+	PQclear(r);
+	return SYNC_OK;
+}
+
+enum sync_rc
 sync_db_gaps_load(struct sync_db *db, int id, const char *stream, size_t max,
-    struct sync_gap **v, size_t *n, long long *open, long long *top,
-    struct sync_err *err)
+    struct sync_gap **v, size_t *n, struct sync_err *err)
 {
 	char sid[16], lim[24];
 	const char *p[3] = { sid, stream, lim };
@@ -2293,28 +2318,18 @@ sync_db_gaps_load(struct sync_db *db, int id, const char *stream, size_t max,
 
 	*v = NULL;
 	*n = 0;
-	*open = 0;
-	*top = -1;
 	snprintf(sid, sizeof(sid), "%d", id);
 	snprintf(lim, sizeof(lim), "%zu", max);
-	/* The first row: how many are open, the highest position of all. */
-	if ((rc = exec_params(db, "(SELECT 0 AS k, count(*) FILTER (WHERE"
-	    " unrecoverable_at IS NULL), coalesce(max(hi), -1) FROM stream_gap"
-	    " WHERE source_id = $1 AND stream = $2) UNION ALL (SELECT 1, lo, hi"
-	    " FROM stream_gap WHERE source_id = $1 AND stream = $2 AND"
-	    " unrecoverable_at IS NULL ORDER BY lo LIMIT $3) ORDER BY 1, 2", 3, p,
-	    &r, "load the stream's gaps", err)) != SYNC_OK)
+	if ((rc = exec_params(db, "SELECT lo, hi FROM stream_gap WHERE source_id = $1"
+	    " AND stream = $2 AND unrecoverable_at IS NULL ORDER BY lo LIMIT $3", 3,
+	    p, &r, "load the stream's gaps", err)) != SYNC_OK)
 		return rc;
 	nt = PQntuples(r);
-	if (nt > 0) {
-		*open = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-		*top = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
-	}
-	if (nt > 1 && (*v = calloc((size_t)nt - 1, sizeof(**v))) == NULL)
+	if (nt > 0 && (*v = calloc((size_t)nt, sizeof(**v))) == NULL)
 		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
-	for (i = 1; rc == SYNC_OK && i < nt; i++) {
-		(*v)[*n].lo = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-		(*v)[*n].hi = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+	for (i = 0; rc == SYNC_OK && i < nt; i++) {
+		(*v)[*n].lo = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		(*v)[*n].hi = strtoll(PQgetvalue(r, i, 1), NULL, 10);
 		(*n)++;
 	}
 	PQclear(r);

@@ -75,6 +75,9 @@ struct job {
 	double		 deadline;
 	long long	 batches;	/* pages committed */
 	struct sync_gaps gaps;		/* the running stream's (SYNC_CONN_GAPS) */
+	struct sync_gapsum gapsum[16];	/* the source's, read once per pass */
+	size_t		 ngapsum;
+	int		 gapsum_read;
 };
 
 /*
@@ -485,9 +488,12 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		j->gaps.floor = sync_cursor_int(st.state.cursor);
 		j->gaps.window = sync_cfg_int(j->src, "gap_window",
 		    SYNC_GAP_WINDOW_DEFAULT);
-		if ((rc = sync_gaps_load(j->db, j->id, name, &j->gaps, err)) !=
-		    SYNC_OK)
+		if ((!j->gapsum_read && (rc = sync_db_gaps_summary(j->db, j->id,
+		    j->gapsum, 16, &j->ngapsum, err)) != SYNC_OK) ||
+		    (rc = sync_gaps_load(j->db, j->id, name, j->gapsum, j->ngapsum,
+		    &j->gaps, err)) != SYNC_OK)
 			goto out;
+		j->gapsum_read = 1;
 		st.gaps = j->gaps.v;
 		st.ngaps = j->gaps.n;
 		sr->c.gaps_open = j->gaps.open;

@@ -41,10 +41,21 @@ sync_page_missing(struct sync_page *pg, long long lo, long long hi)
 
 enum sync_rc
 sync_gaps_load(struct sync_db *db, int id, const char *stream,
-    struct sync_gaps *g, struct sync_err *err)
+    const struct sync_gapsum *sum, size_t nsum, struct sync_gaps *g,
+    struct sync_err *err)
 {
-	return sync_db_gaps_load(db, id, stream, SYNC_GAPS_MAX, &g->v, &g->n,
-	    &g->open, &g->top, err);
+	size_t i;
+
+	g->open = 0;
+	g->top = -1;
+	for (i = 0; i < nsum; i++)
+		if (strcmp(sum[i].stream, stream) == 0) {
+			g->open = sum[i].open;
+			g->top = sum[i].top;
+		}
+	if (g->open == 0)
+		return SYNC_OK;
+	return sync_db_gaps_load(db, id, stream, SYNC_GAPS_MAX, &g->v, &g->n, err);
 }
 
 void

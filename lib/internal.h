@@ -356,14 +356,18 @@ struct sync_gaps {
 	long long	 window;	/* the source's gap_window */
 };
 
-/*
- * Loads the open gaps of a stream (at most max, lowest first) into *v and
- * *n, how many are open into *open, the highest position of all its gaps
- * (-1: none) into *top.
- */
+/* A stream's gaps in a word: how many are open, the highest position. */
+struct sync_gapsum {
+	char		 stream[32];
+	long long	 open, top;
+};
+
+/* The gaps of each stream of a source that has any (at most max streams). */
+enum sync_rc	sync_db_gaps_summary(struct sync_db *, int, struct sync_gapsum *,
+		    size_t max, size_t *n, struct sync_err *);
+/* Loads the open gaps of a stream (at most max, lowest first). */
 enum sync_rc	sync_db_gaps_load(struct sync_db *, int, const char *stream,
-		    size_t max, struct sync_gap **v, size_t *n, long long *open,
-		    long long *top, struct sync_err *);
+		    size_t max, struct sync_gap **v, size_t *n, struct sync_err *);
 /* The stored gaps overlapping (from, to], locked (in a transaction). */
 enum sync_rc	sync_db_gaps_in(struct sync_db *, int, const char *stream,
 		    long long from, long long to, struct sync_gaprow **, size_t *,
@@ -379,9 +383,14 @@ enum sync_rc	sync_db_gap_put(struct sync_db *, int, const char *stream,
 		    const struct sync_gaprow *, long long window, int *open,
 		    int *marked, struct sync_err *);
 
-/* Loads a stream's gaps for a pass (g->floor and g->window are the caller's). */
+/*
+ * Loads a stream's gaps for a pass (g->floor and g->window are the
+ * caller's): sum is the source's summary (one query per source, not per
+ * stream: a pass with nothing to re-read stays cheap).
+ */
 enum sync_rc	sync_gaps_load(struct sync_db *, int, const char *stream,
-		    struct sync_gaps *, struct sync_err *);
+		    const struct sync_gapsum *sum, size_t nsum, struct sync_gaps *,
+		    struct sync_err *);
 /*
  * In the page's transaction: records the page's new gaps, closes those it
  * found filled, marks those whose window passed; counts in c.
