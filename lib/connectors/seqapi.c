@@ -334,6 +334,25 @@ row_seq(const cJSON *row, int n, long long prev, const char *url,
 	return SYNC_OK;
 }
 
+/*
+ * After the n rows of a page asked after since, the last at seq last: its
+ * latest_seq must agree, and a page that has more must advance.
+ */
+static enum sync_rc
+page_end(const char *url, int n, long long latest, long long last,
+    int has_more, long long since, struct sync_err *err)
+{
+	if (n > 0 && latest >= 0 && latest != last)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': latest_seq %lld disagrees with the last row's seq %lld",
+		    url, latest, last);
+	if (has_more && last <= since)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': pagination does not advance (has_more is true but "
+		    "latest_seq stays at %lld)", url, since);
+	return SYNC_OK;
+}
+
 /* Adds the row at seq to the page (stored, or rejected). */
 static enum sync_rc
 take_row(struct sync_page *page, int idx, const cJSON *row, long long seq,
@@ -405,18 +424,8 @@ reread_gaps(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page
 		if ((rc = take_row(page, idx, row, seq, 0, err)) != SYNC_OK)
 			goto out;
 	}
-	if (n > 0 && latest >= 0 && latest != last) {
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': latest_seq %lld disagrees with the last row's seq %lld",
-		    url, latest, last);
+	if ((rc = page_end(url, n, latest, last, has_more, from, err)) != SYNC_OK)
 		goto out;
-	}
-	if (has_more && last <= from) {
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': pagination does not advance (has_more is true but "
-		    "latest_seq stays at %lld)", url, from);
-		goto out;
-	}
 	/* Read up to the cursor, or up to its last row when more follow. */
 	to = past || !has_more ? cursor : last;
 	if (to > prev && sync_page_missing(page, prev + 1, to) == -1)
@@ -551,19 +560,10 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 	if (prev < since)
 		prev = since;
 walked:
-	if (nrows > 0 && latest >= 0 && latest != last) {
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': latest_seq %lld disagrees with the last row's seq %lld",
-		    url, latest, last);
+	if ((rc = page_end(url, nrows, latest, last, has_more, since, err)) !=
+	    SYNC_OK)
 		goto out;
-	}
 	last = prev;
-	if (has_more && last <= since) {
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': pagination does not advance (has_more is true but "
-		    "latest_seq stays at %lld)", url, since);
-		goto out;
-	}
 	/* What the page read, for the gaps (gaps.c). */
 	if (last > since) {
 		page->read_from = since;
