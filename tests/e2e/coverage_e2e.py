@@ -79,7 +79,8 @@ def cov_smseagle_cold_start_then_full(ctx):
 @test
 def cov_seqapi_walk_and_stream_gap(ctx):
     """seqapi walks from seq 0: complete after its first walk; an open
-    stream gap (it belongs to no one conversation) makes none complete."""
+    stream gap (it belongs to no one conversation) makes none complete
+    until it is healed."""
     ctx.setup(conversations=6, messages=120, contacts=5)
     cfg = ctx.config(page_size=e2e.PS)
     ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
@@ -92,11 +93,11 @@ def cov_seqapi_walk_and_stream_gap(ctx):
        {"conversations": 6, "complete": 6, "gaps": 0, "unrecoverable": 0},
        "sync-status coverage")
 
-    # A gap the upstream left in the messages stream (as gap healing keeps it).
-    ctx.sql("INSERT INTO stream_gap (source_id, stream, lo, hi)"
-            " SELECT id, 'messages', 5, 6 FROM source WHERE name = 'wa'")
+    # A row committed late upstream: the pass that skips it keeps a gap.
+    ctx.fake.add("messages", 1, hold=True)
     ctx.fake.add("messages", 3)
     ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    eq(ctx.sql("SELECT count(*) FROM stream_gap"), "1", "stream gaps kept")
     cov = coverage(ctx, "wa")
     every_row_counts(cov)
     check(not any(v["history_complete"] for v in cov.values()),
@@ -104,13 +105,34 @@ def cov_seqapi_walk_and_stream_gap(ctx):
     c = status_coverage(ctx, cfg, "wa")
     eq((c["complete"], c["gaps"]), (0, 1), "sync-status complete, gaps with a stream gap")
 
-    # The gap closed: the next pass that stores anything makes them complete.
-    ctx.sql("DELETE FROM stream_gap")
-    ctx.fake.add("messages", 1)
+    # The row commits: the next pass heals the gap, and all are complete again.
+    ctx.fake.call("commit", {"stream": "messages"})
     ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    eq(ctx.sql("SELECT count(*) FROM stream_gap"), "0", "stream gaps after healing")
     cov = coverage(ctx, "wa")
+    every_row_counts(cov)
     check(all(v["history_complete"] for v in cov.values()),
           "not complete once the stream gap closed", cov)
+    eq(status_coverage(ctx, cfg, "wa"),
+       {"conversations": 6, "complete": 6, "gaps": 0, "unrecoverable": 0},
+       "sync-status coverage after healing")
+
+
+@test
+def cov_seqapi_unrecoverable_gap(ctx):
+    """A stream gap whose window passed counts as unrecoverable messages of
+    its source, and keeps every conversation from being complete."""
+    ctx.setup(conversations=4, messages=40, contacts=3)
+    cfg = ctx.config(page_size=e2e.PS, extra="gap_window = 0;")
+    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    ctx.fake.add("messages", 2, hold=True)
+    ctx.fake.add("messages", 1)
+    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    eq(status_coverage(ctx, cfg, "wa"),
+       {"conversations": 4, "complete": 0, "gaps": 1, "unrecoverable": 2},
+       "sync-status coverage with an unrecoverable two-seq gap")
+    check(not any(v["history_complete"] for v in coverage(ctx, "wa").values()),
+          "a conversation is complete with an unrecoverable stream gap")
 
 
 @test
