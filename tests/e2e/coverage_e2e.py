@@ -36,6 +36,28 @@ def status_coverage(ctx, cfg, source):
     raise e2e.Fail("no source %r in sync-status --json" % source)
 
 
+def seqapi_synced(ctx, conversations, messages, extra=""):
+    """A seqapi source walked once from seq 0 by incr-sync; its config."""
+    ctx.setup(conversations=conversations, messages=messages, contacts=3)
+    cfg = ctx.config(page_size=e2e.PS, extra=extra)
+    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    return cfg
+
+
+def rows_state(ctx):
+    """Every coverage row's id, seq and checked_at, as one text."""
+    return ctx.sql("SELECT string_agg(conversation_id || ':' || seq || ':' ||"
+                   " checked_at, ',' ORDER BY conversation_id) FROM coverage")
+
+
+def all_complete(ctx, source, want, what):
+    """Every conversation's row counts its messages and is complete as want."""
+    cov = coverage(ctx, source)
+    every_row_counts(cov)
+    check(all(v["history_complete"] == want for v in cov.values()), what, cov)
+    return cov
+
+
 def every_row_counts(cov):
     for ext, r in cov.items():
         check(r["stored_messages"] is not None, "conversation %s has no coverage row" % ext)
@@ -81,14 +103,9 @@ def cov_seqapi_walk_and_stream_gap(ctx):
     """seqapi walks from seq 0: complete after its first walk; an open
     stream gap (it belongs to no one conversation) makes none complete
     until it is healed."""
-    ctx.setup(conversations=6, messages=120, contacts=5)
-    cfg = ctx.config(page_size=e2e.PS)
-    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
-    cov = coverage(ctx, "wa")
+    cfg = seqapi_synced(ctx, 6, 120)
+    cov = all_complete(ctx, "wa", True, "not complete after the first walk from seq 0")
     eq(len(cov), 6, "conversations")
-    every_row_counts(cov)
-    check(all(v["history_complete"] for v in cov.values()),
-          "not complete after the first walk from seq 0", cov)
     eq(status_coverage(ctx, cfg, "wa"),
        {"conversations": 6, "complete": 6, "gaps": 0, "unrecoverable": 0},
        "sync-status coverage")
@@ -98,10 +115,7 @@ def cov_seqapi_walk_and_stream_gap(ctx):
     ctx.fake.add("messages", 3)
     ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
     eq(ctx.sql("SELECT count(*) FROM stream_gap"), "1", "stream gaps kept")
-    cov = coverage(ctx, "wa")
-    every_row_counts(cov)
-    check(not any(v["history_complete"] for v in cov.values()),
-          "complete with an open stream gap", cov)
+    all_complete(ctx, "wa", False, "complete with an open stream gap")
     c = status_coverage(ctx, cfg, "wa")
     eq((c["complete"], c["gaps"]), (0, 1), "sync-status complete, gaps with a stream gap")
 
@@ -109,10 +123,7 @@ def cov_seqapi_walk_and_stream_gap(ctx):
     ctx.fake.call("commit", {"stream": "messages"})
     ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
     eq(ctx.sql("SELECT count(*) FROM stream_gap"), "0", "stream gaps after healing")
-    cov = coverage(ctx, "wa")
-    every_row_counts(cov)
-    check(all(v["history_complete"] for v in cov.values()),
-          "not complete once the stream gap closed", cov)
+    all_complete(ctx, "wa", True, "not complete once the stream gap closed")
     eq(status_coverage(ctx, cfg, "wa"),
        {"conversations": 6, "complete": 6, "gaps": 0, "unrecoverable": 0},
        "sync-status coverage after healing")
@@ -122,35 +133,27 @@ def cov_seqapi_walk_and_stream_gap(ctx):
 def cov_seqapi_unrecoverable_gap(ctx):
     """A stream gap whose window passed counts as unrecoverable messages of
     its source, and keeps every conversation from being complete."""
-    ctx.setup(conversations=4, messages=40, contacts=3)
-    cfg = ctx.config(page_size=e2e.PS, extra="gap_window = 0;")
-    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    cfg = seqapi_synced(ctx, 4, 40, extra="gap_window = 0;")
     ctx.fake.add("messages", 2, hold=True)
     ctx.fake.add("messages", 1)
     ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
     eq(status_coverage(ctx, cfg, "wa"),
        {"conversations": 4, "complete": 0, "gaps": 1, "unrecoverable": 2},
        "sync-status coverage with an unrecoverable two-seq gap")
-    check(not any(v["history_complete"] for v in coverage(ctx, "wa").values()),
-          "a conversation is complete with an unrecoverable stream gap")
+    all_complete(ctx, "wa", False, "complete with an unrecoverable stream gap")
 
 
 @test
 def cov_noop_pass_rewrites_nothing(ctx):
     """A pass that stores nothing leaves every coverage row as it was."""
-    ctx.setup(conversations=4, messages=40, contacts=3)
-    cfg = ctx.config(page_size=e2e.PS)
-    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
-    before = ctx.sql("SELECT string_agg(conversation_id || ':' || seq || ':' ||"
-                     " checked_at, ',' ORDER BY conversation_id) FROM coverage")
+    cfg = seqapi_synced(ctx, 4, 40)
+    before = rows_state(ctx)
     check(before, "no coverage rows after the first pass")
     r = ctx.run("incr-sync", "-j", cfg=cfg)
     ok_pass(r, "incr-sync")
     eq(r.source()["totals"]["inserted"] + r.source()["totals"]["updated"], 0,
        "rows written by the no-op pass")
-    eq(ctx.sql("SELECT string_agg(conversation_id || ':' || seq || ':' ||"
-               " checked_at, ',' ORDER BY conversation_id) FROM coverage"), before,
-       "coverage rows after a no-op pass")
+    eq(rows_state(ctx), before, "coverage rows after a no-op pass")
     # One new message rewrites only its conversation's row.
     top = ctx.sql("SELECT max(seq) FROM coverage")
     ctx.fake.add("messages", 1)
@@ -162,9 +165,7 @@ def cov_noop_pass_rewrites_nothing(ctx):
 @test
 def cov_sync_status_formats(ctx):
     """sync-status shows coverage as text, JSON and Prometheus."""
-    ctx.setup(conversations=3, messages=30, contacts=2)
-    cfg = ctx.config(page_size=e2e.PS)
-    ok_pass(ctx.run("incr-sync", "-j", cfg=cfg), "incr-sync")
+    cfg = seqapi_synced(ctx, 3, 30)
     ctx.sql("UPDATE coverage SET unrecoverable = 5, history_complete = false"
             " WHERE conversation_id = (SELECT min(conversation_id) FROM coverage)")
     eq(status_coverage(ctx, cfg, "wa"),
