@@ -249,14 +249,13 @@ sync_coverage_begin(struct sync_db *db, struct sync_coverage_pass *cp,
 
 /*
  * The conversations whose rows are recomputed, c(id, n, oldest).  The
- * touched ones: their messages, conversation or coverage rows changed in
- * the pass (seq above $2, the sequence before it: the changed messages
+ * touched ones -- their messages, conversation or coverage rows changed
+ * in the pass (seq above $2, the sequence before it; the changed messages
  * are found over message_seq_idx alone, never by their source, which
- * holds the whole history), and the rows whose
- * completeness the source's facts changed (a stream gap opened or closed):
- * counted one by one over message_conversation_idx.  All of them after a
- * walk from the start completed, in one scan of the source's messages
- * ($2 unused).
+ * holds the whole history), and the rows whose completeness the source's
+ * facts changed (a stream gap opened or closed) -- are counted one by one
+ * over message_conversation_idx.  All of them, after a walk from the
+ * start completed, in one scan of the source's messages ($2 unused).
  */
 #define TOUCHED \
     "WITH" FACTS \
@@ -323,7 +322,7 @@ sync_coverage_end(struct sync_db *db, int id, const struct sync_source_cfg *src,
 	/*
 	 * Without JIT: the planner's estimates for the rows a pass just wrote
 	 * are often stale and large, and compiling costs far more than the
-	 * statement (0.4 s against 3 ms for one new message).
+	 * statement (0.7 s against 10 ms after one new message, measured).
 	 */
 	if ((rc = sync_db_begin(db, err)) == SYNC_OK &&
 	    (rc = sync_db_exec(db, "turn JIT off", "SET LOCAL jit = off", 0, NULL,
