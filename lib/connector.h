@@ -917,5 +917,12 @@ struct sync_connector {
  * sync_gap; the source has the key gap_window, SYNC_KEY_GAP_WINDOW).
  */
 #define SYNC_CONN_GAPS		0x10
+/*
+ * It walks conversation by conversation, and may walk only some of them
+ * (Telegram's `chats`): full-sync --prune reconciles only the messages of
+ * the conversations whose walks the pass reported as reaching their start
+ * (sync_page_history()), never those of a conversation it did not walk.
+ */
+#define SYNC_CONN_CONV_WALKS	0x20
 
 #endif /* SYNC_CONNECTOR_H */

@@ -2394,7 +2394,8 @@ sync_rows_free(struct sync_rows *rows)
  * The stored messages of the walked streams ($2) that the walks (started
  * at $3) did not see, within the window ($4, NULL: all), except those the
  * provider cannot list (coverage.listable_from) and those stored since the
- * walks started: the first miss sets missing_since, a miss after one by an
+ * walks started, and of the conversations $5 (NULL: all): the first miss
+ * sets missing_since, a miss after one by an
  * earlier walk confirms the deletion.  row_hash is cleared, so that a row
  * seen again is rewritten, which clears both.  It runs with nested loops
  * off: on a table just loaded and not yet analysed, the planner would
@@ -2406,6 +2407,8 @@ static const char prune_sql[] =
     "  FROM message m WHERE m.source_id = $1 AND m.stream = ANY($2::text[])"
     "  AND m.deleted_at IS NULL AND m.created_at < $3::timestamptz"
     "  AND ($4::timestamptz IS NULL OR m.sent_at >= $4::timestamptz)"
+    "  AND ($5::text[] IS NULL OR m.conversation_id IN (SELECT k.id FROM"
+    "   conversation k WHERE k.source_id = $1 AND k.external_id = ANY($5)))"
     "  AND NOT EXISTS (SELECT 1 FROM prune_seen s WHERE s.id = m.id)"
     "  AND NOT EXISTS (SELECT 1 FROM coverage v WHERE"
     "   v.conversation_id = m.conversation_id AND v.listable_from IS NOT NULL"
@@ -2451,11 +2454,11 @@ sync_db_prune_end(struct sync_db *db)
 
 enum sync_rc
 sync_db_prune(struct sync_db *db, int id, char *const *streams, size_t n,
-    const char *start, const char *window, long long *missing,
-    long long *pruned, struct sync_err *err)
+    const char *start, const char *window, char *const *convs, size_t nconvs,
+    long long *missing, long long *pruned, struct sync_err *err)
 {
-	struct sync_buf a = SYNC_BUF_INIT(0);
-	const char *v[4];
+	struct sync_buf a = SYNC_BUF_INIT(0), cv = SYNC_BUF_INIT(0);
+	const char *v[5];
 	char sid[16];
 	PGresult *r = NULL;
 	enum sync_rc rc;
@@ -2468,8 +2471,10 @@ sync_db_prune(struct sync_db *db, int id, char *const *streams, size_t n,
 	db->prune = 0;
 	if (rc != SYNC_OK)
 		return rc;
-	if (array_of(&a, streams, n) == -1) {
+	if (array_of(&a, streams, n) == -1 || (convs != NULL &&
+	    array_of(&cv, convs, nconvs) == -1)) {
 		sync_buf_release(&a);
+		sync_buf_release(&cv);
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
 	}
 	snprintf(sid, sizeof(sid), "%d", id);
@@ -2477,11 +2482,12 @@ sync_db_prune(struct sync_db *db, int id, char *const *streams, size_t n,
 	v[1] = a.data;
 	v[2] = start;
 	v[3] = window;
+	v[4] = convs != NULL ? cv.data : NULL;
 	if ((rc = exec_simple(db, "ANALYZE prune_seen", "analyse the seen set",
 	    err)) == SYNC_OK && (rc = sync_db_begin(db, err)) == SYNC_OK) {
 		if ((rc = exec_simple(db, "SET LOCAL enable_nestloop = off",
 		    "plan the reconciliation", err)) == SYNC_OK &&
-		    (rc = exec_params(db, prune_sql, 4, v, &r, "reconcile deletions",
+		    (rc = exec_params(db, prune_sql, 5, v, &r, "reconcile deletions",
 		    err)) == SYNC_OK && (rc = sync_db_commit(db, err)) == SYNC_OK)
 			for (k = 0; k < PQntuples(r); k++)
 				for (i = 0; i < n; i++)
@@ -2494,6 +2500,7 @@ sync_db_prune(struct sync_db *db, int id, char *const *streams, size_t n,
 	}
 	PQclear(r);
 	sync_buf_release(&a);
+	sync_buf_release(&cv);
 	if (rc == SYNC_OK)	/* frees its pages for the next source */
 		rc = exec_simple(db, SEEN_RESET, "empty the seen set", err);
 	return rc;

@@ -81,6 +81,8 @@ struct job {
 	size_t		 ngapsum;
 	int		 gapsum_read;
 	struct sync_coverage_pass cov;	/* coverage.c */
+	/* --prune, SYNC_CONN_CONV_WALKS: the conversations walked whole. */
+	struct sync_strmap walked;
 };
 
 /*
@@ -478,6 +480,26 @@ from_start(const struct job *j, const struct sync_stream *st)
 }
 
 /*
+ * full-sync --prune of a type that walks conversation by conversation
+ * (SYNC_CONN_CONV_WALKS): notes the conversations whose walks this page
+ * reports as reaching their start, the only ones prune() reconciles.
+ */
+static enum sync_rc
+note_walked(struct job *j, const struct sync_page *pg, struct sync_err *err)
+{
+	size_t i;
+
+	if (!j->opts->prune || !(j->src->conn->flags & SYNC_CONN_CONV_WALKS))
+		return SYNC_OK;
+	for (i = 0; i < pg->nhistory; i++)
+		if (pg->history[i].reached_start && sync_strmap_put(&j->walked,
+		    pg->history[i].conversation, 1) == -1)
+			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+			    "out of memory");
+	return SYNC_OK;
+}
+
+/*
  * Runs one stream to its end, the deadline or the first error.  Returns
  * SYNC_OK (also when stopped by the deadline: *stopped is set).
  */
@@ -636,6 +658,10 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 			}
 			if (pg.nhistory > 0)
 				j->cov.dirty = 1;
+			if ((rc = note_walked(j, &pg, err)) != SYNC_OK) {
+				sync_page_release(&pg);
+				break;
+			}
 			w.base = st.state;
 			writer_start(&w, &pg);
 		}
@@ -851,9 +877,9 @@ static enum sync_rc
 prune(struct job *j, const char *start, struct sync_err *err)
 {
 	struct sync_source_result *r = j->res;
-	char *names[16], window[32], *why = NULL;
+	char *names[16], window[32], *why = NULL, **convs = NULL;
 	long long missing[16], pruned[16];
-	size_t i, k, n = 0;
+	size_t i, k, n = 0, nconvs = 0;
 	enum sync_rc rc;
 
 	if (sync_stop_signal)
@@ -880,8 +906,17 @@ prune(struct job *j, const char *start, struct sync_err *err)
 		return SYNC_OK;
 	if (j->opts->since_t > 0)
 		sync_time_format(j->opts->since_t, window, sizeof(window));
-	if ((rc = sync_db_prune(j->db, j->id, names, n, start, j->opts->since_t > 0 ?
-	    window : NULL, missing, pruned, err)) != SYNC_OK)
+	/* Only the conversations walked, for a type that walks them one by one. */
+	if ((j->src->conn->flags & SYNC_CONN_CONV_WALKS) &&
+	    (convs = calloc(j->walked.n + 1, sizeof(*convs))) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	for (i = 0; convs != NULL && i < j->walked.cap; i++)
+		if (j->walked.keys[i] != NULL)
+			convs[nconvs++] = j->walked.keys[i];
+	rc = sync_db_prune(j->db, j->id, names, n, start, j->opts->since_t > 0 ?
+	    window : NULL, convs, nconvs, missing, pruned, err);
+	free(convs);
+	if (rc != SYNC_OK)
 		return rc;
 	for (i = 0, k = 0; k < r->nstreams && i < n; k++) {
 		if (!r->streams[k].whole)
@@ -1046,6 +1081,7 @@ stop:
 end:
 	if (j->db != NULL)
 		sync_db_prune_end(j->db);
+	sync_strmap_clear(&j->walked);
 	if (src->conn->end != NULL)
 		src->conn->end(&j->ctx);
 finish:

@@ -1278,3 +1278,24 @@ def tg_retry_past_the_deadline_is_a_clean_stop(ctx):
     r.expect_rc(0)
     eq(r.source("tg")["status"], "partial", "source status")
     check(r.dt < 5, "the pass waited for a retry past its deadline", r.desc())
+
+
+@test
+def tg_prune_only_walked_chats(ctx):
+    """full-sync --prune reconciles only the chats it walked: narrowing
+    `chats` afterwards marks nothing of the chats left out; the chat walked
+    is reconciled (everything still upstream: nothing missing)."""
+    tg_setup(ctx)
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    total = ctx.count("message")
+    others = ctx.count("message", "conversation_id <> (SELECT id FROM conversation"
+                       " WHERE external_id = '%d')" % GROUP)
+    check(others > 0, "messages of other chats stored")
+    ctx.config(sources=[tg_source(ctx, extra='chats = [ "%d" ];' % GROUP)])
+    for k in range(2):
+        r = ctx.run("full-sync", "--prune", "-j")
+        r.expect_rc(0)
+        eq(r.stream("messages", "tg").get("missing"), 0, "missing after prune walk %d" % k)
+    eq(ctx.count("message", "missing_since IS NOT NULL OR deleted_at IS NOT NULL"), 0,
+       "messages marked")
+    eq(ctx.count("message"), total, "messages kept")

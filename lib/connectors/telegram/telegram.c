@@ -2258,7 +2258,7 @@ const struct sync_connector sync_telegram_connector = {
 	.cursor_max = tg_cursor_max,
 	.end = tg_end,
 	.no_poll_reason = "Telegram messages have no delivery status to poll",
-	.flags = SYNC_CONN_NO_URL | SYNC_CONN_NO_TOKEN,
+	.flags = SYNC_CONN_NO_URL | SYNC_CONN_NO_TOKEN | SYNC_CONN_CONV_WALKS,
 	.import_stream = "messages",
 	.login = tg_login,
 };
