@@ -1,5 +1,7 @@
 """seqapi: the fake backend tests/fake/seqapi.py (three since_seq streams)."""
 
+import time
+
 from base import SECRET, Adapter as Base, h
 
 PS = {"conversations": 10, "messages": 25, "contacts": 10}
@@ -20,6 +22,7 @@ class Adapter(Base):
                  "not advance is the pagination_loop case",
         "empty": "an empty page with has_more is a page that does not advance "
                  "(pagination_loop)"}
+    DATED_CONV = 0          # the conversation index add_dated() adds to
 
     def start(self, n, secret=False):
         self.ctx.setup(conversations=max(5, n // 20), messages=n, contacts=max(5, n // 20),
@@ -50,3 +53,53 @@ class Adapter(Base):
         # says nothing is new is not asked, issue 11).
         self.fake.add("messages", 1)
         self.fault("outlier", times=1)
+
+    # Deletions: a row vanishes from every page (the fake's vanish); back,
+    # it has a new seq, as a backend that re-inserts it gives it.
+
+    def delete(self, ext):
+        self.fake.call("vanish", {"stream": "messages", "ids": [ext]})
+
+    def restore(self, ext):
+        self.fake.call("vanish", {"stream": "messages", "ids": [ext], "restore": True})
+
+    def add_dated(self, ago):
+        r = self.fake.add("messages", 1, conversation_index=self.DATED_CONV,
+                          sent=int(time.time() - ago))
+        return "m%d" % r["indexes"][0]
+
+    def conv_of_dated(self):
+        return "c%d" % self.DATED_CONV
+
+    def by_conv(self):
+        out = {}
+        for r in self.fake.dump("messages"):
+            out.setdefault(r["conversation_id"], set()).add(r["id"])
+        return out
+
+    # A row committed late: 30 new messages, the 11th hidden at its seq.
+
+    def late_hide(self):
+        r = self.fake.add("messages", 30)
+        ext = "m%d" % r["indexes"][10]
+        self.fake.call("vanish", {"stream": "messages", "ids": [ext], "keep_seq": True})
+        return ext
+
+    def late_release(self, ext):
+        self.fake.call("vanish", {"stream": "messages", "ids": [ext], "restore": True})
+
+    def reset_past(self):
+        # Restored from a backup of its first half (seqs continue from
+        # there), then written to: ten old rows edited (their seqs now
+        # follow the backup's), more new rows than the lost ones, so that
+        # the newest seq is beyond the old cursor and each seq the reader
+        # knew belongs to another row.
+        st = self.fake.state()["messages"]
+        keep = st["count"] // 2
+        self.fake.call("reset_seq", {"keep": keep, "streams": ["messages"]})
+        self.fake.edit("messages", indexes=list(range(10, 20)))
+        self.fake.add("messages", st["latest_seq"] - keep + 25)
+        new = self.fake.state()["messages"]["latest_seq"]
+        if new <= st["latest_seq"]:
+            raise h.Fail("the re-created stream's seqs (%d) did not pass the old cursor (%d)"
+                         % (new, st["latest_seq"]))

@@ -21,7 +21,7 @@ stats, wait).
 
 Control API for tests (JSON bodies; none of these are logged as requests):
 
-  POST /_control/add      {"stream","n",["conversation_index"],["sender_index"],
+  POST /_control/add      {"stream","n",["conversation_index"],["sender_index"],["sent":epoch],
                            ["special":{"OFFSET":"nul|badutf8|surrogate|hostile"}]}
   POST /_control/edit     {"stream", "ids":[...] | "indexes":[...] | "n":K,
                            ["kind":"edit|delete|nul|badutf8|surrogate|hostile"]}
@@ -44,6 +44,11 @@ Control API for tests (JSON bodies; none of these are logged as requests):
                                  | "latest_ahead" (latest_seq = last row + "by" (1000),
                                                has_more true: trusting it skips rows)
                            "times":1 (-1 = forever), "after":0 (let that many through first)}
+  POST /_control/vanish   {"stream", "ids":[...] | "indexes":[...], ["restore":false],
+                           ["keep_seq":false]}  rows gone from every page without a
+                           trace (a hard delete upstream); "restore" brings them back
+                           with a new seq, or with "keep_seq" at their old one (a row
+                           committed late: hidden, then visible below the seqs served)
   POST /_control/clear_faults
   POST /_control/reset_seq {"keep":M, ["streams":[...]]}   backend restored from
                            an old backup: only the first M original rows remain,
@@ -157,6 +162,9 @@ class Stream:
     """One entity stream: rows 0..base_n-1 exist from the start with seq
     offset + i*stride + 1; added and edited rows live in a sorted tail."""
 
+    hidden = frozenset()    # rows with a seq that no page shows (vanish keep_seq)
+    sent = {}               # message index -> sent_at epoch (add "sent"); set per instance
+
     def __init__(self, name, base_n, offset, stride, counter):
         self.name = name
         self.base_n = base_n
@@ -230,6 +238,9 @@ class Stream:
         if len(out) < limit:
             for s in self.tail_seqs[pos:pos + limit - len(out)]:
                 out.append((s, self.tail_items[s]))
+        if self.hidden:
+            out = [r for r in out if r[1] not in self.hidden]
+            total -= sum(1 for i in self.hidden if self.current_seq(i) > since)
         return out, total
 
     def _next_seq(self):
@@ -267,6 +278,37 @@ class Stream:
         self.item_seq[idx] = s
         self.version[idx] = self.version.get(idx, 0) + 1
         self.custom.add(idx)
+        return s
+
+    def vanish(self, idx, keep_seq=False):
+        """Row idx goes from every page: with keep_seq it keeps its seq,
+        hidden (a row not committed yet), else it has none any more."""
+        old = self.current_seq(idx)
+        if old is None or idx in self.hidden:
+            raise KeyError("no live row %d in %s" % (idx, self.name))
+        if keep_seq:
+            self.hidden = set(self.hidden) | {idx}
+            return old
+        if idx in self.item_seq:
+            del self.tail_items[old]
+            del self.tail_seqs[bisect.bisect_left(self.tail_seqs, old)]
+            del self.item_seq[idx]
+        else:
+            self.moved.add(idx)
+            bisect.insort(self.moved_seqs, old)
+        return None
+
+    def unvanish(self, idx):
+        """Row idx is back: a hidden one at its seq, another with a new one."""
+        if idx in self.hidden:
+            self.hidden = set(self.hidden) - {idx}
+            return self.current_seq(idx)
+        if self.current_seq(idx) is not None or idx >= self.n_items:
+            raise KeyError("row %d of %s is not gone" % (idx, self.name))
+        s = self._next_seq()
+        self.tail_seqs.append(s)
+        self.tail_items[s] = idx
+        self.item_seq[idx] = s
         return s
 
     def reset(self, keep):
@@ -339,7 +381,7 @@ class Integration:
         if sender is None:
             sender = -1 if from_me else (i * 7919) % self.n_contacts0
         sender_s = "null" if sender < 0 else '"k%d"' % sender
-        sent = ts(BASE_EPOCH + i * 37)
+        sent = ts(st.sent.get(i, BASE_EPOCH + i * 37))
         sp = st.special.get(i)
         deleted = i in st.deleted
         if deleted:
@@ -765,6 +807,10 @@ class Handler(fakelib.Handler):
                 if "sender_index" in d:
                     s.sender_of[i] = int(d["sender_index"])
                     s.custom.add(i)
+                if "sent" in d:
+                    s.sent = dict(s.sent)
+                    s.sent[i] = int(d["sent"])
+                    s.custom.add(i)
             for off, kind in (d.get("special") or {}).items():
                 if kind not in SPECIAL_BODIES:
                     raise ValueError("unknown special kind '%s'" % kind)
@@ -795,6 +841,15 @@ class Handler(fakelib.Handler):
                 elif kind != "edit":
                     raise ValueError("unknown edit kind '%s'" % kind)
                 seqs.append(s.touch(i))
+            return {"indexes": idxs, "seqs": seqs, "latest_seq": s.latest_seq()}
+        if what == "vanish":
+            st.pages = None
+            it = st.integ(d)
+            s = it.streams[d.get("stream", "messages")]
+            idxs = ([id_index(s.name, x) for x in d["ids"]] if "ids" in d
+                    else [int(x) for x in d["indexes"]])
+            seqs = [s.unvanish(i) if d.get("restore") else s.vanish(i, bool(d.get("keep_seq")))
+                    for i in idxs]
             return {"indexes": idxs, "seqs": seqs, "latest_seq": s.latest_seq()}
         if what == "reset_seq":
             it = st.integ(d)
