@@ -628,10 +628,13 @@ def case_late_seq(ad):
     check(late not in ad.stored_ids(), "the hidden row %s is stored: the fake did not hide it"
           % late)
     ad.late_release(late)
-    ad.ok("incr-sync")
-    eq(ad.stored_ids().count(late), 1, "stored copies of the late row %s after the next "
-       "incr-sync" % late)
-    ad.ok("incr-sync")
+    for i in range(3):          # a later pass re-reads the gap (the first, or soon)
+        ad.ok("incr-sync")
+        n = ad.stored_ids().count(late)
+        check(n <= 1, "the late row %s is stored %d times" % (late, n))
+        if n:
+            break
+    eq(n, 1, "stored copies of the late row %s after three incr-syncs" % late)
     ad.ok("full-sync")
     eq(ad.stored_ids().count(late), 1, "stored copies of the late row %s" % late)
     ad.truth()
