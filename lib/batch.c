@@ -304,6 +304,7 @@ sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 	r->track = m->track;
 	r->track_until = m->track_until;
 	r->incoming = dir != NULL && strcmp(dir, "in") == 0;
+	r->deleted = m->deleted != 0;
 	r->external_id = sync_strdup(m->external_id);
 	r->conversation_id = sync_strdup(m->conversation_id);
 	r->sender_id = sync_strdup(m->sender_id);

@@ -5,13 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
 enum {
 	OPT_SINCE = 256, OPT_RESTART, OPT_STREAM, OPT_DRY_RUN, OPT_MAX_RUNTIME,
 	OPT_CHECK, OPT_MAX_LAG, OPT_MAX_FAILURES, OPT_PROMETHEUS, OPT_LOGIN,
-	OPT_IMPORT, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_WARN_LAG
+	OPT_IMPORT, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_WARN_LAG, OPT_PRUNE,
+	OPT_PRUNE_WINDOW
 };
 
 /* Which command accepts which long-only option. */
@@ -35,6 +37,8 @@ static const struct {
 	{ { "restart", no_argument, NULL, OPT_RESTART }, F },
 	{ { "stream", required_argument, NULL, OPT_STREAM }, F | I },
 	{ { "dry-run", no_argument, NULL, OPT_DRY_RUN }, F },
+	{ { "prune", no_argument, NULL, OPT_PRUNE }, F },
+	{ { "prune-window", required_argument, NULL, OPT_PRUNE_WINDOW }, F },
 	{ { "login", no_argument, NULL, OPT_LOGIN }, F },
 	{ { "import", required_argument, NULL, OPT_IMPORT }, F },
 	{ { "max-runtime", required_argument, NULL, OPT_MAX_RUNTIME }, F | I | P },
@@ -52,6 +56,7 @@ static const struct {
 static const char usage_full[] =
     "usage: full-sync [-jqvhV] [-c file] [-s source]... [--stream name]...\n"
     "                 [--since date] [--restart] [--dry-run]\n"
+    "                 [--prune [--prune-window days]]\n"
     "                 [--max-runtime seconds] [--progress | --no-progress]\n"
     "       full-sync [-qv] [-c file] -s source --login\n"
     "       full-sync [-jqv] [-c file] -s source --import file [--dry-run]\n";
@@ -106,6 +111,10 @@ sync_cli_usage(enum sync_cmd cmd)
 		    "      --since DATE     only items since DATE (YYYY-MM-DD or RFC 3339)\n"
 		    "      --restart        start over instead of resuming the checkpoint\n"
 		    "      --dry-run        fetch and count, write nothing\n"
+		    "      --prune          after a complete walk, mark what it did not see:\n"
+		    "                       missing at the first miss, deleted (pruned) at\n"
+		    "                       the second\n"
+		    "      --prune-window D reconcile (and walk) only the last D days\n"
 		    "      --max-runtime S  stop cleanly at a batch boundary after S seconds\n"
 		    "      --progress       show live progress on stderr, also when it is\n"
 		    "                       not a terminal (plain lines) or with -q, --json\n"
@@ -248,6 +257,16 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 		case OPT_DRY_RUN:
 			o->dry_run = 1;
 			break;
+		case OPT_PRUNE:
+			o->prune = 1;
+			break;
+		case OPT_PRUNE_WINDOW:
+			if (parse_num(optarg, 1, 36500, &v) == -1 || v != (double)(long)v)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--prune-window '%s': not a whole number of days "
+				    "(1 to 36500)", optarg);
+			o->prune_window = (long)v;
+			break;
 		case OPT_LOGIN:
 			o->login = 1;
 			break;
@@ -324,6 +343,19 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 	    o->nstreams > 0))
 		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 		    "--import goes with neither --restart, --since nor --stream");
+	if (o->prune_window > 0 && !o->prune)
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "--prune-window goes with --prune");
+	if (o->prune && (o->dry_run || o->import != NULL))
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "--prune goes with neither --dry-run nor --import");
+	if (o->prune_window > 0) {
+		/* The window also bounds the walk (SPEC §8). */
+		time_t from = time(NULL) - (time_t)o->prune_window * 86400;
+
+		if (from > o->since_t)
+			o->since_t = from;
+	}
 	if (o->check + o->prometheus + o->json > 1 && cmd == SYNC_CMD_STATUS)
 		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 		    "--check, --prometheus and --json exclude each other");

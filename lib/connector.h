@@ -396,6 +396,7 @@ struct sync_msgrow {
 	enum sync_track	 track;
 	int64_t		 track_until;
 	int		 incoming;	/* direction "in" */
+	int		 deleted;	/* deleted upstream */
 };
 
 struct sync_batch {
@@ -409,6 +410,7 @@ struct sync_batch {
 	int		 notrack;	/* the caller settles tracking itself */
 	int		 unread_on_new;	/* a new incoming message makes its
 					   conversation unread */
+	const char	*stream;	/* the engine's: whose page it is */
 };
 
 void		sync_batch_init(struct sync_batch *, enum sync_entity);
@@ -835,5 +837,11 @@ struct sync_connector {
  * cursor (checkpoint) on resolves it.
  */
 #define SYNC_CONN_ROW_POSITIONS	0x4
+/*
+ * A message moves between its streams (SMSEagle: outbox, sent, ...): a
+ * stream's walk that does not see a message proves nothing unless every
+ * stream was walked (full-sync --prune then reconciles all or none).
+ */
+#define SYNC_CONN_MOVES		0x8
 
 #endif /* SYNC_CONNECTOR_H */

@@ -29,6 +29,7 @@ struct sync_db {
 	int		 staged[3];	/* entities staged in this transaction */
 	int		 cache_source;	/* whose ids the maps hold */
 	int		 all_new;	/* the last page of messages was all new */
+	int		 prune;		/* a pruning walk notes what it sees */
 	struct sync_strmap ids[2];	/* external -> internal id: conversations,
 					   contacts */
 };
@@ -53,7 +54,9 @@ static const char stage_sql[] =
     " edited_at timestamptz, status text, status_at timestamptz,"
     " validity_expires_at timestamptz, folder text, attachments jsonb,"
     " raw jsonb, deleted_at timestamptz, row_hash text, provider_id text)"
-    " ON COMMIT DELETE ROWS;";
+    " ON COMMIT DELETE ROWS;"
+    /* full-sync --prune: the ids of the stored messages its walks saw. */
+    "CREATE TEMP TABLE IF NOT EXISTS prune_seen (id bigint);";
 
 static const char *const copy_sql[3] = {
 	"COPY stage_contact FROM STDIN",
@@ -158,20 +161,26 @@ static const char upsert_conversation[] =
 #define RESOLVE_CONVERSATION RESOLVE("conversation",			\
     "source_id, external_id, title", "$1, x, " E164("x"))
 
-/* Which messages of a page exist, and the hash they were written with. */
-static const char probe_message[] =
-    "SELECT k.x, o.row_hash FROM unnest($2::text[]) AS k(x) CROSS JOIN LATERAL"
-    " (SELECT row_hash FROM message o WHERE o.source_id = $1"
-    "  AND o.external_id = k.x OFFSET 0) o";
+/*
+ * Which messages of a page exist, and the hash they were written with.  A
+ * pruning walk (sync_db_prune_begin()) also notes them as seen.
+ */
+#define PROBE_MESSAGE(cols)						\
+    "SELECT k.x, " cols " FROM unnest($2::text[]) AS k(x) CROSS JOIN LATERAL" \
+    " (SELECT id, row_hash FROM message o WHERE o.source_id = $1"	\
+    "  AND o.external_id = k.x OFFSET 0) o"
+#define SEEN(probe)							\
+    "WITH p AS MATERIALIZED (" probe "), s AS (INSERT INTO prune_seen"	\
+    " SELECT id FROM p) SELECT x, y FROM p"
 
 /*
  * Which of a page's provider identities ($2, of rows new by external id)
  * are stored already, and under which external id.
  */
-static const char probe_provider[] =
-    "SELECT k.p, o.external_id FROM unnest($2::text[]) AS k(p) CROSS JOIN"
-    " LATERAL (SELECT external_id FROM message o WHERE o.source_id = $1"
-    "  AND o.provider_id = k.p OFFSET 0) o";
+#define PROBE_PROVIDER(cols)						\
+    "SELECT k.p AS x, " cols " FROM unnest($2::text[]) AS k(p) CROSS JOIN" \
+    " LATERAL (SELECT id, external_id FROM message o WHERE o.source_id = $1" \
+    "  AND o.provider_id = k.p OFFSET 0) o"
 
 /*
  * New messages are copied straight into the table (see sync_db_apply());
@@ -195,10 +204,11 @@ static const char upsert_message[] =
     " ins AS (INSERT INTO message (source_id, external_id, conversation_id,"
     "  sender_contact_id, direction, kind, body, sent_at, edited_at, status,"
     "  status_at, validity_expires_at, folder, attachments, raw, deleted_at,"
-    "  row_hash, provider_id)"
+    "  row_hash, provider_id, deleted_reason, stream)"
     "  SELECT $1, external_id, conv_id, sender_cid, direction, kind, body,"
     "  sent_at, edited_at, status, status_at, validity_expires_at, folder,"
-    "  attachments, raw, deleted_at, row_hash, provider_id"
+    "  attachments, raw, deleted_at, row_hash, provider_id,"
+    "  CASE WHEN deleted_at IS NOT NULL THEN 'upstream' END, $2"
     "  FROM src WHERE old_id IS NULL RETURNING 1),"
     " upd AS (UPDATE message t SET conversation_id = u.conv_id,"
     "  sender_contact_id = u.sender_cid, direction = u.direction, kind = u.kind,"
@@ -211,6 +221,8 @@ static const char upsert_message[] =
     "   THEN u.provider_id ELSE u.old_pid END,"
     "  deleted_at = CASE WHEN u.deleted_at IS NOT NULL THEN"
     "   coalesce(u.old_deleted, u.deleted_at) END,"
+    "  deleted_reason = CASE WHEN u.deleted_at IS NOT NULL THEN 'upstream' END,"
+    "  missing_since = NULL, stream = coalesce($2, t.stream),"
     "  updated_at = now(), seq = nextval('msgsync_seq')"
     "  FROM src u WHERE u.old_id IS NOT NULL AND t.id = u.old_id RETURNING 1)"
     " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM ins),"
@@ -299,15 +311,19 @@ static const struct {
 	  " seq = nextval('msgsync_seq') WHERE id = ANY($1::bigint[])"
 	  " AND is_read IS DISTINCT FROM false" },
 	{ "mark_deleted",
-	  "UPDATE message SET deleted_at = now(), row_hash = NULL,"
+	  "UPDATE message SET deleted_at = now(), deleted_reason = 'upstream',"
+	  " missing_since = NULL, row_hash = NULL,"
 	  " updated_at = now(), seq = nextval('msgsync_seq')"
 	  " WHERE source_id = $1 AND external_id = ANY($2::text[])"
 	  " AND deleted_at IS NULL" },
 	{ "pending_load", pending_load },
 	{ "pending_claim", pending_claim },
 	{ "pending_settle", pending_settle },
-	{ "probe_message", probe_message },
-	{ "probe_provider", probe_provider },
+	{ "probe_message", PROBE_MESSAGE("o.row_hash") },
+	{ "probe_message_seen", SEEN(PROBE_MESSAGE("o.row_hash AS y, o.id")) },
+	{ "probe_provider", PROBE_PROVIDER("o.external_id") },
+	{ "probe_provider_seen",
+	  SEEN(PROBE_PROVIDER("o.external_id AS y, o.id")) },
 	{ "state_load",
 	  "SELECT cursor, full_checkpoint, fingerprint FROM sync_state"
 	  " WHERE source_id = $1 AND stream = $2" },
@@ -1373,6 +1389,19 @@ array_end(struct sync_buf *a)
 	return sync_buf_adds(a, a->len == 0 ? "{}" : "}");
 }
 
+/* The array literal of v[0..n-1] into a (emptied first); -1 on ENOMEM. */
+static int
+array_of(struct sync_buf *a, char *const *v, size_t n)
+{
+	size_t i;
+
+	sync_buf_reset(a);
+	for (i = 0; i < n; i++)
+		if (array_add(a, v[i]) == -1)
+			return -1;
+	return array_end(a);
+}
+
 /*
  * Makes sure every conversation (which 0) or sender (1) named by the rows
  * has an internal id in the cache, creating placeholders as needed.
@@ -1487,7 +1516,7 @@ add_id(struct sync_buf *o, const struct sync_strmap *m, const char *key)
     "COPY message (source_id, external_id, conversation_id, sender_contact_id," \
     " direction, kind, body, sent_at, edited_at, status, status_at," \
     " validity_expires_at, folder, attachments, raw, deleted_at, row_hash," \
-    " provider_id) FROM STDIN"
+    " provider_id, deleted_reason, stream) FROM STDIN"
 static const char copy_message[] = COPY_MESSAGE;
 /* The savepoint and the COPY in one round trip. */
 static const char copy_message_all_new[] = "SAVEPOINT all_new; " COPY_MESSAGE;
@@ -1507,7 +1536,10 @@ fresh_line(struct sync_buf *o, const struct sync_db *db, int id,
 	    add_id(o, &db->ids[0], m->conversation_id) == -1 ||
 	    add_id(o, &db->ids[1], m->sender_id) == -1 ||
 	    sync_buf_add(o, "\t", 1) == -1 ||
-	    sync_buf_add(o, b->copy.data + m->rest, m->end - m->rest) == -1)
+	    sync_buf_add(o, b->copy.data + m->rest, m->end - m->rest - 1) == -1 ||
+	    sync_buf_adds(o, m->deleted ? "\tupstream\t" : "\t\\N\t") == -1 ||
+	    (b->stream != NULL ? sync_copy_text(o, b->stream) :
+	    sync_buf_adds(o, "\\N")) == -1 || sync_buf_add(o, "\n", 1) == -1)
 		return -1;
 	return 0;
 }
@@ -1676,7 +1708,8 @@ probe_providers(struct sync_db *db, const char *idbuf, struct sync_msgrow **uniq
 	if (array_end(&arr) == -1)
 		goto nomem;
 	p[1] = arr.data;
-	if ((rc = exec_prep(db, "probe_provider", 2, p, &r,
+	if ((rc = exec_prep(db, db->prune ? "probe_provider_seen" :
+	    "probe_provider", 2, p, &r,
 	    "look up the page's provider identities", err)) != SYNC_OK)
 		goto out;
 	for (k = 0; k < PQntuples(r); k++) {
@@ -1796,7 +1829,8 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 		nnew = nchanged = 0;
 		sync_buf_reset(&fresh);
 		sync_buf_reset(&changed);
-		if ((rc = exec_prep(db, "probe_message", 2, v, &r, "look up the "
+		if ((rc = exec_prep(db, db->prune ? "probe_message_seen" :
+		    "probe_message", 2, v, &r, "look up the "
 		    "page's messages", err)) != SYNC_OK)
 			goto out;
 		for (k = 0; k < PQntuples(r); k++) {
@@ -1856,9 +1890,9 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 		    SYNC_OK)
 			goto out;
 		db->staged[SYNC_ENT_MESSAGE] = 1;
-		v[1] = NULL;
+		v[1] = b->stream;
 		if ((rc = copy_in(db, copy_sql[SYNC_ENT_MESSAGE], &changed, err)) !=
-		    SYNC_OK || (rc = exec_prep(db, "upsert_message", 1, v, &r,
+		    SYNC_OK || (rc = exec_prep(db, "upsert_message", 2, v, &r,
 		    "update changed messages", err)) != SYNC_OK)
 			goto out;
 		add_counts(r, c);
@@ -1889,14 +1923,10 @@ sync_db_mark_deleted(struct sync_db *db, int id, char *const *ids, size_t n,
 	char sid[16];
 	enum sync_rc rc;
 	PGresult *r = NULL;
-	size_t i;
 
 	if (n == 0)
 		return SYNC_OK;
-	for (i = 0; i < n; i++)
-		if (array_add(&a, ids[i]) == -1)
-			break;
-	if (i < n || array_end(&a) == -1) {
+	if (array_of(&a, ids, n) == -1) {
 		sync_buf_release(&a);
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
 	}
@@ -2276,4 +2306,105 @@ sync_rows_free(struct sync_rows *rows)
 		return;
 	PQclear(rows->res);
 	free(rows);
+}
+
+/* ---- full-sync --prune (SPEC §8) --------------------------------------- */
+
+/*
+ * The stored messages of the walked streams ($2) that the walks (started
+ * at $3) did not see, within the window ($4, NULL: all), except those the
+ * provider cannot list (coverage.listable_from) and those stored since the
+ * walks started: the first miss sets missing_since, a miss after one by an
+ * earlier walk confirms the deletion.  row_hash is cleared, so that a row
+ * seen again is rewritten, which clears both.  prune_seen is analysed
+ * first: without statistics the planner would probe it row by row.
+ */
+static const char prune_sql[] =
+    "WITH c AS MATERIALIZED (SELECT m.id, m.stream, m.missing_since"
+    "  FROM message m WHERE m.source_id = $1 AND m.stream = ANY($2::text[])"
+    "  AND m.deleted_at IS NULL AND m.created_at < $3::timestamptz"
+    "  AND ($4::timestamptz IS NULL OR m.sent_at >= $4::timestamptz)"
+    "  AND NOT EXISTS (SELECT 1 FROM prune_seen s WHERE s.id = m.id)"
+    "  AND NOT EXISTS (SELECT 1 FROM coverage v WHERE"
+    "   v.conversation_id = m.conversation_id AND v.listable_from IS NOT NULL"
+    "   AND (m.sent_at IS NULL OR m.sent_at < v.listable_from))),"
+    " mi AS (UPDATE message t SET missing_since = now(), row_hash = NULL,"
+    "  updated_at = now(), seq = nextval('msgsync_seq') FROM c"
+    "  WHERE t.id = c.id AND c.missing_since IS NULL RETURNING c.stream),"
+    " pr AS (UPDATE message t SET deleted_at = now(), deleted_reason = 'pruned',"
+    "  row_hash = NULL, updated_at = now(), seq = nextval('msgsync_seq')"
+    "  FROM c WHERE t.id = c.id AND c.missing_since < $3::timestamptz"
+    "  RETURNING c.stream)"
+    " SELECT x, (SELECT count(*) FROM mi WHERE mi.stream = x),"
+    "  (SELECT count(*) FROM pr WHERE pr.stream = x)"
+    " FROM unnest($2::text[]) AS u(x)";
+
+enum sync_rc
+sync_db_prune_begin(struct sync_db *db, char *start, size_t size,
+    struct sync_err *err)
+{
+	PGresult *r = NULL;
+	enum sync_rc rc;
+
+	db->prune = 0;
+	if ((rc = exec_simple(db, "TRUNCATE prune_seen", "empty the seen set",
+	    err)) != SYNC_OK || (rc = exec_result(db, PQexec(db->conn,
+	    "SELECT now()"), &r, "read the time", err)) != SYNC_OK)
+		return rc;
+	snprintf(start, size, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	db->prune = 1;
+	return SYNC_OK;
+}
+
+void
+sync_db_prune_end(struct sync_db *db)
+{
+	db->prune = 0;
+}
+
+enum sync_rc
+sync_db_prune(struct sync_db *db, int id, char *const *streams, size_t n,
+    const char *start, const char *window, long long *missing,
+    long long *pruned, struct sync_err *err)
+{
+	struct sync_buf a = SYNC_BUF_INIT(0);
+	const char *v[4];
+	char sid[16];
+	PGresult *r = NULL;
+	enum sync_rc rc;
+	size_t i;
+	int k;
+
+	db->prune = 0;
+	for (i = 0; i < n; i++)
+		missing[i] = pruned[i] = 0;
+	if (array_of(&a, streams, n) == -1) {
+		sync_buf_release(&a);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	}
+	snprintf(sid, sizeof(sid), "%d", id);
+	v[0] = sid;
+	v[1] = a.data;
+	v[2] = start;
+	v[3] = window;
+	if ((rc = exec_simple(db, "ANALYZE prune_seen", "analyse the seen set",
+	    err)) == SYNC_OK && (rc = sync_db_begin(db, err)) == SYNC_OK) {
+		if ((rc = exec_params(db, prune_sql, 4, v, &r, "reconcile deletions",
+		    err)) == SYNC_OK && (rc = sync_db_commit(db, err)) == SYNC_OK)
+			for (k = 0; k < PQntuples(r); k++)
+				for (i = 0; i < n; i++)
+					if (strcmp(PQgetvalue(r, k, 0), streams[i]) == 0) {
+						missing[i] = atoll(PQgetvalue(r, k, 1));
+						pruned[i] = atoll(PQgetvalue(r, k, 2));
+					}
+		if (rc != SYNC_OK)
+			sync_db_rollback(db);
+	}
+	PQclear(r);
+	sync_buf_release(&a);
+	if (rc == SYNC_OK)	/* frees its pages for the next source */
+		rc = exec_simple(db, "TRUNCATE prune_seen", "empty the seen set",
+		    err);
+	return rc;
 }

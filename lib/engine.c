@@ -29,6 +29,8 @@ counts_add(struct sync_counts *a, const struct sync_counts *b)
 	a->sanitized += b->sanitized;
 	a->rejected += b->rejected;
 	a->outliers += b->outliers;
+	a->missing += b->missing;
+	a->pruned += b->pruned;
 }
 
 static int
@@ -180,6 +182,7 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 	enum sync_rc rc;
 
 	*merged = NULL;
+	pg->batch.stream = stream;	/* message.stream (SPEC §8) */
 	if ((rc = sync_db_begin_cursor(j->db, j->id, stream, &stored, &fp, err)) !=
 	    SYNC_OK ||
 	    (rc = apply_side(j, stream, pg, c, rel, err)) != SYNC_OK ||
@@ -440,7 +443,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	char *committed = NULL;
 	enum sync_rc rc, wrc;
 	long long stored;
-	int complete = 0;
+	int complete = 0, fresh = 0;
 
 	memset(&st, 0, sizeof(st));
 	memset(&w, 0, sizeof(w));
@@ -467,6 +470,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 
 	if (st.mode == SYNC_MODE_FULL) {
 		if (st.restart || st.state.checkpoint == NULL) {
+			fresh = 1;	/* the walk starts at its beginning */
 			free(st.state.checkpoint);
 			st.state.checkpoint = NULL;
 			if (!o->dry_run) {
@@ -583,6 +587,8 @@ out:
 	if (st.mode == SYNC_MODE_FULL && !o->dry_run && !(complete &&
 	    rc == SYNC_OK))
 		sr->checkpoint = stored_checkpoint(j, name);
+	/* Walked whole in this pass, from its beginning: it may be pruned. */
+	sr->whole = st.mode == SYNC_MODE_FULL && fresh && complete && rc == SYNC_OK;
 	sync_strmap_clear(&open);
 	sync_state_release(&st.state);
 	return rc;
@@ -724,6 +730,65 @@ stream_local(const struct sync_err *e)
 	return e->rc == SYNC_EDATA;
 }
 
+/*
+ * full-sync --prune (SPEC §8): reconciles the streams this pass walked
+ * whole, from their beginning, against what their walks saw (started at
+ * start).  Nothing after an interruption.  A type whose messages move
+ * between streams (SMSEagle's folders) is reconciled only when every one
+ * of its streams was walked whole: a message the walk of one did not see
+ * may have moved to another.
+ */
+static enum sync_rc
+prune(struct job *j, const char *start, struct sync_err *err)
+{
+	struct sync_source_result *r = j->res;
+	char *names[16], window[32], *why = NULL;
+	long long missing[16], pruned[16];
+	size_t i, k, n = 0;
+	enum sync_rc rc;
+
+	if (sync_stop_signal)
+		return SYNC_OK;
+	for (k = 0; k < r->nstreams && k < 16; k++)
+		if (r->streams[k].whole)
+			names[n++] = r->streams[k].name;
+		else
+			why = r->streams[k].name;
+	if ((j->src->conn->flags & SYNC_CONN_MOVES) && (why != NULL ||
+	    r->nstreams < j->src->nstreams)) {
+		sync_log(LOG_NOTICE, "source '%s': nothing pruned: its messages move "
+		    "between streams, and %s%s%s", j->src->name, why != NULL ?
+		    "stream '" : "not every stream was walked", why != NULL ? why :
+		    "", why != NULL ? "' was not walked whole from its beginning" : "");
+		return SYNC_OK;
+	}
+	for (k = 0; k < r->nstreams; k++)
+		if (!r->streams[k].whole)
+			sync_log(LOG_NOTICE, "source '%s': stream '%s': nothing pruned: "
+			    "it was not walked whole from its beginning in this pass",
+			    j->src->name, r->streams[k].name);
+	if (n == 0)
+		return SYNC_OK;
+	if (j->opts->since_t > 0)
+		sync_time_format(j->opts->since_t, window, sizeof(window));
+	if ((rc = sync_db_prune(j->db, j->id, names, n, start, j->opts->since_t > 0 ?
+	    window : NULL, missing, pruned, err)) != SYNC_OK)
+		return rc;
+	for (i = 0, k = 0; k < r->nstreams && i < n; k++) {
+		if (!r->streams[k].whole)
+			continue;
+		r->streams[k].c.missing = missing[i];
+		r->streams[k].c.pruned = pruned[i];
+		if (missing[i] > 0 || pruned[i] > 0)
+			sync_log(LOG_INFO, "source '%s': stream '%s': %lld message(s) "
+			    "newly missing upstream, %lld pruned (missing on two "
+			    "complete walks)", j->src->name, names[i], missing[i],
+			    pruned[i]);
+		i++;
+	}
+	return SYNC_OK;
+}
+
 static void
 run_source(struct job *j)
 {
@@ -736,7 +801,7 @@ run_source(struct job *j)
 	int got = 0, lock = (int)o->cmd, stopped = 0, reused = 0;
 	time_t until;
 	size_t i;
-	char when[32];
+	char when[32], prune_start[64];
 
 	sync_err_clear(&err);
 	for (i = 0; i < 16; i++) {
@@ -837,6 +902,11 @@ run_source(struct job *j)
 			source_fail(j, &err);
 		goto stop;
 	}
+	if (o->prune && sync_db_prune_begin(j->db, prune_start,
+	    sizeof(prune_start), &err) != SYNC_OK) {
+		source_fail(j, &err);
+		goto end;
+	}
 	for (i = 0; i < src->nstreams && r->nstreams < sizeof(r->streams) /
 	    sizeof(r->streams[0]); i++) {
 		struct sync_stream_result *sr;
@@ -855,6 +925,8 @@ run_source(struct job *j)
 		if (stopped)
 			break;
 	}
+	if (o->prune && prune(j, prune_start, &err) != SYNC_OK)
+		source_fail(j, &err);
 stop:
 	if (stopped && r->status == SYNC_ST_OK) {
 		r->status = SYNC_ST_PARTIAL;
@@ -862,6 +934,8 @@ stop:
 		    "max runtime reached");
 	}
 end:
+	if (j->db != NULL)
+		sync_db_prune_end(j->db);
 	if (src->conn->end != NULL)
 		src->conn->end(&j->ctx);
 finish:
@@ -1071,6 +1145,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	res->cmd = o->cmd;
 	res->started_at = time(NULL);
 	res->dry_run = o->dry_run;
+	res->prune = o->prune;
 	if ((sel = calloc(cfg->nsources + 1, sizeof(*sel))) == NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG, "out of memory");
 	if ((rc = select_sources(cfg, o, sel, &n, err)) != SYNC_OK) {

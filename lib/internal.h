@@ -246,6 +246,22 @@ void		sync_db_rollback(struct sync_db *);
 enum sync_rc	sync_db_mark_deleted(struct sync_db *, int, char *const *ids, size_t,
 		    struct sync_counts *, struct sync_err *);
 
+/*
+ * full-sync --prune (SPEC §8).  sync_db_prune_begin() starts a source's
+ * pruning walks: from then on the connection notes every stored message
+ * its pages see; start gets the database's time (the walks' start).
+ * sync_db_prune() then reconciles the messages of the streams walked whole
+ * (streams[0..n-1]) sent since window (NULL: all): missing[i] gets how
+ * many of streams[i] were newly found missing, pruned[i] how many were
+ * confirmed deleted.  Either ends the noting, as does sync_db_prune_end().
+ */
+enum sync_rc	sync_db_prune_begin(struct sync_db *, char *start, size_t,
+		    struct sync_err *);
+enum sync_rc	sync_db_prune(struct sync_db *, int, char *const *streams, size_t n,
+		    const char *start, const char *window, long long *missing,
+		    long long *pruned, struct sync_err *);
+void		sync_db_prune_end(struct sync_db *);
+
 /* Writes a batch (inside a transaction): adds to inserted/updated/unchanged. */
 enum sync_rc	sync_db_apply(struct sync_db *, int, struct sync_batch *, struct sync_counts *,
 		    struct sync_err *);

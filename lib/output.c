@@ -154,6 +154,12 @@ source_json(const struct sync_result *res, const struct sync_source_result *s)
 			bad |= !cJSON_AddItemToObject(st, "checkpoint",
 			    str_or_null(r->checkpoint));
 		bad |= add_counts(st, &r->c, 1) == -1;
+		if (res->prune) {	/* SPEC §8 */
+			bad |= cJSON_AddNumberToObject(st, "missing",
+			    (double)r->c.missing) == NULL;
+			bad |= cJSON_AddNumberToObject(st, "pruned",
+			    (double)r->c.pruned) == NULL;
+		}
 	}
 	if (!bad && ((t = cJSON_AddObjectToObject(o, "totals")) == NULL ||
 	    add_counts(t, &s->totals, 0) == -1))
@@ -234,6 +240,9 @@ format_text(const struct sync_result *res)
 			if (r->c.rejected > 0)
 				bad |= sync_buf_addf(&b, ", %lld rejected",
 				    r->c.rejected);
+			if (r->c.missing > 0 || r->c.pruned > 0)
+				bad |= sync_buf_addf(&b, ", %lld newly missing, "
+				    "%lld pruned", r->c.missing, r->c.pruned);
 			bad |= sync_buf_addf(&b, "; cursor %s -> %s\n",
 			    r->cursor_before ? r->cursor_before : "-",
 			    r->cursor_after ? r->cursor_after : "-");

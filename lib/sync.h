@@ -92,6 +92,8 @@ struct sync_opts {
 	int		 login;		/* full-sync --login */
 	const char	*import;	/* full-sync --import FILE */
 	int		 progress;	/* 1 --progress, -1 --no-progress, 0 auto */
+	int		 prune;		/* full-sync --prune */
+	long		 prune_window;	/* --prune-window days, 0: none */
 };
 
 /*
@@ -158,6 +160,8 @@ struct sync_counts {
 	long long	 sanitized;
 	long long	 outliers;	/* times beyond now + max_clock_skew */
 	long long	 rejected;	/* rows quarantined (on_bad_row) */
+	long long	 missing;	/* --prune: newly found missing */
+	long long	 pruned;	/* --prune: confirmed deleted */
 };
 
 /* Rows of another entity written along with a stream's pages (SPEC §5). */
@@ -178,6 +182,8 @@ struct sync_stream_result {
 	char		*cursor_after;	/* owned, may be NULL */
 	char		*checkpoint;	/* owned: an unfinished full walk's */
 	struct sync_counts c;
+	int		 whole;		/* full-sync walked it whole, from its
+					   beginning, in this pass */
 };
 
 struct sync_poll_counts {
@@ -209,6 +215,7 @@ struct sync_result {
 	long long	 duration_ms;
 	int		 signo;		/* signal that interrupted the pass */
 	int		 dry_run;
+	int		 prune;		/* full-sync --prune */
 	struct sync_source_result *sources;	/* owned */
 	size_t		 nsources;
 };

@@ -140,7 +140,7 @@ def many_sources(tmp, env, nsrc, jobs, fig):
 
 
 def report(fig):
-    """The three speed figures of issue 11, each against its target."""
+    """The speed figures of issues 11 and 12, each against its target."""
     def line(name, value, target, ok):
         print("  %-58s %-24s %s" % (name, value, ("ok" if ok else "MISSED") +
                                     " (target %s)" % target))
@@ -157,6 +157,13 @@ def report(fig):
         line("(b) unchanged resync rate / first-load rate", "%.2fx" % r, ">= 2.5x",
              r >= 2.5)
         line("    resync WAL per million rows", "%.2f MB" % w, "< 1 MB", w < 1.0)
+    if "prune_ratio" in fig:
+        r = fig["prune_ratio"]
+        line("(d) full-sync --prune / plain full-sync, 1% deleted", "%.2fx" % r,
+             "<= 1.3x", r <= 1.3)
+        r = fig["prune_rss"]
+        line("    its peak RSS / the plain full-sync's", "%.2fx" % r, "<= 1.1x (flat)",
+             r <= 1.1)
     if "noop_ms" in fig:
         line("(c) no-op incr-sync time per source", "%.2f ms" % fig["noop_ms"],
              "<= 3 ms", fig["noop_ms"] <= 3.0)
@@ -300,6 +307,27 @@ def main():
             fig["resync_ratio"] = (n / wall2) / rate
             fig["resync_wal_per_m"] = wal / 1e6 * 1e6 / n
             print("peak RSS over both runs: %.1f MB" % max(rss, rss2))
+
+            # 5. Deletions: 1% of the messages vanish upstream; a plain
+            # full-sync of the same data, then full-sync --prune (SPEC §8),
+            # both over pages rendered anew (issue 12: at most 1.3 times).
+            gone = n // 100
+            http_get(port, "/_control/edit", {"stream": "messages", "n": gone,
+                                              "kind": "purge"})
+            http_get(port, "/_control/prerender", {})
+            wall3, rss3, _ = run_timed([os.path.join(TOP, "full-sync"), "-q", "-c", conf],
+                                       env)
+            wall4, rss4, _ = run_timed([os.path.join(TOP, "full-sync"), "-q", "--prune",
+                                        "-c", conf], env)
+            missing = int(psql(env, "SELECT count(*) FROM message"
+                               " WHERE missing_since IS NOT NULL"))
+            if missing != gone:
+                sys.exit("bench: expected %d messages missing, found %d" % (gone, missing))
+            print("full-sync after %d deletions: %.1f s wall, peak RSS %.1f MB; with --prune:"
+                  " %.1f s wall, peak RSS %.1f MB, %d found missing"
+                  % (gone, wall3, rss3, wall4, rss4, missing))
+            fig["prune_ratio"] = wall4 / wall3
+            fig["prune_rss"] = rss4 / max(rss3, 0.1)
 
         if "import" in parts:
             # 5. A Telegram Desktop export of n messages, piped in as generated.

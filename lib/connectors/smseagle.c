@@ -976,4 +976,6 @@ const struct sync_connector sync_smseagle_connector = {
 	.cursor_max = sync_cursor_max_int,
 	.end = smseagle_end,
 	.poll = smseagle_poll,
+	/* A message goes from outbox to sent (or error, delivered). */
+	.flags = SYNC_CONN_MOVES,
 };

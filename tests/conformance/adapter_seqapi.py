@@ -1,7 +1,5 @@
 """seqapi: the fake backend tests/fake/seqapi.py (three since_seq streams)."""
 
-import time
-
 from base import SECRET, Adapter as Base, h
 
 PS = {"conversations": 10, "messages": 25, "contacts": 10}
@@ -54,18 +52,18 @@ class Adapter(Base):
         self.fake.add("messages", 1)
         self.fault("outlier", times=1)
 
-    # Deletions: a row vanishes from every page (the fake's vanish); back,
+    # Deletions: a row vanishes from every page (the fake's purge); back,
     # it has a new seq, as a backend that re-inserts it gives it.
 
     def delete(self, ext):
-        self.fake.call("vanish", {"stream": "messages", "ids": [ext]})
+        self.fake.edit("messages", ids=[ext], kind="purge")
 
     def restore(self, ext):
-        self.fake.call("vanish", {"stream": "messages", "ids": [ext], "restore": True})
+        self.fake.edit("messages", ids=[ext], kind="restore")
 
     def add_dated(self, ago):
         r = self.fake.add("messages", 1, conversation_index=self.DATED_CONV,
-                          sent=int(time.time() - ago))
+                          age_days=ago / 86400.0)
         return "m%d" % r["indexes"][0]
 
     def conv_of_dated(self):
@@ -82,11 +80,11 @@ class Adapter(Base):
     def late_hide(self):
         r = self.fake.add("messages", 30)
         ext = "m%d" % r["indexes"][10]
-        self.fake.call("vanish", {"stream": "messages", "ids": [ext], "keep_seq": True})
+        self.fake.call("hide", {"stream": "messages", "ids": [ext]})
         return ext
 
     def late_release(self, ext):
-        self.fake.call("vanish", {"stream": "messages", "ids": [ext], "restore": True})
+        self.fake.call("hide", {"stream": "messages", "ids": [ext], "release": True})
 
     def reset_past(self):
         # Restored from a backup of its first half (seqs continue from

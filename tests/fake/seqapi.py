@@ -21,10 +21,14 @@ stats, wait).
 
 Control API for tests (JSON bodies; none of these are logged as requests):
 
-  POST /_control/add      {"stream","n",["conversation_index"],["sender_index"],["sent":epoch],
+  POST /_control/add      {"stream","n",["conversation_index"],["sender_index"],
+                           ["age_days": sent that many days ago (messages)],
                            ["special":{"OFFSET":"nul|badutf8|surrogate|hostile"}]}
   POST /_control/edit     {"stream", "ids":[...] | "indexes":[...] | "n":K,
-                           ["kind":"edit|delete|nul|badutf8|surrogate|hostile"]}
+                           ["kind":"edit|delete|purge|restore|nul|badutf8|surrogate|hostile"]}
+                           delete: a tombstone row ("deleted":true, new seq);
+                           purge: the row vanishes (a hard delete);
+                           restore: a purged row comes back with a new seq
   POST /_control/fault    {"endpoint":"messages|conversations|contacts|status|*",
                            "kind": "http"      (+"status":500, "body")
                                  | "429"       (+"retry_after":1)
@@ -44,12 +48,11 @@ Control API for tests (JSON bodies; none of these are logged as requests):
                                  | "latest_ahead" (latest_seq = last row + "by" (1000),
                                                has_more true: trusting it skips rows)
                            "times":1 (-1 = forever), "after":0 (let that many through first)}
-  POST /_control/vanish   {"stream", "ids":[...] | "indexes":[...], ["restore":false],
-                           ["keep_seq":false]}  rows gone from every page without a
-                           trace (a hard delete upstream); "restore" brings them back
-                           with a new seq, or with "keep_seq" at their old one (a row
-                           committed late: hidden, then visible below the seqs served)
+  POST /_control/hide     {"stream", "ids":[...], ["release":false]}  a row committed
+                           late: no page shows it (it keeps its seq) until released,
+                           then it is there below the seqs already served
   POST /_control/clear_faults
+  POST /_control/prerender   render every page again (--prerender after changes)
   POST /_control/reset_seq {"keep":M, ["streams":[...]]}   backend restored from
                            an old backup: only the first M original rows remain,
                            seqs continue from there (below a reader's cursor)
@@ -162,8 +165,7 @@ class Stream:
     """One entity stream: rows 0..base_n-1 exist from the start with seq
     offset + i*stride + 1; added and edited rows live in a sorted tail."""
 
-    hidden = frozenset()    # rows with a seq that no page shows (vanish keep_seq)
-    sent = {}               # message index -> sent_at epoch (add "sent"); set per instance
+    hidden = frozenset()    # rows with a seq that no page shows yet (hide)
 
     def __init__(self, name, base_n, offset, stride, counter):
         self.name = name
@@ -180,6 +182,8 @@ class Stream:
         self.version = {}               # index -> edit count
         self.special = {}               # index -> hostile body kind
         self.deleted = set()
+        self.purged = set()             # hard-deleted: gone from every page
+        self.sent_of = {}               # message index -> sent_at (epoch s)
         self.conv_of = {}               # message index -> conversation index
         self.sender_of = {}             # message index -> contact index or -1
         self.custom = set()             # indexes with any of the above
@@ -280,15 +284,11 @@ class Stream:
         self.custom.add(idx)
         return s
 
-    def vanish(self, idx, keep_seq=False):
-        """Row idx goes from every page: with keep_seq it keeps its seq,
-        hidden (a row not committed yet), else it has none any more."""
+    def purge(self, idx):
+        """Removes row idx outright (a hard delete: no tombstone)."""
         old = self.current_seq(idx)
-        if old is None or idx in self.hidden:
+        if old is None:
             raise KeyError("no live row %d in %s" % (idx, self.name))
-        if keep_seq:
-            self.hidden = set(self.hidden) | {idx}
-            return old
         if idx in self.item_seq:
             del self.tail_items[old]
             del self.tail_seqs[bisect.bisect_left(self.tail_seqs, old)]
@@ -296,19 +296,16 @@ class Stream:
         else:
             self.moved.add(idx)
             bisect.insort(self.moved_seqs, old)
-        return None
+        self.purged.add(idx)
 
-    def unvanish(self, idx):
-        """Row idx is back: a hidden one at its seq, another with a new one."""
-        if idx in self.hidden:
-            self.hidden = set(self.hidden) - {idx}
-            return self.current_seq(idx)
-        if self.current_seq(idx) is not None or idx >= self.n_items:
-            raise KeyError("row %d of %s is not gone" % (idx, self.name))
+    def restore(self, idx):
+        """A purged row comes back, with a new seq; returns it."""
+        self.purged.discard(idx)
         s = self._next_seq()
         self.tail_seqs.append(s)
         self.tail_items[s] = idx
         self.item_seq[idx] = s
+        self.custom.add(idx)
         return s
 
     def reset(self, keep):
@@ -325,6 +322,7 @@ class Stream:
         self.version = {}
         self.special = {k: v for k, v in self.special.items() if k < keep}
         self.deleted = set()
+        self.purged = set()
         self.conv_of = {k: v for k, v in self.conv_of.items() if k < keep}
         self.sender_of = {k: v for k, v in self.sender_of.items() if k < keep}
         self.custom = set(self.special) | set(self.conv_of) | set(self.sender_of)
@@ -381,7 +379,7 @@ class Integration:
         if sender is None:
             sender = -1 if from_me else (i * 7919) % self.n_contacts0
         sender_s = "null" if sender < 0 else '"k%d"' % sender
-        sent = ts(st.sent.get(i, BASE_EPOCH + i * 37))
+        sent = ts(st.sent_of.get(i, BASE_EPOCH + i * 37))
         sp = st.special.get(i)
         deleted = i in st.deleted
         if deleted:
@@ -796,6 +794,9 @@ class Handler(fakelib.Handler):
         st = self.server.state
         if what in ("add", "edit", "reset_seq", "config"):
             st.pages = None     # pre-rendered pages no longer say what is there
+        if what == "prerender":
+            st.prerender()
+            return {"pages": len(st.pages)}
         if what == "add":
             it = st.integ(d)
             s = it.streams[d.get("stream", "messages")]
@@ -807,9 +808,8 @@ class Handler(fakelib.Handler):
                 if "sender_index" in d:
                     s.sender_of[i] = int(d["sender_index"])
                     s.custom.add(i)
-                if "sent" in d:
-                    s.sent = dict(s.sent)
-                    s.sent[i] = int(d["sent"])
+                if "age_days" in d:
+                    s.sent_of[i] = int(time.time() - float(d["age_days"]) * 86400)
                     s.custom.add(i)
             for off, kind in (d.get("special") or {}).items():
                 if kind not in SPECIAL_BODIES:
@@ -834,6 +834,12 @@ class Handler(fakelib.Handler):
             kind = d.get("kind", "edit")
             seqs = []
             for i in idxs:
+                if kind == "purge":
+                    s.purge(i)
+                    continue
+                if kind == "restore":
+                    seqs.append(s.restore(i))
+                    continue
                 if kind == "delete":
                     s.deleted.add(i)
                 elif kind in SPECIAL_BODIES:
@@ -842,15 +848,15 @@ class Handler(fakelib.Handler):
                     raise ValueError("unknown edit kind '%s'" % kind)
                 seqs.append(s.touch(i))
             return {"indexes": idxs, "seqs": seqs, "latest_seq": s.latest_seq()}
-        if what == "vanish":
+        if what == "hide":
             st.pages = None
-            it = st.integ(d)
-            s = it.streams[d.get("stream", "messages")]
-            idxs = ([id_index(s.name, x) for x in d["ids"]] if "ids" in d
-                    else [int(x) for x in d["indexes"]])
-            seqs = [s.unvanish(i) if d.get("restore") else s.vanish(i, bool(d.get("keep_seq")))
-                    for i in idxs]
-            return {"indexes": idxs, "seqs": seqs, "latest_seq": s.latest_seq()}
+            s = st.integ(d).streams[d.get("stream", "messages")]
+            idxs = [id_index(s.name, x) for x in d["ids"]]
+            if any(s.current_seq(i) is None for i in idxs):
+                raise ValueError("no live row among %s" % d["ids"])
+            s.hidden = (set(s.hidden) - set(idxs)) if d.get("release") else (
+                set(s.hidden) | set(idxs))
+            return {"seqs": [s.current_seq(i) for i in idxs], "latest_seq": s.latest_seq()}
         if what == "reset_seq":
             it = st.integ(d)
             it.reset_seq(int(d.get("keep", 0)), d.get("streams"))
