@@ -30,6 +30,7 @@ struct sync_db {
 	int		 cache_source;	/* whose ids the maps hold */
 	int		 all_new;	/* the last page of messages was all new */
 	int		 prune;		/* a pruning walk notes what it sees */
+	struct sync_buf	 seen;		/* ids seen, not yet in prune_seen */
 	struct sync_strmap ids[2];	/* external -> internal id: conversations,
 					   contacts */
 };
@@ -38,6 +39,10 @@ struct sync_rows {
 	PGresult	*res;
 };
 
+
+/* full-sync --prune: ids seen gathered before they go to prune_seen. */
+#define SEEN_FLUSH	(1 << 18)
+static enum sync_rc seen_flush(struct sync_db *, size_t, struct sync_err *);
 
 /* The stage tables: one page of rows, emptied at every commit. */
 static const char stage_sql[] =
@@ -162,25 +167,22 @@ static const char upsert_conversation[] =
     "source_id, external_id, title", "$1, x, " E164("x"))
 
 /*
- * Which messages of a page exist, and the hash they were written with.  A
- * pruning walk (sync_db_prune_begin()) also notes them as seen.
+ * Which messages of a page exist, the hash they were written with, and
+ * their ids (what a pruning walk notes as seen).
  */
-#define PROBE_MESSAGE(cols)						\
-    "SELECT k.x, " cols " FROM unnest($2::text[]) AS k(x) CROSS JOIN LATERAL" \
-    " (SELECT id, row_hash FROM message o WHERE o.source_id = $1"	\
-    "  AND o.external_id = k.x OFFSET 0) o"
-#define SEEN(probe)							\
-    "WITH p AS MATERIALIZED (" probe "), s AS (INSERT INTO prune_seen"	\
-    " SELECT id FROM p) SELECT x, y FROM p"
+static const char probe_message[] =
+    "SELECT k.x, o.row_hash, o.id FROM unnest($2::text[]) AS k(x) CROSS JOIN"
+    " LATERAL (SELECT id, row_hash FROM message o WHERE o.source_id = $1"
+    "  AND o.external_id = k.x OFFSET 0) o";
 
 /*
  * Which of a page's provider identities ($2, of rows new by external id)
- * are stored already, and under which external id.
+ * are stored already, under which external id, and their ids.
  */
-#define PROBE_PROVIDER(cols)						\
-    "SELECT k.p AS x, " cols " FROM unnest($2::text[]) AS k(p) CROSS JOIN" \
-    " LATERAL (SELECT id, external_id FROM message o WHERE o.source_id = $1" \
-    "  AND o.provider_id = k.p OFFSET 0) o"
+static const char probe_provider[] =
+    "SELECT k.p, o.external_id, o.id FROM unnest($2::text[]) AS k(p) CROSS JOIN"
+    " LATERAL (SELECT id, external_id FROM message o WHERE o.source_id = $1"
+    "  AND o.provider_id = k.p OFFSET 0) o";
 
 /*
  * New messages are copied straight into the table (see sync_db_apply());
@@ -319,11 +321,8 @@ static const struct {
 	{ "pending_load", pending_load },
 	{ "pending_claim", pending_claim },
 	{ "pending_settle", pending_settle },
-	{ "probe_message", PROBE_MESSAGE("o.row_hash") },
-	{ "probe_message_seen", SEEN(PROBE_MESSAGE("o.row_hash AS y, o.id")) },
-	{ "probe_provider", PROBE_PROVIDER("o.external_id") },
-	{ "probe_provider_seen",
-	  SEEN(PROBE_PROVIDER("o.external_id AS y, o.id")) },
+	{ "probe_message", probe_message },
+	{ "probe_provider", probe_provider },
 	{ "state_load",
 	  "SELECT cursor, full_checkpoint, fingerprint FROM sync_state"
 	  " WHERE source_id = $1 AND stream = $2" },
@@ -848,6 +847,7 @@ sync_db_free(struct sync_db *db)
 		PQfinish(db->conn);
 	sync_strmap_clear(&db->ids[0]);
 	sync_strmap_clear(&db->ids[1]);
+	sync_buf_release(&db->seen);
 	free(db);
 }
 
@@ -1260,7 +1260,7 @@ sync_db_save_commit(struct sync_db *db, int id, const char *stream,
 		return rc;		/* the transaction is rolled back by the caller */
 	PQclear(r);
 	db->in_tx = 0;
-	return SYNC_OK;
+	return seen_flush(db, SEEN_FLUSH, err);
 }
 
 enum sync_rc
@@ -1297,8 +1297,12 @@ sync_db_begin(struct sync_db *db, struct sync_err *err)
 enum sync_rc
 sync_db_commit(struct sync_db *db, struct sync_err *err)
 {
+	enum sync_rc rc;
+
 	db->in_tx = 0;
-	return exec_simple(db, "COMMIT", "commit the batch", err);
+	if ((rc = exec_simple(db, "COMMIT", "commit the batch", err)) != SYNC_OK)
+		return rc;
+	return seen_flush(db, SEEN_FLUSH, err);
 }
 
 void
@@ -1353,6 +1357,40 @@ copy_in(struct sync_db *db, const char *sql, const struct sync_buf *data,
     struct sync_err *err)
 {
 	return copy_run(db, sql, data, 0, NULL, err);
+}
+
+/*
+ * full-sync --prune: the ids of the stored messages a walk sees are
+ * gathered here and written to the session's temporary table prune_seen
+ * a few hundred thousand at a time, after a commit: a page's transaction
+ * that touched a temporary table would make PostgreSQL empty the stage
+ * tables (ON COMMIT DELETE ROWS) at every commit, costing more than the
+ * rest of an unchanged page.  Memory stays bounded (SEEN_FLUSH bytes).
+ */
+/* Notes the id in column col of row k of r as seen; -1 on ENOMEM. */
+static int
+seen_add(struct sync_db *db, const PGresult *r, int k, int col)
+{
+	if (!db->prune || PQgetisnull(r, k, col))
+		return 0;
+	if (sync_buf_add(&db->seen, PQgetvalue(r, k, col),
+	    (size_t)PQgetlength(r, k, col)) == -1 ||
+	    sync_buf_add(&db->seen, "\n", 1) == -1)
+		return -1;
+	return 0;
+}
+
+/* Writes the ids gathered to prune_seen (outside a transaction). */
+static enum sync_rc
+seen_flush(struct sync_db *db, size_t above, struct sync_err *err)
+{
+	enum sync_rc rc;
+
+	if (!db->prune || db->seen.len <= above)
+		return SYNC_OK;
+	rc = copy_in(db, "COPY prune_seen FROM STDIN", &db->seen, err);
+	sync_buf_reset(&db->seen);
+	return rc;
 }
 
 /* Adds an upsert's answer (distinct staged, inserted, updated) to c. */
@@ -1708,14 +1746,15 @@ probe_providers(struct sync_db *db, const char *idbuf, struct sync_msgrow **uniq
 	if (array_end(&arr) == -1)
 		goto nomem;
 	p[1] = arr.data;
-	if ((rc = exec_prep(db, db->prune ? "probe_provider_seen" :
-	    "probe_provider", 2, p, &r,
+	if ((rc = exec_prep(db, "probe_provider", 2, p, &r,
 	    "look up the page's provider identities", err)) != SYNC_OK)
 		goto out;
 	for (k = 0; k < PQntuples(r); k++) {
 		struct sync_msgrow ***hit = bsearch(PQgetvalue(r, k, 0), v, np,
 		    sizeof(*v), pid_find);
 
+		if (seen_add(db, r, k, 2) == -1)
+			goto nomem;
 		if (hit == NULL)
 			continue;
 		/* The group's first row is the one asked for. */
@@ -1829,14 +1868,15 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 		nnew = nchanged = 0;
 		sync_buf_reset(&fresh);
 		sync_buf_reset(&changed);
-		if ((rc = exec_prep(db, db->prune ? "probe_message_seen" :
-		    "probe_message", 2, v, &r, "look up the "
+		if ((rc = exec_prep(db, "probe_message", 2, v, &r, "look up the "
 		    "page's messages", err)) != SYNC_OK)
 			goto out;
 		for (k = 0; k < PQntuples(r); k++) {
 			struct sync_msgrow **hit = bsearch(PQgetvalue(r, k, 0), uniq,
 			    n, sizeof(*uniq), row_find);
 
+			if (seen_add(db, r, k, 2) == -1)
+				goto nomem;
 			if (hit == NULL)
 				continue;
 			state[hit - uniq] = !PQgetisnull(r, k, 1) &&
@@ -2316,11 +2356,13 @@ sync_rows_free(struct sync_rows *rows)
  * provider cannot list (coverage.listable_from) and those stored since the
  * walks started: the first miss sets missing_since, a miss after one by an
  * earlier walk confirms the deletion.  row_hash is cleared, so that a row
- * seen again is rewritten, which clears both.  prune_seen is analysed
- * first: without statistics the planner would probe it row by row.
+ * seen again is rewritten, which clears both.  It runs with nested loops
+ * off: on a table just loaded and not yet analysed, the planner would
+ * otherwise scan the seen set once for every stored message; the updates
+ * find their rows by the primary key without a join.
  */
 static const char prune_sql[] =
-    "WITH c AS MATERIALIZED (SELECT m.id, m.stream, m.missing_since"
+    "WITH c AS MATERIALIZED (SELECT m.id, m.missing_since"
     "  FROM message m WHERE m.source_id = $1 AND m.stream = ANY($2::text[])"
     "  AND m.deleted_at IS NULL AND m.created_at < $3::timestamptz"
     "  AND ($4::timestamptz IS NULL OR m.sent_at >= $4::timestamptz)"
@@ -2329,15 +2371,17 @@ static const char prune_sql[] =
     "   v.conversation_id = m.conversation_id AND v.listable_from IS NOT NULL"
     "   AND (m.sent_at IS NULL OR m.sent_at < v.listable_from))),"
     " mi AS (UPDATE message t SET missing_since = now(), row_hash = NULL,"
-    "  updated_at = now(), seq = nextval('msgsync_seq') FROM c"
-    "  WHERE t.id = c.id AND c.missing_since IS NULL RETURNING c.stream),"
+    "  updated_at = now(), seq = nextval('msgsync_seq') WHERE t.id ="
+    "  ANY(ARRAY(SELECT id FROM c WHERE missing_since IS NULL)) RETURNING t.stream),"
     " pr AS (UPDATE message t SET deleted_at = now(), deleted_reason = 'pruned',"
     "  row_hash = NULL, updated_at = now(), seq = nextval('msgsync_seq')"
-    "  FROM c WHERE t.id = c.id AND c.missing_since < $3::timestamptz"
-    "  RETURNING c.stream)"
+    "  WHERE t.id = ANY(ARRAY(SELECT id FROM c"
+    "  WHERE missing_since < $3::timestamptz)) RETURNING t.stream)"
     " SELECT x, (SELECT count(*) FROM mi WHERE mi.stream = x),"
     "  (SELECT count(*) FROM pr WHERE pr.stream = x)"
     " FROM unnest($2::text[]) AS u(x)";
+
+#define SEEN_RESET "TRUNCATE prune_seen"
 
 enum sync_rc
 sync_db_prune_begin(struct sync_db *db, char *start, size_t size,
@@ -2347,8 +2391,9 @@ sync_db_prune_begin(struct sync_db *db, char *start, size_t size,
 	enum sync_rc rc;
 
 	db->prune = 0;
-	if ((rc = exec_simple(db, "TRUNCATE prune_seen", "empty the seen set",
-	    err)) != SYNC_OK || (rc = exec_result(db, PQexec(db->conn,
+	sync_buf_reset(&db->seen);
+	if ((rc = exec_simple(db, SEEN_RESET, "empty the seen set", err)) !=
+	    SYNC_OK || (rc = exec_result(db, PQexec(db->conn,
 	    "SELECT now()"), &r, "read the time", err)) != SYNC_OK)
 		return rc;
 	snprintf(start, size, "%s", PQgetvalue(r, 0, 0));
@@ -2361,6 +2406,7 @@ void
 sync_db_prune_end(struct sync_db *db)
 {
 	db->prune = 0;
+	sync_buf_reset(&db->seen);
 }
 
 enum sync_rc
@@ -2376,9 +2422,12 @@ sync_db_prune(struct sync_db *db, int id, char *const *streams, size_t n,
 	size_t i;
 	int k;
 
-	db->prune = 0;
 	for (i = 0; i < n; i++)
 		missing[i] = pruned[i] = 0;
+	rc = seen_flush(db, 0, err);
+	db->prune = 0;
+	if (rc != SYNC_OK)
+		return rc;
 	if (array_of(&a, streams, n) == -1) {
 		sync_buf_release(&a);
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
@@ -2390,7 +2439,9 @@ sync_db_prune(struct sync_db *db, int id, char *const *streams, size_t n,
 	v[3] = window;
 	if ((rc = exec_simple(db, "ANALYZE prune_seen", "analyse the seen set",
 	    err)) == SYNC_OK && (rc = sync_db_begin(db, err)) == SYNC_OK) {
-		if ((rc = exec_params(db, prune_sql, 4, v, &r, "reconcile deletions",
+		if ((rc = exec_simple(db, "SET LOCAL enable_nestloop = off",
+		    "plan the reconciliation", err)) == SYNC_OK &&
+		    (rc = exec_params(db, prune_sql, 4, v, &r, "reconcile deletions",
 		    err)) == SYNC_OK && (rc = sync_db_commit(db, err)) == SYNC_OK)
 			for (k = 0; k < PQntuples(r); k++)
 				for (i = 0; i < n; i++)
@@ -2404,7 +2455,6 @@ sync_db_prune(struct sync_db *db, int id, char *const *streams, size_t n,
 	PQclear(r);
 	sync_buf_release(&a);
 	if (rc == SYNC_OK)	/* frees its pages for the next source */
-		rc = exec_simple(db, "TRUNCATE prune_seen", "empty the seen set",
-		    err);
+		rc = exec_simple(db, SEEN_RESET, "empty the seen set", err);
 	return rc;
 }
