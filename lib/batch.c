@@ -424,6 +424,7 @@ sync_page_release(struct sync_page *pg)
 	free(pg->cursor);
 	free(pg->checkpoint);
 	free(pg->fingerprint);
+	free(pg->missing);
 
 	for (i = 0; i < pg->nrejects; i++) {
 		free(pg->rejects[i].position);

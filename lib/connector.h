@@ -160,6 +160,14 @@ struct sync_keydef {
 	{ "lookback", SYNC_KEY_INT, 0, 0, 31536000, NULL }, \
 	SYNC_KEY_COLD_START, \
 	{ "max_clock_skew", SYNC_KEY_INT, 0, 0, 31536000, NULL }
+/*
+ * gap_window (seconds): how long the engine keeps re-reading a gap of a
+ * since_seq stream (SYNC_CONN_GAPS) before it reports it unrecoverable;
+ * 0: at once, never re-read.
+ */
+#define SYNC_GAP_WINDOW_DEFAULT	3600
+#define SYNC_KEY_GAP_WINDOW \
+	{ "gap_window", SYNC_KEY_INT, 0, 0, 31536000, NULL }
 
 struct sync_value {
 	const struct sync_keydef *def;
@@ -635,6 +643,14 @@ enum sync_mode {
 	SYNC_MODE_IMPORT	/* full-sync --import: saved like INCR */
 };
 
+/* Positions lo..hi of a since_seq stream that were missing (gaps.c). */
+struct sync_gap {
+	long long	 lo, hi;
+};
+
+/* The most open gaps the engine hands a stream per pass (the rest: later). */
+#define SYNC_GAPS_MAX	100
+
 /* What the engine hands a connector for one stream. */
 struct sync_stream {
 	const char	*name;
@@ -646,6 +662,12 @@ struct sync_stream {
 	int		 first;		/* no page fetched yet in this pass */
 	struct sync_counts *counts;
 	struct sync_progress *progress;	/* the engine's (progress.c) */
+	/*
+	 * SYNC_CONN_GAPS: the stream's open gaps to re-read in this pass,
+	 * lowest first, at most SYNC_GAPS_MAX (the engine's).
+	 */
+	const struct sync_gap *gaps;
+	size_t		 ngaps;
 };
 
 /*
@@ -690,7 +712,20 @@ struct sync_page {
 	char	       **resolves;
 	size_t		 nresolves;
 	const struct sync_strmap *open;	/* unresolved positions, or NULL */
+	/*
+	 * SYNC_CONN_GAPS: the page read every position in (read_from,
+	 * read_to] (read_to <= read_from: none), and those it found missing
+	 * (sync_page_missing()).  The engine keeps the gaps: it records new
+	 * ones, closes those the page found filled, and reports those still
+	 * missing after the source's gap_window, in the page's transaction.
+	 */
+	long long	 read_from, read_to;
+	struct sync_gap	*missing;
+	size_t		 nmissing, missingcap;
 };
+
+/* Positions lo..hi (in the range the page read) are missing; -1 on ENOMEM. */
+int		sync_page_missing(struct sync_page *, long long lo, long long hi);
 
 /*
  * A row of the page that cannot be stored (no usable id: missing, of the
@@ -843,5 +878,10 @@ struct sync_connector {
  * stream was walked (full-sync --prune then reconciles all or none).
  */
 #define SYNC_CONN_MOVES		0x8
+/*
+ * Its streams are since_seq streams whose gaps the engine keeps (struct
+ * sync_gap; the source has the key gap_window, SYNC_KEY_GAP_WINDOW).
+ */
+#define SYNC_CONN_GAPS		0x10
 
 #endif /* SYNC_CONNECTOR_H */

@@ -2458,3 +2458,153 @@ sync_db_prune(struct sync_db *db, int id, char *const *streams, size_t n,
 		rc = exec_simple(db, SEEN_RESET, "empty the seen set", err);
 	return rc;
 }
+/* ---- stream_gap: gaps of since_seq streams (gaps.c) ------------------- */
+
+enum sync_rc
+sync_db_gaps_summary(struct sync_db *db, int id, struct sync_gapsum *v,
+    size_t max, size_t *n, struct sync_err *err)
+{
+	char sid[16];
+	const char *p[1] = { sid };
+	PGresult *r = NULL;
+	enum sync_rc rc;
+	int i;
+
+	*n = 0;
+	snprintf(sid, sizeof(sid), "%d", id);
+	if ((rc = exec_params(db, "SELECT stream, count(*) FILTER (WHERE"
+	    " unrecoverable_at IS NULL), max(hi) FROM stream_gap WHERE source_id = $1"
+	    " GROUP BY stream", 1, p, &r, "read the source's gaps", err)) != SYNC_OK)
+		return rc;
+	for (i = 0; i < PQntuples(r) && *n < max; i++) {
+		snprintf(v[*n].stream, sizeof(v[*n].stream), "%s", PQgetvalue(r, i, 0));
+		v[*n].open = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+		v[*n].top = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+		(*n)++;
+	}
+	PQclear(r);
+	return SYNC_OK;
+}
+
+enum sync_rc
+sync_db_gaps_load(struct sync_db *db, int id, const char *stream, size_t max,
+    struct sync_gap **v, size_t *n, struct sync_err *err)
+{
+	char sid[16], lim[24];
+	const char *p[3] = { sid, stream, lim };
+	PGresult *r = NULL;
+	enum sync_rc rc;
+	int i, nt;
+
+	*v = NULL;
+	*n = 0;
+	snprintf(sid, sizeof(sid), "%d", id);
+	snprintf(lim, sizeof(lim), "%zu", max);
+	if ((rc = exec_params(db, "SELECT lo, hi FROM stream_gap WHERE source_id = $1"
+	    " AND stream = $2 AND unrecoverable_at IS NULL ORDER BY lo LIMIT $3", 3,
+	    p, &r, "load the stream's gaps", err)) != SYNC_OK)
+		return rc;
+	nt = PQntuples(r);
+	if (nt > 0 && (*v = calloc((size_t)nt, sizeof(**v))) == NULL)
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	for (i = 0; rc == SYNC_OK && i < nt; i++) {
+		(*v)[*n].lo = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		(*v)[*n].hi = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+		(*n)++;
+	}
+	PQclear(r);
+	return rc;
+}
+
+enum sync_rc
+sync_db_gaps_in(struct sync_db *db, int id, const char *stream, long long from,
+    long long to, struct sync_gaprow **v, size_t *n, struct sync_err *err)
+{
+	char sid[16], f[24], t[24];
+	const char *p[4] = { sid, stream, f, t };
+	PGresult *r = NULL;
+	enum sync_rc rc;
+	int i, nt;
+
+	*v = NULL;
+	*n = 0;
+	snprintf(sid, sizeof(sid), "%d", id);
+	snprintf(f, sizeof(f), "%lld", from);
+	snprintf(t, sizeof(t), "%lld", to);
+	if ((rc = exec_params(db, "SELECT lo, hi, found_at, reads, unrecoverable_at"
+	    " FROM stream_gap WHERE source_id = $1 AND stream = $2 AND hi > $3"
+	    " AND lo <= $4 ORDER BY lo FOR UPDATE", 4, p, &r,
+	    "read the stream's gaps", err)) != SYNC_OK)
+		return rc;
+	nt = PQntuples(r);
+	if (nt > 0 && (*v = calloc((size_t)nt, sizeof(**v))) == NULL)
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	for (i = 0; rc == SYNC_OK && i < nt; i++) {
+		struct sync_gaprow *g = &(*v)[i];
+
+		g->lo = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		g->hi = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+		snprintf(g->found, sizeof(g->found), "%s", PQgetvalue(r, i, 2));
+		g->reads = (int)strtol(PQgetvalue(r, i, 3), NULL, 10);
+		snprintf(g->unrec, sizeof(g->unrec), "%s", PQgetisnull(r, i, 4) ?
+		    "" : PQgetvalue(r, i, 4));
+		(*n)++;
+	}
+	PQclear(r);
+	return rc;
+}
+
+enum sync_rc
+sync_db_gap_drop(struct sync_db *db, int id, const char *stream, long long lo,
+    struct sync_err *err)
+{
+	char sid[16], l[24];
+	const char *p[3] = { sid, stream, l };
+
+	snprintf(sid, sizeof(sid), "%d", id);
+	if (lo < 0)
+		return exec_params(db, "DELETE FROM stream_gap WHERE source_id = $1"
+		    " AND stream = $2", 2, p, NULL, "forget the stream's gaps", err);
+	snprintf(l, sizeof(l), "%lld", lo);
+	return exec_params(db, "DELETE FROM stream_gap WHERE source_id = $1 AND"
+	    " stream = $2 AND lo = $3", 3, p, NULL, "close a gap", err);
+}
+
+enum sync_rc
+sync_db_gap_put(struct sync_db *db, int id, const char *stream,
+    const struct sync_gaprow *g, long long window, int *open, int *marked,
+    struct sync_err *err)
+{
+	char sid[16], l[24], h[24], rd[16], w[24];
+	const char *p[8] = { sid, stream, l, h, g->found[0] ? g->found : NULL, rd,
+	    g->unrec[0] ? g->unrec : NULL, w };
+	PGresult *r = NULL;
+	enum sync_rc rc;
+
+	snprintf(sid, sizeof(sid), "%d", id);
+	snprintf(l, sizeof(l), "%lld", g->lo);
+	snprintf(h, sizeof(h), "%lld", g->hi);
+	snprintf(rd, sizeof(rd), "%d", g->reads);
+	snprintf(w, sizeof(w), "%lld", window);
+	/*
+	 * A gap keeps when it was first found; once that is gap_window ago it
+	 * is unrecoverable (marked once: *marked says it happened now).
+	 */
+	if ((rc = exec_params(db, "INSERT INTO stream_gap AS g (source_id, stream,"
+	    " lo, hi, found_at, checked_at, reads, unrecoverable_at) VALUES ($1, $2,"
+	    " $3, $4, coalesce($5::timestamptz, now()), CASE WHEN $6::int > 0 THEN"
+	    " now() END, $6::int, coalesce($7::timestamptz, CASE WHEN"
+	    " coalesce($5::timestamptz, now()) <= now() - make_interval(secs =>"
+	    " $8::double precision) THEN now() END)) ON CONFLICT (source_id,"
+	    " stream, lo) DO UPDATE SET hi = excluded.hi, checked_at ="
+	    " excluded.checked_at, reads = excluded.reads, unrecoverable_at ="
+	    " coalesce(g.unrecoverable_at, excluded.unrecoverable_at), updated_at ="
+	    " now(), seq = nextval('msgsync_seq') RETURNING unrecoverable_at IS NULL,"
+	    " unrecoverable_at IS NOT NULL AND $7::timestamptz IS NULL AND"
+	    " unrecoverable_at = now()", 8, p, &r, "record a gap", err)) != SYNC_OK)
+		return rc;
+	*open = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	*marked = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+	PQclear(r);
+	return SYNC_OK;
+}

@@ -31,6 +31,9 @@ counts_add(struct sync_counts *a, const struct sync_counts *b)
 	a->outliers += b->outliers;
 	a->missing += b->missing;
 	a->pruned += b->pruned;
+	a->gaps_healed += b->gaps_healed;
+	a->gaps_unrecoverable += b->gaps_unrecoverable;
+	a->gaps_open += b->gaps_open;
 }
 
 static int
@@ -73,6 +76,10 @@ struct job {
 	int		 id;
 	double		 deadline;
 	long long	 batches;	/* pages committed */
+	struct sync_gaps gaps;		/* the running stream's (SYNC_CONN_GAPS) */
+	struct sync_gapsum gapsum[16];	/* the source's, read once per pass */
+	size_t		 ngapsum;
+	int		 gapsum_read;
 };
 
 /*
@@ -191,6 +198,12 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 	    (rc = sync_db_mark_deleted(j->db, j->id, pg->deleted, pg->ndeleted, c,
 	    err)) != SYNC_OK)
 		goto fail;
+	/* A reset taken up: the old backend's gaps no longer mean anything. */
+	if ((conn->flags & SYNC_CONN_GAPS) && ((pg->force && (rc =
+	    sync_db_gap_drop(j->db, j->id, stream, -1, err)) != SYNC_OK) ||
+	    (rc = sync_gaps_apply(j->db, j->id, j->src->name, stream, &j->gaps,
+	    pg, c, err)) != SYNC_OK))
+		goto fail;
 	if (pg->cursor == NULL)
 		m = stored != NULL ? strdup(stored) : NULL;
 	else if (pg->force || conn->cursor_max == NULL)
@@ -267,7 +280,8 @@ writer_main(void *arg)
 	if (w->idle && pg->batch.nrows == 0 && pg->side[0].nrows == 0 &&
 	    pg->side[1].nrows == 0 && pg->ndeleted == 0 && pg->nrejects == 0 &&
 	    pg->nresolves == 0 && pg->checkpoint == NULL &&
-	    pg->fingerprint == NULL && !pg->force) {
+	    pg->fingerprint == NULL && !pg->force && pg->nmissing == 0 &&
+	    pg->read_to <= pg->read_from) {
 		w->rc = sync_db_state_touch(w->j->db, w->j->id, w->stream,
 		    &w->merged, &touched, &w->err);
 		if (w->rc != SYNC_OK || touched)
@@ -302,6 +316,9 @@ writer_join(struct writer *w, struct sync_stream_result *sr, char **committed,
 	sr->c.inserted += w->counts.inserted;
 	sr->c.updated += w->counts.updated;
 	sr->c.unchanged += w->counts.unchanged;
+	sr->c.gaps_healed += w->counts.gaps_healed;
+	sr->c.gaps_unrecoverable += w->counts.gaps_unrecoverable;
+	sr->c.gaps_open += w->counts.gaps_open;
 	memset(&w->counts, 0, sizeof(w->counts));
 	for (k = 0; k < SYNC_REL_N; k++) {
 		w->j->res->related[k].inserted += w->related[k].inserted;
@@ -467,6 +484,23 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	if (!o->dry_run && (rc = sync_db_rejected_open(j->db, j->id, name, &open,
 	    err)) != SYNC_OK)
 		goto out;
+	/* The open gaps to re-read; new ones only above the stored cursor. */
+	memset(&j->gaps, 0, sizeof(j->gaps));
+	if (!o->dry_run && (j->src->conn->flags & SYNC_CONN_GAPS)) {
+		sr->gaps_kept = 1;
+		j->gaps.floor = sync_cursor_int(st.state.cursor);
+		j->gaps.window = sync_cfg_int(j->src, "gap_window",
+		    SYNC_GAP_WINDOW_DEFAULT);
+		if ((!j->gapsum_read && (rc = sync_db_gaps_summary(j->db, j->id,
+		    j->gapsum, 16, &j->ngapsum, err)) != SYNC_OK) ||
+		    (rc = sync_gaps_load(j->db, j->id, name, j->gapsum, j->ngapsum,
+		    &j->gaps, err)) != SYNC_OK)
+			goto out;
+		j->gapsum_read = 1;
+		st.gaps = j->gaps.v;
+		st.ngaps = j->gaps.n;
+		sr->c.gaps_open = j->gaps.open;
+	}
 
 	if (st.mode == SYNC_MODE_FULL) {
 		if (st.restart || st.state.checkpoint == NULL) {
@@ -590,6 +624,7 @@ out:
 	/* Walked whole in this pass, from its beginning: it may be pruned. */
 	sr->whole = st.mode == SYNC_MODE_FULL && fresh && complete && rc == SYNC_OK;
 	sync_strmap_clear(&open);
+	sync_gaps_release(&j->gaps);
 	sync_state_release(&st.state);
 	return rc;
 }

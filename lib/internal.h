@@ -352,6 +352,70 @@ enum sync_rc	sync_db_reject(struct sync_db *, int, const char *stream,
 enum sync_rc	sync_db_rejected_resolve(struct sync_db *, int, const char *stream,
 		    const char *position, struct sync_err *);
 
+/* ---- gaps.c, and their rows in stream_gap (db.c) ---------------------- */
+
+/* A stored gap, as read in a page's transaction. */
+struct sync_gaprow {
+	long long	 lo, hi;
+	char		 found[48];	/* found_at as text ("": now) */
+	int		 reads;
+	char		 unrec[48];	/* unrecoverable_at as text, "": open */
+};
+
+/* One stream's gaps in one pass. */
+struct sync_gaps {
+	struct sync_gap	*v;		/* the open ones to re-read, lowest first */
+	size_t		 n;
+	long long	 open;		/* open gaps stored before the pass */
+	long long	 top;		/* the highest position of any stored gap, -1 */
+	long long	 floor;		/* new gaps are recorded only above it */
+	long long	 window;	/* the source's gap_window */
+};
+
+/* A stream's gaps in a word: how many are open, the highest position. */
+struct sync_gapsum {
+	char		 stream[32];
+	long long	 open, top;
+};
+
+/* The gaps of each stream of a source that has any (at most max streams). */
+enum sync_rc	sync_db_gaps_summary(struct sync_db *, int, struct sync_gapsum *,
+		    size_t max, size_t *n, struct sync_err *);
+/* Loads the open gaps of a stream (at most max, lowest first). */
+enum sync_rc	sync_db_gaps_load(struct sync_db *, int, const char *stream,
+		    size_t max, struct sync_gap **v, size_t *n, struct sync_err *);
+/* The stored gaps overlapping (from, to], locked (in a transaction). */
+enum sync_rc	sync_db_gaps_in(struct sync_db *, int, const char *stream,
+		    long long from, long long to, struct sync_gaprow **, size_t *,
+		    struct sync_err *);
+/* Deletes the gap at lo (lo < 0: all of the stream's). */
+enum sync_rc	sync_db_gap_drop(struct sync_db *, int, const char *stream,
+		    long long lo, struct sync_err *);
+/*
+ * Stores gap g (inserted, or the one at g->lo updated): *open says it is
+ * still open, *marked that it became unrecoverable now.
+ */
+enum sync_rc	sync_db_gap_put(struct sync_db *, int, const char *stream,
+		    const struct sync_gaprow *, long long window, int *open,
+		    int *marked, struct sync_err *);
+
+/*
+ * Loads a stream's gaps for a pass (g->floor and g->window are the
+ * caller's): sum is the source's summary (one query per source, not per
+ * stream: a pass with nothing to re-read stays cheap).
+ */
+enum sync_rc	sync_gaps_load(struct sync_db *, int, const char *stream,
+		    const struct sync_gapsum *sum, size_t nsum, struct sync_gaps *,
+		    struct sync_err *);
+/*
+ * In the page's transaction: records the page's new gaps, closes those it
+ * found filled, marks those whose window passed; counts in c.
+ */
+enum sync_rc	sync_gaps_apply(struct sync_db *, int, const char *source,
+		    const char *stream, const struct sync_gaps *,
+		    const struct sync_page *, struct sync_counts *, struct sync_err *);
+void		sync_gaps_release(struct sync_gaps *);
+
 /* sync_run rows: start (marks abandoned runs), finish. */
 enum sync_rc	sync_db_run_start(struct sync_db *, int, const char *, long long *,
 		    struct sync_err *);

@@ -160,6 +160,15 @@ source_json(const struct sync_result *res, const struct sync_source_result *s)
 			bad |= cJSON_AddNumberToObject(st, "pruned",
 			    (double)r->c.pruned) == NULL;
 		}
+		/* since_seq streams: the gaps kept and re-read (gaps.c). */
+		if (r->gaps_kept) {
+			bad |= cJSON_AddNumberToObject(st, "gaps_healed",
+			    (double)r->c.gaps_healed) == NULL;
+			bad |= cJSON_AddNumberToObject(st, "gaps_open",
+			    (double)r->c.gaps_open) == NULL;
+			bad |= cJSON_AddNumberToObject(st, "gaps_unrecoverable",
+			    (double)r->c.gaps_unrecoverable) == NULL;
+		}
 	}
 	if (!bad && ((t = cJSON_AddObjectToObject(o, "totals")) == NULL ||
 	    add_counts(t, &s->totals, 0) == -1))

@@ -162,6 +162,10 @@ struct sync_counts {
 	long long	 rejected;	/* rows quarantined (on_bad_row) */
 	long long	 missing;	/* --prune: newly found missing */
 	long long	 pruned;	/* --prune: confirmed deleted */
+	/* since_seq streams' gaps (gaps.c) */
+	long long	 gaps_healed;	/* closed: every position found */
+	long long	 gaps_unrecoverable;	/* reported: the window passed */
+	long long	 gaps_open;	/* still re-read (after the pass) */
 };
 
 /* Rows of another entity written along with a stream's pages (SPEC §5). */
@@ -181,6 +185,7 @@ struct sync_stream_result {
 	char		*cursor_before;	/* owned, may be NULL */
 	char		*cursor_after;	/* owned, may be NULL */
 	char		*checkpoint;	/* owned: an unfinished full walk's */
+	int		 gaps_kept;	/* reports the gaps_* counters */
 	struct sync_counts c;
 	int		 whole;		/* full-sync walked it whole, from its
 					   beginning, in this pass */

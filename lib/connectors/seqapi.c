@@ -25,12 +25,17 @@ static const struct sync_keydef seqapi_keys[] = {
 	{ "integration_id", SYNC_KEY_STRING, 1, 0, 0, NULL },
 	{ "streams", SYNC_KEY_STRLIST, 0, 0, 0, seqapi_streams },
 	{ "page_size", SYNC_KEY_INT_PER_STREAM, 0, 1, 10000, NULL },
+	SYNC_KEY_GAP_WINDOW,
 	{ NULL, SYNC_KEY_STRING, 0, 0, 0, NULL }
 };
 
 struct seqapi {
 	char		*id_esc;		/* integration id, URL-escaped */
 	long long	 latest[3];		/* from /sync/status, -1: unknown */
+	size_t		 gap_next[3];		/* the next open gap to re-read */
+	long long	 gap_from[3];		/* where its re-read goes on */
+	int		 walked[3];		/* the walk after the gaps began */
+	int		 reset[3];		/* --restart met a reset anchor */
 };
 
 static int
@@ -226,6 +231,222 @@ noid:
 	    "not a usable id", row);
 }
 
+/*
+ * The anchor kept beside the cursor (SPEC §7.7): "SEQ:ID", the seq and id
+ * of the last row a page stored.  A healthy backend never gives that seq to
+ * another row (an updated row takes a new seq; the old one vanishes), so a
+ * different id there means the backend was reset or re-created.  0 and
+ * *seq, *id (borrowed from fp) when fp is one.
+ */
+static int
+anchor_parse(const char *fp, long long *seq, const char **id)
+{
+	const char *c;
+	char n[24];
+
+	if (fp == NULL || (c = strchr(fp, ':')) == NULL || c == fp ||
+	    (size_t)(c - fp) >= sizeof(n))
+		return -1;
+	memcpy(n, fp, (size_t)(c - fp));
+	n[c - fp] = '\0';
+	if ((*seq = sync_cursor_int(n)) <= 0)
+		return -1;
+	*id = c + 1;
+	return 0;
+}
+
+/* The row's id for an anchor (into buf), NULL if it has none. */
+static const char *
+anchor_id(const cJSON *row, char *buf, size_t n)
+{
+	long bad = 0;
+	const char *id = sync_json_str(row, "id", buf, n, &bad);
+
+	return usable_id(id) ? id : NULL;
+}
+
+/*
+ * GETs the page of stream idx after qsince and checks its shape: *rows,
+ * *has_more and *latest (-2: absent) point into *root (the caller frees it
+ * and *url).
+ */
+static enum sync_rc
+get_page(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
+    long long qsince, long long limit, cJSON **root, cJSON **rows,
+    int *has_more, long long *latest, char **url, struct sync_err *err)
+{
+	struct seqapi *p = ctx->priv;
+	char path[600], since_s[24], limit_s[24];
+	const char *q[5];
+	cJSON *latest_j, *more_j;
+	long long total;
+	long sanitized = 0;
+	enum sync_rc rc;
+
+	snprintf(path, sizeof(path), "/sync/%s/%s", st->name, p->id_esc);
+	snprintf(since_s, sizeof(since_s), "%lld", qsince);
+	snprintf(limit_s, sizeof(limit_s), "%lld", limit);
+	q[0] = "since_seq";
+	q[1] = since_s;
+	q[2] = "limit";
+	q[3] = limit_s;
+	q[4] = NULL;
+	if ((rc = sync_url_build(ctx->src->url, path, q, url, err)) != SYNC_OK)
+		return rc;
+	if ((rc = sync_http_get_json(ctx->http, *url, root, &sanitized, err)) !=
+	    SYNC_OK)
+		return rc;
+	page->batch.sanitized += sanitized;
+	*rows = cJSON_GetObjectItemCaseSensitive(*root, st->name);
+	latest_j = cJSON_GetObjectItemCaseSensitive(*root, "latest_seq");
+	more_j = cJSON_GetObjectItemCaseSensitive(*root, "has_more");
+	if (!cJSON_IsObject(*root) || !cJSON_IsArray(*rows))
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': the page has no '%s' array", *url, st->name);
+	if (more_j != NULL && !cJSON_IsBool(more_j))
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': 'has_more' is not a boolean", *url);
+	*has_more = cJSON_IsTrue(more_j);
+	/* The rows after since_seq, this page's included: for the progress. */
+	if ((total = json_seq(cJSON_GetObjectItemCaseSensitive(*root,
+	    "total_count"))) >= 0)
+		sync_progress_left(st, total);
+	*latest = latest_j != NULL ? json_seq(latest_j) : -2;
+	if (*latest == -1)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': 'latest_seq' is not a sequence number", *url);
+	return SYNC_OK;
+}
+
+/* The seq of row number n (from 1) of a page, above prev, or an error. */
+static enum sync_rc
+row_seq(const cJSON *row, int n, long long prev, const char *url,
+    long long *seq, struct sync_err *err)
+{
+	if (!cJSON_IsObject(row) ||
+	    (*seq = json_seq(cJSON_GetObjectItemCaseSensitive(row, "seq"))) < 0)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': row %d has no valid 'seq'", url, n);
+	if (*seq <= prev)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': row %d has seq %lld, not above %lld (rows must "
+		    "come in ascending seq after since_seq)", url, n, *seq, prev);
+	return SYNC_OK;
+}
+
+/*
+ * After the n rows of a page asked after since, the last at seq last: its
+ * latest_seq must agree, and a page that has more must advance.
+ */
+static enum sync_rc
+page_end(const char *url, int n, long long latest, long long last,
+    int has_more, long long since, struct sync_err *err)
+{
+	if (n > 0 && latest >= 0 && latest != last)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': latest_seq %lld disagrees with the last row's seq %lld",
+		    url, latest, last);
+	if (has_more && last <= since)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+		    "'%s': pagination does not advance (has_more is true but "
+		    "latest_seq stays at %lld)", url, since);
+	return SYNC_OK;
+}
+
+/* Adds the row at seq to the page (stored, or rejected). */
+static enum sync_rc
+take_row(struct sync_page *page, int idx, const cJSON *row, long long seq,
+    time_t since, struct sync_err *err)
+{
+	char seq_s[24];
+	int skip;
+
+	snprintf(seq_s, sizeof(seq_s), "%lld", seq);
+	if (add_row(page, idx, row, seq_s, since, &skip) == -1 ||
+	    (!skip && sync_page_stored(page, seq_s) == -1))
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+		    "out of memory building a batch");
+	return SYNC_OK;
+}
+
+/*
+ * Re-reads open gaps (gaps.c) up to the cursor: one page from just below
+ * the next one, asking for as many rows as there are positions up to one
+ * past the furthest gap that fits in page_size, so that neighbouring gaps
+ * share a request.  Only rows inside those gaps are stored (every other row
+ * there was stored when the gap was found: the same seq is the same
+ * version); the page tells the engine what it read and, as missing, every
+ * position it did not store, and the engine closes, keeps or reports the
+ * gaps.  The cursor stays.
+ */
+static enum sync_rc
+reread_gaps(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
+    int idx, long long cursor, struct sync_err *err)
+{
+	struct seqapi *p = ctx->priv;
+	const struct sync_gap *g = &st->gaps[p->gap_next[idx]];
+	cJSON *root = NULL, *rows, *row;
+	char *url = NULL;
+	long long from, prev, to, seq, latest, last, ps, limit;
+	size_t k = p->gap_next[idx];
+	int has_more, n = 0, past = 0;
+	enum sync_rc rc;
+
+	from = g->lo - 1 > p->gap_from[idx] ? g->lo - 1 : p->gap_from[idx];
+	ps = sync_cfg_stream_int(ctx->src, "page_size", st->name,
+	    default_page_size(idx));
+	limit = g->hi - from + 1;
+	while (k + 1 < st->ngaps && st->gaps[k + 1].hi - from + 1 <= ps)
+		limit = st->gaps[++k].hi - from + 1;
+	if (limit > ps)
+		limit = ps;
+	k = p->gap_next[idx];
+	if ((rc = get_page(ctx, st, page, from, limit, &root, &rows, &has_more,
+	    &latest, &url, err)) != SYNC_OK)
+		goto out;
+	prev = last = from;
+	cJSON_ArrayForEach(row, rows) {
+		if ((rc = row_seq(row, ++n, last, url, &seq, err)) != SYNC_OK)
+			goto out;
+		last = seq;
+		if (seq > cursor) {
+			past = 1;	/* the walk's, not a gap's */
+			continue;
+		}
+		while (k < st->ngaps && st->gaps[k].hi < seq)
+			k++;
+		if (k == st->ngaps || st->gaps[k].lo > seq)
+			continue;	/* stored already */
+		if (seq != prev + 1 && sync_page_missing(page, prev + 1, seq - 1) == -1)
+			goto nomem;
+		prev = seq;
+		page->fetched++;
+		if ((rc = take_row(page, idx, row, seq, 0, err)) != SYNC_OK)
+			goto out;
+	}
+	if ((rc = page_end(url, n, latest, last, has_more, from, err)) != SYNC_OK)
+		goto out;
+	/* Read up to the cursor, or up to its last row when more follow. */
+	to = past || !has_more ? cursor : last;
+	if (to > prev && sync_page_missing(page, prev + 1, to) == -1)
+		goto nomem;
+	page->read_from = from;
+	page->read_to = to;
+	/* A page that got nowhere (the gap lies above the cursor): skip it. */
+	if (to <= from)
+		p->gap_next[idx]++;
+	p->gap_from[idx] = to;
+	while (p->gap_next[idx] < st->ngaps && st->gaps[p->gap_next[idx]].hi <= to)
+		p->gap_next[idx]++;
+	goto out;
+nomem:
+	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+out:
+	cJSON_Delete(root);
+	free(url);
+	return rc;
+}
+
 static enum sync_rc
 seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
     struct sync_err *err)
@@ -233,14 +454,12 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 	static const enum sync_entity ent[3] = { SYNC_ENT_CONVERSATION,
 	    SYNC_ENT_MESSAGE, SYNC_ENT_CONTACT };
 	struct seqapi *p = ctx->priv;
-	const char *name = ctx->src->name;
-	char path[600], since_s[24], limit_s[24], seq_s[24], *url = NULL;
-	const char *q[5];
-	cJSON *root = NULL, *rows, *row, *latest_j, *more_j;
-	long long since, cursor, prev, last, latest, seq, limit, total;
-	long sanitized = 0;
-	int idx = stream_index(st->name), has_more, skip, nrows = 0;
-	enum sync_rc rc;
+	const char *name = ctx->src->name, *aid = NULL, *id;
+	char *url = NULL, idbuf[40], *fp;
+	cJSON *root = NULL, *rows, *row, *lastrow = NULL;
+	long long since, qsince, cursor, prev, last, latest = -2, seq, limit, aseq = 0;
+	int idx = stream_index(st->name), has_more, nrows = 0, first;
+	enum sync_rc rc = SYNC_OK;
 
 	if (idx < 0)
 		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
@@ -252,6 +471,7 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
 		    "stream '%s': the stored position '%s' is not a sequence "
 		    "number", st->name, cursor < 0 ? st->state.cursor : st->from);
+	first = !p->walked[idx];
 
 	/*
 	 * SPEC §7.7: a backend whose latest seq is below our cursor was reset
@@ -259,7 +479,7 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 	 * new seqs pass the old cursor.  Only a full walk started afresh
 	 * (full-sync --restart) may re-read it and replace the cursor.
 	 */
-	if (st->first && p->latest[idx] >= 0 && cursor > p->latest[idx] &&
+	if (first && p->latest[idx] >= 0 && cursor > p->latest[idx] &&
 	    !(st->mode == SYNC_MODE_FULL && st->restart))
 		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
 		    "stream '%s': the backend's latest seq %lld is below our "
@@ -267,106 +487,93 @@ seqapi_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pag
 		    "new rows (check it, then run full-sync --restart --source %s)",
 		    st->name, p->latest[idx], cursor, name);
 
+	/* The open gaps first, before the walk (an incremental pass's). */
+	if (first && st->mode == SYNC_MODE_INCR && p->gap_next[idx] < st->ngaps)
+		return reread_gaps(ctx, st, page, idx, cursor, err);
+	p->walked[idx] = 1;
+
 	/*
 	 * The backend's status, read at begin, has nothing after since: the
 	 * first page would come back empty, so it is not asked for (a pass
 	 * with nothing new costs one request per source, not one per stream).
 	 * A row added since the status was read is the next pass's.
 	 */
-	if (st->first && p->latest[idx] >= 0 && since >= p->latest[idx]) {
-		prev = since;
+	if (first && p->latest[idx] >= 0 && since >= p->latest[idx]) {
+		prev = last = since;
 		has_more = 0;
 		goto walked;
 	}
 
+	/*
+	 * The anchor: an incremental walk starts one seq early, so that the
+	 * row at the cursor comes back with the first page (no request of its
+	 * own) and shows whether it is still the row stored there.
+	 */
 	limit = sync_cfg_stream_int(ctx->src, "page_size", st->name,
 	    default_page_size(idx));
-	snprintf(path, sizeof(path), "/sync/%s/%s", st->name, p->id_esc);
-	snprintf(since_s, sizeof(since_s), "%lld", since);
-	snprintf(limit_s, sizeof(limit_s), "%lld", limit);
-	q[0] = "since_seq";
-	q[1] = since_s;
-	q[2] = "limit";
-	q[3] = limit_s;
-	q[4] = NULL;
-	if ((rc = sync_url_build(ctx->src->url, path, q, &url, err)) != SYNC_OK)
-		return rc;
-	if ((rc = sync_http_get_json(ctx->http, url, &root, &sanitized, err)) !=
+	if (anchor_parse(st->state.fingerprint, &aseq, &aid) != 0)
+		aseq = 0;
+	qsince = since;
+	if (first && st->mode == SYNC_MODE_INCR && aseq > 0 && aseq == cursor &&
+	    since == cursor) {
+		qsince = since - 1;
+		limit++;
+	}
+	if ((rc = get_page(ctx, st, page, qsince, limit, &root, &rows, &has_more,
+	    &latest, &url, err)) != SYNC_OK)
+		goto out;
+
+	prev = last = qsince;
+	cJSON_ArrayForEach(row, rows) {
+		if ((rc = row_seq(row, ++nrows, last, url, &seq, err)) != SYNC_OK)
+			goto out;
+		last = seq;
+		if (aseq > 0 && seq == aseq && ((id = anchor_id(row, idbuf,
+		    sizeof(idbuf))) == NULL || strcmp(id, aid) != 0)) {
+			if (st->mode == SYNC_MODE_FULL && st->restart)
+				p->reset[idx] = 1;
+			else {
+				rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+				    "stream '%s': the row at seq %lld is '%.64s', not "
+				    "'%.64s' as when it was stored: the backend was "
+				    "reset or re-created and its new seqs passed our "
+				    "cursor %lld; refusing to follow it (check it, then "
+				    "run full-sync --restart --source %s)", st->name,
+				    seq, id != NULL ? id : "(no id)", aid, cursor, name);
+				goto out;
+			}
+		}
+		if (seq <= since)	/* the anchor, stored already */
+			continue;
+		if (seq != (prev > since ? prev : since) + 1) {
+			st->counts->gaps++;
+			if (sync_page_missing(page, (prev > since ? prev : since) + 1,
+			    seq - 1) == -1)
+				goto nomem;
+		}
+		prev = seq;
+		lastrow = row;
+		page->fetched++;
+		if ((rc = take_row(page, idx, row, seq, st->since, err)) != SYNC_OK)
+			goto out;
+	}
+	if (prev < since)
+		prev = since;
+walked:
+	if ((rc = page_end(url, nrows, latest, last, has_more, since, err)) !=
 	    SYNC_OK)
 		goto out;
-	page->batch.sanitized += sanitized;
-
-	rows = cJSON_GetObjectItemCaseSensitive(root, st->name);
-	latest_j = cJSON_GetObjectItemCaseSensitive(root, "latest_seq");
-	more_j = cJSON_GetObjectItemCaseSensitive(root, "has_more");
-	if (!cJSON_IsObject(root) || !cJSON_IsArray(rows)) {
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': the page has no '%s' array", url, st->name);
-		goto out;
-	}
-	if (more_j != NULL && !cJSON_IsBool(more_j)) {
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': 'has_more' is not a boolean", url);
-		goto out;
-	}
-	has_more = cJSON_IsTrue(more_j);
-	/* The rows after since_seq, this page's included: for the progress. */
-	if ((total = json_seq(cJSON_GetObjectItemCaseSensitive(root,
-	    "total_count"))) >= 0)
-		sync_progress_left(st, total);
-	latest = latest_j != NULL ? json_seq(latest_j) : -2;
-	if (latest == -1) {
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': 'latest_seq' is not a sequence number", url);
-		goto out;
-	}
-
-	prev = since;
-	cJSON_ArrayForEach(row, rows) {
-		nrows++;
-		if (!cJSON_IsObject(row) ||
-		    (seq = json_seq(cJSON_GetObjectItemCaseSensitive(row, "seq"))) < 0) {
-			rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-			    "'%s': row %d has no valid 'seq'", url, nrows);
-			goto out;
-		}
-		if (seq <= prev) {
-			rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-			    "'%s': row %d has seq %lld, not above %lld (rows must "
-			    "come in ascending seq after since_seq)", url, nrows, seq,
-			    prev);
-			goto out;
-		}
-		if (seq != prev + 1)
-			st->counts->gaps++;
-		prev = seq;
-		snprintf(seq_s, sizeof(seq_s), "%lld", seq);
-		if (add_row(page, idx, row, seq_s, st->since, &skip) == -1 ||
-		    (!skip && sync_page_stored(page, seq_s) == -1)) {
-			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
-			    "out of memory building a batch");
-			goto out;
-		}
-	}
-walked:
 	last = prev;
-	page->fetched = nrows;
-	if (nrows > 0 && latest >= 0 && latest != last) {
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': latest_seq %lld disagrees with the last row's seq %lld",
-		    url, latest, last);
-		goto out;
-	}
-	if (has_more && last <= since) {
-		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-		    "'%s': pagination does not advance (has_more is true but "
-		    "latest_seq stays at %lld)", url, since);
-		goto out;
+	/* What the page read, for the gaps (gaps.c). */
+	if (last > since) {
+		page->read_from = since;
+		page->read_to = last;
 	}
 	page->done = !has_more;
 	if (st->mode == SYNC_MODE_FULL) {
 		/* Only reached on a reset backend with --restart (see above). */
-		int reset = p->latest[idx] >= 0 && cursor > p->latest[idx];
+		int reset = (p->latest[idx] >= 0 && cursor > p->latest[idx]) ||
+		    p->reset[idx];
 
 		if ((page->checkpoint = sync_cursor_from_int(last)) == NULL)
 			goto nomem;
@@ -382,6 +589,20 @@ walked:
 		page->cursor = sync_cursor_from_int(last);
 	if (page->cursor == NULL)
 		goto nomem;
+	/* The new anchor, with the cursor it describes (the engine pairs them). */
+	if (lastrow != NULL && (page->force || last >= cursor) &&
+	    (id = anchor_id(lastrow, idbuf, sizeof(idbuf))) != NULL) {
+		size_t n = strlen(id) + 24;
+
+		if ((fp = malloc(n)) == NULL)
+			goto nomem;
+		snprintf(fp, n, "%lld:%s", last, id);
+		if (st->state.fingerprint != NULL &&
+		    strcmp(fp, st->state.fingerprint) == 0)
+			free(fp);
+		else
+			page->fingerprint = fp;
+	}
 	goto out;
 nomem:
 	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
@@ -403,5 +624,5 @@ const struct sync_connector sync_seqapi_connector = {
 	.cursor_max = sync_cursor_max_int,
 	.end = seqapi_end,
 	.no_poll_reason = "source type 'seqapi' has no delivery status to poll",
-	.flags = SYNC_CONN_ROW_POSITIONS,
+	.flags = SYNC_CONN_ROW_POSITIONS | SYNC_CONN_GAPS,
 };

@@ -628,11 +628,24 @@ add_message(struct sync_ctx *ctx, struct sync_batch *b, const char *folder,
 	return sync_batch_add_message(b, &m);
 }
 
+static enum sync_rc
+restarted_err(struct sync_ctx *ctx, const char *folder, long long cursor,
+    struct sync_err *err)
+{
+	return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
+	    "source '%s': folder '%s': the device's message ids restarted below "
+	    "our cursor %lld (its database was restored or replaced); refusing to "
+	    "skip its new messages.  If it is a new device or database, give it a "
+	    "new source name; 'full-sync --restart --source %s' takes it up under "
+	    "this name", ctx->src->name, folder, cursor, ctx->src->name);
+}
+
 /*
  * SPEC §7.7: have the device's ids restarted below our cursor (its
- * database restored or replaced)?  Asked when nothing lies above the
- * cursor, which is when a restart would make us skip its new messages
- * without a word.  The folder's highest messages as stored (its
+ * database restored or replaced)?  Asked on the first page of every
+ * incremental pass: when nothing lies above the cursor a restart would
+ * make us skip its new messages without a word, and when something does
+ * its new ids may already have passed the cursor.  The folder's highest messages as stored (its
  * fingerprint) must still be there unchanged: one that comes back
  * different was given its id again.  If none of them is left (deleted, or
  * restored away), no message at or below the cursor may be as young as
@@ -695,12 +708,41 @@ check_restart(struct sync_ctx *ctx, struct sync_stream *st, struct sync_err *err
 	    ctx->src->name, folder, v[n - 1].id, v[0].id);
 	return SYNC_OK;
 restarted:
-	return sync_err_set(err, SYNC_EDATA, SYNC_ERR_PROTOCOL,
-	    "source '%s': folder '%s': the device's message ids restarted below "
-	    "our cursor %lld (its database was restored or replaced); refusing to "
-	    "skip its new messages.  If it is a new device or database, give it a "
-	    "new source name; 'full-sync --restart --source %s' takes it up under "
-	    "this name", ctx->src->name, folder, v[0].id, ctx->src->name);
+	return restarted_err(ctx, folder, v[0].id, err);
+}
+
+/*
+ * The first page of an incremental pass starts at the folder's lowest
+ * anchor, so that the anchors come back with it at no request of their
+ * own: one that comes back different was given its id again, also when
+ * the device's new ids have already passed the cursor.  Removes the rows
+ * at or below the cursor from rows; *checked: an anchor was found (else
+ * check_restart() must look further).
+ */
+static enum sync_rc
+check_anchors(struct sync_ctx *ctx, const char *folder, int inbox,
+    const struct anchor *v, size_t nv, long long cursor, struct row *rows,
+    size_t *n, struct sync_page *page, int *checked, struct sync_err *err)
+{
+	struct anchor now;
+	size_t i, k, old;
+
+	*checked = 0;
+	for (old = 0; old < *n && rows[old].id <= cursor; old++) {
+		for (k = 0; k < nv && v[k].id != rows[old].id; k++)
+			;
+		if (k == nv)
+			continue;
+		anchor_of(rows[old].id, rows[old].j, inbox, &now);
+		if (now.at != v[k].at || strcmp(now.h, v[k].h) != 0)
+			return restarted_err(ctx, folder, v[0].id, err);
+		*checked = 1;
+	}
+	for (i = old; i < *n; i++)
+		rows[i - old] = rows[i];
+	*n -= old;
+	page->fetched -= (long)old;
+	return SYNC_OK;
 }
 
 static enum sync_rc
@@ -715,7 +757,9 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	cJSON *arr = NULL;
 	long long cursor, from, limit, last, days, prev, held = -2;
 	long sanitized = 0;
-	size_t n = 0, i, k, nout = 0, nread;
+	size_t n = 0, i, k, nout = 0, nav;
+	struct anchor av[NANCHOR];
+	int checked = 0;
 	enum sync_rc rc;
 
 	if (fi < 0)
@@ -738,6 +782,13 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	memset(&qr, 0, sizeof(qr));
 	qr.id_from = from + 1;
 	qr.limit = limit;
+	if (st->first && st->mode == SYNC_MODE_INCR && fi != 1 &&
+	    (nav = anchors_parse(st->state.fingerprint, av)) > 0 &&
+	    av[nav - 1].id >= 1 && av[0].id <= from) {
+		qr.id_from = av[nav - 1].id;
+		qr.limit = limit + (long long)nav;
+	} else
+		nav = 0;
 	if (st->mode == SYNC_MODE_FULL && st->since > 0)
 		qr.date_from = st->since;
 	else if (st->mode == SYNC_MODE_INCR && st->state.cursor == NULL &&
@@ -754,6 +805,9 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	page->fetched = cJSON_GetArraySize(arr);
 	if (sorted_rows(arr, &rows, &n, page) == -1)
 		goto nomem;
+	if (nav > 0 && (rc = check_anchors(ctx, folder, inbox, av, nav, from, rows,
+	    &n, page, &checked, err)) != SYNC_OK)
+		goto out;
 
 	/*
 	 * SPEC §7.7: an outlier is stored but moves nothing.  A row is one
@@ -790,7 +844,6 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 	}
 	st->counts->outliers += (long long)nout;
 	/* The rest of the data: what places the cursor and the fingerprint. */
-	nread = n;
 	for (i = 0, k = 0; i < n; i++)
 		if (!rows[i].outlier)
 			rows[k++] = rows[i];
@@ -803,8 +856,13 @@ smseagle_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *p
 		    folder, page->fetched, from);
 		goto out;
 	}
-	page->done = page->fetched < limit || last <= from;
-	if (nread == 0 && st->first && st->mode == SYNC_MODE_INCR && fi != 1 &&
+	page->done = cJSON_GetArraySize(arr) < qr.limit || last <= from;
+	/*
+	 * Also when the first page has rows above the cursor: a device
+	 * re-created whose new ids already passed it (one request more, on
+	 * a pass that has something new; issue 12).
+	 */
+	if (st->first && st->mode == SYNC_MODE_INCR && fi != 1 && !checked &&
 	    (rc = check_restart(ctx, st, err)) != SYNC_OK)
 		goto out;
 	if (last > from) {

@@ -75,16 +75,17 @@ class Adapter(Base):
             out.setdefault(r["conversation_id"], set()).add(r["id"])
         return out
 
-    # A row committed late: 30 new messages, the 11th hidden at its seq.
+    # A row committed late: 30 new messages, the 11th held (its seq given,
+    # the row invisible) until commit.
 
     def late_hide(self):
-        r = self.fake.add("messages", 30)
-        ext = "m%d" % r["indexes"][10]
-        self.fake.call("hide", {"stream": "messages", "ids": [ext]})
-        return ext
+        self.fake.add("messages", 10)
+        r = self.fake.add("messages", 1, hold=True)
+        self.fake.add("messages", 19)
+        return "m%d" % r["indexes"][0]
 
     def late_release(self, ext):
-        self.fake.call("hide", {"stream": "messages", "ids": [ext], "release": True})
+        self.fake.call("commit", {"stream": "messages"})
 
     def reset_past(self):
         # Restored from a backup of its first half (seqs continue from

@@ -48,14 +48,19 @@ Control API for tests (JSON bodies; none of these are logged as requests):
                                  | "latest_ahead" (latest_seq = last row + "by" (1000),
                                                has_more true: trusting it skips rows)
                            "times":1 (-1 = forever), "after":0 (let that many through first)}
-  POST /_control/hide     {"stream", "ids":[...], ["release":false]}  a row committed
-                           late: no page shows it (it keeps its seq) until released,
-                           then it is there below the seqs already served
   POST /_control/clear_faults
   POST /_control/prerender   render every page again (--prerender after changes)
-  POST /_control/reset_seq {"keep":M, ["streams":[...]]}   backend restored from
-                           an old backup: only the first M original rows remain,
-                           seqs continue from there (below a reader's cursor)
+  POST /_control/reset_seq {"keep":M, ["streams":[...]], ["recreate":true]}
+                           backend restored from an old backup: only the first M
+                           original rows remain, seqs continue from there (below a
+                           reader's cursor); recreate: rows added afterwards get
+                           ids the old backend never had (a re-created backend,
+                           whose new seqs may pass the old cursor: add them)
+  POST /_control/add {..., "hold":true}   the rows get their seqs but stay
+                           invisible (pages, status, counts) until
+  POST /_control/commit {"stream",["n"]}  commits them (n: the n lowest only): a
+                           concurrent writer's transaction that commits after
+                           higher seqs were served
   POST /_control/gate     {"endpoint", "after":N}  block the (N+1)th request to
                            the endpoint from now on until /_control/release
   POST /_control/release
@@ -165,8 +170,6 @@ class Stream:
     """One entity stream: rows 0..base_n-1 exist from the start with seq
     offset + i*stride + 1; added and edited rows live in a sorted tail."""
 
-    hidden = frozenset()    # rows with a seq that no page shows yet (hide)
-
     def __init__(self, name, base_n, offset, stride, counter):
         self.name = name
         self.base_n = base_n
@@ -187,6 +190,7 @@ class Stream:
         self.conv_of = {}               # message index -> conversation index
         self.sender_of = {}             # message index -> contact index or -1
         self.custom = set()             # indexes with any of the above
+        self.hidden = set()             # seqs of rows not committed yet (hold)
 
     def base_seq(self, i):
         return self.offset + i * self.stride + 1
@@ -203,15 +207,19 @@ class Stream:
         return None
 
     def latest_seq(self):
-        if self.tail_seqs:
-            return self.tail_seqs[-1]
+        vis = [s for s in self.tail_seqs[-len(self.hidden) - 1:] if s not in self.hidden] \
+            if self.hidden else self.tail_seqs[-1:]
+        if vis:
+            return vis[-1]
+        if self.hidden and len(self.hidden) < len(self.tail_seqs):
+            return max(s for s in self.tail_seqs if s not in self.hidden)
         i = self.base_n - 1
         while i >= 0 and i in self.moved:
             i -= 1
         return self.base_seq(i) if i >= 0 else 0
 
     def count(self):
-        return self.base_n - len(self.moved) + len(self.tail_seqs)
+        return self.base_n - len(self.moved) + len(self.tail_seqs) - len(self.hidden)
 
     def _first_base_after(self, since):
         return max(0, (since - self.offset - 1) // self.stride + 1)
@@ -239,12 +247,16 @@ class Stream:
         base_after -= len(self.moved_seqs) - bisect.bisect_right(self.moved_seqs, since)
         pos = bisect.bisect_right(self.tail_seqs, since)
         total = base_after + len(self.tail_seqs) - pos
-        if len(out) < limit:
+        if self.hidden:
+            total -= sum(1 for s in self.hidden if s > since)
+            for s in self.tail_seqs[pos:]:
+                if len(out) >= limit:
+                    break
+                if s not in self.hidden:
+                    out.append((s, self.tail_items[s]))
+        elif len(out) < limit:
             for s in self.tail_seqs[pos:pos + limit - len(out)]:
                 out.append((s, self.tail_items[s]))
-        if self.hidden:
-            out = [r for r in out if r[1] not in self.hidden]
-            total -= sum(1 for i in self.hidden if self.current_seq(i) > since)
         return out, total
 
     def _next_seq(self):
@@ -308,12 +320,15 @@ class Stream:
         self.custom.add(idx)
         return s
 
-    def reset(self, keep):
+    def reset(self, keep, recreate=False):
         """Backend restored from an old backup: only the first `keep`
-        original rows, in their original state; seqs continue after them."""
+        original rows, in their original state; seqs continue after them.
+        recreate: rows added from now on get ids the old backend never had."""
         keep = max(0, min(keep, self.base_n))
+        old_items = self.n_items
         self.base_n = keep
-        self.n_items = keep
+        self.n_items = keep if not recreate else old_items + 1000000
+        self.hidden = set()
         self.moved = set()
         self.moved_seqs = []
         self.tail_seqs = []
@@ -355,9 +370,9 @@ class Integration:
     def status(self):
         return {name: self.streams[name].latest_seq() for name in STREAMS}
 
-    def reset_seq(self, keep, streams=None):
+    def reset_seq(self, keep, streams=None, recreate=False):
         for name in streams or STREAMS:
-            self.streams[name].reset(keep)
+            self.streams[name].reset(keep, recreate)
         if self.shared_seq:
             top = max(s.latest_seq() for s in self.streams.values())
             self.streams["messages"].counter[0] = top + 1
@@ -792,7 +807,7 @@ class Handler(fakelib.Handler):
 
     def control_post(self, what, d):
         st = self.server.state
-        if what in ("add", "edit", "reset_seq", "config"):
+        if what in ("add", "edit", "reset_seq", "config", "commit"):
             st.pages = None     # pre-rendered pages no longer say what is there
         if what == "prerender":
             st.prerender()
@@ -801,6 +816,8 @@ class Handler(fakelib.Handler):
             it = st.integ(d)
             s = it.streams[d.get("stream", "messages")]
             idxs = s.add(int(d.get("n", 1)))
+            if d.get("hold"):
+                s.hidden.update(s.item_seq[i] for i in idxs)
             for i in idxs:
                 if "conversation_index" in d:
                     s.conv_of[i] = int(d["conversation_index"])
@@ -848,18 +865,17 @@ class Handler(fakelib.Handler):
                     raise ValueError("unknown edit kind '%s'" % kind)
                 seqs.append(s.touch(i))
             return {"indexes": idxs, "seqs": seqs, "latest_seq": s.latest_seq()}
-        if what == "hide":
-            st.pages = None
-            s = st.integ(d).streams[d.get("stream", "messages")]
-            idxs = [id_index(s.name, x) for x in d["ids"]]
-            if any(s.current_seq(i) is None for i in idxs):
-                raise ValueError("no live row among %s" % d["ids"])
-            s.hidden = (set(s.hidden) - set(idxs)) if d.get("release") else (
-                set(s.hidden) | set(idxs))
-            return {"seqs": [s.current_seq(i) for i in idxs], "latest_seq": s.latest_seq()}
+        if what == "commit":
+            it = st.integ(d)
+            s = it.streams[d.get("stream", "messages")]
+            held = sorted(s.hidden)
+            if "n" in d:
+                held = held[:int(d["n"])]
+            s.hidden -= set(held)
+            return {"committed": held, "latest_seq": s.latest_seq()}
         if what == "reset_seq":
             it = st.integ(d)
-            it.reset_seq(int(d.get("keep", 0)), d.get("streams"))
+            it.reset_seq(int(d.get("keep", 0)), d.get("streams"), bool(d.get("recreate")))
             return {"status": it.status()}
         if what == "config":
             if "token" in d:
