@@ -44,13 +44,6 @@ EXPECTED_TO_FAIL = [
                                     "(issue 12 point 2: not in main yet): the messages "
                                     "beyond the newest 20 are marked missing"),
     ("coverage", "*", COVERAGE),
-    ("late_seq", "seqapi", "gap healing for since_seq streams (issue 12 point 3: not in "
-                           "main yet)"),
-    ("reset_past_cursor", "seqapi", "seqapi's reset fingerprints (issue 12 point 4: not "
-                                    "in main yet)"),
-    ("reset_past_cursor", "smseagle", "a folder's fingerprint that sees a re-created device "
-                                      "whose ids passed the old cursor (issue 12 point 4: "
-                                      "today's anchors follow it silently)"),
 ]
 # ===========================================================================
 
