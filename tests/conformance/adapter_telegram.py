@@ -34,8 +34,8 @@ class Adapter(Base):
         "outlier": "message ids come from Telegram through TDLib, which orders a chat's "
                    "history by them: an id beyond the others is the newest message",
         "future": "the cursors are message ids per chat, never a time",
-        "reset_past": "message ids are Telegram's, kept by its servers: a TDLib database "
-                      "re-created from scratch lists the same ids again (msgsync(7))"}
+        "reset_past": "message ids come from Telegram's servers, not from a database the "
+                      "operator could restore or re-create: no fingerprint (msgsync(7))"}
 
     def start(self, n, secret=False):
         ctx = self.ctx
