@@ -435,5 +435,6 @@ sync_page_release(struct sync_page *pg)
 	for (i = 0; i < pg->nresolves; i++)
 		free(pg->resolves[i]);
 	free(pg->resolves);
+	sync_page_history_release(pg);
 	memset(pg, 0, sizeof(*pg));
 }

@@ -440,6 +440,8 @@ struct sync_state {
 	char		*checkpoint;
 	char		*fingerprint;
 	int		 exists;
+	int		 walked;	/* a walk from the start of its history
+					   completed (history_complete_at) */
 };
 
 /*
@@ -722,6 +724,9 @@ struct sync_page {
 	long long	 read_from, read_to;
 	struct sync_gap	*missing;
 	size_t		 nmissing, missingcap;
+	/* The engine's: see sync_page_history(). */
+	struct sync_history_row *history;
+	size_t		 nhistory;
 };
 
 /* Positions lo..hi (in the range the page read) are missing; -1 on ENOMEM. */
@@ -748,6 +753,35 @@ int		sync_page_reject(struct sync_page *, const char *position,
 int		sync_page_stored(struct sync_page *, const char *position);
 /* What is wrong with an id field of o (NULL: it is usable) for a rejection. */
 const char     *sync_id_problem(const struct cJSON *o, const char *key);
+
+/*
+ * What a page's walk learnt of one conversation's history (SPEC §6
+ * coverage), as facts: the engine decides what "complete" is.
+ */
+struct sync_history {
+	const char	*conversation;	/* its upstream id (MUST) */
+	int		 reached_start;	/* the walk read its oldest message */
+	long long	 upstream_count; /* messages the provider says it has; -1
+					   unknown */
+	const char	*listable_from;	/* RFC 3339: none sent before it can be
+					   listed; "": all can; NULL: unknown */
+	long long	 unrecoverable;	/* messages known to exist that the provider
+					   will not give; -1 unknown */
+	long long	 gaps;		/* known missing ranges; -1 unknown */
+};
+
+/*
+ * MAY: tells the engine what the walk of this page learnt of a
+ * conversation (copied; several calls for one conversation in a page
+ * merge, the later facts winning).  Stored in the page's transaction, in
+ * the conversation's coverage row (created, with a placeholder
+ * conversation, if needed); unknown values (-1, NULL) keep what an earlier
+ * page said, and reached_start 0 never forgets an earlier walk that
+ * reached the start.  The engine decides from these facts, and from the
+ * walks of whole streams, whether the conversation is complete.  A report
+ * that changes nothing rewrites nothing.  -1 on ENOMEM.
+ */
+int		sync_page_history(struct sync_page *, const struct sync_history *);
 
 /* Per-source, per-pass context. */
 struct sync_ctx {

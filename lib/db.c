@@ -324,7 +324,8 @@ static const struct {
 	{ "probe_message", probe_message },
 	{ "probe_provider", probe_provider },
 	{ "state_load",
-	  "SELECT cursor, full_checkpoint, fingerprint FROM sync_state"
+	  "SELECT cursor, full_checkpoint, fingerprint,"
+	  " history_complete_at IS NOT NULL FROM sync_state"
 	  " WHERE source_id = $1 AND stream = $2" },
 	{ "state_ensure",
 	  "INSERT INTO sync_state (source_id, stream) SELECT $1, $2 WHERE NOT EXISTS"
@@ -1056,6 +1057,7 @@ sync_db_state_load(struct sync_db *db, int id, const char *stream,
 		st->cursor = dup_or_null(r, 0, 0);
 		st->checkpoint = dup_or_null(r, 0, 1);
 		st->fingerprint = dup_or_null(r, 0, 2);
+		st->walked = strcmp(PQgetvalue(r, 0, 3), "t") == 0;
 	}
 	PQclear(r);
 	return SYNC_OK;
@@ -1425,6 +1427,18 @@ static int
 array_end(struct sync_buf *a)
 {
 	return sync_buf_adds(a, a->len == 0 ? "{}" : "}");
+}
+
+int
+sync_db_array_add(struct sync_buf *a, const char *s)
+{
+	return array_add(a, s);
+}
+
+int
+sync_db_array_end(struct sync_buf *a)
+{
+	return array_end(a);
 }
 
 /* The array literal of v[0..n-1] into a (emptied first); -1 on ENOMEM. */
@@ -2299,6 +2313,18 @@ sync_db_rejected_resolve(struct sync_db *db, int id, const char *stream,
 	    "resolve a rejected row", err);
 }
 
+/* *out gets the rows of r (which it then owns; r is cleared on ENOMEM). */
+static enum sync_rc
+rows_wrap(PGresult *r, struct sync_rows **out, struct sync_err *err)
+{
+	if ((*out = malloc(sizeof(**out))) == NULL) {
+		PQclear(r);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	}
+	(*out)->res = r;
+	return SYNC_OK;
+}
+
 enum sync_rc
 sync_db_query(struct sync_db *db, const char *sql, int n, const char *const *p,
     struct sync_rows **out, struct sync_err *err)
@@ -2316,12 +2342,26 @@ sync_db_query(struct sync_db *db, const char *sql, int n, const char *const *p,
 		PQclear(r);
 		return rc;
 	}
-	if ((*out = malloc(sizeof(**out))) == NULL) {
+	return rows_wrap(r, out, err);
+}
+
+enum sync_rc
+sync_db_exec(struct sync_db *db, const char *what, const char *sql, int n,
+    const char *const *p, struct sync_rows **out, struct sync_err *err)
+{
+	PGresult *r = NULL;
+	enum sync_rc rc;
+
+	if (out != NULL)
+		*out = NULL;
+	if ((rc = exec_result(db, PQexecParams(db->conn, sql, n, NULL, p, NULL,
+	    NULL, 0), &r, what, err)) != SYNC_OK)
+		return rc;
+	if (out == NULL) {
 		PQclear(r);
-		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+		return SYNC_OK;
 	}
-	(*out)->res = r;
-	return SYNC_OK;
+	return rows_wrap(r, out, err);
 }
 
 int

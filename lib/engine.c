@@ -80,6 +80,7 @@ struct job {
 	struct sync_gapsum gapsum[16];	/* the source's, read once per pass */
 	size_t		 ngapsum;
 	int		 gapsum_read;
+	struct sync_coverage_pass cov;	/* coverage.c */
 };
 
 /*
@@ -179,8 +180,9 @@ apply_rejects(struct job *j, const char *stream, const struct sync_page *pg,
  */
 static enum sync_rc
 commit_page(struct job *j, const char *stream, enum sync_mode mode,
-    const struct sync_state *base, struct sync_page *pg, struct sync_counts *c,
-    struct sync_related *rel, char **merged, struct sync_err *err)
+    int from_start, const struct sync_state *base, struct sync_page *pg,
+    struct sync_counts *c, struct sync_related *rel, char **merged,
+    struct sync_err *err)
 {
 	const struct sync_connector *conn = j->src->conn;
 	struct sync_state next = *base;
@@ -196,7 +198,10 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 	    (rc = sync_db_apply(j->db, j->id, &pg->batch, c, err)) != SYNC_OK ||
 	    (rc = apply_rejects(j, stream, pg, err)) != SYNC_OK ||
 	    (rc = sync_db_mark_deleted(j->db, j->id, pg->deleted, pg->ndeleted, c,
-	    err)) != SYNC_OK)
+	    err)) != SYNC_OK ||
+	    (rc = sync_coverage_page(j->db, j->id, pg, err)) != SYNC_OK ||
+	    (pg->done && from_start &&
+	    (rc = sync_coverage_walked(j->db, j->id, stream, err)) != SYNC_OK))
 		goto fail;
 	/* A reset taken up: the old backend's gaps no longer mean anything. */
 	if ((conn->flags & SYNC_CONN_GAPS) && ((pg->force && (rc =
@@ -255,6 +260,7 @@ struct writer {
 	struct job	*j;
 	const char	*stream;
 	enum sync_mode	 mode;
+	int		 from_start;	/* the walk began at the start of history */
 	int		 idle;		/* the page leaves the cursor as it was */
 	struct sync_state base;		/* borrowed: fingerprint, checkpoint */
 	struct sync_page pg;		/* owned while running */
@@ -279,7 +285,7 @@ writer_main(void *arg)
 	 */
 	if (w->idle && pg->batch.nrows == 0 && pg->side[0].nrows == 0 &&
 	    pg->side[1].nrows == 0 && pg->ndeleted == 0 && pg->nrejects == 0 &&
-	    pg->nresolves == 0 && pg->checkpoint == NULL &&
+	    pg->nresolves == 0 && pg->nhistory == 0 && pg->checkpoint == NULL &&
 	    pg->fingerprint == NULL && !pg->force && pg->nmissing == 0 &&
 	    pg->read_to <= pg->read_from) {
 		w->rc = sync_db_state_touch(w->j->db, w->j->id, w->stream,
@@ -287,8 +293,8 @@ writer_main(void *arg)
 		if (w->rc != SYNC_OK || touched)
 			return NULL;
 	}
-	w->rc = commit_page(w->j, w->stream, w->mode, &w->base, &w->pg, &w->counts,
-	    w->related, &w->merged, &w->err);
+	w->rc = commit_page(w->j, w->stream, w->mode, w->from_start, &w->base,
+	    &w->pg, &w->counts, w->related, &w->merged, &w->err);
 	return NULL;
 }
 
@@ -445,6 +451,33 @@ stored_checkpoint(struct job *j, const char *stream)
 }
 
 /*
+ * Whether the walk of st begins at the start of its history, so that its
+ * completion makes the stream's history complete (SPEC §6 coverage): a
+ * full walk without --since; an incremental one of a connector without a
+ * cold-start window (its first walk began at the start and every later
+ * one continues it) while the stream is not known walked yet, or of any
+ * connector from no cursor when the source's cold_start_days is 0.
+ */
+static int
+from_start(const struct job *j, const struct sync_stream *st)
+{
+	const struct sync_keydef *k;
+	int cold = 0;
+
+	if (st->mode == SYNC_MODE_FULL)
+		return st->since == 0;
+	if (st->mode != SYNC_MODE_INCR)
+		return 0;
+	for (k = j->src->conn->keys; k != NULL && k->name != NULL; k++)
+		if (strcmp(k->name, "cold_start_days") == 0)
+			cold = 1;
+	if (cold)
+		return st->state.cursor == NULL &&
+		    sync_cfg_int(j->src, "cold_start_days", 7) == 0;
+	return !st->state.walked;
+}
+
+/*
  * Runs one stream to its end, the deadline or the first error.  Returns
  * SYNC_OK (also when stopped by the deadline: *stopped is set).
  */
@@ -525,6 +558,7 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 	w.j = j;
 	w.stream = sr->name;
 	w.mode = st.mode;
+	w.from_start = !o->dry_run && from_start(j, &st);
 	for (;;) {
 		long sanitized;
 		int done, cut = 0;
@@ -570,7 +604,8 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		}
 		done = pg.done;
 		w.idle = st.mode == SYNC_MODE_INCR && pg.cursor != NULL &&
-		    st.state.cursor != NULL && strcmp(pg.cursor, st.state.cursor) == 0;
+		    st.state.cursor != NULL && strcmp(pg.cursor, st.state.cursor) == 0 &&
+		    !(done && w.from_start);
 		/* The next fetch starts where this page ends. */
 		if (pg.cursor != NULL && (rc = replace(&st.state.cursor, pg.cursor,
 		    err)) != SYNC_OK)
@@ -593,6 +628,14 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 			    pg.checkpoint : "", pg.checkpoint != NULL ? "'" : "");
 			sync_page_release(&pg);
 		} else {
+			/* The coverage's start, before the pass writes anything. */
+			if (!w.idle && !j->cov.ready && (rc = sync_coverage_begin(j->db,
+			    &j->cov, err)) != SYNC_OK) {
+				sync_page_release(&pg);
+				break;
+			}
+			if (pg.nhistory > 0)
+				j->cov.dirty = 1;
 			w.base = st.state;
 			writer_start(&w, &pg);
 		}
@@ -607,6 +650,9 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		rc = wrc;
 	sync_progress_add(st.progress, 0, sr->c.inserted + sr->c.updated +
 	    sr->c.unchanged - stored);
+	/* A walk from the start completed: every conversation's row is due. */
+	if (complete && rc == SYNC_OK && w.from_start)
+		j->cov.dirty = j->cov.refresh_all = 1;
 out:
 	sync_progress_close(st.progress, complete && rc == SYNC_OK);
 	/* What is stored, not where the fetching got to (a dry run: that). */
@@ -763,6 +809,34 @@ static int
 stream_local(const struct sync_err *e)
 {
 	return e->rc == SYNC_EDATA;
+}
+
+/*
+ * At the end of a source's pass that stored anything: the coverage rows
+ * of the conversations it touched (coverage.c).  A failure fails the
+ * source unless it failed already.
+ */
+static void
+coverage_end(struct job *j)
+{
+	const struct sync_source_result *r = j->res;
+	struct sync_err e;
+	long long n = 0;
+	size_t i;
+	int k;
+
+	if (j->opts->dry_run || !j->cov.ready || j->db == NULL)
+		return;
+	for (i = 0; i < r->nstreams; i++)
+		n += r->streams[i].c.inserted + r->streams[i].c.updated;
+	for (k = 0; k < SYNC_REL_N; k++)
+		n += r->related[k].inserted + r->related[k].updated;
+	if (n == 0 && !j->cov.dirty)
+		return;
+	sync_err_clear(&e);
+	if (sync_coverage_end(j->db, j->id, j->src, &j->cov, &e) != SYNC_OK &&
+	    r->err.rc == SYNC_OK)
+		source_fail(j, &e);
 }
 
 /*
@@ -962,6 +1036,7 @@ run_source(struct job *j)
 	}
 	if (o->prune && prune(j, prune_start, &err) != SYNC_OK)
 		source_fail(j, &err);
+	coverage_end(j);
 stop:
 	if (stopped && r->status == SYNC_ST_OK) {
 		r->status = SYNC_ST_PARTIAL;

@@ -320,6 +320,50 @@ struct sync_reject {
 	char		*raw;		/* the row as received, JSON text */
 };
 
+/* A sync_page_history() report, as the page keeps it (coverage.c). */
+struct sync_history_row {
+	char		*conversation;
+	char		*listable_from;	/* "": all listable; NULL: unknown */
+	int		 reached_start;
+	long long	 upstream_count, unrecoverable, gaps;	/* -1 unknown */
+};
+
+/* Frees a page's history reports (coverage.c). */
+void		sync_page_history_release(struct sync_page *);
+
+/* ---- coverage.c: the coverage table (SPEC §6) ----------------------- */
+
+/* What a source's pass remembers at its start, for its end. */
+struct sync_coverage_pass {
+	long long	 seq;		/* msgsync_seq before the pass wrote */
+	int		 ready;		/* the above were read */
+	int		 dirty;		/* a page reported history, or a walk
+					   from the start completed */
+	int		 refresh_all;	/* a full walk from the start completed */
+};
+
+/* Before a pass first writes: what sync_coverage_end() needs (one statement). */
+enum sync_rc	sync_coverage_begin(struct sync_db *, struct sync_coverage_pass *,
+		    struct sync_err *);
+/* A page's history reports (inside its transaction). */
+enum sync_rc	sync_coverage_page(struct sync_db *, int, const struct sync_page *,
+		    struct sync_err *);
+/*
+ * Inside the transaction of the page that ends a walk of stream which
+ * began at the start of its history: sets its history_complete_at.
+ */
+enum sync_rc	sync_coverage_walked(struct sync_db *, int, const char *stream,
+		    struct sync_err *);
+/*
+ * At a pass's end: recomputes the coverage rows of the conversations the
+ * pass touched (their messages', conversations' or coverage rows' seq
+ * above cp->seq) and those whose completeness changed with the source's
+ * stream gaps, or of all its conversations with cp->refresh_all.  One
+ * statement.
+ */
+enum sync_rc	sync_coverage_end(struct sync_db *, int, const struct sync_source_cfg *,
+		    const struct sync_coverage_pass *, struct sync_err *);
+
 /* Frees a page's rejections and resolutions (batch.c). */
 /* Frees everything a page holds and empties it (a zeroed page is empty). */
 void		sync_page_release(struct sync_page *);
@@ -430,6 +474,20 @@ int		sync_rows_count(const struct sync_rows *);
 /* Value at (row, col), or NULL for SQL NULL. */
 const char     *sync_rows_get(const struct sync_rows *, int, int);
 void		sync_rows_free(struct sync_rows *);
+/*
+ * One statement of SQL given by the caller, values as parameters, inside
+ * or outside a transaction; what names it in errors.  *out (may be NULL)
+ * gets its rows.
+ */
+/*
+ * A PostgreSQL array literal of texts in a (empty at first): adds s, then
+ * closes it ("{}" if empty).  -1 on ENOMEM.
+ */
+int		sync_db_array_add(struct sync_buf *, const char *);
+int		sync_db_array_end(struct sync_buf *);
+enum sync_rc	sync_db_exec(struct sync_db *, const char *what, const char *sql,
+		    int nparams, const char *const *params, struct sync_rows **out,
+		    struct sync_err *);
 
 /* ---- registry.c: the connectors this build knows ---------------------- */
 

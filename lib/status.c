@@ -44,6 +44,22 @@ static const char q_counts[] =
     " (SELECT count(*) FROM rejected_row WHERE source_id = $1"
     "  AND resolved_at IS NULL)";
 
+/*
+ * Coverage (SPEC §6): the source's conversations, those complete, the
+ * known gaps (the conversations' own and the open ranges of its since_seq
+ * streams, which belong to no one conversation) and the messages the
+ * provider will not give (the conversations' and the positions of the
+ * stream gaps whose window passed).
+ */
+static const char q_coverage[] =
+    "SELECT (SELECT count(*) FROM conversation WHERE source_id = $1),"
+    " count(*) FILTER (WHERE history_complete),"
+    " coalesce(sum(gaps), 0) + (SELECT count(*) FROM stream_gap"
+    "  WHERE source_id = $1),"
+    " coalesce(sum(unrecoverable), 0) + (SELECT coalesce(sum(hi - lo + 1), 0)"
+    "  FROM stream_gap WHERE source_id = $1 AND unrecoverable_at IS NOT NULL)"
+    " FROM coverage WHERE source_id = $1";
+
 static const char q_run[] =
     "SELECT command, status, " TS("started_at") ", " TS("finished_at") ","
     " error_kind, error_message, id,"
@@ -224,6 +240,19 @@ gather_source(struct sync_db *db, const struct sync_source_cfg *src, cJSON *o,
 	cJSON_AddItemToObject(o, "consecutive_failures",
 	    jnum(r ? sync_rows_get(r, 0, 4) : "0"));
 	cJSON_AddItemToObject(o, "rejected", jnum(r ? sync_rows_get(r, 0, 5) : "0"));
+	sync_rows_free(r);
+	r = NULL;
+
+	if (idbuf[0] != '\0' &&
+	    (rc = sync_db_query(db, q_coverage, 1, p, &r, err)) != SYNC_OK)
+		goto out;
+	rows = cJSON_AddObjectToObject(o, "coverage");
+	cJSON_AddItemToObject(rows, "conversations", jnum(r ? sync_rows_get(r, 0, 0) :
+	    "0"));
+	cJSON_AddItemToObject(rows, "complete", jnum(r ? sync_rows_get(r, 0, 1) : "0"));
+	cJSON_AddItemToObject(rows, "gaps", jnum(r ? sync_rows_get(r, 0, 2) : "0"));
+	cJSON_AddItemToObject(rows, "unrecoverable", jnum(r ? sync_rows_get(r, 0, 3) :
+	    "0"));
 	sync_rows_free(r);
 	r = NULL;
 
@@ -598,7 +627,8 @@ format_prometheus(const cJSON *root, struct sync_buf *b)
 {
 	static const struct {
 		const char *name, *key, *help;
-		int where;		/* of key: 0 source, 1 stream, 2 last run */
+		int where;		/* of key: 0 source, 1 stream, 2 last run,
+					   3 coverage */
 		double dflt;
 	} m[] = {
 		{ "msgsync_stream_lag_seconds", "lag_seconds",
@@ -623,6 +653,16 @@ format_prometheus(const cJSON *root, struct sync_buf *b)
 		  "(0: none).", 0, 0 },
 		{ "msgsync_source_last_run_timestamp_seconds", "_started_epoch",
 		  "Unix time the source's last run started (0: never ran).", 2, 0 },
+		{ "msgsync_coverage_conversations", "conversations",
+		  "Conversations stored for the source.", 3, 0 },
+		{ "msgsync_coverage_complete_conversations", "complete",
+		  "Conversations whose whole history is stored, nothing known "
+		  "missing.", 3, 0 },
+		{ "msgsync_coverage_gaps", "gaps",
+		  "Known missing ranges: of conversations, and open gaps of the "
+		  "source's since_seq streams.", 3, 0 },
+		{ "msgsync_coverage_unrecoverable_messages", "unrecoverable",
+		  "Messages known to exist that the provider will not give.", 3, 0 },
 	};
 	static const char *const statuses[] = { "ok", "partial", "failed",
 	    "interrupted", "running", "abandoned" };
@@ -645,7 +685,9 @@ format_prometheus(const cJSON *root, struct sync_buf *b)
 			else
 				prom_sample(b, m[i].name, src, NULL, NULL,
 				    cJSON_GetObjectItemCaseSensitive(m[i].where == 2 ?
-				    run : src, m[i].key), m[i].dflt);
+				    run : m[i].where == 3 ?
+				    cJSON_GetObjectItemCaseSensitive(src, "coverage") :
+				    src, m[i].key), m[i].dflt);
 		}
 	}
 	prom_head(b, "msgsync_source_last_run_status", "The status of the source's "
@@ -715,6 +757,19 @@ text_walk(struct sync_buf *b, const cJSON *src, const cJSON *st)
 	sync_buf_adds(b, "\n");
 }
 
+/* "coverage: 3 of 4 conversations complete, 1 gap, 5 unrecoverable". */
+static void
+text_coverage(struct sync_buf *b, const cJSON *cv)
+{
+	double n = num(cv, "gaps", 0), u = num(cv, "unrecoverable", 0);
+
+	sync_buf_addf(b, "  coverage: %.0f of %.0f conversation%s complete",
+	    num(cv, "complete", 0), num(cv, "conversations", 0),
+	    num(cv, "conversations", 0) == 1 ? "" : "s");
+	sync_buf_addf(b, ", %.0f gap%s, %.0f unrecoverable message%s\n", n,
+	    n == 1 ? "" : "s", u, u == 1 ? "" : "s");
+}
+
 static void
 format_text(const cJSON *root, struct sync_buf *b)
 {
@@ -738,6 +793,7 @@ format_text(const cJSON *root, struct sync_buf *b)
 				sync_buf_adds(b, " (it died without finishing)");
 			sync_buf_adds(b, "\n");
 		}
+		text_coverage(b, cJSON_GetObjectItemCaseSensitive(src, "coverage"));
 		if (num(src, "consecutive_failures", 0) > 0)
 			sync_buf_addf(b, "  %.0f failed run(s) in a row\n",
 			    num(src, "consecutive_failures", 0));

@@ -45,6 +45,9 @@ struct due {
 	char		*id;
 	struct sync_mark mark;		/* (updated_time, id) */
 	int		 stored;	/* its messages are in already */
+	long long	 count;		/* message_count, -1 unknown */
+	long		 unreadable;	/* listed without details (Instagram) */
+	char		 oldest[40];	/* created_time of the oldest detailed */
 };
 
 struct fb {
@@ -578,6 +581,7 @@ list_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
 		if ((p->due[p->ndue].id = strdup(cv.external_id)) == NULL)
 			goto nomem;
 		p->due[p->ndue].stored = sync_walk_stored(&p->w, &m);
+		p->due[p->ndue].count = sync_json_int(c, "message_count");
 		p->due[p->ndue++].mark = m;
 	}
 	if (!p->conv_end) {
@@ -600,6 +604,32 @@ out:
 	cJSON_Delete(root);
 	sync_buf_release(&path);
 	return rc;
+}
+
+/*
+ * Tells the engine what the walk of conversation d learnt (SPEC §6
+ * coverage): the Graph API's message_count, and on Instagram, which
+ * details only the newest IG_READABLE messages, how many it will not give
+ * and from when on it gives them.  A listing read to its end (not stopped
+ * at the walk's floor) counts them; else message_count says how many.
+ */
+static int
+history(const struct fb *p, struct sync_page *page, const struct due *d,
+    int ended)
+{
+	struct sync_history h;
+
+	memset(&h, 0, sizeof(h));
+	h.conversation = d->id;
+	h.upstream_count = d->count;
+	h.unrecoverable = h.gaps = -1;
+	if (p->instagram && !ended) {
+		h.unrecoverable = d->unreadable;
+		h.listable_from = d->unreadable > 0 && d->oldest[0] != '\0' ?
+		    d->oldest : "";
+	} else if (p->instagram && d->count > IG_READABLE)
+		h.unrecoverable = d->count - IG_READABLE;
+	return sync_page_history(page, &h);
 }
 
 /* One page of a due conversation's messages, newest first, down to the floor. */
@@ -686,8 +716,10 @@ messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err
 		 */
 		if ((from = cJSON_GetObjectItemCaseSensitive(mj, "from")) == NULL) {
 			p->unreadable++;
+			d->unreadable++;
 			continue;
 		}
+		snprintf(d->oldest, sizeof(d->oldest), "%s", m.sent_at);
 		m.conversation_id = d->id;
 		m.sender_id = sync_json_str(from, "id", num, sizeof(num), &bad);
 		m.direction = m.sender_id != NULL && (strcmp(m.sender_id, page_id) == 0 ||
@@ -711,7 +743,12 @@ messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err
 	free(p->msg_after);
 	p->msg_after = next;
 	if (next == NULL) {
-		/* This conversation is done. */
+		/* This conversation is done: what its walk learnt of it. */
+		if (history(p, page, d, ended) == -1) {
+			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+			    "out of memory");
+			goto out;
+		}
 		sync_walk_reached(&p->w, &d->mark);
 		sync_pager_reset(&p->msg_pager);
 		p->idue++;

@@ -1920,6 +1920,22 @@ noted_changes(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
 	return SYNC_OK;
 }
 
+/* Tells the engine what a chat's walk learnt of its history; -1 on ENOMEM. */
+static int
+chat_history(struct sync_page *pg, long long chat, int reached_start, int gap)
+{
+	struct sync_history h;
+	char conv[24];
+
+	snprintf(conv, sizeof(conv), "%lld", chat);
+	memset(&h, 0, sizeof(h));
+	h.conversation = conv;
+	h.reached_start = reached_start;
+	h.upstream_count = h.unrecoverable = -1;
+	h.gaps = gap ? 1 : 0;
+	return sync_page_history(pg, &h);
+}
+
 /* One page of walk w, which is in a chat, into pg. */
 static enum sync_rc
 walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
@@ -1929,7 +1945,8 @@ walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 	const cJSON *m, *msgs;
 	enum sync_rc rc;
 	cJSON *ans = NULL;
-	int n = 0, end = 0;
+	long long glow, gtop;
+	int n = 0, end = 0, gap;
 
 	if ((rc = history(p, w, ctx, st, &ans, err)) != SYNC_OK)
 		return rc;
@@ -2012,6 +2029,14 @@ walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 			return nomem(err);
 	} else if (w->full && w->passed && w->top > 0 &&
 	    cmap_raise(&p->cur, w->chat, w->top) == -1)
+		return nomem(err);
+	/*
+	 * What the walk learnt of the chat (SPEC §6 coverage): an empty page
+	 * is the start of its history; a gap of its cursor is a known
+	 * missing range.
+	 */
+	gap = cmap_gap(&p->cur, w->chat, &glow, &gtop);
+	if ((end || gap) && chat_history(pg, w->chat, end && n == 0, gap) == -1)
 		return nomem(err);
 page:
 	cJSON_Delete(ans);
