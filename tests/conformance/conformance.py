@@ -38,12 +38,7 @@ LOOP_TIMEOUT = 6    # seconds a pass may take against a loop or a hang
 # EXPECTED TO FAIL UNTIL MERGED -- (case, type or "*", the fix it waits for).
 # The integrator removes a line when its fix lands (the case then reports
 # XPASS, a failure, until then).
-COVERAGE = "the coverage table and sync-status coverage (issue 12 point 2: not in main yet)"
 EXPECTED_TO_FAIL = [
-    ("prune_instagram", "facebook", "coverage.listable_from of Instagram conversations "
-                                    "(issue 12 point 2: not in main yet): the messages "
-                                    "beyond the newest 20 are marked missing"),
-    ("coverage", "*", COVERAGE),
 ]
 # ===========================================================================
 
