@@ -18,7 +18,9 @@ class Adapter(Base):
                   cycle=("cycle", {"endpoint": "conversations"}))
     NO_MEANING = {"loop": "a cursor that does not advance is the cursor_cycle case "
                           "(A -> B -> A, the general form)",
-                  "outlier": "ids are opaque strings; the cursor is a time (future_time)"}
+                  "outlier": "ids are opaque strings; the cursor is a time (future_time)",
+                  "reset_past": "the cursor is a time watermark, not an id or seq a "
+                                "re-created upstream could pass"}
 
     def start(self, n, secret=False):
         self.ctx.cluster.createdb(self.ctx.db)
@@ -72,3 +74,49 @@ class Adapter(Base):
 
     def future(self):
         self.fake.post("message", conversation=self.convs()[0], at="2100-01-01T00:00:00+0000")
+
+    # Deletions: the Graph API no longer lists the message.
+
+    def delete(self, ext):
+        self.fake.post("delete_message", ids=[ext])
+
+    def restore(self, ext):
+        self.fake.post("restore_message", ids=[ext])
+
+    def conv_of_dated(self):
+        if not getattr(self, "dated", None):
+            self.dated = self.convs()[0]
+        return self.dated
+
+    def add_dated(self, ago):
+        return self.fake.post("message", conversation=self.conv_of_dated(),
+                              ago=ago)["ids"][0]
+
+    def by_conv(self):
+        return {c["id"]: {m["id"] for m in c["messages"] if m["detail"]}
+                for c in self.fake.dump("1111", self.platform)}
+
+    platform = "messenger"
+
+    def start_instagram(self):
+        self.ctx.cluster.createdb(self.ctx.db)
+        self.fake = self.ctx.fake = self.ctx.new_fake(kind=fe.FbFake, conversations=0,
+                                                      max_limit=25, token="conf-token")
+        self.platform = "instagram"
+        self.extra = 'platform = "instagram";'
+        self.config()
+        return self
+
+    def instagram_conversation(self, n, ago):
+        """An Instagram conversation of n messages, the newest sent `ago`
+        seconds ago, a minute apart; returns its id."""
+        return self.fake.post("conversation", platform="instagram", messages=n, step=60,
+                              ago=ago)["ids"][0]
+
+    def messages_of(self, conv):
+        """The ids of a conversation's messages upstream, newest first, and
+        whether the API details each (Instagram: the newest 20)."""
+        for c in self.fake.dump("1111", self.platform):
+            if c["id"] == conv:
+                return [(m["id"], m["detail"]) for m in c["messages"]]
+        raise KeyError(conv)

@@ -20,6 +20,7 @@ class Adapter(Base):
                  "not advance is the pagination_loop case",
         "empty": "an empty page with has_more is a page that does not advance "
                  "(pagination_loop)"}
+    DATED_CONV = 0          # the conversation index add_dated() adds to
 
     def start(self, n, secret=False):
         self.ctx.setup(conversations=max(5, n // 20), messages=n, contacts=max(5, n // 20),
@@ -50,3 +51,54 @@ class Adapter(Base):
         # says nothing is new is not asked, issue 11).
         self.fake.add("messages", 1)
         self.fault("outlier", times=1)
+
+    # Deletions: a row vanishes from every page (the fake's purge); back,
+    # it has a new seq, as a backend that re-inserts it gives it.
+
+    def delete(self, ext):
+        self.fake.edit("messages", ids=[ext], kind="purge")
+
+    def restore(self, ext):
+        self.fake.edit("messages", ids=[ext], kind="restore")
+
+    def add_dated(self, ago):
+        r = self.fake.add("messages", 1, conversation_index=self.DATED_CONV,
+                          age_days=ago / 86400.0)
+        return "m%d" % r["indexes"][0]
+
+    def conv_of_dated(self):
+        return "c%d" % self.DATED_CONV
+
+    def by_conv(self):
+        out = {}
+        for r in self.fake.dump("messages"):
+            out.setdefault(r["conversation_id"], set()).add(r["id"])
+        return out
+
+    # A row committed late: 30 new messages, the 11th held (its seq given,
+    # the row invisible) until commit.
+
+    def late_hide(self):
+        self.fake.add("messages", 10)
+        r = self.fake.add("messages", 1, hold=True)
+        self.fake.add("messages", 19)
+        return "m%d" % r["indexes"][0]
+
+    def late_release(self, ext):
+        self.fake.call("commit", {"stream": "messages"})
+
+    def reset_past(self):
+        # Restored from a backup of its first half (seqs continue from
+        # there), then written to: ten old rows edited (their seqs now
+        # follow the backup's), more new rows than the lost ones, so that
+        # the newest seq is beyond the old cursor and each seq the reader
+        # knew belongs to another row.
+        st = self.fake.state()["messages"]
+        keep = st["count"] // 2
+        self.fake.call("reset_seq", {"keep": keep, "streams": ["messages"]})
+        self.fake.edit("messages", indexes=list(range(10, 20)))
+        self.fake.add("messages", st["latest_seq"] - keep + 25)
+        new = self.fake.state()["messages"]["latest_seq"]
+        if new <= st["latest_seq"]:
+            raise h.Fail("the re-created stream's seqs (%d) did not pass the old cursor (%d)"
+                         % (new, st["latest_seq"]))

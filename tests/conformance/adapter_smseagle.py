@@ -3,7 +3,7 @@
 import smseagle_e2e as se
 import smseagle_faults_e2e as sf
 
-from base import SECRET, Adapter as Base
+from base import SECRET, Adapter as Base, Fail
 
 
 class Adapter(Base):
@@ -46,3 +46,40 @@ class Adapter(Base):
         else:
             se.assert_folders(self.ctx, self.fake, check_cursor=False)
             sf.no_duplicates(self.ctx)
+
+    # Deletions: inbox rows (external id in:N) leave the device.
+
+    def pick(self, k=0):
+        ids = sorted(r["id"] for r in self.fake.dump("inbox"))
+        return se.ext_id("inbox", ids[len(ids) // 3 + 7 * k])
+
+    def delete(self, ext):
+        self.fake.post("delete", folder="inbox", ids=[int(ext.split(":")[1])])
+
+    def restore(self, ext):
+        self.fake.post("restore", folder="inbox", ids=[int(ext.split(":")[1])])
+
+    def conv_of_dated(self):
+        return self.fake.dump("inbox")[0]["number"]
+
+    def add_dated(self, ago):
+        ids = self.fake.inbox(n=1, number=self.conv_of_dated(), ago=ago)
+        return se.ext_id("inbox", ids[0])
+
+    def by_conv(self):
+        out = {}
+        for ext, (folder, r) in se.expected(self.fake).items():
+            out.setdefault(r["number"], set()).add(ext)
+        return out
+
+    def reset_past(self):
+        # The device re-created from an old backup of a third of its inbox:
+        # its ids go on from there, and as many new messages arrive as to
+        # take the ids beyond the old newest.
+        top = max(r["id"] for r in self.fake.dump("inbox"))
+        keep = top // 3
+        self.fake.post("reset_ids", keep=keep, sequences=["inbox"])
+        ids = self.fake.inbox(n=top - keep + 10)
+        if max(ids) <= top:
+            raise Fail("the re-created inbox's ids (%d) did not pass the old cursor (%d)"
+                       % (max(ids), top))

@@ -33,7 +33,9 @@ class Adapter(Base):
                  "ends a chat's walk)",
         "outlier": "message ids come from Telegram through TDLib, which orders a chat's "
                    "history by them: an id beyond the others is the newest message",
-        "future": "the cursors are message ids per chat, never a time"}
+        "future": "the cursors are message ids per chat, never a time",
+        "reset_past": "message ids come from Telegram's servers, not from a database the "
+                      "operator could restore or re-create: no fingerprint (msgsync(7))"}
 
     def start(self, n, secret=False):
         ctx = self.ctx
@@ -182,6 +184,42 @@ class Adapter(Base):
                 " (SELECT id FROM conversation WHERE external_id = '%d') AND body = '%s'"
                 " AND sent_at = to_timestamp(%d)"
                 % (self.source, m["chat_id"], m["content"]["text"]["text"], m["date"]))
+
+    # Deletions: a message leaves the scenario (TDLib no longer has it).
+
+    def delete(self, ext):
+        cid, mid = (int(x) for x in ext.split(":"))
+        msgs = self.s.chat(cid)["messages"]
+        m = next(m for m in msgs if m["id"] == mid)
+        msgs.remove(m)
+        self.__dict__.setdefault("trash", {})[ext] = m
+        self.s.write()
+
+    def restore(self, ext):
+        cid = int(ext.split(":")[0])
+        msgs = self.s.chat(cid)["messages"]
+        msgs.append(self.trash.pop(ext))
+        msgs.sort(key=lambda m: m["id"])
+        self.s.write()
+
+    def conv_of_dated(self):
+        return str(sorted(self.next)[0])
+
+    def add_dated(self, ago):
+        cid = int(self.conv_of_dated())
+        sid = self.next[cid]
+        self.next[cid] += 1
+        m = te.msg(cid, sid, te.ANN, int(time.time() - ago))
+        self.s.add(cid, m)
+        self.s.write()
+        return te.ext(cid, m)
+
+    def by_conv(self):
+        out = {}
+        for c, m in self.s.all_messages():
+            if m["id"] % te.SHIFT == 0:
+                out.setdefault(str(c), set()).add(te.ext(c, m))
+        return out
 
     def latency(self, s):
         # Each getChatHistory answer takes s seconds (the fake queues it

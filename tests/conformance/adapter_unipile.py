@@ -17,7 +17,9 @@ class Adapter(Base):
                   cycle=("cycle", {}))
     NO_MEANING = {"loop": "a cursor that does not advance is the cursor_cycle case "
                           "(A -> B -> A, the general form)",
-                  "outlier": "ids are opaque strings; the cursor is a time (future_time)"}
+                  "outlier": "ids are opaque strings; the cursor is a time (future_time)",
+                  "reset_past": "the cursor is a time watermark, not an id or seq a "
+                                "re-created upstream could pass"}
 
     def start(self, n, secret=False):
         self.ctx.cluster.createdb(self.ctx.db)
@@ -54,3 +56,25 @@ class Adapter(Base):
 
     def future(self):
         self.fake.message(self.chats()[0], n=1, at="2100-01-01T00:00:00.000Z")
+
+    # Deletions: the message is purged (no longer listed, no "deleted" flag).
+
+    def delete(self, ext):
+        self.fake.post("delete_message", id=ext, purge=True)
+
+    def restore(self, ext):
+        self.fake.post("restore_message", id=ext)
+
+    def conv_of_dated(self):
+        if not getattr(self, "dated", None):
+            self.dated = self.chats()[0]
+        return self.dated
+
+    def add_dated(self, ago):
+        return self.fake.message(self.conv_of_dated(), n=1, ago=ago)[0]
+
+    def by_conv(self):
+        out = {}
+        for m in self.fake.dump():
+            out.setdefault(m["chat_id"], set()).add(m["id"])
+        return out

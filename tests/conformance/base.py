@@ -76,7 +76,14 @@ class Adapter:
     NO_MEANING = {}
     HOOKS = {"redeliver": "an item has no provider identity beside its id",
              "future": "the cursor is not a time",
-             "outlier": "the fake cannot make an outlier id yet"}
+             "outlier": "the fake cannot make an outlier id yet",
+             "delete": "the fake cannot delete (and restore) a message yet",
+             "add_dated": "the fake cannot add a message of a given age yet",
+             "by_conv": "the adapter cannot say which conversation holds each message yet",
+             "start_instagram": "only a Facebook Page's Instagram inbox lists only the newest "
+                          "20 messages of a conversation",
+             "late_hide": "only a since_seq stream can show a lower seq after higher ones",
+             "reset_past": "the fake cannot re-create its upstream past the cursor yet"}
 
     def require(self, what):
         """Skip unless the adapter can do `what` (a fault kind, a hook, "latency")."""
@@ -100,6 +107,55 @@ class Adapter:
     def outlier(self):
         """Makes the upstream announce one id far beyond what it holds."""
         self.require("outlier")
+
+    # Deletions and coverage (issue 12; SPEC sections 6 and 8).
+
+    def pick(self, k=0):
+        """The external id of a stored upstream message that delete() can
+        take away (k: the k-th such choice, each a different message)."""
+        ids = sorted(self.upstream_ids())
+        return ids[len(ids) // 3 + 7 * k]
+
+    def delete(self, ext):
+        """The upstream loses message ext without a trace (no deletion is
+        reported: it is simply no longer listed)."""
+        self.require("delete")
+
+    def restore(self, ext):
+        """Message ext, deleted by delete(), is upstream again as it was."""
+        self.require("delete")
+
+    def add_dated(self, ago):
+        """Adds one upstream message sent `ago` seconds ago, always to the
+        same conversation; returns its external id."""
+        self.require("add_dated")
+
+    def conv_of_dated(self):
+        """The conversation (external id) add_dated() adds to."""
+        self.require("add_dated")
+
+    def by_conv(self):
+        """The upstream's messages as stored: conversation external id ->
+        set of message external ids (what a complete mirror holds)."""
+        self.require("by_conv")
+
+    def start_instagram(self):
+        """Like start(), for an Instagram inbox with no conversation yet."""
+        self.require("start_instagram")
+
+    def late_hide(self):
+        """New messages, one of them with a seq below the others' that no
+        page shows yet (committed late); returns its external id."""
+        self.require("late_hide")
+
+    def late_release(self, ext):
+        """The late row commits: pages show it, at its lower seq."""
+        self.require("late_hide")
+
+    def reset_past(self):
+        """The upstream is restored or re-created and has already handed out
+        new ids (or seqs) beyond the old cursor."""
+        self.require("reset_past")
 
     # -- shared ---------------------------------------------------------
 

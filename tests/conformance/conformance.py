@@ -326,11 +326,329 @@ def case_cold_start_max_runtime(ad):
     ad.truth()
 
 
+# ---------------------------------------------------------------------------
+# Deletions and coverage (issue 12; SPEC sections 5, 6 and 8).
+
+DAY = 86400
+PRUNE_WINDOW = 5    # days: --prune-window of the window case
+
+
+def marks(ad, ext):
+    """missing_since, deleted_at (as set or not) and deleted_reason of the
+    stored message ext."""
+    rows = ad.ctx.sql_json(
+        "SELECT m.missing_since IS NOT NULL AS missing, m.deleted_at IS NOT NULL AS deleted,"
+        " m.deleted_reason AS reason FROM message m JOIN source s ON s.id = m.source_id"
+        " WHERE s.name = '%s' AND m.external_id = '%s'" % (ad.source, ext))
+    check(len(rows) == 1, "message %s is stored %d times (want once)" % (ext, len(rows)))
+    return rows[0]
+
+
+def want_marks(ad, ext, missing, deleted, reason, what):
+    m = marks(ad, ext)
+    eq((m["missing"], m["deleted"], m["reason"]), (missing, deleted, reason),
+       "%s: message %s (missing_since set, deleted_at set, deleted_reason)" % (what, ext))
+
+
+def snapshot(ad):
+    """Each stored message's (missing_since, deleted_at, deleted_reason)."""
+    return {r["external_id"]: (r["missing_since"], r["deleted_at"], r["deleted_reason"])
+            for r in ad.ctx.sql_json(
+                "SELECT m.external_id, m.missing_since, m.deleted_at, m.deleted_reason"
+                " FROM message m JOIN source s ON s.id = m.source_id"
+                " WHERE s.name = '%s'" % ad.source)}
+
+
+def others_untouched(ad, exts, before, what):
+    """No stored message but exts changed its missing_since, deleted_at or
+    deleted_reason since the snapshot before (deletions the provider
+    reports stay as they were), none is missing or pruned."""
+    now = snapshot(ad)
+    bad = sorted(e for e, v in now.items() if e not in exts and (
+        v != before.get(e, (None, None, None)) or v[0] is not None or v[2] == "pruned"))
+    check(not bad, "%s: %d messages still upstream are marked missing or deleted"
+          % (what, len(bad)), ["%s: %s" % (e, now[e]) for e in bad[:5]])
+
+
+def prune_counts(r, ad):
+    """{stream: (missing, pruned)} of the pass's JSON, and the sums."""
+    per = {st.get("stream"): (st.get("missing", 0), st.get("pruned", 0))
+           for st in r.source(ad.source).get("streams", [])}
+    return per, tuple(sum(v[i] for v in per.values()) for i in (0, 1))
+
+
+def want_counts(r, ad, missing, pruned, what):
+    per, tot = prune_counts(r, ad)
+    check(all(isinstance(v, int) for p in per.values() for v in p),
+          "%s: the streams' missing/pruned are not numbers" % what, per)
+    eq(tot, (missing, pruned), "%s: the streams' (missing, pruned) counters" % what)
+    for i, n in ((0, missing), (1, pruned)):
+        if n:
+            eq(sorted(v[i] for v in per.values() if v[i]), [n],
+               "%s: the %s counters of the streams (one stream's, not spread)"
+               % (what, ("missing", "pruned")[i]))
+
+
+def prune(ad, *args):
+    r = ad.run("full-sync", "--prune", *args)
+    h.ok_pass(r)
+    return r
+
+
+def case_prune(ad):
+    """A message deleted upstream: the first full-sync --prune marks it
+    missing (missing 1), the second deletes it (deleted_reason pruned,
+    pruned 1); the row stays; nothing else is touched."""
+    ad.require("delete")
+    ad.start(N)
+    ad.ok("full-sync")
+    before = snapshot(ad)
+    n0 = len(before)
+    gone = ad.pick()
+    ad.delete(gone)
+    r = prune(ad)
+    want_counts(r, ad, 1, 0, "first walk")
+    want_marks(ad, gone, True, False, None, "after the first walk")
+    others_untouched(ad, [gone], before, "after the first walk")
+    r = prune(ad)
+    want_counts(r, ad, 0, 1, "second walk")
+    want_marks(ad, gone, True, True, "pruned", "after the second walk")
+    others_untouched(ad, [gone], before, "after the second walk")
+    eq(len(ad.stored_ids()), n0, "stored messages (a pruned one is kept, marked)")
+    r = prune(ad)
+    want_counts(r, ad, 0, 0, "third walk (nothing new)")
+    want_marks(ad, gone, True, True, "pruned", "after the third walk")
+
+
+def case_prune_reappear(ad):
+    """A message missing after one walk comes back: the next pass clears
+    missing_since; one pruned comes back: it is un-deleted."""
+    ad.require("delete")
+    ad.start(N)
+    ad.ok("full-sync")
+    before = snapshot(ad)
+    a, b = ad.pick(0), ad.pick(1)
+    ad.delete(a)
+    ad.delete(b)
+    want_counts(prune(ad), ad, 2, 0, "first walk")
+    want_marks(ad, a, True, False, None, "after the first walk")
+    ad.restore(a)
+    ad.ok("full-sync")
+    want_marks(ad, a, False, False, None, "missing, back upstream, after the next pass")
+    want_marks(ad, b, True, False, None, "still missing after a pass without --prune")
+    want_counts(prune(ad), ad, 0, 1, "second walk")
+    want_marks(ad, a, False, False, None, "back upstream, after the second walk")
+    want_marks(ad, b, True, True, "pruned", "after the second walk")
+    ad.restore(b)
+    ad.ok("full-sync")
+    want_marks(ad, b, False, False, None, "pruned, back upstream, after the next pass")
+    others_untouched(ad, [], before, "at the end")
+    ad.truth(cursor=False)
+
+
+def case_prune_window(ad):
+    """--prune-window DAYS reconciles only messages sent in the last DAYS
+    days: an old message deleted upstream is never marked, a recent one is."""
+    ad.require("delete")
+    ad.require("add_dated")
+    ad.start(N)
+    old = ad.add_dated(2 * PRUNE_WINDOW * DAY)
+    new = ad.add_dated(3600)
+    ad.add_dated(60)            # newer ones keep coming (the deleted are not the newest)
+    ad.ok("full-sync")
+    before = snapshot(ad)
+    ad.delete(old)
+    ad.delete(new)
+    w = str(PRUNE_WINDOW)
+    want_counts(prune(ad, "--prune-window", w), ad, 1, 0, "first walk")
+    want_marks(ad, new, True, False, None, "recent, after the first walk")
+    want_marks(ad, old, False, False, None, "older than the window, after the first walk")
+    want_counts(prune(ad, "--prune-window", w), ad, 0, 1, "second walk")
+    want_marks(ad, new, True, True, "pruned", "recent, after the second walk")
+    want_marks(ad, old, False, False, None, "older than the window, after the second walk")
+    others_untouched(ad, [new], before, "after the second walk")
+
+
+def case_prune_interrupted(ad):
+    """A walk that fails (5xx until retries run out) or is cut by
+    --max-runtime prunes nothing; a complete one then does."""
+    ad.require("delete")
+    ad.require("5xx")
+    ad.require("latency")
+    ad.start(N)
+    ad.ok("full-sync")
+    before = snapshot(ad)
+    gone = ad.pick()
+    ad.delete(gone)
+    ad.fault("5xx", after=1, times=-1)
+    r = ad.run("full-sync", "--prune")
+    ad.clear_faults()
+    check(r.rc != 0, "full-sync --prune succeeded through endless 5xx answers", r.desc())
+    others_untouched(ad, [], before, "after a failed walk")
+    ad.latency(max(0.05, 3.0 / max(ad.span, 1)))
+    r = ad.run("full-sync", "--prune", "--restart", "--max-runtime", "1")
+    ad.latency(0)
+    r.expect_rc(0)
+    eq(r.json.get("status"), "partial", "status of a walk cut by --max-runtime 1")
+    others_untouched(ad, [], before, "after a walk cut by --max-runtime")
+    want_counts(prune(ad, "--restart"), ad, 1, 0, "a complete walk")
+    want_marks(ad, gone, True, False, None, "after a complete walk")
+
+
+IG_LIMIT = 20       # the Instagram messages the Graph API details per conversation
+
+
+def case_prune_instagram(ad):
+    """Instagram details only the newest 20 messages of a conversation:
+    stored messages beyond them are never pruned, also when gone upstream;
+    one of the newest 20 deleted upstream is."""
+    ad.require("start_instagram")
+    ad.start_instagram()
+    conv = ad.instagram_conversation(15, ago=2 * 3600)
+    ad.ok("full-sync")
+    first = [m for m, _ in ad.messages_of(conv)]
+    eq(sorted(ad.stored_ids()), sorted(first), "stored messages of the first pass")
+    ad.fake.post("message", conversation=conv, n=IG_LIMIT - 10, step=10)
+    ms = ad.messages_of(conv)
+    beyond = [m for m, detail in ms if not detail]
+    eq(len(beyond), 5, "messages beyond the newest %d upstream" % IG_LIMIT)
+    check(set(beyond) <= set(first), "the old messages are not the stored ones")
+    ad.ok("full-sync")
+    before = snapshot(ad)
+    oldest, newest = beyond[-1], ms[0][0]
+    ad.delete(oldest)
+    ad.delete(newest)
+    want_counts(prune(ad), ad, 1, 0, "first walk")
+    want_counts(prune(ad), ad, 0, 1, "second walk")
+    want_marks(ad, newest, True, True, "pruned", "one of the newest %d" % IG_LIMIT)
+    want_marks(ad, oldest, False, False, None, "beyond the newest %d, gone upstream"
+               % IG_LIMIT)
+    others_untouched(ad, [newest], before, "after two walks")
+
+
+def coverage_rows(ad):
+    return {r["conv"]: r for r in ad.ctx.sql_json(
+        "SELECT c.external_id AS conv, v.stored_messages, v.upstream_messages,"
+        " v.history_complete, v.gaps, v.unrecoverable FROM coverage v"
+        " JOIN conversation c ON c.id = v.conversation_id"
+        " JOIN source s ON s.id = v.source_id WHERE s.name = '%s'" % ad.source)}
+
+
+def stored_by_conv(ad):
+    out = {}
+    for r in ad.ctx.sql_json(
+            "SELECT c.external_id AS conv, m.external_id FROM message m"
+            " JOIN conversation c ON c.id = m.conversation_id"
+            " JOIN source s ON s.id = m.source_id WHERE s.name = '%s'" % ad.source):
+        out.setdefault(r["conv"], set()).add(r["external_id"])
+    return out
+
+
+def check_coverage(ad, what, all_complete):
+    """The coverage rows and sync-status's `coverage` say what the store
+    holds: a row per conversation with messages, stored_messages as stored,
+    complete only where every upstream message is stored, no gap, nothing
+    unrecoverable (the fakes lose nothing); all_complete: every one."""
+    rows, got, up = coverage_rows(ad), stored_by_conv(ad), ad.by_conv()
+    lacking = sorted(set(got) - set(rows))
+    check(not lacking, "%s: conversations with stored messages but no coverage row" % what,
+          lacking[:5])
+    for conv, r in sorted(rows.items()):
+        eq(r["stored_messages"], len(got.get(conv, ())), "%s: %s stored_messages" % (what, conv))
+        eq((r["gaps"], r["unrecoverable"]), (0, 0), "%s: %s (gaps, unrecoverable)" % (what, conv))
+        if r["history_complete"]:
+            lost = up.get(conv, set()) - got.get(conv, set())
+            check(not lost, "%s: conversation %s is complete, but %d of its upstream messages "
+                  "are not stored" % (what, conv, len(lost)), sorted(lost)[:3])
+        if r["upstream_messages"] is not None:
+            eq(r["upstream_messages"], len(up.get(conv, ())),
+               "%s: %s upstream_messages" % (what, conv))
+    if all_complete:
+        inc = sorted(c for c in up if up[c] and not (rows.get(c) or {}).get("history_complete"))
+        check(not inc, "%s: %d of %d conversations not complete" % (what, len(inc), len(up)),
+              inc[:5])
+    r = ad.ctx.run("sync-status", "--json")
+    r.expect_rc(0)
+    cov = r.source(ad.source).get("coverage")
+    check(isinstance(cov, dict), "%s: sync-status --json has no coverage object" % what,
+          r.desc())
+    want = {"conversations": len(rows),
+            "complete": sum(1 for v in rows.values() if v["history_complete"]),
+            "gaps": 0, "unrecoverable": 0}
+    eq({k: cov.get(k) for k in want}, want, "%s: sync-status --json coverage" % what)
+    return rows
+
+
+def case_coverage(ad):
+    """Coverage after a cold start (incr-sync of a new source; seqapi's
+    walks from the start) and after a full sync (complete everywhere)."""
+    ad.require("by_conv")
+    ad.require("add_dated")
+    ad.start(N)
+    conv = ad.conv_of_dated()
+    ad.add_dated(4 * DAY)       # older than the cold-start window, in
+    ad.add_dated(3600)          # a conversation with a message inside it
+    if ad.cold_start:
+        ad.extra = "cold_start_days = 2;"
+        ad.config()
+    ad.ok("incr-sync")
+    rows = check_coverage(ad, "after a cold start", not ad.cold_start)
+    if ad.cold_start:
+        check(conv in rows, "after a cold start: conversation %s, read in part, has no "
+              "coverage row" % conv)
+        check(not rows[conv]["history_complete"], "after a cold start: conversation %s, "
+              "read in part (cold_start_days 2, a message 4 days old), is complete" % conv)
+    ad.ok("full-sync")
+    check_coverage(ad, "after a full sync", True)
+    ad.truth(cursor=False)
+
+
+def case_late_seq(ad):
+    """A row committed late with a lower seq (pages show it only once the
+    reader's cursor has passed it) is stored exactly once by a later pass."""
+    ad.require("late_hide")
+    ad.start(N)
+    ad.ok("full-sync")
+    late = ad.late_hide()
+    ad.ok("incr-sync")
+    check(late not in ad.stored_ids(), "the hidden row %s is stored: the fake did not hide it"
+          % late)
+    ad.late_release(late)
+    for i in range(3):          # a later pass re-reads the gap (the first, or soon)
+        ad.ok("incr-sync")
+        n = ad.stored_ids().count(late)
+        check(n <= 1, "the late row %s is stored %d times" % (late, n))
+        if n:
+            break
+    eq(n, 1, "stored copies of the late row %s after three incr-syncs" % late)
+    ad.ok("full-sync")
+    eq(ad.stored_ids().count(late), 1, "stored copies of the late row %s" % late)
+    ad.truth()
+
+
+def case_reset_past_cursor(ad):
+    """The upstream restored or re-created, its new ids (or seqs) already
+    past the old cursor: a protocol error (65), not a silent skip;
+    full-sync --restart takes it up; the store equals the new upstream."""
+    ad.require("reset_past")
+    ad.start(N)
+    ad.ok("full-sync")
+    ad.reset_past()
+    r = ad.run("incr-sync")
+    r.expect_rc(65)
+    eq((r.source(ad.source).get("error") or {}).get("kind"), "protocol", "error kind")
+    ad.ok("full-sync", "--restart")
+    ad.ok("incr-sync")
+    ad.truth()
+
+
 CASES = [case_kill9, case_pg_restart, case_5xx, case_429, case_truncated, case_secrets,
          case_bad_row_fail, case_bad_row_quarantine, case_redelivered,
          case_pagination_loop, case_cursor_cycle, case_empty_pages,
          case_hang_max_runtime, case_future_time, case_outlier_id,
-         case_cold_start_max_runtime]
+         case_cold_start_max_runtime,
+         case_prune, case_prune_reappear, case_prune_window, case_prune_interrupted,
+         case_prune_instagram, case_coverage, case_late_seq, case_reset_past_cursor]
 
 
 # ---------------------------------------------------------------------------

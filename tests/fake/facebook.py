@@ -101,7 +101,8 @@ CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
        "unread_count","snippet","can_reply",..any},"at"|"ago" (= updated_time)}
        -> {"conversation": as in dump}
   POST delete_message {"ids","recompute":false}, delete_conversation {"ids"}
-       -> {"deleted":n}
+       -> {"deleted":n}; restore_message {"ids"} -> {"restored":n} (deleted
+       messages back, as they were; their conversation's fields unchanged)
   POST fault {"endpoint":"conversations|conversation|messages|message|batch|page|
        other|*" ("a|b" or a list),"page"?,"kind","times":1 (-1 forever),"after":0}
        kind = error (+"code":80006|4|17|32|613|80001|80002|190|100|any,
@@ -499,6 +500,7 @@ class Graph:
             c = m and self.convs.get(m["conv"])
             if not c:
                 continue
+            self.__dict__.setdefault("trash", {})[mid] = m
             n += 1
             c["msgs"].remove(m)
             c["message_count"] = max(0, c["message_count"] - 1)
@@ -507,6 +509,20 @@ class Graph:
             if recompute and newest:
                 c["newest"] = (newest["created"], newest["id"])
                 c["updated"], c["snippet"] = newest["created"], self.snippet_of(c, newest)
+        self.ver += 1
+        return n
+
+    def restore_msgs(self, ids):
+        n = 0
+        for mid in ids:
+            m = self.__dict__.get("trash", {}).pop(mid, None)
+            c = m and self.convs.get(m["conv"])
+            if not c:
+                continue
+            n += 1
+            self.msgs[mid] = m
+            c["msgs"].append(m)
+            c["message_count"] += 1
         self.ver += 1
         return n
 
@@ -1095,6 +1111,8 @@ class Handler(fakelib.Handler):
             return {"conversation": g.edit_conv(d["id"], d.get("fields"), d)}
         if what == "delete_message":
             return {"deleted": g.delete_msgs(d.get("ids") or [d["id"]], bool(d.get("recompute")))}
+        if what == "restore_message":
+            return {"restored": g.restore_msgs(d.get("ids") or [d["id"]])}
         if what == "delete_conversation":
             return {"deleted": g.delete_convs(d.get("ids") or [d["id"]])}
         if what == "config":

@@ -85,6 +85,7 @@ now. inbox and send also take "fields" (applied as by set).
                          other row key is replaced as given (status decides
                          error/delivered); unknown keys are added. Not "id".
   POST /_control/delete {"folder":"inbox"|"outgoing","ids"} -> {"deleted":n}
+  POST /_control/restore {"folder","ids"} -> {"restored":n}  deleted rows back, as they were
   POST /_control/reset_ids {"keep":M,["sequences":["inbox","outgoing"]]} only ids
                          <= M survive; next id = min(next, M+1), keep 0: --first-id
                          (--shared-ids: always both) -> {"state"}
@@ -701,10 +702,17 @@ class Handler(fakelib.Handler):
             for r in rows:
                 dev.set_fields(r, d.get("fields") or {})
             return {"ids": [r["id"] for r in rows]}
-        if what == "delete":
-            table = {"inbox": dev.inbox, "outgoing": dev.out}[d.get("folder", "outgoing")]
-            return {"deleted": sum(table.pop(int(i), None) is not None
-                                   for i in d.get("ids") or [])}
+        if what in ("delete", "restore"):
+            folder = d.get("folder", "outgoing")
+            table = {"inbox": dev.inbox, "outgoing": dev.out}[folder]
+            trash = st.__dict__.setdefault("trash", {})     # (folder, id) -> deleted row
+            if what == "restore":
+                rows = [trash.pop((folder, int(i))) for i in d.get("ids") or []]
+                table.update((r["id"], r) for r in rows)
+                return {"restored": len(rows)}
+            gone = [(int(i), table.pop(int(i), None)) for i in d.get("ids") or []]
+            trash.update(((folder, i), r) for i, r in gone if r is not None)
+            return {"deleted": sum(r is not None for _, r in gone)}
         if what == "reset_ids":
             seqs = d.get("sequences")
             if seqs and not set(seqs) <= {"inbox", "outgoing"}:

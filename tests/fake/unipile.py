@@ -91,6 +91,7 @@ Times: "at" (ISO 8601, naive = UTC, ms kept) or "ago" (seconds), else now;
                "timestamp" parsed like "at" (messages re-sort; may move the
                chat forward); edit_message sets edited 1 unless given
   POST delete_message {"id"|"ids","purge":false}: deleted 1 (purge: gone)
+  POST restore_message {"id"|"ids"}: purged messages back, as they were
   POST delete_chat {"id"}: it and its messages vanish (404)
   POST duplicate {"id","fields"}: the message (provider_id, timestamp) under a
                new Unipile id, as re-ingested; unread untouched
@@ -843,8 +844,16 @@ class Handler(fakelib.Handler):
                 m = st.msgs[i]
                 if d.get("purge"):
                     st.drop_msg(m)
+                    state.__dict__.setdefault("trash", {})[i] = m
                 else:
                     m["deleted"] = 1
+            return {"ids": ids}
+        if what == "restore_message":
+            ids = d.get("ids") or [d["id"]]
+            for i in ids:
+                m = state.__dict__.get("trash", {}).pop(i)
+                st.msgs[i] = m
+                st.index(m)
             return {"ids": ids}
         if what == "delete_chat":
             c = get(st.chats)
