@@ -761,6 +761,10 @@ const char     *sync_id_problem(const struct cJSON *o, const char *key);
 struct sync_history {
 	const char	*conversation;	/* its upstream id (MUST) */
 	int		 reached_start;	/* the walk read its oldest message */
+	int		 walked;	/* the walk of it ended in this pass: at
+					   its start, or at the floor of --since
+					   or --prune-window (full-sync --prune
+					   of SYNC_CONN_CONV_WALKS types) */
 	long long	 upstream_count; /* messages the provider says it has; -1
 					   unknown */
 	const char	*listable_from;	/* RFC 3339: none sent before it can be
@@ -920,8 +924,9 @@ struct sync_connector {
 /*
  * It walks conversation by conversation, and may walk only some of them
  * (Telegram's `chats`): full-sync --prune reconciles only the messages of
- * the conversations whose walks the pass reported as reaching their start
- * (sync_page_history()), never those of a conversation it did not walk.
+ * the conversations whose walks the pass reported as ended
+ * (sync_history.walked, or reached_start), never those of a conversation
+ * it did not walk.
  */
 #define SYNC_CONN_CONV_WALKS	0x20
 

@@ -18,6 +18,7 @@ static void
 history_merge(struct sync_history_row *r, const struct sync_history *h)
 {
 	r->reached_start |= h->reached_start != 0;
+	r->walked |= h->walked != 0 || h->reached_start != 0;
 	if (h->upstream_count >= 0)
 		r->upstream_count = h->upstream_count;
 	if (h->unrecoverable >= 0)

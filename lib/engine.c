@@ -482,7 +482,8 @@ from_start(const struct job *j, const struct sync_stream *st)
 /*
  * full-sync --prune of a type that walks conversation by conversation
  * (SYNC_CONN_CONV_WALKS): notes the conversations whose walks this page
- * reports as reaching their start, the only ones prune() reconciles.
+ * reports as ended (at their start, or the window's floor), the only ones
+ * prune() reconciles.
  */
 static enum sync_rc
 note_walked(struct job *j, const struct sync_page *pg, struct sync_err *err)
@@ -492,7 +493,7 @@ note_walked(struct job *j, const struct sync_page *pg, struct sync_err *err)
 	if (!j->opts->prune || !(j->src->conn->flags & SYNC_CONN_CONV_WALKS))
 		return SYNC_OK;
 	for (i = 0; i < pg->nhistory; i++)
-		if (pg->history[i].reached_start && sync_strmap_put(&j->walked,
+		if (pg->history[i].walked && sync_strmap_put(&j->walked,
 		    pg->history[i].conversation, 1) == -1)
 			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
 			    "out of memory");

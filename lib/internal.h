@@ -328,6 +328,7 @@ struct sync_history_row {
 	char		*conversation;
 	char		*listable_from;	/* "": all listable; NULL: unknown */
 	int		 reached_start;
+	int		 walked;
 	long long	 upstream_count, unrecoverable, gaps;	/* -1 unknown */
 };
 

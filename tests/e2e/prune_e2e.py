@@ -169,3 +169,25 @@ def prune_migration_backfill(ctx):
        "messages without their stream")
     eq(msg_state(ctx, "m5")["reason"], "upstream", "an earlier deletion's reason")
     eq(prune_counts(r), (1, 0), "the old rows are reconciled")
+
+
+@test
+def prune_newest_row_gone(ctx):
+    """A seqapi backend that removes its newest row outright looks
+    restored (latest_seq below the cursor): the pass stops with a protocol
+    error, and full-sync --restart --prune takes it up and reconciles."""
+    prune_setup(ctx)
+    newest = ctx.sql("SELECT external_id FROM message ORDER BY (raw->>'seq')::bigint DESC"
+                     " LIMIT 1")
+    ctx.fake.edit("messages", ids=[newest], kind="purge")
+    r = ctx.run("incr-sync", "-j")
+    r.expect_rc(65)
+    eq(r.source()["error"]["kind"], "protocol", "error kind")
+    r = ctx.run("full-sync", "--restart", "--prune", "-j")
+    ok_pass(r, "full-sync")
+    eq(prune_counts(r), (1, 0), "the restarted walk finds it missing")
+    ok_pass(ctx.run("incr-sync", "-j"), "incr-sync")
+    r = ctx.run("full-sync", "--prune", "-j")
+    ok_pass(r, "full-sync")
+    eq(prune_counts(r), (0, 1), "the next walk prunes it")
+    eq(msg_state(ctx, newest)["reason"], "pruned", "%s pruned" % newest)

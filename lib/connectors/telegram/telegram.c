@@ -1920,9 +1920,13 @@ noted_changes(struct sync_ctx *ctx, struct tg *p, struct sync_stream *st,
 	return SYNC_OK;
 }
 
-/* Tells the engine what a chat's walk learnt of its history; -1 on ENOMEM. */
+/*
+ * Tells the engine what a chat's walk learnt of its history (walked: a
+ * full walk of it ended, at its start or the window's floor); -1 on ENOMEM.
+ */
 static int
-chat_history(struct sync_page *pg, long long chat, int reached_start, int gap)
+chat_history(struct sync_page *pg, long long chat, int reached_start, int gap,
+    int walked)
 {
 	struct sync_history h;
 	char conv[24];
@@ -1931,6 +1935,7 @@ chat_history(struct sync_page *pg, long long chat, int reached_start, int gap)
 	memset(&h, 0, sizeof(h));
 	h.conversation = conv;
 	h.reached_start = reached_start;
+	h.walked = walked;
 	h.upstream_count = h.unrecoverable = -1;
 	h.gaps = gap ? 1 : 0;
 	return sync_page_history(pg, &h);
@@ -2036,7 +2041,8 @@ walk_page(struct tg *p, struct tg_walk *w, struct sync_ctx *ctx,
 	 * missing range.
 	 */
 	gap = cmap_gap(&p->cur, w->chat, &glow, &gtop);
-	if ((end || gap) && chat_history(pg, w->chat, end && n == 0, gap) == -1)
+	if ((end || gap) && chat_history(pg, w->chat, end && n == 0, gap,
+	    end && w->full) == -1)
 		return nomem(err);
 page:
 	cJSON_Delete(ans);
