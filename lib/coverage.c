@@ -184,15 +184,25 @@ sync_coverage_page(struct sync_db *db, int id, const struct sync_page *pg,
 
 enum sync_rc
 sync_coverage_walked(struct sync_db *db, int id, const char *stream,
-    struct sync_err *err)
+    int *first, struct sync_err *err)
 {
 	char idbuf[16];
 	const char *v[2] = { idbuf, stream };
+	struct sync_rows *r = NULL;
+	enum sync_rc rc;
 
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
-	return sync_db_exec(db, "record a walk from the start of the history",
-	    "UPDATE sync_state SET history_complete_at = now(), updated_at = now()"
-	    " WHERE source_id = $1 AND stream = $2", 2, v, NULL, err);
+	rc = sync_db_exec(db, "record a walk from the start of the history",
+	    "UPDATE sync_state s SET history_complete_at = now(), updated_at = now()"
+	    " FROM (SELECT history_complete_at IS NULL AS first FROM sync_state"
+	    "  WHERE source_id = $1 AND stream = $2) o"
+	    " WHERE s.source_id = $1 AND s.stream = $2 RETURNING o.first", 2, v,
+	    &r, err);
+	if (rc == SYNC_OK && sync_rows_count(r) == 1 &&
+	    strcmp(sync_rows_get(r, 0, 0), "t") == 0)
+		*first = 1;
+	sync_rows_free(r);
+	return rc;
 }
 
 /* The configured streams of src as an array literal; -1 on ENOMEM. */
@@ -253,10 +263,11 @@ sync_coverage_begin(struct sync_db *db, struct sync_coverage_pass *cp,
  * touched ones -- their messages, conversation or coverage rows changed
  * in the pass (seq above $2, the sequence before it; the changed messages
  * are found over message_seq_idx alone, never by their source, which
- * holds the whole history), and the rows whose completeness the source's
- * facts changed (a stream gap opened or closed) -- are counted one by one
- * over message_conversation_idx.  All of them, after a walk from the
- * start completed, in one scan of the source's messages ($2 unused).
+ * holds the whole history), the rows whose completeness the source's
+ * facts changed (a stream gap opened or closed), and conversations without
+ * a row yet -- are counted one by one over message_conversation_idx.  All
+ * of them, after a walk from the start completed for the first time, in
+ * one scan of the source's messages ($2 unused).
  */
 #define TOUCHED \
     "WITH" FACTS \
@@ -268,7 +279,10 @@ sync_coverage_begin(struct sync_db *db, struct sync_coverage_pass *cp,
     "  UNION SELECT conversation_id FROM coverage WHERE seq > $2" \
     "  AND source_id = $1" \
     "  UNION SELECT v.conversation_id FROM coverage v, k, g" \
-    "  WHERE v.source_id = $1 AND v.history_complete <> " COMPLETE ")," \
+    "  WHERE v.source_id = $1 AND v.history_complete <> " COMPLETE \
+    "  UNION SELECT x.id FROM conversation x WHERE x.source_id = $1" \
+    "  AND NOT EXISTS (SELECT 1 FROM coverage y" \
+    "  WHERE y.conversation_id = x.id))," \
     " c AS (SELECT t.id, n.n, n.oldest FROM t CROSS JOIN LATERAL" \
     "  (SELECT count(*) AS n, min(m.sent_at) AS oldest FROM message m" \
     "  WHERE m.conversation_id = t.id) n),"

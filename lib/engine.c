@@ -182,9 +182,9 @@ apply_rejects(struct job *j, const char *stream, const struct sync_page *pg,
  */
 static enum sync_rc
 commit_page(struct job *j, const char *stream, enum sync_mode mode,
-    int from_start, const struct sync_state *base, struct sync_page *pg,
-    struct sync_counts *c, struct sync_related *rel, char **merged,
-    struct sync_err *err)
+    int from_start, int *first_walk, const struct sync_state *base,
+    struct sync_page *pg, struct sync_counts *c, struct sync_related *rel,
+    char **merged, struct sync_err *err)
 {
 	const struct sync_connector *conn = j->src->conn;
 	struct sync_state next = *base;
@@ -203,7 +203,8 @@ commit_page(struct job *j, const char *stream, enum sync_mode mode,
 	    err)) != SYNC_OK ||
 	    (rc = sync_coverage_page(j->db, j->id, pg, err)) != SYNC_OK ||
 	    (pg->done && from_start &&
-	    (rc = sync_coverage_walked(j->db, j->id, stream, err)) != SYNC_OK))
+	    (rc = sync_coverage_walked(j->db, j->id, stream, first_walk, err)) !=
+	    SYNC_OK))
 		goto fail;
 	/* A reset taken up: the old backend's gaps no longer mean anything. */
 	if ((conn->flags & SYNC_CONN_GAPS) && ((pg->force && (rc =
@@ -263,6 +264,7 @@ struct writer {
 	const char	*stream;
 	enum sync_mode	 mode;
 	int		 from_start;	/* the walk began at the start of history */
+	int		 first_walk;	/* its completion was the stream's first */
 	int		 idle;		/* the page leaves the cursor as it was */
 	struct sync_state base;		/* borrowed: fingerprint, checkpoint */
 	struct sync_page pg;		/* owned while running */
@@ -295,8 +297,9 @@ writer_main(void *arg)
 		if (w->rc != SYNC_OK || touched)
 			return NULL;
 	}
-	w->rc = commit_page(w->j, w->stream, w->mode, w->from_start, &w->base,
-	    &w->pg, &w->counts, w->related, &w->merged, &w->err);
+	w->rc = commit_page(w->j, w->stream, w->mode, w->from_start,
+	    &w->first_walk, &w->base, &w->pg, &w->counts, w->related, &w->merged,
+	    &w->err);
 	return NULL;
 }
 
@@ -677,9 +680,15 @@ run_stream(struct job *j, const char *name, struct sync_stream_result *sr,
 		rc = wrc;
 	sync_progress_add(st.progress, 0, sr->c.inserted + sr->c.updated +
 	    sr->c.unchanged - stored);
-	/* A walk from the start completed: every conversation's row is due. */
-	if (complete && rc == SYNC_OK && w.from_start)
-		j->cov.dirty = j->cov.refresh_all = 1;
+	/*
+	 * A walk from the start completed: completeness may have changed; the
+	 * first such walk of the stream makes every conversation's row due.
+	 */
+	if (complete && rc == SYNC_OK && w.from_start) {
+		j->cov.dirty = 1;
+		if (w.first_walk)
+			j->cov.refresh_all = 1;
+	}
 out:
 	sync_progress_close(st.progress, complete && rc == SYNC_OK);
 	/* What is stored, not where the fetching got to (a dry run: that). */

@@ -343,7 +343,8 @@ struct sync_coverage_pass {
 	int		 ready;		/* the above were read */
 	int		 dirty;		/* a page reported history, or a walk
 					   from the start completed */
-	int		 refresh_all;	/* a full walk from the start completed */
+	int		 refresh_all;	/* a walk from the start completed for
+					   the first time */
 };
 
 /* Before a pass first writes: what sync_coverage_end() needs (one statement). */
@@ -354,10 +355,11 @@ enum sync_rc	sync_coverage_page(struct sync_db *, int, const struct sync_page *,
 		    struct sync_err *);
 /*
  * Inside the transaction of the page that ends a walk of stream which
- * began at the start of its history: sets its history_complete_at.
+ * began at the start of its history: sets its history_complete_at; *first
+ * is set if it had none (every coverage row of the source is then due).
  */
 enum sync_rc	sync_coverage_walked(struct sync_db *, int, const char *stream,
-		    struct sync_err *);
+		    int *first, struct sync_err *);
 /*
  * At a pass's end: recomputes the coverage rows of the conversations the
  * pass touched (their messages', conversations' or coverage rows' seq

@@ -275,7 +275,7 @@ def main():
             cols = ("source_id, external_id, conversation_id, sender_contact_id,"
                     " direction, kind, body, sent_at, edited_at, status, status_at,"
                     " validity_expires_at, folder, attachments, raw, deleted_at,"
-                    " row_hash, provider_id")
+                    " row_hash, provider_id, deleted_reason, stream")
             stored = os.path.join(tmp, "stored.copy")
             sh(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
                 "\\copy (SELECT %s FROM message ORDER BY id) TO '%s'" % (cols, stored)],
