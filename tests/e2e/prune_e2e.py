@@ -158,10 +158,7 @@ def prune_migration_backfill(ctx):
     prune_setup(ctx)
     ctx.fake.edit("messages", indexes=[5], kind="delete")
     ok_pass(ctx.run("incr-sync", "-j"), "incr-sync")
-    ctx.sql("DELETE FROM schema_migrations WHERE version >= 5;"
-            " DROP TABLE coverage, stream_gap;"
-            " ALTER TABLE message DROP COLUMN missing_since, DROP COLUMN deleted_reason,"
-            " DROP COLUMN stream; ALTER TABLE sync_state DROP COLUMN history_complete_at")
+    ctx.schema_before(5)
     ctx.fake.edit("messages", indexes=[8], kind="purge")
     r = ctx.run("full-sync", "--prune", "-j")
     ok_pass(r, "full-sync")

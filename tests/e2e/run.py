@@ -409,6 +409,22 @@ class Ctx:
         out = self.sql("SELECT coalesce(json_agg(t), '[]') FROM (%s) t" % q, db)
         return json.loads(out)
 
+    # What undoes each migration that tests take back (newest first).
+    UNDO_MIGRATION = {
+        5: "DROP TABLE coverage, stream_gap; ALTER TABLE message DROP COLUMN"
+           " missing_since, DROP COLUMN deleted_reason, DROP COLUMN stream;"
+           " ALTER TABLE sync_state DROP COLUMN history_complete_at;",
+        4: "DROP INDEX message_provider_idx; ALTER TABLE message DROP COLUMN provider_id;",
+    }
+
+    def schema_before(self, version):
+        """Turns the database back into the schema of version - 1: a store
+        written by an earlier msgsync, for migration tests."""
+        undo = [self.UNDO_MIGRATION[v] for v in sorted(self.UNDO_MIGRATION, reverse=True)
+                if v >= version]
+        self.sql("DELETE FROM schema_migrations WHERE version >= %d; %s"
+                 % (version, " ".join(undo)))
+
     def count(self, table, where="true"):
         return int(self.sql("SELECT count(*) FROM %s WHERE %s" % (table, where)))
 

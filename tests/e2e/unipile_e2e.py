@@ -490,13 +490,8 @@ def uni_provider_id_migration(ctx):
     uni_config(ctx, extra="lookback = 0; cold_start_days = 0;")
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     m = fake.dump()[1]
-    # The schema of version 3: migrations 4 and later undone.
-    ctx.sql("DELETE FROM schema_migrations WHERE version >= 4;"
-            " DROP TABLE coverage, stream_gap;"
-            " ALTER TABLE message DROP COLUMN missing_since, DROP COLUMN deleted_reason,"
-            " DROP COLUMN stream; ALTER TABLE sync_state DROP COLUMN history_complete_at;"
-            " DROP INDEX message_provider_idx; ALTER TABLE message DROP COLUMN provider_id;"
-            " INSERT INTO message (source_id, external_id, raw, row_hash)"
+    ctx.schema_before(4)
+    ctx.sql("INSERT INTO message (source_id, external_id, raw, row_hash)"
             " SELECT source_id, external_id || '-double', raw, row_hash FROM message"
             " WHERE external_id = '%s'" % m["id"])
     now = fmt_ms(int(time.time() * 1000))
