@@ -33,11 +33,12 @@ LDLIBS	 = $(PKG_LIBS) -ldl -lm
 LIB_SRCS = lib/batch.c lib/buf.c lib/cli.c lib/config.c lib/cursor.c lib/db.c \
 	   lib/engine.c lib/err.c lib/gaps.c lib/http.c lib/jsonf.c lib/log.c lib/mark.c \
 	   lib/output.c lib/progress.c lib/registry.c lib/signals.c lib/status.c \
-	   lib/strmap.c lib/time.c lib/tls.c lib/walk.c lib/coverage.c lib/migrations.c $(CONN_SRCS)
+	   lib/strmap.c lib/time.c lib/tls.c lib/walk.c lib/coverage.c lib/link.c lib/media.c \
+	   lib/migrations.c $(CONN_SRCS)
 # Connectors: one file each, discovered; telegram has its own directory.
 CONN_SRCS = $(sort $(wildcard lib/connectors/*.c lib/connectors/*/*.c))
 LIB_OBJS = $(LIB_SRCS:.c=.o)
-BINS	 = full-sync incr-sync status-poll sync-status
+BINS	 = full-sync incr-sync status-poll sync-status media-sync
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:.c=)
 MIGRATIONS = $(sort $(wildcard migrations/*.sql))
@@ -72,7 +73,7 @@ lib/libsync.a: $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $(LIB_OBJS)
 
-full-sync incr-sync status-poll: %: cmd/%.o cmd/pass.o lib/libsync.a
+full-sync incr-sync status-poll media-sync: %: cmd/%.o cmd/pass.o lib/libsync.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< cmd/pass.o lib/libsync.a $(LDLIBS)
 
 sync-status: cmd/sync-status.o lib/libsync.a

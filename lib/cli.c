@@ -1,5 +1,6 @@
 /*
- * cli.c -- the command lines of the four binaries, with getopt_long.
+ * cli.c -- the command lines of the pass and status binaries, with
+ * getopt_long.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -13,7 +14,7 @@ enum {
 	OPT_SINCE = 256, OPT_RESTART, OPT_STREAM, OPT_DRY_RUN, OPT_MAX_RUNTIME,
 	OPT_CHECK, OPT_MAX_LAG, OPT_MAX_FAILURES, OPT_PROMETHEUS, OPT_LOGIN,
 	OPT_IMPORT, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_WARN_LAG, OPT_PRUNE,
-	OPT_PRUNE_WINDOW
+	OPT_PRUNE_WINDOW, OPT_MAX_BYTES
 };
 
 /* Which command accepts which long-only option. */
@@ -21,29 +22,31 @@ enum {
 #define I	(1 << SYNC_CMD_INCR)
 #define P	(1 << SYNC_CMD_POLL)
 #define S	(1 << SYNC_CMD_STATUS)
+#define M	(1 << SYNC_CMD_MEDIA)
 
 static const struct {
 	struct option	 opt;
 	int		 cmds;
 } options[] = {
-	{ { "config", required_argument, NULL, 'c' }, F | I | P | S },
-	{ { "source", required_argument, NULL, 's' }, F | I | P | S },
-	{ { "json", no_argument, NULL, 'j' }, F | I | P | S },
-	{ { "quiet", no_argument, NULL, 'q' }, F | I | P | S },
-	{ { "verbose", no_argument, NULL, 'v' }, F | I | P | S },
-	{ { "help", no_argument, NULL, 'h' }, F | I | P | S },
-	{ { "version", no_argument, NULL, 'V' }, F | I | P | S },
+	{ { "config", required_argument, NULL, 'c' }, F | I | P | S | M },
+	{ { "source", required_argument, NULL, 's' }, F | I | P | S | M },
+	{ { "json", no_argument, NULL, 'j' }, F | I | P | S | M },
+	{ { "quiet", no_argument, NULL, 'q' }, F | I | P | S | M },
+	{ { "verbose", no_argument, NULL, 'v' }, F | I | P | S | M },
+	{ { "help", no_argument, NULL, 'h' }, F | I | P | S | M },
+	{ { "version", no_argument, NULL, 'V' }, F | I | P | S | M },
 	{ { "since", required_argument, NULL, OPT_SINCE }, F },
-	{ { "restart", no_argument, NULL, OPT_RESTART }, F },
+	{ { "restart", no_argument, NULL, OPT_RESTART }, F | M },
 	{ { "stream", required_argument, NULL, OPT_STREAM }, F | I },
 	{ { "dry-run", no_argument, NULL, OPT_DRY_RUN }, F },
 	{ { "prune", no_argument, NULL, OPT_PRUNE }, F },
 	{ { "prune-window", required_argument, NULL, OPT_PRUNE_WINDOW }, F },
 	{ { "login", no_argument, NULL, OPT_LOGIN }, F },
 	{ { "import", required_argument, NULL, OPT_IMPORT }, F },
-	{ { "max-runtime", required_argument, NULL, OPT_MAX_RUNTIME }, F | I | P },
-	{ { "progress", no_argument, NULL, OPT_PROGRESS }, F | I | P },
-	{ { "no-progress", no_argument, NULL, OPT_NO_PROGRESS }, F | I | P },
+	{ { "max-runtime", required_argument, NULL, OPT_MAX_RUNTIME }, F | I | P | M },
+	{ { "max-bytes", required_argument, NULL, OPT_MAX_BYTES }, M },
+	{ { "progress", no_argument, NULL, OPT_PROGRESS }, F | I | P | M },
+	{ { "no-progress", no_argument, NULL, OPT_NO_PROGRESS }, F | I | P | M },
 	{ { "check", no_argument, NULL, OPT_CHECK }, S },
 	{ { "max-lag", required_argument, NULL, OPT_MAX_LAG }, S },
 	{ { "warn-lag", required_argument, NULL, OPT_WARN_LAG }, S },
@@ -66,6 +69,10 @@ static const char usage_incr[] =
 static const char usage_poll[] =
     "usage: status-poll [-jqvhV] [-c file] [-s source]... [--max-runtime seconds]\n"
     "                   [--progress | --no-progress]\n";
+static const char usage_media[] =
+    "usage: media-sync [-jqvhV] [-c file] [-s source]... [--max-bytes n]\n"
+    "                  [--max-runtime seconds] [--restart]\n"
+    "                  [--progress | --no-progress]\n";
 static const char usage_status[] =
     "usage: sync-status [-jqvhV] [-c file] [-s source]... [--prometheus]\n"
     "                   [--check [--max-lag seconds] [--warn-lag seconds]\n"
@@ -94,6 +101,7 @@ sync_cmd_name(enum sync_cmd c)
 	case SYNC_CMD_INCR:	return "incr-sync";
 	case SYNC_CMD_POLL:	return "status-poll";
 	case SYNC_CMD_STATUS:	return "sync-status";
+	case SYNC_CMD_MEDIA:	return "media-sync";
 	}
 	return "msgsync";
 }
@@ -154,6 +162,16 @@ sync_cli_usage(enum sync_cmd cmd)
 		    "                       failures (default 3)\n"
 		    "      --prometheus     the figures in the Prometheus text format\n";
 		break;
+	case SYNC_CMD_MEDIA:
+		u = usage_media;
+		extra = "      --max-bytes N    stop after downloading N bytes (suffixes k, M, G)\n"
+		    "      --max-runtime S  stop cleanly after S seconds\n"
+		    "      --restart        try the failed attachments again\n"
+		    "      --progress       show live progress on stderr, also when it is\n"
+		    "                       not a terminal (plain lines) or with -q, --json\n"
+		    "      --no-progress    never show progress (default: shown when stderr\n"
+		    "                       is a terminal, without -q and --json)\n";
+		break;
 	}
 	snprintf(buf, sizeof(buf), "%s%s%s%s", u, usage_common, extra, usage_env);
 	return buf;
@@ -168,6 +186,29 @@ parse_num(const char *s, double lo, double hi, double *out)
 	if (end == s || *end != '\0' || !(v >= lo && v <= hi))
 		return -1;
 	*out = v;
+	return 0;
+}
+
+/* --max-bytes: a positive whole number, with an optional k, M or G (1024s). */
+static int
+parse_bytes(const char *s, long long *out)
+{
+	char *end;
+	double v = strtod(s, &end), mul = 1;
+
+	if (end == s || !(v > 0))
+		return -1;
+	if (*end == 'k' || *end == 'K')
+		mul = 1024.0;
+	else if (*end == 'M')
+		mul = 1024.0 * 1024;
+	else if (*end == 'G')
+		mul = 1024.0 * 1024 * 1024;
+	if (mul > 1)
+		end++;
+	if (*end != '\0' || v * mul > 9e18 || v * mul < 1)
+		return -1;
+	*out = (long long)(v * mul);
 	return 0;
 }
 
@@ -266,6 +307,12 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 				    "--prune-window '%s': not a whole number of days "
 				    "(1 to 36500)", optarg);
 			o->prune_window = (long)v;
+			break;
+		case OPT_MAX_BYTES:
+			if (parse_bytes(optarg, &o->max_bytes) == -1)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--max-bytes '%s': not a positive number of "
+				    "bytes (suffixes k, M, G)", optarg);
 			break;
 		case OPT_LOGIN:
 			o->login = 1;

@@ -317,6 +317,13 @@ static const struct gkey sync_keys[] = {
 	{ NULL, 0, 0, 0, 0 }
 };
 
+static const struct gkey media_keys[] = {
+	{ "store", 's', 0, 0, OFF(media_store) },
+	{ "dir", 's', 0, 0, OFF(media_dir) },
+	{ "max_bytes", 'L', 1, 1099511627776.0 * 1024, OFF(media_max_bytes) },
+	{ NULL, 0, 0, 0, 0 }
+};
+
 /*
  * Checks the ca_file just read (s) into *path (SPEC §4): a relative path
  * is taken from the configuration file's directory (*path is replaced),
@@ -355,7 +362,7 @@ check_ca_file(struct loader *l, const config_setting_t *s, const char *src,
 
 /* The keys of the top level, for "did you mean". */
 static const char *const top_keys[] = { "database", "http", "sync", "log",
-    "sources", NULL };
+    "media", "sources", NULL };
 
 /*
  * Loads a global group.  A bad key is recorded and the next one checked:
@@ -412,6 +419,26 @@ load_group(struct loader *l, const config_setting_t *g, struct sync_config *c,
 		if (rc == SYNC_ENOMEM)
 			return rc;
 	}
+	return SYNC_OK;
+}
+
+/* media = { store, dir, max_bytes }: the store's kind is checked here. */
+static enum sync_rc
+load_media(struct loader *l, const config_setting_t *g, struct sync_config *c)
+{
+	const config_setting_t *s;
+	enum sync_rc rc;
+
+	if ((rc = load_group(l, g, c, media_keys, "'media'")) != SYNC_OK)
+		return rc;
+	s = config_setting_get_member(g, "store");
+	if (s != NULL && c->media_store != NULL &&
+	    strcmp(c->media_store, "dir") != 0 &&
+	    strcmp(c->media_store, "database") != 0)
+		cerr(l, s, "'store' must be \"dir\" or \"database\"");
+	s = config_setting_get_member(g, "dir");
+	if (s != NULL && c->media_dir != NULL && c->media_dir[0] != '/')
+		cerr(l, s, "'dir' must be an absolute path");
 	return SYNC_OK;
 }
 
@@ -734,7 +761,8 @@ valid_name(const char *s)
 
 /* The keys every source takes, whatever its type. */
 static const char *const source_keys[] = { "name", "type", "url", "enabled",
-    "allow_insecure_http", "ca_file", "pinned_pubkey", "on_bad_row", NULL };
+    "allow_insecure_http", "ca_file", "pinned_pubkey", "on_bad_row", "media",
+    NULL };
 static const char *const token_keys[] = { "token", "token_file", "token_env",
     NULL };
 
@@ -909,7 +937,21 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 			rc = get_str(l, s, &src->ca_file);
 		else if (strcmp(k, "pinned_pubkey") == 0)
 			rc = get_str(l, s, &src->pinned_pubkey);
-		else if (strcmp(k, "on_bad_row") == 0) {
+		else if (strcmp(k, "media") == 0) {
+			const char *v = config_setting_get_string(s);
+
+			src->media_set = 1;
+			if (v != NULL && strcmp(v, "download") == 0)
+				src->media = SYNC_MEDIA_DOWNLOAD;
+			else if (v != NULL && strcmp(v, "link") == 0)
+				src->media = SYNC_MEDIA_LINK;
+			else if (v != NULL && strcmp(v, "none") == 0)
+				src->media = SYNC_MEDIA_NONE;
+			else
+				cerr(l, s, "source '%s': 'media' must be "
+				    "\"download\", \"link\" or \"none\"",
+				    src->name);
+		} else if (strcmp(k, "on_bad_row") == 0) {
 			const char *v = config_setting_get_string(s);
 
 			if (v == NULL || (strcmp(v, "fail") != 0 &&
@@ -1146,6 +1188,7 @@ sync_config_load_all(const struct sync_opts *o, struct sync_config **out,
 	c->retries = 4;
 	c->backoff = 1.0;
 	c->max_body = 64LL * 1024 * 1024;
+	c->media_max_bytes = 100LL * 1024 * 1024;
 	c->batch_size = 500;
 	c->jobs = 4;
 	c->log_level = LOG_INFO;
@@ -1190,6 +1233,8 @@ sync_config_load_all(const struct sync_opts *o, struct sync_config **out,
 			rc = load_group(&l, s, c, sync_keys, "'sync'");
 		else if (strcmp(k, "log") == 0)
 			rc = load_log(&l, s, c);
+		else if (strcmp(k, "media") == 0)
+			rc = load_media(&l, s, c);
 		else if (strcmp(k, "sources") == 0)
 			rc = load_sources(&l, s, c);
 		else {
@@ -1206,7 +1251,10 @@ sync_config_load_all(const struct sync_opts *o, struct sync_config **out,
 	rc = l.nerrs > 0 || err->rc == SYNC_ECONFIG ? SYNC_ECONFIG : SYNC_OK;
 	if (rc != SYNC_OK)
 		goto out;
-	if (c->conninfo == NULL && (c->conninfo = strdup("")) == NULL)
+	if ((c->conninfo == NULL && (c->conninfo = strdup("")) == NULL) ||
+	    (c->media_store == NULL && (c->media_store = strdup("dir")) == NULL) ||
+	    (c->media_dir == NULL && (c->media_dir =
+	    strdup("/var/lib/msgsync/media")) == NULL))
 		rc = nomem(&l);
 	/* The database password is a secret like any token. */
 	else if (sync_db_conninfo_secrets(c->conninfo) == -1)
@@ -1278,6 +1326,8 @@ sync_config_free(struct sync_config *c)
 	free(c->path);
 	free(c->conninfo);
 	free(c->ca_file);
+	free(c->media_store);
+	free(c->media_dir);
 	free(c);
 }
 

@@ -184,6 +184,17 @@ struct sync_value {
 
 struct sync_connector;
 
+/*
+ * What a source keeps of its attachments (its `media` key, SPEC §9):
+ * download the bytes into the store (media-sync), keep only the metadata
+ * and the provider's link, or keep no attachment rows at all.
+ */
+enum sync_media {
+	SYNC_MEDIA_DOWNLOAD,
+	SYNC_MEDIA_LINK,
+	SYNC_MEDIA_NONE
+};
+
 struct sync_source_cfg {
 	char		*name;
 	char		*type;
@@ -195,6 +206,9 @@ struct sync_source_cfg {
 	int		 enabled;
 	int		 allow_insecure_http;
 	int		 quarantine;	/* on_bad_row = "quarantine" */
+	enum sync_media	 media;		/* the source's `media` key (SPEC §9) */
+	int		 media_set;	/* given in the file (else a connector's
+					   check() may choose its default) */
 	/*
 	 * A disabled source, not selected: its credentials were not read
 	 * and need not be given (a secret key that is given reads as "").
@@ -349,6 +363,35 @@ struct sync_conversation {
 	const struct cJSON *raw;
 };
 
+/*
+ * One file a message carries (SPEC §9): the engine keeps one attachment
+ * row per (message, external_id), created pending (or linked under media =
+ * "link"), and media-sync fetches its bytes.  A connector describes the
+ * file as the provider does; the engine removes credentials from url
+ * before it is stored or printed (sync_link_clean()) and decides how the
+ * bytes are fetched.  All pointers are borrowed for the call.
+ */
+struct sync_attachment {
+	const char	*external_id;	/* the provider's file id, or the index
+					   in the message ("0", "1", ...) (MUST) */
+	const char	*kind;		/* photo, video, audio, voice, document,
+					   sticker, file, ... */
+	const char	*mime_type;
+	const char	*name;		/* file name */
+	long long	 size;		/* bytes the provider says; -1 unknown */
+	const char	*url;		/* the provider's link, NULL: none (the
+					   connector's media_refresh() gives one) */
+	const char	*url_expires_at; /* RFC 3339, NULL: unknown (the engine
+					   reads the common expiry parameters of
+					   the link itself) */
+	const void	*data;		/* inline content (decoded), or NULL */
+	size_t		 len;
+	const char	*path;		/* a local file of an import (honoured by
+					   full-sync --import only), or NULL */
+	const char	*unavailable;	/* why the provider will never give the
+					   file (its row is unavailable), or NULL */
+};
+
 /* Whether an outgoing message's delivery status is still to be followed. */
 enum sync_track {
 	SYNC_TRACK_NONE,	/* not an outgoing message with a status */
@@ -382,6 +425,9 @@ struct sync_message {
 	 * upstream delivers it under (the first stored keeps the row).
 	 */
 	const char	*provider_id;
+	/* Its files (SPEC §9); none under media = "none" (the engine drops them). */
+	const struct sync_attachment *att;
+	size_t		 natt;
 };
 
 /*
@@ -419,6 +465,12 @@ struct sync_batch {
 	int		 unread_on_new;	/* a new incoming message makes its
 					   conversation unread */
 	const char	*stream;	/* the engine's: whose page it is */
+	/*
+	 * The attachments of the messages, as COPY text (batch.c): "ord, the
+	 * message's external id, then the attachment's columns".
+	 */
+	struct sync_buf	 att;
+	long		 natt;
 };
 
 void		sync_batch_init(struct sync_batch *, enum sync_entity);
@@ -817,6 +869,30 @@ struct sync_auth {
 };
 
 /*
+ * media-sync (SPEC §9): what the engine knows of one attachment whose
+ * bytes it fetches; borrowed for the call.
+ */
+struct sync_media_item {
+	const char	*message_id;	/* the message's external id */
+	const char	*conversation_id; /* its conversation's, may be NULL */
+	const char	*external_id;	/* the attachment's */
+	const char	*kind;
+	const char	*url;		/* the stored link, may be NULL */
+	long long	 size;		/* -1 unknown */
+	const struct cJSON *raw;	/* the message's raw, may be NULL */
+};
+
+/* What a connector's media_refresh() found: one of the three. */
+struct sync_media_link {
+	char		*url;		/* a fresh link (malloc'd; the engine
+					   frees it, never stores nor prints it) */
+	char		*expires_at;	/* its expiry, RFC 3339 (malloc'd), or NULL */
+	char		*path;		/* a local file holding the bytes (TDLib's
+					   download; malloc'd), read as it is */
+	char		 unavailable[200];	/* why it will never come back */
+};
+
+/*
  * A connector describes one API.  The engine does locking, transactions,
  * cursors, retries, deadlines and counters; a connector only turns its
  * API's pages into rows.
@@ -874,6 +950,21 @@ struct sync_connector {
 
 	/* SYNC_CONN_* */
 	unsigned	 flags;
+
+	/*
+	 * MAY (media-sync): a way to the bytes of attachment it, whose link
+	 * is missing, expired, was stored without the credential it carried,
+	 * or was refused (401, 403, 404, 410): a fresh link, a local file, or
+	 * why the provider will never give it (struct sync_media_link).
+	 * Requests go through ctx->http and count for the source.  An error
+	 * counts as a failed attempt of this attachment; an auth, rate-limit
+	 * or interruption error also stops the source's pass.  Without it an
+	 * attachment whose link does not work stays pending until a later
+	 * sync pass stores a new one, and is failed after its attempts.
+	 */
+	enum sync_rc	(*media_refresh)(struct sync_ctx *,
+			    const struct sync_media_item *, struct sync_media_link *,
+			    struct sync_err *);
 
 	/*
 	 * MAY: the stream that full-sync --import FILE runs (ctx->opts->import

@@ -30,6 +30,8 @@ struct sync_db {
 	int		 cache_source;	/* whose ids the maps hold */
 	int		 all_new;	/* the last page of messages was all new */
 	int		 prune;		/* a pruning walk notes what it sees */
+	enum sync_media	 media;		/* the source's (sync_db_source()) */
+	int		 trust_paths;	/* an import's local files are read */
 	struct sync_buf	 seen;		/* ids seen, not yet in prune_seen */
 	struct sync_strmap ids[2];	/* external -> internal id: conversations,
 					   contacts */
@@ -60,6 +62,11 @@ static const char stage_sql[] =
     " validity_expires_at timestamptz, folder text, attachments jsonb,"
     " raw jsonb, deleted_at timestamptz, row_hash text, provider_id text)"
     " ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS stage_attachment ("
+    " ord integer, message_ext text, external_id text, kind text,"
+    " mime_type text, name text, size bigint, url text,"
+    " url_expires_at timestamptz, link_stripped boolean, local_path text,"
+    " content bytea, unavailable text) ON COMMIT DELETE ROWS;"
     /* full-sync --prune: the ids of the stored messages its walks saw. */
     "CREATE TEMP TABLE IF NOT EXISTS prune_seen (id bigint);";
 
@@ -231,6 +238,58 @@ static const char upsert_message[] =
     "  (SELECT count(*) FROM upd)";
 
 /*
+ * The attachments of a page's messages (SPEC §9; $2 the source's media,
+ * 'download' or 'link'; $3 whether local files are read): a new one is
+ * pending (linked), or unavailable with the provider's reason.  A known
+ * one takes the new metadata and link; a new link (or the provider's word
+ * that the file is back) makes one not stored pending again, with its
+ * attempts reset.  Stored bytes stay.  An unchanged one is not rewritten.
+ */
+static const char upsert_attachment[] =
+    "WITH s AS (SELECT DISTINCT ON (message_ext, external_id) * FROM"
+    "  stage_attachment ORDER BY message_ext, external_id, ord DESC),"
+    " m AS (SELECT s.*, (SELECT o.id FROM message o WHERE o.source_id = $1"
+    "  AND o.external_id = s.message_ext OFFSET 0) AS message_id,"
+    "  CASE WHEN s.unavailable IS NOT NULL THEN 'unavailable'"
+    "   WHEN $2 = 'link' THEN 'linked' ELSE 'pending' END AS want FROM s)"
+    " INSERT INTO attachment AS a (message_id, source_id, external_id, kind,"
+    "  mime_type, name, size, url, url_expires_at, link_stripped, local_path,"
+    "  content, state, last_error)"
+    " SELECT message_id, $1, external_id, kind, mime_type, name, size, url,"
+    "  url_expires_at, link_stripped, CASE WHEN $3 THEN local_path END,"
+    "  content, want, unavailable FROM m WHERE message_id IS NOT NULL"
+    " ON CONFLICT (message_id, external_id) DO UPDATE SET"
+    "  kind = EXCLUDED.kind, mime_type = EXCLUDED.mime_type,"
+    "  name = EXCLUDED.name, size = EXCLUDED.size, url = EXCLUDED.url,"
+    "  url_expires_at = EXCLUDED.url_expires_at,"
+    "  link_stripped = EXCLUDED.link_stripped,"
+    "  local_path = coalesce(EXCLUDED.local_path, a.local_path),"
+    "  content = CASE WHEN a.state = 'stored' THEN NULL"
+    "   ELSE coalesce(EXCLUDED.content, a.content) END,"
+    "  state = CASE WHEN a.state = 'stored' THEN 'stored'"
+    "   WHEN EXCLUDED.state = 'unavailable' THEN 'unavailable'"
+    "   WHEN a.state = 'linked' OR EXCLUDED.state = 'linked'"
+    "    OR a.url IS DISTINCT FROM EXCLUDED.url"
+    "    OR a.state = 'unavailable' THEN EXCLUDED.state ELSE a.state END,"
+    "  attempts = CASE WHEN a.state <> 'stored' AND"
+    "   a.url IS DISTINCT FROM EXCLUDED.url THEN 0 ELSE a.attempts END,"
+    "  last_error = CASE WHEN EXCLUDED.state = 'unavailable'"
+    "   THEN EXCLUDED.last_error WHEN a.state = 'unavailable' THEN NULL"
+    "   ELSE a.last_error END,"
+    "  updated_at = now(), seq = nextval('msgsync_seq')"
+    " WHERE (a.kind, a.mime_type, a.name, a.size, a.url, a.url_expires_at,"
+    "  a.link_stripped) IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.mime_type,"
+    "  EXCLUDED.name, EXCLUDED.size, EXCLUDED.url, EXCLUDED.url_expires_at,"
+    "  EXCLUDED.link_stripped)"
+    "  OR (a.state <> 'stored' AND a.state <> EXCLUDED.state AND"
+    "   (EXCLUDED.state = 'unavailable' OR a.state IN ('linked', 'unavailable')"
+    "   OR EXCLUDED.state = 'linked'))"
+    "  OR (EXCLUDED.local_path IS NOT NULL AND"
+    "   a.local_path IS DISTINCT FROM EXCLUDED.local_path)"
+    "  OR (a.state <> 'stored' AND EXCLUDED.content IS NOT NULL AND"
+    "   a.content IS DISTINCT FROM EXCLUDED.content)";
+
+/*
  * Delivery-status tracking of a page's outgoing messages ($2 external ids,
  * $3 'pending' or 'final', $4 until when, epoch seconds): a pending one is
  * (or stays) in pending_message, also when its window has closed already:
@@ -308,6 +367,7 @@ static const struct {
 	{ "resolve_conversation", RESOLVE_CONVERSATION },
 	{ "resolve_contact", RESOLVE_CONTACT },
 	{ "track_messages", track_messages },
+	{ "upsert_attachment", upsert_attachment },
 	{ "mark_unread",
 	  "UPDATE conversation SET is_read = false, updated_at = now(),"
 	  " seq = nextval('msgsync_seq') WHERE id = ANY($1::bigint[])"
@@ -879,6 +939,9 @@ sync_db_source(struct sync_db *db, const struct sync_source_cfg *src, int *id,
 	enum sync_rc rc;
 	char idbuf[16];
 	int tries;
+
+	db->media = src->media;
+	db->trust_paths = 0;
 
 	/* Read-only: the source's row if it has one, else id 0 (no rows). */
 	if (db->readonly) {
@@ -1803,6 +1866,27 @@ out:
  * commits.  The page goes back to a savepoint and is probed again, and
  * now sees that row.
  */
+/* The page's attachments, after its messages (upsert_attachment). */
+static enum sync_rc
+apply_attachments(struct sync_db *db, const char *idbuf, struct sync_batch *b,
+    struct sync_err *err)
+{
+	const char *v[3] = { idbuf, db->media == SYNC_MEDIA_LINK ? "link" :
+	    "download", db->trust_paths ? "t" : "f" };
+	PGresult *r = NULL;
+	enum sync_rc rc;
+
+	if ((rc = exec_simple(db, "DELETE FROM stage_attachment",
+	    "empty the stage table", err)) != SYNC_OK ||
+	    (rc = copy_in(db, "COPY stage_attachment FROM STDIN", &b->att,
+	    err)) != SYNC_OK ||
+	    (rc = exec_prep(db, "upsert_attachment", 3, v, &r,
+	    "store the page's attachments", err)) != SYNC_OK)
+		return rc;
+	PQclear(r);
+	return SYNC_OK;
+}
+
 static enum sync_rc
 apply_messages(struct sync_db *db, int id, struct sync_batch *b,
     struct sync_counts *c, struct sync_err *err)
@@ -1954,6 +2038,8 @@ apply_messages(struct sync_db *db, int id, struct sync_batch *b,
 track:
 	if (rc == SYNC_OK && b->ntrack > 0 && !b->notrack)
 		rc = track_rows(db, id, uniq, n, err);
+	if (rc == SYNC_OK && b->natt > 0 && db->media != SYNC_MEDIA_NONE)
+		rc = apply_attachments(db, idbuf, b, err);
 	goto out;
 nomem:
 	rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
@@ -1966,6 +2052,12 @@ out:
 	sync_buf_release(&fresh);
 	sync_buf_release(&changed);
 	return rc;
+}
+
+void
+sync_db_trust_paths(struct sync_db *db, int on)
+{
+	db->trust_paths = on;
 }
 
 enum sync_rc

@@ -1018,6 +1018,7 @@ run_source(struct job *j)
 		sync_log(LOG_INFO, "source '%s': skipped: %s", src->name, r->reason);
 		goto out;
 	}
+	sync_db_trust_paths(j->db, o->import != NULL);
 	if (!o->dry_run &&
 	    sync_db_run_start(j->db, j->id, sync_cmd_name(o->cmd), &run_id, &err) != SYNC_OK) {
 		source_fail(j, &err);
@@ -1053,6 +1054,12 @@ run_source(struct job *j)
 	}
 	if (o->cmd == SYNC_CMD_POLL) {
 		if (run_poll(j, &stopped, &err) != SYNC_OK)
+			source_fail(j, &err);
+		goto stop;
+	}
+	if (o->cmd == SYNC_CMD_MEDIA) {
+		if (sync_media_source(j->db, j->id, &j->ctx, j->deadline,
+		    &r->media, &stopped, &err) != SYNC_OK)
 			source_fail(j, &err);
 		goto stop;
 	}
@@ -1100,7 +1107,8 @@ finish:
 	 * the source's when the source failed before the stream ran.  Neither
 	 * an interruption nor the deadline is a failure.
 	 */
-	for (i = 0; !o->dry_run && o->cmd != SYNC_CMD_POLL && i < src->nstreams &&
+	for (i = 0; !o->dry_run && o->cmd != SYNC_CMD_POLL &&
+	    o->cmd != SYNC_CMD_MEDIA && i < src->nstreams &&
 	    i < 16; i++) {
 		const struct sync_err *e = serr[i].rc != SYNC_OK ? &serr[i] :
 		    ran[i] ? NULL : &r->err;
@@ -1352,6 +1360,8 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 		jobs[i].res->type = sel[i]->type;
 		jobs[i].deadline = maxrt > 0 ? t0 + maxrt : 0;
 	}
+	if (o->cmd == SYNC_CMD_MEDIA)
+		sync_media_pass_begin(o);
 	run_jobs(jobs, n, cfg->jobs, db);	/* it serves the first source */
 	db = NULL;
 	sync_progress_end();

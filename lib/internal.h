@@ -64,9 +64,43 @@ struct sync_config {
 	int		 log_level;
 	int		 log_syslog;
 	int		 log_json;
+	/* media = { ... } (SPEC §4, §9) */
+	char		*media_store;	/* "dir" or "database" */
+	char		*media_dir;
+	long long	 media_max_bytes;
 	struct sync_source_cfg *sources;
 	size_t		 nsources;
 };
+
+/* ---- media.c: media-sync (SPEC §9) ------------------------------------ */
+
+struct sync_db;
+
+/* Starts a media-sync pass: its --max-bytes budget, shared by its sources. */
+void		sync_media_pass_begin(const struct sync_opts *);
+/*
+ * media-sync's work for the source id (its connector begun in ctx): its
+ * pending attachments, soonest expiry first, into the store, until none
+ * is left, the deadline (monotonic, 0: none) or the pass's byte budget
+ * stops it (*stopped), or a signal or an error of the whole source.
+ */
+enum sync_rc	sync_media_source(struct sync_db *, int id, struct sync_ctx *,
+		    double deadline, struct sync_media_counts *, int *stopped,
+		    struct sync_err *);
+
+/* ---- link.c: provider links to files (SPEC §9) ------------------------ */
+
+/*
+ * A copy of url without the query parameters that carry a credential
+ * (access_token, token, key, ... or a registered secret); *stripped says
+ * whether any was removed, *expires (may be NULL) the expiry the link
+ * shows (expires=, exp=, oe=), -1 when none.  NULL on ENOMEM.
+ */
+char	       *sync_link_clean(const char *url, int *stripped, long long *expires);
+/* Cleans every http(s) link in the JSON text b->data[from..); the count. */
+long		sync_link_scrub(struct sync_buf *, size_t from);
+/* url as it may be printed: without its query, secrets masked. */
+void		sync_link_safe(const char *url, char *out, size_t size);
 
 /* ---- err.c ------------------------------------------------------------ */
 
@@ -177,8 +211,6 @@ int		sync_tls_is_ours(const char *ssl_version);
 
 /* ---- db.c: the only user of libpq -------------------------------------- */
 
-struct sync_db;
-
 /*
  * Connects (applying migrations on first use, under an advisory lock) and
  * prepares the statements.  The caller frees it with sync_db_free().
@@ -266,6 +298,8 @@ enum sync_rc	sync_db_prune(struct sync_db *, int, char *const *streams, size_t n
 void		sync_db_prune_end(struct sync_db *);
 
 /* Writes a batch (inside a transaction): adds to inserted/updated/unchanged. */
+/* full-sync --import: the attachments' local files are read (SPEC §9). */
+void		sync_db_trust_paths(struct sync_db *, int);
 enum sync_rc	sync_db_apply(struct sync_db *, int, struct sync_batch *, struct sync_counts *,
 		    struct sync_err *);
 

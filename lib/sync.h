@@ -61,7 +61,8 @@ enum sync_cmd {
 	SYNC_CMD_FULL,
 	SYNC_CMD_INCR,
 	SYNC_CMD_POLL,
-	SYNC_CMD_STATUS
+	SYNC_CMD_STATUS,
+	SYNC_CMD_MEDIA
 };
 
 #define SYNC_MAX_SELECT 64
@@ -94,6 +95,7 @@ struct sync_opts {
 	int		 progress;	/* 1 --progress, -1 --no-progress, 0 auto */
 	int		 prune;		/* full-sync --prune */
 	long		 prune_window;	/* --prune-window days, 0: none */
+	long long	 max_bytes;	/* media-sync --max-bytes, 0: none */
 };
 
 /*
@@ -200,6 +202,17 @@ struct sync_poll_counts {
 	long long	 api_calls;
 };
 
+/* media-sync, per source (SPEC §9). */
+struct sync_media_counts {
+	long long	 downloaded;	/* attachments newly stored */
+	long long	 bytes;		/* their bytes */
+	long long	 deduplicated;	/* of them, content already in the store */
+	long long	 refreshed;	/* links refreshed through the provider */
+	long long	 unavailable;	/* found never to come back */
+	long long	 failed;	/* given up (state failed) */
+	long long	 still_pending;	/* left pending after the pass */
+};
+
 struct sync_source_result {
 	const char	*name;		/* borrowed from the configuration */
 	const char	*type;
@@ -211,6 +224,7 @@ struct sync_source_result {
 	struct sync_counts totals;	/* streams plus source-level calls */
 	struct sync_related related[SYNC_REL_N];	/* contacts, conversations */
 	struct sync_poll_counts poll;
+	struct sync_media_counts media;
 };
 
 struct sync_result {
