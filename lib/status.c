@@ -141,7 +141,7 @@ static int
 command_lock(const char *command)
 {
 	static const enum sync_cmd pass[] = { SYNC_CMD_FULL, SYNC_CMD_INCR,
-	    SYNC_CMD_POLL };
+	    SYNC_CMD_POLL, SYNC_CMD_MEDIA };
 	size_t i;
 
 	for (i = 0; command != NULL && i < sizeof(pass) / sizeof(pass[0]); i++)
@@ -190,8 +190,9 @@ find_abandoned(struct sync_db *db, const char *idbuf, int id, cJSON *running,
 		sync_buf_addf(ids, "%s%s", n++ > 0 ? "," : "", rid);
 	}
 	sync_buf_adds(ids, "}");
-	for (lock = SYNC_CMD_FULL; lock <= SYNC_CMD_POLL; lock++)
-		if (held & (1u << lock))
+	for (lock = SYNC_CMD_FULL; lock <= SYNC_CMD_MEDIA; lock++)
+		if (command_lock(sync_cmd_name((enum sync_cmd)lock)) >= 0 &&
+		    (held & (1u << lock)))
 			cJSON_AddItemToArray(running, cJSON_CreateString(
 			    sync_cmd_name((enum sync_cmd)lock)));
 	if (ids->data == NULL)

@@ -14,6 +14,8 @@ import math
 import os
 import re
 import signal
+import subprocess
+import time
 
 import __main__ as e2e
 
@@ -533,3 +535,37 @@ def monitor_attachments_older_store(ctx):
     eq(r.source().get("attachments", {}).get("stored"), 0, "stored after the migration")
     ctx.run("sync-status").expect_rc(0)
     ctx.run("sync-status", "--prometheus").expect_rc(0)
+
+
+@test
+def monitor_media_sync_run(ctx):
+    """A media-sync run is a pass like the others: listed as running while
+    its pass holds its lock, abandoned once the lock is gone (kill -9)."""
+    synced(ctx)
+    sid = source_id(ctx)
+    ctx.sql("INSERT INTO sync_run (source_id, command) VALUES (%s, 'media-sync')" % sid)
+    env = dict(os.environ)
+    env.update(ctx.cluster.env)
+    env["PGDATABASE"] = ctx.db
+    # media-sync's own lock of the source (lib/db.c: LOCK_SOURCE + SYNC_CMD_MEDIA).
+    holder = subprocess.Popen(["psql", "-X", "-q", "-At"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, env=env, text=True)
+    ctx.procs.append(holder)
+    holder.stdin.write("SELECT pg_advisory_lock(1836279668 + 4, %s);\n" % sid)
+    holder.stdin.flush()
+    deadline = time.monotonic() + 15
+    while ctx.count("pg_locks", "locktype = 'advisory' AND granted") == 0:
+        check(time.monotonic() < deadline, "the lock was never taken")
+        time.sleep(0.02)
+    js = status_json(ctx)
+    eq((js["last_run"]["command"], js["last_run"]["status"], js["running"]),
+       ("media-sync", "running", ["media-sync"]), "a live media-sync run")
+    holder.stdin.close()
+    holder.wait(timeout=15)
+    e2e.wait_unlocked(ctx)
+    js = status_json(ctx)
+    eq((js["last_run"]["status"], js["running"], js["consecutive_failures"]),
+       ("abandoned", [], 1), "a media-sync run whose pass died")
+    rc, line = check_run(ctx, want=1)
+    check("wa: 1 failed run in a row, last media-sync abandoned" in summary(line),
+          "check names the abandoned media-sync run", line)
