@@ -222,7 +222,8 @@ def cron_schedule_runs(ctx):
     while all is well or after one failure (a warning), and mails its line
     and the report once passes failed --max-failures times in a row."""
     ctx.setup(messages=50)
-    ctx.config()
+    with open(ctx.config(), "a") as f:
+        f.write('media = { dir = "%s"; };\n' % os.path.join(ctx.dir, "media"))
     jobs = cron_jobs()
     sched = {first_command(c).split()[0]: (s, u, c) for s, u, c in jobs}
     eq(sorted(sched), sorted(PROGS), "the crontab's programs")
