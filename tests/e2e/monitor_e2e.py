@@ -18,6 +18,7 @@ import subprocess
 import time
 
 import __main__ as e2e
+from media_e2e import attach, media_setup
 
 test, check, eq, Fail = e2e.test, e2e.check, e2e.eq, e2e.Fail
 
@@ -569,3 +570,33 @@ def monitor_media_sync_run(ctx):
     rc, line = check_run(ctx, want=1)
     check("wa: 1 failed run in a row, last media-sync abandoned" in summary(line),
           "check names the abandoned media-sync run", line)
+
+
+@test
+def monitor_attachments_after_media_sync(ctx):
+    """The figures follow what media-sync did: stored counts and bytes (each
+    attachment, also where two share one content), a gone file with an
+    expiring link still pending (and warned about), the JSON and the check
+    agreeing with the attachment table."""
+    a = os.urandom(300000)
+    ff, sd = media_setup(ctx, {"a.jpg": a, "a2.jpg": a, "b.pdf": b"x" * 1000})
+    ff.set(gone=["b.pdf"])
+    ctx.sql("DELETE FROM attachment")
+    attach(ctx, "m1", "x1", url=ff.url + "/f/a.jpg", size=len(a))
+    attach(ctx, "m2", "x2", url=ff.url + "/f/a2.jpg")
+    attach(ctx, "m3", "x3", url=ff.url + "/f/b.pdf", size=1000,
+           expires=ctx.sql("SELECT now() + interval '20 minutes'"))
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    eq((r.source()["downloaded"], r.source()["deduplicated"]), (2, 1), "media-sync")
+    js = status_json(ctx)
+    eq(js["attachments"], {"pending": 1, "stored": 2, "linked": 0, "unavailable": 0,
+                           "failed": 0, "stored_bytes": 2 * len(a), "pending_bytes": 1000,
+                           "expiring": 1}, "attachments after media-sync")
+    rc, line = check_run(ctx, want=1)
+    check("wa: 1 pending attachment whose link expires within an hour" in summary(line),
+          "the pending one named", line)
+    t = ctx.run("sync-status")
+    check("  attachments: 1 pending (1000 B known), 2 stored (585.9 KiB), 0 linked,"
+          " 0 unavailable, 0 failed, 1 expiring within an hour\n" in t.out,
+          "the text line", t.out)
