@@ -1464,3 +1464,84 @@ def disabled_source(ctx):
     eq(ctx.fake.stats()["total"], 0, "requests to a disabled source")
     if ctx.sql("SELECT to_regclass('message') IS NOT NULL") == "t":
         eq(ctx.count("message"), 0, "messages of a disabled source")
+
+
+# ---------------------------------------------------------------------------
+# Attachments (SPEC §9, issue 13)
+
+LINK_SECRET = "lnkSEKRIT7q"     # tests/fake/fakefiles.py: in every link's token
+
+
+def att_rows(ctx, source="wa"):
+    """The attachment rows of a source, by message and external id."""
+    return ctx.sql_json(
+        "SELECT m.external_id AS msg, a.external_id AS ext, a.kind, a.mime_type, a.name, "
+        "a.size, a.url, a.state, a.link_stripped, a.last_error, a.url_expires_at, "
+        "a.content IS NOT NULL AS inline FROM attachment a "
+        "JOIN message m ON m.id = a.message_id JOIN source s ON s.id = a.source_id "
+        "WHERE s.name = '%s' ORDER BY m.external_id, a.external_id" % source)
+
+
+def stored_text(ctx):
+    """Every row of message and attachment as text (what pg_dump writes)."""
+    return ctx.sql("SELECT coalesce(string_agg(t, E'\\n'), '') FROM ("
+                   "SELECT m::text AS t FROM message m UNION ALL "
+                   "SELECT a::text FROM attachment a) x")
+
+
+def media_add(fake, content, name="f.jpg", mime="image/jpeg"):
+    import base64
+    return fake.call("media_add", {"content_b64": base64.b64encode(content).decode(),
+                                   "name": name, "mime": mime})
+
+
+@test
+def seqapi_media_rows(ctx):
+    # A sync pass stores one pending row per media entry; links keep no token.
+    ctx.setup(conversations=2, messages=28, contacts=2)
+    added = media_add(ctx.fake, b"\x89PNG cat bytes", "cat.png", "image/png")
+    ctx.config(page_size=PS)
+    ok_pass(ctx.run("incr-sync", "-j"))
+    up = ctx.fake.dump("messages")
+    want = sorted((m["id"], f["id"]) for m in up for f in m["media"])
+    rows = att_rows(ctx)
+    check(len(want) > 8, "the fake has files", want)
+    eq(sorted((r["msg"], r["ext"]) for r in rows), want, "attachment rows")
+    for r in rows:
+        what = "attachment %s/%s" % (r["msg"], r["ext"])
+        eq(r["state"], "pending", what + " state")
+        eq(r["link_stripped"], True, what + " link_stripped")
+        check(r["url"] and "/files/" + r["ext"] in r["url"] and "token" not in r["url"]
+              and "expires=" in r["url"], what + ": url", r["url"])
+        check(r["url_expires_at"] is not None, what + ": no expiry", r)
+    cat = [r for r in rows if r["msg"] == added["id"]]
+    eq(len(cat), 1, "the added message's attachments")
+    eq((cat[0]["ext"], cat[0]["kind"], cat[0]["mime_type"], cat[0]["name"], cat[0]["size"]),
+       (added["media_id"], "image", "image/png", "cat.png", 14), "the added file")
+    text = stored_text(ctx)
+    check(LINK_SECRET not in text, "a link's token is stored",
+          text[max(0, text.find(LINK_SECRET) - 200):text.find(LINK_SECRET) + 50])
+    # Another pass changes nothing.
+    before = ctx.sql("SELECT max(seq) FROM attachment")
+    ok_pass(ctx.run("full-sync", "-j"))
+    eq(ctx.sql("SELECT max(seq) FROM attachment"), before, "attachment seq after a rerun")
+
+
+@test
+def seqapi_media_link_none(ctx):
+    # media = "link": the rows are linked; media = "none": no rows at all.
+    ctx.setup(conversations=2, messages=28, contacts=2, integrations=["int-a", "int-b"])
+    ctx.config(sources=[ctx.source_cfg(name="wa", integration="int-a", page_size=PS,
+                                       extra='media = "link";'),
+                        ctx.source_cfg(name="wb", integration="int-b", page_size=PS,
+                                       extra='media = "none";')])
+    ok_pass(ctx.run("incr-sync", "-j"))
+    rows = att_rows(ctx, "wa")
+    check(len(rows) >= 8, "linked rows", len(rows))
+    eq({r["state"] for r in rows}, {"linked"}, "states under media = link")
+    eq(att_rows(ctx, "wb"), [], "attachment rows under media = none")
+    check(ctx.sql("SELECT count(*) FROM message m JOIN source s ON s.id = m.source_id "
+                  "WHERE s.name = 'wb' AND m.attachments IS NOT NULL "
+                  "AND jsonb_array_length(m.attachments) > 0") != "0",
+          "media = none still keeps the messages' media JSON")
+    check(LINK_SECRET not in stored_text(ctx), "a link's token is stored")
