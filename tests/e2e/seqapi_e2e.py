@@ -1498,7 +1498,7 @@ def media_add(fake, content, name="f.jpg", mime="image/jpeg"):
 @test
 def seqapi_media_rows(ctx):
     # A sync pass stores one pending row per media entry; links keep no token.
-    ctx.setup(conversations=2, messages=28, contacts=2)
+    ctx.setup(conversations=2, messages=28, contacts=2, media=True)
     added = media_add(ctx.fake, b"\x89PNG cat bytes", "cat.png", "image/png")
     ctx.config(page_size=PS)
     ok_pass(ctx.run("incr-sync", "-j"))
@@ -1530,7 +1530,8 @@ def seqapi_media_rows(ctx):
 @test
 def seqapi_media_link_none(ctx):
     # media = "link": the rows are linked; media = "none": no rows at all.
-    ctx.setup(conversations=2, messages=28, contacts=2, integrations=["int-a", "int-b"])
+    ctx.setup(conversations=2, messages=28, contacts=2, integrations=["int-a", "int-b"],
+              media=True)
     ctx.config(sources=[ctx.source_cfg(name="wa", integration="int-a", page_size=PS,
                                        extra='media = "link";'),
                         ctx.source_cfg(name="wb", integration="int-b", page_size=PS,

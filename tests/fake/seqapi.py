@@ -49,8 +49,9 @@ Control API for tests (JSON bodies; none of these are logged as requests):
                                                has_more true: trusting it skips rows)
                            "times":1 (-1 = forever), "after":0 (let that many through first)}
   POST /_control/clear_faults
-  Media (SPEC §9; tests/fake/fakefiles.py): every image, audio, document and
-  sticker message carries one file "media<index>", linked as
+  Media (SPEC §9; tests/fake/fakefiles.py): with --media, every generated
+  image, audio, document and sticker message carries one file "media<index>"
+  (without it their media array is empty), linked as
   {base}/files/media<index>?expires=E&token=T (a per-link token holding the
   link secret; refused with 403 once expired, 410 when gone); its bytes are
   fakefiles.pattern(id, size), or those given to media_add.
@@ -367,8 +368,10 @@ class Stream:
 
 
 class Integration:
-    def __init__(self, iid, n_conv, n_msg, n_contacts, stride=1, shared_seq=False):
+    def __init__(self, iid, n_conv, n_msg, n_contacts, stride=1, shared_seq=False,
+                 media=False):
         self.id = iid
+        self.gen_media = media          # generated media messages carry a file
         self.n_conv0 = max(1, n_conv)
         self.n_contacts0 = max(1, n_contacts)
         self.shared_seq = shared_seq
@@ -446,7 +449,7 @@ class Integration:
         if added is not None:
             media = MEDIA_T % (i, json.dumps(added[2])[1:-1], added[3],
                                self.files.link(BASE, "media%d" % i), json.dumps(added[1]))
-        elif typ in MIME:
+        elif typ in MIME and self.gen_media:
             media = MEDIA_T % (i, MIME[typ], 1000 + i % 100000,
                                self.files.link(BASE, "media%d" % i),
                                '"doc%d.pdf"' % i if typ == "document" else "null")
@@ -511,7 +514,7 @@ class Integration:
                 body = "null"
             else:
                 body = '"caption {0}"' if r % 2 else "null"
-            if typ in MIME:
+            if typ in MIME and self.gen_media:
                 media = esc('[{"id":"media') + "{0}" + esc('","mime_type":"%s","size":' % MIME[typ]) + \
                     "{6}" + esc(',"url":"') + "{7}" + esc('","file_name":') + ('"doc{0}.pdf"' if typ == "document" else "null") + "}}]"
             else:
@@ -566,7 +569,8 @@ class Integration:
             p = days.get(d)
             if p is None:
                 p = days[d] = ts(d * 86400)[:10].encode()
-            u = link(BASE, "media%d" % i).encode() if i % 14 in (3, 5, 8, 11) else b""
+            u = link(BASE, "media%d" % i).encode() \
+                if self.gen_media and i % 14 in (3, 5, 8, 11) else b""
             app(mk[i % 168](i, seq, i % nconv, (i * 7919) % ncont, p + hms[rem], i - 1,
                             1000 + i % 100000, u))
         return out
@@ -656,7 +660,7 @@ class State(fakelib.State):
         for iid in args.integration or ["int-1"]:
             self.integrations[iid] = Integration(
                 iid, args.conversations, args.messages, args.contacts,
-                stride=args.seq_stride, shared_seq=args.shared_seq)
+                stride=args.seq_stride, shared_seq=args.shared_seq, media=args.media)
             self.integrations[iid].files = self.files
         self.default_iid = next(iter(self.integrations))
         self.pages = None
@@ -688,8 +692,10 @@ class State(fakelib.State):
         m = re.match(r"^media(\d+)$", fid)
         if m is None:
             return None
-        i, s = int(m.group(1)), self.integrations[self.default_iid].streams["messages"]
-        if i >= s.n_items or i in s.purged or MSG_TYPES[i % 14] not in MIME:
+        it = self.integrations[self.default_iid]
+        i, s = int(m.group(1)), it.streams["messages"]
+        if i >= s.n_items or i in s.purged or MSG_TYPES[i % 14] not in MIME \
+                or not it.gen_media:
             return None
         return fakefiles.pattern(fid, 1000 + i % 100000)
 
@@ -1085,6 +1091,9 @@ def main(argv=None):
                     help="one seq counter for every stream")
     ap.add_argument("--max-limit", type=int, default=100000)
     ap.add_argument("--gzip", action="store_true", help="gzip when the client accepts it")
+    ap.add_argument("--media", action="store_true",
+                    help="generated image, audio, document and sticker messages carry a "
+                    "file each (else their media array is empty)")
     ap.add_argument("--no-total-count", action="store_true")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--bench-limit", type=int, default=1500)
