@@ -1546,3 +1546,85 @@ def seqapi_media_link_none(ctx):
                   "AND jsonb_array_length(m.attachments) > 0") != "0",
           "media = none still keeps the messages' media JSON")
     check(LINK_SECRET not in stored_text(ctx), "a link's token is stored")
+
+
+def media_conf(ctx, store_dir, extra=""):
+    """The config with a media group storing under store_dir."""
+    p = ctx.config(page_size=PS, extra=extra)
+    with open(p, "a") as f:
+        f.write('media = { store = "dir"; dir = "%s"; };\n' % store_dir)
+    return p
+
+
+def store_files(store_dir):
+    import os
+    out = {}
+    for sub in sorted(os.listdir(store_dir)) if os.path.isdir(store_dir) else []:
+        if sub != ".tmp":
+            for f in os.listdir(os.path.join(store_dir, sub)):
+                out[f] = open(os.path.join(store_dir, sub, f), "rb").read()
+    return out
+
+
+@test
+def seqapi_media_sync(ctx):
+    # media-sync fetches each file through a fresh link (the stored one lost
+    # its token): the message read again at its seq; the same bytes in two
+    # messages are stored once; expired links are refreshed; the link's token
+    # is never printed; a file gone for good is not stored.
+    import hashlib
+    import os
+    ctx.setup(conversations=2, messages=20, contacts=2)
+    a, b = os.urandom(70000), b"second file"
+    m1 = media_add(ctx.fake, a, "a.jpg")["id"]
+    m2 = media_add(ctx.fake, a, "a-again.jpg")["id"]
+    m3 = media_add(ctx.fake, b, "b.pdf", "application/pdf")["id"]
+    m4 = media_add(ctx.fake, b"never", "gone.jpg")["id"]
+    sd = os.path.join(ctx.dir, "media")
+    media_conf(ctx, sd)
+    ok_pass(ctx.run("incr-sync", "-j"))
+    ctx.fake.call("media_expire", {})           # every link handed out so far
+    ctx.fake.call("media_gone", {"id": m4})
+    ctx.fake.clear_log()
+    r = ctx.run("media-sync", "-j", "-v")
+    j = r.json
+    s = r.source("wa")
+    check(LINK_SECRET not in r.out + r.err, "a link's token printed")
+    eq((s["downloaded"], s["deduplicated"]), (3, 1), "downloaded, deduplicated")
+    eq(s["bytes"], 2 * len(a) + len(b), "bytes")
+    h = {x: hashlib.sha256(x).hexdigest() for x in (a, b)}
+    eq(sorted(store_files(sd)), sorted(h.values()), "files in the store")
+    rows = {r2["msg"]: r2 for r2 in att_rows(ctx)}
+    for m, want in ((m1, a), (m2, a), (m3, b)):
+        eq((rows[m]["state"],), ("stored",), "attachment of %s" % m)
+    check(rows[m4]["state"] != "stored", "a gone file is not stored", rows[m4], j)
+    # The refreshes: one page of one row at each message's seq - 1.
+    reads = [q["query"] for q in ctx.fake.requests("messages")]
+    check(all(q.get("limit") == "1" for q in reads) and len(reads) >= 3,
+          "refreshes read one row each", reads)
+    files = ctx.fake.requests("files")
+    check(files and all(f["status"] in (200, 410) for f in files),
+          "no expired link was used", [(f["file"], f["status"]) for f in files])
+    check(LINK_SECRET not in stored_text(ctx), "a link's token is stored")
+
+
+@test
+def seqapi_media_sync_cut(ctx):
+    # A body cut mid-transfer is never stored as it is: the store ends with
+    # the whole file only.
+    import hashlib
+    import os
+    ctx.setup(conversations=2, messages=10, contacts=2)
+    a = os.urandom(200000)
+    m1 = media_add(ctx.fake, a, "a.jpg")["id"]
+    sd = os.path.join(ctx.dir, "media")
+    media_conf(ctx, sd)
+    ok_pass(ctx.run("incr-sync", "-j"))
+    ctx.fake.call("media_cut", {"n": 1})
+    for _ in range(3):
+        ctx.run("media-sync", "-j")
+        if {r["msg"]: r for r in att_rows(ctx)}[m1]["state"] == "stored":
+            break
+    eq(ctx.fake.call("media_state")["cuts"], 1, "bodies cut")
+    eq({r["msg"]: r for r in att_rows(ctx)}[m1]["state"], "stored", "after the cut")
+    eq(store_files(sd), {hashlib.sha256(a).hexdigest(): a}, "the store after a retry")

@@ -825,3 +825,44 @@ def sms_mms_link_none(ctx):
         eq(raw["attachments"][0]["content"], _b64(b"pic"), src + ": raw content")
     eq(len(sms_att_rows(ctx, "sl")), 1, "attachment rows under media = link")
     eq(sms_att_rows(ctx, "sn"), [], "attachment rows under media = none")
+
+
+@test
+def sms_mms_media_sync(ctx):
+    # media-sync moves the inline parts to the store with no request to the
+    # device; the message keeps its references; the same part in two MMS is
+    # stored once.
+    import hashlib
+    fake = sms_setup(ctx)
+    pic = os.urandom(5000)
+    m1 = fake.post("media_add", content_b64=_b64(pic), name="p.jpg")["external_id"]
+    m2 = fake.post("mms", parts=[
+        {"content_b64": _b64(pic), "name": "same.jpg", "content_type": "image/jpeg"},
+        {"content_b64": _b64(b"note"), "name": "n.txt", "content_type": "text/plain"}])[
+        "external_id"]
+    sd = os.path.join(ctx.dir, "media")
+    p = sms_config(ctx)
+    with open(p, "a") as f:
+        f.write('media = { store = "dir"; dir = "%s"; };\n' % sd)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    fake.clear_log()
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    s = r.source("sms")
+    eq((s["downloaded"], s["deduplicated"], s["bytes"]), (3, 1, 2 * len(pic) + 4),
+       "downloaded, deduplicated, bytes")
+    eq(fake.api_requests(), [], "requests to the device")
+    got = {}
+    for sub in os.listdir(sd):
+        if sub != ".tmp":
+            for fn in os.listdir(os.path.join(sd, sub)):
+                got[fn] = open(os.path.join(sd, sub, fn), "rb").read()
+    eq(sorted(got), sorted(hashlib.sha256(x).hexdigest() for x in (pic, b"note")),
+       "files in the store")
+    rows = sms_att_rows(ctx)
+    eq([(r["msg"], r["ext"], r["state"], r["content"]) for r in rows],
+       [(m1, "0", "stored", None), (m2, "0", "stored", None), (m2, "1", "stored", None)],
+       "attachment rows after media-sync")
+    raw = json.loads(ctx.sql("SELECT raw FROM message WHERE external_id = '%s'" % m2))
+    eq(raw["attachments"][1]["content"], {"msgsync_attachment": "1", "bytes": 4},
+       "the message keeps its reference")

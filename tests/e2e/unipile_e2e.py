@@ -1030,3 +1030,42 @@ def uni_attachment_rows(ctx):
                    "FROM message m UNION ALL SELECT a::text FROM attachment a) x")
     check(LINK_SECRET not in text, "a link's token is stored")
     assert_messages(ctx, fake)
+
+
+@test
+def uni_attachment_media_sync(ctx):
+    # media-sync fetches attachments from the attachment endpoint with the
+    # API key (the listed links lose their token when stored); expired links
+    # do not matter; the token of a link is never printed.
+    import base64
+    import hashlib
+    fake = uni_setup(ctx, chats=2, messages=3)
+    a = os.urandom(40000)
+    m1 = fake.post("media_add", content_b64=base64.b64encode(a).decode(), name="a.jpg")
+    m2 = fake.post("media_add", content_b64=base64.b64encode(b"doc").decode(),
+                   name="d.pdf", mime="application/pdf")
+    sd = os.path.join(ctx.dir, "media")
+    p = uni_config(ctx)
+    with open(p, "a") as f:
+        f.write('media = { store = "dir"; dir = "%s"; };\n' % sd)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    fake.post("media_expire")
+    fake.clear_log()
+    r = ctx.run("media-sync", "-j", "-v")
+    e2e.ok_pass(r, "media-sync")
+    check(LINK_SECRET not in r.out + r.err, "a link's token printed")
+    rows = {(x["msg"], x["ext"]): x for x in uni_att_rows(ctx)}
+    for m in (m1, m2):
+        eq(rows[(m["id"], m["attachment_id"])]["state"], "stored", "attachment of %s" % m["id"])
+    reqs = fake.api_requests("attachment")
+    got = sorted(x["path"] for x in reqs if x["status"] == 200)
+    check(all(x["key_ok"] for x in reqs), "the endpoint without the API key", reqs)
+    for m in (m1, m2):
+        check("/api/v1/messages/%s/attachments/%s" % (m["id"], m["attachment_id"]) in got,
+              "fetched from the endpoint", got)
+    files = []
+    for sub in os.listdir(sd):
+        if sub != ".tmp":
+            files += os.listdir(os.path.join(sd, sub))
+    check(hashlib.sha256(a).hexdigest() in files and
+          hashlib.sha256(b"doc").hexdigest() in files, "files in the store", files)
