@@ -99,6 +99,9 @@ seqapi_begin(struct sync_ctx *ctx, struct sync_err *err)
 	if ((p->id_esc = sync_url_escape(sync_cfg_str(ctx->src, "integration_id"))) ==
 	    NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+	/* media-sync reads no stream: it has no use for the latest seqs. */
+	if (ctx->opts != NULL && ctx->opts->cmd == SYNC_CMD_MEDIA)
+		return SYNC_OK;
 
 	/* The backend's latest seqs: a cursor above them means a reset. */
 	snprintf(path, sizeof(path), "/sync/status/%s", p->id_esc);

@@ -1599,6 +1599,7 @@ def seqapi_media_sync(ctx):
         eq((rows[m]["state"],), ("stored",), "attachment of %s" % m)
     check(rows[m4]["state"] != "stored", "a gone file is not stored", rows[m4], j)
     # The refreshes: one page of one row at each message's seq - 1.
+    eq(ctx.fake.requests("status"), [], "status requests of media-sync")
     reads = [q["query"] for q in ctx.fake.requests("messages")]
     check(all(q.get("limit") == "1" for q in reads) and len(reads) >= 3,
           "refreshes read one row each", reads)

@@ -414,7 +414,7 @@ class Store:
     def text(self):
         return TEXTS[(self.serial + 1) % len(TEXTS)] % (self.serial + 1)
 
-    def seed(self, n_chats, n_msgs, end):
+    def seed(self, n_chats, n_msgs, end, attachments=True):
         span, total = 30 * 86400 * 1000, n_chats * n_msgs
         for acc in list(self.accounts):
             me, chats, prev, last = self.accounts[acc]["self"], [], None, {}
@@ -435,7 +435,7 @@ class Store:
                 sender = me if j % 3 == 1 else others[j % len(others)]
                 m = self.add_msg(ch, t, sender, TEXTS[g % len(TEXTS)] % g)
                 m["seen"] = int(g % 4 != 0)
-                if g % 11 == 10:
+                if g % 11 == 10 and attachments:
                     m["attachments"], m["text"] = [self.attachment(g, 0)], None
                 if g % 13 == 12:
                     m["reactions"] = [{"value": "👍", "sender_id": self.att[me]["provider_id"],
@@ -1032,7 +1032,8 @@ class State(fakelib.State):
             self.store.add_account(acc, type_.upper() or "WHATSAPP")
         if args.chats:
             self.store.seed(args.chats, args.messages,
-                            parse_iso(args.seed_end) if args.seed_end else now_ms())
+                            parse_iso(args.seed_end) if args.seed_end else now_ms(),
+                            not args.no_seed_attachments)
 
     def config(self):
         return {"token": self.token, "latency": self.latency, "max_limit": self.store.cap}
@@ -1061,6 +1062,9 @@ def main(argv=None):
     ap.add_argument("--messages", type=int, default=0, help="initial messages per chat")
     ap.add_argument("--seed-end", help="ISO time the initial 30 days end at (default now)")
     ap.add_argument("--max-limit", type=int, help="silently cap every page at N items")
+    ap.add_argument("--no-seed-attachments", action="store_true",
+                    help="the initial messages carry no attachment (g%%11==10 ones "
+                    "only lose their text)")
     args = ap.parse_args(argv)
     if args.max_limit is not None and args.max_limit < 1 or args.chats < 0 or args.messages < 0:
         ap.error("--max-limit must be >= 1, --chats and --messages >= 0")

@@ -329,6 +329,13 @@ test_media_refresh(void)
 		free(out.path);
 		ct_close(&t);
 	}
+	/* media-sync's begin() asks nothing (no stream is read). */
+	if (ct_open(&t, CONF, &e) == SYNC_OK) {
+		t.opts.cmd = SYNC_CMD_MEDIA;
+		CHECK(ct_begin(&t, &e) == SYNC_OK);
+		CHECK(sync_http_canned_asked(t.ctx.http) == 0);
+		ct_close(&t);
+	}
 	/* A row without its seq cannot be found again: no request. */
 	if (start(&t) == 0) {
 		memset(&it, 0, sizeof(it));
