@@ -99,6 +99,9 @@ seqapi_begin(struct sync_ctx *ctx, struct sync_err *err)
 	if ((p->id_esc = sync_url_escape(sync_cfg_str(ctx->src, "integration_id"))) ==
 	    NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+	/* media-sync reads no stream: it has no use for the latest seqs. */
+	if (ctx->opts != NULL && ctx->opts->cmd == SYNC_CMD_MEDIA)
+		return SYNC_OK;
 
 	/* The backend's latest seqs: a cursor above them means a reset. */
 	snprintf(path, sizeof(path), "/sync/status/%s", p->id_esc);
@@ -142,6 +145,75 @@ static int
 usable_id(const char *id)
 {
 	return id != NULL && *id != '\0' && strlen(id) <= SYNC_MAX_ID;
+}
+
+/*
+ * The kind of a file of a message: the message's own type when it names a
+ * file (image, audio, video, document, sticker, ...), else the file's MIME
+ * type's (image/..., audio/..., video/...), else "document".
+ */
+static const char *
+media_kind(const char *type, const char *mime)
+{
+	static const char *const kinds[] = { "image", "audio", "voice", "video",
+	    "document", "sticker", "file", "gif", "ptt", NULL };
+	static const char *const mimes[][2] = { { "image/", "image" },
+	    { "audio/", "audio" }, { "video/", "video" } };
+	size_t i;
+
+	for (i = 0; type != NULL && kinds[i] != NULL; i++)
+		if (strcmp(type, kinds[i]) == 0)
+			return kinds[i];
+	for (i = 0; mime != NULL && i < sizeof(mimes) / sizeof(mimes[0]); i++)
+		if (strncmp(mime, mimes[i][0], strlen(mimes[i][0])) == 0)
+			return mimes[i][1];
+	return "document";
+}
+
+/* An id of a media entry as text: into num when it is a number. */
+#define MEDIA_ID_LEN	40
+
+/*
+ * The files of a message (its `media` array, SPEC §9) into *att (the
+ * caller frees *att and *ids; both NULL when it has none), their ids'
+ * texts in *ids.  Entries without a usable id are left out and counted in
+ * *bad.  -1 on ENOMEM.
+ */
+static int
+media_of(const cJSON *media, const char *type, struct sync_attachment **att,
+    char **ids, size_t *n, long *bad)
+{
+	const cJSON *f;
+	size_t cap = (size_t)cJSON_GetArraySize(media);
+
+	*att = NULL;
+	*ids = NULL;
+	*n = 0;
+	if (cap == 0)
+		return 0;
+	if ((*att = calloc(cap, sizeof(**att))) == NULL ||
+	    (*ids = calloc(cap, MEDIA_ID_LEN)) == NULL) {
+		free(*att);
+		*att = NULL;
+		return -1;
+	}
+	cJSON_ArrayForEach(f, media) {
+		struct sync_attachment *a = &(*att)[*n];
+		char *num = *ids + *n * MEDIA_ID_LEN;
+
+		if (!cJSON_IsObject(f) || !usable_id(a->external_id =
+		    sync_json_str(f, "id", num, MEDIA_ID_LEN, bad))) {
+			(*bad)++;
+			continue;
+		}
+		a->mime_type = sync_json_str(f, "mime_type", NULL, 0, bad);
+		a->kind = media_kind(type, a->mime_type);
+		a->name = sync_json_str(f, "file_name", NULL, 0, bad);
+		a->size = sync_json_int(f, "size");
+		a->url = sync_json_str(f, "url", NULL, 0, bad);
+		(*n)++;
+	}
+	return 0;
 }
 
 /* Adds the row read at seq pos to the page; *skip: it is not stored. */
@@ -204,7 +276,19 @@ add_row(struct sync_page *page, int idx, const cJSON *row, const char *pos,
 				return 0;
 			}
 		}
-		rc = sync_batch_add_message(b, &m);
+		if (m.attachments != NULL) {
+			struct sync_attachment *att;
+			char *ids;
+
+			if (media_of(m.attachments, m.kind, &att, &ids, &m.natt,
+			    &bad) == -1)
+				return -1;
+			m.att = att;
+			rc = sync_batch_add_message(b, &m);
+			free(att);
+			free(ids);
+		} else
+			rc = sync_batch_add_message(b, &m);
 	} else {
 		struct sync_contact k;
 		const char *name;
@@ -612,6 +696,90 @@ out:
 	return rc;
 }
 
+/*
+ * media-sync: a fresh link to file it, whose stored link lost its token
+ * or stopped working.  The backend serves rows by seq only, so the message
+ * is read again where it was stored: one row after since_seq = its seq -
+ * 1.  An edited message took a new seq and is no longer there: the next
+ * incremental pass stores it with its new links, and this attempt fails.
+ */
+static enum sync_rc
+seqapi_media_refresh(struct sync_ctx *ctx, const struct sync_media_item *it,
+    struct sync_media_link *out, struct sync_err *err)
+{
+	char *esc = NULL, *url = NULL, path[600], since_s[24], idbuf[40];
+	const char *q[5], *id, *u;
+	cJSON *root = NULL;
+	const cJSON *rows, *row, *f, *hit = NULL;
+	long long seq = json_seq(it->raw != NULL ?
+	    cJSON_GetObjectItemCaseSensitive(it->raw, "seq") : NULL);
+	long bad = 0;
+	enum sync_rc rc;
+
+	if (seq < 1)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "message '%s': its stored row has no 'seq' to read it again "
+		    "at", it->message_id);
+	if ((esc = sync_url_escape(sync_cfg_str(ctx->src, "integration_id"))) ==
+	    NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	snprintf(path, sizeof(path), "/sync/messages/%s", esc);
+	snprintf(since_s, sizeof(since_s), "%lld", seq - 1);
+	q[0] = "since_seq";
+	q[1] = since_s;
+	q[2] = "limit";
+	q[3] = "1";
+	q[4] = NULL;
+	if ((rc = sync_url_build(ctx->src->url, path, q, &url, err)) != SYNC_OK ||
+	    (rc = sync_http_get_json(ctx->http, url, &root, NULL, err)) != SYNC_OK)
+		goto out;
+	rows = cJSON_GetObjectItemCaseSensitive(root, "messages");
+	row = cJSON_IsArray(rows) ? cJSON_GetArrayItem(rows, 0) : NULL;
+	id = cJSON_IsObject(row) ? sync_json_str(row, "id", idbuf, sizeof(idbuf),
+	    &bad) : NULL;
+	if (id == NULL || strcmp(id, it->message_id) != 0) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "message '%s': the message changed since its link was stored "
+		    "(not at seq %lld any more): the next incremental pass brings "
+		    "its new links", it->message_id, seq);
+		goto out;
+	}
+	if (sync_json_bool(row, "deleted") == 1) {
+		snprintf(out->unavailable, sizeof(out->unavailable),
+		    "the message was deleted upstream");
+		goto out;
+	}
+	cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(row, "media")) {
+		const char *fid = cJSON_IsObject(f) ? sync_json_str(f, "id", idbuf,
+		    sizeof(idbuf), &bad) : NULL;
+
+		if (fid != NULL && strcmp(fid, it->external_id) == 0) {
+			hit = f;
+			break;
+		}
+	}
+	if (hit == NULL) {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "message '%s': the message changed since its link was stored "
+		    "(file '%s' is no longer in it)", it->message_id,
+		    it->external_id);
+		goto out;
+	}
+	if ((u = sync_json_str(hit, "url", NULL, 0, &bad)) == NULL || *u == '\0') {
+		rc = sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+		    "message '%s': file '%s' has no link", it->message_id,
+		    it->external_id);
+		goto out;
+	}
+	if ((out->url = strdup(u)) == NULL)
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+out:
+	cJSON_Delete(root);
+	free(url);
+	free(esc);
+	return rc;
+}
+
 const struct sync_connector sync_seqapi_connector = {
 	.type = "seqapi",
 	.keys = seqapi_keys,
@@ -624,5 +792,6 @@ const struct sync_connector sync_seqapi_connector = {
 	.cursor_max = sync_cursor_max_int,
 	.end = seqapi_end,
 	.no_poll_reason = "source type 'seqapi' has no delivery status to poll",
+	.media_refresh = seqapi_media_refresh,
 	.flags = SYNC_CONN_ROW_POSITIONS | SYNC_CONN_GAPS,
 };

@@ -340,7 +340,7 @@ get_folder(struct sync_ctx *ctx, const char *folder, const struct query *qr,
 	struct smseagle *p = ctx->priv;
 	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
 	char path[64], num[3][24], date[32], *url = NULL;
-	const char *q[9];
+	const char *q[11];
 	const long long v[3] = { qr->id_from, qr->id_to, qr->limit };
 	const cJSON *msg;
 	enum sync_rc rc;
@@ -358,6 +358,9 @@ get_folder(struct sync_ctx *ctx, const char *folder, const struct query *qr,
 		q[n++] = "date_from";
 		q[n++] = date;
 	}
+	/* MMS parts come only when asked for (reference §A.3). */
+	q[n++] = "attachments";
+	q[n++] = "1";
 	q[n] = NULL;
 	*rows = NULL;
 	snprintf(path, sizeof(path), "/messages/%s", folder);
@@ -558,20 +561,213 @@ stored_folder(const char *folder, const cJSON *row)
 	return "sent";
 }
 
+/* A base64 digit's value (also the URL-safe alphabet's), -1 if none. */
+static int
+b64_value(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+/*
+ * Decodes base64 s (white space ignored, padding optional) into *out
+ * (malloc'd; the caller frees it) and *len.  0; -1 when s is not base64
+ * (why says what is wrong); -2 on ENOMEM.
+ */
+static int
+b64_decode(const char *s, unsigned char **out, size_t *len, const char **why)
+{
+	size_t n = strlen(s), k = 0, nd = 0, pad = 0;
+	unsigned long acc = 0;
+	int bits = 0, v;
+	unsigned char *o;
+
+	*out = NULL;
+	*len = 0;
+	if ((o = malloc(n / 4 * 3 + 3)) == NULL)
+		return -2;
+	for (; *s != '\0'; s++) {
+		if (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t')
+			continue;
+		if (*s == '=') {
+			pad++;
+			continue;
+		}
+		if (pad > 0 || (v = b64_value((unsigned char)*s)) < 0) {
+			*why = pad > 0 ? "data after its padding" :
+			    "a character outside the base64 alphabet";
+			free(o);
+			return -1;
+		}
+		nd++;
+		acc = (acc << 6 | (unsigned long)v) & 0xffffff;
+		if ((bits += 6) >= 8) {
+			bits -= 8;
+			o[k++] = (unsigned char)(acc >> bits);
+		}
+	}
+	if (nd % 4 == 1 || pad > 2 || (pad > 0 && (nd + pad) % 4 != 0)) {
+		*why = "its length is not that of base64";
+		free(o);
+		return -1;
+	}
+	*out = o;
+	*len = k;
+	return 0;
+}
+
+/* The kind of an MMS part by its content type. */
+static const char *
+part_kind(const char *type)
+{
+	static const char *const kinds[][2] = { { "image/", "image" },
+	    { "audio/", "audio" }, { "video/", "video" }, { "text/", "text" } };
+	size_t i;
+
+	for (i = 0; type != NULL && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strncasecmp(type, kinds[i][0], strlen(kinds[i][0])) == 0)
+			return kinds[i][1];
+	return "file";
+}
+
+/* The parts of one MMS (SPEC §9): decoded bytes, held for a batch row. */
+struct mms {
+	struct sync_attachment *a;
+	unsigned char	**data;
+	char		(*idx)[24];
+	char		(*why)[160];
+	size_t		 n;
+	cJSON		*raw;		/* the row keeping references, or NULL */
+};
+
+static void
+mms_release(struct mms *mm)
+{
+	size_t i;
+
+	for (i = 0; mm->data != NULL && i < mm->n; i++)
+		free(mm->data[i]);
+	free(mm->a);
+	free(mm->data);
+	free(mm->idx);
+	free(mm->why);
+	cJSON_Delete(mm->raw);
+	memset(mm, 0, sizeof(*mm));
+}
+
+/*
+ * The parts of the MMS row (its `attachments`: {name, content_type,
+ * content in base64}) into mm: attachment i has external id "i", the
+ * decoded bytes inline, or is unavailable when its content is not base64.
+ * Under media = "download" the bytes go to the store, and the message's
+ * raw (mm->raw, a copy of row) keeps a reference instead of each decoded
+ * content: {"msgsync_attachment": "i", "bytes": N}.  -1 on ENOMEM.
+ */
+static int
+mms_parts(struct sync_ctx *ctx, const cJSON *row, const cJSON *att,
+    struct mms *mm, long *bad)
+{
+	size_t cap = (size_t)cJSON_GetArraySize(att), i = 0;
+	const cJSON *p;
+	cJSON *copy = NULL, *parts = NULL;
+	int refs = 0;
+
+	memset(mm, 0, sizeof(*mm));
+	if (cap == 0)
+		return 0;
+	if ((mm->a = calloc(cap, sizeof(*mm->a))) == NULL ||
+	    (mm->data = calloc(cap, sizeof(*mm->data))) == NULL ||
+	    (mm->idx = calloc(cap, sizeof(*mm->idx))) == NULL ||
+	    (mm->why = calloc(cap, sizeof(*mm->why))) == NULL)
+		goto nomem;
+	cJSON_ArrayForEach(p, att) {
+		struct sync_attachment *a = &mm->a[i];
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(p, "content");
+		const char *why = NULL;
+		int r;
+
+		snprintf(mm->idx[i], sizeof(mm->idx[i]), "%zu", i);
+		a->external_id = mm->idx[i];
+		a->size = -1;
+		if (cJSON_IsObject(p)) {
+			a->name = sync_json_str(p, "name", NULL, 0, bad);
+			a->mime_type = sync_json_str(p, "content_type", NULL, 0, bad);
+		}
+		a->kind = part_kind(a->mime_type);
+		if (!cJSON_IsString(c))
+			why = "the device sent no content for it";
+		else if ((r = b64_decode(c->valuestring, &mm->data[i],
+		    &a->len, &why)) == -2)
+			goto nomem;
+		else if (r == 0) {
+			a->data = mm->data[i];
+			a->size = (long long)a->len;
+		}
+		if (why != NULL) {
+			snprintf(mm->why[i], sizeof(mm->why[i]),
+			    "its content is not valid base64 (%s)", why);
+			a->unavailable = mm->why[i];
+		} else
+			refs++;
+		i++;
+	}
+	mm->n = i;
+	if (refs == 0 || ctx->src->media != SYNC_MEDIA_DOWNLOAD)
+		return 0;
+	/* The row as stored keeps references, not the bytes (a copy). */
+	if ((copy = cJSON_Duplicate(row, 1)) == NULL)
+		goto nomem;
+	parts = cJSON_GetObjectItemCaseSensitive(copy, "attachments");
+	for (i = 0; i < mm->n; i++) {
+		cJSON *part = cJSON_GetArrayItem(parts, (int)i), *ref;
+		char n[32];
+
+		if (mm->a[i].data == NULL)
+			continue;	/* the original stays: nothing is lost */
+		snprintf(n, sizeof(n), "%zu", mm->a[i].len);
+		if ((ref = cJSON_CreateObject()) == NULL ||
+		    cJSON_AddStringToObject(ref, "msgsync_attachment",
+		    mm->idx[i]) == NULL ||
+		    cJSON_AddNumberToObject(ref, "bytes", (double)mm->a[i].len) ==
+		    NULL || !cJSON_ReplaceItemInObjectCaseSensitive(part, "content",
+		    ref)) {
+			cJSON_Delete(ref);
+			goto nomem;
+		}
+	}
+	mm->raw = copy;
+	return 0;
+nomem:
+	cJSON_Delete(copy);
+	mms_release(mm);
+	return -1;
+}
+
 /* Appends one message row of folder to b. */
 static int
 add_message(struct sync_ctx *ctx, struct sync_batch *b, const char *folder,
     long long id, const cJSON *row)
 {
 	struct sync_message m;
-	int inbox = strcmp(folder, "inbox") == 0;
+	int inbox = strcmp(folder, "inbox") == 0, r;
 	char ext[32], num[40], vexp[32], text[40];
 	const cJSON *att;
+	struct mms mm;
 	long bad = 0;
 	int64_t base, t;
 	long long validity;
 
 	memset(&m, 0, sizeof(m));
+	memset(&mm, 0, sizeof(mm));
 	snprintf(ext, sizeof(ext), inbox ? "in:%lld" : "%lld", id);
 	m.external_id = ext;
 	m.conversation_id = sync_json_str(row, "number", num, sizeof(num), &bad);
@@ -587,12 +783,22 @@ add_message(struct sync_ctx *ctx, struct sync_batch *b, const char *folder,
 	m.body = sync_json_str(row, "text", text, sizeof(text), &bad);
 	m.folder = stored_folder(folder, row);
 	m.raw = row;
+	if (m.attachments != NULL) {
+		if (mms_parts(ctx, row, m.attachments, &mm, &bad) == -1)
+			return -1;
+		m.att = mm.a;
+		m.natt = mm.n;
+		if (mm.raw != NULL) {
+			m.raw = mm.raw;
+			m.attachments = cJSON_GetObjectItemCaseSensitive(mm.raw,
+			    "attachments");
+		}
+	}
 	if (inbox) {
 		m.sent_at = sync_json_str(row, "receive_date", NULL, 0, &bad);
 		if (m.sent_at == NULL)
 			m.sent_at = sync_json_str(row, "update_date", NULL, 0, &bad);
-		b->sanitized += bad;
-		return sync_batch_add_message(b, &m);
+		goto add;
 	}
 	m.sent_at = sync_json_str(row, "sending_date", NULL, 0, &bad);
 	if (m.sent_at == NULL)
@@ -624,8 +830,11 @@ add_message(struct sync_ctx *ctx, struct sync_batch *b, const char *folder,
 		m.track_until = t + (validity > 0 ? validity :
 		    sync_cfg_int(ctx->src, "tracking_horizon", DEFAULT_HORIZON));
 	}
+add:
 	b->sanitized += bad;
-	return sync_batch_add_message(b, &m);
+	r = sync_batch_add_message(b, &m);
+	mms_release(&mm);
+	return r;
 }
 
 static enum sync_rc

@@ -166,14 +166,31 @@ uni_fail(const struct sync_http_resp *r, const char *safe, const char *what,
 	}
 }
 
+/*
+ * The API's base URL of a source's url (malloc'd; NULL on ENOMEM): the DSN
+ * as given, or a URL that already ends in /api/v1.
+ */
+static char *
+api_base(const char *url)
+{
+	struct sync_buf b = SYNC_BUF_INIT(0);
+	size_t n = strlen(url);
+
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	if (sync_buf_add(&b, url, n) == -1 || ((n < 7 ||
+	    strcmp(b.data + n - 7, "/api/v1") != 0) &&
+	    sync_buf_adds(&b, "/api/v1") == -1)) {
+		sync_buf_release(&b);
+		return NULL;
+	}
+	return b.data;
+}
+
 static enum sync_rc
 uni_begin(struct sync_ctx *ctx, struct sync_err *err)
 {
 	struct uni *p;
-	struct sync_buf b = SYNC_BUF_INIT(0);
-	const char *url = ctx->src->url;
-	size_t n = strlen(url);
-	int bad;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return nomem(err);
@@ -183,14 +200,7 @@ uni_begin(struct sync_ctx *ctx, struct sync_err *err)
 	snprintf(p->limit, sizeof(p->limit), "%lld",
 	    sync_cfg_int(ctx->src, "page_size", DEFAULT_PAGE));
 	walk_reset(p);
-	/* The DSN as given, or a URL that already ends in /api/v1. */
-	while (n > 0 && url[n - 1] == '/')
-		n--;
-	bad = sync_buf_add(&b, url, n) == -1 || ((n < 7 ||
-	    strcmp(b.data + n - 7, "/api/v1") != 0) &&
-	    sync_buf_adds(&b, "/api/v1") == -1);
-	p->api = b.data;
-	if (bad)
+	if ((p->api = api_base(ctx->src->url)) == NULL)
 		return nomem(err);
 	sync_http_set_classify(ctx->http, uni_classify);
 	return SYNC_OK;
@@ -617,6 +627,99 @@ out:
 	return rc;
 }
 
+/* One attachment's texts for its row (numbers written as text). */
+struct att_text {
+	char		 id[40];
+	char		 expires[32];
+};
+
+/*
+ * The kind of an attachment by its variant (reference §B.3): img, video,
+ * audio, file, linkedin_post, video_meeting; a sticker, a GIF and a
+ * voice note by their flags.
+ */
+static const char *
+att_kind(const cJSON *a, char *buf, size_t n)
+{
+	long bad = 0;
+	const char *type = sync_json_str(a, "type", NULL, 0, &bad);
+
+	if (type == NULL)
+		return "file";
+	if (strcmp(type, "img") == 0)
+		return sync_json_bool(a, "sticker") == 1 ? "sticker" : "image";
+	if (strcmp(type, "video") == 0)
+		return sync_json_bool(a, "gif") == 1 ? "gif" : "video";
+	if (strcmp(type, "audio") == 0)
+		return sync_json_bool(a, "voice_note") == 1 ? "voice" : "audio";
+	return lower(type, buf, n) != NULL ? buf : "file";
+}
+
+/*
+ * The files of a message (its `attachments`, SPEC §9) into *att and
+ * their texts into *tx (the caller frees both; NULL when it has none).
+ * Attachments without a usable id are left out and counted in *bad.  -1
+ * on ENOMEM.
+ */
+static int
+attachments_of(const cJSON *arr, struct sync_attachment **att,
+    struct att_text **tx, char (**kinds)[32], size_t *n, long *bad)
+{
+	size_t cap = (size_t)cJSON_GetArraySize(arr);
+	const cJSON *a;
+
+	*att = NULL;
+	*tx = NULL;
+	*kinds = NULL;
+	*n = 0;
+	if (cap == 0)
+		return 0;
+	if ((*att = calloc(cap, sizeof(**att))) == NULL ||
+	    (*tx = calloc(cap, sizeof(**tx))) == NULL ||
+	    (*kinds = calloc(cap, sizeof(**kinds))) == NULL) {
+		free(*att);
+		free(*tx);
+		*att = NULL;
+		*tx = NULL;
+		return -1;
+	}
+	cJSON_ArrayForEach(a, arr) {
+		struct sync_attachment *f = &(*att)[*n];
+		struct att_text *t = &(*tx)[*n];
+		const cJSON *v;
+
+		if (!cJSON_IsObject(a) || (f->external_id = sync_json_str(a, "id",
+		    t->id, sizeof(t->id), bad)) == NULL ||
+		    *f->external_id == '\0' || strlen(f->external_id) > SYNC_MAX_ID) {
+			(*bad)++;
+			continue;
+		}
+		f->kind = att_kind(a, (*kinds)[*n], sizeof((*kinds)[*n]));
+		f->mime_type = sync_json_str(a, "mimetype", NULL, 0, bad);
+		f->name = sync_json_str(a, "file_name", NULL, 0, bad);
+		/* Webhooks send sizes as strings (reference §B.3). */
+		v = cJSON_GetObjectItemCaseSensitive(a, "file_size");
+		f->size = cJSON_IsString(v) ? sync_cursor_int(v->valuestring) :
+		    sync_json_int(a, "file_size");
+		if (f->size < 0)
+			f->size = -1;
+		f->url = sync_json_str(a, "url", NULL, 0, bad);
+		/* Milliseconds since the epoch (or, as given, a timestamp). */
+		v = cJSON_GetObjectItemCaseSensitive(a, "url_expires_at");
+		if (cJSON_IsNumber(v) && v->valuedouble > 0 &&
+		    v->valuedouble < 1e15) {
+			sync_time_format((time_t)(v->valuedouble / 1000), t->expires,
+			    sizeof(t->expires));
+			f->url_expires_at = t->expires;
+		} else if (cJSON_IsString(v))
+			f->url_expires_at = v->valuestring;
+		if (sync_json_bool(a, "unavailable") == 1)
+			f->unavailable = "the provider marks it unavailable";
+		(*n)++;
+	}
+	return 0;
+}
+
 /*
  * Appends one message row.  Its provider_id names the item: a copy that
  * Unipile re-ingests under a new id, and a message that page overlaps or
@@ -631,7 +734,7 @@ add_message(struct sync_batch *b, const cJSON *mj, const char *id,
 	const char *pid, *type;
 	char num[40], kind[32];
 	long bad = 0;
-	int sender, seen, delivered;
+	int sender, seen, delivered, r;
 
 	pid = sync_json_str(mj, "provider_id", num, sizeof(num), &bad);
 	memset(&m, 0, sizeof(m));
@@ -658,6 +761,22 @@ add_message(struct sync_batch *b, const cJSON *mj, const char *id,
 		m.attachments = att;
 	m.deleted = json_flag(mj, "deleted") == 1;
 	m.raw = mj;
+	if (m.attachments != NULL) {
+		struct sync_attachment *a;
+		struct att_text *tx;
+		char (*kinds)[32];
+
+		if (attachments_of(m.attachments, &a, &tx, &kinds, &m.natt,
+		    &bad) == -1)
+			return -1;
+		m.att = a;
+		b->sanitized += bad;
+		r = sync_batch_add_message(b, &m);
+		free(a);
+		free(tx);
+		free(kinds);
+		return r;
+	}
 	b->sanitized += bad;
 	return sync_batch_add_message(b, &m);
 }
@@ -782,6 +901,33 @@ uni_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
 	    chats_fetch(ctx, page, err);
 }
 
+/*
+ * media-sync: the bytes of attachment it come from Unipile's attachment
+ * endpoint (reference §B.3), GET {api}/messages/{message_id}/attachments/
+ * {attachment_id}: on the source's own origin, so the engine sends the
+ * X-API-KEY with it.  No request here.
+ */
+static enum sync_rc
+uni_media_refresh(struct sync_ctx *ctx, const struct sync_media_item *it,
+    struct sync_media_link *out, struct sync_err *err)
+{
+	struct sync_buf path = SYNC_BUF_INIT(0);
+	char *api = api_base(ctx->src->url), *mid = sync_url_escape(it->message_id);
+	char *aid = sync_url_escape(it->external_id);
+	enum sync_rc rc;
+
+	if (api == NULL || mid == NULL || aid == NULL ||
+	    sync_buf_addf(&path, "/messages/%s/attachments/%s", mid, aid) == -1)
+		rc = nomem(err);
+	else
+		rc = sync_url_build(api, path.data, NULL, &out->url, err);
+	sync_buf_release(&path);
+	free(api);
+	free(mid);
+	free(aid);
+	return rc;
+}
+
 const struct sync_connector sync_unipile_connector = {
 	.type = "unipile",
 	.keys = uni_keys,
@@ -795,4 +941,5 @@ const struct sync_connector sync_unipile_connector = {
 	.end = uni_end,
 	.no_poll_reason = "source type 'unipile' reports delivery in its "
 	    "messages; there is nothing to poll",
+	.media_refresh = uni_media_refresh,
 };

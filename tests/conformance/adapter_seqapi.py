@@ -102,3 +102,26 @@ class Adapter(Base):
         if new <= st["latest_seq"]:
             raise h.Fail("the re-created stream's seqs (%d) did not pass the old cursor (%d)"
                          % (new, st["latest_seq"]))
+
+    # Attachments (SPEC §9): the fake's files behind expiring, token-carrying
+    # links (tests/fake/fakefiles.py); media_refresh reads the message again.
+
+    def media_add(self, content, name="f.jpg", mime="image/jpeg"):
+        import base64
+        return self.fake.call("media_add", {"content_b64": base64.b64encode(content).decode(),
+                                            "name": name, "mime": mime})["id"]
+
+    def media_expire(self):
+        self.fake.call("media_expire", {})
+
+    def media_cut(self, n):
+        self.fake.call("media_cut", {"n": n})
+
+    def media_slow(self, delay, n=1):
+        self.fake.call("media_slow", {"delay": delay, "n": n})
+
+    def media_gone(self, ext):
+        self.fake.call("media_gone", {"id": ext})
+
+    def media_token(self):
+        return self.fake.call("media_state")["secret"]

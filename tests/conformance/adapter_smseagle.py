@@ -3,7 +3,7 @@
 import smseagle_e2e as se
 import smseagle_faults_e2e as sf
 
-from base import SECRET, Adapter as Base, Fail
+from base import SECRET, Adapter as Base, Fail, Skip
 
 
 class Adapter(Base):
@@ -83,3 +83,28 @@ class Adapter(Base):
         if max(ids) <= top:
             raise Fail("the re-created inbox's ids (%d) did not pass the old cursor (%d)"
                        % (max(ids), top))
+
+    # Attachments (SPEC §9): MMS parts come inline, in base64, with the
+    # message: no link to expire, cut, lose or carry a token.
+
+    INLINE = "SMSEagle MMS parts come inline (base64) with the message: no link"
+
+    def media_add(self, content, name="f.jpg", mime="image/jpeg"):
+        import base64
+        return self.fake.post("media_add", content_b64=base64.b64encode(content).decode(),
+                              name=name, mime=mime)["external_id"]
+
+    def media_expire(self):
+        raise Skip("smseagle: %s to expire" % self.INLINE)
+
+    def media_cut(self, n):
+        raise Skip("smseagle: %s whose body could be cut" % self.INLINE)
+
+    def media_slow(self, delay, n=1):
+        raise Skip("smseagle: %s to serve slowly" % self.INLINE)
+
+    def media_gone(self, ext):
+        raise Skip("smseagle: %s; once read, the bytes are the store's" % self.INLINE)
+
+    def media_token(self):
+        raise Skip("smseagle: %s, no token in one" % self.INLINE)

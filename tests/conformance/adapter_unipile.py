@@ -24,9 +24,10 @@ class Adapter(Base):
     def start(self, n, secret=False):
         self.ctx.cluster.createdb(self.ctx.db)
         chats = max(5, n // 40)
+        # No seeded attachments: the media cases count the files they add.
         self.fake = self.ctx.fake = self.ctx.new_fake(
             kind=ue.UniFake, chats=chats, messages=n // chats,
-            token=SECRET if secret else "conf-token")
+            token=SECRET if secret else "conf-token", no_seed_attachments=True)
         self.span = n // 25 + 2
         self.config()
         return self
@@ -78,3 +79,26 @@ class Adapter(Base):
         for m in self.fake.dump():
             out.setdefault(m["chat_id"], set()).add(m["id"])
         return out
+
+    # Attachments (SPEC §9): links that expire, with a token; the bytes also
+    # at GET /api/v1/messages/{id}/attachments/{attachment_id} (X-API-KEY).
+
+    def media_add(self, content, name="f.jpg", mime="image/jpeg"):
+        import base64
+        return self.fake.post("media_add", content_b64=base64.b64encode(content).decode(),
+                              name=name, mime=mime)["id"]
+
+    def media_expire(self):
+        self.fake.post("media_expire")
+
+    def media_cut(self, n):
+        self.fake.post("media_cut", n=n)
+
+    def media_slow(self, delay, n=1):
+        self.fake.post("media_slow", delay=delay, n=n)
+
+    def media_gone(self, ext):
+        self.fake.post("media_gone", id=ext)
+
+    def media_token(self):
+        return self.fake.call("media_state")["secret"]

@@ -39,6 +39,10 @@ LOOP_TIMEOUT = 6    # seconds a pass may take against a loop or a hang
 # The integrator removes a line when its fix lands (the case then reports
 # XPASS, a failure, until then).
 EXPECTED_TO_FAIL = [
+    # The case sets stored rows back to pending; a stored SMSEagle MMS part
+    # keeps no content and has no link (inline only, no refresh by design):
+    # it becomes unavailable.  The case or the design changes (conn-a's report).
+    ("media_kill9", "smseagle", "a stored inline part reset to pending has no copy left"),
 ]
 # ===========================================================================
 

@@ -1464,3 +1464,168 @@ def disabled_source(ctx):
     eq(ctx.fake.stats()["total"], 0, "requests to a disabled source")
     if ctx.sql("SELECT to_regclass('message') IS NOT NULL") == "t":
         eq(ctx.count("message"), 0, "messages of a disabled source")
+
+
+# ---------------------------------------------------------------------------
+# Attachments (SPEC §9, issue 13)
+
+LINK_SECRET = "lnkSEKRIT7q"     # tests/fake/fakefiles.py: in every link's token
+
+
+def att_rows(ctx, source="wa"):
+    """The attachment rows of a source, by message and external id."""
+    return ctx.sql_json(
+        "SELECT m.external_id AS msg, a.external_id AS ext, a.kind, a.mime_type, a.name, "
+        "a.size, a.url, a.state, a.link_stripped, a.last_error, a.url_expires_at, "
+        "a.content IS NOT NULL AS inline FROM attachment a "
+        "JOIN message m ON m.id = a.message_id JOIN source s ON s.id = a.source_id "
+        "WHERE s.name = '%s' ORDER BY m.external_id, a.external_id" % source)
+
+
+def stored_text(ctx):
+    """Every row of message and attachment as text (what pg_dump writes)."""
+    return ctx.sql("SELECT coalesce(string_agg(t, E'\\n'), '') FROM ("
+                   "SELECT m::text AS t FROM message m UNION ALL "
+                   "SELECT a::text FROM attachment a) x")
+
+
+def media_add(fake, content, name="f.jpg", mime="image/jpeg"):
+    import base64
+    return fake.call("media_add", {"content_b64": base64.b64encode(content).decode(),
+                                   "name": name, "mime": mime})
+
+
+@test
+def seqapi_media_rows(ctx):
+    # A sync pass stores one pending row per media entry; links keep no token.
+    ctx.setup(conversations=2, messages=28, contacts=2, media=True)
+    added = media_add(ctx.fake, b"\x89PNG cat bytes", "cat.png", "image/png")
+    ctx.config(page_size=PS)
+    ok_pass(ctx.run("incr-sync", "-j"))
+    up = ctx.fake.dump("messages")
+    want = sorted((m["id"], f["id"]) for m in up for f in m["media"])
+    rows = att_rows(ctx)
+    check(len(want) > 8, "the fake has files", want)
+    eq(sorted((r["msg"], r["ext"]) for r in rows), want, "attachment rows")
+    for r in rows:
+        what = "attachment %s/%s" % (r["msg"], r["ext"])
+        eq(r["state"], "pending", what + " state")
+        eq(r["link_stripped"], True, what + " link_stripped")
+        check(r["url"] and "/files/" + r["ext"] in r["url"] and "token" not in r["url"]
+              and "expires=" in r["url"], what + ": url", r["url"])
+        check(r["url_expires_at"] is not None, what + ": no expiry", r)
+    cat = [r for r in rows if r["msg"] == added["id"]]
+    eq(len(cat), 1, "the added message's attachments")
+    eq((cat[0]["ext"], cat[0]["kind"], cat[0]["mime_type"], cat[0]["name"], cat[0]["size"]),
+       (added["media_id"], "image", "image/png", "cat.png", 14), "the added file")
+    text = stored_text(ctx)
+    check(LINK_SECRET not in text, "a link's token is stored",
+          text[max(0, text.find(LINK_SECRET) - 200):text.find(LINK_SECRET) + 50])
+    # Another pass changes nothing.
+    before = ctx.sql("SELECT max(seq) FROM attachment")
+    ok_pass(ctx.run("full-sync", "-j"))
+    eq(ctx.sql("SELECT max(seq) FROM attachment"), before, "attachment seq after a rerun")
+
+
+@test
+def seqapi_media_link_none(ctx):
+    # media = "link": the rows are linked; media = "none": no rows at all.
+    ctx.setup(conversations=2, messages=28, contacts=2, integrations=["int-a", "int-b"],
+              media=True)
+    ctx.config(sources=[ctx.source_cfg(name="wa", integration="int-a", page_size=PS,
+                                       extra='media = "link";'),
+                        ctx.source_cfg(name="wb", integration="int-b", page_size=PS,
+                                       extra='media = "none";')])
+    ok_pass(ctx.run("incr-sync", "-j"))
+    rows = att_rows(ctx, "wa")
+    check(len(rows) >= 8, "linked rows", len(rows))
+    eq({r["state"] for r in rows}, {"linked"}, "states under media = link")
+    eq(att_rows(ctx, "wb"), [], "attachment rows under media = none")
+    check(ctx.sql("SELECT count(*) FROM message m JOIN source s ON s.id = m.source_id "
+                  "WHERE s.name = 'wb' AND m.attachments IS NOT NULL "
+                  "AND jsonb_array_length(m.attachments) > 0") != "0",
+          "media = none still keeps the messages' media JSON")
+    check(LINK_SECRET not in stored_text(ctx), "a link's token is stored")
+
+
+def media_conf(ctx, store_dir, extra=""):
+    """The config with a media group storing under store_dir."""
+    p = ctx.config(page_size=PS, extra=extra)
+    with open(p, "a") as f:
+        f.write('media = { store = "dir"; dir = "%s"; };\n' % store_dir)
+    return p
+
+
+def store_files(store_dir):
+    import os
+    out = {}
+    for sub in sorted(os.listdir(store_dir)) if os.path.isdir(store_dir) else []:
+        if sub != ".tmp":
+            for f in os.listdir(os.path.join(store_dir, sub)):
+                out[f] = open(os.path.join(store_dir, sub, f), "rb").read()
+    return out
+
+
+@test
+def seqapi_media_sync(ctx):
+    # media-sync fetches each file through a fresh link (the stored one lost
+    # its token): the message read again at its seq; the same bytes in two
+    # messages are stored once; expired links are refreshed; the link's token
+    # is never printed; a file gone for good is not stored.
+    import hashlib
+    import os
+    ctx.setup(conversations=2, messages=20, contacts=2)
+    a, b = os.urandom(70000), b"second file"
+    m1 = media_add(ctx.fake, a, "a.jpg")["id"]
+    m2 = media_add(ctx.fake, a, "a-again.jpg")["id"]
+    m3 = media_add(ctx.fake, b, "b.pdf", "application/pdf")["id"]
+    m4 = media_add(ctx.fake, b"never", "gone.jpg")["id"]
+    sd = os.path.join(ctx.dir, "media")
+    media_conf(ctx, sd)
+    ok_pass(ctx.run("incr-sync", "-j"))
+    ctx.fake.call("media_expire", {})           # every link handed out so far
+    ctx.fake.call("media_gone", {"id": m4})
+    ctx.fake.clear_log()
+    r = ctx.run("media-sync", "-j", "-v")
+    j = r.json
+    s = r.source("wa")
+    check(LINK_SECRET not in r.out + r.err, "a link's token printed")
+    eq((s["downloaded"], s["deduplicated"]), (3, 1), "downloaded, deduplicated")
+    eq(s["bytes"], 2 * len(a) + len(b), "bytes")
+    h = {x: hashlib.sha256(x).hexdigest() for x in (a, b)}
+    eq(sorted(store_files(sd)), sorted(h.values()), "files in the store")
+    rows = {r2["msg"]: r2 for r2 in att_rows(ctx)}
+    for m, want in ((m1, a), (m2, a), (m3, b)):
+        eq((rows[m]["state"],), ("stored",), "attachment of %s" % m)
+    check(rows[m4]["state"] != "stored", "a gone file is not stored", rows[m4], j)
+    # The refreshes: one page of one row at each message's seq - 1.
+    eq(ctx.fake.requests("status"), [], "status requests of media-sync")
+    reads = [q["query"] for q in ctx.fake.requests("messages")]
+    check(all(q.get("limit") == "1" for q in reads) and len(reads) >= 3,
+          "refreshes read one row each", reads)
+    files = ctx.fake.requests("files")
+    check(files and all(f["status"] in (200, 410) for f in files),
+          "no expired link was used", [(f["file"], f["status"]) for f in files])
+    check(LINK_SECRET not in stored_text(ctx), "a link's token is stored")
+
+
+@test
+def seqapi_media_sync_cut(ctx):
+    # A body cut mid-transfer is never stored as it is: the store ends with
+    # the whole file only.
+    import hashlib
+    import os
+    ctx.setup(conversations=2, messages=10, contacts=2)
+    a = os.urandom(200000)
+    m1 = media_add(ctx.fake, a, "a.jpg")["id"]
+    sd = os.path.join(ctx.dir, "media")
+    media_conf(ctx, sd)
+    ok_pass(ctx.run("incr-sync", "-j"))
+    ctx.fake.call("media_cut", {"n": 1})
+    for _ in range(3):
+        ctx.run("media-sync", "-j")
+        if {r["msg"]: r for r in att_rows(ctx)}[m1]["state"] == "stored":
+            break
+    eq(ctx.fake.call("media_state")["cuts"], 1, "bodies cut")
+    eq({r["msg"]: r for r in att_rows(ctx)}[m1]["state"], "stored", "after the cut")
+    eq(store_files(sd), {hashlib.sha256(a).hexdigest(): a}, "the store after a retry")

@@ -748,3 +748,121 @@ def sms_since_folders_page_size(ctx):
     check(want and got == want, "inbox since %s: stored %d, want %d" % (since, len(got), len(want)))
     r = ctx.run("incr-sync", "-j", "--stream", "outbox")
     r.expect_rc(64)
+
+
+# ---------------------------------------------------------------------------
+# MMS attachments (SPEC §9, issue 13)
+
+def sms_att_rows(ctx, source="sms"):
+    return ctx.sql_json(
+        "SELECT m.external_id AS msg, a.external_id AS ext, a.kind, a.mime_type, a.name, "
+        "a.size, a.url, a.state, a.last_error, encode(a.content, 'escape') AS content "
+        "FROM attachment a JOIN message m ON m.id = a.message_id "
+        "JOIN source s ON s.id = a.source_id WHERE s.name = '%s' "
+        "ORDER BY m.external_id, a.external_id" % source)
+
+
+def _b64(b):
+    import base64
+    return base64.b64encode(b).decode()
+
+
+@test
+def sms_mms_attachments(ctx):
+    # MMS parts are asked for, decoded into their rows, and the stored raw
+    # keeps a reference instead of the base64; a part that is not base64 is
+    # unavailable and keeps its content.
+    fake = sms_setup(ctx, inbox=2)
+    mid = fake.post("mms", text="look", parts=[
+        {"content_b64": _b64(b"hello photo"), "name": "a.jpg", "content_type": "image/jpeg"},
+        {"content": "!!not base64", "name": "b.txt", "content_type": "text/plain"},
+        {"content_b64": _b64(b"\x00\x01voice"), "name": "c.amr", "content_type": "audio/amr"},
+    ])["external_id"]
+    sms_config(ctx)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    reqs = [r for r in fake.api_requests("inbox") if r["endpoint"] == "inbox"]
+    check(reqs and all(r["query"].get("attachments") == "1" for r in reqs),
+          "inbox read without attachments=1", [r["query"] for r in reqs])
+    rows = sms_att_rows(ctx)
+    eq([(r["msg"], r["ext"], r["kind"], r["mime_type"], r["name"], r["size"], r["state"])
+        for r in rows],
+       [(mid, "0", "image", "image/jpeg", "a.jpg", 11, "pending"),
+        (mid, "1", "text", "text/plain", "b.txt", None, "unavailable"),
+        (mid, "2", "audio", "audio/amr", "c.amr", 7, "pending")], "attachment rows")
+    eq(rows[0]["content"], "hello photo", "inline content of part 0")
+    check("not valid base64" in (rows[1]["last_error"] or ""), "why part 1 is unavailable",
+          rows[1])
+    raw = json.loads(ctx.sql("SELECT raw FROM message WHERE external_id = '%s'" % mid))
+    parts = raw["attachments"]
+    eq(parts[0]["content"], {"msgsync_attachment": "0", "bytes": 11}, "raw part 0")
+    eq(parts[1]["content"], "!!not base64", "raw part 1 (kept as sent)")
+    eq(parts[2]["content"], {"msgsync_attachment": "2", "bytes": 7}, "raw part 2")
+    eq(parts[0]["name"], "a.jpg", "raw part 0 name")
+    text = ctx.sql("SELECT string_agg(m::text, ' ') FROM message m")
+    check(_b64(b"hello photo") not in text, "the base64 is still in a message row")
+    # Plain SMS have no attachment rows; reading it again rewrites nothing.
+    eq(len(rows), 3, "attachment rows of the device")
+    q = "SELECT m.external_id, m.seq, m.raw FROM message m WHERE external_id = '%s'" % mid
+    before = ctx.sql_json(q), ctx.sql("SELECT max(seq) FROM attachment")
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    after = ctx.sql_json(q), ctx.sql("SELECT max(seq) FROM attachment")
+    eq(after, before, "messages and attachments after a rerun")
+
+
+@test
+def sms_mms_link_none(ctx):
+    # media = "link" or "none": no store behind them, the raw keeps the base64.
+    fake = sms_setup(ctx)
+    mid = fake.post("media_add", content_b64=_b64(b"pic"), name="p.png",
+                    mime="image/png")["external_id"]
+    ctx.config(sources=[sms_source(ctx, name="sl", extra='media = "link";'),
+                        sms_source(ctx, name="sn", extra='media = "none";')])
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    for src in ("sl", "sn"):
+        raw = json.loads(ctx.sql("SELECT m.raw FROM message m JOIN source s ON "
+                                 "s.id = m.source_id WHERE s.name = '%s' AND "
+                                 "m.external_id = '%s'" % (src, mid)))
+        eq(raw["attachments"][0]["content"], _b64(b"pic"), src + ": raw content")
+    eq(len(sms_att_rows(ctx, "sl")), 1, "attachment rows under media = link")
+    eq(sms_att_rows(ctx, "sn"), [], "attachment rows under media = none")
+
+
+@test
+def sms_mms_media_sync(ctx):
+    # media-sync moves the inline parts to the store with no request to the
+    # device; the message keeps its references; the same part in two MMS is
+    # stored once.
+    import hashlib
+    fake = sms_setup(ctx)
+    pic = os.urandom(5000)
+    m1 = fake.post("media_add", content_b64=_b64(pic), name="p.jpg")["external_id"]
+    m2 = fake.post("mms", parts=[
+        {"content_b64": _b64(pic), "name": "same.jpg", "content_type": "image/jpeg"},
+        {"content_b64": _b64(b"note"), "name": "n.txt", "content_type": "text/plain"}])[
+        "external_id"]
+    sd = os.path.join(ctx.dir, "media")
+    p = sms_config(ctx)
+    with open(p, "a") as f:
+        f.write('media = { store = "dir"; dir = "%s"; };\n' % sd)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    fake.clear_log()
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    s = r.source("sms")
+    eq((s["downloaded"], s["deduplicated"], s["bytes"]), (3, 1, 2 * len(pic) + 4),
+       "downloaded, deduplicated, bytes")
+    eq(fake.api_requests(), [], "requests to the device")
+    got = {}
+    for sub in os.listdir(sd):
+        if sub != ".tmp":
+            for fn in os.listdir(os.path.join(sd, sub)):
+                got[fn] = open(os.path.join(sd, sub, fn), "rb").read()
+    eq(sorted(got), sorted(hashlib.sha256(x).hexdigest() for x in (pic, b"note")),
+       "files in the store")
+    rows = sms_att_rows(ctx)
+    eq([(r["msg"], r["ext"], r["state"], r["content"]) for r in rows],
+       [(m1, "0", "stored", None), (m2, "0", "stored", None), (m2, "1", "stored", None)],
+       "attachment rows after media-sync")
+    raw = json.loads(ctx.sql("SELECT raw FROM message WHERE external_id = '%s'" % m2))
+    eq(raw["attachments"][1]["content"], {"msgsync_attachment": "1", "bytes": 4},
+       "the message keeps its reference")

@@ -158,6 +158,13 @@ def msg_status(m):
     return "seen" if m.get("seen") else "delivered" if m.get("delivered") else None
 
 
+def no_token(atts):
+    """Attachments as stored: their links without the token (lib/link.c)."""
+    return [dict(a, url=re.sub(r"[?&]token=[^&#]*", "", a["url"]))
+            if isinstance(a, dict) and isinstance(a.get("url"), str) else a
+            for a in atts or []]
+
+
 def assert_messages(ctx, fake, want=None, source="uni"):
     want = expected_messages(fake) if want is None else want
     got = stored_messages(ctx, source)
@@ -175,7 +182,7 @@ def assert_messages(ctx, fake, want=None, source="uni"):
         eq(pg_time(g["sent_at"]), up_time(m["timestamp"]), "%s sent_at" % i)
         eq(g["status"], msg_status(m), "%s status" % i)
         eq(g["deleted"], bool(m["deleted"]), "%s deleted" % i)
-        eq(g["attachments"], m["attachments"] or None, "%s attachments" % i)
+        eq(g["attachments"], no_token(m["attachments"]) or None, "%s attachments" % i)
         eq(g["pid"], m["provider_id"], "%s raw provider_id" % i)
 
 
@@ -969,3 +976,96 @@ def uni_clock_skew_key(ctx):
     e2e.ok_pass(r)
     eq(r.stream("messages", "uni")["outliers"], 0, "outliers within a 30-day skew")
     eq(ctx.cursor("messages", "uni")[:10], ahead[:10], "the watermark")
+
+
+# ---------------------------------------------------------------------------
+# Attachments (SPEC §9, issue 13)
+
+LINK_SECRET = "lnkSEKRIT7q"     # tests/fake/fakefiles.py: in every link's token
+
+
+def uni_att_rows(ctx, source="uni"):
+    return ctx.sql_json(
+        "SELECT m.external_id AS msg, a.external_id AS ext, a.kind, a.mime_type, a.name, "
+        "a.size, a.url, a.state, a.link_stripped, a.last_error, a.url_expires_at "
+        "FROM attachment a JOIN message m ON m.id = a.message_id "
+        "JOIN source s ON s.id = a.source_id WHERE s.name = '%s' "
+        "ORDER BY m.external_id, a.external_id" % source)
+
+
+@test
+def uni_attachment_rows(ctx):
+    # One pending row per attachment, the link stored without its token, its
+    # expiry from url_expires_at; unavailable ones say so; link and none.
+    import base64
+    fake = uni_setup(ctx, chats=2, messages=12)
+    added = fake.post("media_add", content_b64=base64.b64encode(b"%PDF-1.4 x").decode(),
+                      name="doc.pdf", mime="application/pdf")
+    m = fake.message(fake.dump("chats")[0]["id"], text=None, attachments=[
+        {"id": "gone-1", "type": "video", "unavailable": True, "file_size": "123",
+         "gif": False}])[0]
+    ctx.config(sources=[uni_source(ctx), uni_source(ctx, name="ul", extra='media = "link";'),
+                        uni_source(ctx, name="un", extra='media = "none";')])
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    up = fake.dump("messages")
+    want = sorted((x["id"], a["id"]) for x in up for a in x["attachments"])
+    rows = uni_att_rows(ctx)
+    check(len(want) >= 3, "the fake has attachments", want)
+    eq(sorted((r["msg"], r["ext"]) for r in rows), want, "attachment rows")
+    by = {(r["msg"], r["ext"]): r for r in rows}
+    doc = by[(added["id"], added["attachment_id"])]
+    eq((doc["kind"], doc["mime_type"], doc["name"], doc["size"], doc["state"],
+        doc["link_stripped"]), ("file", "application/pdf", "doc.pdf", 10, "pending", True),
+       "the added file")
+    check(doc["url"].endswith("/files/%s?expires=%s" % (added["attachment_id"],
+                                                        doc["url"].rsplit("=", 1)[-1]))
+          and doc["url_expires_at"] is not None, "the added file's link", doc)
+    gone = by[(m, "gone-1")]
+    eq((gone["kind"], gone["size"], gone["state"], gone["last_error"]),
+       ("video", 123, "unavailable", "the provider marks it unavailable"), "unavailable one")
+    eq({r["state"] for r in uni_att_rows(ctx, "ul") if r["ext"] != "gone-1"}, {"linked"},
+       "states under media = link")
+    eq(uni_att_rows(ctx, "un"), [], "rows under media = none")
+    text = ctx.sql("SELECT coalesce(string_agg(t, ' '), '') FROM (SELECT m::text AS t "
+                   "FROM message m UNION ALL SELECT a::text FROM attachment a) x")
+    check(LINK_SECRET not in text, "a link's token is stored")
+    assert_messages(ctx, fake)
+
+
+@test
+def uni_attachment_media_sync(ctx):
+    # media-sync fetches attachments from the attachment endpoint with the
+    # API key (the listed links lose their token when stored); expired links
+    # do not matter; the token of a link is never printed.
+    import base64
+    import hashlib
+    fake = uni_setup(ctx, chats=2, messages=3)
+    a = os.urandom(40000)
+    m1 = fake.post("media_add", content_b64=base64.b64encode(a).decode(), name="a.jpg")
+    m2 = fake.post("media_add", content_b64=base64.b64encode(b"doc").decode(),
+                   name="d.pdf", mime="application/pdf")
+    sd = os.path.join(ctx.dir, "media")
+    p = uni_config(ctx)
+    with open(p, "a") as f:
+        f.write('media = { store = "dir"; dir = "%s"; };\n' % sd)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    fake.post("media_expire")
+    fake.clear_log()
+    r = ctx.run("media-sync", "-j", "-v")
+    e2e.ok_pass(r, "media-sync")
+    check(LINK_SECRET not in r.out + r.err, "a link's token printed")
+    rows = {(x["msg"], x["ext"]): x for x in uni_att_rows(ctx)}
+    for m in (m1, m2):
+        eq(rows[(m["id"], m["attachment_id"])]["state"], "stored", "attachment of %s" % m["id"])
+    reqs = fake.api_requests("attachment")
+    got = sorted(x["path"] for x in reqs if x["status"] == 200)
+    check(all(x["key_ok"] for x in reqs), "the endpoint without the API key", reqs)
+    for m in (m1, m2):
+        check("/api/v1/messages/%s/attachments/%s" % (m["id"], m["attachment_id"]) in got,
+              "fetched from the endpoint", got)
+    files = []
+    for sub in os.listdir(sd):
+        if sub != ".tmp":
+            files += os.listdir(os.path.join(sd, sub))
+    check(hashlib.sha256(a).hexdigest() in files and
+          hashlib.sha256(b"doc").hexdigest() in files, "files in the store", files)

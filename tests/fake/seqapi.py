@@ -49,6 +49,21 @@ Control API for tests (JSON bodies; none of these are logged as requests):
                                                has_more true: trusting it skips rows)
                            "times":1 (-1 = forever), "after":0 (let that many through first)}
   POST /_control/clear_faults
+  Media (SPEC §9; tests/fake/fakefiles.py): with --media, every generated
+  image, audio, document and sticker message carries one file "media<index>"
+  (without it their media array is empty), linked as
+  {base}/files/media<index>?expires=E&token=T (a per-link token holding the
+  link secret; refused with 403 once expired, 410 when gone); its bytes are
+  fakefiles.pattern(id, size), or those given to media_add.
+  POST /_control/media_add {"content_b64","name","mime",["type"],
+                           ["conversation_index"]} -> {"id","media_id","seq"}
+                           a new message carrying one file of those bytes
+  POST /_control/media_expire   every link served so far stops working
+  POST /_control/media_cut {"n":1}  the next n file bodies are cut mid-transfer
+  POST /_control/media_slow {"delay":5,"n":1 (-1: all)}  bodies trickle out
+  POST /_control/media_gone {"id"|"ids"}  the message's file is gone (410)
+  POST /_control/media_clear    no more cuts or slow bodies
+  GET  /_control/media_state    {"secret","generation","served","refused",...}
   POST /_control/prerender   render every page again (--prerender after changes)
   POST /_control/reset_seq {"keep":M, ["streams":[...]], ["recreate":true]}
                            backend restored from an old backup: only the first M
@@ -87,6 +102,7 @@ Other modes:
 """
 
 import argparse
+import base64
 import bisect
 import gzip as gziplib
 import json
@@ -95,8 +111,9 @@ import re
 import sys
 import time
 from datetime import datetime, timezone
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
+import fakefiles
 import fakelib
 
 STREAMS = ("conversations", "messages", "contacts")
@@ -156,7 +173,11 @@ MSG_T = ('{"id":"m%d","seq":%d,"conversation_id":"c%d","sender_id":%s,'
          '"edited_at":%s,"deleted":%s,"media":%s,"reply_to_id":%s,'
          '"updated_at":"%s"}')
 MEDIA_T = ('[{"id":"media%d","mime_type":"%s","size":%d,'
-           '"url":"https://media.example.invalid/m%d","file_name":%s}]')
+           '"url":"%s","file_name":%s}]')
+# Links are rendered under this base, replaced by the fake's own as the
+# client addressed it when a page is sent (pages may be rendered ahead).
+BASE = "@BASE@"
+BASE_B = BASE.encode()
 MIME = {"image": "image/jpeg", "audio": "audio/ogg", "document": "application/pdf",
         "sticker": "image/webp"}
 CONV_T = ('{"id":"c%d","seq":%d,"title":%s,"type":"%s","last_message_at":"%s",'
@@ -189,6 +210,7 @@ class Stream:
         self.sent_of = {}               # message index -> sent_at (epoch s)
         self.conv_of = {}               # message index -> conversation index
         self.sender_of = {}             # message index -> contact index or -1
+        self.media = {}                 # message index -> (type, name, mime, size)
         self.custom = set()             # indexes with any of the above
         self.hidden = set()             # seqs of rows not committed yet (hold)
 
@@ -340,15 +362,20 @@ class Stream:
         self.purged = set()
         self.conv_of = {k: v for k, v in self.conv_of.items() if k < keep}
         self.sender_of = {k: v for k, v in self.sender_of.items() if k < keep}
-        self.custom = set(self.special) | set(self.conv_of) | set(self.sender_of)
+        self.media = {k: v for k, v in self.media.items() if k < keep}
+        self.custom = (set(self.special) | set(self.conv_of) | set(self.sender_of)
+                       | set(self.media))
 
 
 class Integration:
-    def __init__(self, iid, n_conv, n_msg, n_contacts, stride=1, shared_seq=False):
+    def __init__(self, iid, n_conv, n_msg, n_contacts, stride=1, shared_seq=False,
+                 media=False):
         self.id = iid
+        self.gen_media = media          # generated media messages carry a file
         self.n_conv0 = max(1, n_conv)
         self.n_contacts0 = max(1, n_contacts)
         self.shared_seq = shared_seq
+        self.files = fakefiles.Files()  # the State's, when served
         self._msg_makers = None
         self.streams = {}
         sizes = {"conversations": n_conv, "messages": n_msg, "contacts": n_contacts}
@@ -389,6 +416,9 @@ class Integration:
         if conv is None:
             conv = i % self.n_conv0
         typ = MSG_TYPES[i % 14]
+        added = st.media.get(i)
+        if added is not None:
+            typ = added[0]
         from_me = i % 3 == 0
         sender = st.sender_of.get(i)
         if sender is None:
@@ -416,8 +446,12 @@ class Integration:
         else:
             edited = "null"
             upd = sent
-        if typ in MIME:
-            media = MEDIA_T % (i, MIME[typ], 1000 + i % 100000, i,
+        if added is not None:
+            media = MEDIA_T % (i, json.dumps(added[2])[1:-1], added[3],
+                               self.files.link(BASE, "media%d" % i), json.dumps(added[1]))
+        elif typ in MIME and self.gen_media:
+            media = MEDIA_T % (i, MIME[typ], 1000 + i % 100000,
+                               self.files.link(BASE, "media%d" % i),
                                '"doc%d.pdf"' % i if typ == "document" else "null")
         else:
             media = "[]"
@@ -463,7 +497,8 @@ class Integration:
     def _message_templates(self):
         """str.format templates for unmodified messages, one per residue of
         the index modulo 168 (the period of every index-derived choice):
-        {0}=i {1}=seq {2}=conversation {3}=sender {4}=sent_at {5}=i-1 {6}=size."""
+        {0}=i {1}=seq {2}=conversation {3}=sender {4}=sent_at {5}=i-1 {6}=size
+        {7}=the media's link."""
         def esc(x):
             return x.replace("{", "{{").replace("}", "}}")
 
@@ -479,10 +514,9 @@ class Integration:
                 body = "null"
             else:
                 body = '"caption {0}"' if r % 2 else "null"
-            if typ in MIME:
+            if typ in MIME and self.gen_media:
                 media = esc('[{"id":"media') + "{0}" + esc('","mime_type":"%s","size":' % MIME[typ]) + \
-                    "{6}" + esc(',"url":"https://media.example.invalid/m') + "{0}" + \
-                    esc('","file_name":') + ('"doc{0}.pdf"' if typ == "document" else "null") + "}}]"
+                    "{6}" + esc(',"url":"') + "{7}" + esc('","file_name":') + ('"doc{0}.pdf"' if typ == "document" else "null") + "}}]"
             else:
                 media = "[]"
             t = ('{{"id":"m{0}","seq":{1},"conversation_id":"c{2}","sender_id":'
@@ -504,13 +538,14 @@ class Integration:
             if m.group(0) == "}}":
                 return "}"
             order.append(int(m.group(1)))
-            return "%s" if m.group(1) == "4" else "%d"
-        names = ("i", "seq", "c", "k", "t", "ip", "sz")
+            return "%s" if m.group(1) in "47" else "%d"
+        names = ("i", "seq", "c", "k", "t", "ip", "sz", "u")
         makers = []
         for t in self._message_templates():
             order = []
             pb = re.sub(r"\{\{|\}\}|\{(\d)\}", conv, t.replace("%", "%%")).encode("utf-8")
-            src = "lambda i, seq, c, k, t, ip, sz: P %% (%s,)" % ", ".join(names[o] for o in order)
+            src = "lambda i, seq, c, k, t, ip, sz, u: P %% (%s,)" % ", ".join(
+                names[o] for o in order)
             makers.append(eval(src, {"P": pb}))
         return makers
 
@@ -523,6 +558,7 @@ class Integration:
         ncont = self.n_contacts0
         hms = _HMS_B
         days = _day_cache_b
+        link = self.files.link
         out = []
         app = out.append
         for seq, i in rows:
@@ -533,8 +569,10 @@ class Integration:
             p = days.get(d)
             if p is None:
                 p = days[d] = ts(d * 86400)[:10].encode()
+            u = link(BASE, "media%d" % i).encode() \
+                if self.gen_media and i % 14 in (3, 5, 8, 11) else b""
             app(mk[i % 168](i, seq, i % nconv, (i * 7919) % ncont, p + hms[rem], i - 1,
-                            1000 + i % 100000))
+                            1000 + i % 100000, u))
         return out
 
     def render(self, name, rows):
@@ -618,10 +656,12 @@ class State(fakelib.State):
         self.total_count = not args.no_total_count
         self.max_limit = args.max_limit
         self.integrations = {}
+        self.files = fakefiles.Files()
         for iid in args.integration or ["int-1"]:
             self.integrations[iid] = Integration(
                 iid, args.conversations, args.messages, args.contacts,
-                stride=args.seq_stride, shared_seq=args.shared_seq)
+                stride=args.seq_stride, shared_seq=args.shared_seq, media=args.media)
+            self.integrations[iid].files = self.files
         self.default_iid = next(iter(self.integrations))
         self.pages = None
         if args.prerender:
@@ -643,6 +683,21 @@ class State(fakelib.State):
                         break
                     since = latest
         self.pages = pages
+
+    def file_content(self, fid):
+        """The bytes of file fid (a message's "media<index>" of the first
+        integration, or one added with content), None if there is none."""
+        if fid in self.files.content:
+            return self.files.content[fid]
+        m = re.match(r"^media(\d+)$", fid)
+        if m is None:
+            return None
+        it = self.integrations[self.default_iid]
+        i, s = int(m.group(1)), it.streams["messages"]
+        if i >= s.n_items or i in s.purged or MSG_TYPES[i % 14] not in MIME \
+                or not it.gen_media:
+            return None
+        return fakefiles.pattern(fid, 1000 + i % 100000)
 
     def integ(self, d):
         iid = (d or {}).get("integration") or self.default_iid
@@ -669,6 +724,8 @@ class Handler(fakelib.Handler):
     def api(self, method, u):
         st = self.server.state
         parts = u.path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "files":
+            return self.api_file(method, u, parts[1])
         endpoint = parts[1] if len(parts) == 3 and parts[0] == "sync" else None
         q = parse_qs(u.query, keep_blank_values=True)
         auth = self.headers.get("Authorization")
@@ -680,6 +737,32 @@ class Handler(fakelib.Handler):
                  "conn": self.conn_id, "t": time.time(), "status": None, "t_end": None}
         self.serve_logged(endpoint or "other", entry,
                           lambda fault: self.serve_api(method, parts, endpoint, q, auth, fault))
+
+    def api_file(self, method, u, fid):
+        """GET /files/{id}?expires&token: a media file behind its link."""
+        st = self.server.state
+        fid = unquote(fid)
+        q = {k: v[-1] for k, v in parse_qs(u.query).items()}
+        entry = {"method": method, "path": u.path, "endpoint": "files", "file": fid,
+                 "query": dict(q, token="***") if "token" in q else q,
+                 "headers": self.headers_without("authorization"),
+                 "auth": "ok" if self.headers.get("Authorization") == "Bearer " + st.token
+                 else "missing" if self.headers.get("Authorization") is None else "bad",
+                 "conn": self.conn_id, "t": time.time(), "status": None, "t_end": None}
+
+        def serve(fault):
+            if self.answer_fault(fault):
+                return
+            with st.lock:
+                content = st.file_content(fid)
+            fakefiles.serve_file(self, st.files, fid, q, content)
+        self.serve_logged("files", entry, serve)
+
+    def respond_page(self, kind, body, code=200, headers=()):
+        """Pages carry links under BASE: the fake's own base goes in."""
+        if isinstance(body, bytes) and BASE_B in body:
+            body = body.replace(BASE_B, fakefiles.base_of(self).encode())
+        super().respond_page(kind, body, code, headers)
 
     def serve_api(self, method, parts, endpoint, q, auth, fault):
         st = self.server.state
@@ -800,15 +883,45 @@ class Handler(fakelib.Handler):
                 rows, _ = s.select(0, s.count() + 1)
                 rendered = it.render(name, rows)
             out = []
+            base = fakefiles.base_of(self)
             for text in rendered:
-                out.append(json.loads(text.decode("utf-8", "replace")))
+                out.append(json.loads(text.decode("utf-8", "replace").replace(BASE, base)))
             return {"stream": name, "rows": out}
+        if what == "media_state":
+            with st.lock:
+                return st.files.state()
         return None
 
     def control_post(self, what, d):
         st = self.server.state
-        if what in ("add", "edit", "reset_seq", "config", "commit"):
+        if what in ("add", "edit", "reset_seq", "config", "commit", "media_add",
+                    "media_expire"):
             st.pages = None     # pre-rendered pages no longer say what is there
+        res = st.files.control(what, d)
+        if res is not None:
+            return res
+        if what == "media_add":
+            # A new message carrying one file of exactly these bytes.
+            it = st.integ(d)
+            s = it.streams["messages"]
+            content = base64.b64decode(d.get("content_b64", ""))
+            mime = str(d.get("mime", "image/jpeg"))
+            typ = d.get("type") or next((t for t, m in MIME.items()
+                                         if m.split("/")[0] == mime.split("/")[0]), "document")
+            i = s.add(1)[0]
+            s.media[i] = (typ, d.get("name", "f.jpg"), mime, len(content))
+            s.custom.add(i)
+            if "conversation_index" in d:
+                s.conv_of[i] = int(d["conversation_index"])
+            st.files.content["media%d" % i] = content
+            return {"id": "m%d" % i, "media_id": "media%d" % i, "index": i,
+                    "seq": s.current_seq(i), "latest_seq": s.latest_seq()}
+        if what == "media_gone":
+            # The files of these messages are gone for good (410).
+            ids = d.get("ids") or [d["id"]]
+            for x in ids:
+                st.files.gone.add("media%d" % id_index("messages", x))
+            return {"gone": sorted(st.files.gone)}
         if what == "prerender":
             st.prerender()
             return {"pages": len(st.pages)}
@@ -978,6 +1091,9 @@ def main(argv=None):
                     help="one seq counter for every stream")
     ap.add_argument("--max-limit", type=int, default=100000)
     ap.add_argument("--gzip", action="store_true", help="gzip when the client accepts it")
+    ap.add_argument("--media", action="store_true",
+                    help="generated image, audio, document and sticker messages carry a "
+                    "file each (else their media array is empty)")
     ap.add_argument("--no-total-count", action="store_true")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--bench-limit", type=int, default=1500)

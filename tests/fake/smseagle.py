@@ -73,6 +73,11 @@ now. inbox and send also take "fields" (applied as by set).
                          "status":"reserved","sender_name":"apiuser","modem_no":1,
                          "fields","id"} -> {"ids"}: outbox rows, insert = sending =
                          update = t; "id" as for inbox
+  POST /_control/mms    {"parts":[{"content_b64"|"content","name","content_type"}],
+                         "number","text","ago"|"at"} -> {"id","external_id"}: an
+                         incoming MMS; "content" goes out as given (not base64?).
+                         Parts are rendered only with attachments=1 (else null).
+  POST /_control/media_add {"content_b64","name","mime"} -> the same, one part
   POST /_control/move   {"ids","status":"sending_ok","error_code":null,"ago"|"at"}
                          outbox -> sent, same id: sets sending_date, update_date,
                          smsc -> {"ids"}; an id not in the outbox is an error
@@ -130,6 +135,7 @@ requests, stats, wait.
 """
 
 import argparse
+import base64
 import json
 import random
 import re
@@ -326,12 +332,15 @@ class Device:
             return [r for r in rows if r["status"] == "delivery_ok"]
         return rows
 
-    def render(self, r):
+    def render(self, r, attachments=True):
+        """The API's row; MMS parts only when asked (attachments=1)."""
         inbox = "loc" not in r
         d = {}
         for k in IN_KEYS if inbox else OUT_KEYS:
             if k in r["raw"]:
                 d[k] = r["raw"][k]
+            elif k == "attachments" and not attachments:
+                d[k] = None
             elif k == "folder_id":
                 d[k] = 1 if inbox else 2 if r["loc"] == "outbox" else 3
             elif k in DATE_KEYS and r[k] is not None:
@@ -553,7 +562,8 @@ class Handler(fakelib.Handler):
             if endpoint == "count":
                 out = st.dev.counts(p)
             else:
-                out = [st.dev.render(r) for r in
+                att = q.get("attachments") in ("1", "true")
+                out = [st.dev.render(r, att) for r in
                        st.dev.select(endpoint, p, k == "ignore_id_from")]
         if not out:
             return self.respond_json(404, NOT_FOUND)
@@ -713,6 +723,22 @@ class Handler(fakelib.Handler):
             gone = [(int(i), table.pop(int(i), None)) for i in d.get("ids") or []]
             trash.update(((folder, i), r) for i, r in gone if r is not None)
             return {"deleted": sum(r is not None for _, r in gone)}
+        if what in ("mms", "media_add"):
+            # An incoming MMS: parts [{"content_b64" | "content" (sent as
+            # given, e.g. not base64), "name", "content_type"}]; media_add:
+            # one part of exactly these bytes.
+            parts = d.get("parts") if what == "mms" else [
+                {"content_b64": d.get("content_b64", ""), "name": d.get("name", "f.jpg"),
+                 "content_type": d.get("mime", "image/jpeg")}]
+            att = []
+            for p in parts:
+                c = p["content"] if "content" in p else base64.b64encode(
+                    base64.b64decode(p.get("content_b64", ""))).decode()
+                att.append({"name": p.get("name"), "content_type": p.get("content_type"),
+                            "content": c})
+            i = dev.add_inbox(dev.when(d), d.get("number"), d.get("text", ""))
+            dev.inbox[i]["attachments"] = att
+            return {"ids": [i], "id": i, "external_id": "in:%d" % i}
         if what == "reset_ids":
             seqs = d.get("sequences")
             if seqs and not set(seqs) <= {"inbox", "outgoing"}:

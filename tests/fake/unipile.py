@@ -11,6 +11,9 @@ reference/fixtures/unipile/. Base /api/v1/, key in the X-API-KEY header:
   GET chats/{id}/sync               {"object":"ChatHistorySync","chat_id","status"}
   GET messages?account_id=A&cursor&before&after&limit&sender_id           MessageList
   GET messages/{id}                 Message
+  GET messages/{id}/attachments/{attachment_id}   the bytes (the key checked)
+  GET /files/{attachment_id}?expires&token   an attachment's link (no key needed;
+                                    tests/fake/fakefiles.py: 403 once expired)
   GET chat_attendees?account_id&limit&cursor (ChatAttendeeList), chat_attendees/{id}
 
 FROM THE REFERENCE: no key -> 401 errors/missing_credentials, a wrong one ->
@@ -110,6 +113,17 @@ Times: "at" (ISO 8601, naive = UTC, ms kept) or "ago" (seconds), else now;
                "id":{"unexpected":"object"}) | cycle (lists: the first two
                cursors are real, then they alternate: A, B, A, B, ...).
                Faults and gates act before the key check.
+  MEDIA (SPEC §9): listed attachments get "url" (a link with a token holding
+  the link secret) and "url_expires_at" (ms), unless given or unavailable.
+  POST media_add {"content_b64","name","mime",["chat"]} -> {"id",
+               "attachment_id"}: a new incoming message with that one file
+  POST media_expire: every link served so far stops working (403)
+  POST media_cut {"n":1}: the next n file bodies (links or the attachment
+               endpoint) are cut mid-transfer; media_slow {"delay","n"}:
+               they trickle out; media_clear: neither
+  POST media_gone {"id"|"ids"}: the messages' files are gone (410 on links,
+               404 at the endpoint)
+  GET  media_state {"secret","generation","served",...}
   POST gate    {"endpoint","after":N}: hold requests after the Nth until
   POST release; clear_faults; clear_log
   POST config  {"token","latency":s,"max_limit":N|null} -> the config
@@ -145,6 +159,7 @@ import time
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, unquote
 
+import fakefiles
 import fakelib
 
 
@@ -399,7 +414,7 @@ class Store:
     def text(self):
         return TEXTS[(self.serial + 1) % len(TEXTS)] % (self.serial + 1)
 
-    def seed(self, n_chats, n_msgs, end):
+    def seed(self, n_chats, n_msgs, end, attachments=True):
         span, total = 30 * 86400 * 1000, n_chats * n_msgs
         for acc in list(self.accounts):
             me, chats, prev, last = self.accounts[acc]["self"], [], None, {}
@@ -420,7 +435,7 @@ class Store:
                 sender = me if j % 3 == 1 else others[j % len(others)]
                 m = self.add_msg(ch, t, sender, TEXTS[g % len(TEXTS)] % g)
                 m["seen"] = int(g % 4 != 0)
-                if g % 11 == 10:
+                if g % 11 == 10 and attachments:
                     m["attachments"], m["text"] = [self.attachment(g, 0)], None
                 if g % 13 == 12:
                     m["reactions"] = [{"value": "👍", "sender_id": self.att[me]["provider_id"],
@@ -518,6 +533,8 @@ def classify(method, parts):
         return {"messages": "chat_messages"}.get(parts[2], parts[2])
     if p0 == "messages" and n <= 2:
         return ("messages", "message")[n - 1]
+    if p0 == "messages" and n == 4 and parts[2] == "attachments":
+        return "attachment"
     return "chat_attendees" if p0 == "chat_attendees" and n <= 2 else "other"
 
 
@@ -531,7 +548,7 @@ class Handler(fakelib.Handler):
                               "Unexpected error").body
     control_exceptions = fakelib.Handler.control_exceptions + (IndexError, ApiError)
     log_answers = True
-    get_only = ("stats", "requests", "state", "dump")
+    get_only = ("stats", "requests", "state", "dump", "media_state")
     dumps = staticmethod(dumps)
 
     def control_dumps(self, obj, error=False):
@@ -540,6 +557,8 @@ class Handler(fakelib.Handler):
     def api(self, method, u):
         state = self.server.state
         self.read_body()
+        if u.path.startswith("/files/") and u.path.count("/") == 2:
+            return self.api_file(method, u)
         base = "/api/v1/"
         parts = ([unquote(p) for p in u.path[len(base):].split("/") if p]
                  if u.path.startswith(base) else [])
@@ -552,6 +571,66 @@ class Handler(fakelib.Handler):
                  "status": None, "conn": self.conn_id, "t": time.time(), "t_end": None}
         self.serve_logged(endpoint, entry, lambda fault: self.serve_api(
             method, u.path, parts, endpoint, q, key, fault))
+
+    def api_file(self, method, u):
+        """GET /files/{attachment id}?expires&token: an attachment's link."""
+        state = self.server.state
+        fid = unquote(u.path[len("/files/"):])
+        q = {k: v[-1] for k, v in parse_qs(u.query).items()}
+        entry = {"method": method, "path": u.path, "endpoint": "files", "file": fid,
+                 "query": dict(q, token="***") if "token" in q else q,
+                 "key_sent": self.headers.get("X-API-KEY") is not None,
+                 "headers": self.headers_without("x-api-key"), "status": None,
+                 "conn": self.conn_id, "t": time.time(), "t_end": None}
+
+        def serve(fault):
+            if self.answer_fault(fault):
+                return
+            with state.lock:
+                content, mime = state.file_of(None, fid)
+            fakefiles.serve_file(self, state.files, fid, q, content, mime)
+        self.serve_logged("files", entry, serve)
+
+    def ep_attachment_bytes(self, parts):
+        """GET messages/{id}/attachments/{attachment_id}: the bytes (the key
+        checked), cut or slowed as the media controls say."""
+        state = self.server.state
+        with state.lock:
+            content, mime = state.file_of(parts[1], parts[3])
+            if content is None:
+                raise not_found("Attachment")
+            if parts[3] in state.files.gone:
+                raise not_found("Attachment")
+            how, delay = state.files.plan()
+            state.files.served += 1
+        fakefiles.send_body(self, content, mime, how, delay)
+
+    def add_links(self, obj):
+        """Attachments carry their link (a token in it) and its expiry, as
+        they are listed now (the fake's lock is held)."""
+        files = self.server.state.files
+        base = fakefiles.base_of(self)
+
+        def msg(m):
+            if not isinstance(m, dict) or not isinstance(m.get("attachments"), list):
+                return m
+            out = []
+            for a in m["attachments"]:
+                if isinstance(a, dict) and "id" in a and "url" not in a \
+                        and not a.get("unavailable"):
+                    a = dict(a, url=files.link(base, a["id"]),
+                             url_expires_at=files.expires() * 1000)
+                out.append(a)
+            return dict(m, attachments=out)
+        if obj.get("object") == "Message":
+            return msg(obj)
+        if "lastMessage" in obj:
+            return dict(obj, lastMessage=msg(obj["lastMessage"]))
+        if isinstance(obj.get("items"), list):
+            return dict(obj, items=[msg(m) if isinstance(m, dict) and
+                                    m.get("object") == "Message" else m
+                                    for m in obj["items"]])
+        return obj
 
     def serve_api(self, method, path, parts, endpoint, q, key, fault):
         state = self.server.state
@@ -572,8 +651,11 @@ class Handler(fakelib.Handler):
                 raise ApiError("missing" if key is None else "invalid")
             if endpoint == "other":
                 raise not_found(None, "Cannot %s %s" % (method, path))
+            if endpoint == "attachment":
+                return self.ep_attachment_bytes(parts)
             with state.lock:
                 obj, resume = getattr(self, "ep_" + endpoint)(parts, q, state.store)
+                obj = self.add_links(obj)
         except ApiError as e:
             return self.respond_json(e.body["status"], e.body)
         if k == "bad_row" and obj.get("items"):
@@ -734,7 +816,12 @@ class Handler(fakelib.Handler):
                 return {"accounts": state.store.state(), "now": fmt_ms(now_ms()),
                         "config": state.config()}
             if what == "dump":
-                return self.dump(q, state.store)
+                d = self.dump(q, state.store)
+                d["items"] = [self.add_links(x) if x.get("object") == "Message" else x
+                              for x in d["items"]]
+                return d
+            if what == "media_state":
+                return state.files.state()
         return None
 
     def shared_post(self, what, d):
@@ -764,6 +851,37 @@ class Handler(fakelib.Handler):
     def control_post(self, what, d):
         state = self.server.state
         st = state.store
+        res = state.files.control(what, d)
+        if res is not None:
+            return res
+        if what == "media_add":
+            # A new incoming message carrying one file of exactly these bytes.
+            import base64 as b64
+            content = b64.b64decode(d.get("content_b64", ""))
+            mime = str(d.get("mime", "image/jpeg"))
+            if d.get("chat"):
+                c = st.chats[d["chat"]]
+            else:
+                acc = next(iter(st.accounts))
+                cs = [c for c in st.chats.values() if c["account_id"] == acc]
+                c = cs[0] if cs else st.new_chat(acc, when(d))
+            m = st.add_msg(c, when(d), c["_att"][0], d.get("text"))
+            kind = {"image": "img", "video": "video", "audio": "audio"}.get(
+                mime.split("/")[0], "file")
+            a = {"id": "att-%d-0" % m["_serial"], "type": kind, "unavailable": False,
+                 "file_size": len(content), "mimetype": mime}
+            if kind == "file":
+                a["file_name"] = d.get("name", "f.bin")
+            m["attachments"] = [a]
+            state.files.content[a["id"]] = content
+            c["unread_count"] += 1
+            c["unread"] = 1
+            return {"id": m["id"], "attachment_id": a["id"], "chat": c["id"]}
+        if what == "media_gone":
+            for i in d.get("ids") or [d["id"]]:
+                for a in st.msgs[i]["attachments"]:
+                    state.files.gone.add(a["id"])
+            return {"gone": sorted(state.files.gone)}
 
         def get(table, key="id"):
             if d[key] not in table:
@@ -908,15 +1026,32 @@ class State(fakelib.State):
     def __init__(self, args):
         super().__init__(args.token)
         self.store = Store(args.max_limit)
+        self.files = fakefiles.Files()
         for a in args.account or ["acc-1"]:
             acc, _, type_ = a.partition(":")
             self.store.add_account(acc, type_.upper() or "WHATSAPP")
         if args.chats:
             self.store.seed(args.chats, args.messages,
-                            parse_iso(args.seed_end) if args.seed_end else now_ms())
+                            parse_iso(args.seed_end) if args.seed_end else now_ms(),
+                            not args.no_seed_attachments)
 
     def config(self):
         return {"token": self.token, "latency": self.latency, "max_limit": self.store.cap}
+
+    def file_of(self, mid, aid):
+        """(bytes, MIME type) of attachment aid (of message mid; None: any
+        message), (None, None) if there is none."""
+        msgs = [self.store.msgs.get(mid)] if mid is not None else self.store.msgs.values()
+        for m in msgs:
+            for a in (m or {}).get("attachments") or ():
+                if isinstance(a, dict) and a.get("id") == aid:
+                    mime = a.get("mimetype") or "application/octet-stream"
+                    if aid in self.files.content:
+                        return self.files.content[aid], mime
+                    size = a.get("file_size")
+                    size = int(size) if str(size).isdigit() else 1000
+                    return fakefiles.pattern(aid, size), mime
+        return None, None
 
 
 def main(argv=None):
@@ -927,6 +1062,9 @@ def main(argv=None):
     ap.add_argument("--messages", type=int, default=0, help="initial messages per chat")
     ap.add_argument("--seed-end", help="ISO time the initial 30 days end at (default now)")
     ap.add_argument("--max-limit", type=int, help="silently cap every page at N items")
+    ap.add_argument("--no-seed-attachments", action="store_true",
+                    help="the initial messages carry no attachment (g%%11==10 ones "
+                    "only lose their text)")
     args = ap.parse_args(argv)
     if args.max_limit is not None and args.max_limit < 1 or args.chats < 0 or args.messages < 0:
         ap.error("--max-limit must be >= 1, --chats and --messages >= 0")

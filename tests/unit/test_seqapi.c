@@ -227,6 +227,129 @@ out:
 	sync_config_free(cfg);
 }
 
+/*
+ * A message's `media` become its attachments (SPEC §9): the media id,
+ * the kind from the message's type (else the MIME type), and the link
+ * without its token, also in the raw.
+ */
+static void
+test_media(void)
+{
+	static const char page[] = "{\"messages\":[{\"id\":\"m1\",\"seq\":1,"
+	    "\"type\":\"image\",\"media\":[{\"id\":\"med1\",\"mime_type\":"
+	    "\"image/jpeg\",\"size\":1234,\"url\":\"http://f.test/files/med1?"
+	    "expires=1900000000&token=sekrit-link-1\",\"file_name\":\"a.jpg\"},"
+	    "{\"id\":77,\"mime_type\":\"video/mp4\",\"size\":null,\"url\":null,"
+	    "\"file_name\":null},{\"mime_type\":\"x/y\"}]},{\"id\":\"m2\","
+	    "\"seq\":2,\"type\":\"text\",\"media\":[{\"id\":\"med2\","
+	    "\"mime_type\":\"audio/ogg\"}]}],\"latest_seq\":2,\"has_more\":false}";
+	struct sync_page pg;
+	struct sync_err e;
+	struct ct t;
+	const char *a, *c;
+
+	if (start(&t) == -1)
+		return;
+	CHECK(one(page, &t, &pg, &e) == SYNC_OK);
+	CHECK(t.bad[0] == '\0');
+	CHECK(pg.batch.nrows == 2 && pg.batch.natt == 3);
+	a = pg.batch.att.data != NULL ? pg.batch.att.data : "";
+	c = pg.batch.copy.data != NULL ? pg.batch.copy.data : "";
+	CHECK(strstr(a, "0\tm1\tmed1\timage\timage/jpeg\ta.jpg\t1234\t"
+	    "http://f.test/files/med1?expires=1900000000\t2030-03-17T17:46:40Z\tt\t")
+	    != NULL);
+	CHECK(strstr(a, "0\tm1\t77\timage\tvideo/mp4\t\\N\t\\N\t\\N\t\\N\tf\t")
+	    != NULL);
+	CHECK(strstr(a, "1\tm2\tmed2\taudio\taudio/ogg\t") != NULL);
+	CHECK(strstr(a, "sekrit") == NULL && strstr(c, "sekrit") == NULL);
+	CHECK(pg.batch.sanitized >= 1);		/* the media without an id */
+	sync_page_release(&pg);
+	ct_close(&t);
+}
+
+/* media-sync's refresh: the message read again at its seq - 1, limit 1. */
+static void
+test_media_refresh(void)
+{
+	static const struct {
+		const char	*answer;
+		enum sync_rc	 rc;
+		const char	*url;		/* the fresh link, or */
+		const char	*msg;		/* in the error or unavailable */
+	} c[] = {
+		{ "{\"messages\":[{\"id\":\"m9\",\"seq\":41,\"media\":[{\"id\":"
+		    "\"x\"},{\"id\":\"med9\",\"url\":\"http://f.test/f?token=t2\"}]}],"
+		    "\"latest_seq\":41,\"has_more\":true}", SYNC_OK,
+		    "http://f.test/f?token=t2", NULL },
+		{ "{\"messages\":[{\"id\":\"m10\",\"seq\":42,\"media\":[]}],"
+		    "\"latest_seq\":42,\"has_more\":true}", SYNC_EDATA, NULL,
+		    "the message changed since its link was stored" },
+		{ "{\"messages\":[],\"latest_seq\":40,\"has_more\":false}",
+		    SYNC_EDATA, NULL, "the message changed since its link was stored" },
+		{ "{\"messages\":[{\"id\":\"m9\",\"seq\":41,\"media\":[{\"id\":"
+		    "\"x\"}]}],\"latest_seq\":41,\"has_more\":false}", SYNC_EDATA,
+		    NULL, "the message changed since its link was stored" },
+		{ "{\"messages\":[{\"id\":\"m9\",\"seq\":41,\"deleted\":true,"
+		    "\"media\":[]}],\"latest_seq\":41,\"has_more\":false}", SYNC_OK,
+		    NULL, "deleted" },
+	};
+	struct sync_media_item it;
+	struct sync_media_link out;
+	struct sync_err e;
+	struct ct t;
+	cJSON *raw = cJSON_Parse("{\"id\":\"m9\",\"seq\":41}");
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		enum sync_rc rc;
+
+		if (start(&t) == -1)
+			break;
+		memset(&it, 0, sizeof(it));
+		memset(&out, 0, sizeof(out));
+		it.message_id = "m9";
+		it.external_id = "med9";
+		it.raw = raw;
+		it.size = -1;
+		sync_err_clear(&e);
+		ct_answer(&t, 200, NULL, c[i].answer);
+		rc = t.conn->media_refresh(&t.ctx, &it, &out, &e);
+		CHECK(rc == c[i].rc);
+		CHECK_STR(sync_http_canned_url(t.ctx.http, 1),
+		    "http://127.0.0.1:9/sync/messages/i%201?since_seq=40&limit=1");
+		if (c[i].url != NULL)
+			CHECK_STR(out.url, c[i].url);
+		else
+			CHECK(out.url == NULL);
+		if (c[i].msg != NULL)
+			CHECK(strstr(rc == SYNC_OK ? out.unavailable : e.msg,
+			    c[i].msg) != NULL);
+		free(out.url);
+		free(out.expires_at);
+		free(out.path);
+		ct_close(&t);
+	}
+	/* media-sync's begin() asks nothing (no stream is read). */
+	if (ct_open(&t, CONF, &e) == SYNC_OK) {
+		t.opts.cmd = SYNC_CMD_MEDIA;
+		CHECK(ct_begin(&t, &e) == SYNC_OK);
+		CHECK(sync_http_canned_asked(t.ctx.http) == 0);
+		ct_close(&t);
+	}
+	/* A row without its seq cannot be found again: no request. */
+	if (start(&t) == 0) {
+		memset(&it, 0, sizeof(it));
+		memset(&out, 0, sizeof(out));
+		it.message_id = "m9";
+		it.external_id = "med9";
+		sync_err_clear(&e);
+		CHECK(t.conn->media_refresh(&t.ctx, &it, &out, &e) == SYNC_EDATA);
+		CHECK(sync_http_canned_asked(t.ctx.http) == 1);
+		ct_close(&t);
+	}
+	cJSON_Delete(raw);
+}
+
 int
 main(void)
 {
@@ -239,6 +362,8 @@ main(void)
 	test_hostile_cases();
 	test_nul_byte();
 	test_empty_id();
+	test_media();
+	test_media_refresh();
 	test_hostile_variants();
 	free(status_json);
 	free(page1);

@@ -115,6 +115,74 @@ test_messages(void)
 	ct_close(&t);
 }
 
+/*
+ * Attachments (SPEC §9): one row each, kind by variant and flags, size
+ * also as a string, url_expires_at in milliseconds, unavailable ones
+ * saying so; media_refresh() names the attachment endpoint.
+ */
+static void
+test_attachments(void)
+{
+	static const char page[] = "{\"object\":\"MessageList\",\"items\":[{"
+	    "\"object\":\"Message\",\"id\":\"msg1\",\"chat_id\":\"c1\","
+	    "\"provider_id\":\"p1\",\"timestamp\":\"2026-11-20T10:00:00.000Z\","
+	    "\"is_sender\":0,\"text\":null,\"attachments\":[{\"id\":\"a/1\","
+	    "\"type\":\"img\",\"unavailable\":false,\"file_size\":84211,"
+	    "\"mimetype\":\"image/jpeg\",\"url\":\"http://127.0.0.1:9/files/a1?"
+	    "token=lnk-secret\",\"url_expires_at\":1900000000000,\"sticker\":"
+	    "false},{\"id\":\"a2\",\"type\":\"audio\",\"voice_note\":true,"
+	    "\"unavailable\":true,\"file_size\":\"5000\"},{\"id\":\"a3\","
+	    "\"type\":\"file\",\"unavailable\":false,\"file_name\":"
+	    "\"inv.pdf\",\"mimetype\":\"application/pdf\"},{\"type\":\"img\"}]}],"
+	    "\"cursor\":null}";
+	struct sync_media_item it;
+	struct sync_media_link out;
+	struct sync_err e;
+	struct ct t;
+	const char *a;
+
+	if (start(&t) == -1)
+		return;
+	ct_answer(&t, 200, NULL, page);
+	memset(&t.scounts, 0, sizeof(t.scounts));
+	{
+		struct sync_stream st;
+		struct sync_page pg;
+
+		memset(&st, 0, sizeof(st));
+		st.name = "messages";
+		st.mode = SYNC_MODE_INCR;
+		st.first = 1;
+		st.counts = &t.scounts;
+		st.state.cursor = (char *)OLD;
+		CHECK(ct_fetch(&t, &st, &pg, &e) == SYNC_OK);
+		CHECK(t.bad[0] == '\0');
+		CHECK(pg.batch.nrows == 1 && pg.batch.natt == 3);
+		a = pg.batch.att.data != NULL ? pg.batch.att.data : "";
+		CHECK(strstr(a, "0\tmsg1\ta/1\timage\timage/jpeg\t\\N\t84211\t"
+		    "http://127.0.0.1:9/files/a1\t2030-03-17T17:46:40Z\tt\t") != NULL);
+		CHECK(strstr(a, "0\tmsg1\ta2\tvoice\t\\N\t\\N\t5000\t\\N\t\\N\tf"
+		    "\t\\N\t\\N\tthe provider marks it unavailable\n") != NULL);
+		CHECK(strstr(a, "0\tmsg1\ta3\tfile\tapplication/pdf\tinv.pdf\t\\N\t")
+		    != NULL);
+		CHECK(strstr(a, "lnk-secret") == NULL &&
+		    strstr(pg.batch.copy.data, "lnk-secret") == NULL);
+		sync_page_release(&pg);
+	}
+	memset(&it, 0, sizeof(it));
+	memset(&out, 0, sizeof(out));
+	it.message_id = "msg 1";
+	it.external_id = "a/1";
+	it.size = -1;
+	sync_err_clear(&e);
+	CHECK(t.conn->media_refresh(&t.ctx, &it, &out, &e) == SYNC_OK);
+	CHECK_STR(out.url,
+	    "http://127.0.0.1:9/api/v1/messages/msg%201/attachments/a%2f1");
+	CHECK(sync_http_canned_asked(t.ctx.http) == 1);	/* no request */
+	free(out.url);
+	ct_close(&t);
+}
+
 static void
 test_errors(void)
 {
@@ -195,6 +263,7 @@ main(void)
 	test_chats();
 	test_long_account_type();
 	test_messages();
+	test_attachments();
 	test_errors();
 	test_hostile_variants();
 	free(chats1);
