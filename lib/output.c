@@ -268,7 +268,7 @@ format_text(const struct sync_result *res)
 		if (res->cmd == SYNC_CMD_MEDIA) {
 			if (s->status != SYNC_ST_SKIPPED)
 				bad |= sync_buf_addf(&b, "  %lld downloaded (%lld "
-				    "bytes, %lld already in the store), %lld links "
+				    "bytes, %lld already in the store), %lld link(s) "
 				    "refreshed, %lld unavailable, %lld failed, %lld "
 				    "still pending\n", s->media.downloaded,
 				    s->media.bytes, s->media.deduplicated,
