@@ -350,6 +350,7 @@ test_media_refresh(void)
 	    "{\"id\":\"1400000000000001\",\"image_data\":{\"url\":"
 	    "\"https://cdn.example/a.jpg?oe=6A000000&token=fresh\"}}]}}");
 	memset(&l, 0, sizeof(l));
+	sync_err_clear(&e);
 	CHECK(t.conn->media_refresh(&t.ctx, &it, &l, &e) == SYNC_OK);
 	CHECK_STR(l.url, "https://cdn.example/a.jpg?oe=6A000000&token=fresh");
 	CHECK_STR(l.expires_at, "2026-05-10T03:48:16Z");
@@ -364,6 +365,7 @@ test_media_refresh(void)
 	it.external_id = "1400000000000002";
 	ct_answer(&t, 200, NULL, "{\"id\":\"m_att1\"}");
 	memset(&l, 0, sizeof(l));
+	sync_err_clear(&e);
 	CHECK(t.conn->media_refresh(&t.ctx, &it, &l, &e) == SYNC_OK);
 	CHECK(l.url == NULL && strstr(l.unavailable, "gone") != NULL);
 
@@ -372,6 +374,7 @@ test_media_refresh(void)
 	    "request. Object with ID 'm_att1' does not exist\",\"type\":"
 	    "\"GraphMethodException\",\"code\":100,\"error_subcode\":33}}");
 	memset(&l, 0, sizeof(l));
+	sync_err_clear(&e);
 	CHECK(t.conn->media_refresh(&t.ctx, &it, &l, &e) == SYNC_OK);
 	CHECK(l.url == NULL &&
 	    strstr(l.unavailable, "the message is gone upstream") != NULL);
@@ -380,6 +383,7 @@ test_media_refresh(void)
 	ct_answer(&t, 400, NULL, "{\"error\":{\"message\":\"Invalid OAuth "
 	    "access token\",\"type\":\"OAuthException\",\"code\":190}}");
 	memset(&l, 0, sizeof(l));
+	sync_err_clear(&e);
 	CHECK(t.conn->media_refresh(&t.ctx, &it, &l, &e) == SYNC_EPERM);
 	CHECK(l.url == NULL && l.unavailable[0] == '\0');
 	ct_close(&t);

@@ -357,6 +357,27 @@ test_single(void)
 	CHECK_FIELD(&m, 4, M_ATT, "[{\"kind\":\"voice_note\",\"mime_type\":"
 	    "\"audio/ogg\",\"duration\":4,\"missing\":true}]");
 	CHECK(field_has(&m, 4, M_RAW, "\"media_type\":\"voice_message\""));
+	/*
+	 * Their files (SPEC §9): the photo's absolute path under the export's
+	 * directory; the voice note not exported is unavailable.
+	 */
+	CHECK(m.natt == 2);
+	{
+		char *dir = realpath(FIXTURES, NULL), want[4096];
+		const char *a = m.att.data != NULL ? m.att.data : "";
+
+		snprintf(want, sizeof(want), "\t-1001234567890:62525538304\t0\t"
+		    "photo\timage/jpeg\t\\N\t\\N\t\\N\t\\N\tf\t%s/photos/"
+		    "photo_1@23-06-2024_10-27-00.jpg\t\\N\t\\N\n", dir != NULL ?
+		    dir : "?");
+		CHECK(strstr(a, want) != NULL);
+		if (strstr(a, want) == NULL)
+			fprintf(stderr, "  %s\n  want %s\n", a, want);
+		CHECK(strstr(a, "\t-1001234567890:62527635456\t0\tvoice\t"
+		    "audio/ogg\t") != NULL);
+		CHECK(strstr(a, "\tnot included in the export\n") != NULL);
+		free(dir);
+	}
 	/* The senders, each once: Ann (3 times), Me, Bob. */
 	CHECK(c.nrows == 3);
 	CHECK_FIELD(&c, 0, C_EXT, "6987654321");
