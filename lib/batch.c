@@ -294,7 +294,7 @@ add_attachments(struct sync_batch *b, long ord, const struct sync_message *m)
 		    att_field(o, a->kind) == -1 || att_field(o, a->mime_type) == -1 ||
 		    att_field(o, a->name) == -1;
 		snprintf(n, sizeof(n), "%lld", a->size);
-		r = r || att_field(o, a->size >= 0 ? n : NULL) == -1 ||
+		r = r || att_field(o, a->size > 0 ? n : NULL) == -1 ||
 		    att_field(o, url) == -1 ||
 		    att_field(o, exp != NULL ? (exp == t ? t : exp) : NULL) == -1 ||
 		    att_field(o, stripped ? "t" : "f") == -1 ||

@@ -378,7 +378,7 @@ struct sync_attachment {
 					   sticker, file, ... */
 	const char	*mime_type;
 	const char	*name;		/* file name */
-	long long	 size;		/* bytes the provider says; -1 unknown */
+	long long	 size;		/* bytes the provider says; 0 or -1: unknown */
 	const char	*url;		/* the provider's link, NULL: none (the
 					   connector's media_refresh() gives one) */
 	const char	*url_expires_at; /* RFC 3339, NULL: unknown (the engine

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <libpq-fe.h>
+#include <libpq/libpq-fs.h>
 
 #include "internal.h"
 
@@ -32,6 +33,9 @@ struct sync_db {
 	int		 prune;		/* a pruning walk notes what it sees */
 	enum sync_media	 media;		/* the source's (sync_db_source()) */
 	int		 trust_paths;	/* an import's local files are read */
+	int		 media_ready;	/* media-sync's statements prepared */
+	Oid		 lo_oid;	/* store = "database": the object written */
+	int		 lo_fd;
 	struct sync_buf	 seen;		/* ids seen, not yet in prune_seen */
 	struct sync_strmap ids[2];	/* external -> internal id: conversations,
 					   contacts */
@@ -2744,6 +2748,378 @@ sync_db_gap_put(struct sync_db *db, int id, const char *stream,
 		return rc;
 	*open = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 	*marked = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+	PQclear(r);
+	return SYNC_OK;
+}
+
+/* ---- media-sync's queue and the database store (SPEC §9) -------------- */
+
+/*
+ * Before a source's media-sync: under media = "download", linked rows
+ * (media was "link") are pending now, and with --restart ($2) so are the
+ * failed ones, their attempts forgotten.
+ */
+static const char media_prepare[] =
+    "UPDATE attachment SET state = 'pending', attempts = CASE WHEN"
+    " state = 'failed' THEN 0 ELSE attempts END, last_error = NULL,"
+    " updated_at = now(), seq = nextval('msgsync_seq') WHERE source_id = $1"
+    " AND (state = 'linked' OR ($2 AND state = 'failed'))";
+
+/*
+ * A chunk of a source's pending attachments, soonest expiry first (no
+ * expiry last), after the one keyed $2 ("EXPIRY|id", EXPIRY empty for
+ * none): the partial index attachment_pending_idx in its order.
+ */
+static const char media_load[] =
+    "SELECT a.id, a.external_id, a.kind, a.url, a.link_stripped,"
+    " a.url_expires_at <= now() + interval '30 seconds', a.local_path,"
+    " a.content IS NOT NULL, a.size, a.attempts, m.external_id,"
+    " c.external_id, m.raw::text,"
+    " coalesce(a.url_expires_at::text, '') || '|' || a.id"
+    " FROM attachment a JOIN message m ON m.id = a.message_id"
+    " LEFT JOIN conversation c ON c.id = m.conversation_id"
+    " WHERE a.source_id = $1 AND a.state = 'pending' AND CASE"
+    "  WHEN $2::text IS NULL THEN true"
+    "  WHEN split_part($2, '|', 1) = '' THEN a.url_expires_at IS NULL"
+    "   AND a.id > split_part($2, '|', 2)::bigint"
+    "  ELSE a.url_expires_at IS NULL OR (a.url_expires_at, a.id) >"
+    "   (split_part($2, '|', 1)::timestamptz, split_part($2, '|', 2)::bigint)"
+    " END ORDER BY a.url_expires_at, a.id LIMIT $3";
+
+static int
+media_prepared(struct sync_db *db, struct sync_err *err)
+{
+	static const struct {
+		const char	*name;
+		const char	*sql;
+	} st[] = {
+		{ "media_prepare", media_prepare },
+		{ "media_load", media_load },
+		{ "media_content", "SELECT content FROM attachment WHERE id = $1" },
+		{ "media_stored",
+		  "UPDATE attachment SET state = 'stored', sha256 = $2,"
+		  " stored_size = $3, fetched_at = now(), attempts = attempts + 1,"
+		  " last_error = NULL, content = NULL, updated_at = now(),"
+		  " seq = nextval('msgsync_seq') WHERE id = $1 AND state = 'pending'" },
+		{ "media_attempt",
+		  "UPDATE attachment SET attempts = attempts + $3::int,"
+		  " state = CASE WHEN $2 <> 'pending' THEN $2"
+		  "  WHEN attempts + $3::int >= $5::int THEN 'failed' ELSE state END,"
+		  " last_error = $4, updated_at = now(),"
+		  " seq = nextval('msgsync_seq') WHERE id = $1 AND state = 'pending'"
+		  " RETURNING state" },
+		{ "media_pending",
+		  "SELECT count(*) FROM attachment WHERE source_id = $1"
+		  " AND state = 'pending'" },
+		{ "media_blob_put",
+		  "INSERT INTO media_blob (sha256, size, loid) VALUES ($1, $2, $3)"
+		  " ON CONFLICT (sha256) DO NOTHING RETURNING 1" },
+		{ "media_blob_has",
+		  "SELECT size FROM media_blob WHERE sha256 = $1" },
+	};
+	size_t i;
+
+	if (db->media_ready)
+		return 0;
+	for (i = 0; i < sizeof(st) / sizeof(st[0]); i++) {
+		PGresult *r = PQprepare(db->conn, st[i].name, st[i].sql, 0, NULL);
+
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			db_err(db, r, err, "prepare media-sync's statements");
+			PQclear(r);
+			return -1;
+		}
+		PQclear(r);
+	}
+	db->media_ready = 1;
+	return 0;
+}
+
+enum sync_rc
+sync_db_media_prepare(struct sync_db *db, int id, int restart,
+    struct sync_err *err)
+{
+	char idbuf[16];
+	const char *v[2] = { idbuf, restart ? "t" : "f" };
+
+	if (media_prepared(db, err) == -1)
+		return err->rc;
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	return exec_prep(db, "media_prepare", 2, v, NULL,
+	    "queue the source's attachments", err);
+}
+
+void
+sync_media_rows_release(struct sync_media_rows *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		free(l->v[i].external_id);
+		free(l->v[i].kind);
+		free(l->v[i].url);
+		free(l->v[i].local_path);
+		free(l->v[i].message_id);
+		free(l->v[i].conversation_id);
+		free(l->v[i].raw);
+	}
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+enum sync_rc
+sync_db_media_load(struct sync_db *db, int id, const char *after, size_t max,
+    struct sync_media_rows *l, struct sync_err *err)
+{
+	char idbuf[16], lim[24];
+	const char *v[3] = { idbuf, after, lim };
+	PGresult *r;
+	enum sync_rc rc;
+	int k, n;
+
+	memset(l, 0, sizeof(*l));
+	if (media_prepared(db, err) == -1)
+		return err->rc;
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	snprintf(lim, sizeof(lim), "%zu", max);
+	if ((rc = exec_prep(db, "media_load", 3, v, &r,
+	    "read the pending attachments", err)) != SYNC_OK)
+		return rc;
+	n = PQntuples(r);
+	if (n > 0 && (l->v = calloc((size_t)n, sizeof(*l->v))) == NULL) {
+		PQclear(r);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	}
+	for (k = 0; k < n; k++) {
+		struct sync_media_row *a = &l->v[l->n++];
+
+		a->id = strtoll(PQgetvalue(r, k, 0), NULL, 10);
+		a->external_id = dup_or_null(r, k, 1);
+		a->kind = dup_or_null(r, k, 2);
+		a->url = dup_or_null(r, k, 3);
+		a->stripped = strcmp(PQgetvalue(r, k, 4), "t") == 0;
+		a->expired = strcmp(PQgetvalue(r, k, 5), "t") == 0;
+		a->local_path = dup_or_null(r, k, 6);
+		a->inline_content = strcmp(PQgetvalue(r, k, 7), "t") == 0;
+		a->size = PQgetisnull(r, k, 8) ? -1 :
+		    strtoll(PQgetvalue(r, k, 8), NULL, 10);
+		a->attempts = (int)strtol(PQgetvalue(r, k, 9), NULL, 10);
+		a->message_id = dup_or_null(r, k, 10);
+		a->conversation_id = dup_or_null(r, k, 11);
+		a->raw = dup_or_null(r, k, 12);
+		snprintf(a->key, sizeof(a->key), "%s", PQgetvalue(r, k, 13));
+		if (a->external_id == NULL || a->message_id == NULL ||
+		    (a->url == NULL && !PQgetisnull(r, k, 3)) ||
+		    (a->raw == NULL && !PQgetisnull(r, k, 12)) ||
+		    (a->kind == NULL && !PQgetisnull(r, k, 2)) ||
+		    (a->local_path == NULL && !PQgetisnull(r, k, 6)) ||
+		    (a->conversation_id == NULL && !PQgetisnull(r, k, 11))) {
+			PQclear(r);
+			sync_media_rows_release(l);
+			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE,
+			    "out of memory");
+		}
+	}
+	PQclear(r);
+	return SYNC_OK;
+}
+
+enum sync_rc
+sync_db_media_content(struct sync_db *db, long long att, struct sync_buf *out,
+    struct sync_err *err)
+{
+	char idbuf[24];
+	const char *v[1] = { idbuf };
+	int fmt[1] = { 0 };
+	PGresult *r = NULL;
+	enum sync_rc rc;
+
+	snprintf(idbuf, sizeof(idbuf), "%lld", att);
+	/* The bytes in binary: no hex text to decode. */
+	rc = exec_result(db, PQexecPrepared(db->conn, "media_content", 1, v, NULL,
+	    fmt, 1), &r, "read an attachment's inline content", err);
+	if (rc != SYNC_OK)
+		return rc;
+	sync_buf_reset(out);
+	if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) &&
+	    sync_buf_add(out, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0)) == -1)
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	PQclear(r);
+	return rc;
+}
+
+enum sync_rc
+sync_db_media_stored(struct sync_db *db, long long att, const char *sha256,
+    long long size, struct sync_err *err)
+{
+	char idbuf[24], sz[24];
+	const char *v[3] = { idbuf, sha256, sz };
+
+	snprintf(idbuf, sizeof(idbuf), "%lld", att);
+	snprintf(sz, sizeof(sz), "%lld", size);
+	return exec_prep(db, "media_stored", 3, v, NULL, "mark an attachment stored",
+	    err);
+}
+
+enum sync_rc
+sync_db_media_attempt(struct sync_db *db, long long att, const char *state,
+    const char *why, int counts, int max_attempts, char *now_state, size_t n,
+    struct sync_err *err)
+{
+	char idbuf[24], cnt[8], mx[16], msg[512];
+	const char *v[5] = { idbuf, state, cnt, msg, mx };
+	PGresult *r;
+	enum sync_rc rc;
+
+	snprintf(idbuf, sizeof(idbuf), "%lld", att);
+	snprintf(cnt, sizeof(cnt), "%d", counts ? 1 : 0);
+	snprintf(mx, sizeof(mx), "%d", max_attempts);
+	sync_utf8_copy(msg, sizeof(msg), why);
+	sync_redact(msg);
+	if ((rc = exec_prep(db, "media_attempt", 5, v, &r,
+	    "record an attachment's attempt", err)) != SYNC_OK)
+		return rc;
+	snprintf(now_state, n, "%s", PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
+	PQclear(r);
+	return SYNC_OK;
+}
+
+enum sync_rc
+sync_db_media_pending(struct sync_db *db, int id, long long *n,
+    struct sync_err *err)
+{
+	char idbuf[16];
+	const char *v[1] = { idbuf };
+	PGresult *r;
+	enum sync_rc rc;
+
+	*n = 0;
+	if (media_prepared(db, err) == -1)
+		return err->rc;
+	snprintf(idbuf, sizeof(idbuf), "%d", id);
+	if ((rc = exec_prep(db, "media_pending", 1, v, &r,
+	    "count the pending attachments", err)) != SYNC_OK)
+		return rc;
+	*n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return SYNC_OK;
+}
+
+/*
+ * store = "database": the bytes go into a new large object inside a
+ * transaction that also records them, so that a kill or a failure at any
+ * moment leaves nothing half written.
+ */
+enum sync_rc
+sync_db_lo_begin(struct sync_db *db, struct sync_err *err)
+{
+	enum sync_rc rc;
+
+	if ((rc = sync_db_begin(db, err)) != SYNC_OK)
+		return rc;
+	if ((db->lo_oid = lo_creat(db->conn, INV_READ | INV_WRITE)) == 0 ||
+	    (db->lo_fd = lo_open(db->conn, db->lo_oid, INV_WRITE)) < 0) {
+		rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
+		    "cannot create a large object: %s", PQerrorMessage(db->conn));
+		sync_db_rollback(db);
+		return rc;
+	}
+	return SYNC_OK;
+}
+
+int
+sync_db_lo_write(struct sync_db *db, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n > 0) {
+		size_t k = n > (1u << 20) ? (1u << 20) : n;
+		int w = lo_write(db->conn, db->lo_fd, c, k);
+
+		if (w <= 0)
+			return -1;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+sync_db_lo_reset(struct sync_db *db)
+{
+	return lo_truncate64(db->conn, db->lo_fd, 0) < 0 ||
+	    lo_lseek64(db->conn, db->lo_fd, 0, SEEK_SET) < 0 ? -1 : 0;
+}
+
+const char *
+sync_db_error_text(const struct sync_db *db)
+{
+	return PQerrorMessage(db->conn);
+}
+
+enum sync_rc
+sync_db_lo_commit(struct sync_db *db, long long att, const char *sha256,
+    long long size, int *dedup, struct sync_err *err)
+{
+	char oid[16], sz[24];
+	const char *v[3] = { sha256, sz, oid };
+	PGresult *r = NULL;
+	enum sync_rc rc;
+
+	*dedup = 0;
+	snprintf(oid, sizeof(oid), "%u", (unsigned)db->lo_oid);
+	snprintf(sz, sizeof(sz), "%lld", size);
+	if (lo_close(db->conn, db->lo_fd) < 0) {
+		rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
+		    "cannot close a large object: %s", PQerrorMessage(db->conn));
+		goto fail;
+	}
+	if ((rc = exec_prep(db, "media_blob_put", 3, v, &r,
+	    "record the stored bytes", err)) != SYNC_OK)
+		goto fail;
+	if (PQntuples(r) == 0) {
+		/* That content is stored already: this copy goes. */
+		*dedup = 1;
+		if (lo_unlink(db->conn, db->lo_oid) < 0) {
+			rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
+			    "cannot drop a large object: %s",
+			    PQerrorMessage(db->conn));
+			goto fail;
+		}
+	}
+	PQclear(r);
+	r = NULL;
+	if ((rc = sync_db_media_stored(db, att, sha256, size, err)) != SYNC_OK ||
+	    (rc = sync_db_commit(db, err)) != SYNC_OK)
+		goto fail;
+	return SYNC_OK;
+fail:
+	PQclear(r);
+	sync_db_rollback(db);
+	return rc;
+}
+
+void
+sync_db_lo_abort(struct sync_db *db)
+{
+	sync_db_rollback(db);
+}
+
+/* Whether the store holds content sha256 (store = "database"). */
+enum sync_rc
+sync_db_blob_has(struct sync_db *db, const char *sha256, long long *size,
+    struct sync_err *err)
+{
+	const char *v[1] = { sha256 };
+	PGresult *r;
+	enum sync_rc rc;
+
+	*size = -1;
+	if ((rc = exec_prep(db, "media_blob_has", 1, v, &r,
+	    "look the content up", err)) != SYNC_OK)
+		return rc;
+	if (PQntuples(r) == 1)
+		*size = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	return SYNC_OK;
 }

@@ -3,6 +3,8 @@
  * bodies, retries with backoff and jitter, Retry-After, deadlines.  The
  * only user of libcurl.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,11 @@ struct sync_http {
 	const char	*cred[5];
 	struct canned	*canned;	/* test only: no network */
 	struct sync_tls_cas *cas;	/* ca_file's, added to each SSL_CTX */
+	char		*origin;	/* the source's "scheme://host:port" */
+	/* sync_http_download(): where a 2xx body goes, and what came */
+	const struct sync_http_sink *sink;
+	long long	 got, dl_max;
+	int		 sink_failed;
 };
 
 static enum sync_rc canned_get(struct sync_http *, const char *, const char *,
@@ -68,7 +75,31 @@ on_write(char *p, size_t size, size_t n, void *arg)
 {
 	struct sync_http *h = arg;
 	size_t len = size * n;
+	long status = 0;
 
+	/* A download's 2xx body goes to its sink, any other to wbuf. */
+	if (h->sink != NULL && curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE,
+	    &status) == CURLE_OK && status >= 200 && status < 300) {
+		if (h->got + (long long)len > h->dl_max) {
+			h->too_big = 1;
+			return 0;
+		}
+		if (h->sink->write(h->sink->arg, p, len) == -1) {
+			h->sink_failed = 1;
+			return 0;
+		}
+		h->got += (long long)len;
+		return len;
+	}
+	/* A download's other answers: what fits, for the message. */
+	if (h->sink != NULL) {
+		size_t room = h->wbuf->max > h->wbuf->len + 1 ?
+		    h->wbuf->max - h->wbuf->len - 1 : 0;
+
+		if (room > 0)
+			(void)sync_buf_add(h->wbuf, p, len < room ? len : room);
+		return len;
+	}
 	if (h->wbuf->len + len > h->max_body) {
 		h->too_big = 1;
 		return 0;
@@ -163,6 +194,42 @@ tls_trust(struct sync_http *h, const struct sync_source_cfg *src,
 	return bad ? setopt_failed(err) : 0;
 }
 
+/*
+ * "scheme://host:port" of url (the port spelt out), lower case; NULL if
+ * url is not a URL (errno EINVAL) or on ENOMEM.
+ */
+static char *
+origin_of(const char *url)
+{
+	CURLU *u;
+	char *scheme = NULL, *host = NULL, *port = NULL, *o = NULL, *p;
+	size_t n;
+
+	errno = ENOMEM;
+	if ((u = curl_url()) == NULL)
+		return NULL;
+	errno = EINVAL;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ==
+	    CURLUE_OK) {
+		n = strlen(scheme) + strlen(host) + strlen(port) + 5;
+		if ((o = malloc(n)) == NULL)
+			errno = ENOMEM;
+		else {
+			snprintf(o, n, "%s://%s:%s", scheme, host, port);
+			for (p = o; *p != '\0'; p++)
+				*p = (char)tolower((unsigned char)*p);
+		}
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return o;
+}
+
 struct sync_http *
 sync_http_new(const struct sync_config *cfg, const struct sync_source_cfg *src,
     struct sync_err *err)
@@ -226,6 +293,12 @@ sync_http_new(const struct sync_config *cfg, const struct sync_source_cfg *src,
 		sync_http_free(h);
 		return NULL;
 	}
+	if (src->url != NULL && (h->origin = origin_of(src->url)) == NULL &&
+	    errno == ENOMEM) {
+		sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+		sync_http_free(h);
+		return NULL;
+	}
 	return h;
 }
 
@@ -236,6 +309,7 @@ sync_http_free(struct sync_http *h)
 		return;
 	curl_easy_cleanup(h->curl);
 	curl_slist_free_all(h->headers);
+	free(h->origin);
 	canned_free(h->canned);
 	sync_tls_cas_free(h->cas);
 	free(h);
@@ -544,6 +618,192 @@ http_get(struct sync_http *h, const char *url, const char *safe,
 		    wait, what, why, rc, kind, err)) != SYNC_OK)
 			return rc;
 	}
+}
+
+/* Undoes what sync_http_download() changed on the handle. */
+static void
+download_done(struct sync_http *h)
+{
+	h->sink = NULL;
+	curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers);
+	curl_easy_setopt(h->curl, CURLOPT_MAXFILESIZE_LARGE,
+	    (curl_off_t)h->max_body);
+	curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, h->timeout_ms);
+	curl_easy_setopt(h->curl, CURLOPT_LOW_SPEED_LIMIT, 0L);
+	curl_easy_setopt(h->curl, CURLOPT_LOW_SPEED_TIME, 0L);
+	curl_easy_setopt(h->curl, CURLOPT_ACCEPT_ENCODING, "");
+}
+
+/*
+ * One GET of a download (url sent, safe named), with the policy's
+ * retries: SYNC_OK with the final status (a redirect's location in
+ * *location, for the caller to follow), or an error.
+ */
+static enum sync_rc
+download_get(struct sync_http *h, const char *url, const char *safe,
+    struct sync_buf *ebody, long *status, char **location,
+    struct sync_err *err)
+{
+	char what[700], why[CURL_ERROR_SIZE + 64];
+	enum sync_errkind kind;
+	enum sync_rc rc;
+	long attempt;
+	CURLcode cc;
+
+	*location = NULL;
+	if (curl_easy_setopt(h->curl, CURLOPT_URL, url) != CURLE_OK)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK,
+		    "cannot set URL '%s'", safe);
+	h->wbuf = ebody;
+	snprintf(what, sizeof(what), "cannot fetch '%s'", safe);
+	for (attempt = 0;; attempt++) {
+		double wait = -1, left = 0;
+		curl_off_t ra = -1;
+		char *loc = NULL;
+
+		if (sync_stop_signal)
+			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+			    "interrupted by %s", sync_signal_name((int)sync_stop_signal));
+		/* No limit on the whole transfer but the deadline's. */
+		if (h->deadline > 0 && (left = h->deadline - sync_now_mono()) <= 0) {
+			h->cut = 1;
+			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_NETWORK,
+			    "'%s': not fetched: the pass's run time is up", safe);
+		}
+		curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, (long)(left * 1000));
+		h->counts->api_calls++;
+		if (attempt > 0)
+			h->counts->retries++;
+		if (h->sink->reset(h->sink->arg) == -1) {
+			h->sink_failed = 1;
+			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATA,
+			    "'%s': cannot start over", safe);
+		}
+		sync_buf_reset(ebody);
+		h->got = 0;
+		h->too_big = 0;
+		h->sink_failed = 0;
+		h->errbuf[0] = '\0';
+		*status = 0;
+		cc = curl_easy_perform(h->curl);
+		curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, status);
+		if (cc == CURLE_ABORTED_BY_CALLBACK && sync_stop_signal)
+			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+			    "interrupted by %s while fetching '%s'",
+			    sync_signal_name((int)sync_stop_signal), safe);
+		if (h->sink_failed)
+			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATA,
+			    "'%s': cannot keep the bytes", safe);
+		if (h->too_big || cc == CURLE_FILESIZE_EXCEEDED)
+			return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA,
+			    "'%s': larger than media.max_bytes (%lld bytes)", safe,
+			    h->dl_max);
+		if (cc == CURLE_OPERATION_TIMEDOUT && h->deadline > 0 &&
+		    sync_now_mono() >= h->deadline - 0.01) {
+			h->cut = 1;
+			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_NETWORK,
+			    "'%s': cut at the pass's run time limit", safe);
+		}
+		if (cc != CURLE_OK) {
+			snprintf(why, sizeof(why), "%s",
+			    h->errbuf[0] ? h->errbuf : curl_easy_strerror(cc));
+			sync_redact(why);
+			kind = SYNC_ERR_NETWORK;
+			rc = SYNC_EUNAVAIL;
+			if (curl_fatal(cc))
+				return sync_err_set(err, rc, kind, "%s: %s", what, why);
+		} else {
+			if (*status >= 300 && *status < 400 && curl_easy_getinfo(h->curl,
+			    CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc != NULL) {
+				if ((*location = strdup(loc)) == NULL)
+					return sync_err_set(err, SYNC_ENOMEM,
+					    SYNC_ERR_NETWORK, "out of memory");
+				return SYNC_OK;
+			}
+			if (*status != 429 && *status != 408 && *status < 500)
+				return SYNC_OK;
+			snprintf(why, sizeof(why), "HTTP %ld", *status);
+			if (curl_easy_getinfo(h->curl, CURLINFO_RETRY_AFTER, &ra) ==
+			    CURLE_OK && ra > 0)
+				wait = (double)ra;
+			kind = *status == 429 ? SYNC_ERR_RATE_LIMIT : SYNC_ERR_HTTP;
+			rc = *status == 429 ? SYNC_ETEMP : SYNC_EUNAVAIL;
+		}
+		if ((rc = sync_http_retry(h, attempt, kind == SYNC_ERR_RATE_LIMIT,
+		    wait, what, why, rc, kind, err)) != SYNC_OK)
+			return rc;
+	}
+}
+
+enum sync_rc
+sync_http_download(struct sync_http *h, const char *url, long long max,
+    const struct sync_http_sink *sink, long *status, struct sync_err *err)
+{
+	struct sync_buf ebody = SYNC_BUF_INIT(4096);
+	char safe[600], *cur, *sent = NULL, *o, *loc = NULL;
+	enum sync_rc rc = SYNC_OK;
+	int hops, own;
+
+	*status = 0;
+	h->last_wait = -1;
+	h->cut = 0;
+	if (h->canned != NULL)
+		return sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_NETWORK,
+		    "downloads are not canned");
+	if ((cur = strdup(url)) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_NETWORK, "out of memory");
+	h->sink = sink;
+	h->dl_max = max;
+	curl_easy_setopt(h->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
+	curl_easy_setopt(h->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h->curl, CURLOPT_LOW_SPEED_TIME, h->timeout_ms / 1000);
+	/* The bytes as they are: no decoding that changes their hash. */
+	curl_easy_setopt(h->curl, CURLOPT_ACCEPT_ENCODING, NULL);
+	for (hops = 0;; hops++) {
+		sync_link_safe(cur, safe, sizeof(safe));
+		if (hops > 5) {
+			rc = sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_HTTP,
+			    "'%s': too many redirects", safe);
+			break;
+		}
+		/* The source's credentials go only to its own origin. */
+		o = origin_of(cur);
+		own = o != NULL && h->origin != NULL && strcmp(o, h->origin) == 0;
+		free(o);
+		curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, own ? h->headers : NULL);
+		if (own && h->cred[0] != NULL && (rc = with_cred(h, cur, &sent,
+		    err)) != SYNC_OK)
+			break;
+		rc = download_get(h, sent != NULL ? sent : cur, safe, &ebody, status,
+		    &loc, err);
+		if (sent != NULL) {
+			explicit_bzero(sent, strlen(sent));
+			free(sent);
+			sent = NULL;
+		}
+		if (rc != SYNC_OK || loc == NULL)
+			break;
+		free(cur);
+		cur = loc;
+		loc = NULL;
+	}
+	download_done(h);
+	sync_buf_release(&ebody);
+	explicit_bzero(cur, strlen(cur));
+	free(cur);
+	return rc;
+}
+
+long long
+sync_http_downloaded(const struct sync_http *h)
+{
+	return h->got;
+}
+
+int
+sync_http_sink_failed(const struct sync_http *h)
+{
+	return h->sink_failed;
 }
 
 void

@@ -162,6 +162,34 @@ void		sync_http_set_deadline(struct sync_http *, double);
 int		sync_http_cut(const struct sync_http *);
 /* The wait (seconds) that the last rate-limit error asked for, or -1. */
 double		sync_http_last_wait(const struct sync_http *);
+
+/*
+ * Where sync_http_download() puts a 2xx body: write() takes each piece
+ * (-1: the sink failed, e.g. ENOSPC: the download stops), reset() starts
+ * over (before every attempt).
+ */
+struct sync_http_sink {
+	int		(*write)(void *arg, const void *, size_t);
+	int		(*reset)(void *arg);
+	void		*arg;
+};
+/*
+ * GETs url into sink, streamed (media-sync, SPEC §9): the source's
+ * credentials are sent only when url is on the source's own origin
+ * (scheme, host, port), redirects are followed (each judged again), the
+ * body is taken as sent (no content decoding), a body over max bytes
+ * stops it (SYNC_EDATA), and network errors, 408, 429 and 5xx are retried
+ * as sync_http_get() does.  The whole transfer is bounded by the deadline
+ * only; a stall of http.timeout seconds fails it.  SYNC_OK with *status
+ * the final answer's (the sink holds the body of a 2xx, nothing else);
+ * sync_http_sink_failed() tells a sink's failure from the others.  url
+ * is named in messages without its query.
+ */
+enum sync_rc	sync_http_download(struct sync_http *, const char *url,
+		    long long max, const struct sync_http_sink *, long *status,
+		    struct sync_err *);
+long long	sync_http_downloaded(const struct sync_http *);
+int		sync_http_sink_failed(const struct sync_http *);
 void		sync_http_global(int);
 
 /*
@@ -298,6 +326,67 @@ enum sync_rc	sync_db_prune(struct sync_db *, int, char *const *streams, size_t n
 void		sync_db_prune_end(struct sync_db *);
 
 /* Writes a batch (inside a transaction): adds to inserted/updated/unchanged. */
+/* media-sync's queue (SPEC §9): one pending attachment. */
+struct sync_media_row {
+	long long	 id;
+	char		*external_id, *kind, *url, *local_path;
+	char		*message_id, *conversation_id;	/* external ids */
+	char		*raw;		/* the message's raw, text */
+	int		 stripped;	/* the link lost a credential */
+	int		 expired;	/* its link expires within 30 s */
+	int		 inline_content;
+	long long	 size;		/* -1 unknown */
+	int		 attempts;
+	char		 key[96];	/* where the next chunk starts */
+};
+
+struct sync_media_rows {
+	struct sync_media_row *v;
+	size_t		 n;
+};
+
+/* Linked rows (and, restart, failed ones) of source id become pending. */
+enum sync_rc	sync_db_media_prepare(struct sync_db *, int id, int restart,
+		    struct sync_err *);
+/* At most max pending attachments after key (NULL: the first). */
+enum sync_rc	sync_db_media_load(struct sync_db *, int id, const char *after,
+		    size_t max, struct sync_media_rows *, struct sync_err *);
+void		sync_media_rows_release(struct sync_media_rows *);
+/* An attachment's inline bytes into out. */
+enum sync_rc	sync_db_media_content(struct sync_db *, long long att,
+		    struct sync_buf *out, struct sync_err *);
+/* Marks a pending attachment stored with its content's hash and size. */
+enum sync_rc	sync_db_media_stored(struct sync_db *, long long att,
+		    const char *sha256, long long size, struct sync_err *);
+/*
+ * Records an attempt (counts: it counts as one) that did not store the
+ * bytes: state "pending" (failed once attempts reach max_attempts),
+ * "failed" or "unavailable", why in last_error.  *now_state: the state
+ * the row has now ("" if it was no longer pending).
+ */
+enum sync_rc	sync_db_media_attempt(struct sync_db *, long long att,
+		    const char *state, const char *why, int counts,
+		    int max_attempts, char *now_state, size_t n, struct sync_err *);
+enum sync_rc	sync_db_media_pending(struct sync_db *, int id, long long *n,
+		    struct sync_err *);
+/*
+ * store = "database": begins a transaction with a new large object,
+ * written by lo_write() (-1 on failure; sync_db_error_text() says why),
+ * emptied by lo_reset(); lo_commit() records the content (dropping the
+ * object when that content is stored already: *dedup), marks attachment
+ * att stored and commits; lo_abort() rolls all of it back.
+ */
+enum sync_rc	sync_db_lo_begin(struct sync_db *, struct sync_err *);
+int		sync_db_lo_write(struct sync_db *, const void *, size_t);
+int		sync_db_lo_reset(struct sync_db *);
+enum sync_rc	sync_db_lo_commit(struct sync_db *, long long att,
+		    const char *sha256, long long size, int *dedup,
+		    struct sync_err *);
+void		sync_db_lo_abort(struct sync_db *);
+enum sync_rc	sync_db_blob_has(struct sync_db *, const char *sha256,
+		    long long *size, struct sync_err *);
+const char     *sync_db_error_text(const struct sync_db *);
+
 /* full-sync --import: the attachments' local files are read (SPEC §9). */
 void		sync_db_trust_paths(struct sync_db *, int);
 enum sync_rc	sync_db_apply(struct sync_db *, int, struct sync_batch *, struct sync_counts *,

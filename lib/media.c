@@ -1,13 +1,711 @@
 /*
- * media.c -- media-sync (SPEC §9): the bytes of pending attachments into
- * the content-addressed store.
+ * media.c -- media-sync (SPEC §9): the bytes of a source's pending
+ * attachments into the content-addressed store, soonest expiring link
+ * first.  Bytes are streamed (memory does not grow with a file's size)
+ * and named by their SHA-256: files DIR/ab/<sha256> written under a
+ * temporary name in DIR/.tmp, flushed, verified and renamed (store =
+ * "dir"), or large objects recorded in media_blob (store = "database").
+ * An attachment is marked stored only once its bytes are durable.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+
 #include "internal.h"
+
+/* Attempts before an attachment that keeps failing is failed. */
+#define MEDIA_MAX_ATTEMPTS	5
+/* Pending attachments read per query. */
+#define MEDIA_CHUNK		100
+/* The read buffer of files copied and verified. */
+#define MEDIA_BUF		(256 * 1024)
+
+/* --max-bytes: what the pass may still download, shared by its sources. */
+static atomic_llong budget_left;
+static int budget_set;
 
 void
 sync_media_pass_begin(const struct sync_opts *o)
 {
-	(void)o;
+	budget_set = o->max_bytes > 0;
+	atomic_store(&budget_left, o->max_bytes);
+}
+
+/* One source's media-sync. */
+struct media {
+	struct sync_db	*db;
+	int		 id;
+	struct sync_ctx	*ctx;
+	const struct sync_config *cfg;
+	const char	*name;		/* the source's */
+	struct sync_media_counts *mc;
+	int		 in_db;		/* store = "database" */
+	char		 dir[4096];	/* store = "dir": media.dir */
+	char		 tmp[4200];	/* its .tmp directory */
+	long long	 max;		/* media.max_bytes */
+	char		*buf;		/* MEDIA_BUF bytes */
+};
+
+/* Where a download's bytes go while they arrive (a sync_http_sink). */
+struct sink {
+	struct media	*m;
+	EVP_MD_CTX	*md;
+	int		 fd;		/* store = "dir": the temporary file */
+	char		 path[4400];
+	long long	 size;
+	int		 err;		/* errno of a failed write */
+};
+
+static int
+sink_write(void *arg, const void *p, size_t n)
+{
+	struct sink *s = arg;
+	const char *c = p;
+	size_t left = n;
+
+	if (EVP_DigestUpdate(s->md, p, n) != 1) {
+		s->err = ENOMEM;
+		return -1;
+	}
+	if (s->m->in_db) {
+		if (sync_db_lo_write(s->m->db, p, n) == -1) {
+			s->err = EIO;
+			return -1;
+		}
+	} else {
+		while (left > 0) {
+			ssize_t w = write(s->fd, c, left);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				s->err = w < 0 ? errno : ENOSPC;
+				return -1;
+			}
+			c += w;
+			left -= (size_t)w;
+		}
+	}
+	s->size += (long long)n;
+	return 0;
+}
+
+static int
+sink_reset(void *arg)
+{
+	struct sink *s = arg;
+
+	s->size = 0;
+	if (EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1)
+		return -1;
+	if (s->m->in_db)
+		return sync_db_lo_reset(s->m->db);
+	if (ftruncate(s->fd, 0) == -1 || lseek(s->fd, 0, SEEK_SET) == -1) {
+		s->err = errno;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+hex(const unsigned char *d, size_t n, char *out)
+{
+	static const char x[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = x[d[i] >> 4];
+		out[2 * i + 1] = x[d[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/*
+ * A failure of the store: a full disk or an I/O error is temporary (75),
+ * a directory that cannot be written a configuration error (78).
+ */
+static enum sync_rc
+store_error(struct media *m, int e, const char *what, struct sync_err *err)
+{
+	int cfg = e == EACCES || e == EPERM || e == EROFS || e == ENOTDIR ||
+	    e == ENOENT;
+
+	return sync_err_set(err, cfg ? SYNC_ECONFIG : SYNC_ETEMP, cfg ?
+	    SYNC_ERR_CONFIG : SYNC_ERR_DATABASE, "source '%s': media store '%s': "
+	    "cannot %s: %s", m->name, m->in_db ? "database" : m->dir, what,
+	    strerror(e));
+}
+
+static int
+fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
+
+	if (fd == -1)
+		return -1;
+	r = fsync(fd);
+	close(fd);
+	return r;
+}
+
+/* mkdir that is fine with an existing directory; the parent is flushed. */
+static int
+make_dir(const char *path, const char *parent)
+{
+	if (mkdir(path, 0750) == 0)
+		return parent != NULL ? fsync_dir(parent) : 0;
+	return errno == EEXIST ? 0 : -1;
+}
+
+/* store = "dir": media.dir and its .tmp exist; stale temporaries go. */
+static enum sync_rc
+dir_open(struct media *m, struct sync_err *err)
+{
+	char pre[128], p[4500], parent[4096], *slash;
+	struct dirent *de;
+	DIR *d;
+	size_t n;
+
+	snprintf(m->dir, sizeof(m->dir), "%s", m->cfg->media_dir);
+	n = strlen(m->dir);
+	while (n > 1 && m->dir[n - 1] == '/')
+		m->dir[--n] = '\0';
+	snprintf(m->tmp, sizeof(m->tmp), "%s/.tmp", m->dir);
+	snprintf(parent, sizeof(parent), "%s", m->dir);
+	if ((slash = strrchr(parent, '/')) != NULL)
+		*(slash == parent ? slash + 1 : slash) = '\0';
+	if (make_dir(m->dir, parent) == -1)
+		return store_error(m, errno, "create the directory", err);
+	if (make_dir(m->tmp, m->dir) == -1)
+		return store_error(m, errno, "create its .tmp directory", err);
+	/*
+	 * The source's own temporaries are left by a pass that was killed:
+	 * this pass holds the source's media-sync lock, so none is in use.
+	 */
+	snprintf(pre, sizeof(pre), "%s.", m->name);
+	if ((d = opendir(m->tmp)) == NULL)
+		return store_error(m, errno, "read its .tmp directory", err);
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, pre, strlen(pre)) == 0) {
+			snprintf(p, sizeof(p), "%s/%s", m->tmp, de->d_name);
+			if (unlink(p) == 0)
+				sync_log(LOG_INFO, "source '%s': removed the "
+				    "unfinished download '%s'", m->name, p);
+		}
+	closedir(d);
+	return SYNC_OK;
+}
+
+/* Starts a sink for attachment att. */
+static enum sync_rc
+sink_open(struct media *m, struct sink *s, long long att, struct sync_err *err)
+{
+	enum sync_rc rc;
+
+	memset(s, 0, sizeof(*s));
+	s->m = m;
+	s->fd = -1;
+	if ((s->md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(s->md);
+		s->md = NULL;
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	}
+	if (m->in_db) {
+		if ((rc = sync_db_lo_begin(m->db, err)) != SYNC_OK) {
+			EVP_MD_CTX_free(s->md);
+			s->md = NULL;
+		}
+		return rc;
+	}
+	snprintf(s->path, sizeof(s->path), "%s/%s.%ld.%lld", m->tmp, m->name,
+	    (long)getpid(), att);
+	if ((s->fd = open(s->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0640)) == -1) {
+		rc = store_error(m, errno, "create a temporary file", err);
+		EVP_MD_CTX_free(s->md);
+		s->md = NULL;
+		return rc;
+	}
+	return SYNC_OK;
+}
+
+/* Drops what the sink holds (nothing stays under any name). */
+static void
+sink_abort(struct sink *s)
+{
+	if (s->m->in_db && s->md != NULL)
+		sync_db_lo_abort(s->m->db);
+	if (s->fd != -1) {
+		close(s->fd);
+		unlink(s->path);
+		s->fd = -1;
+	}
+	EVP_MD_CTX_free(s->md);
+	s->md = NULL;
+}
+
+/*
+ * store = "dir": re-reads the flushed temporary file and checks that it
+ * holds size bytes hashing to sha (what was written is what is kept).
+ */
+static int
+verify_file(struct media *m, const char *path, const char *sha, long long size)
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	char got[2 * EVP_MAX_MD_SIZE + 1];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned dn = 0;
+	long long total = 0;
+	ssize_t r;
+	int fd, ok = 0;
+
+	if (md == NULL || (fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		EVP_MD_CTX_free(md);
+		return -1;
+	}
+	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
+		while ((r = read(fd, m->buf, MEDIA_BUF)) > 0) {
+			EVP_DigestUpdate(md, m->buf, (size_t)r);
+			total += r;
+		}
+		if (r == 0 && EVP_DigestFinal_ex(md, d, &dn) == 1) {
+			hex(d, dn, got);
+			ok = total == size && strcmp(got, sha) == 0;
+		}
+	}
+	close(fd);
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : -1;
+}
+
+/*
+ * Makes the sink's bytes durable under their content's name and marks
+ * attachment att stored.  *dedup: that content was in the store already.
+ * A failure of the store is the source's (it stops); a verification that
+ * fails is the attachment's (*bad set, SYNC_OK).
+ */
+static enum sync_rc
+sink_commit(struct sink *s, long long att, int *dedup, int *bad,
+    struct sync_err *err)
+{
+	struct media *m = s->m;
+	unsigned char d[EVP_MAX_MD_SIZE];
+	char sha[2 * EVP_MAX_MD_SIZE + 1], sub[4400], final[4600];
+	unsigned dn = 0;
+	struct stat st;
+	enum sync_rc rc;
+
+	*dedup = *bad = 0;
+	if (EVP_DigestFinal_ex(s->md, d, &dn) != 1) {
+		sink_abort(s);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "cannot hash");
+	}
+	hex(d, dn, sha);
+	if (m->in_db) {
+		rc = sync_db_lo_commit(m->db, att, sha, s->size, dedup, err);
+		EVP_MD_CTX_free(s->md);
+		s->md = NULL;
+		return rc;
+	}
+	if (fsync(s->fd) == -1 || close(s->fd) == -1) {
+		int e = errno;
+
+		s->fd = -1;
+		unlink(s->path);
+		EVP_MD_CTX_free(s->md);
+		s->md = NULL;
+		return store_error(m, e, "flush a file", err);
+	}
+	s->fd = -1;
+	EVP_MD_CTX_free(s->md);
+	s->md = NULL;
+	if (verify_file(m, s->path, sha, s->size) == -1) {
+		unlink(s->path);
+		*bad = 1;
+		return SYNC_OK;
+	}
+	snprintf(sub, sizeof(sub), "%s/%.2s", m->dir, sha);
+	snprintf(final, sizeof(final), "%s/%s", sub, sha);
+	if (make_dir(sub, m->dir) == -1) {
+		rc = store_error(m, errno, "create a directory", err);
+		unlink(s->path);
+		return rc;
+	}
+	if (stat(final, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (long long)st.st_size == s->size) {
+		*dedup = 1;
+		unlink(s->path);
+	} else if (rename(s->path, final) == -1 || fsync_dir(sub) == -1) {
+		rc = store_error(m, errno, "rename a file into place", err);
+		unlink(s->path);
+		return rc;
+	}
+	return sync_db_media_stored(m->db, att, sha, s->size, err);
+}
+
+/* What became of one attachment. */
+enum outcome {
+	O_STORED,
+	O_RETRY,	/* an attempt that failed; it stays pending */
+	O_FAILED,	/* given up: failed */
+	O_UNAVAILABLE	/* will never come back */
+};
+
+/*
+ * Records an outcome other than stored: the attempt (the row may turn
+ * failed after MEDIA_MAX_ATTEMPTS) and the counters.
+ */
+static enum sync_rc
+settle(struct media *m, const struct sync_media_row *a, enum outcome o,
+    const char *why, int counts, struct sync_err *err)
+{
+	static const char *const state[] = { "stored", "pending", "failed",
+	    "unavailable" };
+	char now[32];
+	enum sync_rc rc;
+
+	if ((rc = sync_db_media_attempt(m->db, a->id, state[o], why, counts,
+	    MEDIA_MAX_ATTEMPTS, now, sizeof(now), err)) != SYNC_OK)
+		return rc;
+	if (strcmp(now, "failed") == 0) {
+		m->mc->failed++;
+		sync_log(LOG_WARNING, "source '%s': attachment %s of message %s "
+		    "failed: %s", m->name, a->external_id, a->message_id, why);
+	} else if (strcmp(now, "unavailable") == 0) {
+		m->mc->unavailable++;
+		sync_log(LOG_NOTICE, "source '%s': attachment %s of message %s is "
+		    "unavailable: %s", m->name, a->external_id, a->message_id, why);
+	} else
+		sync_log(LOG_NOTICE, "source '%s': attachment %s of message %s "
+		    "not fetched (attempt %d): %s", m->name, a->external_id,
+		    a->message_id, a->attempts + 1, why);
+	return SYNC_OK;
+}
+
+static void
+count_stored(struct media *m, long long size, int dedup)
+{
+	m->mc->downloaded++;
+	m->mc->bytes += size;
+	m->mc->deduplicated += dedup != 0;
+	if (budget_set)
+		atomic_fetch_sub(&budget_left, size);
+}
+
+/* Bytes in memory (inline content) into the store. */
+static enum sync_rc
+store_bytes(struct media *m, const struct sync_media_row *a,
+    const struct sync_buf *b, struct sync_err *err)
+{
+	struct sink s;
+	enum sync_rc rc;
+	int dedup, bad;
+
+	if ((rc = sink_open(m, &s, a->id, err)) != SYNC_OK)
+		return rc;
+	if (b->len > 0 && sink_write(&s, b->data, b->len) == -1) {
+		int e = s.err;
+
+		sink_abort(&s);
+		return store_error(m, e, "write a file", err);
+	}
+	if ((rc = sink_commit(&s, a->id, &dedup, &bad, err)) != SYNC_OK)
+		return rc;
+	if (bad)
+		return settle(m, a, O_RETRY, "the stored bytes did not verify", 1,
+		    err);
+	count_stored(m, (long long)b->len, dedup);
+	return SYNC_OK;
+}
+
+/* A local file (an export's, or TDLib's download) into the store. */
+static enum sync_rc
+store_file(struct media *m, const struct sync_media_row *a, const char *path,
+    struct sync_err *err)
+{
+	struct sink s;
+	struct stat st;
+	enum sync_rc rc;
+	char why[600];
+	ssize_t r;
+	int fd, dedup, bad;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(why, sizeof(why), "cannot read '%s': %s", path,
+		    fd == -1 || errno != 0 ? strerror(errno) : "not a file");
+		if (fd != -1)
+			close(fd);
+		return settle(m, a, errno == ENOENT ? O_UNAVAILABLE : O_RETRY, why,
+		    1, err);
+	}
+	if ((long long)st.st_size > m->max) {
+		close(fd);
+		snprintf(why, sizeof(why), "larger than media.max_bytes (%lld > "
+		    "%lld bytes)", (long long)st.st_size, m->max);
+		return settle(m, a, O_FAILED, why, 1, err);
+	}
+	if ((rc = sink_open(m, &s, a->id, err)) != SYNC_OK) {
+		close(fd);
+		return rc;
+	}
+	while ((r = read(fd, m->buf, MEDIA_BUF)) > 0)
+		if (sink_write(&s, m->buf, (size_t)r) == -1) {
+			int e = s.err;
+
+			close(fd);
+			sink_abort(&s);
+			return store_error(m, e, "write a file", err);
+		}
+	close(fd);
+	if (r < 0) {
+		snprintf(why, sizeof(why), "cannot read '%s': %s", path,
+		    strerror(errno));
+		sink_abort(&s);
+		return settle(m, a, O_RETRY, why, 1, err);
+	}
+	if ((rc = sink_commit(&s, a->id, &dedup, &bad, err)) != SYNC_OK)
+		return rc;
+	if (bad)
+		return settle(m, a, O_RETRY, "the stored bytes did not verify", 1,
+		    err);
+	count_stored(m, s.size, dedup);
+	return SYNC_OK;
+}
+
+/* An error that stops the whole source rather than one attachment. */
+static int
+source_wide(const struct sync_err *e)
+{
+	return e->rc == SYNC_EINTR || e->kind == SYNC_ERR_AUTH ||
+	    e->kind == SYNC_ERR_RATE_LIMIT || e->kind == SYNC_ERR_DATABASE ||
+	    e->rc == SYNC_ECONFIG || e->rc == SYNC_ENOMEM;
+}
+
+/*
+ * Downloads link into the store.  *status: the answer's (0 when the
+ * request itself failed: *why says how); SYNC_OK unless the source must
+ * stop (err), or the deadline cut the download (*cut).
+ */
+static enum sync_rc
+download(struct media *m, const struct sync_media_row *a, const char *link,
+    long *status, int *stored, int *cut, char *why, size_t n,
+    struct sync_err *err)
+{
+	struct sync_http_sink hs;
+	struct sync_err e;
+	struct sink s;
+	enum sync_rc rc;
+	int dedup, bad;
+
+	*status = 0;
+	*stored = *cut = 0;
+	why[0] = '\0';
+	if ((rc = sink_open(m, &s, a->id, err)) != SYNC_OK)
+		return rc;
+	hs.write = sink_write;
+	hs.reset = sink_reset;
+	hs.arg = &s;
+	sync_err_clear(&e);
+	rc = sync_http_download(m->ctx->http, link, m->max, &hs, status, &e);
+	if (rc != SYNC_OK) {
+		int sunk = sync_http_sink_failed(m->ctx->http), se = s.err;
+
+		sink_abort(&s);
+		*status = 0;
+		if (sunk)
+			return m->in_db ? sync_err_set(err, SYNC_ETEMP,
+			    SYNC_ERR_DATABASE, "source '%s': media store: cannot "
+			    "write a large object: %s", m->name,
+			    sync_db_error_text(m->db)) :
+			    store_error(m, se != 0 ? se : EIO, "write a file", err);
+		if (sync_http_cut(m->ctx->http)) {
+			*cut = 1;
+			return SYNC_OK;
+		}
+		if (source_wide(&e)) {
+			*err = e;
+			return e.rc;
+		}
+		snprintf(why, n, "%s", e.msg);
+		*status = rc == SYNC_EDATA ? -1 : 0;	/* -1: too large */
+		return SYNC_OK;
+	}
+	if (*status < 200 || *status >= 300) {
+		sink_abort(&s);
+		snprintf(why, n, "HTTP %ld", *status);
+		return SYNC_OK;
+	}
+	if (a->size > 0 && s.size != a->size) {
+		sink_abort(&s);
+		snprintf(why, n, "got %lld bytes where the provider says %lld: a "
+		    "body cut short", s.size, a->size);
+		*status = 0;
+		return SYNC_OK;
+	}
+	if ((rc = sink_commit(&s, a->id, &dedup, &bad, err)) != SYNC_OK)
+		return rc;
+	if (bad) {
+		snprintf(why, n, "the stored bytes did not verify");
+		*status = 0;
+		return SYNC_OK;
+	}
+	*stored = 1;
+	count_stored(m, s.size, dedup);
+	return SYNC_OK;
+}
+
+static void
+link_release(struct sync_media_link *l)
+{
+	if (l->url != NULL)
+		explicit_bzero(l->url, strlen(l->url));
+	free(l->url);
+	free(l->expires_at);
+	free(l->path);
+	memset(l, 0, sizeof(*l));
+}
+
+/* A refused link: one that a fresh link may cure. */
+static int
+refused(long status)
+{
+	return status == 401 || status == 403 || status == 404 || status == 410;
+}
+
+/* One attachment; SYNC_OK unless the source stops (*cut: the deadline). */
+static enum sync_rc
+fetch_one(struct media *m, const struct sync_media_row *a, int *cut,
+    struct sync_err *err)
+{
+	const struct sync_connector *conn = m->ctx->src->conn;
+	struct sync_media_link fresh;
+	struct sync_media_item it;
+	struct sync_buf content = SYNC_BUF_INIT(0);
+	struct sync_err e;
+	cJSON *raw = NULL;
+	const char *link = NULL;
+	char why[600];
+	enum sync_rc rc = SYNC_OK;
+	long status = 0;
+	int stored = 0, asked = 0, tries;
+
+	*cut = 0;
+	why[0] = '\0';
+	if (a->size > m->max) {
+		snprintf(why, sizeof(why), "larger than media.max_bytes (%lld > "
+		    "%lld bytes)", a->size, m->max);
+		return settle(m, a, O_FAILED, why, 1, err);
+	}
+	if (a->inline_content) {
+		if ((rc = sync_db_media_content(m->db, a->id, &content, err)) ==
+		    SYNC_OK)
+			rc = (long long)content.len > m->max ? settle(m, a,
+			    O_FAILED, "larger than media.max_bytes", 1, err) :
+			    store_bytes(m, a, &content, err);
+		sync_buf_release(&content);
+		return rc;
+	}
+	if (a->local_path != NULL)
+		return store_file(m, a, a->local_path, err);
+	memset(&fresh, 0, sizeof(fresh));
+	if (a->url != NULL && !a->stripped && !a->expired)
+		link = a->url;
+	for (tries = 0; tries < 2 && !stored; tries++) {
+		if (link == NULL) {
+			if (conn->media_refresh == NULL || asked) {
+				/* Nothing fresher to ask for: the old link, once. */
+				if (a->url != NULL && !a->stripped && tries == 0) {
+					link = a->url;
+				} else {
+					rc = settle(m, a, a->url == NULL ?
+					    O_UNAVAILABLE : O_RETRY, a->url == NULL ?
+					    "no link to the file, and this source "
+					    "type cannot ask for one" : a->stripped ?
+					    "its link needs a credential that is not "
+					    "kept, and no fresh link could be had" :
+					    why[0] ? why : "its link has expired",
+					    1, err);
+					goto out;
+				}
+			} else {
+				if (raw == NULL && a->raw != NULL)
+					raw = cJSON_Parse(a->raw);
+				it.message_id = a->message_id;
+				it.conversation_id = a->conversation_id;
+				it.external_id = a->external_id;
+				it.kind = a->kind;
+				it.url = a->url;
+				it.size = a->size;
+				it.raw = raw;
+				sync_err_clear(&e);
+				link_release(&fresh);
+				asked = 1;
+				if (conn->media_refresh(m->ctx, &it, &fresh, &e) !=
+				    SYNC_OK) {
+					if (sync_http_cut(m->ctx->http)) {
+						*cut = 1;
+						goto out;
+					}
+					if (source_wide(&e)) {
+						*err = e;
+						rc = e.rc;
+						goto out;
+					}
+					rc = settle(m, a, O_RETRY, e.msg, 1, err);
+					goto out;
+				}
+				if (fresh.unavailable[0] != '\0') {
+					rc = settle(m, a, O_UNAVAILABLE,
+					    fresh.unavailable, 1, err);
+					goto out;
+				}
+				m->mc->refreshed++;
+				if (fresh.path != NULL) {
+					rc = store_file(m, a, fresh.path, err);
+					goto out;
+				}
+				if ((link = fresh.url) == NULL) {
+					rc = settle(m, a, O_RETRY, "the provider gave "
+					    "no link", 1, err);
+					goto out;
+				}
+			}
+		}
+		if ((rc = download(m, a, link, &status, &stored, cut, why,
+		    sizeof(why), err)) != SYNC_OK || *cut)
+			goto out;
+		if (stored)
+			break;
+		if (status == -1) {
+			rc = settle(m, a, O_FAILED, why, 1, err);
+			goto out;
+		}
+		if (!refused(status) || conn->media_refresh == NULL || asked) {
+			if (refused(status) && (status == 404 || status == 410) &&
+			    (asked || conn->media_refresh == NULL))
+				rc = settle(m, a, conn->media_refresh == NULL ?
+				    O_RETRY : O_UNAVAILABLE, why, 1, err);
+			else
+				rc = settle(m, a, O_RETRY, why, 1, err);
+			goto out;
+		}
+		link = NULL;		/* refused: ask for a fresh one */
+	}
+out:
+	link_release(&fresh);
+	cJSON_Delete(raw);
+	return rc;
 }
 
 enum sync_rc
@@ -15,7 +713,81 @@ sync_media_source(struct sync_db *db, int id, struct sync_ctx *ctx,
     double deadline, struct sync_media_counts *mc, int *stopped,
     struct sync_err *err)
 {
-	(void)db; (void)id; (void)ctx; (void)deadline; (void)mc; (void)stopped;
-	(void)err;
-	return SYNC_OK;
+	struct media m;
+	struct sync_media_rows l;
+	struct sync_progress *prog;
+	char after[96] = "";
+	enum sync_rc rc = SYNC_OK;
+	size_t i;
+	int complete = 0, cut = 0;
+
+	memset(&m, 0, sizeof(m));
+	m.db = db;
+	m.id = id;
+	m.ctx = ctx;
+	m.cfg = ctx->cfg;
+	m.name = ctx->src->name;
+	m.mc = mc;
+	m.in_db = strcmp(ctx->cfg->media_store, "database") == 0;
+	m.max = ctx->cfg->media_max_bytes;
+	if (ctx->src->media != SYNC_MEDIA_DOWNLOAD) {
+		sync_log(LOG_INFO, "source '%s': media = \"%s\": nothing to "
+		    "download", m.name, ctx->src->media == SYNC_MEDIA_LINK ?
+		    "link" : "none");
+		return SYNC_OK;
+	}
+	if ((m.buf = malloc(MEDIA_BUF)) == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	if ((!m.in_db && (rc = dir_open(&m, err)) != SYNC_OK) ||
+	    (rc = sync_db_media_prepare(db, id, ctx->opts->restart, err)) !=
+	    SYNC_OK) {
+		free(m.buf);
+		return rc;
+	}
+	prog = sync_progress_open(m.name, "attachments");
+	for (;;) {
+		if (sync_stop_signal) {
+			rc = sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
+			    "interrupted by %s", sync_signal_name((int)sync_stop_signal));
+			break;
+		}
+		if ((rc = sync_db_media_load(db, id, after[0] ? after : NULL,
+		    MEDIA_CHUNK, &l, err)) != SYNC_OK)
+			break;
+		for (i = 0; i < l.n && rc == SYNC_OK; i++) {
+			if (sync_stop_signal)
+				break;
+			if ((deadline > 0 && sync_now_mono() >= deadline) ||
+			    (budget_set && atomic_load(&budget_left) <= 0)) {
+				*stopped = 1;
+				break;
+			}
+			rc = fetch_one(&m, &l.v[i], &cut, err);
+			if (cut) {
+				*stopped = 1;
+				break;
+			}
+			sync_progress_add(prog, 1, 1);
+			snprintf(after, sizeof(after), "%s", l.v[i].key);
+		}
+		if (l.n < MEDIA_CHUNK && i == l.n && rc == SYNC_OK && !*stopped)
+			complete = 1;
+		sync_media_rows_release(&l);
+		if (rc != SYNC_OK || *stopped || complete)
+			break;
+	}
+	sync_progress_close(prog, complete);
+	free(m.buf);
+	/* What is left, whatever stopped the pass (a failure included). */
+	{
+		struct sync_err e;
+
+		sync_err_clear(&e);
+		if (sync_db_media_pending(db, id, &mc->still_pending, &e) != SYNC_OK &&
+		    rc == SYNC_OK)
+			rc = sync_err_set(err, e.rc, e.kind, "%s", e.msg);
+	}
+	if (*stopped && budget_set && atomic_load(&budget_left) <= 0)
+		sync_log(LOG_INFO, "source '%s': --max-bytes reached", m.name);
+	return rc;
 }

@@ -133,6 +133,31 @@ source_json(const struct sync_result *res, const struct sync_source_result *s)
 		}
 		return o;
 	}
+	if (res->cmd == SYNC_CMD_MEDIA) {
+		const struct sync_media_counts *m = &s->media;
+
+		bad |= cJSON_AddNumberToObject(o, "downloaded",
+		    (double)m->downloaded) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "bytes", (double)m->bytes) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "deduplicated",
+		    (double)m->deduplicated) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "refreshed",
+		    (double)m->refreshed) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "unavailable",
+		    (double)m->unavailable) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "failed", (double)m->failed) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "still_pending",
+		    (double)m->still_pending) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "api_calls",
+		    (double)s->totals.api_calls) == NULL;
+		bad |= cJSON_AddNumberToObject(o, "retries",
+		    (double)s->totals.retries) == NULL;
+		if (bad) {
+			cJSON_Delete(o);
+			return NULL;
+		}
+		return o;
+	}
 	if ((arr = cJSON_AddArrayToObject(o, "streams")) == NULL)
 		bad = 1;
 	for (i = 0; !bad && i < s->nstreams; i++) {
@@ -238,6 +263,17 @@ format_text(const struct sync_result *res)
 				    s->poll.updated, s->poll.finalized,
 				    s->poll.expired, s->poll.still_pending,
 				    s->poll.api_calls);
+			continue;
+		}
+		if (res->cmd == SYNC_CMD_MEDIA) {
+			if (s->status != SYNC_ST_SKIPPED)
+				bad |= sync_buf_addf(&b, "  %lld downloaded (%lld "
+				    "bytes, %lld already in the store), %lld links "
+				    "refreshed, %lld unavailable, %lld failed, %lld "
+				    "still pending\n", s->media.downloaded,
+				    s->media.bytes, s->media.deduplicated,
+				    s->media.refreshed, s->media.unavailable,
+				    s->media.failed, s->media.still_pending);
 			continue;
 		}
 		for (k = 0; k < s->nstreams; k++) {

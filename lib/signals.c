@@ -42,6 +42,8 @@ sync_signals_install(void)
 	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	/* A file-size limit makes write() fail with EFBIG, a store error. */
+	sigaction(SIGXFSZ, &sa, NULL);
 }
 
 int
