@@ -677,3 +677,49 @@ def fb_attachment_instagram_linked(ctx):
     atts = [a for a in stored_atts(ctx) if a["external_id"] == aid]
     eq([a["state"] for a in atts], ["linked"], "Instagram's attachment state")
     fb_att_check_no_token(ctx, fake)
+
+
+def media_group(ctx, path):
+    store = os.path.join(ctx.dir, "media")
+    with open(path, "a") as f:
+        f.write('media = { store = "dir"; dir = "%s"; };\n' % store)
+    return store
+
+
+def store_has(store, content):
+    sha = hashlib.sha256(content).hexdigest()
+    p = os.path.join(store, sha[:2], sha)
+    return os.path.exists(p) and open(p, "rb").read() == content
+
+
+@test
+def fb_media_sync_refreshes_expired_link(ctx):
+    """media-sync: the stored link lost its token, and the links served so
+    far expired: a fresh read of the message gives a working link, whose
+    bytes are stored; the token shows nowhere.  A message gone upstream
+    makes its file unavailable."""
+    fake, mid, aid, content = fb_att_setup(ctx)
+    cid = fake.dump("1111", "messenger")[0]["id"]
+    gone = fake.post("message", conversation=cid, ago=20, attachments=True)
+    store = media_group(ctx, fb_config(ctx))
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    eq(len(stored_atts(ctx)), 2, "attachment rows")
+    fake.post("expire_links")
+    fake.post("gone", message=gone["ids"][0])
+    tok = fake.call("media_token")["token"]
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    s = r.source("fb")
+    eq((s["downloaded"], s["refreshed"], s["unavailable"], s["failed"], s["still_pending"]),
+       (1, 1, 1, 0, 0), "downloaded, refreshed, unavailable, failed, still pending")
+    by = {a["external_id"]: a for a in stored_atts(ctx)}
+    eq(by[aid]["state"], "stored", "the refreshed file")
+    check(store_has(store, content), "its bytes in the store")
+    g = by[gone["attachments"][0]]
+    eq(g["state"], "unavailable", "the file of the message gone upstream")
+    check("gone upstream" in (g["last_error"] or ""), "why", g["last_error"])
+    check(tok not in r.out + r.err, "the CDN token in media-sync's output")
+    fb_att_check_no_token(ctx, fake)
+    # The message read and the CDN download of the refresh happened.
+    check(any(q["path"].endswith("/" + mid) for q in fake.requests("message")),
+          "the message was read again")

@@ -1390,3 +1390,81 @@ def tg_import_attachments(ctx):
         os.path.join(os.path.realpath(exp), "files/report.pdf")), "the document's row")
     eq((voice["kind"], voice["state"], voice["last_error"], voice["local_path"]),
        ("voice", "unavailable", "not included in the export", None), "the voice note's row")
+
+
+def tg_media_group(ctx):
+    store = os.path.join(ctx.dir, "media")
+    with open(ctx.cfg, "a") as f:
+        f.write('media = { store = "dir"; dir = "%s"; };\n' % store)
+    return store
+
+
+def in_store(store, content):
+    import hashlib
+    sha = hashlib.sha256(content).hexdigest()
+    p = os.path.join(store, sha[:2], sha)
+    return os.path.exists(p) and open(p, "rb").read() == content
+
+
+@test
+def tg_media_sync_downloads(ctx):
+    """media-sync downloads each file through TDLib (downloadFile,
+    synchronous) and stores its bytes; a file id TDLib refuses as stale
+    (400 FILE_REFERENCE_EXPIRED) is downloaded again after a fresh
+    getMessage; a message gone upstream makes its file unavailable."""
+    s = tg_media_world(ctx)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    store = tg_media_group(ctx)
+    # The first download is refused as stale.
+    s.d["faults"] = [{"method": "downloadFile", "count": 1, "code": 400,
+                      "message": "FILE_REFERENCE_EXPIRED"}]
+    s.write()
+    s.clear_log()
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    st = r.source("tg")
+    eq((st["downloaded"], st["unavailable"], st["failed"], st["still_pending"]),
+       (2, 0, 0, 0), "downloaded, unavailable, failed, still pending")
+    by = {k[1]: v for k, v in tg_atts(ctx).items()}
+    eq([by[u]["state"] for u in ("AQADphoto", "BQADdoc")], ["stored", "stored"], "states")
+    check(in_store(store, td_bytes(501, 7000)), "the photo's bytes in the store")
+    check(in_store(store, td_bytes(502, 3000)), "the document's bytes in the store")
+    dl = s.requests("downloadFile")
+    eq(len(dl), 3, "downloadFile calls (one stale, asked again)")
+    check(all(q.get("synchronous") is True and q.get("priority") == 1 for q in dl),
+          "downloadFile is synchronous, priority 1", dl)
+    eq(len(s.requests("getMessage")), 1, "the stale file's message read again")
+    # A message gone upstream: its file never comes.
+    s.d["faults"] = []
+    s.add(ANN, msg(ANN, 122, ANN, NOW - 80, content=photo(503, 500, "AQADgone")))
+    s.write()
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    s.chat(ANN)["messages"] = [m for m in s.chat(ANN)["messages"] if m["id"] != 122 * SHIFT]
+    s.write()
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    eq(r.source("tg")["unavailable"], 1, "unavailable")
+    g = {k[1]: v for k, v in tg_atts(ctx).items()}["AQADgone"]
+    eq(g["state"], "unavailable", "the gone message's file")
+    check("gone upstream" in g["last_error"], "why", g["last_error"])
+
+
+@test
+def tg_media_sync_export_files(ctx):
+    """An export's files are stored by media-sync from disk, without TDLib."""
+    import_setup(ctx, lib="/nonexistent/libtdjson.so")
+    exp = os.path.join(ctx.dir, "export")
+    os.makedirs(exp)
+    d, files = media_export(exp)
+    e2e.ok_pass(ctx.run("full-sync", "-j", "-s", "tg", "--import",
+                        os.path.join(exp, "result.json")))
+    store = tg_media_group(ctx)
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    st = r.source("tg")
+    eq((st["downloaded"], st["failed"], st["still_pending"]), (2, 0, 0),
+       "downloaded, failed, still pending")
+    for data in files.values():
+        check(in_store(store, data), "an export's file in the store")
+    eq(sorted(a["state"] for a in tg_atts(ctx).values()),
+       ["stored", "stored", "unavailable"], "states")

@@ -383,6 +383,9 @@ struct tg {
 	int		 x_done;
 	long long	 x_chat;	/* chat whose messages are taken */
 	int		 x_skip;	/* ... or skipped (not in `chats`) */
+	/* media-sync: TDLib is opened when a file is first asked for */
+	int		 media_tried;
+	struct sync_err	 media_err;	/* ... and why that failed */
 };
 
 static enum sync_rc
@@ -984,7 +987,10 @@ tg_open(struct tg *p, const struct sync_config *cfg, int verbose, sync_prompt_fn
 	int busy;
 
 	p->timeout = sync_config_timeout(cfg);
-	if ((rc = lock_dir(p, sync_cfg_str(s, "tdlib_dir"), &busy, err)) != SYNC_OK)
+	busy = 0;
+	/* media-sync's begin took the lock already. */
+	if (p->lockfd < 0 && (rc = lock_dir(p, sync_cfg_str(s, "tdlib_dir"), &busy,
+	    err)) != SYNC_OK)
 		return rc;
 	if (busy) {
 		if (skip == NULL)
@@ -1597,6 +1603,22 @@ tg_begin(struct sync_ctx *ctx, struct sync_err *err)
 	p->http = ctx->http;
 	p->lockfd = -1;
 	p->cold_days = sync_cfg_int(ctx->src, "cold_start_days", 7);
+	/*
+	 * media-sync opens TDLib only for a file it must ask for: an export's
+	 * files are read from disk, with no session at all.
+	 */
+	if (ctx->opts->cmd == SYNC_CMD_MEDIA) {
+		int busy;
+
+		if ((rc = lock_dir(p, sync_cfg_str(ctx->src, "tdlib_dir"), &busy,
+		    err)) != SYNC_OK)
+			return rc;
+		if (busy)
+			snprintf(ctx->skip, sizeof(ctx->skip), "the Telegram session "
+			    "in '%s' is in use by another pass",
+			    sync_cfg_str(ctx->src, "tdlib_dir"));
+		return SYNC_OK;
+	}
 	if (ctx->opts->import != NULL) {
 		/* An export needs neither TDLib nor its session. */
 		if ((p->x = sync_tgx_open(ctx->opts->import, err)) == NULL)
@@ -2373,9 +2395,24 @@ tg_media_refresh(struct sync_ctx *ctx, const struct sync_media_item *it,
 	enum sync_rc rc;
 	int r;
 
-	if (p == NULL || p->td == NULL)
-		return sync_err_set(err, SYNC_EUNAVAIL, SYNC_ERR_NETWORK,
-		    "source '%s': no TDLib session", ctx->src->name);
+	if (p == NULL)
+		return nomem(err);
+	if (!p->media_tried) {
+		cJSON *me = NULL;
+
+		p->media_tried = 1;
+		if (tg_open(p, ctx->cfg, ctx->opts->verbose, NULL, NULL, NULL, 0,
+		    &p->media_err) == SYNC_OK && get_me(p, ctx->source_counts, &me,
+		    &p->media_err) == SYNC_OK)
+			(void)(load_chats(p, ctx, "chatListMain", &p->media_err) ==
+			    SYNC_OK && load_chats(p, ctx, "chatListArchive",
+			    &p->media_err) == SYNC_OK);
+		cJSON_Delete(me);
+	}
+	if (p->media_err.rc != SYNC_OK) {
+		*err = p->media_err;
+		return err->rc;
+	}
 	if (sscanf(it->message_id, "%lld:%lld", &chat, &id) != 2 || id <= 0)
 		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA, "source '%s': "
 		    "message '%s' is no TDLib message", ctx->src->name,

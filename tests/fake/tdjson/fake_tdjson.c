@@ -2109,6 +2109,8 @@ m_download_file(struct client *c, const cJSON *req)
 	size_t k;
 	int sync;
 
+	if (!admit(c, req))
+		return;
 	if (get_int53(req, "file_id", &fid, why, sizeof(why)) == -1 ||
 	    get_int32(req, "priority", &prio, why, sizeof(why)) == -1 ||
 	    get_bool(req, "synchronous", &sync, why, sizeof(why)) == -1) {
