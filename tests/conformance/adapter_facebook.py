@@ -120,3 +120,30 @@ class Adapter(Base):
             if c["id"] == conv:
                 return [(m["id"], m["detail"]) for m in c["messages"]]
         raise KeyError(conv)
+
+    # Attachments (SPEC §9): the fake's files behind expiring CDN links on its
+    # own host (/cdn/<id>?oe=<hex>&token=<per-link>); media_refresh reads the
+    # message again (GET /{message-id}?fields=attachments).
+
+    def media_add(self, content, name="f.jpg", mime="image/jpeg"):
+        import base64
+        conv = self.convs()[0] if self.convs() else self.fake.post(
+            "conversation", platform=self.platform)["ids"][0]
+        return self.fake.post("message", conversation=conv,
+                              file={"content_b64": base64.b64encode(content).decode(),
+                                    "name": name, "mime": mime})["ids"][0]
+
+    def media_expire(self):
+        self.fake.post("expire_links")
+
+    def media_cut(self, n):
+        self.fake.post("cut", n=n)
+
+    def media_slow(self, delay, n=1):
+        self.fake.post("slow", delay=delay, n=n)
+
+    def media_gone(self, ext):
+        self.fake.post("gone", message=ext)
+
+    def media_token(self):
+        return self.fake.call("media_token")["token"]

@@ -152,7 +152,8 @@ given. Controls:
        the whole length announced, then the connection dropped)
   POST gone {"message": id} its files are gone for good; the message cannot
        be read any more (it stays in the listings)
-  POST config {"link_ttl": s, "cdn_delay": s (between 16 KiB chunks)}
+  POST slow {"delay":1,"n":1} the next n file bodies come 16 KiB per delay s
+  POST config {"link_ttl": s, "cdn_delay": s (between 16 KiB chunks, always)}
   GET  media_token -> {"token": "fbcdntok"}
 
 Endpoint names (log, faults, gates, wait): cdn (the files), conversations, conversation (GET
@@ -431,6 +432,7 @@ class Graph:
         self.links = {}     # attachment id -> (token, oe) of its working link
         self.link_serial = 0
         self.cut = 0
+        self.slow = [0.0, 0]   # delay between 16 KiB chunks, for the next n bodies
 
     # -- attachments -----------------------------------------------------------
 
@@ -1094,6 +1096,8 @@ class Handler(fakelib.Handler):
             if cut:
                 g.cut -= 1
             delay = float(g.cfg["cdn_delay"])
+            if status == 200 and not cut and g.slow[1] > 0:
+                delay, g.slow[1] = g.slow[0], g.slow[1] - 1
         if status != 200:
             return self.respond(status, body, ctype=mime)
         if cut:
@@ -1243,6 +1247,9 @@ class Handler(fakelib.Handler):
         if what == "cut":
             g.cut = int(d.get("n", 1))
             return {"cut": g.cut}
+        if what == "slow":
+            g.slow = [float(d.get("delay", 1)), int(d.get("n", 1))]
+            return {"slow": g.slow}
         if what == "gone":
             m = g.msgs[d["message"]]
             m["gone"] = True

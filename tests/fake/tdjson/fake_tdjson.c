@@ -2092,10 +2092,12 @@ file_in(const cJSON *j, int64_t fid)
  * downloadFile {file_id, priority 1..32, synchronous}: the file of a
  * scenario message (a "file" object with that id in its content) written
  * to <database_directory>/files/<id>.bin, its bytes the file's
- * "fake_content" (a string), else its size (or expected_size) bytes
+ * "fake_content_hex" (hex digits), else its size (or expected_size) bytes
  * (i * 7 + id) % 251; the answer is the file, downloaded (local.path,
  * is_downloading_completed).  An unknown id: 400 "Invalid file
- * identifier".  Synchronous or not, the answer waits for the whole file.
+ * identifier"; a file with "fake_gone": true, 404 "Not Found" (gone from
+ * Telegram's servers).  Synchronous or not, the answer waits for the whole
+ * file.
  */
 static void
 m_download_file(struct client *c, const cJSON *req)
@@ -2130,9 +2132,13 @@ m_download_file(struct client *c, const cJSON *req)
 		answer_error(c->id, req, 400, "Invalid file identifier");
 		return;
 	}
-	fc = cJSON_GetObjectItemCaseSensitive(f, "fake_content");
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "fake_gone"))) {
+		answer_error(c->id, req, 404, "Not Found");
+		return;
+	}
+	fc = cJSON_GetObjectItemCaseSensitive(f, "fake_content_hex");
 	if (cJSON_IsString(fc))
-		n = (int64_t)strlen(fc->valuestring);
+		n = (int64_t)strlen(fc->valuestring) / 2;
 	else if ((n = (int64_t)cJSON_GetNumberValue(
 	    cJSON_GetObjectItemCaseSensitive(f, "size"))) <= 0)
 		n = (int64_t)cJSON_GetNumberValue(
@@ -2151,7 +2157,12 @@ m_download_file(struct client *c, const cJSON *req)
 		return;
 	}
 	if (cJSON_IsString(fc))
-		fwrite(fc->valuestring, 1, (size_t)n, fp);
+		for (i = 0; i < n; i++) {
+			unsigned x = 0;
+
+			sscanf(fc->valuestring + 2 * i, "%2x", &x);
+			putc((int)x, fp);
+		}
 	else
 		for (i = 0; i < n; i++)
 			putc((int)((i * 7 + fid) % 251), fp);
@@ -2160,7 +2171,8 @@ m_download_file(struct client *c, const cJSON *req)
 		return;
 	}
 	out = cJSON_Duplicate(f, 1);
-	cJSON_DeleteItemFromObjectCaseSensitive(out, "fake_content");
+	cJSON_DeleteItemFromObjectCaseSensitive(out, "fake_content_hex");
+	cJSON_DeleteItemFromObjectCaseSensitive(out, "fake_gone");
 	cJSON_DeleteItemFromObjectCaseSensitive(out, "size");
 	cJSON_AddNumberToObject(out, "size", (double)n);
 	cJSON_DeleteItemFromObjectCaseSensitive(out, "local");
