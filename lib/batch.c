@@ -383,7 +383,8 @@ sync_batch_add_message(struct sync_batch *b, const struct sync_message *m)
 	    field(b, m->status, 0) == -1 || field_time(b, m->status_at) == -1 ||
 	    field_time(b, m->validity_expires_at) == -1 ||
 	    field(b, m->folder, 0) == -1 ||
-	    (m->natt > 0 || m->attachments != NULL ?
+	    (m->natt > 0 || (m->attachments != NULL &&
+	    m->attachments->child != NULL) ?
 	    field_json_links(b, m->attachments) == -1 ||
 	    field_json_links(b, m->raw) == -1 :
 	    field_json(b, m->attachments) == -1 || field_json(b, m->raw) == -1) ||

@@ -7,6 +7,7 @@
  * "dir"), or large objects recorded in media_blob (store = "database").
  * An attachment is marked stored only once its bytes are durable.
  */
+#define _GNU_SOURCE		/* sync_file_range() */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +27,11 @@
 #define MEDIA_MAX_ATTEMPTS	5
 /* Pending attachments read per query. */
 #define MEDIA_CHUNK		100
-/* The read buffer of files copied and verified. */
+/* The read buffer of local files copied into the store. */
 #define MEDIA_BUF		(256 * 1024)
+/* store = "dir": files made durable together (batch_flush()). */
+#define MEDIA_BATCH		16
+#define MEDIA_BATCH_BYTES	(64LL << 20)
 
 /* --max-bytes: what the pass may still download, shared by its sources. */
 static atomic_llong budget_left;
@@ -39,6 +43,15 @@ sync_media_pass_begin(const struct sync_opts *o)
 	budget_set = o->max_bytes > 0;
 	atomic_store(&budget_left, o->max_bytes);
 }
+
+/* store = "dir": a complete file waiting for batch_flush(). */
+struct held {
+	int		 fd;
+	char		 path[4400];
+	char		 sha[2 * EVP_MAX_MD_SIZE + 1];
+	long long	 size;
+	struct sync_media_row row;	/* id, attempts, ids for messages */
+};
 
 /* One source's media-sync. */
 struct media {
@@ -52,7 +65,10 @@ struct media {
 	char		 dir[4096];	/* store = "dir": media.dir */
 	char		 tmp[4200];	/* its .tmp directory */
 	long long	 max;		/* media.max_bytes */
-	char		*buf;		/* MEDIA_BUF bytes */
+	char		*buf;		/* MEDIA_BUF bytes: local files are copied through it */
+	struct held	 held[MEDIA_BATCH];
+	size_t		 nheld;
+	long long	 held_bytes;
 };
 
 /* Where a download's bytes go while they arrive (a sync_http_sink). */
@@ -60,6 +76,7 @@ struct sink {
 	struct media	*m;
 	EVP_MD_CTX	*md;
 	int		 fd;		/* store = "dir": the temporary file */
+	long long	 started;	/* bytes whose writeback was started */
 	char		 path[4400];
 	long long	 size;
 	int		 err;		/* errno of a failed write */
@@ -94,6 +111,17 @@ sink_write(void *arg, const void *p, size_t n)
 			c += w;
 			left -= (size_t)w;
 		}
+#ifdef SYNC_FILE_RANGE_WRITE
+		/*
+		 * The disk starts on what arrived while more arrives: the
+		 * flush of batch_flush() then waits for little.
+		 */
+		if (s->size + (long long)n - s->started >= (1 << 20)) {
+			(void)sync_file_range(s->fd, s->started, s->size +
+			    (long long)n - s->started, SYNC_FILE_RANGE_WRITE);
+			s->started = s->size + (long long)n;
+		}
+#endif
 	}
 	s->size += (long long)n;
 	return 0;
@@ -105,6 +133,7 @@ sink_reset(void *arg)
 	struct sink *s = arg;
 
 	s->size = 0;
+	s->started = 0;
 	if (EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1)
 		return -1;
 	if (s->m->in_db)
@@ -254,105 +283,6 @@ sink_abort(struct sink *s)
 	s->md = NULL;
 }
 
-/*
- * store = "dir": re-reads the flushed temporary file and checks that it
- * holds size bytes hashing to sha (what was written is what is kept).
- */
-static int
-verify_file(struct media *m, const char *path, const char *sha, long long size)
-{
-	unsigned char d[EVP_MAX_MD_SIZE];
-	char got[2 * EVP_MAX_MD_SIZE + 1];
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	unsigned dn = 0;
-	long long total = 0;
-	ssize_t r;
-	int fd, ok = 0;
-
-	if (md == NULL || (fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		EVP_MD_CTX_free(md);
-		return -1;
-	}
-	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
-		while ((r = read(fd, m->buf, MEDIA_BUF)) > 0) {
-			EVP_DigestUpdate(md, m->buf, (size_t)r);
-			total += r;
-		}
-		if (r == 0 && EVP_DigestFinal_ex(md, d, &dn) == 1) {
-			hex(d, dn, got);
-			ok = total == size && strcmp(got, sha) == 0;
-		}
-	}
-	close(fd);
-	EVP_MD_CTX_free(md);
-	return ok ? 0 : -1;
-}
-
-/*
- * Makes the sink's bytes durable under their content's name and marks
- * attachment att stored.  *dedup: that content was in the store already.
- * A failure of the store is the source's (it stops); a verification that
- * fails is the attachment's (*bad set, SYNC_OK).
- */
-static enum sync_rc
-sink_commit(struct sink *s, long long att, int *dedup, int *bad,
-    struct sync_err *err)
-{
-	struct media *m = s->m;
-	unsigned char d[EVP_MAX_MD_SIZE];
-	char sha[2 * EVP_MAX_MD_SIZE + 1], sub[4400], final[4600];
-	unsigned dn = 0;
-	struct stat st;
-	enum sync_rc rc;
-
-	*dedup = *bad = 0;
-	if (EVP_DigestFinal_ex(s->md, d, &dn) != 1) {
-		sink_abort(s);
-		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "cannot hash");
-	}
-	hex(d, dn, sha);
-	if (m->in_db) {
-		rc = sync_db_lo_commit(m->db, att, sha, s->size, dedup, err);
-		EVP_MD_CTX_free(s->md);
-		s->md = NULL;
-		return rc;
-	}
-	if (fsync(s->fd) == -1 || close(s->fd) == -1) {
-		int e = errno;
-
-		s->fd = -1;
-		unlink(s->path);
-		EVP_MD_CTX_free(s->md);
-		s->md = NULL;
-		return store_error(m, e, "flush a file", err);
-	}
-	s->fd = -1;
-	EVP_MD_CTX_free(s->md);
-	s->md = NULL;
-	if (verify_file(m, s->path, sha, s->size) == -1) {
-		unlink(s->path);
-		*bad = 1;
-		return SYNC_OK;
-	}
-	snprintf(sub, sizeof(sub), "%s/%.2s", m->dir, sha);
-	snprintf(final, sizeof(final), "%s/%s", sub, sha);
-	if (make_dir(sub, m->dir) == -1) {
-		rc = store_error(m, errno, "create a directory", err);
-		unlink(s->path);
-		return rc;
-	}
-	if (stat(final, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (long long)st.st_size == s->size) {
-		*dedup = 1;
-		unlink(s->path);
-	} else if (rename(s->path, final) == -1 || fsync_dir(sub) == -1) {
-		rc = store_error(m, errno, "rename a file into place", err);
-		unlink(s->path);
-		return rc;
-	}
-	return sync_db_media_stored(m->db, att, sha, s->size, err);
-}
-
 /* What became of one attachment. */
 enum outcome {
 	O_STORED,
@@ -398,8 +328,152 @@ count_stored(struct media *m, long long size, int dedup)
 	m->mc->downloaded++;
 	m->mc->bytes += size;
 	m->mc->deduplicated += dedup != 0;
+}
+
+static void
+held_release(struct held *h)
+{
+	if (h->fd != -1) {
+		close(h->fd);
+		unlink(h->path);
+	}
+	free(h->row.external_id);
+	free(h->row.message_id);
+	memset(h, 0, sizeof(*h));
+	h->fd = -1;
+}
+
+/*
+ * store = "dir": the files held, made durable together.  Their writeback
+ * started as they arrived (sink_write()), so that flushing them costs
+ * little: each is flushed, its size checked against the bytes received
+ * and hashed, and renamed to its content's name; the directories are
+ * flushed, and then one transaction marks them all stored.  A verification that fails is the attachment's (an attempt); a
+ * failure of the store stops the source.
+ */
+static enum sync_rc
+batch_flush(struct media *m, struct sync_err *err)
+{
+	char sub[4400], final[4600], done[MEDIA_BATCH][3];
+	int stored[MEDIA_BATCH], dedup[MEDIA_BATCH];
+	enum sync_rc rc = SYNC_OK;
+	size_t i, k, ndone = 0;
+	struct stat st;
+
+	for (i = 0; i < m->nheld && rc == SYNC_OK; i++) {
+		struct held *h = &m->held[i];
+
+		stored[i] = dedup[i] = 0;
+		if (fsync(h->fd) == -1 || fstat(h->fd, &st) == -1 ||
+		    close(h->fd) == -1) {
+			h->fd = -1;
+			rc = store_error(m, errno, "flush a file", err);
+			break;
+		}
+		h->fd = -1;
+		/* What the file holds is what was counted and hashed. */
+		if ((long long)st.st_size != h->size) {
+			unlink(h->path);
+			rc = settle(m, &h->row, O_RETRY, "the stored file's size "
+			    "does not match the bytes received", 1, err);
+			continue;
+		}
+		snprintf(sub, sizeof(sub), "%s/%.2s", m->dir, h->sha);
+		snprintf(final, sizeof(final), "%s/%s", sub, h->sha);
+		if (make_dir(sub, m->dir) == -1) {
+			rc = store_error(m, errno, "create a directory", err);
+			break;
+		}
+		if (stat(final, &st) == 0 && S_ISREG(st.st_mode) &&
+		    (long long)st.st_size == h->size) {
+			dedup[i] = 1;
+			unlink(h->path);
+		} else if (rename(h->path, final) == -1) {
+			rc = store_error(m, errno, "rename a file into place", err);
+			break;
+		}
+		stored[i] = 1;
+		for (k = 0; k < ndone && memcmp(done[k], h->sha, 2) != 0; k++)
+			;
+		if (k == ndone) {
+			memcpy(done[ndone], h->sha, 2);
+			done[ndone++][2] = '\0';
+		}
+	}
+	for (k = 0; rc == SYNC_OK && k < ndone; k++) {
+		snprintf(sub, sizeof(sub), "%s/%s", m->dir, done[k]);
+		if (fsync_dir(sub) == -1)
+			rc = store_error(m, errno, "flush a directory", err);
+	}
+	/* The bytes are durable: now, and only now, the rows say so. */
+	if (rc == SYNC_OK && ndone > 0 && (rc = sync_db_begin(m->db, err)) ==
+	    SYNC_OK) {
+		for (i = 0; rc == SYNC_OK && i < m->nheld; i++)
+			if (stored[i])
+				rc = sync_db_media_stored(m->db, m->held[i].row.id,
+				    m->held[i].sha, m->held[i].size, err);
+		if (rc == SYNC_OK)
+			rc = sync_db_commit(m->db, err);
+		else
+			sync_db_rollback(m->db);
+		for (i = 0; rc == SYNC_OK && i < m->nheld; i++)
+			if (stored[i])
+				count_stored(m, m->held[i].size, dedup[i]);
+	}
+	for (i = 0; i < m->nheld; i++)
+		held_release(&m->held[i]);
+	m->nheld = 0;
+	m->held_bytes = 0;
+	return rc;
+}
+
+/*
+ * The sink's bytes are complete: under store = "database" they are
+ * recorded at once; under "dir" the file is held for batch_flush(),
+ * which runs when MEDIA_BATCH files or MEDIA_BATCH_BYTES are held.
+ */
+static enum sync_rc
+sink_commit(struct sink *s, const struct sync_media_row *a, struct sync_err *err)
+{
+	struct media *m = s->m;
+	unsigned char d[EVP_MAX_MD_SIZE];
+	char sha[2 * EVP_MAX_MD_SIZE + 1];
+	unsigned dn = 0;
+	struct held *h;
+	enum sync_rc rc;
+	int dedup = 0;
+
+	if (EVP_DigestFinal_ex(s->md, d, &dn) != 1) {
+		sink_abort(s);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "cannot hash");
+	}
+	EVP_MD_CTX_free(s->md);
+	s->md = NULL;
+	hex(d, dn, sha);
 	if (budget_set)
-		atomic_fetch_sub(&budget_left, size);
+		atomic_fetch_sub(&budget_left, s->size);
+	if (m->in_db) {
+		if ((rc = sync_db_lo_commit(m->db, a->id, sha, s->size, &dedup,
+		    err)) == SYNC_OK)
+			count_stored(m, s->size, dedup);
+		return rc;
+	}
+	h = &m->held[m->nheld++];
+	h->fd = s->fd;
+	s->fd = -1;
+	snprintf(h->path, sizeof(h->path), "%s", s->path);
+	snprintf(h->sha, sizeof(h->sha), "%s", sha);
+	h->size = s->size;
+	h->row.id = a->id;
+	h->row.attempts = a->attempts;
+	h->row.external_id = sync_strdup(a->external_id);
+	h->row.message_id = sync_strdup(a->message_id);
+	m->held_bytes += s->size;
+	if (h->row.external_id == NULL || h->row.message_id == NULL)
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	if (m->nheld == MEDIA_BATCH || m->held_bytes >= MEDIA_BATCH_BYTES)
+		return batch_flush(m, err);
+	return SYNC_OK;
 }
 
 /* Bytes in memory (inline content) into the store. */
@@ -409,7 +483,6 @@ store_bytes(struct media *m, const struct sync_media_row *a,
 {
 	struct sink s;
 	enum sync_rc rc;
-	int dedup, bad;
 
 	if ((rc = sink_open(m, &s, a->id, err)) != SYNC_OK)
 		return rc;
@@ -419,13 +492,7 @@ store_bytes(struct media *m, const struct sync_media_row *a,
 		sink_abort(&s);
 		return store_error(m, e, "write a file", err);
 	}
-	if ((rc = sink_commit(&s, a->id, &dedup, &bad, err)) != SYNC_OK)
-		return rc;
-	if (bad)
-		return settle(m, a, O_RETRY, "the stored bytes did not verify", 1,
-		    err);
-	count_stored(m, (long long)b->len, dedup);
-	return SYNC_OK;
+	return sink_commit(&s, a, err);
 }
 
 /* A local file (an export's, or TDLib's download) into the store. */
@@ -438,7 +505,7 @@ store_file(struct media *m, const struct sync_media_row *a, const char *path,
 	enum sync_rc rc;
 	char why[600];
 	ssize_t r;
-	int fd, dedup, bad;
+	int fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
 	    fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
@@ -474,13 +541,7 @@ store_file(struct media *m, const struct sync_media_row *a, const char *path,
 		sink_abort(&s);
 		return settle(m, a, O_RETRY, why, 1, err);
 	}
-	if ((rc = sink_commit(&s, a->id, &dedup, &bad, err)) != SYNC_OK)
-		return rc;
-	if (bad)
-		return settle(m, a, O_RETRY, "the stored bytes did not verify", 1,
-		    err);
-	count_stored(m, s.size, dedup);
-	return SYNC_OK;
+	return sink_commit(&s, a, err);
 }
 
 /* An error that stops the whole source rather than one attachment. */
@@ -506,7 +567,6 @@ download(struct media *m, const struct sync_media_row *a, const char *link,
 	struct sync_err e;
 	struct sink s;
 	enum sync_rc rc;
-	int dedup, bad;
 
 	*status = 0;
 	*stored = *cut = 0;
@@ -553,16 +613,8 @@ download(struct media *m, const struct sync_media_row *a, const char *link,
 		*status = 0;
 		return SYNC_OK;
 	}
-	if ((rc = sink_commit(&s, a->id, &dedup, &bad, err)) != SYNC_OK)
-		return rc;
-	if (bad) {
-		snprintf(why, n, "the stored bytes did not verify");
-		*status = 0;
-		return SYNC_OK;
-	}
 	*stored = 1;
-	count_stored(m, s.size, dedup);
-	return SYNC_OK;
+	return sink_commit(&s, a, err);
 }
 
 static void
@@ -775,6 +827,14 @@ sync_media_source(struct sync_db *db, int id, struct sync_ctx *ctx,
 		sync_media_rows_release(&l);
 		if (rc != SYNC_OK || *stopped || complete)
 			break;
+	}
+	/* The files held are complete, whatever stopped the pass. */
+	if (m.nheld > 0) {
+		struct sync_err e;
+
+		sync_err_clear(&e);
+		if (batch_flush(&m, &e) != SYNC_OK && rc == SYNC_OK)
+			rc = sync_err_set(err, e.rc, e.kind, "%s", e.msg);
 	}
 	sync_progress_close(prog, complete);
 	free(m.buf);

@@ -139,6 +139,94 @@ def many_sources(tmp, env, nsrc, jobs, fig):
         fake.wait()
 
 
+def media(tmp, env, nfiles, fig, big_mb):
+    """media-sync of nfiles files of 1 MB from a local file server, against
+    curl alone fetching the same files from it in the same run (one
+    connection, written to disk like the store, without its fsync and
+    hash), then one file of big_mb MB: wall time and peak RSS (issue 13)."""
+    files = os.path.join(TOP, "tests", "fake", "files.py")
+    seqfake = os.path.join(TOP, "tests", "fake", "seqapi.py")
+    cdn = os.path.join(tmp, "cdn")
+    os.makedirs(cdn)
+    block = os.urandom(1 << 20)
+    for i in range(nfiles):     # distinct contents: nothing deduplicated
+        with open(os.path.join(cdn, "f%05d" % i), "wb") as f:
+            f.write(b"%016d" % i + block[16:])
+    with open(os.path.join(cdn, "big"), "wb") as f:
+        for i in range(big_mb):
+            f.write(b"%016d" % (i + nfiles) + block[16:])
+    procs = []
+    try:
+        pf, sf = os.path.join(tmp, "files.port"), os.path.join(tmp, "seq.port")
+        procs.append(subprocess.Popen([sys.executable, files, "--dir", cdn,
+                                       "--port-file", pf], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        fport = wait_port(pf, procs[-1])
+        procs.append(subprocess.Popen([sys.executable, seqfake, "--port-file", sf,
+                                       "--messages", str(nfiles + 1), "--conversations",
+                                       "10", "--contacts", "10"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        sport = wait_port(sf, procs[-1])
+        store = os.path.join(tmp, "media")
+        conf = os.path.join(tmp, "media.conf")
+        with open(conf, "w") as f:
+            f.write('database = { conninfo = "dbname=media"; };\n'
+                    'media = { store = "dir"; dir = "%s"; max_bytes = %d; };\n'
+                    'sources = ( { name = "m"; type = "seqapi";'
+                    ' url = "http://127.0.0.1:%d"; integration_id = "int-1";'
+                    ' token_env = "BENCH_TOKEN"; } );\n'
+                    % (store, (big_mb + 1) << 20, sport))
+        menv = dict(env, PGDATABASE="media")
+        sh(["createdb", "media"], env=env)
+        run_timed([os.path.join(TOP, "full-sync"), "-q", "-c", conf], menv)
+        ids = psql(menv, "SELECT string_agg(external_id, ' ' ORDER BY id) FROM message")
+        ids = ids.split()
+        url = "http://127.0.0.1:%d/f/" % fport
+        psql(menv, "DELETE FROM attachment")
+        vals = ",".join("('%s', '%sf%05d')" % (ids[i], url, i) for i in range(nfiles))
+        psql(menv, "INSERT INTO attachment (message_id, source_id, external_id, url)"
+             " SELECT m.id, m.source_id, '0', v.u FROM (VALUES %s) v(x, u)"
+             " JOIN message m ON m.external_id = v.x" % vals)
+
+        # curl alone, on the same files, one connection, to disk.
+        out = os.path.join(tmp, "curl")
+        os.makedirs(out)
+        lst = os.path.join(tmp, "curl.list")
+        with open(lst, "w") as f:
+            for i in range(nfiles):
+                f.write('url = "%sf%05d"\noutput = "%s/f%05d"\n' % (url, i, out, i))
+        wall_c, rss_c, _ = run_timed([shutil.which("curl") or "/usr/bin/curl", "-sS", "--fail",
+                                     "-K", lst], env)
+        shutil.rmtree(out)
+        wall_m, rss_m, cpu_m = run_timed([os.path.join(TOP, "media-sync"), "-q", "-c",
+                                          conf], menv)
+        got = int(psql(menv, "SELECT count(*) FROM attachment WHERE state = 'stored'"))
+        if got != nfiles:
+            sys.exit("bench: media-sync stored %d of %d files" % (got, nfiles))
+        mb = nfiles * (1 << 20) / 1e6
+        print("media: curl alone fetched %d files of 1 MB in %.2f s (%.0f MB/s);"
+              " media-sync stored them in %.2f s (%.0f MB/s, CPU %.1f s), peak RSS %.1f MB"
+              % (nfiles, wall_c, mb / wall_c, wall_m, mb / wall_m, cpu_m, rss_m))
+        fig["media_ratio"] = wall_c / wall_m
+        fig["media_rss"] = rss_m
+
+        # One big file.
+        psql(menv, "INSERT INTO attachment (message_id, source_id, external_id, url)"
+             " SELECT m.id, m.source_id, '0', '%sbig' FROM message m"
+             " WHERE m.external_id = '%s'" % (url, ids[nfiles]))
+        wall_b, rss_b, _ = run_timed([os.path.join(TOP, "media-sync"), "-q", "-c", conf],
+                                     menv)
+        print("media: one file of %d MB stored in %.1f s, peak RSS %.1f MB"
+              % (big_mb, wall_b, rss_b))
+        fig["media_big_rss"] = rss_b
+        fig["media_big_mb"] = big_mb
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+        shutil.rmtree(cdn, ignore_errors=True)
+
+
 def report(fig):
     """The speed figures of issues 11 and 12, each against its target."""
     def line(name, value, target, ok):
@@ -164,6 +252,14 @@ def report(fig):
         r = fig["prune_rss"]
         line("    its peak RSS - the plain full-sync's", "%+.1f MB" % r,
              "<= 2 MB (flat: a bounded buffer)", r <= 2.0)
+    if "media_ratio" in fig:
+        r = fig["media_ratio"]
+        line("(e) media-sync of 1 MB files / curl alone", "%.0f%%" % (100 * r), ">= 80%",
+             r >= 0.8)
+        line("    its peak RSS", "%.1f MB" % fig["media_rss"], "<= 64 MB",
+             fig["media_rss"] <= 64)
+        line("    peak RSS of a %d MB file" % fig["media_big_mb"],
+             "%.1f MB" % fig["media_big_rss"], "<= 64 MB", fig["media_big_rss"] <= 64)
     if "noop_ms" in fig:
         line("(c) no-op incr-sync time per source", "%.2f ms" % fig["noop_ms"],
              "<= 3 ms", fig["noop_ms"] <= 3.0)
@@ -179,11 +275,15 @@ def main():
     ap.add_argument("--sources", type=int, default=1000,
                     help="sources of the no-op incr-sync")
     ap.add_argument("--jobs", type=int, default=8, help="its sync.jobs")
-    ap.add_argument("--only", choices=("load", "sources", "import"), action="append",
+    ap.add_argument("--files", type=int, default=2000,
+                    help="files of 1 MB media-sync fetches")
+    ap.add_argument("--big-mb", type=int, default=1024, help="the big file's size")
+    ap.add_argument("--only", choices=("load", "sources", "import", "media"),
+                    action="append",
                     help="run only these parts (repeatable; default all)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     a = ap.parse_args()
-    parts = a.only or ["load", "sources", "import"]
+    parts = a.only or ["load", "sources", "import", "media"]
     fig = {}
     n = a.messages
     tmp = tempfile.mkdtemp(prefix="msgsync-bench-")
@@ -356,6 +456,8 @@ def main():
 
         if "sources" in parts:
             many_sources(tmp, env, a.sources, a.jobs, fig)
+        if "media" in parts:
+            media(tmp, env, a.files, fig, a.big_mb)
     finally:
         if fake is not None:
             fake.terminate()

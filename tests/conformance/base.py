@@ -83,7 +83,12 @@ class Adapter:
              "start_instagram": "only a Facebook Page's Instagram inbox lists only the newest "
                           "20 messages of a conversation",
              "late_hide": "only a since_seq stream can show a lower seq after higher ones",
-             "reset_past": "the fake cannot re-create its upstream past the cursor yet"}
+             "reset_past": "the fake cannot re-create its upstream past the cursor yet",
+             "media_add": "the fake serves no files yet",
+             "media_expire": "the fake's links do not expire",
+             "media_cut": "the fake cannot cut a file's body",
+             "media_gone": "the fake cannot lose a file",
+             "media_token": "the fake's links carry no token"}
 
     def require(self, what):
         """Skip unless the adapter can do `what` (a fault kind, a hook, "latency")."""
@@ -156,6 +161,41 @@ class Adapter:
         """The upstream is restored or re-created and has already handed out
         new ids (or seqs) beyond the old cursor."""
         self.require("reset_past")
+
+    # Attachments (issue 13; SPEC section 9).
+
+    def media_add(self, content, name="f.jpg", mime="image/jpeg"):
+        """A new upstream message carrying one file with exactly these
+        bytes; returns the message's external id."""
+        self.require("media_add")
+
+    def media_expire(self):
+        """Every link served so far stops working; the provider's refresh
+        gives working ones."""
+        self.require("media_expire")
+
+    def media_cut(self, n):
+        """The next n file bodies stop halfway through."""
+        self.require("media_cut")
+
+    def media_gone(self, ext):
+        """The file of message ext is gone for good upstream."""
+        self.require("media_gone")
+
+    def media_token(self):
+        """A string the fake puts in its links that must never be printed
+        or stored."""
+        self.require("media_token")
+
+    def media_config(self, max_bytes=None, store="dir", extra="", http=None):
+        """The config with a media group (store under the case's directory);
+        returns the store's directory."""
+        d = os.path.join(self.ctx.dir, "media")
+        p = self.config(extra=extra, http=http)
+        with open(p, "a") as f:
+            f.write('media = { store = "%s"; dir = "%s"; %s };\n' % (
+                store, d, "" if max_bytes is None else "max_bytes = %d;" % max_bytes))
+        return d
 
     # -- shared ---------------------------------------------------------
 

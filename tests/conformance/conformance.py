@@ -642,13 +642,249 @@ def case_reset_past_cursor(ad):
     ad.truth()
 
 
+# ---------------------------------------------------------------------------
+# Attachments (SPEC section 9): media-sync against each connector's fake.
+
+def media_rows(ad):
+    return ad.ctx.sql_json(
+        "SELECT a.external_id, a.state, a.sha256, a.stored_size, a.attempts,"
+        " a.last_error, m.external_id AS message FROM attachment a"
+        " JOIN message m ON m.id = a.message_id JOIN source s ON s.id = a.source_id"
+        " WHERE s.name = '%s' ORDER BY m.external_id, a.external_id" % ad.source)
+
+
+def media_of(ad, ext):
+    rows = [r for r in media_rows(ad) if r["message"] == ext]
+    check(len(rows) == 1, "message %s has one attachment row" % ext, media_rows(ad))
+    return rows[0]
+
+
+def store_files(d):
+    """The store's files under their final names: name -> bytes."""
+    out = {}
+    if not os.path.isdir(d):
+        return out
+    for sub in os.listdir(d):
+        if sub == ".tmp":
+            continue
+        for f in os.listdir(os.path.join(d, sub)):
+            out[f] = open(os.path.join(d, sub, f), "rb").read()
+    return out
+
+
+def media_consistent(ad, d, what):
+    """Every file under a final name holds the content it is named after;
+    every stored row has its bytes there, of its size."""
+    import hashlib
+    files = store_files(d)
+    for name, data in files.items():
+        eq(hashlib.sha256(data).hexdigest(), name, "%s: a stored file's name" % what)
+    for r in media_rows(ad):
+        if r["state"] == "stored":
+            check(r["sha256"] in files, "%s: a stored row without its file" % what, r)
+            eq(len(files[r["sha256"]]), r["stored_size"], "%s: stored_size" % what)
+
+
+def media_start(ad, n_files=3, **cfg):
+    ad.require("media_add")
+    ad.start(N // 4)
+    d = ad.media_config(**cfg)
+    ad.ok("full-sync")
+    return d
+
+
+def content(rnd, n):
+    return bytes(rnd.getrandbits(8) for _ in range(min(n, 4096))) * (n // 4096 + 1)
+
+
+def case_media_download(ad):
+    """Files arrive with their messages and land in the store once per
+    content (two messages with the same bytes: one file); the JSON counts
+    them; a second pass has nothing to do."""
+    rnd = rnd_for("media", ad)
+    d = media_start(ad)
+    a, b = content(rnd, 70000)[:70000], content(rnd, 5000)[:5000]
+    exts = [ad.media_add(a), ad.media_add(a, name="copy.jpg"), ad.media_add(b, "b.pdf",
+                                                                           "application/pdf")]
+    ad.ok("incr-sync")
+    r = ad.ok("media-sync")
+    s = r.source(ad.source)
+    eq((s["downloaded"], s["deduplicated"], s["still_pending"]), (3, 1, 0),
+       "downloaded, deduplicated, still_pending")
+    import hashlib
+    files = store_files(d)
+    for ext, data in zip(exts, (a, a, b)):
+        row = media_of(ad, ext)
+        eq((row["state"], row["sha256"]), ("stored", hashlib.sha256(data).hexdigest()), ext)
+    eq(len(files), 2, "files in the store")
+    media_consistent(ad, d, "after media-sync")
+    eq(ad.ok("media-sync").source(ad.source)["downloaded"], 0, "a second pass")
+    ad.truth()
+
+
+def case_media_refresh(ad):
+    """A link that expired before media-sync ran is refreshed through the
+    provider and the file stored."""
+    d = media_start(ad)
+    ad.require("media_expire")
+    data = content(rnd_for("refresh", ad), 30000)[:30000]
+    ext = ad.media_add(data)
+    ad.ok("incr-sync")
+    ad.media_expire()
+    r = ad.ok("media-sync")
+    check(r.source(ad.source)["refreshed"] >= 1, "a link refreshed", r.desc())
+    eq(media_of(ad, ext)["state"], "stored", "after the refresh")
+    media_consistent(ad, d, "after a refresh")
+
+
+def case_media_max_bytes(ad):
+    """A file larger than media.max_bytes is failed with the reason, never
+    truncated; nothing of it is in the store."""
+    d = media_start(ad, max_bytes=20000)
+    ext = ad.media_add(content(rnd_for("max", ad), 50000)[:50000])
+    ad.ok("incr-sync")
+    r = ad.ok("media-sync")
+    eq(r.source(ad.source)["failed"], 1, "failed")
+    row = media_of(ad, ext)
+    eq(row["state"], "failed", "state")
+    check("max_bytes" in (row["last_error"] or ""), "the reason names max_bytes", row)
+    eq(store_files(d), {}, "nothing stored")
+
+
+def case_media_cut_body(ad):
+    """A body cut mid-transfer leaves nothing under a final name and the
+    attachment pending; the next pass stores the whole file."""
+    d = media_start(ad, http={"retries": 0})
+    ad.require("media_cut")
+    data = content(rnd_for("cut", ad), 200000)[:200000]
+    ext = ad.media_add(data)
+    ad.ok("incr-sync")
+    ad.media_cut(1)
+    r = ad.run("media-sync")
+    r.expect_rc(0)
+    eq(media_of(ad, ext)["state"], "pending", "after a cut body")
+    eq(store_files(d), {}, "no partial file under a final name")
+    ad.ok("media-sync")
+    eq(media_of(ad, ext)["state"], "stored", "the next pass")
+    media_consistent(ad, d, "after the cut")
+
+
+def case_media_kill9(ad):
+    """kill -9 at random moments of media-sync: never a file under a final
+    name that is not whole, never a stored row without its bytes; clean
+    passes then store everything."""
+    rnd = rnd_for("mkill", ad)
+    d = media_start(ad)
+    exts = [ad.media_add(content(rnd, 400000)[:400000 + i]) for i in range(4)]
+    ad.ok("incr-sync")
+    for i in range(6):
+        p = ad.ctx.start("media-sync", "-q")
+        t0 = time.monotonic()
+        delay = rnd.random() * 0.3
+        while time.monotonic() - t0 < delay and p.poll() is None:
+            time.sleep(0.005)
+        kill(p)
+        r = ad.ctx.finish(p)
+        r.expect_rc((0, -signal.SIGKILL))
+        h.wait_unlocked(ad.ctx)
+        media_consistent(ad, d, "after kill %d" % i)
+        ad.ctx.sql("UPDATE attachment SET state = 'pending', sha256 = NULL,"
+                   " stored_size = NULL WHERE state = 'stored' AND random() < 0.5")
+        for name in list(store_files(d)):
+            if rnd.random() < 0.5 and not ad.ctx.count(
+                    "attachment", "sha256 = '%s'" % name):
+                os.unlink(os.path.join(d, name[:2], name))
+    ad.ok("media-sync")
+    for e in exts:
+        eq(media_of(ad, e)["state"], "stored", e)
+    media_consistent(ad, d, "at the end")
+    eq(os.listdir(os.path.join(d, ".tmp")), [], "no leftover temporary file")
+
+
+def case_media_full_disk(ad):
+    """A full disk (a file-size limit) stores nothing under a final name and
+    no row claims bytes; with room again the file is stored."""
+    import resource
+    import subprocess
+    d = media_start(ad)
+    ext = ad.media_add(content(rnd_for("disk", ad), 300000)[:300000])
+    ad.ok("incr-sync")
+
+    def lim():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100000, 100000))
+    pr = subprocess.run(ad.ctx.argv("media-sync", ["-j"], None), capture_output=True,
+                        env=ad.ctx.proc_env(None), preexec_fn=lim, timeout=120)
+    check(pr.returncode in (0, 1, 75), "exit code %d on a full disk" % pr.returncode,
+          pr.stderr[-500:])
+    check(media_of(ad, ext)["state"] == "pending", "the row after a full disk")
+    eq(store_files(d), {}, "nothing under a final name")
+    ad.ok("media-sync")
+    eq(media_of(ad, ext)["state"], "stored", "with room again")
+    media_consistent(ad, d, "after the full disk")
+
+
+def case_media_stops(ad):
+    """--max-bytes stops the pass once that many bytes are in (partial,
+    exit 0, the rest pending); --max-runtime too; the next pass goes on."""
+    d = media_start(ad)
+    rnd = rnd_for("stops", ad)
+    for i in range(3):
+        ad.media_add(content(rnd, 50000)[:50000 + i])
+    ad.ok("incr-sync")
+    r = ad.run("media-sync", "--max-bytes", "1")
+    r.expect_rc(0)
+    s = r.source(ad.source)
+    eq((s["status"], s["downloaded"], s["still_pending"]), ("partial", 1, 2),
+       "after --max-bytes 1")
+    r = ad.run("media-sync", "--max-runtime", "0.001")
+    r.expect_rc(0)
+    check(r.source(ad.source)["still_pending"] >= 1 or
+          r.source(ad.source)["status"] == "ok", "--max-runtime", r.desc())
+    ad.ok("media-sync")
+    eq(ad.ctx.count("attachment", "state = 'pending'"), 0, "all stored at the end")
+    media_consistent(ad, d, "after the stops")
+
+
+def case_media_secrets(ad):
+    """-vvv media-sync, with links expired and refreshed: no secret, and no
+    token a link carries, in any output or stored row."""
+    ad.require("media_add")
+    ad.start(N // 4, secret=True)
+    ad.media_config()
+    ad.ok("full-sync")
+    ext = ad.media_add(content(rnd_for("msec", ad), 10000)[:10000])
+    ad.ok("incr-sync")
+    try:
+        ad.media_expire()
+    except Skip:
+        pass
+    runs = [ad.ctx.run("media-sync", "-vvv", "-j"), ad.ctx.run("media-sync", "-vvv")]
+    try:
+        secrets = ad.secrets() + [ad.media_token()]
+    except Skip:
+        secrets = ad.secrets()
+    dump = ad.ctx.sql("SELECT (SELECT coalesce(json_agg(a), '[]') FROM attachment a)::text"
+                      " || (SELECT coalesce(json_agg(m), '[]') FROM message m)::text")
+    for r in runs:
+        r.expect_rc(0)
+        for s in secrets:
+            check(s not in r.out, "a secret (%s...) in stdout" % s[:4], r.desc())
+            check(s not in r.err, "a secret (%s...) in stderr" % s[:4], r.desc())
+    for s in secrets:
+        check(s not in dump, "a secret (%s...) stored" % s[:4])
+    eq(media_of(ad, ext)["state"], "stored", "stored")
+
+
 CASES = [case_kill9, case_pg_restart, case_5xx, case_429, case_truncated, case_secrets,
          case_bad_row_fail, case_bad_row_quarantine, case_redelivered,
          case_pagination_loop, case_cursor_cycle, case_empty_pages,
          case_hang_max_runtime, case_future_time, case_outlier_id,
          case_cold_start_max_runtime,
          case_prune, case_prune_reappear, case_prune_window, case_prune_interrupted,
-         case_prune_instagram, case_coverage, case_late_seq, case_reset_past_cursor]
+         case_prune_instagram, case_coverage, case_late_seq, case_reset_past_cursor,
+         case_media_download, case_media_refresh, case_media_max_bytes,
+         case_media_cut_body, case_media_kill9, case_media_full_disk, case_media_stops,
+         case_media_secrets]
 
 
 # ---------------------------------------------------------------------------

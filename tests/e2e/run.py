@@ -411,6 +411,7 @@ class Ctx:
 
     # What undoes each migration that tests take back (newest first).
     UNDO_MIGRATION = {
+        6: "DROP TABLE attachment, media_blob;",
         5: "DROP TABLE coverage, stream_gap; ALTER TABLE message DROP COLUMN"
            " missing_since, DROP COLUMN deleted_reason, DROP COLUMN stream;"
            " ALTER TABLE sync_state DROP COLUMN history_complete_at;",
