@@ -26,6 +26,7 @@ class Adapter(Base):
         self.ctx.cluster.createdb(self.ctx.db)
         per = 4
         self.fake = self.ctx.new_fake(kind=fe.FbFake, conversations=n // per, messages=per, max_limit=25,
+                                      attachments_every=0,
                                       token=SECRET if secret else "conf-token")
         self.ctx.fake = self.fake
         if secret:
@@ -101,7 +102,8 @@ class Adapter(Base):
     def start_instagram(self):
         self.ctx.cluster.createdb(self.ctx.db)
         self.fake = self.ctx.fake = self.ctx.new_fake(kind=fe.FbFake, conversations=0,
-                                                      max_limit=25, token="conf-token")
+                                                      max_limit=25, token="conf-token",
+                                                      attachments_every=0)
         self.platform = "instagram"
         self.extra = 'platform = "instagram";'
         self.config()

@@ -88,7 +88,8 @@ has its newest message at now - (N-k)*30d // (N+1), except that k % 10 == 9
 ties with k-1; --platform-mix puts k % 3 == 2 on Instagram. Message j at
 newest - (M-1-j)*97 s, the newest from the user, then alternating; it is
 unread if k % 4 == 0. Every 5th message (global serial) has an image, every
-10th then no text. Tokens "token-<PAGE>" (--token T: T for every page).
+10th then no text (--attachments-every N: every Nth, 0 none). Tokens
+"token-<PAGE>" (--token T: T for every page).
 
 CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
 "at" (ISO or Graph format, naive = UTC, or epoch) or "ago" (s), default now;
@@ -432,6 +433,7 @@ class Graph:
         self.links = {}     # attachment id -> (token, oe) of its working link
         self.link_serial = 0
         self.cut = 0
+        self.attach_every = args.attachments_every
         self.slow = [0.0, 0]   # delay between 16 KiB chunks, for the next n bodies
 
     # -- attachments -----------------------------------------------------------
@@ -527,7 +529,8 @@ class Graph:
         s = self.serial
         mid = (b64id("", "ig_message:%s:%d" % (c["page"], s)) if c["platform"] == "instagram"
                else b64id("m_", "msgsync-fake-message-%d" % s))
-        attach = s % 5 == 0 if attach is None else attach
+        every = self.attach_every
+        attach = bool(every) and s % every == 0 if attach is None else attach
         if text is None:
             text = "" if attach and s % 10 == 0 else TEXTS[s % len(TEXTS)] % s
         m = self.msgs[mid] = {"id": mid, "conv": c["id"], "created": t, "attachments": None,
@@ -1284,6 +1287,8 @@ def main(argv=None):
     ap.add_argument("--platform-mix", action="store_true", help="every 3rd one on Instagram")
     ap.add_argument("--version", default="v21.0", help="the version of unversioned calls")
     ap.add_argument("--max-limit", type=int, default=100)
+    ap.add_argument("--attachments-every", type=int, default=5,
+                    help="every Nth message made without a given file has an image (0: none)")
     args = ap.parse_args(argv)
     try:
         state = State(args)
