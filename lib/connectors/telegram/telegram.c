@@ -2325,12 +2325,18 @@ tg_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pg,
 /*
  * downloadFile of TDLib file fid (synchronous: TDLib answers when the
  * file is complete).  0: *ans is TDLib's answer (a file or an error).
+ * The answer may take longer than a request: http.timeout plus a second
+ * per DL_RATE bytes the file is said to have (size, -1 unknown), within
+ * the pass's deadline all the same.
  */
+#define DL_RATE		(256.0 * 1024)
+
 static enum sync_rc
-download(struct tg *p, struct sync_ctx *ctx, long long fid, cJSON **ans,
-    struct sync_err *err)
+download(struct tg *p, struct sync_ctx *ctx, long long fid, long long size,
+    cJSON **ans, struct sync_err *err)
 {
 	cJSON *req = request("downloadFile");
+	double timeout = p->timeout;
 	char what[64];
 	enum sync_rc rc;
 
@@ -2343,7 +2349,10 @@ download(struct tg *p, struct sync_ctx *ctx, long long fid, cJSON **ans,
 		return nomem(err);
 	}
 	snprintf(what, sizeof(what), "downloadFile %lld", fid);
+	if (size > 0)
+		p->timeout += (double)size / DL_RATE;
 	rc = call_retry(p, ctx, req, ctx->source_counts, what, ans, err);
+	p->timeout = timeout;
 	cJSON_Delete(req);
 	return rc;
 }
@@ -2420,7 +2429,7 @@ tg_media_refresh(struct sync_ctx *ctx, const struct sync_media_item *it,
 	/* The file id the message had when it was stored. */
 	if ((fid = file_of(cJSON_GetObjectItemCaseSensitive(it->raw, "content"),
 	    it->external_id)) > 0) {
-		if ((rc = download(p, ctx, fid, &a, err)) != SYNC_OK)
+		if ((rc = download(p, ctx, fid, it->size, &a, err)) != SYNC_OK)
 			return rc;
 		if ((r = downloaded(a, out)) != 0) {
 			cJSON_Delete(a);
@@ -2461,7 +2470,7 @@ tg_media_refresh(struct sync_ctx *ctx, const struct sync_media_item *it,
 		    "gone from the message upstream");
 		return SYNC_OK;
 	}
-	if ((rc = download(p, ctx, fid, &a, err)) != SYNC_OK)
+	if ((rc = download(p, ctx, fid, it->size, &a, err)) != SYNC_OK)
 		return rc;
 	if ((r = downloaded(a, out)) != 0) {
 		cJSON_Delete(a);
