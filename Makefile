@@ -43,7 +43,7 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:.c=)
 MIGRATIONS = $(sort $(wildcard migrations/*.sql))
 MANS	 = man/full-sync.1 man/incr-sync.1 man/status-poll.1 man/sync-status.1 \
-	   man/msgsync.conf.5 man/msgsync.7
+	   man/media-sync.1 man/msgsync.conf.5 man/msgsync.7
 
 .PHONY: all check boundary unit e2e conformance install uninstall demo bench clean deps lint \
 	fuzz fuzz-build fuzz-toolchain
@@ -214,7 +214,7 @@ install: all
 	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(DOCDIR)
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)
 	install -m 644 man/full-sync.1 man/incr-sync.1 man/status-poll.1 \
-	    man/sync-status.1 $(DESTDIR)$(MANDIR)/man1
+	    man/sync-status.1 man/media-sync.1 $(DESTDIR)$(MANDIR)/man1
 	install -m 644 man/msgsync.conf.5 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 man/msgsync.7 $(DESTDIR)$(MANDIR)/man7
 	install -m 644 scripts/msgsync.conf.example scripts/crontab.example \
@@ -229,6 +229,7 @@ uninstall:
 	cd $(DESTDIR)$(BINDIR) && rm -f $(BINS)
 	rm -f $(DESTDIR)$(MANDIR)/man1/full-sync.1 $(DESTDIR)$(MANDIR)/man1/incr-sync.1 \
 	    $(DESTDIR)$(MANDIR)/man1/status-poll.1 $(DESTDIR)$(MANDIR)/man1/sync-status.1 \
+	    $(DESTDIR)$(MANDIR)/man1/media-sync.1 \
 	    $(DESTDIR)$(MANDIR)/man5/msgsync.conf.5 $(DESTDIR)$(MANDIR)/man7/msgsync.7
 	rm -rf $(DESTDIR)$(DOCDIR)
 

@@ -60,6 +60,29 @@ static const char q_coverage[] =
     "  FROM stream_gap WHERE source_id = $1 AND unrecoverable_at IS NOT NULL)"
     " FROM coverage WHERE source_id = $1";
 
+/*
+ * Attachments (SPEC §9): per state their count, the bytes stored and the
+ * pending bytes the providers announced, and the pending ones whose links
+ * stop working within the next hour (attachment_pending_idx).  One pass
+ * over the source's rows of attachment_source_idx.
+ */
+static const char q_attachments[] =
+    "SELECT count(*) FILTER (WHERE state = 'pending'),"
+    " count(*) FILTER (WHERE state = 'stored'),"
+    " count(*) FILTER (WHERE state = 'linked'),"
+    " count(*) FILTER (WHERE state = 'unavailable'),"
+    " count(*) FILTER (WHERE state = 'failed'),"
+    " coalesce(sum(stored_size) FILTER (WHERE state = 'stored'), 0),"
+    " coalesce(sum(size) FILTER (WHERE state = 'pending'), 0),"
+    " count(*) FILTER (WHERE state = 'pending' AND url_expires_at > now()"
+    "  AND url_expires_at <= now() + interval '1 hour')"
+    " FROM attachment WHERE source_id = $1";
+
+/* The attachments' keys in the JSON, in q_attachments' order. */
+static const char *const att_keys[] = { "pending", "stored", "linked",
+    "unavailable", "failed", "stored_bytes", "pending_bytes", "expiring" };
+#define ATT_STATES	5		/* att_keys[0..4] are states */
+
 static const char q_run[] =
     "SELECT command, status, " TS("started_at") ", " TS("finished_at") ","
     " error_kind, error_message, id,"
@@ -118,7 +141,7 @@ static int
 command_lock(const char *command)
 {
 	static const enum sync_cmd pass[] = { SYNC_CMD_FULL, SYNC_CMD_INCR,
-	    SYNC_CMD_POLL };
+	    SYNC_CMD_POLL, SYNC_CMD_MEDIA };
 	size_t i;
 
 	for (i = 0; command != NULL && i < sizeof(pass) / sizeof(pass[0]); i++)
@@ -167,8 +190,9 @@ find_abandoned(struct sync_db *db, const char *idbuf, int id, cJSON *running,
 		sync_buf_addf(ids, "%s%s", n++ > 0 ? "," : "", rid);
 	}
 	sync_buf_adds(ids, "}");
-	for (lock = SYNC_CMD_FULL; lock <= SYNC_CMD_POLL; lock++)
-		if (held & (1u << lock))
+	for (lock = SYNC_CMD_FULL; lock <= SYNC_CMD_MEDIA; lock++)
+		if (command_lock(sync_cmd_name((enum sync_cmd)lock)) >= 0 &&
+		    (held & (1u << lock)))
 			cJSON_AddItemToArray(running, cJSON_CreateString(
 			    sync_cmd_name((enum sync_cmd)lock)));
 	if (ids->data == NULL)
@@ -192,9 +216,35 @@ in_ids(const char *ids, const char *id)
 	return 0;
 }
 
+/*
+ * The source's "attachments" object; all 0 for a source without a row and
+ * for a store that has no attachment table (have_att 0: older than
+ * migration 6).
+ */
 static enum sync_rc
-gather_source(struct sync_db *db, const struct sync_source_cfg *src, cJSON *o,
-    struct sync_err *err)
+gather_attachments(struct sync_db *db, const char *idbuf, int have_att,
+    cJSON *o, struct sync_err *err)
+{
+	struct sync_rows *r = NULL;
+	const char *p[1] = { idbuf };
+	cJSON *a;
+	enum sync_rc rc;
+	size_t i;
+
+	if (have_att && idbuf[0] != '\0' &&
+	    (rc = sync_db_query(db, q_attachments, 1, p, &r, err)) != SYNC_OK)
+		return rc;
+	a = cJSON_AddObjectToObject(o, "attachments");
+	for (i = 0; i < sizeof(att_keys) / sizeof(att_keys[0]); i++)
+		cJSON_AddItemToObject(a, att_keys[i], jnum(sync_rows_count(r) == 1 ?
+		    sync_rows_get(r, 0, (int)i) : "0"));
+	sync_rows_free(r);
+	return SYNC_OK;
+}
+
+static enum sync_rc
+gather_source(struct sync_db *db, const struct sync_source_cfg *src,
+    int have_att, cJSON *o, struct sync_err *err)
 {
 	struct sync_rows *r = NULL, *st = NULL;
 	struct sync_buf ids = SYNC_BUF_INIT(0);
@@ -255,6 +305,9 @@ gather_source(struct sync_db *db, const struct sync_source_cfg *src, cJSON *o,
 	    "0"));
 	sync_rows_free(r);
 	r = NULL;
+
+	if ((rc = gather_attachments(db, idbuf, have_att, o, err)) != SYNC_OK)
+		goto out;
 
 	if (idbuf[0] != '\0' &&
 	    (rc = sync_db_query(db, q_run, 1, p, &r, err)) != SYNC_OK)
@@ -499,6 +552,14 @@ check_source(struct problems *p, const struct sync_opts *o, const cJSON *src,
 		sync_buf_addf(b, ": %.0f rejected row%s unresolved", rej, rej == 1 ?
 		    "" : "s");
 	}
+	if ((f = num(cJSON_GetObjectItemCaseSensitive(src, "attachments"),
+	    "expiring", 0)) > 0) {
+		b = problem(p, 1);
+		add_who(b, src, NULL);
+		sync_buf_addf(b, ": %.0f pending attachment%s whose link%s expire%s "
+		    "within an hour", f, f == 1 ? "" : "s", f == 1 ? "" : "s",
+		    f == 1 ? "s" : "");
+	}
 	if (n > 1 && never == n) {
 		b = problem(p, 1);
 		add_who(b, src, NULL);
@@ -703,6 +764,31 @@ format_prometheus(const cJSON *root, struct sync_buf *b)
 			    NULL, now != NULL && strcmp(now, statuses[t]) == 0);
 		}
 	}
+	prom_head(b, "msgsync_attachments", "Attachments per source and state.");
+	cJSON_ArrayForEach(src, sources)
+		for (t = 0; t < ATT_STATES; t++) {
+			snprintf(extra, sizeof(extra), ",state=\"%s\"", att_keys[t]);
+			prom_sample(b, "msgsync_attachments", src, NULL, extra,
+			    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+			    src, "attachments"), att_keys[t]), 0);
+		}
+	prom_head(b, "msgsync_attachment_bytes", "Bytes of attachments: stored "
+	    "(in the store), pending (to fetch, as far as the provider said).");
+	cJSON_ArrayForEach(src, sources)
+		for (t = 0; t < 2; t++) {
+			snprintf(extra, sizeof(extra), ",state=\"%s\"", t == 0 ? "stored" :
+			    "pending");
+			prom_sample(b, "msgsync_attachment_bytes", src, NULL, extra,
+			    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+			    src, "attachments"), t == 0 ? "stored_bytes" : "pending_bytes"),
+			    0);
+		}
+	prom_head(b, "msgsync_attachments_expiring", "Pending attachments whose "
+	    "links stop working within the next hour.");
+	cJSON_ArrayForEach(src, sources)
+		prom_sample(b, "msgsync_attachments_expiring", src, NULL, NULL,
+		    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+		    src, "attachments"), "expiring"), 0);
 	prom_head(b, "msgsync_rows", "Rows stored per source and table.");
 	cJSON_ArrayForEach(src, sources)
 		for (t = 0; t < 3; t++) {
@@ -770,6 +856,53 @@ text_coverage(struct sync_buf *b, const cJSON *cv)
 	    n == 1 ? "" : "s", u, u == 1 ? "" : "s");
 }
 
+/* A size for people: 512 -> "512 B", 1536 -> "1.5 KiB". */
+static void
+add_size(struct sync_buf *b, double n)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	size_t i = 0;
+
+	while (n >= 1024 && i < sizeof(unit) / sizeof(unit[0]) - 1) {
+		n /= 1024;
+		i++;
+	}
+	if (i == 0)
+		sync_buf_addf(b, "%.0f B", n);
+	else
+		sync_buf_addf(b, "%.1f %s", n, unit[i]);
+}
+
+/*
+ * "attachments: 2 pending (1.5 MiB), 10 stored (20.0 MiB), 1 linked,
+ * 0 unavailable, 0 failed, 1 expiring within an hour": only for a source
+ * that has any.
+ */
+static void
+text_attachments(struct sync_buf *b, const cJSON *a)
+{
+	double total = 0, exp = num(a, "expiring", 0);
+	size_t i;
+
+	for (i = 0; i < ATT_STATES; i++)
+		total += num(a, att_keys[i], 0);
+	if (total == 0)
+		return;
+	sync_buf_addf(b, "  attachments: %.0f pending", num(a, "pending", 0));
+	if (num(a, "pending_bytes", 0) > 0) {
+		sync_buf_adds(b, " (");
+		add_size(b, num(a, "pending_bytes", 0));
+		sync_buf_adds(b, " known)");
+	}
+	sync_buf_addf(b, ", %.0f stored (", num(a, "stored", 0));
+	add_size(b, num(a, "stored_bytes", 0));
+	sync_buf_addf(b, "), %.0f linked, %.0f unavailable, %.0f failed",
+	    num(a, "linked", 0), num(a, "unavailable", 0), num(a, "failed", 0));
+	if (exp > 0)
+		sync_buf_addf(b, ", %.0f expiring within an hour", exp);
+	sync_buf_adds(b, "\n");
+}
+
 static void
 format_text(const cJSON *root, struct sync_buf *b)
 {
@@ -794,6 +927,8 @@ format_text(const cJSON *root, struct sync_buf *b)
 			sync_buf_adds(b, "\n");
 		}
 		text_coverage(b, cJSON_GetObjectItemCaseSensitive(src, "coverage"));
+		text_attachments(b, cJSON_GetObjectItemCaseSensitive(src,
+		    "attachments"));
 		if (num(src, "consecutive_failures", 0) > 0)
 			sync_buf_addf(b, "  %.0f failed run(s) in a row\n",
 			    num(src, "consecutive_failures", 0));
@@ -839,8 +974,10 @@ sync_status_report(const struct sync_config *cfg, const struct sync_opts *o,
     char **out, int *exit_code, struct sync_err *err)
 {
 	struct sync_db *db;
+	struct sync_rows *att = NULL;
 	struct sync_buf b = SYNC_BUF_INIT(0);
 	cJSON *root, *arr, *src;
+	int have_att;
 	char ts[32], *s;
 	enum sync_rc rc = SYNC_OK;
 	size_t i;
@@ -864,12 +1001,18 @@ sync_status_report(const struct sync_config *cfg, const struct sync_opts *o,
 	sync_time_format(time(NULL), ts, sizeof(ts));
 	cJSON_AddStringToObject(root, "generated_at", ts);
 	arr = cJSON_AddArrayToObject(root, "sources");
+	/* A store older than migration 6 has no attachment to count. */
+	rc = sync_db_query(db, "SELECT to_regclass('attachment') IS NOT NULL", 0,
+	    NULL, &att, err);
+	have_att = rc == SYNC_OK && sync_rows_get(att, 0, 0) != NULL &&
+	    strcmp(sync_rows_get(att, 0, 0), "t") == 0;
+	sync_rows_free(att);
 	for (i = 0; rc == SYNC_OK && i < cfg->nsources; i++) {
 		if (!selected(o, &cfg->sources[i]))
 			continue;
 		src = cJSON_CreateObject();
 		cJSON_AddItemToArray(arr, src);
-		rc = gather_source(db, &cfg->sources[i], src, err);
+		rc = gather_source(db, &cfg->sources[i], have_att, src, err);
 	}
 	sync_db_free(db);
 	if (rc != SYNC_OK) {

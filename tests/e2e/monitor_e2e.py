@@ -14,8 +14,11 @@ import math
 import os
 import re
 import signal
+import subprocess
+import time
 
 import __main__ as e2e
+from media_e2e import attach, media_setup
 
 test, check, eq, Fail = e2e.test, e2e.check, e2e.eq, e2e.Fail
 
@@ -411,3 +414,189 @@ def monitor_interrupted_full_sync_text(ctx):
     e2e.ok_pass(ctx.run("full-sync", "-j", "--stream", "messages"))
     t = ctx.run("sync-status")
     check("full sync" not in t.out, "no open walk once it completed", t.out)
+
+
+ATT_ROWS = [
+    # (state, size, url expires in (seconds from now, None: unknown), stored_size)
+    ("pending", 1000, 1800, None),      # expires within the hour
+    ("pending", 536, 3 * 3600, None),   # later
+    ("pending", None, -60, None),       # already expired: refreshed, not expiring
+    ("stored", 4000, None, 100),
+    ("stored", None, None, 200),
+    ("stored", None, None, 300),
+    ("linked", 10, 600, None),          # a link kept on purpose is not "expiring"
+    ("unavailable", None, None, None),
+    ("failed", 99, None, None),
+    ("failed", None, None, None),
+]
+
+
+def set_attachments(ctx, rows=ATT_ROWS, source="wa"):
+    """Replaces the source's attachment rows by rows (ATT_ROWS' shape), all
+    on its first message."""
+    sid = source_id(ctx, source)
+    vals = ", ".join(
+        "(%d, '%s', %s, %s, %s)" % (
+            n, st, "NULL" if size is None else size,
+            "NULL" if exp is None else "now() + interval '%d seconds'" % exp,
+            "NULL" if ss is None else ss)
+        for n, (st, size, exp, ss) in enumerate(rows))
+    ctx.sql("DELETE FROM attachment WHERE source_id = %s;"
+            " INSERT INTO attachment (message_id, source_id, external_id, state, size,"
+            "  url_expires_at, sha256, stored_size)"
+            " SELECT m.id, m.source_id, 'f' || v.n, v.state, v.size::bigint,"
+            "  v.exp::timestamptz, CASE WHEN v.state = 'stored' THEN"
+            "  repeat(to_hex(v.n), 64) END, v.ss::bigint"
+            " FROM (SELECT id, source_id FROM message WHERE source_id = %s"
+            "  ORDER BY id LIMIT 1) m, (VALUES %s) v(n, state, size, exp, ss)"
+            % (sid, sid, vals))
+
+
+@test
+def monitor_attachments(ctx):
+    """The attachment figures of SPEC §9 per source: counts per state, bytes
+    stored and pending bytes known, the pending ones whose links expire
+    within the hour; in the JSON, one text line for a source that has any,
+    a --check WARNING naming the source and count while such links are
+    pending, and Prometheus gauges for every state of every source (0 for a
+    source that never ran)."""
+    ctx.setup(conversations=5, messages=40, contacts=5)
+    ctx.config(sources=[ctx.source_cfg(page_size=e2e.PS),
+                        ctx.source_cfg(name="later", integration="int-1")])
+    e2e.ok_pass(ctx.run("full-sync", "-j", "-s", "wa"))
+    set_attachments(ctx)
+    want = {"pending": 3, "stored": 3, "linked": 1, "unavailable": 1, "failed": 2,
+            "stored_bytes": 600, "pending_bytes": 1536, "expiring": 1}
+    r = ctx.run("sync-status", "--json")
+    r.expect_rc(0)
+    eq(r.source("wa").get("attachments"), want, "attachments of wa")
+    eq(r.source("later").get("attachments"), dict.fromkeys(want, 0),
+       "attachments of a source that never ran")
+
+    t = ctx.run("sync-status")
+    t.expect_rc(0)
+    wa, later = t.out.split("\nlater (")
+    line = ("  attachments: 3 pending (1.5 KiB known), 3 stored (600 B), 1 linked,"
+            " 1 unavailable, 2 failed, 1 expiring within an hour\n")
+    check(line in wa + "\n", "the attachments line of wa", t.out)
+    check("attachments" not in later, "a source without attachments has no line", t.out)
+
+    rc, line = check_run(ctx, "-s", "wa", want=1)
+    check("wa: 1 pending attachment whose link expires within an hour" in summary(line),
+          "expiring attachments named", line)
+    ctx.sql("UPDATE attachment SET url_expires_at = url_expires_at + interval '2 hours'"
+            " WHERE external_id = 'f0'")
+    rc, line = check_run(ctx, "-s", "wa", want=0)
+    ctx.sql("UPDATE attachment SET url_expires_at = now() + interval '59 minutes'"
+            " WHERE external_id IN ('f0', 'f1')")
+    rc, line = check_run(ctx, "-s", "wa", want=1)
+    check("wa: 2 pending attachments whose links expire within an hour" in summary(line),
+          "two expiring attachments named", line)
+    # Fetched (stored) in time: nothing to warn about.
+    ctx.sql("UPDATE attachment SET state = 'stored', sha256 = repeat('c', 64),"
+            " stored_size = 7 WHERE external_id IN ('f0', 'f1')")
+    check_run(ctx, "-s", "wa", want=0)
+    set_attachments(ctx)
+
+    r = ctx.run("sync-status", "--prometheus")
+    r.expect_rc(0)
+    s = parse_exposition(r.out)
+    for st in ("pending", "stored", "linked", "unavailable", "failed"):
+        eq(sample(s, "msgsync_attachments", source="wa", state=st), float(want[st]),
+           "msgsync_attachments of wa, %s" % st)
+        eq(sample(s, "msgsync_attachments", source="later", state=st), 0.0,
+           "msgsync_attachments of later, %s" % st)
+    for st in ("stored", "pending"):
+        eq(sample(s, "msgsync_attachment_bytes", source="wa", state=st),
+           float(want[st + "_bytes"]), "msgsync_attachment_bytes of wa, %s" % st)
+        eq(sample(s, "msgsync_attachment_bytes", source="later", state=st), 0.0,
+           "msgsync_attachment_bytes of later, %s" % st)
+    eq(sample(s, "msgsync_attachments_expiring", source="wa"), 1.0, "expiring of wa")
+    eq(sample(s, "msgsync_attachments_expiring", source="later"), 0.0,
+       "expiring of later")
+
+
+@test
+def monitor_attachments_older_store(ctx):
+    """A store written before the attachment table (migration 6) does not
+    break sync-status: it says what to do, as for any older schema, and once
+    a pass has migrated it the figures are there (all 0 until a pass
+    stores attachments)."""
+    synced(ctx)
+    ctx.sql("DELETE FROM schema_migrations WHERE version >= 6;"
+            " DROP TABLE attachment, media_blob")
+    r = ctx.run("sync-status", "--json")
+    r.expect_rc(75)
+    check("the next incr-sync or full-sync" in r.err, "sync-status says what to do",
+          r.desc())
+    check("attachment" not in r.err, "no SQL error about the missing table", r.desc())
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    r = ctx.run("sync-status", "--json")
+    r.expect_rc(0)
+    eq(r.source().get("attachments", {}).get("stored"), 0, "stored after the migration")
+    ctx.run("sync-status").expect_rc(0)
+    ctx.run("sync-status", "--prometheus").expect_rc(0)
+
+
+@test
+def monitor_media_sync_run(ctx):
+    """A media-sync run is a pass like the others: listed as running while
+    its pass holds its lock, abandoned once the lock is gone (kill -9)."""
+    synced(ctx)
+    sid = source_id(ctx)
+    ctx.sql("INSERT INTO sync_run (source_id, command) VALUES (%s, 'media-sync')" % sid)
+    env = dict(os.environ)
+    env.update(ctx.cluster.env)
+    env["PGDATABASE"] = ctx.db
+    # media-sync's own lock of the source (lib/db.c: LOCK_SOURCE + SYNC_CMD_MEDIA).
+    holder = subprocess.Popen(["psql", "-X", "-q", "-At"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, env=env, text=True)
+    ctx.procs.append(holder)
+    holder.stdin.write("SELECT pg_advisory_lock(1836279668 + 4, %s);\n" % sid)
+    holder.stdin.flush()
+    deadline = time.monotonic() + 15
+    while ctx.count("pg_locks", "locktype = 'advisory' AND granted") == 0:
+        check(time.monotonic() < deadline, "the lock was never taken")
+        time.sleep(0.02)
+    js = status_json(ctx)
+    eq((js["last_run"]["command"], js["last_run"]["status"], js["running"]),
+       ("media-sync", "running", ["media-sync"]), "a live media-sync run")
+    holder.stdin.close()
+    holder.wait(timeout=15)
+    e2e.wait_unlocked(ctx)
+    js = status_json(ctx)
+    eq((js["last_run"]["status"], js["running"], js["consecutive_failures"]),
+       ("abandoned", [], 1), "a media-sync run whose pass died")
+    rc, line = check_run(ctx, want=1)
+    check("wa: 1 failed run in a row, last media-sync abandoned" in summary(line),
+          "check names the abandoned media-sync run", line)
+
+
+@test
+def monitor_attachments_after_media_sync(ctx):
+    """The figures follow what media-sync did: stored counts and bytes (each
+    attachment, also where two share one content), a gone file with an
+    expiring link still pending (and warned about), the JSON and the check
+    agreeing with the attachment table."""
+    a = os.urandom(300000)
+    ff, sd = media_setup(ctx, {"a.jpg": a, "a2.jpg": a, "b.pdf": b"x" * 1000})
+    ff.set(gone=["b.pdf"])
+    ctx.sql("DELETE FROM attachment")
+    attach(ctx, "m1", "x1", url=ff.url + "/f/a.jpg", size=len(a))
+    attach(ctx, "m2", "x2", url=ff.url + "/f/a2.jpg")
+    attach(ctx, "m3", "x3", url=ff.url + "/f/b.pdf", size=1000,
+           expires=ctx.sql("SELECT now() + interval '20 minutes'"))
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    eq((r.source()["downloaded"], r.source()["deduplicated"]), (2, 1), "media-sync")
+    js = status_json(ctx)
+    eq(js["attachments"], {"pending": 1, "stored": 2, "linked": 0, "unavailable": 0,
+                           "failed": 0, "stored_bytes": 2 * len(a), "pending_bytes": 1000,
+                           "expiring": 1}, "attachments after media-sync")
+    rc, line = check_run(ctx, want=1)
+    check("wa: 1 pending attachment whose link expires within an hour" in summary(line),
+          "the pending one named", line)
+    t = ctx.run("sync-status")
+    check("  attachments: 1 pending (1000 B known), 2 stored (585.9 KiB), 0 linked,"
+          " 0 unavailable, 0 failed, 1 expiring within an hour\n" in t.out,
+          "the text line", t.out)

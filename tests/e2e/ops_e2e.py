@@ -14,7 +14,7 @@ import __main__ as e2e
 
 test, check, eq = e2e.test, e2e.check, e2e.eq
 
-PROGS = ("incr-sync", "status-poll", "full-sync", "sync-status")
+PROGS = ("incr-sync", "status-poll", "full-sync", "sync-status", "media-sync")
 UNITS = os.path.join("scripts", "systemd")
 
 # The points the demo calls out (lines starting with ">>"), in the order
@@ -154,14 +154,16 @@ def exec_command(unit):
 @test
 def systemd_units_complete(ctx):
     """scripts/systemd/: a service and a timer for incr-sync (every five
-    minutes), status-poll, a nightly full-sync and the --check alert (with
+    minutes), status-poll, media-sync (every five minutes, after incr-sync),
+    a nightly full-sync and the --check alert (with
     its OnFailure= hook); the pass services can write their TDLib session
     (StateDirectory=msgsync under ProtectSystem=strict) and show
     PGPASSFILE; systemd-analyze verify (where systemd is installed) has
     nothing to say about them."""
     u = units()
     want = {"msgsync-incr": "incr-sync -q", "msgsync-status-poll": "status-poll -q",
-            "msgsync-full": "full-sync -q", "msgsync-check": "sync-status --check"}
+            "msgsync-full": "full-sync -q", "msgsync-check": "sync-status --check",
+            "msgsync-media": "media-sync -q"}
     for base, cmd in want.items():
         svc, tim = u.get(base + ".service"), u.get(base + ".timer")
         check(svc is not None and tim is not None, "no %s.service and .timer" % base)
@@ -181,6 +183,7 @@ def systemd_units_complete(ctx):
         check(t.get("OnCalendar"), "%s.timer has no OnCalendar" % base)
         eq(tim["Install"].get("WantedBy"), "timers.target", "%s.timer WantedBy" % base)
     eq(u["msgsync-incr.timer"]["Timer"]["OnCalendar"], "*:0/5", "incr-sync's schedule")
+    eq(u["msgsync-media.timer"]["Timer"]["OnCalendar"], "*:2/5", "media-sync's schedule")
     check(re.match(r"^\*-\*-\* \d\d:\d\d(:\d\d)?$",
                    u["msgsync-full.timer"]["Timer"]["OnCalendar"]),
           "full-sync is not nightly: %s" % u["msgsync-full.timer"]["Timer"]["OnCalendar"])
@@ -214,18 +217,20 @@ def systemd_units_complete(ctx):
 @test
 def cron_schedule_runs(ctx):
     """Each job of scripts/crontab.example, run as cron would (sh -c, its
-    environment), against a real source: incr-sync, status-poll and the
-    nightly full-sync print nothing on success; the check mails nothing
+    environment), against a real source: incr-sync, media-sync, status-poll
+    and the nightly full-sync print nothing on success; the check mails nothing
     while all is well or after one failure (a warning), and mails its line
     and the report once passes failed --max-failures times in a row."""
     ctx.setup(messages=50)
-    ctx.config()
+    with open(ctx.config(), "a") as f:
+        f.write('media = { dir = "%s"; };\n' % os.path.join(ctx.dir, "media"))
     jobs = cron_jobs()
     sched = {first_command(c).split()[0]: (s, u, c) for s, u, c in jobs}
     eq(sorted(sched), sorted(PROGS), "the crontab's programs")
     for prog, (s, u, _) in sched.items():
         eq(u, "msgsync", "the user of %s" % prog)
     eq(sched["incr-sync"][0], "*/5 * * * *", "incr-sync's schedule")
+    eq(sched["media-sync"][0], "2-59/5 * * * *", "media-sync's schedule")
     check(re.match(r"^\d+ \d+ \* \* \*$", sched["full-sync"][0]),
           "full-sync is not nightly: %s" % sched["full-sync"][0])
     env = ctx.proc_env(None)
@@ -238,7 +243,7 @@ def cron_schedule_runs(ctx):
                            env=env, timeout=120, stdin=subprocess.DEVNULL)
         return r.returncode, r.stdout + r.stderr
 
-    for prog in ("incr-sync", "status-poll", "full-sync", "sync-status"):
+    for prog in ("incr-sync", "media-sync", "status-poll", "full-sync", "sync-status"):
         eq(cron(prog), (0, ""), "cron's %s on success (what cron would mail)" % prog)
     eq(ctx.count("message"), 50, "messages stored by the crontab's passes")
     ctx.fake.stop()                     # the upstream is gone
