@@ -660,7 +660,7 @@ def fb_attachment_rows(ctx):
     check(a["link_stripped"], "the link is marked as stripped of its token")
     check(a["url_expires_at"] is not None, "the oe= expiry is kept")
     exp = datetime.fromisoformat(a["url_expires_at"]).timestamp()
-    check(abs(exp - (time.time() + 3600)) < 120, "the expiry is the link's oe", exp)
+    check(abs(exp - (time.time() + 172800)) < 120, "the expiry is the link's oe", exp)
     fb_att_check_no_token(ctx, fake)
     # Another pass changes nothing: still one row.
     e2e.ok_pass(ctx.run("full-sync", "-j"))

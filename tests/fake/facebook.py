@@ -140,10 +140,10 @@ ATTACHMENTS (SPEC §9; CHOICES): an attachment's link (image_data.url for
 image/*, video_data.url for video/*, else file_url) is /cdn/<id>?oe=<hex
 expiry>&token=<token> on the fake's own host, like a Facebook CDN link; the
 token starts with "fbcdntok" (media_token) and is made per attachment when it
-is first rendered, valid for config link_ttl (3600) s. A link whose token is
-not the attachment's current one, or whose oe passed, gets 403 "URL signature
-expired"; an attachment gone for good 404 (and a read of its message 400 code
-100 subcode 33). The bytes are deterministic (SHA-256 blocks of the id) unless
+is first rendered, valid for config link_ttl (172800) s: two days, as CDN links
+last days. A link whose token is not the attachment's current one, or whose oe
+passed, gets 403 "URL signature expired"; an attachment gone for good 404 (and
+a read of its message 400 code 100 subcode 33). The bytes are deterministic (SHA-256 blocks of the id) unless
 given. Controls:
   POST message {.., "file": {"content_b64","name","mime"}} a message carrying
        that file (its attachment id is returned in "attachments")
@@ -428,7 +428,7 @@ class Graph:
                     "max_limit": args.max_limit, "default_limit": 25, "max_batch": 50,
                     "usage": {}, "ig_detail_limit": 20, "messenger_detail_limit": None,
                     "cursor_mode": "key", "version": args.version,
-                    "link_ttl": 3600, "cdn_delay": 0.0}
+                    "link_ttl": 172800, "cdn_delay": 0.0}
         self.files = {}     # attachment id -> {"bytes", "mime", "gone", "msg"}
         self.links = {}     # attachment id -> (token, oe) of its working link
         self.link_serial = 0
