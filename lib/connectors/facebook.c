@@ -99,6 +99,9 @@ fb_check(struct sync_source_cfg *src, struct sync_err *err)
 	if ((v = sync_cfg_str(src, "page_id")) == NULL || *v == '\0')
 		return sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG,
 		    "source '%s': 'page_id' is empty", src->name);
+	/* Instagram's platform terms forbid keeping its media: links only. */
+	if (!src->media_set && p != NULL && strcmp(p, "instagram") == 0)
+		src->media = SYNC_MEDIA_LINK;
 	return SYNC_OK;
 }
 
@@ -632,6 +635,115 @@ history(const struct fb *p, struct sync_page *page, const struct due *d,
 	return sync_page_history(page, &h);
 }
 
+/* ---- attachments (SPEC §9) ------------------------------------------------ */
+
+/* The files of one message: att[] and the strings they point into. */
+struct fb_atts {
+	struct sync_attachment *a;
+	char		(*ids)[40];	/* an index, or a numeric id */
+	size_t		 n;
+};
+
+static void
+atts_release(struct fb_atts *x)
+{
+	free(x->a);
+	free(x->ids);
+	memset(x, 0, sizeof(*x));
+}
+
+/* An attachment's link: the image's, the video's, else the file's. */
+static const char *
+att_url(const cJSON *a)
+{
+	const char *u;
+
+	if ((u = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(a, "image_data"), "url"))) != NULL ||
+	    (u = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(a, "video_data"), "url"))) != NULL ||
+	    (u = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a,
+	    "file_url"))) != NULL)
+		return *u != '\0' ? u : NULL;
+	return NULL;
+}
+
+/* An attachment's id, or (none) its index i, into buf. */
+static const char *
+att_id(const cJSON *a, size_t i, char *buf, size_t n)
+{
+	const char *id;
+	long bad = 0;
+
+	if ((id = sync_json_str(a, "id", buf, n, &bad)) != NULL && *id != '\0')
+		return id;
+	snprintf(buf, n, "%zu", i);
+	return buf;
+}
+
+/* Its kind: a sticker, an image, a video, an audio file, else a file. */
+static const char *
+att_kind(const cJSON *a, const char *mime)
+{
+	const cJSON *img = cJSON_GetObjectItemCaseSensitive(a, "image_data");
+
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(img, "render_as_sticker")))
+		return "sticker";
+	if (img != NULL || (mime != NULL && strncmp(mime, "image/", 6) == 0))
+		return "image";
+	if (cJSON_GetObjectItemCaseSensitive(a, "video_data") != NULL ||
+	    (mime != NULL && strncmp(mime, "video/", 6) == 0))
+		return "video";
+	if (mime != NULL && strncmp(mime, "audio/", 6) == 0)
+		return "audio";
+	return "file";
+}
+
+/*
+ * Graph's attachments.data of a message as x (SPEC §9): the attachment's
+ * id (else its index), kind, mime_type, name, size and link as received
+ * (the engine drops its credentials and reads its oe= expiry).  One with
+ * no link at all (a template, a share) is no file.  -1 on ENOMEM.
+ */
+static int
+fb_attachments(const cJSON *data, struct fb_atts *x)
+{
+	const cJSON *a;
+	size_t n = (size_t)cJSON_GetArraySize(data), i = 0;
+
+	memset(x, 0, sizeof(*x));
+	if (!cJSON_IsArray(data) || n == 0)
+		return 0;
+	if ((x->a = calloc(n, sizeof(*x->a))) == NULL ||
+	    (x->ids = calloc(n, sizeof(*x->ids))) == NULL) {
+		atts_release(x);
+		return -1;
+	}
+	cJSON_ArrayForEach(a, data) {
+		struct sync_attachment *t = &x->a[x->n];
+		long bad = 0;
+		long long size;
+		const cJSON *sz;
+
+		if (!cJSON_IsObject(a)) {
+			i++;
+			continue;
+		}
+		t->external_id = att_id(a, i++, x->ids[x->n], sizeof(x->ids[0]));
+		t->mime_type = sync_json_str(a, "mime_type", NULL, 0, &bad);
+		t->name = sync_json_str(a, "name", NULL, 0, &bad);
+		t->kind = att_kind(a, t->mime_type);
+		sz = cJSON_GetObjectItemCaseSensitive(a, "size");
+		size = cJSON_IsString(sz) ? strtoll(sz->valuestring, NULL, 10) :
+		    sync_json_int(a, "size");
+		t->size = size > 0 ? size : -1;
+		if ((t->url = att_url(a)) == NULL)
+			t->unavailable = "no file behind the attachment upstream";
+		x->n++;
+	}
+	return 0;
+}
+
 /* One page of a due conversation's messages, newest first, down to the floor. */
 static enum sync_rc
 messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err)
@@ -681,9 +793,11 @@ messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err
 		struct sync_message m;
 		struct sync_mark mm;
 		const cJSON *from, *att;
+		struct fb_atts files;
 		const char *why;
 		char num[40];
 		long bad = 0;
+		int r;
 
 		page->fetched++;
 		memset(&m, 0, sizeof(m));
@@ -731,7 +845,13 @@ messages_page(struct sync_ctx *ctx, struct sync_page *page, struct sync_err *err
 		m.attachments = cJSON_IsArray(att) ? att : NULL;
 		m.raw = mj;
 		page->batch.sanitized += bad;
-		if (sync_batch_add_message(&page->batch, &m) == -1) {
+		if ((r = fb_attachments(att, &files)) == 0) {
+			m.att = files.a;
+			m.natt = files.n;
+			r = sync_batch_add_message(&page->batch, &m);
+			atts_release(&files);
+		}
+		if (r == -1) {
 			rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
 			    "out of memory");
 			goto out;
@@ -799,6 +919,127 @@ fb_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *page,
 	return SYNC_OK;
 }
 
+/*
+ * Whether a Graph error says the object asked for is gone for good: 803
+ * (no such object), subcode 33 (does not exist) or 2018001 (no matching
+ * message), or 100 saying it was deleted (Instagram's older messages).
+ * why gets Graph's words (redacted).
+ */
+static int
+graph_gone(const struct sync_http_resp *r, char *why, size_t n)
+{
+	const cJSON *e;
+	cJSON *root;
+	long long code, sub;
+	char msg[80];
+	int gone;
+
+	if ((e = graph_error(r, &root)) == NULL) {
+		cJSON_Delete(root);
+		return r->status == 404 || r->status == 410;
+	}
+	code = sync_json_int(e, "code");
+	sub = sync_json_int(e, "error_subcode");
+	sync_redact_excerpt(msg, sizeof(msg), cJSON_GetStringValue(
+	    cJSON_GetObjectItemCaseSensitive(e, "message")));
+	cJSON_Delete(root);
+	gone = code == 803 || sub == 33 || sub == 2018001 || (code == 100 &&
+	    strstr(msg, "appsecret_proof") == NULL && (strstr(msg, "deleted") !=
+	    NULL || strstr(msg, "does not exist") != NULL));
+	snprintf(why, n, "Graph error %lld: %s", code, msg);
+	return gone;
+}
+
+/* The expiry of a Facebook CDN link (oe=<hex Unix time>), or NULL. */
+static char *
+oe_expiry(const char *url)
+{
+	const char *q = strchr(url, '?'), *v;
+	char t[64], *end;
+	unsigned long long e;
+
+	for (v = q; v != NULL; v = strchr(v + 1, '&'))
+		if (strncmp(v + 1, "oe=", 3) == 0)
+			break;
+	if (v == NULL)
+		return NULL;
+	e = strtoull(v + 4, &end, 16);
+	if (end == v + 4 || (*end != '\0' && *end != '&') || e == 0 ||
+	    e > 253402300799ULL)
+		return NULL;
+	sync_time_format((time_t)e, t, sizeof(t));
+	return strdup(t);
+}
+
+/*
+ * media-sync: a fresh read of the message (GET /{message-id}?fields=
+ * attachments, with the source's token and proof) and the link of the
+ * same attachment (by id, else by index).  A message Graph says is gone,
+ * or that no longer has the attachment, never gives it again.
+ */
+static enum sync_rc
+fb_media_refresh(struct sync_ctx *ctx, const struct sync_media_item *it,
+    struct sync_media_link *out, struct sync_err *err)
+{
+	struct fb *p = ctx->priv;
+	const char *q[] = { "fields", "attachments", NULL };
+	struct sync_http_resp r = { 0, SYNC_BUF_INIT(0) };
+	struct sync_buf full = SYNC_BUF_INIT(0);
+	struct fb_atts files;
+	cJSON *root = NULL;
+	char *esc = NULL, *url = NULL, why[120];
+	const char *link = NULL;
+	enum sync_rc rc;
+	size_t i;
+
+	memset(&files, 0, sizeof(files));
+	if ((esc = sync_url_escape(it->message_id)) == NULL ||
+	    sync_buf_addf(&full, "%s/%s", p->base, esc) == -1) {
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+		goto out;
+	}
+	if ((rc = sync_url_build(ctx->src->url, full.data, q, &url, err)) != SYNC_OK ||
+	    (rc = sync_http_get(ctx->http, url, &r, err)) != SYNC_OK)
+		goto out;
+	if (r.status < 200 || r.status > 299) {
+		if (graph_gone(&r, why, sizeof(why)))
+			snprintf(out->unavailable, sizeof(out->unavailable),
+			    "the message is gone upstream (%s)", why);
+		else
+			rc = graph_fail(&r, url, err);
+		goto out;
+	}
+	if ((rc = sync_http_parse_json(&r, url, &root, NULL, err)) != SYNC_OK)
+		goto out;
+	if (fb_attachments(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(root, "attachments"), "data"),
+	    &files) == -1) {
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < files.n; i++)
+		if (strcmp(files.a[i].external_id, it->external_id) == 0)
+			break;
+	if (i == files.n)
+		snprintf(out->unavailable, sizeof(out->unavailable),
+		    "the attachment is gone from the message upstream");
+	else if ((link = files.a[i].url) == NULL)
+		snprintf(out->unavailable, sizeof(out->unavailable), "%s",
+		    files.a[i].unavailable);
+	else if ((out->url = strdup(link)) == NULL)
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	else
+		out->expires_at = oe_expiry(link);
+out:
+	atts_release(&files);
+	cJSON_Delete(root);
+	sync_buf_release(&r.body);
+	sync_buf_release(&full);
+	free(esc);
+	free(url);
+	return rc;
+}
+
 const struct sync_connector sync_facebook_connector = {
 	.type = "facebook",
 	.default_url = "https://graph.facebook.com",
@@ -812,6 +1053,7 @@ const struct sync_connector sync_facebook_connector = {
 	.cursor_max = sync_walk_max,
 	.end = fb_end,
 	.proof = fb_proof,
+	.media_refresh = fb_media_refresh,
 	.no_poll_reason = "source type 'facebook' reports delivery in its "
 	    "messages; there is nothing to poll",
 };

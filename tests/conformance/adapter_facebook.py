@@ -26,6 +26,7 @@ class Adapter(Base):
         self.ctx.cluster.createdb(self.ctx.db)
         per = 4
         self.fake = self.ctx.new_fake(kind=fe.FbFake, conversations=n // per, messages=per, max_limit=25,
+                                      attachments_every=0,
                                       token=SECRET if secret else "conf-token")
         self.ctx.fake = self.fake
         if secret:
@@ -101,7 +102,8 @@ class Adapter(Base):
     def start_instagram(self):
         self.ctx.cluster.createdb(self.ctx.db)
         self.fake = self.ctx.fake = self.ctx.new_fake(kind=fe.FbFake, conversations=0,
-                                                      max_limit=25, token="conf-token")
+                                                      max_limit=25, token="conf-token",
+                                                      attachments_every=0)
         self.platform = "instagram"
         self.extra = 'platform = "instagram";'
         self.config()
@@ -120,3 +122,30 @@ class Adapter(Base):
             if c["id"] == conv:
                 return [(m["id"], m["detail"]) for m in c["messages"]]
         raise KeyError(conv)
+
+    # Attachments (SPEC §9): the fake's files behind expiring CDN links on its
+    # own host (/cdn/<id>?oe=<hex>&token=<per-link>); media_refresh reads the
+    # message again (GET /{message-id}?fields=attachments).
+
+    def media_add(self, content, name="f.jpg", mime="image/jpeg"):
+        import base64
+        conv = self.convs()[0] if self.convs() else self.fake.post(
+            "conversation", platform=self.platform)["ids"][0]
+        return self.fake.post("message", conversation=conv,
+                              file={"content_b64": base64.b64encode(content).decode(),
+                                    "name": name, "mime": mime})["ids"][0]
+
+    def media_expire(self):
+        self.fake.post("expire_links")
+
+    def media_cut(self, n):
+        self.fake.post("cut", n=n)
+
+    def media_slow(self, delay, n=1):
+        self.fake.post("slow", delay=delay, n=n)
+
+    def media_gone(self, ext):
+        self.fake.post("gone", message=ext)
+
+    def media_token(self):
+        return self.fake.call("media_token")["token"]

@@ -5,6 +5,7 @@ Imported by run.py, whose @test they register:
     python3 tests/e2e/run.py --filter fb_
 """
 
+import base64
 import hashlib
 import hmac
 import os
@@ -609,3 +610,116 @@ def fb_deadline_learn_self(ctx):
     fake.call("clear_faults", {})
     e2e.ok_pass(ctx.run("incr-sync", "-j"))
     assert_fb_exact(ctx, fake, platform="instagram")
+
+
+# ---- attachments (SPEC §9) ---------------------------------------------------
+
+def stored_atts(ctx, source="fb"):
+    return ctx.sql_json(
+        "SELECT m.external_id AS msg, a.external_id, a.kind, a.mime_type, a.name, a.size,"
+        " a.url, a.url_expires_at, a.link_stripped, a.state, a.last_error"
+        " FROM attachment a JOIN message m ON m.id = a.message_id"
+        " JOIN source s ON s.id = a.source_id WHERE s.name = '%s'"
+        " ORDER BY m.external_id, a.external_id" % source)
+
+
+def fb_att_setup(ctx, platform="messenger"):
+    fake = fb_setup(ctx)
+    cid = fake.post("conversation", platform=platform, messages=1, ago=60)["ids"][0]
+    content = bytes(range(256)) * 40
+    r = fake.post("message", conversation=cid, ago=30, text="a photo",
+                  file={"content_b64": base64.b64encode(content).decode(),
+                        "name": "shop.jpg", "mime": "image/jpeg"})
+    return fake, r["ids"][0], r["attachments"][0], content
+
+
+def fb_att_check_no_token(ctx, fake):
+    tok = fake.call("media_token")["token"]
+    raw = ctx.sql("SELECT string_agg(coalesce(raw::text, '') || coalesce(attachments::text, ''),"
+                  " '') FROM message")
+    urls = ctx.sql("SELECT string_agg(coalesce(url, ''), ' ') FROM attachment")
+    check(tok not in raw, "the CDN token is in message.raw/attachments")
+    check(tok not in urls, "the CDN token is in attachment.url")
+
+
+@test
+def fb_attachment_rows(ctx):
+    """A sync pass creates a pending row per Graph attachment, with its id,
+    kind, mime type, name, size, the link without its token and its oe=
+    expiry; the token is stored nowhere."""
+    fake, mid, aid, content = fb_att_setup(ctx)
+    fb_config(ctx)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    atts = stored_atts(ctx)
+    eq(len(atts), 1, "attachment rows")
+    a = atts[0]
+    eq((a["msg"], a["external_id"], a["kind"], a["mime_type"], a["name"], a["size"],
+        a["state"]), (mid, aid, "image", "image/jpeg", "shop.jpg", len(content), "pending"),
+       "the attachment row")
+    check(a["url"].startswith(fake.url + "/cdn/" + aid + "?oe="), "its link", a["url"])
+    check(a["link_stripped"], "the link is marked as stripped of its token")
+    check(a["url_expires_at"] is not None, "the oe= expiry is kept")
+    exp = datetime.fromisoformat(a["url_expires_at"]).timestamp()
+    check(abs(exp - (time.time() + 172800)) < 120, "the expiry is the link's oe", exp)
+    fb_att_check_no_token(ctx, fake)
+    # Another pass changes nothing: still one row.
+    e2e.ok_pass(ctx.run("full-sync", "-j"))
+    eq(len(stored_atts(ctx)), 1, "attachment rows after a second pass")
+
+
+@test
+def fb_attachment_instagram_linked(ctx):
+    """Instagram's files are kept as links (media = "link" by default):
+    the rows are linked, not pending; media = "download" overrides it."""
+    fake, mid, aid, _ = fb_att_setup(ctx, platform="instagram")
+    fb_config(ctx, extra='platform = "instagram";')
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    atts = [a for a in stored_atts(ctx) if a["external_id"] == aid]
+    eq([a["state"] for a in atts], ["linked"], "Instagram's attachment state")
+    fb_att_check_no_token(ctx, fake)
+
+
+def media_group(ctx, path):
+    store = os.path.join(ctx.dir, "media")
+    with open(path, "a") as f:
+        f.write('media = { store = "dir"; dir = "%s"; };\n' % store)
+    return store
+
+
+def store_has(store, content):
+    sha = hashlib.sha256(content).hexdigest()
+    p = os.path.join(store, sha[:2], sha)
+    return os.path.exists(p) and open(p, "rb").read() == content
+
+
+@test
+def fb_media_sync_refreshes_expired_link(ctx):
+    """media-sync: the stored link lost its token, and the links served so
+    far expired: a fresh read of the message gives a working link, whose
+    bytes are stored; the token shows nowhere.  A message gone upstream
+    makes its file unavailable."""
+    fake, mid, aid, content = fb_att_setup(ctx)
+    cid = fake.dump("1111", "messenger")[0]["id"]
+    gone = fake.post("message", conversation=cid, ago=20, attachments=True)
+    store = media_group(ctx, fb_config(ctx))
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    eq(len(stored_atts(ctx)), 2, "attachment rows")
+    fake.post("expire_links")
+    fake.post("gone", message=gone["ids"][0])
+    tok = fake.call("media_token")["token"]
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    s = r.source("fb")
+    eq((s["downloaded"], s["refreshed"], s["unavailable"], s["failed"], s["still_pending"]),
+       (1, 1, 1, 0, 0), "downloaded, refreshed, unavailable, failed, still pending")
+    by = {a["external_id"]: a for a in stored_atts(ctx)}
+    eq(by[aid]["state"], "stored", "the refreshed file")
+    check(store_has(store, content), "its bytes in the store")
+    g = by[gone["attachments"][0]]
+    eq(g["state"], "unavailable", "the file of the message gone upstream")
+    check("gone upstream" in (g["last_error"] or ""), "why", g["last_error"])
+    check(tok not in r.out + r.err, "the CDN token in media-sync's output")
+    fb_att_check_no_token(ctx, fake)
+    # The message read and the CDN download of the refresh happened.
+    check(any(q["path"].endswith("/" + mid) for q in fake.requests("message")),
+          "the message was read again")

@@ -1299,3 +1299,172 @@ def tg_prune_only_walked_chats(ctx):
     eq(ctx.count("message", "missing_since IS NOT NULL OR deleted_at IS NOT NULL"), 0,
        "messages marked")
     eq(ctx.count("message"), total, "messages kept")
+
+
+# -- attachments (SPEC §9) ------------------------------------------------------
+
+from tgexport_gen import media_export, file_bytes  # noqa: E402
+
+
+def td_file(fid, size, uid):
+    return {"@type": "file", "id": fid, "size": size, "expected_size": size,
+            "local": {"@type": "localFile", "path": "", "is_downloading_completed": False},
+            "remote": {"@type": "remoteFile", "id": "remote-%d" % fid, "unique_id": uid}}
+
+
+def photo(fid, size, uid, caption=""):
+    return {"@type": "messagePhoto", "photo": {"@type": "photo", "sizes": [
+        {"@type": "photoSize", "type": "m", "photo": td_file(fid + 1000, 99, uid + "-m"),
+         "width": 320, "height": 240},
+        {"@type": "photoSize", "type": "y", "photo": td_file(fid, size, uid),
+         "width": 1280, "height": 960}]},
+        "caption": {"@type": "formattedText", "text": caption, "entities": []}}
+
+
+def document(fid, size, uid, name, mime):
+    return {"@type": "messageDocument", "document": {
+        "@type": "document", "file_name": name, "mime_type": mime,
+        "document": td_file(fid, size, uid)},
+        "caption": {"@type": "formattedText", "text": "", "entities": []}}
+
+
+def td_bytes(fid, n):
+    """What the fake TDLib's downloadFile writes for file fid."""
+    return bytes((i * 7 + fid) % 251 for i in range(n))
+
+
+def tg_atts(ctx, source="tg"):
+    return {(r["msg"], r["external_id"]): r for r in ctx.sql_json(
+        "SELECT m.external_id AS msg, a.external_id, a.kind, a.mime_type, a.name, a.size,"
+        " a.url, a.local_path, a.state, a.last_error, a.sha256, a.stored_size"
+        " FROM attachment a JOIN message m ON m.id = a.message_id"
+        " JOIN source s ON s.id = a.source_id WHERE s.name = '%s'" % source)}
+
+
+def tg_media_world(ctx):
+    s = tg_setup(ctx)
+    s.add(ANN, msg(ANN, 120, ANN, NOW - 100, content=photo(501, 7000, "AQADphoto")),
+          msg(ANN, 121, ME, NOW - 90, content=document(502, 3000, "BQADdoc", "r.pdf",
+                                                       "application/pdf")))
+    s.write()
+    return s
+
+
+@test
+def tg_attachment_rows(ctx):
+    """A sync pass creates a pending row for each message's file: the
+    remote unique id, kind, mime type, name and size; no link."""
+    tg_media_world(ctx)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    atts = tg_atts(ctx)
+    p = atts.get(("%d:%d" % (ANN, 120 * SHIFT), "AQADphoto"))
+    d = atts.get(("%d:%d" % (ANN, 121 * SHIFT), "BQADdoc"))
+    check(p is not None and d is not None, "the attachment rows", list(atts))
+    eq(len(atts), 2, "one row per file (the photo's largest size only)")
+    eq((p["kind"], p["mime_type"], p["size"], p["state"], p["url"]),
+       ("photo", "image/jpeg", 7000, "pending", None), "the photo's row")
+    eq((d["kind"], d["mime_type"], d["name"], d["size"], d["state"]),
+       ("document", "application/pdf", "r.pdf", 3000, "pending"), "the document's row")
+
+
+@test
+def tg_import_attachments(ctx):
+    """full-sync --import: an export's saved files are pending with their
+    absolute paths; a file the export did not include is unavailable."""
+    import_setup(ctx, lib="/nonexistent/libtdjson.so")
+    exp = os.path.join(ctx.dir, "export")
+    os.makedirs(exp)
+    d, files = media_export(exp)
+    e2e.ok_pass(ctx.run("full-sync", "-j", "-s", "tg", "--import",
+                        os.path.join(exp, "result.json")))
+    atts = tg_atts(ctx)
+    eq(len(atts), 3, "attachment rows")
+    m = {k[0].split(":")[1]: v for k, v in atts.items()}
+    ph, doc, voice = m[str(1 * SHIFT)], m[str(2 * SHIFT)], m[str(3 * SHIFT)]
+    eq((ph["external_id"], ph["kind"], ph["state"], ph["local_path"]),
+       ("0", "photo", "pending", os.path.join(os.path.realpath(exp), list(files)[0])),
+       "the photo's row")
+    eq((doc["kind"], doc["name"], doc["mime_type"], doc["size"], doc["state"],
+        doc["local_path"]),
+       ("document", "report.pdf", "application/pdf", 12345, "pending",
+        os.path.join(os.path.realpath(exp), "files/report.pdf")), "the document's row")
+    eq((voice["kind"], voice["state"], voice["last_error"], voice["local_path"]),
+       ("voice", "unavailable", "not included in the export", None), "the voice note's row")
+
+
+def tg_media_group(ctx):
+    store = os.path.join(ctx.dir, "media")
+    with open(ctx.cfg, "a") as f:
+        f.write('media = { store = "dir"; dir = "%s"; };\n' % store)
+    return store
+
+
+def in_store(store, content):
+    import hashlib
+    sha = hashlib.sha256(content).hexdigest()
+    p = os.path.join(store, sha[:2], sha)
+    return os.path.exists(p) and open(p, "rb").read() == content
+
+
+@test
+def tg_media_sync_downloads(ctx):
+    """media-sync downloads each file through TDLib (downloadFile,
+    synchronous) and stores its bytes; a file id TDLib refuses as stale
+    (400 FILE_REFERENCE_EXPIRED) is downloaded again after a fresh
+    getMessage; a message gone upstream makes its file unavailable."""
+    s = tg_media_world(ctx)
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    store = tg_media_group(ctx)
+    # The first download is refused as stale.
+    s.d["faults"] = [{"method": "downloadFile", "count": 1, "code": 400,
+                      "message": "FILE_REFERENCE_EXPIRED"}]
+    s.write()
+    s.clear_log()
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    st = r.source("tg")
+    eq((st["downloaded"], st["unavailable"], st["failed"], st["still_pending"]),
+       (2, 0, 0, 0), "downloaded, unavailable, failed, still pending")
+    by = {k[1]: v for k, v in tg_atts(ctx).items()}
+    eq([by[u]["state"] for u in ("AQADphoto", "BQADdoc")], ["stored", "stored"], "states")
+    check(in_store(store, td_bytes(501, 7000)), "the photo's bytes in the store")
+    check(in_store(store, td_bytes(502, 3000)), "the document's bytes in the store")
+    dl = s.requests("downloadFile")
+    eq(len(dl), 3, "downloadFile calls (one stale, asked again)")
+    check(all(q.get("synchronous") is True and q.get("priority") == 1 for q in dl),
+          "downloadFile is synchronous, priority 1", dl)
+    eq(len(s.requests("getMessage")), 1, "the stale file's message read again")
+    # A message gone upstream: its file never comes.
+    s.d["faults"] = []
+    s.add(ANN, msg(ANN, 122, ANN, NOW - 80, content=photo(503, 500, "AQADgone")))
+    s.write()
+    e2e.ok_pass(ctx.run("incr-sync", "-j"))
+    s.chat(ANN)["messages"] = [m for m in s.chat(ANN)["messages"] if m["id"] != 122 * SHIFT]
+    s.write()
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    eq(r.source("tg")["unavailable"], 1, "unavailable")
+    g = {k[1]: v for k, v in tg_atts(ctx).items()}["AQADgone"]
+    eq(g["state"], "unavailable", "the gone message's file")
+    check("gone upstream" in g["last_error"], "why", g["last_error"])
+
+
+@test
+def tg_media_sync_export_files(ctx):
+    """An export's files are stored by media-sync from disk, without TDLib."""
+    import_setup(ctx, lib="/nonexistent/libtdjson.so")
+    exp = os.path.join(ctx.dir, "export")
+    os.makedirs(exp)
+    d, files = media_export(exp)
+    e2e.ok_pass(ctx.run("full-sync", "-j", "-s", "tg", "--import",
+                        os.path.join(exp, "result.json")))
+    store = tg_media_group(ctx)
+    r = ctx.run("media-sync", "-j")
+    e2e.ok_pass(r, "media-sync")
+    st = r.source("tg")
+    eq((st["downloaded"], st["failed"], st["still_pending"]), (2, 0, 0),
+       "downloaded, failed, still pending")
+    for data in files.values():
+        check(in_store(store, data), "an export's file in the store")
+    eq(sorted(a["state"] for a in tg_atts(ctx).values()),
+       ["stored", "stored", "unavailable"], "states")

@@ -14,6 +14,8 @@ Paths take an optional version prefix (any vNN.N; none = --version, v21.0):
        fields=instagram_business_account {"instagram_business_account":{"id"}}
   POST /  (batch; form or JSON: access_token, appsecret_proof, batch,
        include_headers) -> [{"code","headers"?,"body":"<json string>"} | null]
+  GET  /cdn/{attachment-id}?oe=<hex epoch>&token=<per-link token>  the bytes
+       of an attachment (the fake's own host stands for the CDN)
 
 FROM THE REFERENCE: access_token query/form parameter, bad or missing -> 400
 code 190 "Invalid OAuth access token - Cannot parse access token";
@@ -86,7 +88,8 @@ has its newest message at now - (N-k)*30d // (N+1), except that k % 10 == 9
 ties with k-1; --platform-mix puts k % 3 == 2 on Instagram. Message j at
 newest - (M-1-j)*97 s, the newest from the user, then alternating; it is
 unread if k % 4 == 0. Every 5th message (global serial) has an image, every
-10th then no text. Tokens "token-<PAGE>" (--token T: T for every page).
+10th then no text (--attachments-every N: every Nth, 0 none). Tokens
+"token-<PAGE>" (--token T: T for every page).
 
 CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
 "at" (ISO or Graph format, naive = UTC, or epoch) or "ago" (s), default now;
@@ -133,7 +136,28 @@ CONTROL API (/_control/..., JSON, not logged; errors 400 {"error"}). Times:
        page, platform, updated_epoch, messages:[newest first, every field,
        created_epoch, from_page, read, detail]]}
 
-Endpoint names (log, faults, gates, wait): conversations, conversation (GET
+ATTACHMENTS (SPEC §9; CHOICES): an attachment's link (image_data.url for
+image/*, video_data.url for video/*, else file_url) is /cdn/<id>?oe=<hex
+expiry>&token=<token> on the fake's own host, like a Facebook CDN link; the
+token starts with "fbcdntok" (media_token) and is made per attachment when it
+is first rendered, valid for config link_ttl (172800) s: two days, as CDN links
+last days. A link whose token is not the attachment's current one, or whose oe
+passed, gets 403 "URL signature expired"; an attachment gone for good 404 (and
+a read of its message 400 code 100 subcode 33). The bytes are deterministic (SHA-256 blocks of the id) unless
+given. Controls:
+  POST message {.., "file": {"content_b64","name","mime"}} a message carrying
+       that file (its attachment id is returned in "attachments")
+  POST expire_links {} every link served so far stops working (a new read of
+       the message gives a fresh one) -> {"expired": n}
+  POST cut {"n":1} the next n file bodies are cut mid-transfer (half written,
+       the whole length announced, then the connection dropped)
+  POST gone {"message": id} its files are gone for good; the message cannot
+       be read any more (it stays in the listings)
+  POST slow {"delay":1,"n":1} the next n file bodies come 16 KiB per delay s
+  POST config {"link_ttl": s, "cdn_delay": s (between 16 KiB chunks, always)}
+  GET  media_token -> {"token": "fbcdntok"}
+
+Endpoint names (log, faults, gates, wait): cdn (the files), conversations, conversation (GET
 /{conversation-id}), messages (its /messages edge), message, batch, page
 (/me, /{page-id}), other. The server plumbing is tests/fake/fakelib.py's:
 ThreadingHTTPServer on 127.0.0.1, HTTP/1.1 keep-alive, TCP_NODELAY, one write
@@ -184,6 +208,16 @@ FAULT_KINDS = ("error", "http", "close", "slow", "truncate", "nonjson", "empty_p
 CONV_FIELDS = "id,updated_time,link,message_count,unread_count,snippet,can_reply," \
               "is_subscribed,participants,senders,former_participants,scoped_thread_key"
 MSG_FIELDS = "id,created_time,from,to,message,attachments,tags"
+TOKEN_PREFIX = "fbcdntok"
+
+
+def file_bytes(aid, size):
+    """The deterministic bytes of attachment aid."""
+    out, i = bytearray(), 0
+    while len(out) < size:
+        out += hashlib.sha256(("%s:%d" % (aid, i)).encode()).digest()
+        i += 1
+    return bytes(out[:size])
 FIRST = ("Alice", "Bob", "Carol", "Dana", "Erik", "Fatima", "Gosia", "Hiro", "Ines", "Zoë")
 LAST = ("Example", "Sample", "Tester", "Müller", "Nowak")
 TEXTS = ("Is the shop open on Sunday? #%d", "Hello, how can we help? (%d)",
@@ -393,7 +427,52 @@ class Graph:
         self.cfg = {"app_secret": args.app_secret, "latency": 0.0, "empty_pages": False,
                     "max_limit": args.max_limit, "default_limit": 25, "max_batch": 50,
                     "usage": {}, "ig_detail_limit": 20, "messenger_detail_limit": None,
-                    "cursor_mode": "key", "version": args.version}
+                    "cursor_mode": "key", "version": args.version,
+                    "link_ttl": 172800, "cdn_delay": 0.0}
+        self.files = {}     # attachment id -> {"bytes", "mime", "gone", "msg"}
+        self.links = {}     # attachment id -> (token, oe) of its working link
+        self.link_serial = 0
+        self.cut = 0
+        self.attach_every = args.attachments_every
+        self.slow = [0.0, 0]   # delay between 16 KiB chunks, for the next n bodies
+
+    # -- attachments -----------------------------------------------------------
+
+    def link(self, aid, base):
+        """The current link of attachment aid on the fake's host (base)."""
+        cur = self.links.get(aid)
+        if cur is None or cur[1] <= time.time():
+            self.link_serial += 1
+            tok = TOKEN_PREFIX + hmac.new(b"fake-cdn", ("%s:%d" % (aid, self.link_serial))
+                                          .encode(), hashlib.sha256).hexdigest()[:24]
+            cur = self.links[aid] = (tok, int(time.time()) + int(self.cfg["link_ttl"]))
+        return "%s/cdn/%s?oe=%X&token=%s" % (base, aid, cur[1], cur[0])
+
+    def render_att(self, a, keep, base):
+        out = {k: v for k, v in a.items() if not k.startswith("_")}
+        url = self.link(a["id"], base or "http://127.0.0.1")
+        if a["_kind"] == "image":
+            out["image_data"] = dict(a["_data"], url=url, preview_url=url)
+        elif a["_kind"] == "video":
+            out["video_data"] = dict(a["_data"], url=url)
+        else:
+            out["file_url"] = url
+        return {k: v for k, v in out.items() if not keep or k in keep}
+
+    def cdn(self, aid, q):
+        """-> (status, bytes, mime) of GET /cdn/<aid>?oe&token."""
+        f = self.files.get(aid)
+        if f is None or f["gone"]:
+            return 404, b"not found", "text/plain"
+        cur = self.links.get(aid)
+        try:
+            oe = int(q.get("oe", ""), 16)
+        except ValueError:
+            oe = 0
+        if (cur is None or not hmac.compare_digest(q.get("token", ""), cur[0]) or oe != cur[1]
+                or oe <= time.time()):
+            return 403, b"URL signature expired", "text/plain"
+        return 200, f["bytes"], f["mime"]
 
     def page_of(self, d):
         pid = str(d.get("page") or next(iter(self.pages)))
@@ -444,24 +523,34 @@ class Graph:
         self.ver += 1
         return c
 
-    def add_msg(self, c, t, from_page, text=None, attach=None, read=False, touch=None):
+    def add_msg(self, c, t, from_page, text=None, attach=None, read=False, touch=None,
+                file=None):
         self.serial += 1
         s = self.serial
         mid = (b64id("", "ig_message:%s:%d" % (c["page"], s)) if c["platform"] == "instagram"
                else b64id("m_", "msgsync-fake-message-%d" % s))
-        attach = s % 5 == 0 if attach is None else attach
+        every = self.attach_every
+        attach = bool(every) and s % every == 0 if attach is None else attach
         if text is None:
             text = "" if attach and s % 10 == 0 else TEXTS[s % len(TEXTS)] % s
         m = self.msgs[mid] = {"id": mid, "conv": c["id"], "created": t, "attachments": None,
                               "from_page": bool(from_page), "text": str(text),
                               "read": bool(read or from_page)}
-        if attach:
-            aid, cdn = str(1400000000000000 + s), "https://scontent.xx.fbcdn.net/v/t1.15752-9/"
-            m["attachments"] = [{"id": aid, "mime_type": "image/jpeg", "name": "image-" + aid,
-                                 "size": 80000 + s, "image_data": dict(
+        if attach or file:
+            aid = str(1400000000000000 + s)
+            if file:
+                data = base64.b64decode(file.get("content_b64", ""))
+                mime, name = file.get("mime", "image/jpeg"), file.get("name", "image-" + aid)
+            else:
+                mime, name = "image/jpeg", "image-" + aid
+                data = file_bytes(aid, 80000 + s)
+            kind = ("image" if mime.startswith("image/") else
+                    "video" if mime.startswith("video/") else "file")
+            m["attachments"] = [{"id": aid, "mime_type": mime, "name": name, "size": len(data),
+                                 "_kind": kind, "_data": dict(
                                      width=960, height=720, max_width=960, max_height=720,
-                                     url=cdn + aid + "_n.jpg", preview_url=cdn + aid + "_s.jpg",
-                                     render_as_sticker=False)}]
+                                     render_as_sticker=False) if kind == "image" else {}}]
+            self.files[aid] = {"bytes": data, "mime": mime, "gone": False, "msg": mid}
         c["msgs"].append(m)
         c["message_count"] += 1
         if from_page:
@@ -648,7 +737,7 @@ class Graph:
         out.setdefault("id", c["id"])
         return out
 
-    def render_msg(self, m, spec, full=True):
+    def render_msg(self, m, spec, full=True, base=None):
         c = self.convs[m["conv"]]
         user, page = c["users"][0], self.page_part(c)
         out = {}
@@ -667,7 +756,7 @@ class Graph:
             elif name == "message":
                 out[name] = m["text"]
             elif name == "attachments" and m["attachments"]:
-                out[name] = {"data": [{k: v for k, v in a.items() if not keep or k in keep}
+                out[name] = {"data": [self.render_att(a, keep, base)
                                       for a in m["attachments"]]}
             elif name == "tags" and c["platform"] == "messenger":
                 tags = (["inbox", "read", "sent", "source:web"] if m["from_page"] else
@@ -681,7 +770,8 @@ class Graph:
         items, start, pg = self.window(*self.msgs_desc(c), "m:" + c["id"], after, before, limit,
                                        bool(ctx.get("empty_fault")) and not nested, not nested)
         lim = self.detail_limit(c)
-        out = {"data": [self.render_msg(m, spec, lim is None or start + i < lim)
+        out = {"data": [self.render_msg(m, spec, lim is None or start + i < lim,
+                                        ctx.get("base"))
                         for i, m in enumerate(items)]}
         if pg:
             out["paging"] = ctx["paging"](c["id"] + "/messages", [(
@@ -785,7 +875,10 @@ class Graph:
             lim = self.detail_limit(c)
             if lim is not None and self.msgs_desc(c)[0].index(m) >= lim:
                 raise GraphError(100, "(#100) The requested message has been deleted")
-            return self.render_msg(m, parse_fields(fields or "id,created_time"))
+            if m.get("gone"):
+                raise no_object(x)
+            return self.render_msg(m, parse_fields(fields or "id,created_time"),
+                                   base=ctx.get("base"))
         raise no_object(x)
 
     def conversations(self, pid, q, pairs, ctx):
@@ -894,7 +987,7 @@ class State(fakelib.State):
             g = self.g
             ep, page, pf = g.classify(method, parts)
             pf = (q.get("platform") or "messenger").lower() if ep in ("conversations",) else pf
-            ctx = {"empty_fault": fault and fault["kind"] == "empty_page",
+            ctx = {"empty_fault": fault and fault["kind"] == "empty_page", "base": base,
                    "paging": paging_builder("%s/%s" % (base, version or g.cfg["version"]),
                                             q.get("access_token"), q.get("appsecret_proof"))}
             rate, status = None, 200
@@ -951,6 +1044,14 @@ class Handler(fakelib.Handler):
     def api(self, method, u):
         st = self.server.state
         raw = self.read_body()
+        if u.path.startswith("/cdn/"):
+            pairs = parse_qsl(u.query, keep_blank_values=True)
+            entry = st.entry(method, u.path, None, "cdn", None,
+                             [(k, "***" if k == "token" else v) for k, v in pairs],
+                             self.conn_id)
+            self.serve_logged("cdn", entry, lambda fault: self.serve_cdn(
+                u.path[len("/cdn/"):], dict(pairs), fault))
+            return
         version, parts = split_path(u.path)
         pairs = parse_qsl(u.query, keep_blank_values=True)
         if method == "POST" and raw:
@@ -986,6 +1087,37 @@ class Handler(fakelib.Handler):
             body = bad_row(body.decode() if isinstance(body, bytes) else body,
                            fault.get("first", False))
         self.respond_page(k, body, status, headers)
+
+    def serve_cdn(self, aid, q, fault):
+        st = self.server.state
+        if self.answer_fault(fault):
+            return
+        with st.lock:
+            g = st.g
+            status, body, mime = g.cdn(aid, q)
+            cut = status == 200 and g.cut > 0
+            if cut:
+                g.cut -= 1
+            delay = float(g.cfg["cdn_delay"])
+            if status == 200 and not cut and g.slow[1] > 0:
+                delay, g.slow[1] = g.slow[0], g.slow[1] - 1
+        if status != 200:
+            return self.respond(status, body, ctype=mime)
+        if cut:
+            self.close_connection = True
+            self.respond(200, body[:len(body) // 2], ctype=mime, clen=len(body))
+            return self.hangup()
+        if not delay:
+            return self.respond(200, body, ctype=mime, clen=len(body))
+        # Slowly: the headers, then 16 KiB at a time.
+        self.respond(200, b"", ctype=mime, clen=len(body))
+        try:
+            for i in range(0, len(body), 16384):
+                time.sleep(delay)
+                self.wfile.write(body[i:i + 16384])
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def batch(self, version, pairs, fault, parent, base):
         st, q = self.server.state, dict(pairs)
@@ -1070,6 +1202,8 @@ class Handler(fakelib.Handler):
         with st.lock:
             if what == "state":
                 return st.g.state()
+            if what == "media_token":
+                return {"token": TOKEN_PREFIX}
             if what == "dump":
                 g = st.g
                 convs = [g.dump_conv(c) for pid in ([q["page"]] if q.get("page") else g.pages)
@@ -1103,10 +1237,28 @@ class Handler(fakelib.Handler):
             if d.get("from", "user") not in ("user", "page"):
                 raise ValueError("from is user or page")
             n, t, step = int(d.get("n", 1)), g.when(d), int(d.get("step", 0))
-            return {"ids": [g.add_msg(c, t - (n - 1 - i) * step, d.get("from") == "page",
-                                      d.get("text"), bool(d.get("attachments", False)),
-                                      bool(d.get("read")), d.get("touch"))["id"]
-                            for i in range(n)]}
+            ms = [g.add_msg(c, t - (n - 1 - i) * step, d.get("from") == "page",
+                            d.get("text"), bool(d.get("attachments", False)),
+                            bool(d.get("read")), d.get("touch"), d.get("file"))
+                  for i in range(n)]
+            return {"ids": [m["id"] for m in ms],
+                    "attachments": [a["id"] for m in ms for a in m["attachments"] or ()]}
+        if what == "expire_links":
+            n = len(g.links)
+            g.links.clear()
+            return {"expired": n}
+        if what == "cut":
+            g.cut = int(d.get("n", 1))
+            return {"cut": g.cut}
+        if what == "slow":
+            g.slow = [float(d.get("delay", 1)), int(d.get("n", 1))]
+            return {"slow": g.slow}
+        if what == "gone":
+            m = g.msgs[d["message"]]
+            m["gone"] = True
+            for a in m["attachments"] or ():
+                g.files[a["id"]]["gone"] = True
+            return {"gone": len(m["attachments"] or ())}
         if what == "edit_conversation":
             return {"conversation": g.edit_conv(d["id"], d.get("fields"), d)}
         if what == "delete_message":
@@ -1135,6 +1287,8 @@ def main(argv=None):
     ap.add_argument("--platform-mix", action="store_true", help="every 3rd one on Instagram")
     ap.add_argument("--version", default="v21.0", help="the version of unversioned calls")
     ap.add_argument("--max-limit", type=int, default=100)
+    ap.add_argument("--attachments-every", type=int, default=5,
+                    help="every Nth message made without a given file has an image (0: none)")
     args = ap.parse_args(argv)
     try:
         state = State(args)

@@ -231,6 +231,164 @@ test_hostile_variants(void)
 	sync_config_free(cfg);
 }
 
+/* A messages page of the first listed conversation: three files. */
+#define ATT_PAGE "{\"data\":[{\"id\":\"m_att1\"," \
+	"\"created_time\":\"2026-11-21T09:15:02+0000\"," \
+	"\"from\":{\"id\":\"6710000000000011\",\"name\":\"Alice\"}," \
+	"\"message\":\"\",\"attachments\":{\"data\":[" \
+	"{\"id\":\"1400000000000001\",\"mime_type\":\"image/jpeg\"," \
+	"\"name\":\"a.jpg\",\"size\":81234,\"image_data\":{\"url\":" \
+	"\"https://cdn.example/v/a.jpg?oe=6A000000&token=sekrit1\"}}," \
+	"{\"name\":\"s.png\",\"image_data\":{\"url\":\"https://cdn.example/s.png\"," \
+	"\"render_as_sticker\":true}}," \
+	"{\"id\":\"1400000000000003\",\"mime_type\":\"audio/mpeg\",\"name\":" \
+	"\"v.mp3\",\"file_url\":\"https://cdn.example/v.mp3?access_token=x\"}," \
+	"{\"id\":\"1400000000000004\",\"video_data\":{\"url\":" \
+	"\"https://cdn.example/v.mp4\"}}," \
+	"{\"id\":\"1400000000000005\",\"generic_template\":{}}]}}]}"
+
+/* Graph's attachments.data become the message's files (SPEC §9). */
+static void
+test_attachments(void)
+{
+	struct sync_stream st;
+	struct sync_page pg;
+	struct sync_err e;
+	struct ct t;
+	const char *a;
+
+	if (start(&t) == -1)
+		return;
+	ct_answer(&t, 200, NULL, list1);
+	ct_answer(&t, 200, NULL, ATT_PAGE);
+	memset(&st, 0, sizeof(st));
+	st.name = "conversations";
+	st.mode = SYNC_MODE_INCR;
+	st.first = 1;
+	st.counts = &t.scounts;
+	st.state.cursor = strdup(OLD);
+	CHECK(ct_fetch(&t, &st, &pg, &e) == SYNC_OK);
+	free(pg.cursor);
+	free(pg.checkpoint);
+	free(pg.fingerprint);
+	pg.cursor = pg.checkpoint = pg.fingerprint = NULL;
+	sync_page_release(&pg);
+	st.first = 0;
+	CHECK(ct_fetch(&t, &st, &pg, &e) == SYNC_OK);
+	CHECK(pg.batch.nrows == 1);
+	CHECK(pg.batch.natt == 5);
+	a = pg.batch.att.data != NULL ? pg.batch.att.data : "";
+	/* id, kind, mime, name, size, the link without its token, oe= expiry */
+	CHECK(strstr(a, "\tm_att1\t1400000000000001\timage\timage/jpeg\ta.jpg\t"
+	    "81234\thttps://cdn.example/v/a.jpg?oe=6A000000\t2026-") != NULL);
+	CHECK(strstr(a, "sekrit1") == NULL);
+	/* No id: its index; render_as_sticker: a sticker. */
+	CHECK(strstr(a, "\tm_att1\t1\tsticker\t\\N\ts.png\t\\N\t"
+	    "https://cdn.example/s.png\t") != NULL);
+	CHECK(strstr(a, "\t1400000000000003\taudio\taudio/mpeg\t") != NULL);
+	CHECK(strstr(a, "access_token") == NULL);
+	CHECK(strstr(a, "\t1400000000000004\tvideo\t") != NULL);
+	/* No link at all: no file there, ever. */
+	CHECK(strstr(a, "\t1400000000000005\tfile\t") != NULL &&
+	    strstr(a, "no file behind the attachment upstream\n") != NULL);
+	if (pg.batch.natt != 5)
+		fprintf(stderr, "  %s\n", a);
+	sync_page_release(&pg);
+	free(st.state.cursor);
+	free(st.state.checkpoint);
+	free(st.state.fingerprint);
+	ct_close(&t);
+}
+
+/* Instagram keeps links only unless the source says otherwise. */
+static void
+test_instagram_links(void)
+{
+	static const char *const confs[] = {
+	    "sources = ( { name = \"ig\"; type = \"facebook\"; token = \"token-12345\";\n"
+	    "  page_id = \"1\"; platform = \"instagram\"; } );\n",
+	    "sources = ( { name = \"ig\"; type = \"facebook\"; token = \"token-12345\";\n"
+	    "  page_id = \"1\"; platform = \"instagram\"; media = \"download\"; } );\n",
+	    "sources = ( { name = \"fb\"; type = \"facebook\"; token = \"token-12345\";\n"
+	    "  page_id = \"1\"; } );\n",
+	};
+	static const enum sync_media want[] = { SYNC_MEDIA_LINK,
+	    SYNC_MEDIA_DOWNLOAD, SYNC_MEDIA_DOWNLOAD };
+	struct sync_config *cfg;
+	struct sync_err e;
+	size_t i;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		if (ct_load(confs[i], &cfg, &e) != SYNC_OK) {
+			fprintf(stderr, "  %s\n", e.msg);
+			CHECK(0);
+			continue;
+		}
+		CHECK(cfg->nsources == 1 && cfg->sources[0].media == want[i]);
+		sync_config_free(cfg);
+	}
+}
+
+/* media-sync: a fresh read of the message gives the attachment's link. */
+static void
+test_media_refresh(void)
+{
+	struct sync_media_item it;
+	struct sync_media_link l;
+	struct sync_err e;
+	struct ct t;
+	const char *u;
+
+	if (start(&t) == -1)
+		return;
+	memset(&it, 0, sizeof(it));
+	it.message_id = "m_att1";
+	it.external_id = "1400000000000001";
+	it.size = -1;
+	ct_answer(&t, 200, NULL, "{\"id\":\"m_att1\",\"attachments\":{\"data\":["
+	    "{\"id\":\"1400000000000009\",\"file_url\":\"https://x/9\"},"
+	    "{\"id\":\"1400000000000001\",\"image_data\":{\"url\":"
+	    "\"https://cdn.example/a.jpg?oe=6A000000&token=fresh\"}}]}}");
+	memset(&l, 0, sizeof(l));
+	sync_err_clear(&e);
+	CHECK(t.conn->media_refresh(&t.ctx, &it, &l, &e) == SYNC_OK);
+	CHECK_STR(l.url, "https://cdn.example/a.jpg?oe=6A000000&token=fresh");
+	CHECK_STR(l.expires_at, "2026-05-10T03:48:16Z");
+	CHECK(l.unavailable[0] == '\0');
+	u = sync_http_canned_url(t.ctx.http, 0);
+	CHECK(u != NULL && strstr(u, "/v21.0/m_att1?fields=attachments") != NULL &&
+	    strstr(u, "access_token=fb-page-token") != NULL);
+	free(l.url);
+	free(l.expires_at);
+
+	/* The attachment is no longer on the message. */
+	it.external_id = "1400000000000002";
+	ct_answer(&t, 200, NULL, "{\"id\":\"m_att1\"}");
+	memset(&l, 0, sizeof(l));
+	sync_err_clear(&e);
+	CHECK(t.conn->media_refresh(&t.ctx, &it, &l, &e) == SYNC_OK);
+	CHECK(l.url == NULL && strstr(l.unavailable, "gone") != NULL);
+
+	/* The message is gone. */
+	ct_answer(&t, 400, NULL, "{\"error\":{\"message\":\"Unsupported get "
+	    "request. Object with ID 'm_att1' does not exist\",\"type\":"
+	    "\"GraphMethodException\",\"code\":100,\"error_subcode\":33}}");
+	memset(&l, 0, sizeof(l));
+	sync_err_clear(&e);
+	CHECK(t.conn->media_refresh(&t.ctx, &it, &l, &e) == SYNC_OK);
+	CHECK(l.url == NULL &&
+	    strstr(l.unavailable, "the message is gone upstream") != NULL);
+
+	/* A bad token is no verdict on the file: an auth error. */
+	ct_answer(&t, 400, NULL, "{\"error\":{\"message\":\"Invalid OAuth "
+	    "access token\",\"type\":\"OAuthException\",\"code\":190}}");
+	memset(&l, 0, sizeof(l));
+	sync_err_clear(&e);
+	CHECK(t.conn->media_refresh(&t.ctx, &it, &l, &e) == SYNC_EPERM);
+	CHECK(l.url == NULL && l.unavailable[0] == '\0');
+	ct_close(&t);
+}
+
 int
 main(void)
 {
@@ -247,6 +405,9 @@ main(void)
 	test_echo_across_cut();
 	test_empty_id();
 	test_hostile_variants();
+	test_attachments();
+	test_instagram_links();
+	test_media_refresh();
 	free(list1);
 	free(list2);
 	free(msgs);

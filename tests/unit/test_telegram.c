@@ -4,8 +4,12 @@
  * back, gaps of interrupted walks kept, closed or replaced.
  */
 #include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "internal.h"
+#include "tgexport.h"
 #include "t.h"
 
 static char *(*merge)(const char *, const char *);
@@ -18,6 +22,61 @@ merged(const char *a, const char *b, const char *want)
 
 	CHECK_STR(m, want);
 	free(m);
+}
+
+/* The file of a TDLib message content (SPEC §9). */
+static void
+content_file(const char *json, int has, const char *uid, const char *kind,
+    const char *mime, const char *name, long long size, long long fid)
+{
+	cJSON *ct = cJSON_Parse(json);
+	struct sync_attachment a;
+	long long id;
+
+	CHECK(ct != NULL);
+	CHECK(sync_tg_content_file(ct, &a, &id) == has);
+	if (has) {
+		CHECK_STR(a.external_id, uid);
+		CHECK_STR(a.kind, kind);
+		CHECK(mime == NULL ? a.mime_type == NULL :
+		    a.mime_type != NULL && strcmp(a.mime_type, mime) == 0);
+		CHECK(name == NULL ? a.name == NULL :
+		    a.name != NULL && strcmp(a.name, name) == 0);
+		CHECK(a.size == size);
+		CHECK(id == fid);
+		CHECK(a.url == NULL && a.path == NULL && a.unavailable == NULL);
+	}
+	cJSON_Delete(ct);
+}
+
+static void
+test_content_files(void)
+{
+	/* A photo: its largest size. */
+	content_file("{\"@type\":\"messagePhoto\",\"photo\":{\"sizes\":["
+	    "{\"type\":\"m\",\"photo\":{\"id\":7,\"size\":900,\"remote\":"
+	    "{\"unique_id\":\"small\"}}},{\"type\":\"y\",\"photo\":{\"id\":8,"
+	    "\"size\":0,\"expected_size\":81234,\"remote\":{\"unique_id\":"
+	    "\"AQADbig\"}}}]},\"caption\":{\"text\":\"hi\"}}", 1, "AQADbig",
+	    "photo", "image/jpeg", NULL, 81234, 8);
+	content_file("{\"@type\":\"messageDocument\",\"document\":{"
+	    "\"file_name\":\"r.pdf\",\"mime_type\":\"application/pdf\","
+	    "\"document\":{\"id\":9,\"size\":1234,\"remote\":{\"unique_id\":"
+	    "\"AgADdoc\"}}}}", 1, "AgADdoc", "document", "application/pdf",
+	    "r.pdf", 1234, 9);
+	content_file("{\"@type\":\"messageVoiceNote\",\"voice_note\":{"
+	    "\"mime_type\":\"audio/ogg\",\"voice\":{\"id\":10,\"size\":55,"
+	    "\"remote\":{}}}}", 1, "0", "voice", "audio/ogg", NULL, 55, 10);
+	content_file("{\"@type\":\"messageVideoNote\",\"video_note\":{"
+	    "\"video\":{\"id\":11,\"remote\":{\"unique_id\":\"vn\"}}}}", 1,
+	    "vn", "video_note", NULL, NULL, -1, 11);
+	content_file("{\"@type\":\"messageSticker\",\"sticker\":{"
+	    "\"sticker\":{\"id\":12,\"size\":3,\"remote\":{\"unique_id\":"
+	    "\"st\"}}}}", 1, "st", "sticker", NULL, NULL, 3, 12);
+	content_file("{\"@type\":\"messageText\",\"text\":{\"text\":\"x\"}}",
+	    0, NULL, NULL, NULL, NULL, 0, 0);
+	content_file("{\"@type\":\"messagePhoto\",\"photo\":{\"sizes\":[]}}",
+	    0, NULL, NULL, NULL, NULL, 0, 0);
 }
 
 int
@@ -58,5 +117,6 @@ main(void)
 	/* Malformed gaps. */
 	merged("me:5 9:10", "me:5 9:10/30", "me:5 9:10");
 	merged("me:5 9:10", "me:5 9:10/50/30", "me:5 9:10");
+	test_content_files();
 	return t_done("test_telegram");
 }

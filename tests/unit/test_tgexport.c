@@ -357,6 +357,27 @@ test_single(void)
 	CHECK_FIELD(&m, 4, M_ATT, "[{\"kind\":\"voice_note\",\"mime_type\":"
 	    "\"audio/ogg\",\"duration\":4,\"missing\":true}]");
 	CHECK(field_has(&m, 4, M_RAW, "\"media_type\":\"voice_message\""));
+	/*
+	 * Their files (SPEC §9): the photo's absolute path under the export's
+	 * directory; the voice note not exported is unavailable.
+	 */
+	CHECK(m.natt == 2);
+	{
+		char *dir = realpath(FIXTURES, NULL), want[4096];
+		const char *a = m.att.data != NULL ? m.att.data : "";
+
+		snprintf(want, sizeof(want), "\t-1001234567890:62525538304\t0\t"
+		    "photo\timage/jpeg\t\\N\t\\N\t\\N\t\\N\tf\t%s/photos/"
+		    "photo_1@23-06-2024_10-27-00.jpg\t\\N\t\\N\n", dir != NULL ?
+		    dir : "?");
+		CHECK(strstr(a, want) != NULL);
+		if (strstr(a, want) == NULL)
+			fprintf(stderr, "  %s\n  want %s\n", a, want);
+		CHECK(strstr(a, "\t-1001234567890:62527635456\t0\tvoice\t"
+		    "audio/ogg\t") != NULL);
+		CHECK(strstr(a, "\tnot included in the export\n") != NULL);
+		free(dir);
+	}
 	/* The senders, each once: Ann (3 times), Me, Bob. */
 	CHECK(c.nrows == 3);
 	CHECK_FIELD(&c, 0, C_EXT, "6987654321");
@@ -1405,6 +1426,78 @@ test_open(void)
 	clearerr(stdin);
 }
 
+/*
+ * An export's files (SPEC §9): a path inside the export's directory is
+ * the file there; one that leaves it, an absolute one, or a file not
+ * saved is unavailable.
+ */
+static void
+test_files(void)
+{
+	static const char text[] = "{\"name\":\"Ann\",\"type\":\"personal_chat\","
+	    "\"id\":6987654321,\"messages\":["
+	    "{\"id\":1,\"type\":\"message\",\"date_unixtime\":\"1704067200\","
+	    "\"from_id\":\"user6987654321\",\"text\":\"\",\"file\":"
+	    "\"files/ok.pdf\",\"file_name\":\"ok.pdf\",\"file_size\":3},"
+	    "{\"id\":2,\"type\":\"message\",\"date_unixtime\":\"1704067201\","
+	    "\"from_id\":\"user6987654321\",\"text\":\"\",\"file\":"
+	    "\"files/../../secret\"},"
+	    "{\"id\":3,\"type\":\"message\",\"date_unixtime\":\"1704067202\","
+	    "\"from_id\":\"user6987654321\",\"text\":\"\",\"photo\":"
+	    "\"/etc/passwd\"},"
+	    "{\"id\":4,\"type\":\"message\",\"date_unixtime\":\"1704067203\","
+	    "\"from_id\":\"user6987654321\",\"text\":\"\",\"file\":"
+	    "\"(File exceeds maximum size. Change data exporting settings "
+	    "to download.)\",\"media_type\":\"video_file\"},"
+	    "{\"id\":5,\"type\":\"message\",\"date_unixtime\":\"1704067204\","
+	    "\"from_id\":\"user6987654321\",\"text\":\"just text\"}]}";
+	char dir[] = "/tmp/msgsync-tgx-XXXXXX", path[4096], want[4096];
+	struct sync_tgx_item it;
+	struct sync_err err = { 0 };
+	struct sync_batch m;
+	struct sync_tgx *x;
+	char *real;
+	const char *a;
+	FILE *fp;
+
+	if (mkdtemp(dir) == NULL) {
+		CHECK(0);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/result.json", dir);
+	CHECK((fp = fopen(path, "w")) != NULL);
+	if (fp == NULL)
+		return;
+	fputs(text, fp);
+	fclose(fp);
+	sync_batch_init(&m, SYNC_ENT_MESSAGE);
+	CHECK((x = sync_tgx_open(path, &err)) != NULL);
+	while (x != NULL && sync_tgx_next(x, &it, &err) == SYNC_OK &&
+	    it.kind != SYNC_TGX_EOF)
+		if (it.kind == SYNC_TGX_MESSAGE)
+			CHECK(sync_tgx_add_message(&it, 0, &m, NULL, NULL) == 0);
+	sync_tgx_free(x);
+	CHECK(m.nrows == 5 && m.natt == 4);
+	a = m.att.data != NULL ? m.att.data : "";
+	real = realpath(dir, NULL);
+	snprintf(want, sizeof(want), "\t0\tdocument\t\\N\tok.pdf\t3\t\\N\t\\N\tf\t"
+	    "%s/files/ok.pdf\t\\N\t\\N\n", real != NULL ? real : dir);
+	CHECK(strstr(a, want) != NULL);
+	CHECK(strstr(a, ":2097152\t0\tdocument\t\\N\t\\N\t\\N\t\\N\t\\N\tf\t\\N\t"
+	    "\\N\tnot a file inside the export's directory\n") != NULL);
+	CHECK(strstr(a, ":3145728\t0\tphoto\timage/jpeg\t\\N\t\\N\t\\N\t\\N\tf\t"
+	    "\\N\t\\N\tnot a file inside the export's directory\n") != NULL);
+	CHECK(strstr(a, ":4194304\t0\tvideo\t\\N\t\\N\t\\N\t\\N\t\\N\tf\t\\N\t"
+	    "\\N\tnot saved in the export\n") != NULL);
+	CHECK(strstr(a, "secret") == NULL && strstr(a, "passwd") == NULL);
+	if (m.natt != 4 || strstr(a, want) == NULL)
+		fprintf(stderr, "  %s\n", a);
+	sync_batch_release(&m);
+	free(real);
+	unlink(path);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -1424,5 +1517,6 @@ main(void)
 	test_nesting();
 	test_cap();
 	test_open();
+	test_files();
 	return t_done("test_tgexport");
 }

@@ -383,6 +383,9 @@ struct tg {
 	int		 x_done;
 	long long	 x_chat;	/* chat whose messages are taken */
 	int		 x_skip;	/* ... or skipped (not in `chats`) */
+	/* media-sync: TDLib is opened when a file is first asked for */
+	int		 media_tried;
+	struct sync_err	 media_err;	/* ... and why that failed */
 };
 
 static enum sync_rc
@@ -984,7 +987,10 @@ tg_open(struct tg *p, const struct sync_config *cfg, int verbose, sync_prompt_fn
 	int busy;
 
 	p->timeout = sync_config_timeout(cfg);
-	if ((rc = lock_dir(p, sync_cfg_str(s, "tdlib_dir"), &busy, err)) != SYNC_OK)
+	busy = 0;
+	/* media-sync's begin took the lock already. */
+	if (p->lockfd < 0 && (rc = lock_dir(p, sync_cfg_str(s, "tdlib_dir"), &busy,
+	    err)) != SYNC_OK)
 		return rc;
 	if (busy) {
 		if (skip == NULL)
@@ -1324,6 +1330,72 @@ content(const cJSON *ct, char *kind, size_t kn, const char **body, cJSON **att)
 	return kind;
 }
 
+/* Our attachment kinds of the content types with a file (SPEC §9). */
+static const char *
+file_kind(const char *kind)
+{
+	return strcmp(kind, "voice_note") == 0 ? "voice" : kind;
+}
+
+/* The TDLib file object of content ct, and its media object (*media). */
+static const cJSON *
+content_file(const cJSON *ct, const cJSON **media, size_t *which)
+{
+	const char *t = type_of(ct);
+	const cJSON *m, *sizes;
+	size_t i;
+
+	if (t == NULL)
+		return NULL;
+	for (i = 0; media_types[i].type != NULL; i++)
+		if (strcmp(media_types[i].type, t) == 0)
+			break;
+	if (media_types[i].type == NULL)
+		return NULL;
+	m = cJSON_GetObjectItemCaseSensitive(ct, media_types[i].media);
+	*media = m;
+	*which = i;
+	if (media_types[i].file != NULL)
+		return cJSON_GetObjectItemCaseSensitive(m, media_types[i].file);
+	/* A photo: its largest size. */
+	sizes = cJSON_GetObjectItemCaseSensitive(m, "sizes");
+	return cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sizes,
+	    cJSON_GetArraySize(sizes) - 1), "photo");
+}
+
+int
+sync_tg_content_file(const cJSON *ct, struct sync_attachment *a,
+    long long *file_id)
+{
+	const cJSON *m = NULL, *f;
+	const char *uid;
+	long long size;
+	size_t i = 0;
+
+	memset(a, 0, sizeof(*a));
+	*file_id = 0;
+	if ((f = content_file(ct, &m, &i)) == NULL || !cJSON_IsObject(f))
+		return 0;
+	uid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(f, "remote"), "unique_id"));
+	a->external_id = uid != NULL && *uid != '\0' ? uid : "0";
+	a->kind = file_kind(media_types[i].kind);
+	a->mime_type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m,
+	    "mime_type"));
+	if (a->mime_type == NULL && media_types[i].file == NULL)
+		a->mime_type = "image/jpeg";	/* Telegram's photos */
+	a->name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m,
+	    "file_name"));
+	if (a->name != NULL && *a->name == '\0')
+		a->name = NULL;
+	if ((size = sync_json_int(f, "size")) <= 0)
+		size = sync_json_int(f, "expected_size");
+	a->size = size > 0 ? size : -1;
+	if (sync_json_id(f, "id", file_id) == -1)
+		*file_id = 0;
+	return 1;
+}
+
 /*
  * A TDLib message as a row of pg; 1 if it is skipped (local), or rejected
  * (no usable id: sync_page_reject()).
@@ -1335,9 +1407,10 @@ add_message(struct sync_page *pg, long long chat, const cJSON *m)
 	const cJSON *sender = cJSON_GetObjectItemCaseSensitive(m, "sender_id");
 	char ext[64], conv[32], sid[32], kind[64], sent[40], edited[40];
 	struct sync_message v;
+	struct sync_attachment file;
 	const char *body;
 	cJSON *att;
-	long long id, who;
+	long long id, who, fid;
 	int rc;
 
 	if (sync_json_id(m, "id", &id) == -1 || id <= 0)
@@ -1369,6 +1442,11 @@ add_message(struct sync_page *pg, long long chat, const cJSON *m)
 	v.attachments = att;
 	v.raw = m;
 	v.track = SYNC_TRACK_NONE;
+	if (sync_tg_content_file(cJSON_GetObjectItemCaseSensitive(m, "content"),
+	    &file, &fid)) {
+		v.att = &file;
+		v.natt = 1;
+	}
 	rc = sync_batch_add_message(b, &v) == -1 ? -1 : 0;
 	cJSON_Delete(att);
 	return rc;
@@ -1525,6 +1603,22 @@ tg_begin(struct sync_ctx *ctx, struct sync_err *err)
 	p->http = ctx->http;
 	p->lockfd = -1;
 	p->cold_days = sync_cfg_int(ctx->src, "cold_start_days", 7);
+	/*
+	 * media-sync opens TDLib only for a file it must ask for: an export's
+	 * files are read from disk, with no session at all.
+	 */
+	if (ctx->opts->cmd == SYNC_CMD_MEDIA) {
+		int busy;
+
+		if ((rc = lock_dir(p, sync_cfg_str(ctx->src, "tdlib_dir"), &busy,
+		    err)) != SYNC_OK)
+			return rc;
+		if (busy)
+			snprintf(ctx->skip, sizeof(ctx->skip), "the Telegram session "
+			    "in '%s' is in use by another pass",
+			    sync_cfg_str(ctx->src, "tdlib_dir"));
+		return SYNC_OK;
+	}
 	if (ctx->opts->import != NULL) {
 		/* An export needs neither TDLib nor its session. */
 		if ((p->x = sync_tgx_open(ctx->opts->import, err)) == NULL)
@@ -2226,6 +2320,182 @@ tg_fetch(struct sync_ctx *ctx, struct sync_stream *st, struct sync_page *pg,
 	return rc;
 }
 
+/* ---- media-sync (SPEC §9) ----------------------------------------------- */
+
+/*
+ * downloadFile of TDLib file fid (synchronous: TDLib answers when the
+ * file is complete).  0: *ans is TDLib's answer (a file or an error).
+ * The answer may take longer than a request: http.timeout plus a second
+ * per DL_RATE bytes the file is said to have (size, -1 unknown), within
+ * the pass's deadline all the same.
+ */
+#define DL_RATE		(256.0 * 1024)
+
+static enum sync_rc
+download(struct tg *p, struct sync_ctx *ctx, long long fid, long long size,
+    cJSON **ans, struct sync_err *err)
+{
+	cJSON *req = request("downloadFile");
+	double timeout = p->timeout;
+	char what[64];
+	enum sync_rc rc;
+
+	if (req == NULL || add_id(req, "file_id", fid) == -1 ||
+	    cJSON_AddNumberToObject(req, "priority", 1) == NULL ||
+	    cJSON_AddNumberToObject(req, "offset", 0) == NULL ||
+	    cJSON_AddNumberToObject(req, "limit", 0) == NULL ||
+	    cJSON_AddBoolToObject(req, "synchronous", 1) == NULL) {
+		cJSON_Delete(req);
+		return nomem(err);
+	}
+	snprintf(what, sizeof(what), "downloadFile %lld", fid);
+	if (size > 0)
+		p->timeout += (double)size / DL_RATE;
+	rc = call_retry(p, ctx, req, ctx->source_counts, what, ans, err);
+	p->timeout = timeout;
+	cJSON_Delete(req);
+	return rc;
+}
+
+/* A TDLib file downloaded: its local path into out (1), else 0. */
+static int
+downloaded(const cJSON *f, struct sync_media_link *out)
+{
+	const cJSON *local = cJSON_GetObjectItemCaseSensitive(f, "local");
+	const char *path = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+	    local, "path"));
+
+	if (!is_type(f, "file") || sync_json_bool(local,
+	    "is_downloading_completed") != 1 || path == NULL || *path == '\0')
+		return 0;
+	return (out->path = strdup(path)) != NULL ? 1 : -1;
+}
+
+/* The file of message content ct that is attachment uid ("0": any). */
+static long long
+file_of(const cJSON *ct, const char *uid)
+{
+	struct sync_attachment a;
+	long long fid;
+
+	if (!sync_tg_content_file(ct, &a, &fid) || (strcmp(uid, "0") != 0 &&
+	    strcmp(a.external_id, uid) != 0))
+		return 0;
+	return fid;
+}
+
+/*
+ * media-sync: TDLib's downloadFile of the message's file, which answers
+ * with the file on disk (local.path).  The file id in the stored message
+ * may be stale (another session, a file reference expired): then the
+ * message is read again (getMessage) and its file downloaded.  What TDLib
+ * then refuses (the message or the file gone: 400, 404) never comes.
+ */
+static enum sync_rc
+tg_media_refresh(struct sync_ctx *ctx, const struct sync_media_item *it,
+    struct sync_media_link *out, struct sync_err *err)
+{
+	struct tg *p = ctx->priv;
+	cJSON *a = NULL, *req = NULL;
+	const char *msg;
+	char what[96];
+	long long chat, id, fid;
+	long code;
+	enum sync_rc rc;
+	int r;
+
+	if (p == NULL)
+		return nomem(err);
+	if (!p->media_tried) {
+		cJSON *me = NULL;
+
+		p->media_tried = 1;
+		if (tg_open(p, ctx->cfg, ctx->opts->verbose, NULL, NULL, NULL, 0,
+		    &p->media_err) == SYNC_OK && get_me(p, ctx->source_counts, &me,
+		    &p->media_err) == SYNC_OK)
+			(void)(load_chats(p, ctx, "chatListMain", &p->media_err) ==
+			    SYNC_OK && load_chats(p, ctx, "chatListArchive",
+			    &p->media_err) == SYNC_OK);
+		cJSON_Delete(me);
+	}
+	if (p->media_err.rc != SYNC_OK) {
+		*err = p->media_err;
+		return err->rc;
+	}
+	if (sscanf(it->message_id, "%lld:%lld", &chat, &id) != 2 || id <= 0)
+		return sync_err_set(err, SYNC_EDATA, SYNC_ERR_DATA, "source '%s': "
+		    "message '%s' is no TDLib message", ctx->src->name,
+		    it->message_id);
+	/* The file id the message had when it was stored. */
+	if ((fid = file_of(cJSON_GetObjectItemCaseSensitive(it->raw, "content"),
+	    it->external_id)) > 0) {
+		if ((rc = download(p, ctx, fid, it->size, &a, err)) != SYNC_OK)
+			return rc;
+		if ((r = downloaded(a, out)) != 0) {
+			cJSON_Delete(a);
+			return r == -1 ? nomem(err) : SYNC_OK;
+		}
+		code = td_error(a, &msg);
+		if (code != 0 && code != 400 && code != 404)
+			goto fail;
+		cJSON_Delete(a);
+		a = NULL;
+	}
+	/* Stale, or none: the message as it is now. */
+	if ((req = request("getMessage")) == NULL ||
+	    add_id(req, "chat_id", chat) == -1 ||
+	    add_id(req, "message_id", id) == -1) {
+		cJSON_Delete(req);
+		return nomem(err);
+	}
+	snprintf(what, sizeof(what), "getMessage %lld:%lld", chat, id);
+	rc = call_retry(p, ctx, req, ctx->source_counts, what, &a, err);
+	cJSON_Delete(req);
+	if (rc != SYNC_OK)
+		return rc;
+	if ((code = td_error(a, &msg)) == 400 || code == 404) {
+		snprintf(out->unavailable, sizeof(out->unavailable), "the message is "
+		    "gone upstream (TDLib: %ld %.120s)", code, msg);
+		cJSON_Delete(a);
+		return SYNC_OK;
+	}
+	if (code != 0)
+		goto fail;
+	fid = file_of(cJSON_GetObjectItemCaseSensitive(a, "content"),
+	    it->external_id);
+	cJSON_Delete(a);
+	a = NULL;
+	if (fid <= 0) {
+		snprintf(out->unavailable, sizeof(out->unavailable), "the file is "
+		    "gone from the message upstream");
+		return SYNC_OK;
+	}
+	if ((rc = download(p, ctx, fid, it->size, &a, err)) != SYNC_OK)
+		return rc;
+	if ((r = downloaded(a, out)) != 0) {
+		cJSON_Delete(a);
+		return r == -1 ? nomem(err) : SYNC_OK;
+	}
+	if ((code = td_error(a, &msg)) == 400 || code == 404) {
+		snprintf(out->unavailable, sizeof(out->unavailable), "TDLib will not "
+		    "give the file: %ld %.120s", code, msg);
+		cJSON_Delete(a);
+		return SYNC_OK;
+	}
+	if (code == 0) {
+		cJSON_Delete(a);
+		return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_NETWORK, "source '%s': "
+		    "message %s: TDLib did not complete the download",
+		    ctx->src->name, it->message_id);
+	}
+fail:
+	rc = sync_err_set(err, code == 401 ? SYNC_EPERM : SYNC_EDATA,
+	    code == 401 ? SYNC_ERR_AUTH : SYNC_ERR_PROTOCOL, "source '%s': message "
+	    "%s: downloadFile: %ld %s", ctx->src->name, it->message_id, code, msg);
+	cJSON_Delete(a);
+	return rc;
+}
+
 static enum sync_rc
 tg_login(const struct sync_config *cfg, const struct sync_source_cfg *src,
     sync_prompt_fn ask, void *arg, struct sync_err *err)
@@ -2267,4 +2537,5 @@ const struct sync_connector sync_telegram_connector = {
 	.flags = SYNC_CONN_NO_URL | SYNC_CONN_NO_TOKEN | SYNC_CONN_CONV_WALKS,
 	.import_stream = "messages",
 	.login = tg_login,
+	.media_refresh = tg_media_refresh,
 };

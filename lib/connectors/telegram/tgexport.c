@@ -99,6 +99,8 @@ struct sync_tgx {
 	FILE		*fp;
 	int		 own;		/* fp is ours to close */
 	char		*name;		/* for errors */
+	char		*dir;		/* the export's directory (absolute),
+					   its files' base; NULL: unknown */
 	unsigned char	*buf;
 	size_t		 len, pos;
 	int		 eof;
@@ -1141,14 +1143,34 @@ sync_tgx_open_stream(FILE *fp, const char *name, struct sync_err *err)
 	return r;
 }
 
+/*
+ * The absolute directory of the export at path (standard input: the
+ * current one), whose files its messages name relative to it; NULL when
+ * it cannot be told (or ENOMEM).
+ */
+static char *
+export_dir(const char *path)
+{
+	char *abs, *slash;
+
+	if ((abs = realpath(strcmp(path, "-") == 0 ? "." : path, NULL)) == NULL)
+		return NULL;
+	if (strcmp(path, "-") != 0 && (slash = strrchr(abs, '/')) != NULL)
+		slash[slash == abs ? 1 : 0] = '\0';
+	return abs;
+}
+
 struct sync_tgx *
 sync_tgx_open(const char *path, struct sync_err *err)
 {
 	struct sync_tgx *r;
 	FILE *fp;
 
-	if (strcmp(path, "-") == 0)
-		return sync_tgx_open_stream(stdin, "(stdin)", err);
+	if (strcmp(path, "-") == 0) {
+		if ((r = sync_tgx_open_stream(stdin, "(stdin)", err)) != NULL)
+			r->dir = export_dir(path);
+		return r;
+	}
 	if ((fp = fopen(path, "rb")) == NULL) {
 		sync_err_set(err, SYNC_ECONFIG, SYNC_ERR_CONFIG, "cannot open "
 		    "export '%s': %s", path, strerror(errno));
@@ -1159,6 +1181,7 @@ sync_tgx_open(const char *path, struct sync_err *err)
 		return NULL;
 	}
 	r->own = 1;
+	r->dir = export_dir(path);
 	return r;
 }
 
@@ -1213,6 +1236,7 @@ sync_tgx_free(struct sync_tgx *r)
 	sync_strmap_clear(&r->known);
 	free(r->buf);
 	free(r->name);
+	free(r->dir);
 	free(r);
 }
 
@@ -1553,6 +1577,60 @@ msg_media(const cJSON *k[K_N], const char **kind, cJSON **att)
 }
 
 /*
+ * The file of a message with one (msg_media()'s kinds) as *a (SPEC §9):
+ * external id "0" (an export names no file ids), the file's absolute path
+ * under the export's directory (dir; a relative path that leaves it is
+ * none), or, for a file the export did not save ("(File not included.
+ * ...)" and the like), why it is unavailable.  *path is the caller's
+ * (NULL: none).  0 if the message has no file, 1 if it has, -1 on ENOMEM.
+ */
+static int
+msg_file(const cJSON *k[K_N], const char *kind, const char *dir,
+    struct sync_attachment *a, char **path)
+{
+	const cJSON *file = k[K_PHOTO] != NULL ? k[K_PHOTO] : k[K_FILE];
+	const cJSON *size = k[K_PHOTO] != NULL ? k[K_PHOTO_SIZE] : k[K_FILE_SIZE];
+	const char *rel = cJSON_GetStringValue(file), *s;
+	struct sync_buf b = SYNC_BUF_INIT(0);
+
+	*path = NULL;
+	memset(a, 0, sizeof(*a));
+	if (rel == NULL || *rel == '\0')
+		return 0;
+	a->external_id = "0";
+	a->kind = strcmp(kind, "voice_note") == 0 ? "voice" : kind;
+	a->mime_type = cJSON_GetStringValue(k[K_MIME_TYPE]);
+	a->name = cJSON_GetStringValue(k[K_FILE_NAME]);
+	if (a->mime_type == NULL && k[K_PHOTO] != NULL)
+		a->mime_type = "image/jpeg";	/* tdesktop saves photos as JPEG */
+	a->size = num_of(size) > 0 ? num_of(size) : -1;
+	if (*rel == '(') {
+		a->unavailable = strncmp(rel, "(File not included.", 19) == 0 ?
+		    "not included in the export" : "not saved in the export";
+		return 1;
+	}
+	/* Inside the export's directory only. */
+	for (s = rel; s != NULL; s = strchr(s, '/')) {
+		if (*s == '/')
+			s++;
+		if (strncmp(s, "..", 2) == 0 && (s[2] == '/' || s[2] == '\0'))
+			break;
+	}
+	if (dir == NULL || *rel == '/' || s != NULL) {
+		a->unavailable = dir == NULL ? "the export's directory is unknown" :
+		    "not a file inside the export's directory";
+		return 1;
+	}
+	if (sync_buf_addf(&b, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" :
+	    "/", rel) == -1) {
+		sync_buf_release(&b);
+		return -1;
+	}
+	a->path = *path = b.data;
+	return 1;
+}
+
+/*
  * Adds the sender (peer, with a name) to contacts, unless the same one is
  * already there: the reader remembers the senders of the batch it was
  * last given, and forgets them when given another one or an emptied one.
@@ -1604,9 +1682,11 @@ sync_tgx_add_message(const struct sync_tgx_item *it, long long self,
 	char ext[64], conv[32], sid[32], sent[40], edited[40];
 	struct sync_buf body = SYNC_BUF_INIT(0);
 	struct sync_message v;
+	struct sync_attachment file;
 	cJSON *att = NULL;
+	char *path = NULL;
 	long long id, peer;
-	int service, rc = -1;
+	int service, rc = -1, r;
 
 	if (tdlib_id != NULL)
 		*tdlib_id = 0;
@@ -1668,6 +1748,13 @@ sync_tgx_add_message(const struct sync_tgx_item *it, long long self,
 	v.attachments = att;
 	v.raw = it->json;
 	v.track = SYNC_TRACK_NONE;
+	if (att != NULL && (r = msg_file(k, kind, it->reader != NULL ?
+	    it->reader->dir : NULL, &file, &path)) != 0) {
+		if (r == -1)
+			goto out;
+		v.att = &file;
+		v.natt = 1;
+	}
 	if (sync_batch_add_message(mb, &v) == -1)
 		goto out;
 	if (peer != 0 && sender != NULL && *sender != '\0' && cb != NULL &&
@@ -1678,6 +1765,7 @@ sync_tgx_add_message(const struct sync_tgx_item *it, long long self,
 	rc = 0;
 out:
 	cJSON_Delete(att);
+	free(path);
 	sync_buf_release(&body);
 	return rc;
 }

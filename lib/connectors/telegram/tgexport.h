@@ -122,4 +122,12 @@ int	sync_tgx_add_chat(const struct sync_tgx_item *,
 int	sync_tgx_add_contact(const struct sync_tgx_item *,
 	    struct sync_batch *contacts);
 
+/*
+ * The TDLib side (telegram.c): the file a message's content carries
+ * (messagePhoto's largest size, messageDocument, ...) as *a, pointing into
+ * content, and its TDLib file id (0 if none); 1 if there is one, else 0.
+ */
+int	sync_tg_content_file(const struct cJSON *content,
+	    struct sync_attachment *a, long long *file_id);
+
 #endif /* SYNC_TGEXPORT_H */
