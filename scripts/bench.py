@@ -144,7 +144,7 @@ def media(tmp, env, nfiles, fig, big_mb):
     curl alone fetching the same files from it in the same run (one
     connection, written to disk like the store, without its fsync and
     hash), then one file of big_mb MB: wall time and peak RSS (issue 13)."""
-    files = os.path.join(TOP, "tests", "fake", "files.py")
+    files = os.path.join(TOP, "tests", "fake", "cdn.py")
     seqfake = os.path.join(TOP, "tests", "fake", "seqapi.py")
     cdn = os.path.join(tmp, "cdn")
     os.makedirs(cdn)

@@ -2,7 +2,7 @@
 named by SHA-256, or large objects), durability under kill -9 and a full
 disk, max_bytes, --max-bytes and --max-runtime, cut bodies and the
 credentials of links.  Messages come from the fake seqapi backend; their
-attachment rows point at a plain file server (tests/fake/files.py), so
+attachment rows point at a plain file server (tests/fake/cdn.py), so
 that these pin the engine whatever each connector reports.  Each
 connector's own attachments are tested in its e2e file and the
 conformance suite."""
@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class FilesFake(e2e.Fake):
-    SCRIPT = os.path.join(os.path.dirname(HERE), "fake", "files.py")
+    SCRIPT = os.path.join(os.path.dirname(HERE), "fake", "cdn.py")
 
     def set(self, **kw):
         import json

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""A plain file server (a provider's CDN) for media-sync's tests and bench:
+"""A plain file server, a provider's CDN, for the engine's media-sync tests
+(tests/e2e/media_e2e.py) and make bench (the fakes of the source types
+serve their own files through fakefiles.py):
 GET /f/NAME serves the file NAME of --dir, as a CDN serves a signed link.
 
 Its ugly corners, switched on through POST /_control/set {...}:
@@ -19,7 +21,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fakelib  # noqa: E402
@@ -124,20 +126,7 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--token", help="ignored (the harness passes one)")
     args = ap.parse_args()
-    srv = ThreadingHTTPServer((args.host, args.port), Handler)
-    srv.daemon_threads = True
-    srv.state = State(args.dir)
-    if args.exit_with_parent:
-        fakelib.watch_parent()
-    if args.port_file:
-        fakelib.write_port_file(args.port_file, srv.server_address[1])
-    else:
-        print(srv.server_address[1], flush=True)
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return fakelib.serve(args, Handler, State(args.dir))
 
 
 if __name__ == "__main__":
