@@ -338,3 +338,36 @@ def media_restart_and_modes(ctx):
     r = ctx.run("media-sync", "-j")
     eq((media_json(r)["downloaded"], media_json(r)["deduplicated"]), (1, 1),
        "back to download: the linked row is fetched (its content is there)")
+
+
+@test
+def media_dedupe_across_sources(ctx):
+    """The same content reached from two sources is stored once."""
+    a = os.urandom(120000)
+    ctx.setup(conversations=2, messages=6, contacts=2, integrations=["int-1", "int-2"])
+    fdir = os.path.join(ctx.dir, "cdn")
+    os.makedirs(fdir)
+    for name in ("one", "two"):
+        with open(os.path.join(fdir, name), "wb") as f:
+            f.write(a)
+    ff = ctx.new_fake("files", kind=FilesFake, dir=fdir)
+    sd = os.path.join(ctx.dir, "media")
+    p = ctx.config(sources=[ctx.source_cfg("wa"), ctx.source_cfg("wb", integration="int-2")])
+    with open(p, "a") as f:
+        f.write('media = { dir = "%s"; };\n' % sd)
+    ok_pass(ctx.run("incr-sync", "-j"), "incr-sync")
+    for src, name in (("wa", "one"), ("wb", "two")):
+        ctx.sql("INSERT INTO attachment (message_id, source_id, external_id, url)"
+                " SELECT m.id, m.source_id, 'x', '%s/f/%s' FROM message m JOIN source s"
+                " ON s.id = m.source_id WHERE s.name = '%s' AND m.external_id = 'm1'"
+                % (ff.url, name, src))
+    r = ctx.run("media-sync", "-j")
+    ok_pass(r, "media-sync")
+    eq(r.source("wa")["downloaded"] + r.source("wb")["downloaded"], 2, "downloaded")
+    # The two sources run side by side: both may fetch it before either
+    # has stored it (the second rename then replaces it with the same bytes).
+    check(r.source("wa")["deduplicated"] + r.source("wb")["deduplicated"] <= 1,
+          "deduplicated", r.desc())
+    eq(stored_files(sd), {sha(a): a}, "one file for both sources")
+    eq(ctx.count("attachment", "state = 'stored' AND sha256 = '%s'" % sha(a)), 2,
+       "both rows point to it")
