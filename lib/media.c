@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,154 @@ sync_media_pass_begin(const struct sync_opts *o)
 	atomic_store(&budget_left, o->max_bytes);
 }
 
+/*
+ * store = "dir": the SHA-256 of the file being written, computed by a
+ * thread of its own from the page cache, behind the writer, so that
+ * hashing overlaps receiving.  The writer says how far it has written
+ * (hasher_add()); hasher_wait() waits until all of that is hashed.  The
+ * thread touches md and reads the file only while hashed < written, and
+ * the writer only while they are equal: they never use either at once.
+ */
+struct hasher {
+	pthread_t	 thread;
+	int		 running;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 more, done;
+	int		 fd;		/* the file, -1: none */
+	long long	 written, hashed;
+	int		 quit, failed;
+	EVP_MD_CTX	*md;
+	char		*buf;		/* MEDIA_BUF bytes */
+};
+
+static void *
+hasher_main(void *arg)
+{
+	struct hasher *h = arg;
+	long long from, n;
+	ssize_t r;
+	int fd, ok;
+
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (!h->quit && (h->fd == -1 || h->failed ||
+		    h->hashed >= h->written))
+			pthread_cond_wait(&h->more, &h->mu);
+		if (h->quit)
+			break;
+		from = h->hashed;
+		n = h->written - from;
+		if (n > MEDIA_BUF)
+			n = MEDIA_BUF;
+		fd = h->fd;
+		pthread_mutex_unlock(&h->mu);
+		r = pread(fd, h->buf, (size_t)n, (off_t)from);
+		ok = r == (ssize_t)n && EVP_DigestUpdate(h->md, h->buf, (size_t)r) == 1;
+		pthread_mutex_lock(&h->mu);
+		if (ok)
+			h->hashed += n;
+		else
+			h->failed = 1;
+		pthread_cond_broadcast(&h->done);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+static int
+hasher_init(struct hasher *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->fd = -1;
+	if ((h->md = EVP_MD_CTX_new()) == NULL ||
+	    (h->buf = malloc(MEDIA_BUF)) == NULL) {
+		EVP_MD_CTX_free(h->md);
+		return -1;
+	}
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->more, NULL);
+	pthread_cond_init(&h->done, NULL);
+	if (pthread_create(&h->thread, NULL, hasher_main, h) != 0) {
+		pthread_cond_destroy(&h->more);
+		pthread_cond_destroy(&h->done);
+		pthread_mutex_destroy(&h->mu);
+		EVP_MD_CTX_free(h->md);
+		free(h->buf);
+		return -1;
+	}
+	h->running = 1;
+	return 0;
+}
+
+static void
+hasher_free(struct hasher *h)
+{
+	if (!h->running)
+		return;
+	pthread_mutex_lock(&h->mu);
+	h->quit = 1;
+	pthread_cond_signal(&h->more);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->thread, NULL);
+	pthread_cond_destroy(&h->more);
+	pthread_cond_destroy(&h->done);
+	pthread_mutex_destroy(&h->mu);
+	EVP_MD_CTX_free(h->md);
+	free(h->buf);
+	h->running = 0;
+}
+
+/* Waits until what was written is hashed (or hashing failed): -1 if it did. */
+static int
+hasher_wait(struct hasher *h)
+{
+	int r;
+
+	pthread_mutex_lock(&h->mu);
+	while (!h->failed && h->hashed < h->written)
+		pthread_cond_wait(&h->done, &h->mu);
+	r = h->failed ? -1 : 0;
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
+
+/* Starts hashing file fd from its beginning (fd -1: none any more). */
+static int
+hasher_start(struct hasher *h, int fd)
+{
+	int r;
+
+	hasher_wait(h);
+	pthread_mutex_lock(&h->mu);
+	h->fd = fd;
+	h->written = h->hashed = 0;
+	h->failed = 0;
+	r = fd == -1 || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) == 1 ? 0 : -1;
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
+
+static void
+hasher_add(struct hasher *h, size_t n)
+{
+	pthread_mutex_lock(&h->mu);
+	h->written += (long long)n;
+	pthread_cond_signal(&h->more);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* The digest of the whole file; the hasher lets go of it.  -1 on failure. */
+static int
+hasher_final(struct hasher *h, unsigned char *d, unsigned *dn)
+{
+	int r = hasher_wait(h);
+
+	if (r == 0 && EVP_DigestFinal_ex(h->md, d, dn) != 1)
+		r = -1;
+	hasher_start(h, -1);
+	return r;
+}
+
 /* store = "dir": a complete file waiting for batch_flush(). */
 struct held {
 	int		 fd;
@@ -68,6 +217,7 @@ struct media {
 	char		*buf;		/* MEDIA_BUF bytes: local files are copied through it */
 	struct held	 held[MEDIA_BATCH];
 	size_t		 nheld;
+	struct hasher	 hasher;	/* store = "dir" */
 	long long	 held_bytes;
 };
 
@@ -89,11 +239,11 @@ sink_write(void *arg, const void *p, size_t n)
 	const char *c = p;
 	size_t left = n;
 
-	if (EVP_DigestUpdate(s->md, p, n) != 1) {
-		s->err = ENOMEM;
-		return -1;
-	}
 	if (s->m->in_db) {
+		if (EVP_DigestUpdate(s->md, p, n) != 1) {
+			s->err = ENOMEM;
+			return -1;
+		}
 		if (sync_db_lo_write(s->m->db, p, n) == -1) {
 			s->err = EIO;
 			return -1;
@@ -111,6 +261,7 @@ sink_write(void *arg, const void *p, size_t n)
 			c += w;
 			left -= (size_t)w;
 		}
+		hasher_add(&s->m->hasher, n);
 #ifdef SYNC_FILE_RANGE_WRITE
 		/*
 		 * The disk starts on what arrived while more arrives: the
@@ -134,10 +285,11 @@ sink_reset(void *arg)
 
 	s->size = 0;
 	s->started = 0;
-	if (EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1)
-		return -1;
 	if (s->m->in_db)
-		return sync_db_lo_reset(s->m->db);
+		return EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1 ? -1 :
+		    sync_db_lo_reset(s->m->db);
+	if (hasher_start(&s->m->hasher, s->fd) == -1)
+		return -1;
 	if (ftruncate(s->fd, 0) == -1 || lseek(s->fd, 0, SEEK_SET) == -1) {
 		s->err = errno;
 		return -1;
@@ -243,13 +395,14 @@ sink_open(struct media *m, struct sink *s, long long att, struct sync_err *err)
 	memset(s, 0, sizeof(*s));
 	s->m = m;
 	s->fd = -1;
-	if ((s->md = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(s->md);
-		s->md = NULL;
-		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
-	}
 	if (m->in_db) {
+		if ((s->md = EVP_MD_CTX_new()) == NULL ||
+		    EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
+			EVP_MD_CTX_free(s->md);
+			s->md = NULL;
+			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+			    "out of memory");
+		}
 		if ((rc = sync_db_lo_begin(m->db, err)) != SYNC_OK) {
 			EVP_MD_CTX_free(s->md);
 			s->md = NULL;
@@ -258,12 +411,15 @@ sink_open(struct media *m, struct sink *s, long long att, struct sync_err *err)
 	}
 	snprintf(s->path, sizeof(s->path), "%s/%s.%ld.%lld", m->tmp, m->name,
 	    (long)getpid(), att);
-	if ((s->fd = open(s->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0640)) == -1) {
-		rc = store_error(m, errno, "create a temporary file", err);
-		EVP_MD_CTX_free(s->md);
-		s->md = NULL;
-		return rc;
+	/* Read and write: the hasher reads what is written. */
+	if ((s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0640)) == -1)
+		return store_error(m, errno, "create a temporary file", err);
+	if (hasher_start(&m->hasher, s->fd) == -1) {
+		close(s->fd);
+		unlink(s->path);
+		s->fd = -1;
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "cannot hash");
 	}
 	return SYNC_OK;
 }
@@ -275,6 +431,7 @@ sink_abort(struct sink *s)
 	if (s->m->in_db && s->md != NULL)
 		sync_db_lo_abort(s->m->db);
 	if (s->fd != -1) {
+		hasher_start(&s->m->hasher, -1);	/* lets go of the file */
 		close(s->fd);
 		unlink(s->path);
 		s->fd = -1;
@@ -443,9 +600,11 @@ sink_commit(struct sink *s, const struct sync_media_row *a, struct sync_err *err
 	enum sync_rc rc;
 	int dedup = 0;
 
-	if (EVP_DigestFinal_ex(s->md, d, &dn) != 1) {
+	if (m->in_db ? EVP_DigestFinal_ex(s->md, d, &dn) != 1 :
+	    hasher_final(&m->hasher, d, &dn) == -1) {
 		sink_abort(s);
-		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "cannot hash");
+		return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
+		    "source '%s': media store: cannot hash a file", m->name);
 	}
 	EVP_MD_CTX_free(s->md);
 	s->md = NULL;
@@ -790,9 +949,15 @@ sync_media_source(struct sync_db *db, int id, struct sync_ctx *ctx,
 	}
 	if ((m.buf = malloc(MEDIA_BUF)) == NULL)
 		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA, "out of memory");
+	if (!m.in_db && hasher_init(&m.hasher) == -1) {
+		free(m.buf);
+		return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATA,
+		    "cannot start the hashing thread");
+	}
 	if ((!m.in_db && (rc = dir_open(&m, err)) != SYNC_OK) ||
 	    (rc = sync_db_media_prepare(db, id, ctx->opts->restart, err)) !=
 	    SYNC_OK) {
+		hasher_free(&m.hasher);
 		free(m.buf);
 		return rc;
 	}
@@ -837,6 +1002,7 @@ sync_media_source(struct sync_db *db, int id, struct sync_ctx *ctx,
 			rc = sync_err_set(err, e.rc, e.kind, "%s", e.msg);
 	}
 	sync_progress_close(prog, complete);
+	hasher_free(&m.hasher);
 	free(m.buf);
 	/* What is left, whatever stopped the pass (a failure included). */
 	{
