@@ -195,8 +195,12 @@ def media(tmp, env, nfiles, fig, big_mb):
         with open(lst, "w") as f:
             for i in range(nfiles):
                 f.write('url = "%sf%05d"\noutput = "%s/f%05d"\n' % (url, i, out, i))
+        # Each run starts with nothing left to write back: the files just
+        # generated (and then curl's) would otherwise compete for the disk.
+        os.sync()
         wall_c, rss_c, _ = run_timed([shutil.which("curl") or "/usr/bin/curl", "-sS", "--fail",
                                      "-K", lst], env)
+        os.sync()
         # curl's files stay until media-sync is done: deleting 2,000 files
         # just before would make ext4 look at those freed inodes for each
         # file media-sync creates.
@@ -217,6 +221,7 @@ def media(tmp, env, nfiles, fig, big_mb):
         psql(menv, "INSERT INTO attachment (message_id, source_id, external_id, url)"
              " SELECT m.id, m.source_id, '0', '%sbig' FROM message m"
              " WHERE m.external_id = '%s'" % (url, ids[nfiles]))
+        os.sync()
         wall_b, rss_b, _ = run_timed([os.path.join(TOP, "media-sync"), "-q", "-c", conf],
                                      menv)
         print("media: one file of %d MB stored in %.1f s, peak RSS %.1f MB"
