@@ -32,6 +32,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(os.path.dirname(HERE), "fake", "seqapi.py")
+# The fakes' modules, for what the tests share with them (fakefiles.SECRET).
+sys.path.insert(0, os.path.dirname(FAKE))
 
 TOP = None
 ROOT = None          # temp dir of this run
@@ -465,6 +467,15 @@ def db_rows(ctx, stream, source="wa", where="true"):
         "SELECT t.external_id, t.%s AS text, t.raw IS NULL AS placeholder, t.seq "
         "FROM %s t JOIN source s ON s.id = t.source_id WHERE s.name = '%s' AND %s"
         % (TEXT_COL[stream][0], TABLE[stream], source, where))
+
+
+def attachment_rows(ctx, source, cols):
+    """A source's attachment rows (cols: SQL over `a`, the attachment), each
+    with its message's external id as msg, by message and external id."""
+    return ctx.sql_json(
+        "SELECT m.external_id AS msg, %s FROM attachment a"
+        " JOIN message m ON m.id = a.message_id JOIN source s ON s.id = a.source_id"
+        " WHERE s.name = '%s' ORDER BY m.external_id, a.external_id" % (cols, source))
 
 
 def assert_exact(ctx, fake=None, source="wa", integration=None, streams=STREAMS,

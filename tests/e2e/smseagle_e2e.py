@@ -754,12 +754,9 @@ def sms_since_folders_page_size(ctx):
 # MMS attachments (SPEC §9, issue 13)
 
 def sms_att_rows(ctx, source="sms"):
-    return ctx.sql_json(
-        "SELECT m.external_id AS msg, a.external_id AS ext, a.kind, a.mime_type, a.name, "
-        "a.size, a.url, a.state, a.last_error, encode(a.content, 'escape') AS content "
-        "FROM attachment a JOIN message m ON m.id = a.message_id "
-        "JOIN source s ON s.id = a.source_id WHERE s.name = '%s' "
-        "ORDER BY m.external_id, a.external_id" % source)
+    return e2e.attachment_rows(
+        ctx, source, "a.external_id AS ext, a.kind, a.mime_type, a.name, a.size, a.url,"
+        " a.state, a.last_error, encode(a.content, 'escape') AS content")
 
 
 def _b64(b):

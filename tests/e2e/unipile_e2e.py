@@ -981,16 +981,13 @@ def uni_clock_skew_key(ctx):
 # ---------------------------------------------------------------------------
 # Attachments (SPEC §9, issue 13)
 
-LINK_SECRET = "lnkSEKRIT7q"     # tests/fake/fakefiles.py: in every link's token
+from fakefiles import SECRET as LINK_SECRET  # noqa: E402 -- in every link's token
 
 
 def uni_att_rows(ctx, source="uni"):
-    return ctx.sql_json(
-        "SELECT m.external_id AS msg, a.external_id AS ext, a.kind, a.mime_type, a.name, "
-        "a.size, a.url, a.state, a.link_stripped, a.last_error, a.url_expires_at "
-        "FROM attachment a JOIN message m ON m.id = a.message_id "
-        "JOIN source s ON s.id = a.source_id WHERE s.name = '%s' "
-        "ORDER BY m.external_id, a.external_id" % source)
+    return e2e.attachment_rows(
+        ctx, source, "a.external_id AS ext, a.kind, a.mime_type, a.name, a.size, a.url,"
+        " a.state, a.link_stripped, a.last_error, a.url_expires_at")
 
 
 @test
