@@ -33,7 +33,6 @@ struct sync_db {
 	int		 prune;		/* a pruning walk notes what it sees */
 	enum sync_media	 media;		/* the source's (sync_db_source()) */
 	int		 trust_paths;	/* an import's local files are read */
-	int		 media_ready;	/* media-sync's statements prepared */
 	Oid		 lo_oid;	/* store = "database": the object written */
 	int		 lo_fd;
 	struct sync_buf	 seen;		/* ids seen, not yet in prune_seen */
@@ -361,6 +360,38 @@ static const char pending_settle[] =
     "  WHERE p.message_id = m.id AND m.a = 'pending' RETURNING 1)"
     " SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM touch)";
 
+/*
+ * Before a source's media-sync: under media = "download", linked rows
+ * (media was "link") are pending now, and with --restart ($2) so are the
+ * failed ones, their attempts forgotten.
+ */
+static const char media_prepare[] =
+    "UPDATE attachment SET state = 'pending', attempts = CASE WHEN"
+    " state = 'failed' THEN 0 ELSE attempts END, last_error = NULL,"
+    " updated_at = now(), seq = nextval('msgsync_seq') WHERE source_id = $1"
+    " AND (state = 'linked' OR ($2 AND state = 'failed'))";
+
+/*
+ * A chunk of a source's pending attachments, soonest expiry first (no
+ * expiry last), after the one keyed $2 ("EXPIRY|id", EXPIRY empty for
+ * none): the partial index attachment_pending_idx in its order.
+ */
+static const char media_load[] =
+    "SELECT a.id, a.external_id, a.kind, a.url, a.link_stripped,"
+    " a.url_expires_at <= now() + interval '30 seconds', a.local_path,"
+    " a.content IS NOT NULL, a.size, a.attempts, m.external_id,"
+    " c.external_id, m.raw::text,"
+    " coalesce(a.url_expires_at::text, '') || '|' || a.id"
+    " FROM attachment a JOIN message m ON m.id = a.message_id"
+    " LEFT JOIN conversation c ON c.id = m.conversation_id"
+    " WHERE a.source_id = $1 AND a.state = 'pending' AND CASE"
+    "  WHEN $2::text IS NULL THEN true"
+    "  WHEN split_part($2, '|', 1) = '' THEN a.url_expires_at IS NULL"
+    "   AND a.id > split_part($2, '|', 2)::bigint"
+    "  ELSE a.url_expires_at IS NULL OR (a.url_expires_at, a.id) >"
+    "   (split_part($2, '|', 1)::timestamptz, split_part($2, '|', 2)::bigint)"
+    " END ORDER BY a.url_expires_at, a.id LIMIT $3";
+
 static const struct {
 	const char	*name;
 	const char	*sql;
@@ -372,6 +403,28 @@ static const struct {
 	{ "resolve_contact", RESOLVE_CONTACT },
 	{ "track_messages", track_messages },
 	{ "upsert_attachment", upsert_attachment },
+	/* media-sync (SPEC §9) */
+	{ "media_prepare", media_prepare },
+	{ "media_load", media_load },
+	{ "media_content", "SELECT content FROM attachment WHERE id = $1" },
+	{ "media_stored",
+	  "UPDATE attachment SET state = 'stored', sha256 = $2,"
+	  " stored_size = $3, fetched_at = now(), attempts = attempts + 1,"
+	  " last_error = NULL, content = NULL, updated_at = now(),"
+	  " seq = nextval('msgsync_seq') WHERE id = $1 AND state = 'pending'" },
+	{ "media_attempt",
+	  "UPDATE attachment SET attempts = attempts + $3::int,"
+	  " state = CASE WHEN $2 <> 'pending' THEN $2"
+	  "  WHEN attempts + $3::int >= $5::int THEN 'failed' ELSE state END,"
+	  " last_error = $4, updated_at = now(),"
+	  " seq = nextval('msgsync_seq') WHERE id = $1 AND state = 'pending'"
+	  " RETURNING state" },
+	{ "media_pending",
+	  "SELECT count(*) FROM attachment WHERE source_id = $1"
+	  " AND state = 'pending'" },
+	{ "media_blob_put",
+	  "INSERT INTO media_blob (sha256, size, loid) VALUES ($1, $2, $3)"
+	  " ON CONFLICT (sha256) DO NOTHING RETURNING 1" },
 	{ "mark_unread",
 	  "UPDATE conversation SET is_read = false, updated_at = now(),"
 	  " seq = nextval('msgsync_seq') WHERE id = ANY($1::bigint[])"
@@ -2754,87 +2807,6 @@ sync_db_gap_put(struct sync_db *db, int id, const char *stream,
 
 /* ---- media-sync's queue and the database store (SPEC §9) -------------- */
 
-/*
- * Before a source's media-sync: under media = "download", linked rows
- * (media was "link") are pending now, and with --restart ($2) so are the
- * failed ones, their attempts forgotten.
- */
-static const char media_prepare[] =
-    "UPDATE attachment SET state = 'pending', attempts = CASE WHEN"
-    " state = 'failed' THEN 0 ELSE attempts END, last_error = NULL,"
-    " updated_at = now(), seq = nextval('msgsync_seq') WHERE source_id = $1"
-    " AND (state = 'linked' OR ($2 AND state = 'failed'))";
-
-/*
- * A chunk of a source's pending attachments, soonest expiry first (no
- * expiry last), after the one keyed $2 ("EXPIRY|id", EXPIRY empty for
- * none): the partial index attachment_pending_idx in its order.
- */
-static const char media_load[] =
-    "SELECT a.id, a.external_id, a.kind, a.url, a.link_stripped,"
-    " a.url_expires_at <= now() + interval '30 seconds', a.local_path,"
-    " a.content IS NOT NULL, a.size, a.attempts, m.external_id,"
-    " c.external_id, m.raw::text,"
-    " coalesce(a.url_expires_at::text, '') || '|' || a.id"
-    " FROM attachment a JOIN message m ON m.id = a.message_id"
-    " LEFT JOIN conversation c ON c.id = m.conversation_id"
-    " WHERE a.source_id = $1 AND a.state = 'pending' AND CASE"
-    "  WHEN $2::text IS NULL THEN true"
-    "  WHEN split_part($2, '|', 1) = '' THEN a.url_expires_at IS NULL"
-    "   AND a.id > split_part($2, '|', 2)::bigint"
-    "  ELSE a.url_expires_at IS NULL OR (a.url_expires_at, a.id) >"
-    "   (split_part($2, '|', 1)::timestamptz, split_part($2, '|', 2)::bigint)"
-    " END ORDER BY a.url_expires_at, a.id LIMIT $3";
-
-static int
-media_prepared(struct sync_db *db, struct sync_err *err)
-{
-	static const struct {
-		const char	*name;
-		const char	*sql;
-	} st[] = {
-		{ "media_prepare", media_prepare },
-		{ "media_load", media_load },
-		{ "media_content", "SELECT content FROM attachment WHERE id = $1" },
-		{ "media_stored",
-		  "UPDATE attachment SET state = 'stored', sha256 = $2,"
-		  " stored_size = $3, fetched_at = now(), attempts = attempts + 1,"
-		  " last_error = NULL, content = NULL, updated_at = now(),"
-		  " seq = nextval('msgsync_seq') WHERE id = $1 AND state = 'pending'" },
-		{ "media_attempt",
-		  "UPDATE attachment SET attempts = attempts + $3::int,"
-		  " state = CASE WHEN $2 <> 'pending' THEN $2"
-		  "  WHEN attempts + $3::int >= $5::int THEN 'failed' ELSE state END,"
-		  " last_error = $4, updated_at = now(),"
-		  " seq = nextval('msgsync_seq') WHERE id = $1 AND state = 'pending'"
-		  " RETURNING state" },
-		{ "media_pending",
-		  "SELECT count(*) FROM attachment WHERE source_id = $1"
-		  " AND state = 'pending'" },
-		{ "media_blob_put",
-		  "INSERT INTO media_blob (sha256, size, loid) VALUES ($1, $2, $3)"
-		  " ON CONFLICT (sha256) DO NOTHING RETURNING 1" },
-		{ "media_blob_has",
-		  "SELECT size FROM media_blob WHERE sha256 = $1" },
-	};
-	size_t i;
-
-	if (db->media_ready)
-		return 0;
-	for (i = 0; i < sizeof(st) / sizeof(st[0]); i++) {
-		PGresult *r = PQprepare(db->conn, st[i].name, st[i].sql, 0, NULL);
-
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			db_err(db, r, err, "prepare media-sync's statements");
-			PQclear(r);
-			return -1;
-		}
-		PQclear(r);
-	}
-	db->media_ready = 1;
-	return 0;
-}
-
 enum sync_rc
 sync_db_media_prepare(struct sync_db *db, int id, int restart,
     struct sync_err *err)
@@ -2842,8 +2814,6 @@ sync_db_media_prepare(struct sync_db *db, int id, int restart,
 	char idbuf[16];
 	const char *v[2] = { idbuf, restart ? "t" : "f" };
 
-	if (media_prepared(db, err) == -1)
-		return err->rc;
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
 	return exec_prep(db, "media_prepare", 2, v, NULL,
 	    "queue the source's attachments", err);
@@ -2878,8 +2848,6 @@ sync_db_media_load(struct sync_db *db, int id, const char *after, size_t max,
 	int k, n;
 
 	memset(l, 0, sizeof(*l));
-	if (media_prepared(db, err) == -1)
-		return err->rc;
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
 	snprintf(lim, sizeof(lim), "%zu", max);
 	if ((rc = exec_prep(db, "media_load", 3, v, &r,
@@ -2994,8 +2962,6 @@ sync_db_media_pending(struct sync_db *db, int id, long long *n,
 	enum sync_rc rc;
 
 	*n = 0;
-	if (media_prepared(db, err) == -1)
-		return err->rc;
 	snprintf(idbuf, sizeof(idbuf), "%d", id);
 	if ((rc = exec_prep(db, "media_pending", 1, v, &r,
 	    "count the pending attachments", err)) != SYNC_OK)
@@ -3103,23 +3069,4 @@ void
 sync_db_lo_abort(struct sync_db *db)
 {
 	sync_db_rollback(db);
-}
-
-/* Whether the store holds content sha256 (store = "database"). */
-enum sync_rc
-sync_db_blob_has(struct sync_db *db, const char *sha256, long long *size,
-    struct sync_err *err)
-{
-	const char *v[1] = { sha256 };
-	PGresult *r;
-	enum sync_rc rc;
-
-	*size = -1;
-	if ((rc = exec_prep(db, "media_blob_has", 1, v, &r,
-	    "look the content up", err)) != SYNC_OK)
-		return rc;
-	if (PQntuples(r) == 1)
-		*size = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	return SYNC_OK;
 }

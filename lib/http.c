@@ -794,12 +794,6 @@ sync_http_download(struct sync_http *h, const char *url, long long max,
 	return rc;
 }
 
-long long
-sync_http_downloaded(const struct sync_http *h)
-{
-	return h->got;
-}
-
 int
 sync_http_sink_failed(const struct sync_http *h)
 {

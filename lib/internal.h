@@ -188,7 +188,6 @@ struct sync_http_sink {
 enum sync_rc	sync_http_download(struct sync_http *, const char *url,
 		    long long max, const struct sync_http_sink *, long *status,
 		    struct sync_err *);
-long long	sync_http_downloaded(const struct sync_http *);
 int		sync_http_sink_failed(const struct sync_http *);
 void		sync_http_global(int);
 
@@ -383,8 +382,6 @@ enum sync_rc	sync_db_lo_commit(struct sync_db *, long long att,
 		    const char *sha256, long long size, int *dedup,
 		    struct sync_err *);
 void		sync_db_lo_abort(struct sync_db *);
-enum sync_rc	sync_db_blob_has(struct sync_db *, const char *sha256,
-		    long long *size, struct sync_err *);
 const char     *sync_db_error_text(const struct sync_db *);
 
 /* full-sync --import: the attachments' local files are read (SPEC §9). */

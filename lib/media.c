@@ -664,16 +664,19 @@ store_file(struct media *m, const struct sync_media_row *a, const char *path,
 	enum sync_rc rc;
 	char why[600];
 	ssize_t r;
-	int fd;
+	int fd, fe;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
-	    fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+	/* errno, or -1: not a regular file. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fe = fd == -1 || fstat(fd, &st) == -1 ? errno : S_ISREG(st.st_mode) ? 0 : -1;
+	if (fe != 0) {
 		snprintf(why, sizeof(why), "cannot read '%s': %s", path,
-		    fd == -1 || errno != 0 ? strerror(errno) : "not a file");
+		    fe == -1 ? "not a regular file" : strerror(fe));
 		if (fd != -1)
 			close(fd);
-		return settle(m, a, errno == ENOENT ? O_UNAVAILABLE : O_RETRY, why,
-		    1, err);
+		/* What is not there (or not a file) will not come back. */
+		return settle(m, a, fe == ENOENT || fe == -1 ? O_UNAVAILABLE :
+		    O_RETRY, why, 1, err);
 	}
 	if ((long long)st.st_size > m->max) {
 		close(fd);

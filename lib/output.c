@@ -115,43 +115,28 @@ source_json(const struct sync_result *res, const struct sync_source_result *s)
 		bad |= cJSON_AddStringToObject(e, "message", s->err.msg) == NULL;
 	} else
 		bad = 1;
-	if (res->cmd == SYNC_CMD_POLL) {
+	/* status-poll and media-sync: their counters on the source itself. */
+	if (res->cmd == SYNC_CMD_POLL || res->cmd == SYNC_CMD_MEDIA) {
+		static const char *const poll_names[] = { "polled", "updated",
+		    "finalized", "expired", "still_pending", "api_calls" };
+		static const char *const media_names[] = { "downloaded", "bytes",
+		    "deduplicated", "refreshed", "unavailable", "failed",
+		    "still_pending", "api_calls", "retries" };
 		const struct sync_poll_counts *p = &s->poll;
-
-		bad |= cJSON_AddNumberToObject(o, "polled", (double)p->polled) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "updated", (double)p->updated) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "finalized",
-		    (double)p->finalized) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "expired", (double)p->expired) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "still_pending",
-		    (double)p->still_pending) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "api_calls",
-		    (double)p->api_calls) == NULL;
-		if (bad) {
-			cJSON_Delete(o);
-			return NULL;
-		}
-		return o;
-	}
-	if (res->cmd == SYNC_CMD_MEDIA) {
 		const struct sync_media_counts *m = &s->media;
+		const long long poll_v[] = { p->polled, p->updated, p->finalized,
+		    p->expired, p->still_pending, p->api_calls };
+		const long long media_v[] = { m->downloaded, m->bytes,
+		    m->deduplicated, m->refreshed, m->unavailable, m->failed,
+		    m->still_pending, s->totals.api_calls, s->totals.retries };
+		int poll = res->cmd == SYNC_CMD_POLL;
+		size_t k, n = poll ? sizeof(poll_v) / sizeof(poll_v[0]) :
+		    sizeof(media_v) / sizeof(media_v[0]);
 
-		bad |= cJSON_AddNumberToObject(o, "downloaded",
-		    (double)m->downloaded) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "bytes", (double)m->bytes) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "deduplicated",
-		    (double)m->deduplicated) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "refreshed",
-		    (double)m->refreshed) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "unavailable",
-		    (double)m->unavailable) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "failed", (double)m->failed) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "still_pending",
-		    (double)m->still_pending) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "api_calls",
-		    (double)s->totals.api_calls) == NULL;
-		bad |= cJSON_AddNumberToObject(o, "retries",
-		    (double)s->totals.retries) == NULL;
+		for (k = 0; k < n; k++)
+			bad |= cJSON_AddNumberToObject(o, poll ? poll_names[k] :
+			    media_names[k], (double)(poll ? poll_v[k] :
+			    media_v[k])) == NULL;
 		if (bad) {
 			cJSON_Delete(o);
 			return NULL;
