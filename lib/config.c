@@ -324,6 +324,16 @@ static const struct gkey media_keys[] = {
 	{ NULL, 0, 0, 0, 0 }
 };
 
+static const struct gkey identity_keys[] = {
+	{ "default_calling_code", 'l', 0, 999, OFF(default_calling_code) },
+	{ NULL, 0, 0, 0, 0 }
+};
+
+static const struct gkey search_keys[] = {
+	{ "language", 's', 0, 0, OFF(search_language) },
+	{ NULL, 0, 0, 0, 0 }
+};
+
 /*
  * Checks the ca_file just read (s) into *path (SPEC §4): a relative path
  * is taken from the configuration file's directory (*path is replaced),
@@ -362,7 +372,7 @@ check_ca_file(struct loader *l, const config_setting_t *s, const char *src,
 
 /* The keys of the top level, for "did you mean". */
 static const char *const top_keys[] = { "database", "http", "sync", "log",
-    "media", "sources", NULL };
+    "identity", "search", "media", "sources", NULL };
 
 /*
  * Loads a global group.  A bad key is recorded and the next one checked:
@@ -439,6 +449,33 @@ load_media(struct loader *l, const config_setting_t *g, struct sync_config *c)
 	s = config_setting_get_member(g, "dir");
 	if (s != NULL && c->media_dir != NULL && c->media_dir[0] != '/')
 		cerr(l, s, "'dir' must be an absolute path");
+	return SYNC_OK;
+}
+
+/*
+ * search = { language }: the name of a text search configuration,
+ * optionally schema-qualified; whether the database has it is checked
+ * when a binary connects (sync_db_search_index()).
+ */
+static enum sync_rc
+load_search(struct loader *l, const config_setting_t *g, struct sync_config *c)
+{
+	const config_setting_t *s;
+	enum sync_rc rc;
+	const char *p;
+
+	if ((rc = load_group(l, g, c, search_keys, "'search'")) != SYNC_OK)
+		return rc;
+	s = config_setting_get_member(g, "language");
+	if (s == NULL || c->search_language == NULL)
+		return SYNC_OK;
+	for (p = c->search_language; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    *p == '_' || *p == '.'))
+			break;
+	if (*p != '\0' || p == c->search_language || p - c->search_language > 63)
+		cerr(l, s, "'language' must name a text search configuration"
+		    " (e.g. \"simple\", \"english\")");
 	return SYNC_OK;
 }
 
@@ -1235,6 +1272,10 @@ sync_config_load_all(const struct sync_opts *o, struct sync_config **out,
 			rc = load_log(&l, s, c);
 		else if (strcmp(k, "media") == 0)
 			rc = load_media(&l, s, c);
+		else if (strcmp(k, "identity") == 0)
+			rc = load_group(&l, s, c, identity_keys, "'identity'");
+		else if (strcmp(k, "search") == 0)
+			rc = load_search(&l, s, c);
 		else if (strcmp(k, "sources") == 0)
 			rc = load_sources(&l, s, c);
 		else {
@@ -1253,6 +1294,8 @@ sync_config_load_all(const struct sync_opts *o, struct sync_config **out,
 		goto out;
 	if ((c->conninfo == NULL && (c->conninfo = strdup("")) == NULL) ||
 	    (c->media_store == NULL && (c->media_store = strdup("dir")) == NULL) ||
+	    (c->search_language == NULL &&
+	    (c->search_language = strdup("simple")) == NULL) ||
 	    (c->media_dir == NULL && (c->media_dir =
 	    strdup("/var/lib/msgsync/media")) == NULL))
 		rc = nomem(&l);
@@ -1327,6 +1370,7 @@ sync_config_free(struct sync_config *c)
 	free(c->conninfo);
 	free(c->ca_file);
 	free(c->media_store);
+	free(c->search_language);
 	free(c->media_dir);
 	free(c);
 }

@@ -68,6 +68,8 @@ struct sync_config {
 	char		*media_store;	/* "dir" or "database" */
 	char		*media_dir;
 	long long	 media_max_bytes;
+	long		 default_calling_code;	/* identity: 0 none */
+	char		*search_language;	/* search: text search configuration */
 	struct sync_source_cfg *sources;
 	size_t		 nsources;
 };

@@ -413,6 +413,21 @@ class Ctx:
 
     # What undoes each migration that tests take back (newest first).
     UNDO_MIGRATION = {
+        7: "DROP VIEW person_message, conversation_overview;"
+           " DROP TABLE message_status_history, person_queue, person_override,"
+           " person_link, identity_state, msgsync_setting;"
+           " ALTER TABLE contact DROP COLUMN person_id; DROP TABLE person;"
+           " DROP INDEX message_search_idx, message_sender_idx;"
+           " DROP TRIGGER contact_touch ON contact;"
+           " DROP TRIGGER conversation_touch ON conversation;"
+           " DROP TRIGGER message_touch ON message;"
+           " DROP TRIGGER message_status_ins ON message;"
+           " DROP TRIGGER message_status_upd ON message;"
+           " DROP FUNCTION msgsync_touch(), msgsync_status_inserted(),"
+           " msgsync_status_updated(), msgsync_override_queue();"
+           " ALTER TABLE contact DROP COLUMN txid;"
+           " ALTER TABLE conversation DROP COLUMN txid;"
+           " ALTER TABLE message DROP COLUMN txid;",
         6: "DROP TABLE attachment, media_blob;",
         5: "DROP TABLE coverage, stream_gap; ALTER TABLE message DROP COLUMN"
            " missing_since, DROP COLUMN deleted_reason, DROP COLUMN stream;"
