@@ -14,7 +14,7 @@ enum {
 	OPT_SINCE = 256, OPT_RESTART, OPT_STREAM, OPT_DRY_RUN, OPT_MAX_RUNTIME,
 	OPT_CHECK, OPT_MAX_LAG, OPT_MAX_FAILURES, OPT_PROMETHEUS, OPT_LOGIN,
 	OPT_IMPORT, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_WARN_LAG, OPT_PRUNE,
-	OPT_PRUNE_WINDOW, OPT_MAX_BYTES
+	OPT_PRUNE_WINDOW, OPT_MAX_BYTES, OPT_CONVERSATION, OPT_UNTIL, OPT_LIMIT
 };
 
 /* Which command accepts which long-only option. */
@@ -23,19 +23,23 @@ enum {
 #define P	(1 << SYNC_CMD_POLL)
 #define S	(1 << SYNC_CMD_STATUS)
 #define M	(1 << SYNC_CMD_MEDIA)
+#define X	(1 << SYNC_CMD_SEARCH)
 
 static const struct {
 	struct option	 opt;
 	int		 cmds;
 } options[] = {
-	{ { "config", required_argument, NULL, 'c' }, F | I | P | S | M },
-	{ { "source", required_argument, NULL, 's' }, F | I | P | S | M },
-	{ { "json", no_argument, NULL, 'j' }, F | I | P | S | M },
-	{ { "quiet", no_argument, NULL, 'q' }, F | I | P | S | M },
-	{ { "verbose", no_argument, NULL, 'v' }, F | I | P | S | M },
-	{ { "help", no_argument, NULL, 'h' }, F | I | P | S | M },
-	{ { "version", no_argument, NULL, 'V' }, F | I | P | S | M },
-	{ { "since", required_argument, NULL, OPT_SINCE }, F },
+	{ { "config", required_argument, NULL, 'c' }, F | I | P | S | M | X },
+	{ { "source", required_argument, NULL, 's' }, F | I | P | S | M | X },
+	{ { "json", no_argument, NULL, 'j' }, F | I | P | S | M | X },
+	{ { "quiet", no_argument, NULL, 'q' }, F | I | P | S | M | X },
+	{ { "verbose", no_argument, NULL, 'v' }, F | I | P | S | M | X },
+	{ { "help", no_argument, NULL, 'h' }, F | I | P | S | M | X },
+	{ { "version", no_argument, NULL, 'V' }, F | I | P | S | M | X },
+	{ { "since", required_argument, NULL, OPT_SINCE }, F | X },
+	{ { "until", required_argument, NULL, OPT_UNTIL }, X },
+	{ { "conversation", required_argument, NULL, OPT_CONVERSATION }, X },
+	{ { "limit", required_argument, NULL, OPT_LIMIT }, X },
 	{ { "restart", no_argument, NULL, OPT_RESTART }, F | M },
 	{ { "stream", required_argument, NULL, OPT_STREAM }, F | I },
 	{ { "dry-run", no_argument, NULL, OPT_DRY_RUN }, F },
@@ -78,6 +82,10 @@ static const char usage_status[] =
     "                   [--check [--max-lag seconds] [--warn-lag seconds]\n"
     "                            [--max-failures n]]\n";
 
+static const char usage_search[] =
+    "usage: sync-search [-jqvhV] [-c file] [-s source]... [--conversation id]\n"
+    "                   [--since date] [--until date] [--limit n] query\n";
+
 static const char usage_common[] =
     "\n"
     "  -c, --config FILE    configuration (default $MSGSYNC_CONFIG, else\n"
@@ -102,6 +110,7 @@ sync_cmd_name(enum sync_cmd c)
 	case SYNC_CMD_POLL:	return "status-poll";
 	case SYNC_CMD_STATUS:	return "sync-status";
 	case SYNC_CMD_MEDIA:	return "media-sync";
+	case SYNC_CMD_SEARCH:	return "sync-search";
 	}
 	return "msgsync";
 }
@@ -161,6 +170,15 @@ sync_cli_usage(enum sync_cmd cmd)
 		    "      --max-failures N --check: critical after N consecutive\n"
 		    "                       failures (default 3)\n"
 		    "      --prometheus     the figures in the Prometheus text format\n";
+		break;
+	case SYNC_CMD_SEARCH:
+		u = usage_search;
+		extra = "      --conversation ID only the conversation with this external id\n"
+		    "      --since DATE     only messages sent since DATE (YYYY-MM-DD or\n"
+		    "                       RFC 3339)\n"
+		    "      --until DATE     only messages sent until DATE (a day: to its end)\n"
+		    "      --limit N        at most N hits, best first (default 20)\n"
+		    "  QUERY: words (all must match), \"a phrase\", -excluded, or\n";
 		break;
 	case SYNC_CMD_MEDIA:
 		u = usage_media;
@@ -229,6 +247,19 @@ parse_since(const char *s, time_t *out)
 	return 0;
 }
 
+/*
+ * --until: as --since, made an exclusive bound: a date reaches to the end
+ * of its day, a timestamp to the end of its second.
+ */
+static int
+parse_until(const char *s, time_t *out)
+{
+	if (parse_since(s, out) == -1)
+		return -1;
+	*out += strlen(s) == 10 ? 86400 : 1;
+	return 0;
+}
+
 enum sync_rc
 sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
     struct sync_err *err)
@@ -244,6 +275,7 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 	o->max_runtime = -1;
 	o->max_lag = 3600;
 	o->max_failures = 3;
+	o->limit = 20;
 	for (i = 0; i < NOPTIONS; i++)
 		if (options[i].cmds & (1 << cmd))
 			longopts[n++] = options[i].opt;
@@ -356,6 +388,22 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 		case OPT_PROMETHEUS:
 			o->prometheus = 1;
 			break;
+		case OPT_CONVERSATION:
+			o->conversation = optarg;
+			break;
+		case OPT_UNTIL:
+			if (parse_until(optarg, &o->until_t) == -1)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--until '%s': not a date (YYYY-MM-DD) or an "
+				    "RFC 3339 timestamp", optarg);
+			break;
+		case OPT_LIMIT:
+			if (parse_num(optarg, 1, 10000, &v) == -1 || v != (double)(long)v)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--limit '%s': not a whole number from 1 to 10000",
+				    optarg);
+			o->limit = (long)v;
+			break;
 		case ':':
 			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 			    "option '%s' needs an argument", argv[optind - 1]);
@@ -363,6 +411,16 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 			    "unknown option '%s'", argv[optind - 1]);
 		}
+	}
+	if (cmd == SYNC_CMD_SEARCH) {
+		if (optind == argc)
+			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+			    "no query given");
+		o->query = argv[optind++];
+		if (optind < argc)
+			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+			    "unexpected argument '%s' (quote a query of several "
+			    "words: '%s %s')", argv[optind], o->query, argv[optind]);
 	}
 	if (optind < argc)
 		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,

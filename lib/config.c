@@ -21,6 +21,9 @@
 
 #include "internal.h"
 
+/* sync-status and sync-search read no secret and reach no upstream. */
+#define READ_ONLY_CMD(c) ((c) == SYNC_CMD_STATUS || (c) == SYNC_CMD_SEARCH)
+
 #define DEFAULT_CONFIG "/etc/msgsync/msgsync.conf"
 
 /* State of one load: where errors point, every error found. */
@@ -411,7 +414,7 @@ load_group(struct loader *l, const config_setting_t *g, struct sync_config *c,
 			if (rc == SYNC_OK && d->off == OFF(ca_file))
 				rc = check_ca_file(l, s, NULL,
 				    (char **)(void *)dst, l->opts == NULL ||
-				    l->opts->cmd != SYNC_CMD_STATUS);
+				    !READ_ONLY_CMD(l->opts->cmd));
 			break;
 		case 'n':
 			rc = get_num(l, s, d->lo, d->hi, (double *)(void *)dst);
@@ -1055,7 +1058,7 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 	if (src->ca_file != NULL && check_ca_file(l,
 	    config_setting_get_member(g, "ca_file"), src->name, &src->ca_file,
 	    may_run(l, src) && (l->opts == NULL ||
-	    l->opts->cmd != SYNC_CMD_STATUS)) == SYNC_ENOMEM)
+	    !READ_ONLY_CMD(l->opts->cmd))) == SYNC_ENOMEM)
 		return SYNC_ENOMEM;
 	for (j = 0; j < src->nvalues; j++)
 		if (src->values[j].def->required && !src->values[j].set)
@@ -1067,7 +1070,7 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 	 * besides, this is no sync-status (which never reads a secret).
 	 */
 	need = may_run(l, src);
-	load = need && (l->opts == NULL || l->opts->cmd != SYNC_CMD_STATUS);
+	load = need && (l->opts == NULL || !READ_ONLY_CMD(l->opts->cmd));
 	src->secrets_optional = !need;
 	for (j = 0; j < src->nvalues; j++) {
 		struct sync_value *v = &src->values[j];

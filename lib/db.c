@@ -920,6 +920,7 @@ db_open(const struct sync_config *cfg, int readonly, struct sync_err *err)
 		if (!db->schema)
 			return db;
 	} else if (migrate(db, err) != SYNC_OK ||
+	    sync_search_index(db, cfg, err) != SYNC_OK ||
 	    exec_simple(db, stage_sql, "create the stage tables", err) != SYNC_OK)
 		goto fail;
 	for (i = 0; i < sizeof(prepared) / sizeof(prepared[0]); i++) {
@@ -954,6 +955,12 @@ struct sync_db *
 sync_db_open_readonly(const struct sync_config *cfg, struct sync_err *err)
 {
 	return db_open(cfg, 1, err);
+}
+
+int
+sync_db_has_schema(const struct sync_db *db)
+{
+	return !db->readonly || db->schema;
 }
 
 void

@@ -617,6 +617,22 @@ enum sync_rc	sync_db_exec(struct sync_db *, const char *what, const char *sql,
 		    int nparams, const char *const *params, struct sync_rows **out,
 		    struct sync_err *);
 
+/* ---- search.c: the full-text index and sync-search (SPEC §2, §6) ------ */
+
+/*
+ * On a connection that migrates (db.c): when msgsync_setting's
+ * search.language is not cfg's, builds message_search_idx again in cfg's
+ * configuration (under the migration lock, in one transaction) and records
+ * it.  SYNC_ECONFIG when the database has no such configuration.  One
+ * query when nothing changed.
+ */
+enum sync_rc	sync_search_index(struct sync_db *, const struct sync_config *,
+		    struct sync_err *);
+/* Whether s may be embedded in SQL as a text search configuration's name. */
+int		sync_search_lang_ok(const char *s);
+/* Whether a read-only connection found the schema (1 for the others). */
+int		sync_db_has_schema(const struct sync_db *);
+
 /* ---- registry.c: the connectors this build knows ---------------------- */
 
 extern const struct sync_connector sync_seqapi_connector;

@@ -62,7 +62,8 @@ enum sync_cmd {
 	SYNC_CMD_INCR,
 	SYNC_CMD_POLL,
 	SYNC_CMD_STATUS,
-	SYNC_CMD_MEDIA
+	SYNC_CMD_MEDIA,
+	SYNC_CMD_SEARCH
 };
 
 #define SYNC_MAX_SELECT 64
@@ -96,6 +97,12 @@ struct sync_opts {
 	int		 prune;		/* full-sync --prune */
 	long		 prune_window;	/* --prune-window days, 0: none */
 	long long	 max_bytes;	/* media-sync --max-bytes, 0: none */
+	/* sync-search (since_t is --since) */
+	const char	*query;		/* QUERY, web-search syntax */
+	const char	*conversation;	/* --conversation EXTERNAL_ID */
+	time_t		 until_t;	/* --until, 0 if none */
+	long		 limit;		/* --limit, default 20 */
+	int		 tty;		/* stdout is a terminal: bold matches */
 };
 
 /*
@@ -276,6 +283,15 @@ int		sync_rc_exit_code(enum sync_rc);
  */
 enum sync_rc	sync_status_report(const struct sync_config *, const struct sync_opts *,
 		    char **out, int *exit_code, struct sync_err *);
+
+/*
+ * sync-search: full-text search over the stored messages (SPEC §2),
+ * through a read-only connection, best match first.  *out (the caller
+ * frees it) gets one block of text per hit, or one JSON object per line
+ * with o->json; "" when nothing matches.  *hits is their number.
+ */
+enum sync_rc	sync_search_run(const struct sync_config *, const struct sync_opts *,
+		    char **out, long *hits, struct sync_err *);
 
 /*
  * Asks the operator a question (a login's phone number, code, password):
