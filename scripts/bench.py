@@ -21,7 +21,9 @@ Not part of make check: it prints figures, it asserts nothing.
 """
 import argparse
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -235,6 +237,161 @@ def media(tmp, env, nfiles, fig, big_mb):
         shutil.rmtree(cdn, ignore_errors=True)
 
 
+# Part `search` (issue 14): the queries, by kind; see search_bench().
+SEARCH_KINDS = ("rare+common", "common+common", "phrase")
+
+
+def search_bench(tmp, env, pgdir, nmsg, fig):
+    """Part `search` (issue 14): nmsg messages (default 1,000,000) whose
+    bodies are 5 to 30 words drawn from a Zipf-like vocabulary of 20,000
+    words (P(rank r) ~ 1/r, the commonest the shortest), loaded with COPY
+    into a database of their own whose schema a msgsync binary made, the
+    search index then built as the schema has it (its own definition).
+    Then sync-search --json --limit 20 for 50 two-word queries of mixed
+    frequency (rare+common: ranks 1,000-20,000 and 10-300; common+common:
+    both 10-300; a phrase of two common words), after one warm-up round,
+    each timed as a whole process (start, configuration, connection,
+    search, output); and in a second round its search statement alone
+    (the executor time auto_explain logs for it).  Prints the median and
+    p95 of both, and the plan of the slowest."""
+    import random
+    import statistics
+    rnd = random.Random(14)
+    db = "searchbench"
+    senv = dict(env, PGDATABASE=db)
+    sh(["createdb", db], env=env)
+    conf = os.path.join(tmp, "search.conf")
+    with open(conf, "w") as f:
+        f.write('database = { conninfo = "dbname=%s"; };\n'
+                'http = { retries = 0; };\n'
+                'sources = ( { name = "bench"; type = "seqapi"; url = "http://127.0.0.1:1";'
+                ' integration_id = "int-1"; token_env = "BENCH_TOKEN"; } );\n' % db)
+    # Any binary that migrates makes the schema (this pass itself fails:
+    # nothing listens at the source's url).
+    subprocess.run([os.path.join(TOP, "incr-sync"), "-q", "-c", conf], env=senv,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if psql(senv, "SELECT count(*) FROM msgsync_setting") != "1":
+        sys.exit("bench: search: the schema was not made")
+    syl = [c + v for c in "bcdfghjklmnprstvz" for v in "aeiou"]
+    vocab, seen = [], set()
+    while len(vocab) < 20000:
+        w = "".join(rnd.choice(syl) for _ in range(rnd.choice((2, 2, 3, 3, 3, 4))))
+        if w not in seen:
+            seen.add(w)
+            vocab.append(w)
+    vocab.sort(key=len)
+    cum, t = [], 0.0
+    for r in range(1, len(vocab) + 1):
+        t += 1.0 / r
+        cum.append(t)
+    psql(senv, "INSERT INTO source (name, type) VALUES ('bench', 'seqapi')"
+         " ON CONFLICT (name) DO NOTHING;"
+         " INSERT INTO conversation (source_id, external_id, title)"
+         " SELECT s.id, 'c' || g, 'conversation ' || g FROM source s,"
+         " generate_series(1, 1000) g WHERE s.name = 'bench';"
+         " INSERT INTO contact (source_id, external_id, display_name)"
+         " SELECT s.id, 'u' || g, 'contact ' || g FROM source s,"
+         " generate_series(1, 1000) g WHERE s.name = 'bench'")
+    src, conv0, who0 = psql(senv, "SELECT (SELECT id FROM source WHERE name = 'bench'),"
+                            " (SELECT min(id) FROM conversation),"
+                            " (SELECT min(id) FROM contact)").split("|")
+    t0 = time.monotonic()
+    rows = os.path.join(tmp, "search.copy")
+    with open(rows, "w") as f:
+        for i in range(nmsg):
+            f.write("%s\tm%d\t%d\t%d\t%s\t%s\t%s\n" % (
+                src, i, int(conv0) + i % 1000, int(who0) + i * 7 % 1000,
+                "in" if i % 3 else "out",
+                " ".join(rnd.choices(vocab, cum_weights=cum, k=rnd.randint(5, 30))),
+                time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime(1577836800 + i * 90))))
+    gen = time.monotonic() - t0
+    idx = psql(senv, "SELECT indexdef FROM pg_indexes WHERE indexname = 'message_search_idx'")
+    psql(senv, "DROP INDEX message_search_idx")
+    t0 = time.monotonic()
+    sh(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c",
+        "\\copy message (source_id, external_id, conversation_id, sender_contact_id,"
+        " direction, body, sent_at) FROM '%s'" % rows], env=senv)
+    copy = time.monotonic() - t0
+    os.unlink(rows)
+    t0 = time.monotonic()
+    psql(senv, "SET maintenance_work_mem = '512MB'; " + idx)
+    build = time.monotonic() - t0
+    psql(senv, "VACUUM ANALYZE message")
+    size = psql(senv, "SELECT pg_size_pretty(pg_relation_size('message_search_idx'))")
+    print("search: %d messages of 5-30 words (20,000-word Zipf vocabulary): generated"
+          " in %.0f s, COPY %.0f s, index built in %.0f s (%s)"
+          % (nmsg, gen, copy, build, size))
+
+    def pick(lo, hi):
+        return vocab[int(math.exp(rnd.uniform(math.log(lo), math.log(hi)))) - 1]
+    queries = []
+    for i in range(50):
+        kind = SEARCH_KINDS[i % 3]
+        a = pick(10, 300)
+        b = pick(1000, 20000) if kind == "rare+common" else pick(10, 300)
+        while b == a:
+            b = pick(10, 300)
+        queries.append((kind, '"%s %s"' % (a, b) if kind == "phrase" else
+                        "%s %s" % (b, a)))
+    argv = [os.path.join(TOP, "sync-search"), "--json", "--limit", "20", "-c", conf]
+
+    def one(q, e):
+        t0 = time.monotonic()
+        r = subprocess.run(argv + [q], env=e, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        w = time.monotonic() - t0
+        if r.returncode != 0:
+            sys.exit("bench: sync-search %r exited %d: %s" % (q, r.returncode, r.stderr))
+        return w, r.stdout.count(b"\n")
+    for _, q in queries:         # warm-up: the index and the heap in memory
+        one(q, senv)
+    walls, found = [], []
+    for _, q in queries:
+        w, n = one(q, senv)
+        walls.append(w * 1000)
+        found.append(n)
+    # The statement alone: auto_explain's executor time, in the server log.
+    log = os.path.join(pgdir, "postgres.log")
+    aenv = dict(senv, PGOPTIONS="-c session_preload_libraries=auto_explain"
+                " -c auto_explain.log_min_duration=0 -c auto_explain.log_analyze=on"
+                " -c auto_explain.log_buffers=on -c auto_explain.log_timing=off")
+    sqls, plans = [], []
+    for _, q in queries:
+        start = os.path.getsize(log)
+        one(q, aenv)
+        with open(log, errors="replace") as f:
+            f.seek(start)
+            text = f.read()
+        chunk = [c for c in text.split("duration: ")
+                 if "Query Text: SELECT s.name" in c]
+        if not chunk:
+            sys.exit("bench: search: no plan of the search in %s" % log)
+        sqls.append(float(chunk[0].split(" ms", 1)[0]))
+        plans.append(re.split(r"\n\d{4}-\d\d-\d\d ", chunk[0])[0])
+
+    def p95(v):
+        return sorted(v)[max(0, int(math.ceil(0.95 * len(v))) - 1)]
+    for kind in SEARCH_KINDS:
+        k = [i for i, (kd, _) in enumerate(queries) if kd == kind]
+        print("search: %-13s %2d queries, hits %d-%d: sync-search median %.1f ms,"
+              " max %.1f ms; its SQL median %.1f ms, max %.1f ms"
+              % (kind, len(k), min(found[i] for i in k), max(found[i] for i in k),
+                 statistics.median(walls[i] for i in k), max(walls[i] for i in k),
+                 statistics.median(sqls[i] for i in k), max(sqls[i] for i in k)))
+    print("search: all 50: sync-search median %.1f ms, p95 %.1f ms; the SQL alone median"
+          " %.1f ms, p95 %.1f ms" % (statistics.median(walls), p95(walls),
+                                     statistics.median(sqls), p95(sqls)))
+    worst = max(range(len(sqls)), key=lambda i: sqls[i])
+    print("search: the slowest statement (%s, %r):" % queries[worst])
+    print("    " + plans[worst].split("Query Text:")[1].split("\n", 1)[1]
+          .strip().replace("\n", "\n    "))
+    fig["search_ms"] = statistics.median(walls)
+    fig["search_p95"] = p95(walls)
+    fig["search_sql_ms"] = statistics.median(sqls)
+    fig["search_sql_p95"] = p95(sqls)
+    psql(env, "DROP DATABASE %s" % db)
+
+
 def report(fig):
     """The speed figures of issues 11 and 12, each against its target."""
     def line(name, value, target, ok):
@@ -268,6 +425,12 @@ def report(fig):
              fig["media_rss"] <= 64)
         line("    peak RSS of a %d MB file" % fig["media_big_mb"],
              "%.1f MB" % fig["media_big_rss"], "<= 64 MB", fig["media_big_rss"] <= 64)
+    if "search_ms" in fig:
+        line("(f) sync-search, two words, 1,000,000 messages: median",
+             "%.1f ms" % fig["search_ms"], "<= 20 ms", fig["search_ms"] <= 20)
+        print("  %-58s %.1f ms" % ("    its p95", fig["search_p95"]))
+        print("  %-58s %.1f ms (p95 %.1f ms)" % ("    its SQL alone: median",
+                                                fig["search_sql_ms"], fig["search_sql_p95"]))
     if "noop_ms" in fig:
         line("(c) no-op incr-sync time per source", "%.2f ms" % fig["noop_ms"],
              "<= 3 ms", fig["noop_ms"] <= 3.0)
@@ -286,12 +449,14 @@ def main():
     ap.add_argument("--files", type=int, default=2000,
                     help="files of 1 MB media-sync fetches")
     ap.add_argument("--big-mb", type=int, default=1024, help="the big file's size")
-    ap.add_argument("--only", choices=("load", "sources", "import", "media"),
+    ap.add_argument("--search-messages", type=int, default=1000000,
+                    help="messages of the search part")
+    ap.add_argument("--only", choices=("load", "sources", "import", "media", "search"),
                     action="append",
                     help="run only these parts (repeatable; default all)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     a = ap.parse_args()
-    parts = a.only or ["load", "sources", "import", "media"]
+    parts = a.only or ["load", "sources", "import", "media", "search"]
     fig = {}
     n = a.messages
     tmp = tempfile.mkdtemp(prefix="msgsync-bench-")
@@ -466,6 +631,8 @@ def main():
             many_sources(tmp, env, a.sources, a.jobs, fig)
         if "media" in parts:
             media(tmp, env, a.files, fig, a.big_mb)
+        if "search" in parts:
+            search_bench(tmp, env, pgdir, a.search_messages, fig)
     finally:
         if fake is not None:
             fake.terminate()
