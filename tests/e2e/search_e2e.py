@@ -15,6 +15,8 @@ matters, not how they arrived), in source 'wa' and in a second source
 import json
 import os
 import re
+import subprocess
+import time
 
 import __main__ as e2e
 
@@ -323,3 +325,47 @@ def search_demo_config(ctx):
     r.expect_rc(0)
     eq([json.loads(x)["external_id"] for x in r.out.splitlines()], ["s2", "s5", "s1"],
        "hits with the example configuration")
+
+
+@test
+def search_reindex_once(ctx):
+    """Three passes that start together after search.language changed
+    re-index once: the others find it done under the migration lock. A
+    dry run (read-only) never re-indexes."""
+    store(ctx)
+    set_language(ctx, "english")
+    r = ctx.run("full-sync", "--dry-run", "-s", "wa")
+    r.expect_rc(0)
+    check("re-indexing" not in r.err, "a dry run does not re-index", r.desc())
+    eq(ctx.sql("SELECT value FROM msgsync_setting WHERE name = 'search.language'"),
+       "simple", "the recorded language after a dry run")
+    # The migration lock held here: all three find the language changed
+    # and wait for the lock; then it is let go.
+    env = dict(os.environ)
+    env.update(ctx.cluster.env, PGDATABASE=ctx.db)
+    holder = subprocess.Popen(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=env)
+    ctx.cleanup.append(lambda: holder.kill() or holder.wait())
+    holder.stdin.write("SELECT pg_advisory_lock(1836279667, 0);\n"
+                       "SELECT 'held';\n")
+    holder.stdin.flush()
+    eq(holder.stdout.readline().strip(), "", "pg_advisory_lock")
+    eq(holder.stdout.readline().strip(), "held", "the lock is held")
+    ps = [ctx.start("incr-sync", "-s", "wa") for _ in range(3)]
+    deadline = time.monotonic() + 30
+    while ctx.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                  " AND NOT granted AND classid = 1836279667 AND objid = 0") != "3":
+        check(time.monotonic() < deadline, "three passes wait for the migration lock")
+        time.sleep(0.05)
+    holder.stdin.write("SELECT pg_advisory_unlock(1836279667, 0);\n")
+    holder.stdin.close()
+    rs = [ctx.finish(p) for p in ps]
+    holder.wait()
+    for r in rs:
+        r.expect_rc(0)
+    eq(sum(r.err.count("re-indexing") for r in rs), 1, "re-index notices")
+    eq(ctx.sql("SELECT value FROM msgsync_setting WHERE name = 'search.language'"),
+       "english", "the recorded language")
+    eq(ctx.sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'message'"
+               " AND indexdef LIKE '%to_tsvector%'"), "1", "search indexes")
