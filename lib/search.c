@@ -239,7 +239,7 @@ add_marked(struct sync_buf *b, const char *s, const char *on, const char *off)
 	size_t n;
 	int rc = 0;
 
-	while (rc == 0 && *s != '\0') {
+	while (rc == 0 && s != NULL && *s != '\0') {
 		n = strcspn(s, "\001\002");
 		rc = sync_buf_add(b, s, n);
 		s += n;
@@ -256,12 +256,13 @@ add_text(struct sync_buf *b, const struct sync_rows *r, int i, int tty)
 	const char *sender = sync_rows_get(r, i, COL_SENDER);
 	const char *conv = sync_rows_get(r, i, COL_CONV);
 	const char *sent = sync_rows_get(r, i, COL_SENT);
+	const char *dir = sync_rows_get(r, i, COL_DIR);
 	const char *p;
 	size_t n0 = b->len, k;
 
 	if (sync_buf_addf(b, "%s%s  %s  %s  %s  ", i > 0 ? "\n" : "",
 	    sync_rows_get(r, i, COL_SOURCE), conv != NULL ? conv : "-",
-	    sent != NULL ? sent : "-", sync_rows_get(r, i, COL_DIR)) == -1)
+	    sent != NULL ? sent : "-", dir != NULL ? dir : "-") == -1)
 		return -1;
 	/* A sender's name is upstream data: no control character reaches a
 	   terminal. */

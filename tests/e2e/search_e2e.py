@@ -182,6 +182,16 @@ def search_output(ctx):
        "    [quokka] [runs] every morning\n", "text output")
     r = search(ctx, "quokka")
     eq(r.out.count("\n\n"), 1, "blocks are separated by a blank line")
+    # A message that says little: no conversation, sender, time, direction.
+    ctx.sql("INSERT INTO message (source_id, external_id, body) SELECT id, 's8',"
+            " E'wombat \\u001b[2J bell\\u0007' FROM source WHERE name = 'wa'")
+    r = search(ctx, "wombat")
+    eq(r.out, "wa  -  -  -  -\n    [wombat]  [2J bell\n", "text of a bare message:"
+       " its control characters are spaces")
+    h = hits(ctx, "wombat")[0]
+    eq([h[k] for k in ("conversation", "sent_at", "direction", "sender")],
+       [None] * 4, "nulls of a bare message")
+    eq(h["body"], "wombat \x1b[2J bell\x07", "its body, as stored")
     check("secret" not in r.out + r.err and "e2e-token" not in r.out + r.err,
           "no secret printed", r.desc())
 
