@@ -427,7 +427,7 @@ class Ctx:
            " msgsync_status_updated(), msgsync_override_queue();"
            " ALTER TABLE contact DROP COLUMN txid;"
            " ALTER TABLE conversation DROP COLUMN txid;"
-           " ALTER TABLE message DROP COLUMN txid;",
+           " ALTER TABLE message DROP COLUMN txid, DROP COLUMN body_tsv;",
         6: "DROP TABLE attachment, media_blob;",
         5: "DROP TABLE coverage, stream_gap; ALTER TABLE message DROP COLUMN"
            " missing_since, DROP COLUMN deleted_reason, DROP COLUMN stream;"
