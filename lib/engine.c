@@ -1362,6 +1362,7 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	}
 	if (o->cmd == SYNC_CMD_MEDIA)
 		sync_media_pass_begin(o);
+	sync_batch_calling_code(cfg->default_calling_code);
 	run_jobs(jobs, n, cfg->jobs, db);	/* it serves the first source */
 	db = NULL;
 	sync_progress_end();
@@ -1379,13 +1380,17 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	sync_http_global(0);
 	free(sel);
 	res->signo = (int)sync_stop_signal;
+	/* One person across sources: once, after the sources (identity.c). */
+	if (!o->dry_run && n > 0 && res->signo == 0 &&
+	    sync_identity_resolve(cfg, &res->err) != SYNC_OK)
+		sync_log_failure("%s", res->err.msg);
 	/* One line for the interruption, whatever the sources said. */
 	if (res->signo != 0)
 		sync_log_failure("interrupted by %s after committing %lld "
 		    "batch%s; the next run resumes", sync_signal_name(res->signo),
 		    batches, batches == 1 ? "" : "es");
 	/* SPEC §5: any failure makes the pass failed, whatever else ran. */
-	if (nfail > 0)
+	if (nfail > 0 || res->err.rc != SYNC_OK)
 		res->status = SYNC_ST_FAILED;
 	else if (res->signo != 0 || nintr > 0)
 		res->status = SYNC_ST_INTERRUPTED;
@@ -1475,6 +1480,11 @@ sync_result_exit_code(const struct sync_result *res)
 		code = sync_rc_exit_code(s->err.rc);
 		if (worst == 0 || severity(code) > severity(worst))
 			worst = code;
+	}
+	/* The identity resolution failed: the store's code. */
+	if (res->err.rc != SYNC_OK) {
+		code = sync_rc_exit_code(res->err.rc);
+		return worst == 0 || severity(code) > severity(worst) ? code : worst;
 	}
 	if (worst == 0)
 		return 0;
