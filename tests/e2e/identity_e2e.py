@@ -70,7 +70,7 @@ def decided(r):
 
 def snapshot(ctx):
     return ctx.sql_json(
-        "SELECT 'c' AS t, id, seq FROM contact UNION ALL"
+        "SELECT 'c' AS tbl, id, seq FROM contact UNION ALL"
         " SELECT 'p', id, seq FROM person UNION ALL"
         " SELECT 'l', contact_id, seq FROM person_link ORDER BY 1, 2")
 
@@ -216,3 +216,39 @@ def identity_dry_run(ctx):
     r = ctx.run("full-sync", "--dry-run", "-j", "-v")
     r.expect_rc(0)
     check("identity:" not in r.err, "a dry run resolved identities", r.err)
+
+
+@test
+def identity_database_error(ctx):
+    """A database error in the resolution fails the pass (kind database, exit
+    75, a line on stderr even with -q, the JSON's top-level error) and leaves
+    the store as it was; the next pass resolves."""
+    setup(ctx)
+    run_ok(ctx, "full-sync")
+    ctx.sql("CREATE FUNCTION e2e_refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN RAISE EXCEPTION 'e2e: no links today'; END $$;"
+            " CREATE TRIGGER e2e_refuse BEFORE INSERT ON person_link"
+            " FOR EACH ROW EXECUTE FUNCTION e2e_refuse()")
+    before = snapshot(ctx)
+    pos = ctx.sql("SELECT position FROM identity_state")
+    ctx.sms.inbox(number="+48555000111", text="a new customer")
+    r = ctx.run("incr-sync", "-j")
+    r.expect_rc(75)
+    j = r.json
+    eq(j.get("status"), "failed", "JSON status")
+    eq((j.get("error") or {}).get("kind"), "database", "JSON error kind")
+    check("no links today" in j["error"]["message"], "the cause in the JSON", j)
+    eq(sorted(s["status"] for s in j["sources"]), ["ok", "ok"], "the sources themselves")
+    new = contact(ctx, "sms", "+48555000111")
+    eq((new["person_id"], new["reason"]), (None, None), "the new contact is not resolved")
+    eq([x for x in snapshot(ctx) if x["id"] != new["id"] or x["tbl"] != "c"], before,
+       "nothing of the resolution is left")
+    eq(ctx.sql("SELECT position FROM identity_state"), pos, "identity_state untouched")
+    r = ctx.run("incr-sync", "-q")
+    r.expect_rc(75)
+    check("no links today" in r.err, "-q still prints the failure", r.err)
+    eq(r.out, "", "stdout with -q")
+    ctx.sql("DROP TRIGGER e2e_refuse ON person_link")
+    r = run_ok(ctx, "incr-sync")
+    eq(decided(r), 1, "the next pass decides the new contact")
+    invariant(ctx, "after the failure")
