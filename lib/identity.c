@@ -592,14 +592,14 @@ copy_field(struct sync_buf *o, const char *s, const char *sep)
 }
 
 static enum sync_rc
-decide_and_write(struct res *r, struct figures *f, struct sync_err *err)
+decide_and_write(struct res *r, int full, struct figures *f, struct sync_err *err)
 {
 	struct sync_buf dec = SYNC_BUF_INIT(0), per = SYNC_BUF_INIT(0),
 	    drop = SYNC_BUF_INIT(0);
 	struct sync_rows *rows = NULL;
 	struct comp *comps = NULL;
 	struct cand *cands = NULL;
-	int *ord = NULL, *root = NULL, *heads = NULL;
+	int *ord = NULL, *root = NULL, *heads = NULL, *byp = NULL;
 	size_t i, j, k, ncomp = 0, nnew = 0, nh;
 	enum sync_rc rc = SYNC_OK;
 	struct ct *c = r->c;
@@ -611,6 +611,7 @@ decide_and_write(struct res *r, struct figures *f, struct sync_err *err)
 	if ((ord = malloc(r->n * sizeof(*ord))) == NULL ||
 	    (root = malloc(r->n * sizeof(*root))) == NULL ||
 	    (heads = malloc(r->n * sizeof(*heads))) == NULL ||
+	    (byp = malloc(r->n * sizeof(*byp))) == NULL ||
 	    (comps = calloc(r->n, sizeof(*comps))) == NULL ||
 	    (cands = calloc(r->n, sizeof(*cands))) == NULL) {
 		rc = nomem(err);
@@ -693,6 +694,9 @@ decide_and_write(struct res *r, struct figures *f, struct sync_err *err)
 	}
 	/* ord by (root, id) is kept; comps go biggest first. */
 	qsort(comps, ncomp, sizeof(*comps), comp_order);
+	/* By root, then person: a component has the same range as in ord. */
+	memcpy(byp, ord, r->n * sizeof(*byp));
+	qsort(byp, r->n, sizeof(*byp), by_root_person);
 	for (k = 0; k < ncomp; k++) {
 		struct comp *m = &comps[k];
 		size_t nc = 0;
@@ -700,18 +704,15 @@ decide_and_write(struct res *r, struct figures *f, struct sync_err *err)
 
 		/* Its members' persons, most members first (ties: lowest). */
 		for (x = m->from; x < m->to; x++) {
-			long long p = c[ord[x]].person;
-			size_t y;
+			long long p = c[byp[x]].person;
 
 			if (p <= 0)
 				continue;
-			for (y = 0; y < nc && cands[y].person != p; y++)
-				;
-			if (y == nc) {
+			if (nc == 0 || cands[nc - 1].person != p) {
 				cands[nc].person = p;
 				cands[nc++].count = 0;
 			}
-			cands[y].count++;
+			cands[nc - 1].count++;
 		}
 		qsort(cands, nc, sizeof(*cands), cand_order);
 		for (j = 0; j < nc; j++) {
@@ -728,7 +729,6 @@ decide_and_write(struct res *r, struct figures *f, struct sync_err *err)
 			nnew++;
 		}
 	}
-	(void)by_root_person;
 	/* Ids for the new persons. */
 	if (nnew > 0) {
 		const char *v[1];
@@ -771,7 +771,7 @@ decide_and_write(struct res *r, struct figures *f, struct sync_err *err)
 		bad |= copy_field(&per, t, "\t") || copy_field(&per, name, "\t") ||
 		    copy_field(&per, u[0] ? u : NULL, "\t") ||
 		    copy_field(&per, m->fresh ? "t" : "f", "\n");
-		if (m->fresh)
+		if (m->fresh && !full)	/* one whose contacts all changed */
 			bad |= sync_db_array_add(&drop, t) == -1;
 members:
 		for (x = m->from; x < m->to && !bad; x++) {
@@ -811,7 +811,8 @@ members:
 	for (i = 0; i < r->np && !bad; i++)
 		if (!r->p[i].taken) {
 			snprintf(t, sizeof(t), "%lld", r->p[i].id);
-			bad |= sync_db_array_add(&drop, t) == -1;
+			if (!full)	/* else every empty one goes below */
+				bad |= sync_db_array_add(&drop, t) == -1;
 			f->removed++;
 		}
 	if (bad || sync_db_array_end(&drop) == -1) {
@@ -823,6 +824,8 @@ members:
 	    " phone text, fresh boolean) ON COMMIT DROP", 0, NULL, NULL,
 	    err)) != SYNC_OK || (rc = sync_db_copy(r->db,
 	    "COPY identity_person FROM STDIN", &per, err)) != SYNC_OK ||
+	    (rc = sync_db_exec(r->db, "stage the persons", "ANALYZE"
+	    " identity_person", 0, NULL, NULL, err)) != SYNC_OK ||
 	    (rc = sync_db_exec(r->db, "create the persons", "INSERT INTO person"
 	    " (id, display_name, phone) SELECT id, display_name, phone"
 	    " FROM identity_person WHERE fresh", 0, NULL, NULL, err)) != SYNC_OK ||
@@ -837,6 +840,8 @@ members:
 	    " contact boolean) ON COMMIT DROP", 0, NULL, NULL, err)) != SYNC_OK ||
 	    (rc = sync_db_copy(r->db, "COPY identity_decision FROM STDIN", &dec,
 	    err)) != SYNC_OK ||
+	    (rc = sync_db_exec(r->db, "stage the decisions", "ANALYZE"
+	    " identity_decision", 0, NULL, NULL, err)) != SYNC_OK ||
 	    /* A contact changed since it was read is left to the next one. */
 	    (rc = sync_db_exec(r->db, "set the contacts' persons", "UPDATE contact"
 	    " c SET person_id = d.person_id, phone = coalesce(d.phone, c.phone)"
@@ -875,6 +880,7 @@ out:
 	free(ord);
 	free(root);
 	free(heads);
+	free(byp);
 	free(comps);
 	free(cands);
 	sync_buf_release(&dec);
@@ -925,7 +931,10 @@ resolve(struct res *r, struct figures *f, struct sync_err *err)
 	enum sync_rc rc;
 	int full, nocc, got, k;
 
-	if ((rc = one(r->db, "take the snapshot's bound", "SELECT"
+	/* Hash joins of a million staged rows in memory, not in batches. */
+	if ((rc = sync_db_exec(r->db, "configure the resolution", "SET LOCAL"
+	    " work_mem = '128MB'", 0, NULL, NULL, err)) != SYNC_OK ||
+	    (rc = one(r->db, "take the snapshot's bound", "SELECT"
 	    " pg_snapshot_xmin(pg_current_snapshot())::text::bigint", 0, NULL,
 	    &b, NULL, err)) != SYNC_OK ||
 	    (rc = sync_db_exec(r->db, "read identity_state", "INSERT INTO"
@@ -991,7 +1000,7 @@ resolve(struct res *r, struct figures *f, struct sync_err *err)
 			goto out;
 	}
 	if ((rc = read_overrides(r, full, err)) != SYNC_OK ||
-	    (rc = decide_and_write(r, f, err)) != SYNC_OK)
+	    (rc = decide_and_write(r, full, f, err)) != SYNC_OK)
 		goto out;
 	/* A full resolution also drops persons nothing points to. */
 	if (full && (rc = sync_db_exec(r->db, "remove the persons left empty",
@@ -1026,9 +1035,17 @@ sync_identity_resolve(const struct sync_config *cfg, struct sync_err *err)
 	r.cfg = cfg;
 	if ((r.db = sync_db_open(cfg, err)) == NULL)
 		return err->rc;
-	/* The lock before the transaction: B is taken while it is held. */
+	/*
+	 * The lock before the transaction: B is taken while it is held.  Its
+	 * wait is as long as the other resolution (a first one over a big
+	 * store takes a minute), not the session's lock_timeout.
+	 */
 	if ((rc = sync_db_exec(r.db, "wait for another identity resolution",
-	    IDENTITY_LOCK, 0, NULL, NULL, err)) != SYNC_OK)
+	    "SET lock_timeout = 0", 0, NULL, NULL, err)) != SYNC_OK ||
+	    (rc = sync_db_exec(r.db, "wait for another identity resolution",
+	    IDENTITY_LOCK, 0, NULL, NULL, err)) != SYNC_OK ||
+	    (rc = sync_db_exec(r.db, "wait for another identity resolution",
+	    "SET lock_timeout = '60s'", 0, NULL, NULL, err)) != SYNC_OK)
 		goto out;
 	if ((rc = sync_db_begin(r.db, err)) == SYNC_OK) {
 		if ((rc = resolve(&r, &f, err)) == SYNC_OK)

@@ -252,3 +252,38 @@ def identity_database_error(ctx):
     r = run_ok(ctx, "incr-sync")
     eq(decided(r), 1, "the next pass decides the new contact")
     invariant(ctx, "after the failure")
+
+
+@test
+def identity_unlink_wins(ctx):
+    """Unlinks refuse any union that would put their two contacts in one
+    person: one number shared by three (a switchboard) and a chain of links
+    through an unlinked pair."""
+    setup(ctx, numbers=())
+    run_ok(ctx, "full-sync")
+    k = {i: contact(ctx, "wa", "k%d" % i)["id"] for i in (0, 1, 2, 3, 5, 6)}
+    ctx.sql("UPDATE contact SET phone = '+48221234567' WHERE id IN (%d, %d, %d)"
+            % (k[0], k[1], k[2]))
+    ctx.sql("INSERT INTO person_override (contact_id, other_contact_id, action) VALUES"
+            " (%d, %d, 'unlink'),"      # the switchboard: k0 and k1 apart
+            " (%d, %d, 'link'), (%d, %d, 'link'), (%d, %d, 'unlink')"
+            % (k[0], k[1], k[3], k[5], k[5], k[6], k[3], k[6]))
+    run_ok(ctx, "incr-sync")
+    p = {i: contact(ctx, "wa", "k%d" % i) for i in k}
+    check(p[0]["person_id"] != p[1]["person_id"], "the unlinked pair shares a person")
+    eq(p[2]["person_id"], p[0]["person_id"], "the third joins the first it may")
+    eq((p[0]["reason"], p[0]["evidence"]), ("phone", "+48221234567"), "k0's link")
+    eq(p[1]["reason"], "single", "k1 alone with its number")
+    eq(p[3]["person_id"], p[5]["person_id"], "the first link")
+    check(p[6]["person_id"] != p[3]["person_id"], "a link through an unlinked pair")
+    eq(p[6]["reason"], "single", "k6 alone")
+    invariant(ctx, "after the overrides")
+    # A person keeps its id while most of its contacts stay.
+    kept = p[0]["person_id"]
+    ctx.sql("DELETE FROM person_override WHERE action = 'unlink' AND contact_id = %d"
+            % k[0])
+    run_ok(ctx, "status-poll", "-s", "sms")
+    p = {i: contact(ctx, "wa", "k%d" % i) for i in (0, 1, 2)}
+    eq({p[i]["person_id"] for i in p}, {kept}, "the three together, in the person"
+       " most of them had")
+    invariant(ctx, "after the unlink went")
