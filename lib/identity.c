@@ -1022,7 +1022,8 @@ out:
 }
 
 enum sync_rc
-sync_identity_resolve(const struct sync_config *cfg, struct sync_err *err)
+sync_identity_resolve(const struct sync_config *cfg, struct sync_db *db,
+    struct sync_err *err)
 {
 	struct res r;
 	struct figures f;
@@ -1033,7 +1034,9 @@ sync_identity_resolve(const struct sync_config *cfg, struct sync_err *err)
 	memset(&r, 0, sizeof(r));
 	memset(&f, 0, sizeof(f));
 	r.cfg = cfg;
-	if ((r.db = sync_db_open(cfg, err)) == NULL)
+	if (db != NULL && sync_db_reusable(db))
+		r.db = db;
+	else if ((r.db = sync_db_open(cfg, err)) == NULL)
 		return err->rc;
 	/*
 	 * The lock before the transaction: B is taken while it is held.  Its
@@ -1069,7 +1072,8 @@ out:
 		/* Keep the database kind (SPEC §5): the store failed us. */
 		err->kind = SYNC_ERR_DATABASE;
 	}
-	sync_db_free(r.db);
+	if (r.db != db)
+		sync_db_free(r.db);
 	res_release(&r);
 	return rc;
 }

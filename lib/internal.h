@@ -76,6 +76,8 @@ struct sync_config {
 
 /* ---- phone.c, identity.c: one person across sources (SPEC §6) ------- */
 
+struct sync_db;
+
 /*
  * Normalises the phone number in (any written form, a WhatsApp id, tel:)
  * to E.164, "+<digits>", into out (n >= 17 bytes): national numbers with
@@ -92,10 +94,12 @@ void		sync_batch_calling_code(long);
  * The identity resolution at the end of a pass (identity.c): the persons
  * of the contacts changed since the last one, of those named by
  * person_override rows added, changed or removed, or of all contacts when
- * identity.default_calling_code changed.  Its own connection and one
- * transaction; an error leaves the store as it was.
+ * identity.default_calling_code changed.  One transaction over db (the
+ * pass's, borrowed; NULL or one that cannot serve: a connection of its
+ * own); an error leaves the store as it was.
  */
-enum sync_rc	sync_identity_resolve(const struct sync_config *, struct sync_err *);
+enum sync_rc	sync_identity_resolve(const struct sync_config *, struct sync_db *,
+		    struct sync_err *);
 
 /* ---- media.c: media-sync (SPEC §9) ------------------------------------ */
 
