@@ -262,14 +262,14 @@ def identity(tmp, env, ncontacts, fig):
         cmd = [os.path.join(TOP, "incr-sync"), "-v", "-c", conf]
 
         def resolve():
-            r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+            rc, err, _, rss, _ = run_measured(cmd, env)
+            err = err.decode("utf-8", "replace")
             m = re.search(r"identity: (\d+) contact\(s\) decided, (\d+) in the closure;"
-                          r".*; ([0-9.]+) s", r.stderr)
-            if r.returncode != 0 or not m:
-                sys.exit("bench: identity: incr-sync exited %d: %s"
-                         % (r.returncode, r.stderr[-500:]))
-            return int(m.group(1)), int(m.group(2)), float(m.group(3)), m.group(0)
+                          r".*; ([0-9.]+) s", err)
+            if rc != 0 or not m:
+                sys.exit("bench: identity: incr-sync exited %d: %s" % (rc, err[-500:]))
+            return (int(m.group(1)), int(m.group(2)), float(m.group(3)),
+                    "%s; peak RSS %.0f MB" % (m.group(0), rss))
         resolve()                       # the schema, and an empty resolution
         n = ncontacts
         t0 = time.monotonic()
