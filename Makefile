@@ -33,7 +33,8 @@ LDLIBS	 = $(PKG_LIBS) -ldl -lm
 LIB_SRCS = lib/batch.c lib/buf.c lib/cli.c lib/config.c lib/cursor.c lib/db.c \
 	   lib/engine.c lib/err.c lib/gaps.c lib/http.c lib/jsonf.c lib/log.c lib/mark.c \
 	   lib/output.c lib/progress.c lib/registry.c lib/signals.c lib/status.c \
-	   lib/strmap.c lib/time.c lib/tls.c lib/walk.c lib/coverage.c lib/link.c lib/media.c lib/search.c \
+	   lib/strmap.c lib/time.c lib/tls.c lib/walk.c lib/coverage.c lib/link.c lib/media.c \
+	   lib/search.c lib/phone.c lib/identity.c \
 	   lib/migrations.c $(CONN_SRCS)
 # Connectors: one file each, discovered; telegram has its own directory.
 CONN_SRCS = $(sort $(wildcard lib/connectors/*.c lib/connectors/*/*.c))

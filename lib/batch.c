@@ -179,51 +179,50 @@ row_end(struct sync_batch *b)
 	return 0;
 }
 
-int
-sync_phone_e164(const char *s, char *out, size_t n)
-{
-	size_t len = 0;
-	const char *p;
+/* identity.default_calling_code, set once before a pass's threads start. */
+static long calling_code;
 
-	if (s == NULL || n < 17)
-		return -1;
-	p = s;
-	while (isspace((unsigned char)*p))
-		p++;
-	if (*p == '+')
-		p++;
-	else if (p[0] == '0' && p[1] == '0')
-		p += 2;
-	out[len++] = '+';
-	for (; *p != '\0'; p++) {
-		if (isdigit((unsigned char)*p)) {
-			if (len >= 16)
-				return -1;
-			out[len++] = *p;
-		} else if (*p != ' ' && *p != '-' && *p != '.' && *p != '(' &&
-		    *p != ')')
-			return -1;
-	}
-	out[len] = '\0';
-	/* E.164: at most 15 digits, country codes never start with 0. */
-	if (len < 8 || out[1] == '0')
-		return -1;
-	return 0;
+void
+sync_batch_calling_code(long cc)
+{
+	calling_code = cc;
 }
 
+/*
+ * A contact's phone goes to the store in E.164 when it can be read as a
+ * number (with the configured calling code), else as given, without the
+ * spaces around it: a later calling code may still make it one.
+ */
 int
 sync_batch_add_contact(struct sync_batch *b, const struct sync_contact *c)
 {
-	char e164[20];
+	char e164[20], *trim = NULL;
 	const char *phone = NULL;
+	size_t len;
+	int r;
 
-	if (c->phone != NULL && *c->phone != '\0') {
-		if (sync_phone_e164(c->phone, e164, sizeof(e164)) == 0)
+	if (c->phone != NULL) {
+		if (sync_phone_e164(c->phone, calling_code, e164,
+		    sizeof(e164)) == 0)
 			phone = e164;
+		else {
+			phone = c->phone + strspn(c->phone, " \t\r\n");
+			len = strlen(phone);
+			while (len > 0 && isspace((unsigned char)phone[len - 1]))
+				len--;
+			if (len == 0)
+				phone = NULL;
+			else if ((trim = strndup(phone, len)) == NULL)
+				return -1;
+			else
+				phone = trim;
+		}
 	}
-	if (row_start(b) == -1 || field(b, c->external_id, 0) == -1 ||
+	r = row_start(b) == -1 || field(b, c->external_id, 0) == -1 ||
 	    field(b, c->display_name, 0) == -1 || field(b, phone, 0) == -1 ||
-	    field(b, c->username, 0) == -1 || field_json(b, c->raw) == -1)
+	    field(b, c->username, 0) == -1 || field_json(b, c->raw) == -1;
+	free(trim);
+	if (r)
 		return -1;
 	return row_end(b);
 }

@@ -482,8 +482,6 @@ int		sync_batch_add_contact(struct sync_batch *, const struct sync_contact *);
 int		sync_batch_add_conversation(struct sync_batch *,
 		    const struct sync_conversation *);
 int		sync_batch_add_message(struct sync_batch *, const struct sync_message *);
-/* Normalises a phone number to E.164 into out; -1 when it is not one. */
-int		sync_phone_e164(const char *, char *, size_t);
 
 /* ---- a stream's stored position (db.c) ------------------------------- */
 

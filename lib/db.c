@@ -13,7 +13,8 @@
 #include "internal.h"
 
 /*
- * Advisory lock keys: (1836279667, 0) guards migrations; (1836279668 + n,
+ * Advisory lock keys: (1836279667, 0) guards migrations, (1836279667, 1)
+ * the identity resolution (identity.c); (1836279668 + n,
  * id) is lock n of source id (one per pass command, so that a backfill and
  * cron's incremental passes run side by side, but never two of one kind).
  */
@@ -1486,6 +1487,13 @@ copy_in(struct sync_db *db, const char *sql, const struct sync_buf *data,
     struct sync_err *err)
 {
 	return copy_run(db, sql, data, 0, NULL, err);
+}
+
+enum sync_rc
+sync_db_copy(struct sync_db *db, const char *sql, const struct sync_buf *data,
+    struct sync_err *err)
+{
+	return copy_in(db, sql, data, err);
 }
 
 /*

@@ -1177,6 +1177,7 @@ struct pool {
 	struct job	*jobs;
 	size_t		 n, next;
 	struct sync_db	*first;	/* the pass's own connection, for one worker */
+	struct sync_db	*spare;	/* one left at the end, for what follows */
 };
 
 static void *
@@ -1194,6 +1195,10 @@ pool_worker(void *arg)
 			db = p->first;
 			p->first = NULL;
 		}
+		if (i == p->n && p->spare == NULL) {
+			p->spare = db;
+			db = NULL;
+		}
 		pthread_mutex_unlock(&p->mu);
 		if (i == p->n) {
 			sync_db_free(db);
@@ -1210,9 +1215,10 @@ pool_worker(void *arg)
  * Runs the jobs, up to `width` sources at a time (sync.jobs).  Each source
  * has its own HTTP handle and result, so one failing or slow source neither
  * stops nor slows the others; a worker's database connection passes from
- * one of its sources to the next while it is healthy and idle.
+ * one of its sources to the next while it is healthy and idle.  Returns
+ * one of the connections left (NULL: none), which the caller frees.
  */
-static void
+static struct sync_db *
 run_jobs(struct job *jobs, size_t n, long width, struct sync_db *db)
 {
 	struct pool p;
@@ -1223,6 +1229,7 @@ run_jobs(struct job *jobs, size_t n, long width, struct sync_db *db)
 	p.n = n;
 	p.next = 0;
 	p.first = db;
+	p.spare = NULL;
 	pthread_mutex_init(&p.mu, NULL);
 	/* This thread works too: up to width - 1 more, one per source. */
 	want = width > 1 ? (size_t)width - 1 : 0;
@@ -1240,6 +1247,7 @@ run_jobs(struct job *jobs, size_t n, long width, struct sync_db *db)
 	free(tids);
 	sync_db_free(p.first);		/* no worker took it (none ran) */
 	pthread_mutex_destroy(&p.mu);
+	return p.spare;
 }
 
 static int
@@ -1362,8 +1370,9 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	}
 	if (o->cmd == SYNC_CMD_MEDIA)
 		sync_media_pass_begin(o);
-	run_jobs(jobs, n, cfg->jobs, db);	/* it serves the first source */
-	db = NULL;
+	sync_batch_calling_code(cfg->default_calling_code);
+	/* It serves the first source; one connection comes back. */
+	db = run_jobs(jobs, n, cfg->jobs, db);
 	sync_progress_end();
 	for (i = 0; i < n; i++) {
 		batches += jobs[i].batches;
@@ -1379,13 +1388,18 @@ sync_pass_run(const struct sync_config *cfg, const struct sync_opts *o,
 	sync_http_global(0);
 	free(sel);
 	res->signo = (int)sync_stop_signal;
+	/* One person across sources: once, after the sources (identity.c). */
+	if (!o->dry_run && n > 0 && res->signo == 0 &&
+	    sync_identity_resolve(cfg, db, &res->err) != SYNC_OK)
+		sync_log_failure("%s", res->err.msg);
+	sync_db_free(db);
 	/* One line for the interruption, whatever the sources said. */
 	if (res->signo != 0)
 		sync_log_failure("interrupted by %s after committing %lld "
 		    "batch%s; the next run resumes", sync_signal_name(res->signo),
 		    batches, batches == 1 ? "" : "es");
 	/* SPEC §5: any failure makes the pass failed, whatever else ran. */
-	if (nfail > 0)
+	if (nfail > 0 || res->err.rc != SYNC_OK)
 		res->status = SYNC_ST_FAILED;
 	else if (res->signo != 0 || nintr > 0)
 		res->status = SYNC_ST_INTERRUPTED;
@@ -1475,6 +1489,11 @@ sync_result_exit_code(const struct sync_result *res)
 		code = sync_rc_exit_code(s->err.rc);
 		if (worst == 0 || severity(code) > severity(worst))
 			worst = code;
+	}
+	/* The identity resolution failed: the store's code. */
+	if (res->err.rc != SYNC_OK) {
+		code = sync_rc_exit_code(res->err.rc);
+		return worst == 0 || severity(code) > severity(worst) ? code : worst;
 	}
 	if (worst == 0)
 		return 0;

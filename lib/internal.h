@@ -74,6 +74,33 @@ struct sync_config {
 	size_t		 nsources;
 };
 
+/* ---- phone.c, identity.c: one person across sources (SPEC §6) ------- */
+
+struct sync_db;
+
+/*
+ * Normalises the phone number in (any written form, a WhatsApp id, tel:)
+ * to E.164, "+<digits>", into out (n >= 17 bytes): national numbers with
+ * default_cc (0: none, they are not normalisable).  0, or -1 when in is
+ * not a phone number it can read (phone.c says which forms and limits).
+ */
+int		sync_phone_e164(const char *in, long default_cc, char *out, size_t n);
+/*
+ * The calling code batch.c normalises contact phones with (the engine
+ * sets it from identity.default_calling_code before a pass; 0: none).
+ */
+void		sync_batch_calling_code(long);
+/*
+ * The identity resolution at the end of a pass (identity.c): the persons
+ * of the contacts changed since the last one, of those named by
+ * person_override rows added, changed or removed, or of all contacts when
+ * identity.default_calling_code changed.  One transaction over db (the
+ * pass's, borrowed; NULL or one that cannot serve: a connection of its
+ * own); an error leaves the store as it was.
+ */
+enum sync_rc	sync_identity_resolve(const struct sync_config *, struct sync_db *,
+		    struct sync_err *);
+
 /* ---- media.c: media-sync (SPEC §9) ------------------------------------ */
 
 struct sync_db;
@@ -616,6 +643,9 @@ int		sync_db_array_end(struct sync_buf *);
 enum sync_rc	sync_db_exec(struct sync_db *, const char *what, const char *sql,
 		    int nparams, const char *const *params, struct sync_rows **out,
 		    struct sync_err *);
+/* COPY data in with sql ("COPY t FROM STDIN"), in one round. */
+enum sync_rc	sync_db_copy(struct sync_db *, const char *sql,
+		    const struct sync_buf *data, struct sync_err *);
 
 /* ---- search.c: the full-text index and sync-search (SPEC §2, §6) ------ */
 

@@ -209,6 +209,16 @@ format_json(const struct sync_result *res)
 	bad |= cJSON_AddNumberToObject(o, "duration_ms", (double)res->duration_ms) == NULL;
 	if (res->dry_run)
 		bad |= cJSON_AddTrueToObject(o, "dry_run") == NULL;
+	/* A failure after the sources (the identity resolution). */
+	if (res->err.rc != SYNC_OK) {
+		cJSON *e = cJSON_AddObjectToObject(o, "error");
+		char clean[3 * sizeof(res->err.msg)];
+
+		sync_utf8_copy(clean, sizeof(clean), res->err.msg);
+		bad |= e == NULL || cJSON_AddStringToObject(e, "kind",
+		    sync_errkind_name(res->err.kind)) == NULL ||
+		    cJSON_AddStringToObject(e, "message", clean) == NULL;
+	}
 	if ((arr = cJSON_AddArrayToObject(o, "sources")) == NULL)
 		bad = 1;
 	for (i = 0; !bad && i < res->nsources; i++) {
@@ -284,6 +294,9 @@ format_text(const struct sync_result *res)
 	}
 	if (res->nsources == 0)
 		bad |= sync_buf_adds(&b, "no enabled sources\n");
+	if (res->err.rc != SYNC_OK)
+		bad |= sync_buf_addf(&b, "%s: %s\n",
+		    sync_errkind_name(res->err.kind), res->err.msg);
 	if (bad) {
 		sync_buf_release(&b);
 		return NULL;

@@ -244,6 +244,8 @@ struct sync_result {
 	int		 prune;		/* full-sync --prune */
 	struct sync_source_result *sources;	/* owned */
 	size_t		 nsources;
+	struct sync_err	 err;		/* after the sources: the identity
+					   resolution's failure (top-level) */
 };
 
 /*

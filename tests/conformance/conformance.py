@@ -895,6 +895,17 @@ CASES = [case_kill9, case_pg_restart, case_5xx, case_429, case_truncated, case_s
 
 # ---------------------------------------------------------------------------
 
+def identity_complete(ctx):
+    """After any case: every contact has a person (SPEC §6), whatever the
+    passes went through, since the last pass resolved them."""
+    if ctx.sql("SELECT to_regclass('person') IS NOT NULL") != "t":
+        return
+    eq(ctx.sql_json("SELECT k.external_id FROM contact k LEFT JOIN person_link l"
+                    " ON l.contact_id = k.id WHERE k.person_id IS NULL"
+                    " OR l.person_id IS DISTINCT FROM k.person_id"), [],
+       "contacts without a person after the case")
+
+
 def adapters():
     out = []
     for f in sorted(glob.glob(os.path.join(HERE, "adapter_*.py"))):
@@ -910,6 +921,7 @@ def matrix():
 
             def t(ctx, case=case, A=A):
                 case(A(ctx))
+                identity_complete(ctx)
             t.__name__ = "conf_%s_%s" % (cname, A.type)
             tests.append(t)
             for c, ty, why in EXPECTED_TO_FAIL:

@@ -93,23 +93,6 @@ test_rows(void)
 	sync_batch_release(&b);
 }
 
-static void
-test_phone(void)
-{
-	char out[20];
-
-	CHECK(sync_phone_e164("+48 600-100-200", out, sizeof(out)) == 0);
-	CHECK_STR(out, "+48600100200");
-	CHECK(sync_phone_e164("48600100200", out, sizeof(out)) == 0);
-	CHECK_STR(out, "+48600100200");
-	CHECK(sync_phone_e164("0048600100200", out, sizeof(out)) == 0);
-	CHECK_STR(out, "+48600100200");
-	CHECK(sync_phone_e164("12345", out, sizeof(out)) == -1);	/* too short */
-	CHECK(sync_phone_e164("+1234567890123456", out, sizeof(out)) == -1);
-	CHECK(sync_phone_e164("call me", out, sizeof(out)) == -1);
-	CHECK(sync_phone_e164("+0123456789", out, sizeof(out)) == -1);
-}
-
 /* Rows that cannot be stored: what is wrong with their id, and their record. */
 static void
 test_reject(void)
@@ -172,7 +155,6 @@ main(void)
 {
 	test_escaping();
 	test_rows();
-	test_phone();
 	test_reject();
 	return t_done("test_batch");
 }

@@ -1098,7 +1098,7 @@ add_user(struct sync_batch *b, const cJSON *u)
 {
 	const cJSON *un = cJSON_GetObjectItemCaseSensitive(u, "usernames");
 	const char *first, *last, *phone, *uname;
-	char id[32], name[512], e164[40], plus[40];
+	char id[32], name[512], plus[40];
 	struct sync_contact c;
 	long long uid;
 
@@ -1110,12 +1110,10 @@ add_user(struct sync_batch *b, const cJSON *u)
 	snprintf(name, sizeof(name), "%s%s%s", first ? first : "",
 	    first && *first && last && *last ? " " : "", last ? last : "");
 	phone = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(u, "phone_number"));
-	e164[0] = '\0';
-	if (phone != NULL && *phone != '\0') {
+	/* TDLib's numbers are international, without their '+'. */
+	plus[0] = '\0';
+	if (phone != NULL && *phone != '\0')
 		snprintf(plus, sizeof(plus), "%s%s", *phone == '+' ? "" : "+", phone);
-		if (sync_phone_e164(plus, e164, sizeof(e164)) == -1)
-			e164[0] = '\0';
-	}
 	uname = cJSON_GetStringValue(cJSON_GetArrayItem(
 	    cJSON_GetObjectItemCaseSensitive(un, "active_usernames"), 0));
 	if (uname == NULL)
@@ -1124,7 +1122,7 @@ add_user(struct sync_batch *b, const cJSON *u)
 	memset(&c, 0, sizeof(c));
 	c.external_id = id;
 	c.display_name = name[0] ? name : NULL;
-	c.phone = e164[0] ? e164 : NULL;
+	c.phone = plus[0] ? plus : NULL;
 	c.username = uname != NULL && *uname ? uname : NULL;
 	c.raw = u;
 	return sync_batch_add_contact(b, &c) == -1 ? -1 : 0;
