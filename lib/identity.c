@@ -844,7 +844,9 @@ members:
 	    " identity_decision", 0, NULL, NULL, err)) != SYNC_OK ||
 	    /* A contact changed since it was read is left to the next one. */
 	    (rc = sync_db_exec(r->db, "set the contacts' persons", "UPDATE contact"
-	    " c SET person_id = d.person_id, phone = coalesce(d.phone, c.phone)"
+	    " c SET person_id = d.person_id, phone = coalesce(d.phone, c.phone),"
+	    " updated_at = now(), seq = nextval('msgsync_seq'),"
+	    " txid = pg_current_xact_id()::text::bigint"
 	    " FROM identity_decision d WHERE d.contact AND c.id = d.id"
 	    " AND c.seq = d.seq", 0, NULL, NULL, err)) != SYNC_OK ||
 	    (rc = sync_db_exec(r->db, "drop the decisions left", "WITH g AS"
@@ -1002,10 +1004,16 @@ resolve(struct res *r, struct figures *f, struct sync_err *err)
 	if ((rc = read_overrides(r, full, err)) != SYNC_OK ||
 	    (rc = decide_and_write(r, full, f, err)) != SYNC_OK)
 		goto out;
-	/* A full resolution also drops persons nothing points to. */
-	if (full && (rc = sync_db_exec(r->db, "remove the persons left empty",
+	/*
+	 * A full resolution also drops persons nothing points to, and the
+	 * links of contacts gone (no foreign key does: see migration 7).
+	 */
+	if (full && ((rc = sync_db_exec(r->db, "remove the persons left empty",
 	    "DELETE FROM person p WHERE NOT EXISTS (SELECT 1 FROM contact c"
-	    " WHERE c.person_id = p.id)", 0, NULL, NULL, err)) != SYNC_OK)
+	    " WHERE c.person_id = p.id)", 0, NULL, NULL, err)) != SYNC_OK ||
+	    (rc = sync_db_exec(r->db, "remove the links of contacts gone",
+	    "DELETE FROM person_link l WHERE NOT EXISTS (SELECT 1 FROM contact c"
+	    " WHERE c.id = l.contact_id)", 0, NULL, NULL, err)) != SYNC_OK))
 		goto out;
 	snprintf(pos, sizeof(pos), "%lld:0", b);
 	v[0] = pos;
