@@ -14,7 +14,7 @@ enum {
 	OPT_SINCE = 256, OPT_RESTART, OPT_STREAM, OPT_DRY_RUN, OPT_MAX_RUNTIME,
 	OPT_CHECK, OPT_MAX_LAG, OPT_MAX_FAILURES, OPT_PROMETHEUS, OPT_LOGIN,
 	OPT_IMPORT, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_WARN_LAG, OPT_PRUNE,
-	OPT_PRUNE_WINDOW, OPT_MAX_BYTES
+	OPT_PRUNE_WINDOW, OPT_MAX_BYTES, OPT_TABLE, OPT_LIMIT
 };
 
 /* Which command accepts which long-only option. */
@@ -23,19 +23,22 @@ enum {
 #define P	(1 << SYNC_CMD_POLL)
 #define S	(1 << SYNC_CMD_STATUS)
 #define M	(1 << SYNC_CMD_MEDIA)
+#define C	(1 << SYNC_CMD_CHANGES)
 
 static const struct {
 	struct option	 opt;
 	int		 cmds;
 } options[] = {
-	{ { "config", required_argument, NULL, 'c' }, F | I | P | S | M },
-	{ { "source", required_argument, NULL, 's' }, F | I | P | S | M },
+	{ { "config", required_argument, NULL, 'c' }, F | I | P | S | M | C },
+	{ { "source", required_argument, NULL, 's' }, F | I | P | S | M | C },
 	{ { "json", no_argument, NULL, 'j' }, F | I | P | S | M },
-	{ { "quiet", no_argument, NULL, 'q' }, F | I | P | S | M },
-	{ { "verbose", no_argument, NULL, 'v' }, F | I | P | S | M },
-	{ { "help", no_argument, NULL, 'h' }, F | I | P | S | M },
-	{ { "version", no_argument, NULL, 'V' }, F | I | P | S | M },
-	{ { "since", required_argument, NULL, OPT_SINCE }, F },
+	{ { "quiet", no_argument, NULL, 'q' }, F | I | P | S | M | C },
+	{ { "verbose", no_argument, NULL, 'v' }, F | I | P | S | M | C },
+	{ { "help", no_argument, NULL, 'h' }, F | I | P | S | M | C },
+	{ { "version", no_argument, NULL, 'V' }, F | I | P | S | M | C },
+	{ { "since", required_argument, NULL, OPT_SINCE }, F | C },
+	{ { "table", required_argument, NULL, OPT_TABLE }, C },
+	{ { "limit", required_argument, NULL, OPT_LIMIT }, C },
 	{ { "restart", no_argument, NULL, OPT_RESTART }, F | M },
 	{ { "stream", required_argument, NULL, OPT_STREAM }, F | I },
 	{ { "dry-run", no_argument, NULL, OPT_DRY_RUN }, F },
@@ -78,6 +81,10 @@ static const char usage_status[] =
     "                   [--check [--max-lag seconds] [--warn-lag seconds]\n"
     "                            [--max-failures n]]\n";
 
+static const char usage_changes[] =
+    "usage: sync-changes [-qvhV] [-c file] [-s source]... [--table name]...\n"
+    "                    [--limit n] --since token\n";
+
 static const char usage_common[] =
     "\n"
     "  -c, --config FILE    configuration (default $MSGSYNC_CONFIG, else\n"
@@ -102,6 +109,7 @@ sync_cmd_name(enum sync_cmd c)
 	case SYNC_CMD_POLL:	return "status-poll";
 	case SYNC_CMD_STATUS:	return "sync-status";
 	case SYNC_CMD_MEDIA:	return "media-sync";
+	case SYNC_CMD_CHANGES:	return "sync-changes";
 	}
 	return "msgsync";
 }
@@ -171,6 +179,14 @@ sync_cli_usage(enum sync_cmd cmd)
 		    "                       not a terminal (plain lines) or with -q, --json\n"
 		    "      --no-progress    never show progress (default: shown when stderr\n"
 		    "                       is a terminal, without -q and --json)\n";
+		break;
+	case SYNC_CMD_CHANGES:
+		u = usage_changes;
+		extra = "      --since TOKEN    the position to read after: 0 for the beginning,\n"
+		    "                       else the next of the last line read (required)\n"
+		    "      --table NAME     only contact, conversation or message (repeatable)\n"
+		    "      --limit N        at most N changes (default 1000)\n"
+		    "  (-s NAME: only this source's rows; the output is always JSON lines)\n";
 		break;
 	}
 	snprintf(buf, sizeof(buf), "%s%s%s%s", u, usage_common, extra, usage_env);
@@ -244,6 +260,7 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 	o->max_runtime = -1;
 	o->max_lag = 3600;
 	o->max_failures = 3;
+	o->limit = 1000;
 	for (i = 0; i < NOPTIONS; i++)
 		if (options[i].cmds & (1 << cmd))
 			longopts[n++] = options[i].opt;
@@ -281,10 +298,37 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 			return SYNC_EHELP;
 		case OPT_SINCE:
 			o->since = optarg;
+			if (cmd == SYNC_CMD_CHANGES) {
+				if (!sync_changes_token_ok(optarg))
+					return sync_err_set(err, SYNC_EUSAGE,
+					    SYNC_ERR_CONFIG, "--since '%s': not a "
+					    "position (0, or a next that sync-changes "
+					    "printed)", optarg);
+				break;
+			}
 			if (parse_since(optarg, &o->since_t) == -1)
 				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 				    "--since '%s': not a date (YYYY-MM-DD) or an "
 				    "RFC 3339 timestamp", optarg);
+			break;
+		case OPT_TABLE:
+			if (strcmp(optarg, "contact") != 0 &&
+			    strcmp(optarg, "conversation") != 0 &&
+			    strcmp(optarg, "message") != 0)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--table '%s': not contact, conversation or "
+				    "message", optarg);
+			if (o->ntables == SYNC_MAX_SELECT)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "too many --table options");
+			o->tables[o->ntables++] = optarg;
+			break;
+		case OPT_LIMIT:
+			if (parse_num(optarg, 1, 1e9, &v) == -1 || v != (double)(long)v)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--limit '%s': not a whole number from 1 to "
+				    "1000000000", optarg);
+			o->limit = (long)v;
 			break;
 		case OPT_RESTART:
 			o->restart = 1;
@@ -369,6 +413,9 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 		    "unexpected argument '%s'", argv[optind]);
 	if (o->quiet && o->verbose)
 		o->verbose = 0;
+	if (cmd == SYNC_CMD_CHANGES && o->since == NULL)
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "--since is required (0 for the beginning)");
 	if ((o->max_lag != 3600 || o->max_failures != 3 || o->warn_lag != 0) &&
 	    !o->check)
 		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,

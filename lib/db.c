@@ -956,6 +956,12 @@ sync_db_open_readonly(const struct sync_config *cfg, struct sync_err *err)
 	return db_open(cfg, 1, err);
 }
 
+int
+sync_db_has_schema(const struct sync_db *db)
+{
+	return !db->readonly || db->schema;
+}
+
 void
 sync_db_free(struct sync_db *db)
 {

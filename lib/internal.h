@@ -253,6 +253,10 @@ struct sync_db *sync_db_open(const struct sync_config *, struct sync_err *);
  * take, no rate-limit window and no cursor.  Errors as sync_db_open().
  */
 struct sync_db *sync_db_open_readonly(const struct sync_config *, struct sync_err *);
+/* Whether the schema is there (a read-only connection may find none). */
+int		sync_db_has_schema(const struct sync_db *);
+/* sync-changes: whether s is a position its --since takes (changes.c). */
+int		sync_changes_token_ok(const char *s);
 void		sync_db_free(struct sync_db *);
 /*
  * Whether the connection can serve the next source of the pass: connected,

@@ -62,7 +62,8 @@ enum sync_cmd {
 	SYNC_CMD_INCR,
 	SYNC_CMD_POLL,
 	SYNC_CMD_STATUS,
-	SYNC_CMD_MEDIA
+	SYNC_CMD_MEDIA,
+	SYNC_CMD_CHANGES
 };
 
 #define SYNC_MAX_SELECT 64
@@ -96,6 +97,10 @@ struct sync_opts {
 	int		 prune;		/* full-sync --prune */
 	long		 prune_window;	/* --prune-window days, 0: none */
 	long long	 max_bytes;	/* media-sync --max-bytes, 0: none */
+	/* sync-changes: --since is the token (since), and these */
+	const char	*tables[SYNC_MAX_SELECT];	/* --table */
+	size_t		 ntables;
+	long		 limit;		/* --limit, default 1000 */
 };
 
 /*
@@ -276,6 +281,19 @@ int		sync_rc_exit_code(enum sync_rc);
  */
 enum sync_rc	sync_status_report(const struct sync_config *, const struct sync_opts *,
 		    char **out, int *exit_code, struct sync_err *);
+
+/*
+ * sync-changes (SPEC §2): streams the change feed after position o->since
+ * (msgsync_changes() of migrations/008_changes.sql), one JSON line per
+ * change, oldest first, then the line {"next":TOKEN,"has_more":BOOL};
+ * each line, with its newline, is handed to emit as it comes (the library
+ * holds at most one fetch of rows).  emit returns 0, or -1 to stop (a
+ * write failed: SYNC_EINTR).  Errors: SYNC_EUSAGE for a --source that is
+ * not configured, database errors as for a pass.
+ */
+typedef int	(*sync_emit_fn)(void *arg, const char *line, size_t len);
+enum sync_rc	sync_changes_run(const struct sync_config *, const struct sync_opts *,
+		    sync_emit_fn emit, void *arg, struct sync_err *);
 
 /*
  * Asks the operator a question (a login's phone number, code, password):
