@@ -31,7 +31,7 @@ static const struct {
 } options[] = {
 	{ { "config", required_argument, NULL, 'c' }, F | I | P | S | M | C },
 	{ { "source", required_argument, NULL, 's' }, F | I | P | S | M | C },
-	{ { "json", no_argument, NULL, 'j' }, F | I | P | S | M },
+	{ { "json", no_argument, NULL, 'j' }, F | I | P | S | M | C },
 	{ { "quiet", no_argument, NULL, 'q' }, F | I | P | S | M | C },
 	{ { "verbose", no_argument, NULL, 'v' }, F | I | P | S | M | C },
 	{ { "help", no_argument, NULL, 'h' }, F | I | P | S | M | C },
@@ -82,7 +82,7 @@ static const char usage_status[] =
     "                            [--max-failures n]]\n";
 
 static const char usage_changes[] =
-    "usage: sync-changes [-qvhV] [-c file] [-s source]... [--table name]...\n"
+    "usage: sync-changes [-jqvhV] [-c file] [-s source]... [--table name]...\n"
     "                    [--limit n] --since token\n";
 
 static const char usage_common[] =
