@@ -1,17 +1,15 @@
 /*
  * changes.c -- sync-changes: the store's change feed (SPEC §2, msgsync(7)
  * CHANGES).  The feed is the SQL function msgsync_changes()
- * (migrations/008_changes.sql); this reads it through a server-side
- * cursor in one read-only transaction (one snapshot), FETCH_ROWS rows at a
- * time, and hands each line on as it comes: the server makes each row's
- * JSON, nothing is parsed here, and memory stays flat whatever the page.
+ * (migrations/008_changes.sql); this runs it as one statement (one
+ * snapshot) in libpq's single-row mode and hands each line on as it
+ * arrives: the server makes each row's JSON, nothing is parsed here, and
+ * memory stays that of one row whatever the page.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
-
-#define FETCH_ROWS	"2000"
 
 /* At most 18 digits: the SQL side's bound (a bigint, never overflowed). */
 static const char *
@@ -59,50 +57,50 @@ source_names(const struct sync_config *cfg, const struct sync_opts *o,
 	return SYNC_OK;
 }
 
-/*
- * Emits the lines of one fetch; *n counts the changes, *end is set by the
- * last line.  line is the caller's scratch buffer.
- */
-static enum sync_rc
-emit_rows(const struct sync_rows *rows, struct sync_buf *line, sync_emit_fn emit,
-    void *arg, long long *n, int *end, struct sync_err *err)
-{
-	const char *table, *seq, *row;
-	int i, k = sync_rows_count(rows);
+/* One call's state: where lines go, what came. */
+struct feed {
+	sync_emit_fn	 emit;
+	void		*arg;
+	struct sync_buf	 line;		/* scratch */
+	long long	 n;		/* changes */
+	int		 end;		/* the last line came */
+	int		 nomem;
+};
 
-	for (i = 0; i < k; i++) {
-		table = sync_rows_get(rows, i, 0);
-		seq = sync_rows_get(rows, i, 1);
-		row = sync_rows_get(rows, i, 2);
-		if (row == NULL)
-			return sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
-			    "cannot read the change feed: a row without JSON");
-		sync_buf_reset(line);
-		if (table == NULL) {
-			/* {"next":...,"has_more":...}: the last line. */
-			*end = 1;
-			if (sync_buf_adds(line, row) == -1 ||
-			    sync_buf_add(line, "\n", 1) == -1)
-				goto nomem;
-		} else {
-			/* The table is one of three names: no escaping. */
-			if (sync_buf_adds(line, "{\"table\":\"") == -1 ||
-			    sync_buf_adds(line, table) == -1 ||
-			    sync_buf_adds(line, "\",\"seq\":") == -1 ||
-			    sync_buf_adds(line, seq != NULL ? seq : "null") == -1 ||
-			    sync_buf_adds(line, ",\"row\":") == -1 ||
-			    sync_buf_adds(line, row) == -1 ||
-			    sync_buf_add(line, "}\n", 2) == -1)
-				goto nomem;
-			(*n)++;
-		}
-		if (emit(arg, line->data, line->len) == -1)
-			return sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED,
-			    "cannot write the change feed");
+/* Emits the line of one row of msgsync_changes(). */
+static int
+feed_row(void *arg, const struct sync_rows *rows)
+{
+	struct feed *f = arg;
+	const char *table = sync_rows_get(rows, 0, 0);
+	const char *seq = sync_rows_get(rows, 0, 1);
+	const char *row = sync_rows_get(rows, 0, 2);
+
+	sync_buf_reset(&f->line);
+	if (row == NULL)
+		row = "null";
+	if (table == NULL) {
+		/* {"next":...,"has_more":...}: the last line. */
+		f->end = 1;
+		if (sync_buf_adds(&f->line, row) == -1 ||
+		    sync_buf_add(&f->line, "\n", 1) == -1)
+			goto nomem;
+	} else {
+		/* The table is one of three names: no escaping. */
+		if (sync_buf_adds(&f->line, "{\"table\":\"") == -1 ||
+		    sync_buf_adds(&f->line, table) == -1 ||
+		    sync_buf_adds(&f->line, "\",\"seq\":") == -1 ||
+		    sync_buf_adds(&f->line, seq != NULL ? seq : "null") == -1 ||
+		    sync_buf_adds(&f->line, ",\"row\":") == -1 ||
+		    sync_buf_adds(&f->line, row) == -1 ||
+		    sync_buf_add(&f->line, "}\n", 2) == -1)
+			goto nomem;
+		f->n++;
 	}
-	return SYNC_OK;
+	return f->emit(f->arg, f->line.data, f->line.len);
 nomem:
-	return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE, "out of memory");
+	f->nomem = 1;
+	return -1;
 }
 
 enum sync_rc
@@ -111,13 +109,10 @@ sync_changes_run(const struct sync_config *cfg, const struct sync_opts *o,
 {
 	static const char none[] = "{\"next\":\"0\",\"has_more\":false}\n";
 	struct sync_buf tables = SYNC_BUF_INIT(0), sources = SYNC_BUF_INIT(0);
-	struct sync_buf line = SYNC_BUF_INIT(0);
-	struct sync_rows *rows = NULL;
+	struct feed f = { emit, arg, SYNC_BUF_INIT(0), 0, 0, 0 };
 	struct sync_db *db = NULL;
 	const char *p[4];
 	char max[24];
-	long long n = 0;
-	int end = 0, in_tx = 0;
 	enum sync_rc rc;
 	size_t i;
 
@@ -151,47 +146,31 @@ sync_changes_run(const struct sync_config *cfg, const struct sync_opts *o,
 	p[2] = o->ntables > 0 ? tables.data : NULL;
 	p[3] = o->nsources > 0 ? sources.data : NULL;
 	/*
-	 * One transaction (read-only, as the session is), one snapshot.  JIT
+	 * One statement, one snapshot (read-only, as the session is).  JIT
 	 * compiling the plan of a large page costs more than it saves
 	 * (seconds for a million rows).
 	 */
-	if ((rc = sync_db_begin(db, err)) != SYNC_OK)
+	if ((rc = sync_db_exec(db, "read the change feed", "SET jit = off", 0,
+	    NULL, NULL, err)) != SYNC_OK)
 		goto out;
-	in_tx = 1;
-	if ((rc = sync_db_exec(db, "begin reading the change feed",
-	    "SET LOCAL jit = off", 0, NULL, NULL, err)) != SYNC_OK ||
-	    (rc = sync_db_exec(db, "read the change feed",
-	    "DECLARE changes NO SCROLL CURSOR FOR SELECT \"table\", seq, \"row\""
-	    " FROM msgsync_changes($1, $2::integer, $3::text[], $4::text[])",
-	    4, p, NULL, err)) != SYNC_OK)
-		goto out;
-	while (!end) {
-		if ((rc = sync_db_exec(db, "read the change feed",
-		    "FETCH " FETCH_ROWS " FROM changes", 0, NULL, &rows,
-		    err)) != SYNC_OK)
-			goto out;
-		if (sync_rows_count(rows) == 0) {
-			rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
-			    "cannot read the change feed: it ended without "
-			    "its next position");
-			goto out;
-		}
-		rc = emit_rows(rows, &line, emit, arg, &n, &end, err);
-		sync_rows_free(rows);
-		rows = NULL;
-		if (rc != SYNC_OK)
-			goto out;
+	rc = sync_db_stream(db, "read the change feed", "SELECT \"table\", seq,"
+	    " \"row\" FROM msgsync_changes($1, $2::integer, $3::text[],"
+	    " $4::text[])", 4, p, feed_row, &f, "cannot write the change feed",
+	    err);
+	if (f.nomem) {
+		sync_err_clear(err);
+		rc = sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_DATABASE,
+		    "out of memory");
 	}
-	in_tx = 0;
-	rc = sync_db_commit(db, err);
+	if (rc == SYNC_OK && !f.end)
+		rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
+		    "cannot read the change feed: it ended without its next "
+		    "position");
 	if (rc == SYNC_OK)
-		sync_log(LOG_DEBUG, "%lld changes after %s", n, o->since);
+		sync_log(LOG_DEBUG, "%lld changes after %s", f.n, o->since);
 out:
-	if (in_tx)
-		sync_db_rollback(db);
-	sync_rows_free(rows);
 	sync_db_free(db);
-	sync_buf_release(&line);
+	sync_buf_release(&f.line);
 	sync_buf_release(&tables);
 	sync_buf_release(&sources);
 	return rc;

@@ -286,8 +286,8 @@ enum sync_rc	sync_status_report(const struct sync_config *, const struct sync_op
  * sync-changes (SPEC §2): streams the change feed after position o->since
  * (msgsync_changes() of migrations/008_changes.sql), one JSON line per
  * change, oldest first, then the line {"next":TOKEN,"has_more":BOOL};
- * each line, with its newline, is handed to emit as it comes (the library
- * holds at most one fetch of rows).  emit returns 0, or -1 to stop (a
+ * each line, with its newline, is handed to emit as it arrives (the
+ * library holds one row at a time).  emit returns 0, or -1 to stop (a
  * write failed: SYNC_EINTR).  Errors: SYNC_EUSAGE for a --source that is
  * not configured, database errors as for a pass.
  */
