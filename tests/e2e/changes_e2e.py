@@ -45,6 +45,13 @@ def feed(ctx, since, *args, cfg=None):
     return lines[:-1], last
 
 
+def token(t):
+    """The position a v1 token names (the tests may look inside)."""
+    m = TOKEN.match(t)
+    check(m, "not a v1 token: %r" % t)
+    return (int(m.group(1)), int(m.group(2)))
+
+
 def position(c):
     return (c["row"]["txid"], c["seq"])
 
@@ -133,7 +140,10 @@ def changes_feed_all(ctx):
     check(TOKEN.match(last["next"]), "next is no v1 token", last)
     again, last2 = feed(ctx, last["next"])
     eq(again, [], "changes after the end")
-    eq(last2, {"next": last["next"], "has_more": False}, "next after the end")
+    eq(last2["has_more"], False, "has_more after the end")
+    # (Anything in the cluster that takes a transaction id, autoanalyze
+    # included, may move the boundary on: next never goes back.)
+    check(token(last2["next"]) >= token(last["next"]), "next went back", last, last2)
     # The default limit is 1000; -q and -v change only the logging.
     r = ctx.run("sync-changes", "-q", "--since", "0")
     r.expect_rc(0)
@@ -154,7 +164,8 @@ def changes_paging(ctx):
         pages = []
         got, nxt = follow(ctx, "0", "--limit", str(limit), pages=pages)
         eq(keyed(got), keyed(whole), "changes paged by %d vs in one call" % limit)
-        eq(nxt, end, "next at the end, paged by %d" % limit)
+        check(token(nxt) >= token(end), "next at the end went back, paged by %d" % limit,
+              end, nxt)
         for ch, last in pages[:-1]:
             eq(len(ch), limit, "changes on a full page of %d" % limit)
             eq(last["has_more"], True, "has_more of a full page")
