@@ -420,7 +420,7 @@ class Ctx:
            " DROP TABLE message_status_history, person_queue, person_override,"
            " person_link, identity_state, msgsync_setting;"
            " ALTER TABLE contact DROP COLUMN person_id; DROP TABLE person;"
-           " DROP INDEX message_search_idx, message_sender_idx;"
+           " DROP INDEX message_search_idx, message_sender_idx, contact_phone_idx;"
            " DROP TRIGGER contact_touch ON contact;"
            " DROP TRIGGER conversation_touch ON conversation;"
            " DROP TRIGGER message_touch ON message;"
