@@ -34,17 +34,17 @@ LIB_SRCS = lib/batch.c lib/buf.c lib/cli.c lib/config.c lib/cursor.c lib/db.c \
 	   lib/engine.c lib/err.c lib/gaps.c lib/http.c lib/jsonf.c lib/log.c lib/mark.c \
 	   lib/output.c lib/progress.c lib/registry.c lib/signals.c lib/status.c \
 	   lib/strmap.c lib/time.c lib/tls.c lib/walk.c lib/coverage.c lib/link.c lib/media.c \
-	   lib/search.c lib/phone.c lib/identity.c \
+	   lib/search.c lib/phone.c lib/identity.c lib/changes.c \
 	   lib/migrations.c $(CONN_SRCS)
 # Connectors: one file each, discovered; telegram has its own directory.
 CONN_SRCS = $(sort $(wildcard lib/connectors/*.c lib/connectors/*/*.c))
 LIB_OBJS = $(LIB_SRCS:.c=.o)
-BINS	 = full-sync incr-sync status-poll sync-status media-sync sync-search
+BINS	 = full-sync incr-sync status-poll sync-status media-sync sync-search sync-changes
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:.c=)
 MIGRATIONS = $(sort $(wildcard migrations/*.sql))
 MANS	 = man/full-sync.1 man/incr-sync.1 man/status-poll.1 man/sync-status.1 \
-	   man/media-sync.1 man/sync-search.1 man/msgsync.conf.5 man/msgsync.7
+	   man/media-sync.1 man/sync-search.1 man/sync-changes.1 man/msgsync.conf.5 man/msgsync.7
 
 .PHONY: all check boundary unit e2e conformance install uninstall demo bench clean deps lint \
 	fuzz fuzz-build fuzz-toolchain
@@ -77,7 +77,7 @@ lib/libsync.a: $(LIB_OBJS)
 full-sync incr-sync status-poll media-sync: %: cmd/%.o cmd/pass.o lib/libsync.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< cmd/pass.o lib/libsync.a $(LDLIBS)
 
-sync-status sync-search: %: cmd/%.o lib/libsync.a
+sync-status sync-search sync-changes: %: cmd/%.o lib/libsync.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< lib/libsync.a $(LDLIBS)
 
 tests/unit/test_%: tests/unit/test_%.c tests/unit/t.h tests/unit/canned.h lib/libsync.a
@@ -216,6 +216,7 @@ install: all
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)
 	install -m 644 man/full-sync.1 man/incr-sync.1 man/status-poll.1 \
 	    man/sync-status.1 man/media-sync.1 man/sync-search.1 \
+	    man/sync-changes.1 \
 	    $(DESTDIR)$(MANDIR)/man1
 	install -m 644 man/msgsync.conf.5 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 man/msgsync.7 $(DESTDIR)$(MANDIR)/man7
@@ -232,6 +233,7 @@ uninstall:
 	rm -f $(DESTDIR)$(MANDIR)/man1/full-sync.1 $(DESTDIR)$(MANDIR)/man1/incr-sync.1 \
 	    $(DESTDIR)$(MANDIR)/man1/status-poll.1 $(DESTDIR)$(MANDIR)/man1/sync-status.1 \
 	    $(DESTDIR)$(MANDIR)/man1/media-sync.1 $(DESTDIR)$(MANDIR)/man1/sync-search.1 \
+	    $(DESTDIR)$(MANDIR)/man1/sync-changes.1 \
 	    $(DESTDIR)$(MANDIR)/man5/msgsync.conf.5 $(DESTDIR)$(MANDIR)/man7/msgsync.7
 	rm -rf $(DESTDIR)$(DOCDIR)
 

@@ -14,7 +14,8 @@ enum {
 	OPT_SINCE = 256, OPT_RESTART, OPT_STREAM, OPT_DRY_RUN, OPT_MAX_RUNTIME,
 	OPT_CHECK, OPT_MAX_LAG, OPT_MAX_FAILURES, OPT_PROMETHEUS, OPT_LOGIN,
 	OPT_IMPORT, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_WARN_LAG, OPT_PRUNE,
-	OPT_PRUNE_WINDOW, OPT_MAX_BYTES, OPT_CONVERSATION, OPT_UNTIL, OPT_LIMIT
+	OPT_PRUNE_WINDOW, OPT_MAX_BYTES, OPT_CONVERSATION, OPT_UNTIL, OPT_LIMIT,
+	OPT_TABLE
 };
 
 /* Which command accepts which long-only option. */
@@ -24,22 +25,24 @@ enum {
 #define S	(1 << SYNC_CMD_STATUS)
 #define M	(1 << SYNC_CMD_MEDIA)
 #define X	(1 << SYNC_CMD_SEARCH)
+#define C	(1 << SYNC_CMD_CHANGES)
 
 static const struct {
 	struct option	 opt;
 	int		 cmds;
 } options[] = {
-	{ { "config", required_argument, NULL, 'c' }, F | I | P | S | M | X },
-	{ { "source", required_argument, NULL, 's' }, F | I | P | S | M | X },
-	{ { "json", no_argument, NULL, 'j' }, F | I | P | S | M | X },
-	{ { "quiet", no_argument, NULL, 'q' }, F | I | P | S | M | X },
-	{ { "verbose", no_argument, NULL, 'v' }, F | I | P | S | M | X },
-	{ { "help", no_argument, NULL, 'h' }, F | I | P | S | M | X },
-	{ { "version", no_argument, NULL, 'V' }, F | I | P | S | M | X },
-	{ { "since", required_argument, NULL, OPT_SINCE }, F | X },
+	{ { "config", required_argument, NULL, 'c' }, F | I | P | S | M | X | C },
+	{ { "source", required_argument, NULL, 's' }, F | I | P | S | M | X | C },
+	{ { "json", no_argument, NULL, 'j' }, F | I | P | S | M | X | C },
+	{ { "quiet", no_argument, NULL, 'q' }, F | I | P | S | M | X | C },
+	{ { "verbose", no_argument, NULL, 'v' }, F | I | P | S | M | X | C },
+	{ { "help", no_argument, NULL, 'h' }, F | I | P | S | M | X | C },
+	{ { "version", no_argument, NULL, 'V' }, F | I | P | S | M | X | C },
+	{ { "since", required_argument, NULL, OPT_SINCE }, F | X | C },
 	{ { "until", required_argument, NULL, OPT_UNTIL }, X },
 	{ { "conversation", required_argument, NULL, OPT_CONVERSATION }, X },
-	{ { "limit", required_argument, NULL, OPT_LIMIT }, X },
+	{ { "limit", required_argument, NULL, OPT_LIMIT }, X | C },
+	{ { "table", required_argument, NULL, OPT_TABLE }, C },
 	{ { "restart", no_argument, NULL, OPT_RESTART }, F | M },
 	{ { "stream", required_argument, NULL, OPT_STREAM }, F | I },
 	{ { "dry-run", no_argument, NULL, OPT_DRY_RUN }, F },
@@ -85,6 +88,9 @@ static const char usage_status[] =
 static const char usage_search[] =
     "usage: sync-search [-jqvhV] [-c file] [-s source]... [--conversation id]\n"
     "                   [--since date] [--until date] [--limit n] query\n";
+static const char usage_changes[] =
+    "usage: sync-changes [-jqvhV] [-c file] [-s source]... [--table name]...\n"
+    "                    [--limit n] --since token\n";
 
 static const char usage_common[] =
     "\n"
@@ -111,6 +117,7 @@ sync_cmd_name(enum sync_cmd c)
 	case SYNC_CMD_STATUS:	return "sync-status";
 	case SYNC_CMD_MEDIA:	return "media-sync";
 	case SYNC_CMD_SEARCH:	return "sync-search";
+	case SYNC_CMD_CHANGES:	return "sync-changes";
 	}
 	return "msgsync";
 }
@@ -189,6 +196,14 @@ sync_cli_usage(enum sync_cmd cmd)
 		    "                       not a terminal (plain lines) or with -q, --json\n"
 		    "      --no-progress    never show progress (default: shown when stderr\n"
 		    "                       is a terminal, without -q and --json)\n";
+		break;
+	case SYNC_CMD_CHANGES:
+		u = usage_changes;
+		extra = "      --since TOKEN    the position to read after: 0 for the beginning,\n"
+		    "                       else the next of the last line read (required)\n"
+		    "      --table NAME     only contact, conversation or message (repeatable)\n"
+		    "      --limit N        at most N changes (default 1000)\n"
+		    "  (-s NAME: only this source's rows; the output is always JSON lines)\n";
 		break;
 	}
 	snprintf(buf, sizeof(buf), "%s%s%s%s", u, usage_common, extra, usage_env);
@@ -275,7 +290,7 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 	o->max_runtime = -1;
 	o->max_lag = 3600;
 	o->max_failures = 3;
-	o->limit = 20;
+	o->limit = cmd == SYNC_CMD_CHANGES ? 1000 : 20;
 	for (i = 0; i < NOPTIONS; i++)
 		if (options[i].cmds & (1 << cmd))
 			longopts[n++] = options[i].opt;
@@ -313,11 +328,42 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 			return SYNC_EHELP;
 		case OPT_SINCE:
 			o->since = optarg;
+			if (cmd == SYNC_CMD_CHANGES) {
+				if (!sync_changes_token_ok(optarg))
+					return sync_err_set(err, SYNC_EUSAGE,
+					    SYNC_ERR_CONFIG, "--since '%s': not a "
+					    "position (0, or a next that sync-changes "
+					    "printed)", optarg);
+				break;
+			}
 			if (parse_since(optarg, &o->since_t) == -1)
 				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 				    "--since '%s': not a date (YYYY-MM-DD) or an "
 				    "RFC 3339 timestamp", optarg);
 			break;
+		case OPT_TABLE:
+			if (strcmp(optarg, "contact") != 0 &&
+			    strcmp(optarg, "conversation") != 0 &&
+			    strcmp(optarg, "message") != 0)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--table '%s': not contact, conversation or "
+				    "message", optarg);
+			if (o->ntables == SYNC_MAX_SELECT)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "too many --table options");
+			o->tables[o->ntables++] = optarg;
+			break;
+		case OPT_LIMIT: {
+			/* sync-search ranks its hits in memory; a feed streams. */
+			double max = cmd == SYNC_CMD_SEARCH ? 10000 : 1e9;
+
+			if (parse_num(optarg, 1, max, &v) == -1 || v != (double)(long)v)
+				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+				    "--limit '%s': not a whole number from 1 to %.0f",
+				    optarg, max);
+			o->limit = (long)v;
+			break;
+		}
 		case OPT_RESTART:
 			o->restart = 1;
 			break;
@@ -397,13 +443,6 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 				    "--until '%s': not a date (YYYY-MM-DD) or an "
 				    "RFC 3339 timestamp", optarg);
 			break;
-		case OPT_LIMIT:
-			if (parse_num(optarg, 1, 10000, &v) == -1 || v != (double)(long)v)
-				return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
-				    "--limit '%s': not a whole number from 1 to 10000",
-				    optarg);
-			o->limit = (long)v;
-			break;
 		case ':':
 			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
 			    "option '%s' needs an argument", argv[optind - 1]);
@@ -427,6 +466,9 @@ sync_cli_parse(struct sync_opts *o, enum sync_cmd cmd, int argc, char **argv,
 		    "unexpected argument '%s'", argv[optind]);
 	if (o->quiet && o->verbose)
 		o->verbose = 0;
+	if (cmd == SYNC_CMD_CHANGES && o->since == NULL)
+		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+		    "--since is required (0 for the beginning)");
 	if ((o->max_lag != 3600 || o->max_failures != 3 || o->warn_lag != 0) &&
 	    !o->check)
 		return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,

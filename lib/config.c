@@ -22,8 +22,6 @@
 #include "internal.h"
 
 /* sync-status and sync-search read no secret and reach no upstream. */
-#define READ_ONLY_CMD(c) ((c) == SYNC_CMD_STATUS || (c) == SYNC_CMD_SEARCH)
-
 #define DEFAULT_CONFIG "/etc/msgsync/msgsync.conf"
 
 /* State of one load: where errors point, every error found. */
@@ -35,6 +33,14 @@ struct loader {
 	char	       **errs;		/* every error, NULL-terminated */
 	size_t		 nerrs;
 };
+
+/* Commands that only read the store: they never read a secret. */
+static int
+reads_only(enum sync_cmd cmd)
+{
+	return cmd == SYNC_CMD_STATUS || cmd == SYNC_CMD_SEARCH ||
+	    cmd == SYNC_CMD_CHANGES;
+}
 
 static int
 line_of(const config_setting_t *s)
@@ -414,7 +420,7 @@ load_group(struct loader *l, const config_setting_t *g, struct sync_config *c,
 			if (rc == SYNC_OK && d->off == OFF(ca_file))
 				rc = check_ca_file(l, s, NULL,
 				    (char **)(void *)dst, l->opts == NULL ||
-				    !READ_ONLY_CMD(l->opts->cmd));
+				    !reads_only(l->opts->cmd));
 			break;
 		case 'n':
 			rc = get_num(l, s, d->lo, d->hi, (double *)(void *)dst);
@@ -1058,7 +1064,7 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 	if (src->ca_file != NULL && check_ca_file(l,
 	    config_setting_get_member(g, "ca_file"), src->name, &src->ca_file,
 	    may_run(l, src) && (l->opts == NULL ||
-	    !READ_ONLY_CMD(l->opts->cmd))) == SYNC_ENOMEM)
+	    !reads_only(l->opts->cmd))) == SYNC_ENOMEM)
 		return SYNC_ENOMEM;
 	for (j = 0; j < src->nvalues; j++)
 		if (src->values[j].def->required && !src->values[j].set)
@@ -1070,7 +1076,7 @@ load_source(struct loader *l, config_setting_t *g, struct sync_config *c,
 	 * besides, this is no sync-status (which never reads a secret).
 	 */
 	need = may_run(l, src);
-	load = need && (l->opts == NULL || !READ_ONLY_CMD(l->opts->cmd));
+	load = need && (l->opts == NULL || !reads_only(l->opts->cmd));
 	src->secrets_optional = !need;
 	for (j = 0; j < src->nvalues; j++) {
 		struct sync_value *v = &src->values[j];

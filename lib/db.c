@@ -2528,6 +2528,52 @@ sync_db_exec(struct sync_db *db, const char *what, const char *sql, int n,
 	return rows_wrap(r, out, err);
 }
 
+enum sync_rc
+sync_db_stream(struct sync_db *db, const char *what, const char *sql, int n,
+    const char *const *p, int (*fn)(void *, const struct sync_rows *),
+    void *arg, const char *stopped, struct sync_err *err)
+{
+	struct sync_rows one;
+	enum sync_rc rc = SYNC_OK;
+	PGcancel *cancel;
+	PGresult *r;
+	char why[256];
+	int stop = 0;
+
+	if (!PQsendQueryParams(db->conn, sql, n, NULL, p, NULL, NULL, 0))
+		return db_err(db, NULL, err, what);
+	if (!PQsetSingleRowMode(db->conn))
+		rc = sync_err_set(err, SYNC_ETEMP, SYNC_ERR_DATABASE,
+		    "cannot %s: single-row mode refused", what);
+	/* Every result is taken, also after an error: the connection is idle. */
+	while ((r = PQgetResult(db->conn)) != NULL) {
+		switch (PQresultStatus(r)) {
+		case PGRES_SINGLE_TUPLE:
+			one.res = r;
+			if (rc == SYNC_OK && !stop && fn(arg, &one) == -1) {
+				stop = 1;
+				if ((cancel = PQgetCancel(db->conn)) != NULL) {
+					PQcancel(cancel, why, sizeof(why));
+					PQfreeCancel(cancel);
+				}
+			}
+			break;
+		case PGRES_TUPLES_OK:
+		case PGRES_COMMAND_OK:
+			break;
+		default:
+			if (rc == SYNC_OK && !stop)
+				rc = db_err(db, r, err, what);
+			break;
+		}
+		PQclear(r);
+	}
+	if (stop && rc == SYNC_OK)
+		rc = sync_err_set(err, SYNC_EINTR, SYNC_ERR_INTERRUPTED, "%s",
+		    stopped);
+	return rc;
+}
+
 int
 sync_rows_count(const struct sync_rows *rows)
 {

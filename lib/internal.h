@@ -280,6 +280,10 @@ struct sync_db *sync_db_open(const struct sync_config *, struct sync_err *);
  * take, no rate-limit window and no cursor.  Errors as sync_db_open().
  */
 struct sync_db *sync_db_open_readonly(const struct sync_config *, struct sync_err *);
+/* Whether the schema is there (a read-only connection may find none). */
+int		sync_db_has_schema(const struct sync_db *);
+/* sync-changes: whether s is a position its --since takes (changes.c). */
+int		sync_changes_token_ok(const char *s);
 void		sync_db_free(struct sync_db *);
 /*
  * Whether the connection can serve the next source of the pass: connected,
@@ -625,6 +629,17 @@ enum sync_rc	sync_db_run_finish(struct sync_db *, long long, const struct sync_s
 struct sync_rows;
 enum sync_rc	sync_db_query(struct sync_db *, const char *sql, int nparams,
 		    const char *const *params, struct sync_rows **, struct sync_err *);
+/*
+ * Runs sql and hands each row of its result to fn as it arrives (libpq's
+ * single-row mode: memory holds one row, however many come); the rows are
+ * fn's to read during the call only.  fn returns 0 to go on, -1 to stop:
+ * the statement is cancelled and sync_db_stream() returns SYNC_EINTR with
+ * stopped as the message.  Errors name what.
+ */
+enum sync_rc	sync_db_stream(struct sync_db *, const char *what, const char *sql,
+		    int nparams, const char *const *params,
+		    int (*fn)(void *, const struct sync_rows *), void *arg,
+		    const char *stopped, struct sync_err *);
 int		sync_rows_count(const struct sync_rows *);
 /* Value at (row, col), or NULL for SQL NULL. */
 const char     *sync_rows_get(const struct sync_rows *, int, int);

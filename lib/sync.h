@@ -63,7 +63,8 @@ enum sync_cmd {
 	SYNC_CMD_POLL,
 	SYNC_CMD_STATUS,
 	SYNC_CMD_MEDIA,
-	SYNC_CMD_SEARCH
+	SYNC_CMD_SEARCH,
+	SYNC_CMD_CHANGES
 };
 
 #define SYNC_MAX_SELECT 64
@@ -101,8 +102,11 @@ struct sync_opts {
 	const char	*query;		/* QUERY, web-search syntax */
 	const char	*conversation;	/* --conversation EXTERNAL_ID */
 	time_t		 until_t;	/* --until, 0 if none */
-	long		 limit;		/* --limit, default 20 */
+	long		 limit;		/* --limit: 20 (sync-search), 1000 (sync-changes) */
 	int		 tty;		/* stdout is a terminal: bold matches */
+	/* sync-changes: --since is the token (since), and the tables */
+	const char	*tables[SYNC_MAX_SELECT];	/* --table */
+	size_t		 ntables;
 };
 
 /*
@@ -294,6 +298,19 @@ enum sync_rc	sync_status_report(const struct sync_config *, const struct sync_op
  */
 enum sync_rc	sync_search_run(const struct sync_config *, const struct sync_opts *,
 		    char **out, long *hits, struct sync_err *);
+
+/*
+ * sync-changes (SPEC §2): streams the change feed after position o->since
+ * (msgsync_changes() of migrations/008_changes.sql), one JSON line per
+ * change, oldest first, then the line {"next":TOKEN,"has_more":BOOL};
+ * each line, with its newline, is handed to emit as it arrives (the
+ * library holds one row at a time).  emit returns 0, or -1 to stop (a
+ * write failed: SYNC_EINTR).  Errors: SYNC_EUSAGE for a --source that is
+ * not configured, database errors as for a pass.
+ */
+typedef int	(*sync_emit_fn)(void *arg, const char *line, size_t len);
+enum sync_rc	sync_changes_run(const struct sync_config *, const struct sync_opts *,
+		    sync_emit_fn emit, void *arg, struct sync_err *);
 
 /*
  * Asks the operator a question (a login's phone number, code, password):

@@ -42,11 +42,23 @@ CREATE TRIGGER contact_touch BEFORE UPDATE ON contact FOR EACH ROW
 CREATE TRIGGER conversation_touch BEFORE UPDATE ON conversation FOR EACH ROW
     WHEN (NEW.txid = OLD.txid AND OLD.* IS DISTINCT FROM NEW.*)
     EXECUTE FUNCTION msgsync_touch();
--- message has a generated column (body_tsv), which a WHEN over NEW.* may
--- not read: every UPDATE of a message counts as a change.  msgsync's own
--- never rewrites an unchanged row.
+-- message has a generated column (body_tsv), which a WHEN may not read in
+-- NEW: its columns are named (a column added to message must be added
+-- here, and to msgsync_changes()).
 CREATE TRIGGER message_touch BEFORE UPDATE ON message FOR EACH ROW
-    WHEN (NEW.txid = OLD.txid) EXECUTE FUNCTION msgsync_touch();
+    WHEN (NEW.txid = OLD.txid AND (OLD.id, OLD.source_id, OLD.external_id,
+	OLD.conversation_id, OLD.sender_contact_id, OLD.direction, OLD.kind,
+	OLD.body, OLD.sent_at, OLD.edited_at, OLD.status, OLD.status_at,
+	OLD.validity_expires_at, OLD.folder, OLD.attachments, OLD.raw,
+	OLD.deleted_at, OLD.row_hash, OLD.created_at, OLD.tracking,
+	OLD.provider_id, OLD.missing_since, OLD.deleted_reason, OLD.stream)
+	IS DISTINCT FROM (NEW.id, NEW.source_id, NEW.external_id,
+	NEW.conversation_id, NEW.sender_contact_id, NEW.direction, NEW.kind,
+	NEW.body, NEW.sent_at, NEW.edited_at, NEW.status, NEW.status_at,
+	NEW.validity_expires_at, NEW.folder, NEW.attachments, NEW.raw,
+	NEW.deleted_at, NEW.row_hash, NEW.created_at, NEW.tracking,
+	NEW.provider_id, NEW.missing_since, NEW.deleted_reason, NEW.stream))
+    EXECUTE FUNCTION msgsync_touch();
 
 COMMENT ON COLUMN contact.txid IS
     'The transaction that last wrote the row: its position in the change'

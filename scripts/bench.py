@@ -467,6 +467,68 @@ def identity(tmp, env, ncontacts, fig):
     finally:
         fake.terminate()
         fake.wait()
+def changes(tmp, env, n, fig):
+    """sync-changes --since 0 --limit n of n message changes (plus 1,000
+    contacts and conversations): its wall time, and its peak RSS against
+    that of --limit 1000 (flat memory: issue 14).  Reuses the messages the
+    load part stored, else writes n with SQL."""
+    cenv, conf = dict(env), os.path.join(tmp, "changes.conf")
+    have = 0
+    if psql(env, "SELECT to_regclass('message') IS NOT NULL") == "t":
+        have = int(psql(env, "SELECT count(*) FROM message"))
+    db = "bench" if have >= n else "changes"
+    fake = None
+    try:
+        if db == "changes":
+            sf = os.path.join(tmp, "changes.port")
+            fake = subprocess.Popen([sys.executable, FAKE, "--port-file", sf, "--messages",
+                                     "1", "--conversations", "1", "--contacts", "1"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            port = wait_port(sf, fake)
+        else:
+            port = 1
+        with open(conf, "w") as f:
+            f.write('database = { conninfo = "dbname=%s"; };\n'
+                    'sources = ( { name = "bench"; type = "seqapi";'
+                    ' url = "http://127.0.0.1:%d"; integration_id = "int-1";'
+                    ' token_env = "BENCH_TOKEN"; } );\n' % (db, port))
+        cenv["PGDATABASE"] = db
+        if db == "changes":
+            sh(["createdb", "changes"], env=env)
+            run_timed([os.path.join(TOP, "full-sync"), "-q", "-c", conf], cenv)
+            psql(cenv, "INSERT INTO contact (source_id, external_id, display_name, phone,"
+                 " raw) SELECT 1, 'bc' || g, 'Contact ' || g, '+4930' || (1000000 + g),"
+                 " jsonb_build_object('id', g) FROM generate_series(1, 1000) g;"
+                 " INSERT INTO conversation (source_id, external_id, title, kind, raw)"
+                 " SELECT 1, 'bv' || g, 'Conversation ' || g, 'direct',"
+                 " jsonb_build_object('id', g) FROM generate_series(1, 1000) g;")
+            psql(cenv, "INSERT INTO message (source_id, external_id, conversation_id,"
+                 " sender_contact_id, direction, kind, body, sent_at, status, raw)"
+                 " SELECT 1, 'bm' || g, 1 + g %% 1000, 1 + g %% 1000,"
+                 " CASE WHEN g %% 3 = 0 THEN 'out' ELSE 'in' END, 'text',"
+                 " 'message number ' || g || ' about the delivery of order ' || (g * 7),"
+                 " now() - g * interval '1 minute', 'delivered',"
+                 " jsonb_build_object('id', g, 'text', 'message number ' || g)"
+                 " FROM generate_series(1, %d) g" % n)
+        psql(cenv, "VACUUM ANALYZE")
+        total = int(psql(cenv, "SELECT (SELECT count(*) FROM message) + (SELECT count(*)"
+                         " FROM contact) + (SELECT count(*) FROM conversation)"))
+        prog = os.path.join(TOP, "sync-changes")
+        wall, rss, cpu = run_timed([prog, "-c", conf, "--since", "0", "--limit", str(n)],
+                                   cenv)
+        _, rss_small, _ = run_timed([prog, "-c", conf, "--since", "0", "--limit", "1000"],
+                                    cenv)
+        print("sync-changes --since 0 --limit %d (of %d changes stored): %.1f s wall,"
+              " %.0f changes/s, CPU %.1f s, peak RSS %.1f MB (--limit 1000: %.1f MB)"
+              % (n, total, wall, n / wall, cpu, rss, rss_small))
+        fig["changes_s"] = wall
+        fig["changes_n"] = n
+        fig["changes_rss"] = rss
+        fig["changes_rss_small"] = rss_small
+    finally:
+        if fake is not None:
+            fake.terminate()
+            fake.wait()
 
 
 def report(fig):
@@ -517,6 +579,13 @@ def report(fig):
         r, w = fig["identity_incr_ratio"], fig["identity_incr_share"]
         line("    incremental (0.1% changed) / first", "%.4f" % r,
              "proportional (~%.4f)" % w, r <= max(20 * w, 0.05))
+    if "changes_s" in fig:
+        w = fig["changes_s"]
+        line("(h) sync-changes of %d changes" % fig["changes_n"], "%.1f s" % w,
+             "<= 10 s", w <= 10)
+        d = fig["changes_rss"] - fig["changes_rss_small"]
+        line("    its peak RSS - that of --limit 1000", "%+.1f MB" % d,
+             "<= 2 MB (flat: streamed)", d <= 2.0)
     if "noop_ms" in fig:
         line("(c) no-op incr-sync time per source", "%.2f ms" % fig["noop_ms"],
              "<= 3 ms", fig["noop_ms"] <= 3.0)
@@ -540,12 +609,13 @@ def main():
     ap.add_argument("--contacts", type=int, default=1000000,
                     help="contacts of the identity resolution")
     ap.add_argument("--only", choices=("load", "sources", "import", "media", "search",
-                                       "identity"),
+                                       "identity", "changes"),
                     action="append",
                     help="run only these parts (repeatable; default all)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     a = ap.parse_args()
-    parts = a.only or ["load", "sources", "import", "media", "search", "identity"]
+    parts = a.only or ["load", "sources", "import", "media", "search", "identity",
+                       "changes"]
     fig = {}
     n = a.messages
     tmp = tempfile.mkdtemp(prefix="msgsync-bench-")
@@ -724,6 +794,8 @@ def main():
             search_bench(tmp, env, pgdir, a.search_messages, fig)
         if "identity" in parts:
             identity(tmp, env, a.contacts, fig)
+        if "changes" in parts:
+            changes(tmp, env, n, fig)
     finally:
         if fake is not None:
             fake.terminate()

@@ -413,6 +413,9 @@ class Ctx:
 
     # What undoes each migration that tests take back (newest first).
     UNDO_MIGRATION = {
+        8: "DROP FUNCTION msgsync_changes(text, integer, text[], text[]),"
+           " msgsync_change_position(text), msgsync_change_tables(text[]),"
+           " msgsync_change_limit(integer);",
         7: "DROP VIEW person_message, conversation_overview;"
            " DROP TABLE message_status_history, person_queue, person_override,"
            " person_link, identity_state, msgsync_setting;"
