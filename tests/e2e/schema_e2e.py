@@ -58,6 +58,31 @@ def schema_comments(ctx):
                           "schema_probe_v.one"], "uncommented after adding some")
 
 
+
+@test
+def schema_migration_9(ctx):
+    """Migration 9 on a store of version 7: the history loses its foreign
+    key and gains its delete trigger, the overview its new plan; every
+    column has its comment."""
+    ctx.setup(conversations=2, messages=20, contacts=2)
+    ctx.config()
+    e2e.ok_pass(ctx.run("incr-sync", "-j"), "incr-sync")
+    ctx.schema_before(9)
+
+    def shape():
+        return ctx.sql_json(
+            "SELECT (SELECT count(*) FROM pg_constraint WHERE conrelid ="
+            " 'message_status_history'::regclass AND contype = 'f') AS fks,"
+            " (SELECT count(*) FROM pg_trigger WHERE tgname = 'message_status_del') AS del,"
+            " pg_get_viewdef('conversation_overview') LIKE '%UNION ALL%' AS view")[0]
+    eq(shape(), {"fks": 1, "del": 0, "view": True}, "version 7 (undone 9; the view stays)")
+    n = ctx.count("message_status_history")
+    ctx.fake.edit("messages", indexes=[5], kind="status", status="delivered")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"), "incr-sync")
+    eq(shape(), {"fks": 0, "del": 1, "view": True}, "after migration 9")
+    eq(ctx.count("message_status_history"), n + 1, "history rows")
+    eq(uncommented(ctx), [], "uncommented after migration 9")
+
 # -- message_status_history ---------------------------------------------------
 
 def history(ctx, source, ext):
@@ -201,3 +226,180 @@ def status_history_append_only(ctx):
        [r for r in rows0 if str(r["message_id"]) != mid], "the other messages' history")
     eq(ctx.count("message_status_history", "message_id = %s" % mid), 5,
        "m5's history after its status was cleared")
+    # A deleted message takes its history with it.
+    n = ctx.count("message_status_history")
+    ctx.sql("DELETE FROM message WHERE id = %s" % mid)
+    eq(ctx.count("message_status_history"), n - 5, "history rows after m5 was deleted")
+
+
+# -- the views ----------------------------------------------------------------
+
+def want_overview(ctx, source):
+    """conversation_overview computed from the tables, by conversation id."""
+    convs = ctx.sql_json(
+        "SELECT c.id, c.external_id, c.title, c.kind, c.unread_count, c.is_read,"
+        " c.archived, c.last_message_at FROM conversation c JOIN source s"
+        " ON s.id = c.source_id WHERE s.name = '%s'" % source)
+    msgs = ctx.sql_json(
+        "SELECT m.id, m.conversation_id, m.sent_at, extract(epoch FROM m.sent_at)"
+        " AS ts, m.body, m.direction, k.display_name, k.person_id FROM message m"
+        " LEFT JOIN contact k ON k.id = m.sender_contact_id WHERE m.deleted_at IS NULL")
+    last = {}
+    for m in msgs:
+        key = (m["ts"] is not None, m["ts"] or 0, m["id"])
+        if m["conversation_id"] not in last or key > last[m["conversation_id"]][0]:
+            last[m["conversation_id"]] = (key, m)
+    want = {}
+    for c in convs:
+        m = last.get(c["id"], (None, {}))[1]
+        want[c["id"]] = dict(
+            id=c["id"], source=source, external_id=c["external_id"], title=c["title"],
+            kind=c["kind"], unread_count=c["unread_count"], is_read=c["is_read"],
+            archived=c["archived"],
+            last_message_at=m.get("sent_at") or c["last_message_at"],
+            last_message_body=m.get("body"), last_message_direction=m.get("direction"),
+            last_message_sender=m.get("display_name"),
+            last_message_person_id=m.get("person_id"))
+    return want
+
+
+@test
+def view_conversation_overview(ctx):
+    """conversation_overview: per conversation its last message not deleted
+    (latest sent_at, ties by the last stored, one without sent_at only when
+    none has one), its sender and person, the unread count."""
+    ctx.setup(conversations=6, messages=300, contacts=10)
+    ctx.config()
+    e2e.ok_pass(ctx.run("incr-sync", "-j"), "incr-sync")
+    conv = {r["external_id"]: r["id"] for r in ctx.sql_json(
+        "SELECT external_id, id FROM conversation")}
+    # c0's last message is deleted upstream: the one before it is its last.
+    last0 = ctx.sql("SELECT external_id FROM message WHERE conversation_id = %d"
+                    " ORDER BY sent_at DESC LIMIT 1" % conv["c0"])
+    ctx.fake.edit("messages", ids=[last0], kind="delete")
+    e2e.ok_pass(ctx.run("incr-sync", "-j"), "incr-sync")
+    # c1: a message stored later with the same time as its last: it wins;
+    # and one without a time, which does not.  c2: its only messages
+    # have no time.  A conversation with no message at all.
+    ctx.sql("INSERT INTO message (source_id, external_id, conversation_id,"
+            " sender_contact_id, direction, body, sent_at)"
+            " SELECT source_id, 'tie', conversation_id, NULL, 'out', 'the tie', sent_at"
+            " FROM message WHERE conversation_id = %d ORDER BY sent_at DESC LIMIT 1;"
+            " INSERT INTO message (source_id, external_id, conversation_id, body)"
+            " SELECT source_id, 'notime', %d, 'no time' FROM conversation LIMIT 1;"
+            " UPDATE message SET sent_at = NULL WHERE conversation_id = %d;"
+            " INSERT INTO conversation (source_id, external_id, title, last_message_at)"
+            " SELECT source_id, 'empty', 'Empty', '2026-01-02 03:04:05+00'"
+            " FROM conversation LIMIT 1;"
+            " INSERT INTO person (display_name) VALUES ('P');"
+            " UPDATE contact SET person_id = (SELECT max(id) FROM person)"
+            " WHERE external_id = 'k2'" % (conv["c1"], conv["c1"], conv["c2"]))
+    got = {r["id"]: r for r in ctx.sql_json("SELECT * FROM conversation_overview")}
+    want = want_overview(ctx, "wa")
+    eq(sorted(got), sorted(want), "conversations in the overview")
+    for i in want:
+        eq(got[i], want[i], "overview of conversation %d" % i)
+    by = {r["external_id"]: r for r in got.values()}
+    eq(by["c1"]["last_message_body"], "the tie", "c1's last message (a tie on sent_at)")
+    c2_last = ctx.sql("SELECT body FROM message WHERE conversation_id = %d"
+                      " AND deleted_at IS NULL ORDER BY id DESC LIMIT 1" % conv["c2"])
+    eq(by["c2"]["last_message_body"], c2_last or None,
+       "c2's last message (none has a time: the last stored)")
+    eq((by["empty"]["last_message_at"], by["empty"]["last_message_body"]),
+       ("2026-01-02T03:04:05+00:00", None), "a conversation without messages")
+    check(any(r["last_message_person_id"] for r in got.values()),
+          "no last message from the person of k2", want)
+    deleted = ctx.sql("SELECT body FROM message WHERE external_id = '%s'" % last0)
+    check(by["c0"]["last_message_body"] != deleted or deleted == "",
+          "c0's last message is the deleted one")
+
+
+SMS_NUMBER = "+48500100200"
+
+
+def person_setup(ctx, messages=200, contacts=8):
+    """An SMSEagle source (sms) and a seqapi source (wa); one person joins
+    the SMS number SMS_NUMBER and the seqapi contact k3.  Returns its id."""
+    fake = sms.sms_setup(ctx, name="sms")
+    ctx.fake = None
+    wa = ctx.new_fake(name="wa", conversations=5, messages=messages, contacts=contacts)
+    fake.inbox(3, number=SMS_NUMBER, step=60)
+    fake.inbox(2, number="+48500100999")
+    ids = fake.send(2, number=SMS_NUMBER)
+    fake.move(ids, "sending_ok")
+    fake.send(1, number="+48500100999")
+    ctx.config(sources=[sms.sms_source(ctx, fake=fake), ctx.source_cfg(fake=wa)])
+    e2e.ok_pass(ctx.run("incr-sync", "-j"), "incr-sync")
+    return int(ctx.sql(
+        "INSERT INTO person (display_name) VALUES ('Ann') RETURNING id;"
+        " UPDATE contact k SET person_id = currval('person_id_seq') FROM source s"
+        " WHERE s.id = k.source_id AND ((s.name = 'sms' AND k.external_id = '%s')"
+        " OR (s.name = 'wa' AND k.external_id = 'k3'))" % SMS_NUMBER).split("\n")[0])
+
+
+@test
+def view_person_message(ctx):
+    """person_message: a person's messages across two sources, those it sent
+    (an SMS number's inbox, a seqapi contact's messages) and those sent to
+    it in its SMS number's thread; nothing of anyone else."""
+    pid = person_setup(ctx)
+    got = ctx.sql_json("SELECT role, source, external_id, direction, body, message_id,"
+                       " contact_id FROM person_message WHERE person_id = %d" % pid)
+    # From the tables: sent by one of its contacts, or outgoing in the
+    # conversation named by one of them.
+    want = ctx.sql_json(
+        "SELECT CASE WHEN m.sender_contact_id = k.id THEN 'from' ELSE 'to' END AS role,"
+        " s.name AS source, m.external_id, m.direction, m.body, m.id AS message_id,"
+        " k.id AS contact_id FROM contact k JOIN source s ON s.id = k.source_id"
+        " JOIN message m ON m.source_id = k.source_id"
+        " LEFT JOIN conversation c ON c.id = m.conversation_id"
+        " WHERE k.person_id = %d AND (m.sender_contact_id = k.id"
+        " OR (m.direction = 'out' AND c.external_id = k.external_id))" % pid)
+
+    def key(r):
+        return (r["source"], r["external_id"], r["role"])
+    eq(sorted(got, key=key), sorted(want, key=key), "person_message of the person")
+    roles = sorted({(r["source"], r["role"]) for r in got})
+    eq(roles, [("sms", "from"), ("sms", "to"), ("wa", "from")], "sources and roles")
+    eq(len([r for r in got if r["source"] == "sms"]), 5, "SMS messages (3 in, 2 out)")
+    eq(len([r for r in got if r["source"] == "wa"]),
+       ctx.count("message m JOIN contact k ON k.id = m.sender_contact_id",
+                 "k.external_id = 'k3' AND m.source_id = k.source_id"), "seqapi messages")
+    eq(ctx.count("person_message", "person_id <> %d" % pid), 0, "rows of no person")
+
+
+def plan(ctx, q):
+    return ctx.sql("EXPLAIN " + q)
+
+
+@test
+def view_plans(ctx):
+    """With thousands of messages (analysed), a person's messages and a page
+    of a source's overview read message through indexes only, and the
+    overview reads a few messages per conversation, not all of them."""
+    pid = person_setup(ctx, messages=6000, contacts=500)
+    check(ctx.count("message") > 6000, "messages stored")
+    ctx.sql("INSERT INTO person (display_name) SELECT 'x' || g FROM generate_series(1, 200) g;"
+            " UPDATE contact SET person_id = (SELECT max(id) FROM person) - (id % 200)"
+            " WHERE person_id IS NULL; ANALYZE")
+    for q in ("SELECT * FROM person_message WHERE person_id = %d" % pid,
+              "SELECT * FROM conversation_overview WHERE source = 'wa'"
+              " ORDER BY last_message_at DESC LIMIT 20",
+              "SELECT * FROM conversation_overview WHERE source = 'sms'"
+              " ORDER BY last_message_at DESC LIMIT 20"):
+        p = plan(ctx, q)
+        check("Seq Scan on message" not in p, "a sequential scan of message", q, p)
+    # The overview of the 5 conversations of wa reads about one message
+    # each (plus ties), not the 6,000.
+    a = ctx.sql("EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM conversation_overview"
+                " WHERE source = 'wa' ORDER BY last_message_at DESC LIMIT 20")
+    import json
+    rows = []
+
+    def walk(n):
+        if n.get("Relation Name") == "message":
+            rows.append(n.get("Actual Rows", 0) * n.get("Actual Loops", 1))
+        for c in n.get("Plans", []):
+            walk(c)
+    walk(json.loads(a)[0]["Plan"])
+    check(rows and sum(rows) <= 50, "the overview read %d messages" % sum(rows), a[:3000])
