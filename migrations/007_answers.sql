@@ -54,8 +54,10 @@ COMMENT ON COLUMN message.txid IS
 -- Delivery statuses, as observed: appended by statement-level triggers
 -- whatever writes message (a pass, status-poll, an operator), one row per
 -- status a message is seen to take.
+-- Like message itself, no foreign key: its per-row check would cost a
+-- first load as much as the history's own inserts.
 CREATE TABLE message_status_history (
-	message_id	bigint NOT NULL REFERENCES message(id) ON DELETE CASCADE,
+	message_id	bigint NOT NULL,
 	status_at	timestamptz NOT NULL,
 	status		text NOT NULL,
 	observed_at	timestamptz NOT NULL DEFAULT now(),

@@ -523,8 +523,7 @@ def monitor_attachments_older_store(ctx):
     a pass has migrated it the figures are there (all 0 until a pass
     stores attachments)."""
     synced(ctx)
-    ctx.sql("DELETE FROM schema_migrations WHERE version >= 6;"
-            " DROP TABLE attachment, media_blob")
+    ctx.schema_before(6)
     r = ctx.run("sync-status", "--json")
     r.expect_rc(75)
     check("the next incr-sync or full-sync" in r.err, "sync-status says what to do",
