@@ -25,7 +25,9 @@ Control API for tests (JSON bodies; none of these are logged as requests):
                            ["age_days": sent that many days ago (messages)],
                            ["special":{"OFFSET":"nul|badutf8|surrogate|hostile"}]}
   POST /_control/edit     {"stream", "ids":[...] | "indexes":[...] | "n":K,
-                           ["kind":"edit|delete|purge|restore|nul|badutf8|surrogate|hostile"]}
+                           ["kind":"edit|delete|purge|restore|status|nul|badutf8|surrogate|hostile"]}
+                           status (+"status":"delivered"): the message takes that
+                           delivery status, nothing else changes
                            delete: a tombstone row ("deleted":true, new seq);
                            purge: the row vanishes (a hard delete);
                            restore: a purged row comes back with a new seq
@@ -211,6 +213,7 @@ class Stream:
         self.conv_of = {}               # message index -> conversation index
         self.sender_of = {}             # message index -> contact index or -1
         self.media = {}                 # message index -> (type, name, mime, size)
+        self.status_of = {}             # message index -> delivery status
         self.custom = set()             # indexes with any of the above
         self.hidden = set()             # seqs of rows not committed yet (hold)
 
@@ -298,8 +301,9 @@ class Stream:
             idxs.append(idx)
         return idxs
 
-    def touch(self, idx):
-        """Gives row idx a new seq (an edit); returns it."""
+    def touch(self, idx, edit=True):
+        """Gives row idx a new seq (an edit; edit=False: the body and
+        edited_at stay as they are); returns it."""
         old = self.current_seq(idx)
         if old is None:
             raise KeyError("no live row %d in %s" % (idx, self.name))
@@ -314,7 +318,8 @@ class Stream:
         self.tail_seqs.append(s)
         self.tail_items[s] = idx
         self.item_seq[idx] = s
-        self.version[idx] = self.version.get(idx, 0) + 1
+        if edit:
+            self.version[idx] = self.version.get(idx, 0) + 1
         self.custom.add(idx)
         return s
 
@@ -363,6 +368,7 @@ class Stream:
         self.conv_of = {k: v for k, v in self.conv_of.items() if k < keep}
         self.sender_of = {k: v for k, v in self.sender_of.items() if k < keep}
         self.media = {k: v for k, v in self.media.items() if k < keep}
+        self.status_of = {}
         self.custom = (set(self.special) | set(self.conv_of) | set(self.sender_of)
                        | set(self.media))
 
@@ -457,7 +463,7 @@ class Integration:
             media = "[]"
         reply = '"m%d"' % (i - 1) if i % 7 == 6 else "null"
         return MSG_T % (i, seq, conv, sender_s, "true" if from_me else "false", body,
-                        typ, MSG_STATUS[i % 8], sent, edited,
+                        typ, st.status_of.get(i, MSG_STATUS[i % 8]), sent, edited,
                         "true" if deleted else "false", media, reply, upd)
 
     def render_conversation(self, st, seq, i):
@@ -972,6 +978,10 @@ class Handler(fakelib.Handler):
                     continue
                 if kind == "delete":
                     s.deleted.add(i)
+                elif kind == "status":
+                    s.status_of[i] = str(d["status"])
+                    seqs.append(s.touch(i, edit=False))
+                    continue
                 elif kind in SPECIAL_BODIES:
                     s.special[i] = kind
                 elif kind != "edit":
