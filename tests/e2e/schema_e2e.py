@@ -367,7 +367,9 @@ def view_person_message(ctx):
     eq(len([r for r in got if r["source"] == "wa"]),
        ctx.count("message m JOIN contact k ON k.id = m.sender_contact_id",
                  "k.external_id = 'k3' AND m.source_id = k.source_id"), "seqapi messages")
-    eq(ctx.count("person_message", "person_id <> %d" % pid), 0, "rows of no person")
+    eq(ctx.count("person_message", "person_id <> %d AND contact_id IN (SELECT id FROM"
+                 " contact WHERE person_id = %d)" % (pid, pid)), 0,
+       "its contacts' rows under another person")
 
 
 def plan(ctx, q):
