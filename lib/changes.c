@@ -39,15 +39,11 @@ static enum sync_rc
 source_names(const struct sync_config *cfg, const struct sync_opts *o,
     struct sync_buf *a, struct sync_err *err)
 {
-	size_t i, k;
+	size_t i;
 
+	if (sync_config_check_sources(cfg, o, err) != SYNC_OK)
+		return err->rc;
 	for (i = 0; i < o->nsources; i++) {
-		for (k = 0; k < cfg->nsources; k++)
-			if (strcmp(cfg->sources[k].name, o->sources[i]) == 0)
-				break;
-		if (k == cfg->nsources)
-			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
-			    "no source named '%s' in %s", o->sources[i], cfg->path);
 		if (sync_db_array_add(a, o->sources[i]) == -1)
 			return sync_err_set(err, SYNC_ENOMEM, SYNC_ERR_CONFIG,
 			    "out of memory");

@@ -1338,6 +1338,23 @@ free_strv(char **v, size_t n)
 	free(v);
 }
 
+enum sync_rc
+sync_config_check_sources(const struct sync_config *cfg,
+    const struct sync_opts *o, struct sync_err *err)
+{
+	size_t i, k;
+
+	for (i = 0; i < o->nsources; i++) {
+		for (k = 0; k < cfg->nsources; k++)
+			if (strcmp(cfg->sources[k].name, o->sources[i]) == 0)
+				break;
+		if (k == cfg->nsources)
+			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
+			    "no source named '%s' in %s", o->sources[i], cfg->path);
+	}
+	return SYNC_OK;
+}
+
 void
 sync_config_free(struct sync_config *c)
 {

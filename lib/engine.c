@@ -1268,14 +1268,8 @@ select_sources(const struct sync_config *cfg, const struct sync_opts *o,
 	size_t i, k, m;
 
 	*n = 0;
-	for (k = 0; k < o->nsources; k++) {
-		for (i = 0; i < cfg->nsources; i++)
-			if (strcmp(cfg->sources[i].name, o->sources[k]) == 0)
-				break;
-		if (i == cfg->nsources)
-			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
-			    "no source named '%s' in %s", o->sources[k], cfg->path);
-	}
+	if (sync_config_check_sources(cfg, o, err) != SYNC_OK)
+		return err->rc;
 	for (i = 0; i < cfg->nsources; i++) {
 		const struct sync_source_cfg *s = &cfg->sources[i];
 		int pick = o->nsources == 0 ? s->enabled : 0;

@@ -101,6 +101,13 @@ void		sync_batch_calling_code(long);
 enum sync_rc	sync_identity_resolve(const struct sync_config *, struct sync_db *,
 		    struct sync_err *);
 
+/*
+ * Every -s/--source of o names a source of cfg, or SYNC_EUSAGE naming the
+ * one that does not (config.c).
+ */
+enum sync_rc	sync_config_check_sources(const struct sync_config *,
+		    const struct sync_opts *, struct sync_err *);
+
 /* ---- media.c: media-sync (SPEC §9) ------------------------------------ */
 
 struct sync_db;

@@ -342,21 +342,16 @@ sync_search_run(const struct sync_config *cfg, const struct sync_opts *o,
 	const char *v[6];
 	char *lang = NULL, *sql = NULL, since[40], until[40], lim[24];
 	enum sync_rc rc = SYNC_OK;
-	size_t i, k;
+	size_t i;
 	int n, words;
 
 	*out = NULL;
 	*hits = 0;
-	for (i = 0; i < o->nsources; i++) {
-		for (k = 0; k < cfg->nsources; k++)
-			if (strcmp(cfg->sources[k].name, o->sources[i]) == 0)
-				break;
-		if (k == cfg->nsources)
-			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
-			    "no source named '%s' in %s", o->sources[i], cfg->path);
+	if (sync_config_check_sources(cfg, o, err) != SYNC_OK)
+		return err->rc;
+	for (i = 0; i < o->nsources; i++)
 		if (sync_db_array_add(&srcs, o->sources[i]) == -1)
 			goto nomem;
-	}
 	if (o->nsources > 0 && sync_db_array_end(&srcs) == -1)
 		goto nomem;
 	if (sync_buf_adds(&b, "") == -1)

@@ -984,16 +984,8 @@ sync_status_report(const struct sync_config *cfg, const struct sync_opts *o,
 
 	*out = NULL;
 	*exit_code = 0;
-	for (i = 0; i < o->nsources; i++) {
-		size_t k;
-
-		for (k = 0; k < cfg->nsources; k++)
-			if (strcmp(cfg->sources[k].name, o->sources[i]) == 0)
-				break;
-		if (k == cfg->nsources)
-			return sync_err_set(err, SYNC_EUSAGE, SYNC_ERR_CONFIG,
-			    "no source named '%s' in %s", o->sources[i], cfg->path);
-	}
+	if (sync_config_check_sources(cfg, o, err) != SYNC_OK)
+		return err->rc;
 	/* Reads only: no migration, no row (a monitoring role may only read). */
 	if ((db = sync_db_open_readonly(cfg, err)) == NULL)
 		return err->rc;
