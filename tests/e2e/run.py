@@ -413,10 +413,6 @@ class Ctx:
 
     # What undoes each migration that tests take back (newest first).
     UNDO_MIGRATION = {
-        # 9: its comments, view and insert trigger stay (applied again, they
-        # change nothing).
-        9: "DROP TRIGGER message_status_del ON message;"
-           " DROP FUNCTION msgsync_status_deleted();",
         8: "DROP FUNCTION msgsync_changes(text, integer, text[], text[]),"
            " msgsync_change_position(text), msgsync_change_tables(text[]),"
            " msgsync_change_limit(integer);",
@@ -430,8 +426,10 @@ class Ctx:
            " DROP TRIGGER message_touch ON message;"
            " DROP TRIGGER message_status_ins ON message;"
            " DROP TRIGGER message_status_upd ON message;"
+           " DROP TRIGGER message_status_del ON message;"
            " DROP FUNCTION msgsync_touch(), msgsync_status_inserted(),"
-           " msgsync_status_updated(), msgsync_override_queue();"
+           " msgsync_status_updated(), msgsync_status_deleted(),"
+           " msgsync_override_queue();"
            " ALTER TABLE contact DROP COLUMN txid;"
            " ALTER TABLE conversation DROP COLUMN txid;"
            " ALTER TABLE message DROP COLUMN txid, DROP COLUMN body_tsv;",

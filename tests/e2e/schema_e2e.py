@@ -87,32 +87,6 @@ def schema_comments(ctx):
 
 
 
-@test
-def schema_migration_9(ctx):
-    """Migration 9 on a store of version 7 as first written: the history
-    loses its foreign key and gains its delete trigger; every column has
-    its comment."""
-    ctx.setup(conversations=2, messages=20, contacts=2)
-    ctx.config()
-    e2e.ok_pass(ctx.run("incr-sync", "-j"), "incr-sync")
-    ctx.schema_before(9)
-    ctx.sql("ALTER TABLE message_status_history ADD FOREIGN KEY (message_id)"
-            " REFERENCES message(id) ON DELETE CASCADE")
-
-    def shape():
-        return ctx.sql_json(
-            "SELECT (SELECT count(*) FROM pg_constraint WHERE conrelid ="
-            " 'message_status_history'::regclass AND contype = 'f') AS fks,"
-            " (SELECT count(*) FROM pg_trigger WHERE tgname = 'message_status_del') AS del,"
-            " pg_get_viewdef('conversation_overview') LIKE '%UNION ALL%' AS view")[0]
-    eq(shape(), {"fks": 1, "del": 0, "view": True}, "version 7 (undone 9; the view stays)")
-    n = ctx.count("message_status_history")
-    ctx.fake.edit("messages", indexes=[5], kind="status", status="delivered")
-    e2e.ok_pass(ctx.run("incr-sync", "-j"), "incr-sync")
-    eq(shape(), {"fks": 0, "del": 1, "view": True}, "after migration 9")
-    eq(ctx.count("message_status_history"), n + 1, "history rows")
-    eq(uncommented(ctx), [], "uncommented after migration 9")
-
 # -- message_status_history ---------------------------------------------------
 
 def history(ctx, source, ext):
