@@ -196,14 +196,21 @@ sync_batch_calling_code(long cc)
 int
 sync_batch_add_contact(struct sync_batch *b, const struct sync_contact *c)
 {
-	char e164[20], *trim = NULL;
-	const char *phone = NULL;
+	char e164[20], plus[40], *trim = NULL;
+	const char *phone = NULL, *in = c->phone;
 	size_t len;
 	int r;
 
+	/* International digits without their '+' (TDLib, WhatsApp). */
+	if (in != NULL && c->phone_international) {
+		in += strspn(in, " \t");
+		if (*in >= '1' && *in <= '9' && strlen(in) < sizeof(plus) - 1) {
+			snprintf(plus, sizeof(plus), "+%s", in);
+			in = plus;
+		}
+	}
 	if (c->phone != NULL) {
-		if (sync_phone_e164(c->phone, calling_code, e164,
-		    sizeof(e164)) == 0)
+		if (sync_phone_e164(in, calling_code, e164, sizeof(e164)) == 0)
 			phone = e164;
 		else {
 			phone = c->phone + strspn(c->phone, " \t\r\n");

@@ -347,7 +347,12 @@ enum sync_entity {
 struct sync_contact {
 	const char	*external_id;
 	const char	*display_name;
+	/*
+	 * As the provider gives it (a WhatsApp id too): the engine stores it
+	 * in E.164 when it reads as a number (lib/phone.c), else as given.
+	 */
 	const char	*phone;
+	int		 phone_international;	/* its digits are, even without '+' */
 	const char	*username;
 	const struct cJSON *raw;
 };

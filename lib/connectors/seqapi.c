@@ -292,7 +292,6 @@ add_row(struct sync_page *page, int idx, const cJSON *row, const char *pos,
 	} else {
 		struct sync_contact k;
 		const char *name;
-		char plus[40];
 
 		memset(&k, 0, sizeof(k));
 		k.external_id = sync_json_str(row, "id", idn, sizeof(idn), &bad);
@@ -302,12 +301,7 @@ add_row(struct sync_page *page, int idx, const cJSON *row, const char *pos,
 		k.display_name = name;
 		k.phone = sync_json_str(row, "phone", cid, sizeof(cid), &bad);
 		/* WhatsApp numbers: international, often without their '+'. */
-		if (k.phone != NULL && k.phone[0] >= '1' && k.phone[0] <= '9' &&
-		    strspn(k.phone, "0123456789") == strlen(k.phone) &&
-		    strlen(k.phone) < sizeof(plus) - 1) {
-			snprintf(plus, sizeof(plus), "+%s", k.phone);
-			k.phone = plus;
-		}
+		k.phone_international = 1;
 		k.raw = row;
 		if (!usable_id(k.external_id))
 			goto noid;

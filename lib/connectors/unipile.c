@@ -322,30 +322,22 @@ format_ms(int64_t ms, char *out, size_t n)
 }
 
 /*
- * A phone number in an attendee's provider id: a WhatsApp JID
- * ("48600100200@s.whatsapp.net", also with a ":device" part) or a number
- * written with its "+".  Other providers' numeric ids are not phones.
+ * The phone number in an attendee's provider id: a WhatsApp id
+ * ("48600100200@s.whatsapp.net", whose digits the engine reads) or a
+ * number written with its "+".  Other providers' numeric ids are not
+ * phones.
  */
 static const char *
-phone_of(const char *pid, char *out, size_t n)
+phone_of(const char *pid)
 {
 	const char *at;
-	size_t len;
 
-	if (pid == NULL)
-		return NULL;
-	if (pid[0] == '+')
+	if (pid == NULL || pid[0] == '+')
 		return pid;
-	if ((at = strchr(pid, '@')) == NULL ||
-	    (strcmp(at, "@s.whatsapp.net") != 0 && strcmp(at, "@c.us") != 0))
-		return NULL;
-	len = strspn(pid, "0123456789");
-	if (len == 0 || (pid[len] != '@' && pid[len] != ':') || len + 2 > n)
-		return NULL;
-	out[0] = '+';
-	memcpy(out + 1, pid, len);
-	out[len + 1] = '\0';
-	return out;
+	at = strchr(pid, '@');
+	return at != NULL && pid[0] >= '0' && pid[0] <= '9' &&
+	    (strcmp(at, "@s.whatsapp.net") == 0 ||
+	    strcmp(at, "@c.us") == 0) ? pid : NULL;
 }
 
 /* Where a listed item stands in a walk. */
@@ -412,7 +404,7 @@ add_attendee(struct sync_page *page, const cJSON *a)
 	struct sync_batch *b = &page->side[0];
 	struct sync_contact k;
 	const cJSON *spec;
-	char num[40], phone[24];
+	char num[40];
 	const char *pid;
 	long bad = 0;
 
@@ -431,7 +423,7 @@ add_attendee(struct sync_page *page, const cJSON *a)
 	    "public_identifier", NULL, 0, &bad) : NULL;
 	if (k.username == NULL)
 		k.username = pid;
-	k.phone = phone_of(pid, phone, sizeof(phone));
+	k.phone = phone_of(pid);
 	k.raw = a;
 	b->sanitized += bad;
 	return sync_batch_add_contact(b, &k);

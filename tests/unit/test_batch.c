@@ -150,9 +150,53 @@ test_reject(void)
 	free(big);
 }
 
+/*
+ * The engine writes a contact's phone in E.164 when it reads as one, with
+ * the calling code; international digits without their '+' when the
+ * connector says they are (TDLib, WhatsApp); else the phone as given.
+ */
+static void
+test_phones(void)
+{
+	static const struct {
+		const char	*in;
+		int		 intl;
+		long		 cc;
+		const char	*want;
+	} c[] = {
+		{ "15550009876", 1, 0, "\t+15550009876\t" },
+		{ " 49 151 1234567", 1, 48, "\t+491511234567\t" },
+		{ "+48 600-100-200", 0, 0, "\t+48600100200\t" },
+		{ "48600100200@s.whatsapp.net", 0, 0, "\t+48600100200\t" },
+		{ "600100200", 0, 48, "\t+48600100200\t" },
+		{ " 600100200 ", 0, 0, "\t600100200\t" },
+		{ "1234567", 1, 0, "\t1234567\t" },
+	};
+	struct sync_batch b;
+	struct sync_contact k;
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		sync_batch_init(&b, SYNC_ENT_CONTACT);
+		memset(&k, 0, sizeof(k));
+		k.external_id = "k1";
+		k.phone = c[i].in;
+		k.phone_international = c[i].intl;
+		sync_batch_calling_code(c[i].cc);
+		CHECK(sync_batch_add_contact(&b, &k) == 0);
+		CHECK(b.copy.data != NULL && strstr(b.copy.data, c[i].want) != NULL);
+		if (b.copy.data == NULL || strstr(b.copy.data, c[i].want) == NULL)
+			fprintf(stderr, "  phone '%s': %s\n", c[i].in,
+			    b.copy.data != NULL ? b.copy.data : "(none)");
+		sync_batch_release(&b);
+	}
+	sync_batch_calling_code(0);
+}
+
 int
 main(void)
 {
+	test_phones();
 	test_escaping();
 	test_rows();
 	test_reject();

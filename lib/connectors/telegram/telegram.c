@@ -1098,7 +1098,7 @@ add_user(struct sync_batch *b, const cJSON *u)
 {
 	const cJSON *un = cJSON_GetObjectItemCaseSensitive(u, "usernames");
 	const char *first, *last, *phone, *uname;
-	char id[32], name[512], plus[40];
+	char id[32], name[512];
 	struct sync_contact c;
 	long long uid;
 
@@ -1110,10 +1110,6 @@ add_user(struct sync_batch *b, const cJSON *u)
 	snprintf(name, sizeof(name), "%s%s%s", first ? first : "",
 	    first && *first && last && *last ? " " : "", last ? last : "");
 	phone = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(u, "phone_number"));
-	/* TDLib's numbers are international, without their '+'. */
-	plus[0] = '\0';
-	if (phone != NULL && *phone != '\0')
-		snprintf(plus, sizeof(plus), "%s%s", *phone == '+' ? "" : "+", phone);
 	uname = cJSON_GetStringValue(cJSON_GetArrayItem(
 	    cJSON_GetObjectItemCaseSensitive(un, "active_usernames"), 0));
 	if (uname == NULL)
@@ -1122,7 +1118,9 @@ add_user(struct sync_batch *b, const cJSON *u)
 	memset(&c, 0, sizeof(c));
 	c.external_id = id;
 	c.display_name = name[0] ? name : NULL;
-	c.phone = plus[0] ? plus : NULL;
+	/* TDLib's numbers are international, without their '+'. */
+	c.phone = phone != NULL && *phone != '\0' ? phone : NULL;
+	c.phone_international = 1;
 	c.username = uname != NULL && *uname ? uname : NULL;
 	c.raw = u;
 	return sync_batch_add_contact(b, &c) == -1 ? -1 : 0;
