@@ -255,27 +255,35 @@ add_marked(struct sync_buf *b, const char *s, const char *on, const char *off)
 	return rc;
 }
 
+/*
+ * Upstream data (a conversation's id, a sender's name) for a terminal: no
+ * control character reaches it.  NULL is "-".
+ */
+static int
+add_clean(struct sync_buf *b, const char *s)
+{
+	for (s = s != NULL ? s : "-"; *s != '\0'; s++)
+		if (sync_buf_add(b, (unsigned char)*s < 0x20 || *s == 0x7f ? " " :
+		    s, 1) == -1)
+			return -1;
+	return 0;
+}
+
 /* One hit as a block of text: a header line, the snippet indented. */
 static int
 add_text(struct sync_buf *b, const struct sync_rows *r, int i, int tty)
 {
-	const char *sender = sync_rows_get(r, i, COL_SENDER);
-	const char *conv = sync_rows_get(r, i, COL_CONV);
 	const char *sent = sync_rows_get(r, i, COL_SENT);
 	const char *dir = sync_rows_get(r, i, COL_DIR);
-	const char *p;
 	size_t n0 = b->len, k;
 
-	if (sync_buf_addf(b, "%s%s  %s  %s  %s  ", i > 0 ? "\n" : "",
-	    sync_rows_get(r, i, COL_SOURCE), conv != NULL ? conv : "-",
-	    sent != NULL ? sent : "-", dir != NULL ? dir : "-") == -1)
+	if (sync_buf_addf(b, "%s%s  ", i > 0 ? "\n" : "",
+	    sync_rows_get(r, i, COL_SOURCE)) == -1 ||
+	    add_clean(b, sync_rows_get(r, i, COL_CONV)) == -1 ||
+	    sync_buf_addf(b, "  %s  %s  ", sent != NULL ? sent : "-",
+	    dir != NULL ? dir : "-") == -1 ||
+	    add_clean(b, sync_rows_get(r, i, COL_SENDER)) == -1)
 		return -1;
-	/* A sender's name is upstream data: no control character reaches a
-	   terminal. */
-	for (p = sender != NULL ? sender : "-"; *p != '\0'; p++)
-		if (sync_buf_add(b, (unsigned char)*p < 0x20 || *p == 0x7f ? " " :
-		    p, 1) == -1)
-			return -1;
 	if (sync_buf_adds(b, "\n    ") == -1 ||
 	    add_marked(b, sync_rows_get(r, i, COL_SNIPPET), tty ? "\033[1m" : "[",
 	    tty ? "\033[0m" : "]") == -1 || sync_buf_adds(b, "\n") == -1)

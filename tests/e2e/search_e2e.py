@@ -188,6 +188,15 @@ def search_output(ctx):
     r = search(ctx, "wombat")
     eq(r.out, "wa  -  -  -  -\n    [wombat]  [2J bell\n", "text of a bare message:"
        " its control characters are spaces")
+    # A conversation's id is upstream data too: no escape reaches a terminal.
+    ctx.sql("INSERT INTO conversation (source_id, external_id) SELECT id, E'c\\u001b[31m9'"
+            " FROM source WHERE name = 'wa';"
+            " INSERT INTO message (source_id, external_id, conversation_id, body)"
+            " SELECT c.source_id, 's9', c.id, 'numbat' FROM conversation c"
+            " WHERE c.external_id = E'c\\u001b[31m9'")
+    r = search(ctx, "numbat")
+    eq(r.out, "wa  c [31m9  -  -  -\n    [numbat]\n", "text of a message in a"
+       " conversation whose id has an escape")
     h = hits(ctx, "wombat")[0]
     eq([h[k] for k in ("conversation", "sent_at", "direction", "sender")],
        [None] * 4, "nulls of a bare message")
